@@ -1,0 +1,1 @@
+BUG:|WARNING:|Oops|KASAN|UBSAN:|kernel BUG|general protection fault|Call Trace|Kernel panic|possible circular locking|possible recursive locking|inconsistent lock state|turning off the locking correctness validator|suspected memory leak
