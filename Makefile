@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# oxdax developer entry points (README.md has the two that matter):
+#
+#   make demo        set up the host, build everything, boot a guest, show oxdax
+#   make check       the whole test suite; ends with "N passed, N failed"
+#
+#   make setup       install host packages and bindgen (idempotent)
+#   make kernel      build the guest kernel (cached under ~/.cache/oxdax)
+#   make module      build oxdax.ko            make clippy   the same with CLIPPY=1
+#   make tests       build the guest test programs
+#   make initramfs   pack the guest initramfs (module, tools, tests)
+#   make host-test   cargo test of the pure logic
+#   make fmt         format the Rust sources   make fmt-check  check only
+#   make vm          interactive guest shell (scripts/vm has more options)
+#   make clean
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+BUILD := $(ROOT)/build
+LIB := . $(ROOT)/scripts/lib.sh
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/oxdax/cargo-target
+
+KDIR = $(shell $(LIB); oxdax_kernel_build_dir)
+KSRC = $(shell $(LIB); oxdax_kernel_src)
+KMAKE_ARGS = $(shell $(LIB); oxdax_kmake_args)
+KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
+
+# Crate roots: rustfmt follows their `mod` declarations.
+RUST_ROOTS := rust/oxdax_main.rs rust/host.rs
+
+.PHONY: all demo check setup kernel module clippy tests initramfs host-test \
+	fmt fmt-check vm clean
+
+all: initramfs
+
+setup:
+	@scripts/setup
+
+kernel: setup
+	@scripts/build-kernel >/dev/null
+
+# Kbuild rebuilds only what changed; the log is kept so the test suite can
+# insist on zero warnings.
+module: kernel
+	@mkdir -p $(BUILD)
+	@set -o pipefail; $(KMAKE) modules 2>&1 | tee $(BUILD)/module-build.log
+
+clippy: kernel
+	@mkdir -p $(BUILD)
+	@touch rust/oxdax_main.rs
+	@set -o pipefail; $(KMAKE) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
+
+# Guest test programs: C (kselftest harness, static) and shell.
+TEST_CFLAGS := -O2 -g -Wall -Wextra -Wno-clobbered -Werror -static -D_GNU_SOURCE \
+	-I$(ROOT)/tests/lib
+GUEST_C_TESTS := $(patsubst tests/guest/%.c,$(BUILD)/tests/guest/%,$(wildcard tests/guest/*.c))
+GUEST_SH_TESTS := $(patsubst tests/guest/%,$(BUILD)/tests/guest/%,$(wildcard tests/guest/*.sh))
+GUEST_FILES := $(BUILD)/tests/run $(BUILD)/tests/kernel-report.re $(BUILD)/tests/VERSION
+
+tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES)
+
+$(BUILD)/tests/guest/%: tests/guest/%.c tests/lib/*.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -isystem $(KSRC)/tools/testing/selftests -o $@ $<
+
+$(BUILD)/tests/guest/%.sh: tests/guest/%.sh
+	@mkdir -p $(@D)
+	install -m 755 $< $@
+
+$(BUILD)/tests/run: tests/run
+	@mkdir -p $(@D)
+	install -m 755 $< $@
+
+$(BUILD)/tests/kernel-report.re: scripts/guest/kernel-report.re
+	@mkdir -p $(@D)
+	install -m 644 $< $@
+
+$(BUILD)/tests/VERSION: VERSION
+	@mkdir -p $(@D)
+	install -m 644 $< $@
+
+initramfs: module tests
+	@scripts/mkinitramfs $(BUILD)/initramfs.cpio.gz $(KDIR)
+
+host-test:
+	cargo test
+
+fmt:
+	/usr/bin/rustfmt --config-path $(ROOT)/.rustfmt.toml $(RUST_ROOTS)
+
+fmt-check:
+	/usr/bin/rustfmt --check --color never --config-path $(ROOT)/.rustfmt.toml $(RUST_ROOTS)
+
+vm: initramfs
+	scripts/vm
+
+demo: initramfs
+	scripts/demo
+
+check:
+	scripts/test
+
+clean:
+	-$(KMAKE) clean
+	rm -rf $(BUILD) rust/ffi/bindings_generated.rs
