@@ -12,6 +12,8 @@ use kernel::prelude::*;
 mod ffi;
 pub mod logic;
 mod params;
+mod pmem;
+mod sys;
 
 module! {
     type: Oxdax,
@@ -21,16 +23,21 @@ module! {
     license: "GPL",
 }
 
-struct Oxdax;
+struct Oxdax {
+    _pmem: Pin<KBox<sys::nd::Registration<pmem::PmemDriver>>>,
+}
 
 impl kernel::Module for Oxdax {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        // Registering binds the namespaces already there (their devices are
+        // logged before the version line).
+        let pmem = KBox::pin_init(sys::nd::Registration::new(), GFP_KERNEL)?;
         pr_info!(
             "version {} loaded (fault engine: {})\n",
             logic::VERSION,
             params::fault_engine().name()
         );
-        Ok(Oxdax)
+        Ok(Oxdax { _pmem: pmem })
     }
 }
 

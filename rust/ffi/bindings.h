@@ -16,4 +16,26 @@
 #include <linux/pfn_t.h>
 #include <linux/xarray.h>
 
+/*
+ * libnvdimm exports functions (nvdimm_namespace_common_probe(),
+ * nvdimm_clear_poison(), ...) whose prototypes live in its private header:
+ * take them from the matching kernel source rather than retype them.
+ */
+#include <../drivers/nvdimm/nd.h>
+
 #include "helpers.h"
+
+/*
+ * Constants bindgen cannot evaluate (casts in macros). Generated as
+ * OXDAX_CONST_X and renamed to X by scripts/module-bindgen, as the kernel
+ * does with RUST_CONST_HELPER_.
+ */
+const blk_features_t OXDAX_CONST_BLK_FEAT_WRITE_CACHE = BLK_FEAT_WRITE_CACHE;
+const blk_features_t OXDAX_CONST_BLK_FEAT_FUA = BLK_FEAT_FUA;
+const blk_features_t OXDAX_CONST_BLK_FEAT_DAX = BLK_FEAT_DAX;
+const blk_features_t OXDAX_CONST_BLK_FEAT_SYNCHRONOUS = BLK_FEAT_SYNCHRONOUS;
+const blk_status_t OXDAX_CONST_BLK_STS_OK = BLK_STS_OK;
+const blk_status_t OXDAX_CONST_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
+const blk_status_t OXDAX_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
+const blk_opf_t OXDAX_CONST_REQ_PREFLUSH = REQ_PREFLUSH;
+const blk_opf_t OXDAX_CONST_REQ_FUA = REQ_FUA;

@@ -3,8 +3,17 @@
  * C helpers for oxdax: only what Rust cannot express (static inline
  * functions, macros). Keep each one tiny; logic belongs in Rust.
  */
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/device.h>
+#include <linux/ioport.h>
+#include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/set_memory.h>
 #include <linux/moduleparam.h>
+#include <linux/nd.h>
+#include <linux/pfn_t.h>
+#include <linux/string.h>
 #include <linux/sysfs.h>
 
 #include "helpers.h"
@@ -29,3 +38,107 @@ static const struct kernel_param_ops fault_engine_ops = {
 module_param_cb(fault_engine, &fault_engine_ops, NULL, 0444);
 MODULE_PARM_DESC(fault_engine,
 		 "Default page-fault engine for oxdax mounts: oxdax (the module's own, default) or iomap (the kernel's dax_iomap_fault)");
+
+/* nd_driver_register() is a macro supplying THIS_MODULE and the name. */
+int oxdax_nd_driver_register(struct nd_device_driver *drv)
+{
+	return nd_driver_register(drv);
+}
+
+void oxdax_nd_driver_unregister(struct nd_device_driver *drv)
+{
+	driver_unregister(&drv->drv);
+}
+
+struct nd_namespace_io *oxdax_to_nd_namespace_io(struct nd_namespace_common *ndns)
+{
+	return to_nd_namespace_io(&ndns->dev);
+}
+
+void *oxdax_dev_get_drvdata(const struct device *dev)
+{
+	return dev_get_drvdata(dev);
+}
+
+void oxdax_dev_set_drvdata(struct device *dev, void *data)
+{
+	dev_set_drvdata(dev, data);
+}
+
+const char *oxdax_dev_name(const struct device *dev)
+{
+	return dev_name(dev);
+}
+
+struct resource *oxdax_request_mem_region(resource_size_t start, resource_size_t n,
+					  const char *name)
+{
+	return request_mem_region(start, n, name);
+}
+
+void oxdax_release_mem_region(resource_size_t start, resource_size_t n)
+{
+	release_mem_region(start, n);
+}
+
+/* blk_alloc_disk() is a macro that gives each caller its own lockdep key. */
+struct gendisk *oxdax_blk_alloc_disk(struct queue_limits *lim, int node)
+{
+	return blk_alloc_disk(lim, node);
+}
+
+/* One step of bio_for_each_segment(); *sector is where the segment starts. */
+bool oxdax_bio_next_segment(struct bio *bio, struct bvec_iter *iter,
+			    struct bio_vec *bv, sector_t *sector)
+{
+	if (!iter->bi_size)
+		return false;
+	*bv = bio_iter_iovec(bio, *iter);
+	*sector = iter->bi_sector;
+	bio_advance_iter_single(bio, iter, bv->bv_len);
+	return true;
+}
+
+unsigned int oxdax_bio_op(const struct bio *bio)
+{
+	return bio_op(bio);
+}
+
+/* I/O accounting as pmem does it: only when the queue asks for it. */
+unsigned long oxdax_bio_start_io_acct(struct bio *bio)
+{
+	if (!blk_queue_io_stat(bio->bi_bdev->bd_disk->queue))
+		return 0;
+	return bio_start_io_acct(bio);
+}
+
+void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start)
+{
+	if (start)
+		bio_end_io_acct(bio, start);
+}
+
+void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n)
+{
+	memcpy_flushcache(dst, src, n);
+}
+
+u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags)
+{
+	return phys_to_pfn_t(addr, flags).val;
+}
+
+/*
+ * After poison is cleared: drop the pages' HWPoison flag and restore their
+ * direct mapping (as pmem_mkpage_present() does; the pages are ZONE_DEVICE,
+ * in the linear map).
+ */
+void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages)
+{
+	unsigned long end = pfn + nr_pages;
+
+	for (; pfn < end; pfn++) {
+		if (TestClearPageHWPoison(pfn_to_page(pfn)))
+			clear_mce_nospec(pfn);
+	}
+}

@@ -14,4 +14,39 @@
 int oxdax_param_fault_engine_set(const char *val);
 const char *oxdax_param_fault_engine_name(void);
 
+struct bio;
+struct bio_vec;
+struct bvec_iter;
+struct device;
+struct gendisk;
+struct nd_device_driver;
+struct nd_namespace_common;
+struct nd_namespace_io;
+struct queue_limits;
+struct resource;
+
+/* libnvdimm */
+int oxdax_nd_driver_register(struct nd_device_driver *drv);
+void oxdax_nd_driver_unregister(struct nd_device_driver *drv);
+struct nd_namespace_io *oxdax_to_nd_namespace_io(struct nd_namespace_common *ndns);
+void *oxdax_dev_get_drvdata(const struct device *dev);
+void oxdax_dev_set_drvdata(struct device *dev, void *data);
+const char *oxdax_dev_name(const struct device *dev);
+struct resource *oxdax_request_mem_region(resource_size_t start, resource_size_t n,
+					  const char *name);
+void oxdax_release_mem_region(resource_size_t start, resource_size_t n);
+
+/* block */
+struct gendisk *oxdax_blk_alloc_disk(struct queue_limits *lim, int node);
+bool oxdax_bio_next_segment(struct bio *bio, struct bvec_iter *iter,
+			    struct bio_vec *bv, sector_t *sector);
+unsigned int oxdax_bio_op(const struct bio *bio);
+unsigned long oxdax_bio_start_io_acct(struct bio *bio);
+void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start);
+
+/* memory */
+void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n);
+u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags);
+void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages);
+
 #endif /* OXDAX_HELPERS_H */

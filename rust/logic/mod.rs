@@ -6,6 +6,7 @@
 //! userspace tools use. Nothing here may use `std` or `kernel`.
 
 pub mod params;
+pub mod pmem;
 
 /// oxdax's version: the `VERSION` file at the top of the tree, which also
 /// feeds `MODULE_VERSION` and the host crate.

@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The pmem driver: every NVDIMM namespace becomes a bio-based block device
+//! (`/dev/oxpmemN`) and a DAX device whose memory has `struct page`s, and
+//! memory failures in it reach the DAX device's holder.
+//!
+//! See Documentation/oxdax/pmem.rst.
+
+use core::{pin::Pin, ptr::NonNull};
+
+use kernel::{c_str, prelude::*, str::CStr};
+
+use crate::{
+    ffi,
+    logic::pmem::{self as geometry, Geometry, PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT},
+    sys::{
+        badblocks::BadBlocks,
+        block::{Bio, BioHandler, BioOp, BioStatus, Disk, DiskOps, Limits, Segment},
+        dax::{Access, AccessMode, DaxDevice, DaxFlags, DaxOperations},
+        errno,
+        memory::{self, IomemClaim, PmemMemory},
+        nd::{FlushSupport, Namespace, NdDriver, NvdimmEvent, Region},
+        pagemap::{MemoryFailure, PageMap},
+    },
+};
+
+/// The libnvdimm driver binding NVDIMM namespaces.
+pub(crate) struct PmemDriver;
+
+impl NdDriver for PmemDriver {
+    type Data = PmemDevice;
+    const NAME: &'static CStr = c_str!("oxdax_pmem");
+    // ND_DRIVER_NAMESPACE_*: one bit per ND_DEVICE_NAMESPACE_* type.
+    const TYPES: u64 = (1 << ffi::ND_DEVICE_NAMESPACE_IO) | (1 << ffi::ND_DEVICE_NAMESPACE_PMEM);
+
+    fn probe(namespace: &Namespace) -> Result<Pin<KBox<PmemDevice>>> {
+        PmemDevice::probe(namespace)
+    }
+
+    fn unbind(device: &PmemDevice, _namespace: &Namespace) {
+        device.stop();
+    }
+
+    fn notify(device: &PmemDevice, _namespace: &Namespace, event: NvdimmEvent) {
+        match event {
+            NvdimmEvent::RevalidatePoison => device.populate_badblocks(),
+            NvdimmEvent::RevalidateRegion => device.check_read_only(),
+        }
+    }
+
+    fn shutdown(device: &PmemDevice, _namespace: &Namespace) {
+        device.flush();
+    }
+}
+
+/// One bound namespace.
+///
+/// Built in three steps so that nothing the kernel can call into is
+/// published before everything it needs exists: the pinned allocation, then
+/// the DAX device and disk (which point back at it, so they need its final
+/// address), then publication (pages mapped, DAX host added, disk added).
+/// Teardown (`stop`, then drop) runs in the opposite order.
+#[pin_data(PinnedDrop)]
+pub(crate) struct PmemDevice {
+    geometry: Geometry,
+    region: Region,
+    name: [u8; 32],
+    #[pin]
+    ops: DiskOps,
+    // Dropped before the page map, bad-block list and claim below, which
+    // they use.
+    dax: Option<DaxDevice>,
+    disk: Option<Disk>,
+    #[pin]
+    pagemap: PageMap<PmemDevice>,
+    #[pin]
+    badblocks: BadBlocks,
+    _claim: IomemClaim,
+}
+
+impl PmemDevice {
+    fn probe(namespace: &Namespace) -> Result<Pin<KBox<Self>>> {
+        let info = namespace.info()?;
+        let Some(geometry) = Geometry::new(info.phys, info.size) else {
+            pr_err!(
+                "{}: too small: needs an aligned 2 MiB block\n",
+                namespace.name()
+            );
+            return Err(ENOSPC);
+        };
+        let mut name = [0u8; 32];
+        geometry::disk_name(&info.kernel_disk_name, &mut name).ok_or(EINVAL)?;
+        let claim = IomemClaim::request(info.phys, info.size, info.device_name())?;
+        let region = namespace.region();
+
+        let mut device = KBox::pin_init(
+            try_pin_init!(Self {
+                geometry,
+                region,
+                name,
+                ops <- DiskOps::new::<Self>(&crate::THIS_MODULE),
+                dax: None,
+                disk: None,
+                pagemap <- PageMap::new(geometry.data_phys(), geometry.data_size()),
+                badblocks <- BadBlocks::new(),
+                _claim: claim,
+            }? Error),
+            GFP_KERNEL,
+        )?;
+
+        // SAFETY: Only the unpinned `dax` and `disk` fields are assigned;
+        // nothing is published yet, so no other reference exists.
+        let this = unsafe { device.as_mut().get_unchecked_mut() };
+        this.dax = Some(DaxDevice::alloc(
+            &*this,
+            &DaxFlags {
+                synchronous: region.is_synchronous(),
+                write_cache: region.has_cache(),
+            },
+        )?);
+        this.disk = Some(this.alloc_disk(namespace)?);
+
+        device.as_ref().get_ref().publish(namespace)?;
+        pr_info!(
+            "{}: {} MiB at {:#x}, memmap {} KiB in RAM{}\n",
+            device.name(),
+            geometry.data_size() >> 20,
+            geometry.data_phys(),
+            geometry.memmap_bytes() >> 10,
+            if region.is_synchronous() {
+                ", synchronous"
+            } else {
+                ""
+            }
+        );
+        Ok(device)
+    }
+
+    fn alloc_disk(&self, namespace: &Namespace) -> Result<Disk> {
+        let mut features =
+            ffi::BLK_FEAT_WRITE_CACHE | ffi::BLK_FEAT_SYNCHRONOUS | ffi::BLK_FEAT_DAX;
+        match self.region.flush_support() {
+            FlushSupport::Hints => features |= ffi::BLK_FEAT_FUA,
+            FlushSupport::NotNeeded => {}
+            FlushSupport::Unknown => pr_warn!(
+                "{}: unable to guarantee persistence of writes\n",
+                namespace.name()
+            ),
+        }
+        let disk = Disk::alloc(
+            &Limits {
+                logical_block_size: 1 << SECTOR_SHIFT,
+                physical_block_size: PAGE_SIZE as u32,
+                features,
+            },
+            &self.ops,
+            self,
+            &self.name,
+            self.geometry.capacity_sectors(),
+        )?;
+        // SAFETY: The list lives in this allocation, dropped after the disk;
+        // the disk is not added yet.
+        unsafe { disk.set_badblocks(self.badblocks.as_ptr()) };
+        Ok(disk)
+    }
+
+    fn publish(&self, namespace: &Namespace) -> Result {
+        self.pagemap.map(self)?;
+        self.populate_badblocks();
+        let (Some(dax), Some(disk)) = (&self.dax, &self.disk) else {
+            return Err(EINVAL);
+        };
+        dax.add_host(disk.as_ptr())?;
+        disk.add(namespace.as_device())?;
+        self.check_read_only();
+        Ok(())
+    }
+
+    /// Stops serving the namespace: the DAX device dies first (its holder
+    /// is told the device is going away and unmaps it), then the disk goes.
+    fn stop(&self) {
+        if let Some(dax) = &self.dax {
+            dax.kill();
+        }
+        if let Some(disk) = &self.disk {
+            disk.remove();
+        }
+        self.flush();
+    }
+
+    fn name(&self) -> &str {
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
+        self.name
+            .get(..len)
+            .and_then(|n| core::str::from_utf8(n).ok())
+            .unwrap_or("oxpmem?")
+    }
+
+    fn memory(&self) -> Result<PmemMemory> {
+        let base: NonNull<u8> = self.pagemap.mapped().ok_or(ENXIO)?;
+        // SAFETY: The data area stays mapped until the page map is dropped,
+        // after the disk and DAX device that call in here are gone.
+        Ok(unsafe { PmemMemory::new(base, self.geometry.data_size()) })
+    }
+
+    fn populate_badblocks(&self) {
+        let start = self.geometry.data_phys();
+        self.badblocks.populate(
+            self.region.as_ptr(),
+            start,
+            start + self.geometry.data_size() - 1,
+        );
+    }
+
+    fn check_read_only(&self) {
+        if let Some(disk) = &self.disk {
+            self.region.check_read_only(disk.as_ptr());
+        }
+    }
+
+    fn flush(&self) {
+        if let Err(e) = self.region.flush(None) {
+            pr_warn!("{}: flush failed: {:?}\n", self.name(), e);
+        }
+    }
+
+    /// Asks the bus to clear media errors under `[offset, offset + len)` of
+    /// the data area and makes the pages usable again; returns the bytes
+    /// cleared. The bad-block list is left to the caller (`forget_bad`), so
+    /// a recovery write can clear it only once the new data is in place.
+    fn clear_media_poison(&self, memory: &PmemMemory, offset: u64, len: u64) -> Result<u64> {
+        let phys = self.geometry.data_phys() + offset;
+        let len32 = u32::try_from(len).map_err(|_| EINVAL)?;
+        let cleared = match self.region.clear_poison(phys, len32) {
+            Ok(cleared) => cleared.min(len),
+            // A bus without the clear-error command (QEMU's NFIT): its bad
+            // blocks are a software record (sysfs, ARS of emulated media),
+            // and an overwrite is all there is to recover.
+            Err(e) if e == ENOTTY => len,
+            Err(e) => return Err(e),
+        };
+        if cleared > 0 {
+            memory::mark_pages_present(phys >> PAGE_SHIFT, cleared >> PAGE_SHIFT);
+            memory.invalidate(offset, cleared as usize)?;
+        }
+        Ok(cleared)
+    }
+
+    fn forget_bad(&self, offset: u64, cleared: u64) {
+        self.badblocks
+            .clear(offset >> SECTOR_SHIFT, cleared >> SECTOR_SHIFT);
+    }
+
+    /// Whether any sector under `[offset, offset + len)` is listed bad.
+    fn is_bad(&self, offset: u64, len: u64) -> bool {
+        let sectors = len.div_ceil(1 << SECTOR_SHIFT);
+        self.badblocks
+            .first_bad(offset >> SECTOR_SHIFT, sectors)
+            .is_some()
+    }
+
+    /// Clears poison under a range about to be overwritten completely.
+    fn clear_poison_for_write(&self, memory: &PmemMemory, offset: u64, len: u64) -> Result {
+        if !self.is_bad(offset, len) {
+            return Ok(());
+        }
+        let cleared = self.clear_media_poison(memory, offset, len)?;
+        self.forget_bad(offset, cleared);
+        if cleared < len {
+            return Err(EIO);
+        }
+        Ok(())
+    }
+
+    fn read_segment(&self, memory: &PmemMemory, segment: &Segment) -> Result {
+        let range = self
+            .geometry
+            .sector_range(segment.sector, segment.len as u64)
+            .ok_or(EIO)?;
+        if self.is_bad(range.start, range.len) {
+            return Err(EIO);
+        }
+        memory.read_into_page(range.start, segment.page, segment.offset, segment.len)
+    }
+
+    fn write_segment(&self, memory: &PmemMemory, segment: &Segment) -> Result {
+        let range = self
+            .geometry
+            .sector_range(segment.sector, segment.len as u64)
+            .ok_or(EIO)?;
+        self.clear_poison_for_write(memory, range.start, range.len)?;
+        memory.write_from_page(range.start, segment.page, segment.offset, segment.len)
+    }
+
+    fn transfer(&self, bio: &Bio, op: BioOp) -> BioStatus {
+        let Ok(memory) = self.memory() else {
+            return BioStatus::IoError;
+        };
+        let result = bio.for_each_segment(|segment| match op {
+            BioOp::Read => self.read_segment(&memory, &segment),
+            _ => self.write_segment(&memory, &segment),
+        });
+        if result.is_ok() {
+            BioStatus::Ok
+        } else {
+            BioStatus::IoError
+        }
+    }
+}
+
+impl BioHandler for PmemDevice {
+    fn submit_bio(&self, bio: Bio) {
+        if bio.preflush() && self.region.flush(None).is_err() {
+            bio.end(BioStatus::IoError);
+            return;
+        }
+        let op = bio.op();
+        let accounting = bio.start_accounting();
+        let status = match op {
+            BioOp::Read | BioOp::Write => self.transfer(&bio, op),
+            BioOp::Flush => BioStatus::Ok,
+            BioOp::Other => BioStatus::NotSupported,
+        };
+        bio.end_accounting(accounting);
+        if status == BioStatus::Ok && bio.fua() {
+            match self.region.flush(Some(bio.as_ptr())) {
+                Ok(Some(_async)) => return bio.handed_over(),
+                Ok(None) => {}
+                Err(_) => return bio.end(BioStatus::IoError),
+            }
+        }
+        bio.end(status);
+    }
+}
+
+impl DaxOperations for PmemDevice {
+    fn direct_access(&self, pgoff: u64, nr_pages: u64, mode: AccessMode) -> Result<Access> {
+        let (offset, available) = self.geometry.dax_range(pgoff, nr_pages).ok_or(ERANGE)?;
+        let memory = self.memory()?;
+        let kaddr = memory.kaddr(offset)?;
+        let phys = self.geometry.data_phys() + offset;
+        // SAFETY: Pure arithmetic on the address (helper for an inline).
+        let pfn = unsafe { ffi::oxdax_phys_to_pfn_t(phys, ffi::PFN_DEV | ffi::PFN_MAP) };
+        let wanted = nr_pages.min(available);
+        let sector = offset >> SECTOR_SHIFT;
+        let pages = match self
+            .badblocks
+            .first_bad(sector, wanted << (PAGE_SHIFT - SECTOR_SHIFT))
+        {
+            Some(_) if mode == AccessMode::Normal => return Err(errno::ehwpoison()),
+            Some((first_bad, _)) => geometry::recovery_pages(sector, first_bad),
+            // With bad blocks elsewhere, promise no more than was asked for:
+            // the caller checks again for the next range.
+            None if !self.badblocks.is_empty() => wanted,
+            None => available,
+        };
+        Ok(Access { pages, kaddr, pfn })
+    }
+
+    fn zero_page_range(&self, pgoff: u64, nr_pages: u64) -> Result {
+        let memory = self.memory()?;
+        for page in pgoff..pgoff.checked_add(nr_pages).ok_or(ERANGE)? {
+            let (offset, _) = self.geometry.dax_range(page, 1).ok_or(ERANGE)?;
+            self.clear_poison_for_write(&memory, offset, PAGE_SIZE)?;
+            memory.zero(offset, PAGE_SIZE as usize)?;
+        }
+        Ok(())
+    }
+
+    unsafe fn recovery_write(
+        &self,
+        pgoff: u64,
+        addr: *mut u8,
+        bytes: usize,
+        iter: *mut ffi::iov_iter,
+    ) -> usize {
+        let Some((offset, _)) = self.geometry.dax_range(pgoff, 1) else {
+            return 0;
+        };
+        let in_page = addr as usize % PAGE_SIZE as usize;
+        let len = (in_page + bytes).next_multiple_of(PAGE_SIZE as usize) as u64;
+        if !self.is_bad(offset, len) {
+            // SAFETY: `addr` came from `direct_access` and `iter` is live
+            // (caller).
+            return unsafe { memory::copy_from_iter_flushcache(addr, bytes, iter) };
+        }
+        // Poison is cleared a page at a time; a partial page cannot be.
+        if in_page != 0 || bytes % PAGE_SIZE as usize != 0 {
+            return 0;
+        }
+        let Ok(memory) = self.memory() else {
+            return 0;
+        };
+        match self.clear_media_poison(&memory, offset, len) {
+            Ok(cleared) if cleared == len => {
+                // SAFETY: As above; the range is no longer poisoned.
+                let copied = unsafe { memory::copy_from_iter_flushcache(addr, bytes, iter) };
+                // Readers keep getting EIO until the new data is in place.
+                self.forget_bad(offset, cleared);
+                copied
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl MemoryFailure for PmemDevice {
+    fn memory_failure(&self, pfn: u64, nr_pages: u64, mf_flags: i32) -> Result {
+        let (offset, len) = self
+            .geometry
+            .failure_range(pfn, nr_pages)
+            .ok_or_else(errno::eopnotsupp)?;
+        self.dax
+            .as_ref()
+            .ok_or_else(errno::eopnotsupp)?
+            .notify_failure(offset, len, mf_flags)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for PmemDevice {
+    fn drop(self: Pin<&mut Self>) {
+        // After a failed probe nothing was stopped yet; after `unbind` this
+        // does nothing. The remaining fields then drop in declaration order.
+        self.stop();
+    }
+}

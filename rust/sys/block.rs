@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bio-based block devices: `struct gendisk` and `struct bio`.
+
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use kernel::{error::from_err_ptr, prelude::*, types::Opaque, ThisModule};
+
+use crate::ffi;
+
+/// What a bio-based disk does with the bios submitted to it.
+pub(crate) trait BioHandler: Sync {
+    /// Handles `bio` to completion (`Bio::end`), now or later.
+    fn submit_bio(&self, bio: Bio);
+}
+
+/// The operation table of a bio-based disk. Kept per device (pinned, next
+/// to the disk's data) because it names the owning module: an open block
+/// device then pins the module, which the `kernel` crate's static tables
+/// (owner NULL) do not.
+#[pin_data]
+pub(crate) struct DiskOps {
+    #[pin]
+    table: Opaque<ffi::block_device_operations>,
+}
+
+// SAFETY: The table is written once, before the disk using it exists, and
+// only read afterwards.
+unsafe impl Send for DiskOps {}
+// SAFETY: As above.
+unsafe impl Sync for DiskOps {}
+
+impl DiskOps {
+    /// The table for handler type `T`, owned by `module`.
+    pub(crate) fn new<T: BioHandler>(module: &'static ThisModule) -> impl PinInit<Self> {
+        pin_init!(Self {
+            table <- Opaque::ffi_init(|slot: *mut ffi::block_device_operations| {
+                // SAFETY: `slot` is valid for writes.
+                unsafe {
+                    slot.write(ffi::block_device_operations {
+                        owner: module.as_ptr(),
+                        submit_bio: Some(submit_bio_callback::<T>),
+                        ..Default::default()
+                    })
+                };
+            }),
+        })
+    }
+}
+
+/// # Safety
+///
+/// Called by the block layer with a live bio for a disk whose `private_data`
+/// is a `T` (see `Disk::alloc`) that outlives the disk.
+unsafe extern "C" fn submit_bio_callback<T: BioHandler>(bio: *mut ffi::bio) {
+    // SAFETY: `bio` is live and targets one of our disks (caller).
+    let handler = unsafe { &*(*(*(*bio).bi_bdev).bd_disk).private_data.cast::<T>() };
+    handler.submit_bio(Bio { bio });
+}
+
+/// Queue limits of a new disk.
+pub(crate) struct Limits {
+    /// Smallest addressable unit, bytes.
+    pub(crate) logical_block_size: u32,
+    /// Unit of atomic writes the device prefers, bytes.
+    pub(crate) physical_block_size: u32,
+    /// `BLK_FEAT_*` bits.
+    pub(crate) features: u32,
+}
+
+/// A gendisk: allocated, then added (visible) until dropped.
+pub(crate) struct Disk {
+    disk: NonNull<ffi::gendisk>,
+    added: AtomicBool,
+}
+
+// SAFETY: gendisk functions may be called from any thread; `Disk` only
+// changes the gendisk before it is added, and `added` is atomic.
+unsafe impl Send for Disk {}
+// SAFETY: As above.
+unsafe impl Sync for Disk {}
+
+impl Disk {
+    /// Allocates a disk whose bios go to `handler`, named `name` (a
+    /// NUL-terminated name of at most 31 bytes).
+    ///
+    /// `ops` and `handler` must outlive the disk: the caller keeps them in
+    /// the same pinned allocation, dropped after the disk.
+    pub(crate) fn alloc<T: BioHandler>(
+        limits: &Limits,
+        ops: &DiskOps,
+        handler: &T,
+        name: &[u8],
+        capacity_sectors: u64,
+    ) -> Result<Self> {
+        let mut lim = ffi::queue_limits {
+            logical_block_size: limits.logical_block_size,
+            physical_block_size: limits.physical_block_size,
+            max_hw_sectors: u32::MAX,
+            features: limits.features,
+            ..Default::default()
+        };
+        // SAFETY: `lim` is valid for the call; NUMA_NO_NODE is a valid node.
+        let disk = from_err_ptr(unsafe { ffi::oxdax_blk_alloc_disk(&mut lim, -1) })?;
+        let disk = NonNull::new(disk).ok_or(ENOMEM)?;
+        let this = Self {
+            disk,
+            added: AtomicBool::new(false),
+        };
+        let raw = this.disk.as_ptr();
+        // SAFETY: The disk is allocated and not yet visible to anyone. The
+        // name fits (checked by `get`), and `ops`/`handler` outlive the disk
+        // (caller).
+        unsafe {
+            (*raw).fops = ops.table.get();
+            (*raw).private_data = core::ptr::from_ref(handler).cast_mut().cast();
+            let dest = &mut (*raw).disk_name;
+            let src = name.get(..dest.len().min(name.len())).ok_or(EINVAL)?;
+            for (d, s) in dest
+                .iter_mut()
+                .zip(Iterator::chain(src.iter(), core::iter::repeat(&0)))
+            {
+                *d = *s as _;
+            }
+            ffi::set_capacity(raw, capacity_sectors);
+        }
+        Ok(this)
+    }
+
+    /// The gendisk, for the DAX host table.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::gendisk {
+        self.disk.as_ptr()
+    }
+
+    /// Attaches the bad-block list shown in `/sys/block/NAME/badblocks`.
+    ///
+    /// # Safety
+    ///
+    /// `badblocks` outlives the disk and the disk is not added yet.
+    pub(crate) unsafe fn set_badblocks(&self, badblocks: *mut ffi::badblocks) {
+        // SAFETY: Not yet added, so nobody reads `bb` concurrently (caller).
+        unsafe { (*self.disk.as_ptr()).bb = badblocks.cast() };
+    }
+
+    /// Makes the disk visible (as a child of `parent`); partitions are
+    /// scanned, so bios arrive before this returns.
+    pub(crate) fn add(&self, parent: *mut ffi::device) -> Result {
+        if self.added.load(Ordering::Acquire) {
+            return Err(EBUSY);
+        }
+        // SAFETY: The disk is allocated and not added; `parent` is live.
+        kernel::error::to_result(unsafe {
+            ffi::device_add_disk(parent, self.disk.as_ptr(), core::ptr::null_mut())
+        })?;
+        self.added.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the disk from the system (idempotent). Bios may still arrive
+    /// while this runs (final writeback); none after it returns.
+    pub(crate) fn remove(&self) {
+        if self.added.swap(false, Ordering::AcqRel) {
+            // SAFETY: The disk was added and is removed exactly once.
+            unsafe { ffi::del_gendisk(self.disk.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        self.remove();
+        // SAFETY: The disk is ours; this drops the allocation reference.
+        unsafe { ffi::put_disk(self.disk.as_ptr()) };
+    }
+}
+
+/// What a bio asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BioOp {
+    /// Read into the bio's pages.
+    Read,
+    /// Write the bio's pages.
+    Write,
+    /// Empty flush: make earlier writes durable.
+    Flush,
+    /// Anything else (discard, write-zeroes, zone operations ...).
+    Other,
+}
+
+/// Completion status of a bio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BioStatus {
+    /// Success.
+    Ok,
+    /// The operation is not supported.
+    NotSupported,
+    /// Media or range error.
+    IoError,
+}
+
+/// One contiguous piece of a bio's memory.
+pub(crate) struct Segment {
+    /// First page of the piece (following pages are contiguous).
+    pub(crate) page: *mut ffi::page,
+    /// Offset into `page`.
+    pub(crate) offset: usize,
+    /// Length in bytes.
+    pub(crate) len: usize,
+    /// Device sector this piece starts at.
+    pub(crate) sector: u64,
+}
+
+/// A bio being handled; ended exactly once, by `end` (or by a flush that
+/// took it over).
+pub(crate) struct Bio {
+    bio: *mut ffi::bio,
+}
+
+impl Bio {
+    /// The raw bio, for `Region::flush`.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::bio {
+        self.bio
+    }
+
+    fn opf(&self) -> u32 {
+        // SAFETY: The bio is live until ended (type invariant).
+        unsafe { (*self.bio).bi_opf }
+    }
+
+    /// The operation.
+    pub(crate) fn op(&self) -> BioOp {
+        // SAFETY: The bio is live.
+        match unsafe { ffi::oxdax_bio_op(self.bio) } {
+            ffi::req_op_REQ_OP_READ => BioOp::Read,
+            ffi::req_op_REQ_OP_WRITE => BioOp::Write,
+            ffi::req_op_REQ_OP_FLUSH => BioOp::Flush,
+            _ => BioOp::Other,
+        }
+    }
+
+    /// Earlier writes must be durable before this bio's data is written.
+    pub(crate) fn preflush(&self) -> bool {
+        self.opf() & ffi::REQ_PREFLUSH != 0
+    }
+
+    /// This bio's data must be durable when it completes.
+    pub(crate) fn fua(&self) -> bool {
+        self.opf() & ffi::REQ_FUA != 0
+    }
+
+    /// Calls `f` for each segment in order; stops at the first error.
+    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(Segment) -> Result) -> Result {
+        // SAFETY: The bio is live; iterating a copy of its iterator leaves
+        // the bio unchanged.
+        let mut iter = unsafe { (*self.bio).bi_iter };
+        let mut bvec = ffi::bio_vec::default();
+        let mut sector: u64 = 0;
+        // SAFETY: The bio, iterator and out pointers are valid.
+        while unsafe { ffi::oxdax_bio_next_segment(self.bio, &mut iter, &mut bvec, &mut sector) } {
+            f(Segment {
+                page: bvec.bv_page,
+                offset: bvec.bv_offset as usize,
+                len: bvec.bv_len as usize,
+                sector,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Starts I/O accounting (a no-op when the queue does not account).
+    pub(crate) fn start_accounting(&self) -> usize {
+        // SAFETY: The bio is live.
+        unsafe { ffi::oxdax_bio_start_io_acct(self.bio) as usize }
+    }
+
+    /// Ends I/O accounting started with `start_accounting`.
+    pub(crate) fn end_accounting(&self, start: usize) {
+        // SAFETY: The bio is live; `start` came from `start_accounting`.
+        unsafe { ffi::oxdax_bio_end_io_acct(self.bio, start as _) };
+    }
+
+    /// Completes the bio.
+    pub(crate) fn end(self, status: BioStatus) {
+        let status = match status {
+            BioStatus::Ok => ffi::BLK_STS_OK as ffi::blk_status_t,
+            BioStatus::NotSupported => ffi::BLK_STS_NOTSUPP as ffi::blk_status_t,
+            BioStatus::IoError => ffi::BLK_STS_IOERR as ffi::blk_status_t,
+        };
+        // SAFETY: The bio is live and ended exactly once: `self` is consumed.
+        unsafe {
+            (*self.bio).bi_status = status;
+            ffi::bio_endio(self.bio);
+        }
+    }
+
+    /// Leaves completion to whoever took the bio over (an asynchronous
+    /// flush).
+    pub(crate) fn handed_over(self) {}
+}

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Moving data between pages and persistent memory.
+
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+
+use crate::{ffi, logic::pmem::page_chunks};
+
+/// A mapped range of persistent memory: `len` bytes at `base` in the
+/// kernel's direct map. Offsets are checked against `len` on every access.
+pub(crate) struct PmemMemory {
+    base: NonNull<u8>,
+    len: u64,
+}
+
+// SAFETY: The mapping is plain memory; concurrent accesses to the same bytes
+// are the block layer's or the filesystem's to order, as for any disk.
+unsafe impl Send for PmemMemory {}
+// SAFETY: As above.
+unsafe impl Sync for PmemMemory {}
+
+impl PmemMemory {
+    /// # Safety
+    ///
+    /// `[base, base + len)` is mapped persistent memory that stays mapped
+    /// for the life of the result.
+    pub(crate) unsafe fn new(base: NonNull<u8>, len: u64) -> Self {
+        Self { base, len }
+    }
+
+    /// The address of `offset`, if `[offset, offset + len)` is inside.
+    fn at(&self, offset: u64, len: usize) -> Result<*mut u8> {
+        let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
+        if end > self.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `offset < len`, inside the mapping (type invariant).
+        Ok(unsafe { self.base.as_ptr().add(offset as usize) })
+    }
+
+    /// Kernel address of `offset`, for DAX direct access.
+    pub(crate) fn kaddr(&self, offset: u64) -> Result<*mut u8> {
+        self.at(offset, 0)
+    }
+
+    /// Copies `len` bytes from `page` (at `page_offset`, continuing into the
+    /// following pages) to `offset`, bypassing the CPU cache so the data is
+    /// durable once the region is flushed.
+    pub(crate) fn write_from_page(
+        &self,
+        offset: u64,
+        page: *mut ffi::page,
+        page_offset: usize,
+        len: usize,
+    ) -> Result {
+        let mut dst = self.at(offset, len)?;
+        for chunk in page_chunks(page_offset, len) {
+            // SAFETY: `page` is the first of the contiguous pages of a bio
+            // segment covering `page_offset + len` bytes (caller), so
+            // `page + chunk.page` is one of them; it is mapped for the copy.
+            unsafe {
+                let mapped = ffi::kmap_local_page(page.add(chunk.page)).cast::<u8>();
+                ffi::oxdax_memcpy_flushcache(
+                    dst.cast(),
+                    mapped.add(chunk.offset).cast(),
+                    chunk.len,
+                );
+                ffi::kunmap_local(mapped.cast());
+                dst = dst.add(chunk.len);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes at `offset` into `page`, surviving machine checks:
+    /// a poisoned source gives `EIO`, not a crash.
+    pub(crate) fn read_into_page(
+        &self,
+        offset: u64,
+        page: *mut ffi::page,
+        page_offset: usize,
+        len: usize,
+    ) -> Result {
+        let mut src = self.at(offset, len)?;
+        for chunk in page_chunks(page_offset, len) {
+            // SAFETY: As in `write_from_page`; the destination is a bio page.
+            let left = unsafe {
+                let mapped = ffi::kmap_local_page(page.add(chunk.page)).cast::<u8>();
+                let left = ffi::copy_mc_to_kernel(
+                    mapped.add(chunk.offset).cast(),
+                    src.cast(),
+                    chunk.len as _,
+                );
+                ffi::kunmap_local(mapped.cast());
+                src = src.add(chunk.len);
+                left
+            };
+            if left != 0 {
+                return Err(EIO);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `len` zero bytes at `offset`, bypassing the CPU cache.
+    pub(crate) fn zero(&self, offset: u64, len: usize) -> Result {
+        static ZEROES: [u8; 512] = [0; 512];
+        let mut dst = self.at(offset, len)?;
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(ZEROES.len());
+            // SAFETY: `dst..dst + chunk` is inside the checked range.
+            unsafe {
+                ffi::oxdax_memcpy_flushcache(dst.cast(), ZEROES.as_ptr().cast(), chunk);
+                dst = dst.add(chunk);
+            }
+            left -= chunk;
+        }
+        Ok(())
+    }
+
+    /// Writes back and invalidates cached lines of `[offset, offset + len)`
+    /// after the media under them changed (poison cleared).
+    pub(crate) fn invalidate(&self, offset: u64, len: usize) -> Result {
+        let addr = self.at(offset, len)?;
+        // SAFETY: The range is inside the mapping.
+        unsafe { ffi::arch_invalidate_pmem(addr.cast(), len) };
+        Ok(())
+    }
+}
+
+/// A busy iomem resource: the namespace's memory, claimed for this driver
+/// (visible in /proc/iomem) until dropped.
+pub(crate) struct IomemClaim {
+    start: u64,
+    len: u64,
+}
+
+impl IomemClaim {
+    /// Claims `[start, start + len)` under `name`, which must outlive the
+    /// claim; `EBUSY` if someone else has it.
+    pub(crate) fn request(start: u64, len: u64, name: *const kernel::ffi::c_char) -> Result<Self> {
+        // SAFETY: `name` outlives the claim (caller).
+        let res = unsafe { ffi::oxdax_request_mem_region(start, len, name) };
+        if res.is_null() {
+            return Err(EBUSY);
+        }
+        Ok(Self { start, len })
+    }
+}
+
+impl Drop for IomemClaim {
+    fn drop(&mut self) {
+        // SAFETY: The range was claimed by `request`.
+        unsafe { ffi::oxdax_release_mem_region(self.start, self.len) };
+    }
+}
+
+/// Copies `bytes` from `iter` to `addr` (a DAX address) bypassing the cache;
+/// returns the bytes copied.
+///
+/// # Safety
+///
+/// `addr..addr + bytes` is mapped persistent memory handed out by
+/// `direct_access`, and `iter` is a live iterator.
+pub(crate) unsafe fn copy_from_iter_flushcache(
+    addr: *mut u8,
+    bytes: usize,
+    iter: *mut ffi::iov_iter,
+) -> usize {
+    // SAFETY: Guaranteed by the caller.
+    unsafe { ffi::_copy_from_iter_flushcache(addr.cast(), bytes, iter) }
+}
+
+/// Makes pages whose poison was cleared usable again: clears their
+/// HWPoison flag and restores their direct mapping.
+pub(crate) fn mark_pages_present(pfn: u64, nr_pages: u64) {
+    // SAFETY: The helper only touches `struct page`s of the range, which the
+    // caller's mapped pagemap covers.
+    unsafe { ffi::oxdax_pmem_mkpage_present(pfn as _, nr_pages as _) };
+}

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Thin safe wrappers around the kernel objects oxdax uses.
+//!
+//! Every `unsafe` block of the module outside `ffi` lives in this layer, each
+//! with its `// SAFETY:` argument. A wrapper owns one kernel object's
+//! lifetime rule (who frees it, when it may be used) and exposes safe methods;
+//! the subsystems above never touch a raw pointer.
+
+pub(crate) mod badblocks;
+pub(crate) mod block;
+pub(crate) mod dax;
+pub(crate) mod memory;
+pub(crate) mod nd;
+pub(crate) mod pagemap;
+
+use kernel::error::{Error, Result};
+
+/// Errno values the `kernel` crate of 6.12 has no constant for.
+pub(crate) mod errno {
+    use kernel::error::Error;
+
+    /// Operation not supported.
+    pub(crate) fn eopnotsupp() -> Error {
+        Error::from_errno(-95)
+    }
+
+    /// Memory page has hardware error.
+    pub(crate) fn ehwpoison() -> Error {
+        Error::from_errno(-133)
+    }
+}
+
+/// Turns a C `long` result (count or negative errno) into a `Result`.
+pub(crate) fn to_count(ret: i64) -> Result<u64> {
+    if ret < 0 {
+        let errno = i32::try_from(ret).unwrap_or(-(crate::ffi::EINVAL as i32));
+        Err(Error::from_errno(errno))
+    } else {
+        Ok(ret.unsigned_abs())
+    }
+}

@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! libnvdimm: namespace drivers, namespaces and regions.
+
+use core::{marker::PhantomData, pin::Pin, ptr::NonNull};
+
+use kernel::{
+    error::{from_err_ptr, to_result},
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+
+use crate::ffi;
+
+/// A libnvdimm namespace driver.
+///
+/// The driver core serializes `probe`, `remove`, `shutdown` and `notify` of
+/// one device under its device lock, so the per-device data needs no lock of
+/// its own for them.
+pub(crate) trait NdDriver: 'static {
+    /// What the driver keeps for each bound namespace.
+    type Data: Send + Sync;
+
+    /// Name under `/sys/bus/nd/drivers/`.
+    const NAME: &'static CStr;
+
+    /// The `ND_DRIVER_*` namespace types to bind.
+    const TYPES: u64;
+
+    /// Binds a namespace.
+    fn probe(namespace: &Namespace) -> Result<Pin<KBox<Self::Data>>>;
+
+    /// The namespace is being unbound: stop serving it. Runs before the
+    /// data is dropped, with only shared references to it, because the
+    /// subsystems being torn down may still call into it until they are gone.
+    fn unbind(_data: &Self::Data, _namespace: &Namespace) {}
+
+    /// The bus asks to re-read media errors or region state.
+    fn notify(_data: &Self::Data, _namespace: &Namespace, _event: NvdimmEvent) {}
+
+    /// The system is going down: make what was written durable.
+    fn shutdown(_data: &Self::Data, _namespace: &Namespace) {}
+}
+
+/// What `notify` is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NvdimmEvent {
+    /// The bus's list of media errors changed.
+    RevalidatePoison,
+    /// The region's state (read-only) changed.
+    RevalidateRegion,
+}
+
+/// A registered namespace driver; unregistered (unbinding every namespace)
+/// when dropped.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Registration<T: NdDriver> {
+    #[pin]
+    driver: Opaque<ffi::nd_device_driver>,
+    _driver: PhantomData<T>,
+}
+
+// SAFETY: The registration is only touched at creation and drop; the driver
+// core synchronizes its own use of the structure.
+unsafe impl<T: NdDriver> Send for Registration<T> {}
+// SAFETY: As above; `&Registration` gives no access at all.
+unsafe impl<T: NdDriver> Sync for Registration<T> {}
+
+impl<T: NdDriver> Registration<T> {
+    /// Registers the driver; namespaces that are already there are probed
+    /// before this returns.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            // SAFETY: `slot` is valid for writes and pinned: the driver core
+            // keeps pointers into it until `nd_driver_unregister`, which
+            // `drop` calls. On error the driver was not registered.
+            driver <- unsafe {
+                kernel::init::pin_init_from_closure(|slot: *mut Opaque<ffi::nd_device_driver>| {
+                    let drv = Opaque::raw_get(slot);
+                    drv.write(ffi::nd_device_driver {
+                        drv: ffi::device_driver {
+                            name: T::NAME.as_char_ptr(),
+                            ..Default::default()
+                        },
+                        type_: T::TYPES as _,
+                        probe: Some(probe_callback::<T>),
+                        remove: Some(remove_callback::<T>),
+                        shutdown: Some(shutdown_callback::<T>),
+                        notify: Some(notify_callback::<T>),
+                    });
+                    to_result(ffi::oxdax_nd_driver_register(drv))
+                })
+            },
+            _driver: PhantomData,
+        })
+    }
+}
+
+#[pinned_drop]
+impl<T: NdDriver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: The driver was registered by `new`; this removes every
+        // binding (calling `remove`) before returning.
+        unsafe { ffi::oxdax_nd_driver_unregister(self.driver.get()) };
+    }
+}
+
+/// # Safety
+///
+/// Called by the driver core with a live, locked namespace device.
+unsafe extern "C" fn probe_callback<T: NdDriver>(dev: *mut ffi::device) -> kernel::ffi::c_int {
+    // SAFETY: `dev` is live and locked for the duration of the call.
+    let namespace = unsafe { Namespace::from_raw(dev) };
+    match T::probe(&namespace) {
+        Ok(data) => {
+            // SAFETY: The data is only moved out again in `remove`, which
+            // rebuilds the `Pin<KBox>`; it is never moved in between.
+            let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(data) });
+            // SAFETY: `dev` is live; drvdata is ours while bound.
+            unsafe { ffi::oxdax_dev_set_drvdata(dev, raw.cast()) };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The data `probe` stored for `dev`.
+///
+/// # Safety
+///
+/// `dev` is bound to the driver `T` and its device lock is held.
+unsafe fn driver_data<'a, T: NdDriver>(dev: *mut ffi::device) -> Option<&'a T::Data> {
+    // SAFETY: `dev` is live (caller); its drvdata is null or what `probe`
+    // stored, which stays valid until `remove`, excluded by the device lock.
+    unsafe { ffi::oxdax_dev_get_drvdata(dev).cast::<T::Data>().as_ref() }
+}
+
+/// # Safety
+///
+/// Called by the driver core with a live, locked device bound to `T`.
+unsafe extern "C" fn remove_callback<T: NdDriver>(dev: *mut ffi::device) {
+    // SAFETY: `dev` is live and locked.
+    let raw = unsafe { ffi::oxdax_dev_get_drvdata(dev) }.cast::<T::Data>();
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: `raw` is the live data stored by `probe`.
+    T::unbind(unsafe { &*raw }, &unsafe { Namespace::from_raw(dev) });
+    // SAFETY: `dev` is live; the data is unreachable from here on.
+    unsafe { ffi::oxdax_dev_set_drvdata(dev, core::ptr::null_mut()) };
+    // SAFETY: `raw` came from `KBox::into_raw` in `probe` and is pinned.
+    drop(unsafe { Pin::new_unchecked(KBox::from_raw(raw)) });
+}
+
+/// # Safety
+///
+/// Called by the driver core with a live device bound to `T`.
+unsafe extern "C" fn shutdown_callback<T: NdDriver>(dev: *mut ffi::device) {
+    // SAFETY: Bound and live (caller).
+    if let Some(data) = unsafe { driver_data::<T>(dev) } {
+        // SAFETY: As above.
+        T::shutdown(data, &unsafe { Namespace::from_raw(dev) });
+    }
+}
+
+/// # Safety
+///
+/// Called by libnvdimm with a live, locked device bound to `T`.
+unsafe extern "C" fn notify_callback<T: NdDriver>(dev: *mut ffi::device, event: ffi::nvdimm_event) {
+    let event = match event {
+        ffi::nvdimm_event_NVDIMM_REVALIDATE_POISON => NvdimmEvent::RevalidatePoison,
+        ffi::nvdimm_event_NVDIMM_REVALIDATE_REGION => NvdimmEvent::RevalidateRegion,
+        _ => return,
+    };
+    // SAFETY: Bound, live and locked (caller).
+    if let Some(data) = unsafe { driver_data::<T>(dev) } {
+        // SAFETY: As above.
+        T::notify(data, &unsafe { Namespace::from_raw(dev) }, event);
+    }
+}
+
+/// A namespace device while it is being probed or is bound.
+pub(crate) struct Namespace {
+    dev: NonNull<ffi::device>,
+}
+
+/// The part of a namespace `nvdimm_namespace_common_probe()` validated.
+pub(crate) struct NamespaceInfo {
+    /// Physical address of the namespace.
+    pub(crate) phys: u64,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// The kernel's disk name for it (`pmem0`, `pmem0.1`), NUL-padded.
+    pub(crate) kernel_disk_name: [u8; 32],
+    common: NonNull<ffi::nd_namespace_common>,
+}
+
+impl Namespace {
+    /// # Safety
+    ///
+    /// `dev` is a live namespace device and stays so while the result is used.
+    unsafe fn from_raw(dev: *mut ffi::device) -> Self {
+        Self {
+            // SAFETY: The driver core never passes a null device.
+            dev: unsafe { NonNull::new_unchecked(dev) },
+        }
+    }
+
+    /// The namespace's device name (`namespace0.0`), for log messages.
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: The device is live, so is its name, a NUL-terminated string.
+        unsafe { CStr::from_char_ptr(ffi::oxdax_dev_name(self.dev.as_ptr())) }
+    }
+
+    /// The device, as libnvdimm and the block layer want it.
+    pub(crate) fn as_device(&self) -> *mut ffi::device {
+        self.dev.as_ptr()
+    }
+
+    /// Validates the namespace (claimed by nobody else, configured, sized)
+    /// and reads its placement.
+    pub(crate) fn info(&self) -> Result<NamespaceInfo> {
+        // SAFETY: `dev` is a live namespace device (type invariant).
+        let common =
+            from_err_ptr(unsafe { ffi::nvdimm_namespace_common_probe(self.dev.as_ptr()) })?;
+        let common = NonNull::new(common).ok_or(ENODEV)?;
+        // SAFETY: `common` is the live namespace `dev` belongs to; an IO or
+        // PMEM namespace (the only types this driver binds) is embedded in an
+        // `nd_namespace_io`.
+        let io = unsafe { ffi::oxdax_to_nd_namespace_io(common.as_ptr()) };
+        // SAFETY: `io` is valid (above); its resource is fixed while bound.
+        let res = unsafe { (*io).res };
+        let size = res
+            .end
+            .checked_sub(res.start)
+            .and_then(|s| s.checked_add(1))
+            .ok_or(EINVAL)?;
+        let mut kernel_disk_name = [0u8; 32];
+        // SAFETY: `common` is live and the buffer holds DISK_NAME_LEN (32)
+        // bytes, what the function writes at most.
+        unsafe {
+            ffi::nvdimm_namespace_disk_name(common.as_ptr(), kernel_disk_name.as_mut_ptr().cast())
+        };
+        Ok(NamespaceInfo {
+            phys: res.start,
+            size,
+            kernel_disk_name,
+            common,
+        })
+    }
+
+    /// The region the namespace belongs to.
+    pub(crate) fn region(&self) -> Region {
+        // SAFETY: A namespace device's parent is its region, which outlives it.
+        let region = unsafe { ffi::to_nd_region((*self.dev.as_ptr()).parent) };
+        Region {
+            region,
+            namespace: self.dev.as_ptr(),
+        }
+    }
+}
+
+impl NamespaceInfo {
+    /// The namespace's device name (`namespace0.0`), for resource names.
+    pub(crate) fn device_name(&self) -> *const kernel::ffi::c_char {
+        // SAFETY: The namespace is live while bound; its name lives as long.
+        unsafe { ffi::oxdax_dev_name(&raw mut (*self.common.as_ptr()).dev) }
+    }
+}
+
+/// The region a bound namespace lives in.
+#[derive(Clone, Copy)]
+pub(crate) struct Region {
+    region: *mut ffi::nd_region,
+    namespace: *mut ffi::device,
+}
+
+// SAFETY: Region functions are callable from any thread; the region outlives
+// the namespaces bound in it, and a `Region` is only kept while its
+// namespace is bound.
+unsafe impl Send for Region {}
+// SAFETY: As above.
+unsafe impl Sync for Region {}
+
+/// Whether a region can make writes durable, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlushSupport {
+    /// Writes are durable once out of the CPU caches (ADR platforms).
+    NotNeeded,
+    /// The region has flush hints: REQ_FUA/PREFLUSH must write them.
+    Hints,
+    /// Persistence cannot be guaranteed.
+    Unknown,
+}
+
+/// `nvdimm_flush()` accepted a bio and completes it itself.
+pub(crate) struct FlushAsync;
+
+impl Region {
+    /// The raw region, for libnvdimm calls made by other wrappers.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::nd_region {
+        self.region
+    }
+
+    /// Flushes the region's write-pending queues. With `bio`, an
+    /// asynchronous region (virtio-pmem) may take over the bio's completion.
+    pub(crate) fn flush(&self, bio: Option<*mut ffi::bio>) -> Result<Option<FlushAsync>> {
+        // SAFETY: The region is live (type invariant); `bio`, if any, is a
+        // bio being submitted by the caller.
+        let ret =
+            unsafe { ffi::nvdimm_flush(self.region, bio.unwrap_or(core::ptr::null_mut()).cast()) };
+        if ret == ffi::NVDIMM_FLUSH_ASYNC as i32 {
+            return Ok(Some(FlushAsync));
+        }
+        to_result(ret).map(|()| None)
+    }
+
+    /// How writes to this region become durable.
+    pub(crate) fn flush_support(&self) -> FlushSupport {
+        // SAFETY: The region is live.
+        match unsafe { ffi::nvdimm_has_flush(self.region) } {
+            0 => FlushSupport::NotNeeded,
+            r if r > 0 => FlushSupport::Hints,
+            _ => FlushSupport::Unknown,
+        }
+    }
+
+    /// Whether the CPU caches must be flushed for persistence.
+    pub(crate) fn has_cache(&self) -> bool {
+        // SAFETY: The region is live.
+        unsafe { ffi::nvdimm_has_cache(self.region) != 0 }
+    }
+
+    /// Whether a CPU cache flush alone makes a store durable (MAP_SYNC is
+    /// only honest on such regions).
+    pub(crate) fn is_synchronous(&self) -> bool {
+        // SAFETY: The region is live.
+        unsafe { ffi::is_nvdimm_sync(self.region) }
+    }
+
+    /// Asks the bus to clear media errors in `[phys, phys + len)`; returns
+    /// the bytes cleared.
+    pub(crate) fn clear_poison(&self, phys: u64, len: u32) -> Result<u64> {
+        // SAFETY: The namespace device is live while bound.
+        super::to_count(unsafe { ffi::nvdimm_clear_poison(self.namespace, phys, len) } as i64)
+    }
+
+    /// Marks `disk` read-only if the region is.
+    pub(crate) fn check_read_only(&self, disk: *mut ffi::gendisk) {
+        // SAFETY: `disk` is a live, added disk of this region.
+        unsafe { ffi::nvdimm_check_and_set_ro(disk.cast()) };
+    }
+}

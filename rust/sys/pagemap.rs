@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ZONE_DEVICE page maps (`struct dev_pagemap`): `struct page`s for device
+//! memory, so that it can be mapped into page tables for DAX.
+
+use core::{
+    marker::PhantomData,
+    ptr::NonNull,
+    sync::atomic::{AtomicPtr, Ordering},
+};
+
+use kernel::{error::from_err_ptr, prelude::*, types::Opaque};
+
+use crate::ffi;
+
+/// Who hears about memory failures in the mapped pages.
+pub(crate) trait MemoryFailure: Sync {
+    /// `nr_pages` pages from `pfn` failed; `mf_flags` are `MF_*`. Returns 0
+    /// when handled, or an errno (`EOPNOTSUPP` lets the kernel fall back to
+    /// its generic handling).
+    fn memory_failure(&self, pfn: u64, nr_pages: u64, mf_flags: i32) -> Result;
+}
+
+/// A page map of type `MEMORY_DEVICE_FS_DAX` over one physical range, its
+/// memmap in RAM. Pinned: the kernel points at it from every `struct page`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct PageMap<T: MemoryFailure> {
+    #[pin]
+    pgmap: Opaque<ffi::dev_pagemap>,
+    mapped: AtomicPtr<u8>,
+    _owner: PhantomData<T>,
+}
+
+// SAFETY: The page map is set up once (`map`, which the atomic guards) and
+// otherwise only read by the kernel.
+unsafe impl<T: MemoryFailure> Send for PageMap<T> {}
+// SAFETY: As above.
+unsafe impl<T: MemoryFailure> Sync for PageMap<T> {}
+
+impl<T: MemoryFailure> PageMap<T> {
+    const OPS: ffi::dev_pagemap_ops = ffi::dev_pagemap_ops {
+        page_free: None,
+        migrate_to_ram: None,
+        memory_failure: Some(memory_failure_callback::<T>),
+    };
+
+    /// An unmapped page map for `[phys, phys + len)`.
+    pub(crate) fn new(phys: u64, len: u64) -> impl PinInit<Self> {
+        pin_init!(Self {
+            pgmap <- Opaque::ffi_init(move |slot: *mut ffi::dev_pagemap| {
+                // SAFETY: `slot` is valid for writes; all-zero is a valid
+                // `dev_pagemap` (no altmap, no flags).
+                unsafe {
+                    slot.write(core::mem::zeroed());
+                    (*slot).type_ = ffi::memory_type_MEMORY_DEVICE_FS_DAX;
+                    (*slot).ops = &Self::OPS;
+                    (*slot).nr_range = 1;
+                    // `range` shares a union with the `ranges` flexible array.
+                    *(*slot).__bindgen_anon_1.range.as_mut() = ffi::range {
+                        start: phys,
+                        end: phys + len - 1,
+                    };
+                }
+            }),
+            mapped: AtomicPtr::new(core::ptr::null_mut()),
+            _owner: PhantomData,
+        })
+    }
+
+    /// Creates the `struct page`s and maps the range; memory failures in it
+    /// go to `owner` from now on. Returns the range's kernel address.
+    ///
+    /// `owner` must outlive the page map (it lives in the same pinned
+    /// allocation, dropped after the page map is unmapped).
+    pub(crate) fn map(&self, owner: &T) -> Result<NonNull<u8>> {
+        if !self.mapped.load(Ordering::Acquire).is_null() {
+            return Err(EBUSY);
+        }
+        let pgmap = self.pgmap.get();
+        // SAFETY: `pgmap` is initialized and pinned; `owner` outlives it
+        // (caller). NUMA_NO_NODE lets the kernel choose.
+        let addr = unsafe {
+            (*pgmap).owner = core::ptr::from_ref(owner).cast_mut().cast();
+            from_err_ptr(ffi::memremap_pages(pgmap, -1))?
+        };
+        let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
+        self.mapped.store(addr.as_ptr(), Ordering::Release);
+        Ok(addr)
+    }
+
+    /// The kernel address of the mapped range, once `map` succeeded.
+    pub(crate) fn mapped(&self) -> Option<NonNull<u8>> {
+        NonNull::new(self.mapped.load(Ordering::Acquire))
+    }
+}
+
+/// # Safety
+///
+/// Called by the memory-failure code with a page map created by `PageMap`
+/// and mapped with an owner of type `T`.
+unsafe extern "C" fn memory_failure_callback<T: MemoryFailure>(
+    pgmap: *mut ffi::dev_pagemap,
+    pfn: kernel::ffi::c_ulong,
+    nr_pages: kernel::ffi::c_ulong,
+    mf_flags: kernel::ffi::c_int,
+) -> kernel::ffi::c_int {
+    // SAFETY: `owner` was set to a live `T` by `map` before any page existed,
+    // and the owner outlives the mapping (caller of `map`).
+    let owner = unsafe { &*(*pgmap).owner.cast::<T>() };
+    match owner.memory_failure(pfn as u64, nr_pages as u64, mf_flags) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+#[pinned_drop]
+impl<T: MemoryFailure> PinnedDrop for PageMap<T> {
+    fn drop(self: Pin<&mut Self>) {
+        if !self.mapped.load(Ordering::Acquire).is_null() {
+            // SAFETY: The map was created by `map`. This waits until every
+            // page reference is dropped (DAX mappings were torn down when the
+            // DAX device was killed, before this runs).
+            unsafe { ffi::memunmap_pages(self.pgmap.get()) };
+        }
+    }
+}
