@@ -57,8 +57,14 @@ TEST_CFLAGS := -O2 -g -Wall -Wextra -Wno-clobbered -Werror -static -D_GNU_SOURCE
 GUEST_C_TESTS := $(patsubst tests/guest/%.c,$(BUILD)/tests/guest/%,$(wildcard tests/guest/*.c))
 GUEST_SH_TESTS := $(patsubst tests/guest/%,$(BUILD)/tests/guest/%,$(wildcard tests/guest/*.sh))
 GUEST_FILES := $(BUILD)/tests/run $(BUILD)/tests/kernel-report.re $(BUILD)/tests/VERSION
+# Helper programs the shell tests call (not tests themselves).
+GUEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/bin/%,$(wildcard tests/helpers/*.c))
 
-tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES)
+tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES) $(GUEST_HELPERS)
+
+$(BUILD)/tests/bin/%: tests/helpers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -o $@ $<
 
 $(BUILD)/tests/guest/%: tests/guest/%.c tests/lib/*.h
 	@mkdir -p $(@D)

@@ -24,6 +24,9 @@ use crate::{
     },
 };
 
+/// Block operations of every oxpmem disk.
+static DISK_OPS: DiskOps = DiskOps::new::<PmemDevice>(&crate::THIS_MODULE);
+
 /// The libnvdimm driver binding NVDIMM namespaces.
 pub(crate) struct PmemDriver;
 
@@ -65,8 +68,6 @@ pub(crate) struct PmemDevice {
     geometry: Geometry,
     region: Region,
     name: [u8; 32],
-    #[pin]
-    ops: DiskOps,
     // Dropped before the page map, bad-block list and claim below, which
     // they use.
     dax: Option<DaxDevice>,
@@ -98,7 +99,6 @@ impl PmemDevice {
                 geometry,
                 region,
                 name,
-                ops <- DiskOps::new::<Self>(&crate::THIS_MODULE),
                 dax: None,
                 disk: None,
                 pagemap <- PageMap::new(geometry.data_phys(), geometry.data_size()),
@@ -153,7 +153,7 @@ impl PmemDevice {
                 physical_block_size: PAGE_SIZE as u32,
                 features,
             },
-            &self.ops,
+            &DISK_OPS,
             self,
             &self.name,
             self.geometry.capacity_sectors(),
@@ -414,10 +414,32 @@ impl MemoryFailure for PmemDevice {
             .geometry
             .failure_range(pfn, nr_pages)
             .ok_or_else(errno::eopnotsupp)?;
-        self.dax
-            .as_ref()
-            .ok_or_else(errno::eopnotsupp)?
-            .notify_failure(offset, len, mf_flags)
+        let dax = self.dax.as_ref().ok_or_else(errno::eopnotsupp)?;
+        let result = dax.notify_failure(offset, len, mf_flags);
+        // One line per event: memory failures are rare and an administrator
+        // wants to know who dealt with each one.
+        match &result {
+            Ok(()) => pr_warn!(
+                "{}: memory failure at {:#x}+{:#x}: handled by the filesystem\n",
+                self.name(),
+                offset,
+                len
+            ),
+            Err(e) if *e == errno::eopnotsupp() => pr_warn!(
+                "{}: memory failure at {:#x}+{:#x}: no DAX holder, generic handling\n",
+                self.name(),
+                offset,
+                len
+            ),
+            Err(e) => pr_warn!(
+                "{}: memory failure at {:#x}+{:#x}: the filesystem failed to handle it ({:?})\n",
+                self.name(),
+                offset,
+                len,
+                e
+            ),
+        }
+        result
     }
 }
 

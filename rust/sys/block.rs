@@ -7,7 +7,7 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use kernel::{error::from_err_ptr, prelude::*, types::Opaque, ThisModule};
+use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
 use crate::ffi;
 
@@ -17,37 +17,30 @@ pub(crate) trait BioHandler: Sync {
     fn submit_bio(&self, bio: Bio);
 }
 
-/// The operation table of a bio-based disk. Kept per device (pinned, next
-/// to the disk's data) because it names the owning module: an open block
-/// device then pins the module, which the `kernel` crate's static tables
-/// (owner NULL) do not.
-#[pin_data]
+/// The operation table of a bio-based disk, in a `static`: an open block
+/// device keeps using it (to drop its module reference) after the disk is
+/// deleted and the driver's data freed, so it must live as long as the
+/// module, which it names as owner. Naming the owner (the `kernel` crate's
+/// tables leave it NULL) makes an open disk pin the module.
 pub(crate) struct DiskOps {
-    #[pin]
-    table: Opaque<ffi::block_device_operations>,
+    table: ffi::block_device_operations,
 }
 
-// SAFETY: The table is written once, before the disk using it exists, and
-// only read afterwards.
-unsafe impl Send for DiskOps {}
-// SAFETY: As above.
+// SAFETY: The table is immutable; its raw pointers (owner module, unset
+// optional operations) are only read by the block layer.
 unsafe impl Sync for DiskOps {}
 
 impl DiskOps {
     /// The table for handler type `T`, owned by `module`.
-    pub(crate) fn new<T: BioHandler>(module: &'static ThisModule) -> impl PinInit<Self> {
-        pin_init!(Self {
-            table <- Opaque::ffi_init(|slot: *mut ffi::block_device_operations| {
-                // SAFETY: `slot` is valid for writes.
-                unsafe {
-                    slot.write(ffi::block_device_operations {
-                        owner: module.as_ptr(),
-                        submit_bio: Some(submit_bio_callback::<T>),
-                        ..Default::default()
-                    })
-                };
-            }),
-        })
+    pub(crate) const fn new<T: BioHandler>(module: &'static ThisModule) -> Self {
+        Self {
+            table: ffi::block_device_operations {
+                owner: module.as_ptr(),
+                submit_bio: Some(submit_bio_callback::<T>),
+                // SAFETY: All-zero is a valid table: no other operation.
+                ..unsafe { core::mem::zeroed() }
+            },
+        }
     }
 }
 
@@ -87,11 +80,11 @@ impl Disk {
     /// Allocates a disk whose bios go to `handler`, named `name` (a
     /// NUL-terminated name of at most 31 bytes).
     ///
-    /// `ops` and `handler` must outlive the disk: the caller keeps them in
-    /// the same pinned allocation, dropped after the disk.
+    /// `handler` must outlive the disk's use of it: the caller keeps it in
+    /// the same pinned allocation, dropped after the disk is removed.
     pub(crate) fn alloc<T: BioHandler>(
         limits: &Limits,
-        ops: &DiskOps,
+        ops: &'static DiskOps,
         handler: &T,
         name: &[u8],
         capacity_sectors: u64,
@@ -112,10 +105,10 @@ impl Disk {
         };
         let raw = this.disk.as_ptr();
         // SAFETY: The disk is allocated and not yet visible to anyone. The
-        // name fits (checked by `get`), and `ops`/`handler` outlive the disk
-        // (caller).
+        // name fits (checked by `get`), `ops` is static and `handler`
+        // outlives the disk's use of it (caller).
         unsafe {
-            (*raw).fops = ops.table.get();
+            (*raw).fops = &ops.table;
             (*raw).private_data = core::ptr::from_ref(handler).cast_mut().cast();
             let dest = &mut (*raw).disk_name;
             let src = name.get(..dest.len().min(name.len())).ok_or(EINVAL)?;

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dax_mmap: file access through shared mappings, for the shell tests.
+ *
+ *   dax_mmap write  FILE SIZE SEED [sync]   fill FILE through a mapping
+ *                                           (MAP_SHARED_VALIDATE|MAP_SYNC
+ *                                           with "sync"), msync, unmap
+ *   dax_mmap verify FILE SIZE SEED          check the pattern through a mapping
+ *   dax_mmap flags  FILE                    MAP_SYNC accepted with
+ *                                           MAP_SHARED_VALIDATE, unknown flags
+ *                                           refused with EOPNOTSUPP
+ *   dax_mmap poison FILE                    madvise(MADV_HWPOISON) on a mapped
+ *                                           page must raise SIGBUS BUS_MCEERR_AR
+ *                                           at that page
+ *
+ * Exit status 0 when everything is as expected; messages on stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MAP_SYNC
+#define MAP_SYNC 0x80000
+#endif
+
+static uint64_t pattern(uint64_t offset, uint64_t seed)
+{
+	return (offset * 0x9E3779B97F4A7C15ull) ^ seed;
+}
+
+static int die(const char *what)
+{
+	fprintf(stderr, "dax_mmap: %s: %s\n", what, strerror(errno));
+	return 1;
+}
+
+static int do_write(const char *path, size_t size, uint64_t seed, int sync)
+{
+	int flags = sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED;
+	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	uint64_t *map;
+
+	if (fd < 0)
+		return die("open");
+	if (ftruncate(fd, size))
+		return die("ftruncate");
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap");
+	for (size_t i = 0; i < size / 8; i++)
+		map[i] = pattern(i * 8, seed);
+	if (msync(map, size, MS_SYNC))
+		return die("msync");
+	munmap(map, size);
+	close(fd);
+	return 0;
+}
+
+static int do_verify(const char *path, size_t size, uint64_t seed)
+{
+	int fd = open(path, O_RDONLY);
+	uint64_t *map;
+
+	if (fd < 0)
+		return die("open");
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap");
+	for (size_t i = 0; i < size / 8; i++) {
+		if (map[i] != pattern(i * 8, seed)) {
+			fprintf(stderr, "dax_mmap: %s: mismatch at byte %zu\n", path, i * 8);
+			return 1;
+		}
+	}
+	munmap(map, size);
+	close(fd);
+	return 0;
+}
+
+static int do_flags(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	void *map;
+
+	if (fd < 0)
+		return die("open");
+	if (ftruncate(fd, 4096))
+		return die("ftruncate");
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap MAP_SHARED_VALIDATE|MAP_SYNC");
+	munmap(map, 4096);
+	/* An unknown flag: bit 0x800000 is not a valid mmap flag. */
+	map = mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE | 0x800000, fd, 0);
+	if (map != MAP_FAILED || errno != EOPNOTSUPP) {
+		fprintf(stderr, "dax_mmap: unknown flag: got %s, want EOPNOTSUPP\n",
+			map == MAP_FAILED ? strerror(errno) : "success");
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
+static sigjmp_buf poison_jump;
+static volatile siginfo_t poison_info;
+
+static void on_sigbus(int sig, siginfo_t *info, void *ucontext)
+{
+	(void)sig;
+	(void)ucontext;
+	poison_info.si_code = info->si_code;
+	poison_info.si_addr = info->si_addr;
+	poison_info.si_addr_lsb = info->si_addr_lsb;
+	siglongjmp(poison_jump, 1);
+}
+
+static int do_poison(const char *path)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	char *map, *target;
+
+	if (fd < 0)
+		return die("open");
+	if (ftruncate(fd, 4 * page))
+		return die("ftruncate");
+	map = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+		   MAP_SHARED_VALIDATE | MAP_SYNC | MAP_POPULATE, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap");
+	memset(map, 0x5a, 4 * page);
+	target = map + page;
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(poison_jump, 1) == 0) {
+		if (madvise(target, page, MADV_HWPOISON))
+			return die("madvise(MADV_HWPOISON)");
+		/* The poison is consumed at once; reaching here means no signal. */
+		fprintf(stderr, "dax_mmap: no SIGBUS after MADV_HWPOISON\n");
+		return 1;
+	}
+	if (poison_info.si_code != BUS_MCEERR_AR) {
+		fprintf(stderr, "dax_mmap: si_code %d, want BUS_MCEERR_AR (%d)\n",
+			poison_info.si_code, BUS_MCEERR_AR);
+		return 1;
+	}
+	if (poison_info.si_addr != target) {
+		fprintf(stderr, "dax_mmap: si_addr %p, want %p\n", poison_info.si_addr, target);
+		return 1;
+	}
+	printf("SIGBUS BUS_MCEERR_AR at the poisoned page, si_addr_lsb %d\n",
+	       poison_info.si_addr_lsb);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 5 && !strcmp(argv[1], "write"))
+		return do_write(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0),
+				argc > 5 && !strcmp(argv[5], "sync"));
+	if (argc == 5 && !strcmp(argv[1], "verify"))
+		return do_verify(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
+	if (argc == 3 && !strcmp(argv[1], "flags"))
+		return do_flags(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "poison"))
+		return do_poison(argv[2]);
+	fprintf(stderr, "usage: dax_mmap write|verify|flags|poison FILE [SIZE SEED [sync]]\n");
+	return 2;
+}
