@@ -13,6 +13,7 @@
 #   make host-test   cargo test of the pure logic
 #   make fmt         format the Rust sources   make fmt-check  check only
 #   make vm          interactive guest shell (scripts/vm has more options)
+#   make bench-pmem  block throughput: oxdax vs the in-tree pmem driver
 #   make clean
 
 SHELL := /bin/bash
@@ -30,7 +31,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs
 
 .PHONY: all demo check setup kernel module clippy tests initramfs host-test \
-	fmt fmt-check vm clean
+	fmt fmt-check vm bench-pmem clean
 
 all: initramfs
 
@@ -100,6 +101,9 @@ fmt-check:
 
 vm: initramfs
 	scripts/vm
+
+bench-pmem: initramfs
+	scripts/bench-pmem
 
 demo: initramfs
 	scripts/demo
