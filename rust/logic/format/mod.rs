@@ -3,6 +3,7 @@
 //! The on-media format: the single definition shared by the module,
 //! `mkfs.oxdax` and `fsck.oxdax` (Documentation/oxdax/format.rst).
 
+pub mod btree;
 pub mod crc32c;
 pub mod layout;
 pub mod superblock;

@@ -1,0 +1,905 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The one B+tree every oxdax index uses: 4096-byte nodes of fixed-size
+//! keys and values, checksummed and validated on every read.
+//!
+//! Keys compare as byte strings, so tree kinds encode them big-endian. An
+//! internal node holds `(key, child)` pairs where key `i` is a lower bound
+//! of child `i`'s subtree and greater than every key of child `i - 1`; an
+//! insert below a node's first key lowers that key on the way down.
+//! Leaves that become empty are freed and a root with one child collapses;
+//! otherwise nodes may be underfull (deletions do not rebalance): the trees
+//! stay valid, and space is recovered when a leaf empties.
+//!
+//! The tree reaches storage through [`Blocks`]: in the module a journal
+//! transaction (reads see the transaction's own writes), in tests memory.
+
+use core::cmp::Ordering;
+use core::ops::ControlFlow;
+
+use super::{crc32c, get_u16, get_u32, get_u64, put, BLOCK_SIZE};
+
+/// `"OXBT"`, first bytes of every node.
+pub const NODE_MAGIC: u32 = u32::from_le_bytes(*b"OXBT");
+/// Bytes of the node header.
+pub const HEADER_BYTES: usize = 32;
+/// Deepest tree accepted (far beyond what 2^48 bytes of entries need).
+pub const MAX_LEVELS: u8 = 10;
+
+const OFF_MAGIC: usize = 0;
+const OFF_KIND: usize = 4;
+const OFF_LEVEL: usize = 5;
+const OFF_COUNT: usize = 6;
+const OFF_OWNER: usize = 8;
+const OFF_BLOCK: usize = 16;
+const OFF_RESERVED: usize = 24;
+const OFF_CRC: usize = 28;
+const CHILD_BYTES: usize = 8;
+/// Largest key a tree kind may have.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Largest entry (key and value) a tree kind may have.
+pub const MAX_ENTRY_BYTES: usize = 512;
+
+/// Called with each `(key, value)` of a scan, in key order; `Break` stops.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
+
+/// A kind of tree: its entry sizes and the tag its nodes carry.
+pub trait TreeKind {
+    /// Tag in every node of this kind (catches a pointer into another tree).
+    const KIND: u8;
+    /// Key size in bytes.
+    const KEY: usize;
+    /// Value size in bytes.
+    const VALUE: usize;
+}
+
+/// Where the tree's nodes live.
+pub trait Blocks {
+    /// The storage's own error (I/O, poison, no memory).
+    type Error;
+    /// The current contents of `block`.
+    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Self::Error>;
+    /// `block`'s contents, to modify (the store keeps the change).
+    fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Self::Error>;
+    /// A fresh block for a node (contents undefined).
+    fn allocate(&mut self) -> Result<u64, Self::Error>;
+    /// Gives back a block that no longer holds a node.
+    fn free(&mut self, block: u64) -> Result<(), Self::Error>;
+}
+
+/// What is wrong with a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    /// Not a node (magic).
+    Magic,
+    /// Checksum mismatch.
+    Checksum,
+    /// Node of another tree kind.
+    Kind,
+    /// Written for another block (misdirected write).
+    Block,
+    /// Belongs to another owner.
+    Owner,
+    /// Level not what its parent implies, or too deep.
+    Level,
+    /// More entries than fit, or an internal node with none.
+    Count,
+    /// Keys out of order or outside the parent's bounds.
+    Order,
+    /// Nonzero reserved bytes.
+    Reserved,
+}
+
+/// A tree operation's failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeError<E> {
+    /// The storage failed.
+    Store(E),
+    /// A node is damaged: the operation changed nothing visible to readers
+    /// of this tree before the damaged node was reached.
+    Corrupt {
+        /// The damaged node.
+        block: u64,
+        /// What is wrong with it.
+        what: Corruption,
+    },
+    /// Key or value of the wrong size for the tree kind.
+    BadArgument,
+}
+
+type TResult<T, E> = Result<T, TreeError<E>>;
+
+/// A tree: its root block and the owner its nodes are stamped with (an
+/// inode number, or a fixed id for filesystem-wide trees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tree<K: TreeKind> {
+    /// Root node.
+    pub root: u64,
+    /// Owner stamped in every node.
+    pub owner: u64,
+    _kind: core::marker::PhantomData<K>,
+}
+
+fn entry_size<K: TreeKind>(level: u8) -> usize {
+    K::KEY + if level == 0 { K::VALUE } else { CHILD_BYTES }
+}
+
+fn capacity<K: TreeKind>(level: u8) -> usize {
+    (BLOCK_SIZE - HEADER_BYTES) / entry_size::<K>(level)
+}
+
+fn node_crc(node: &[u8; BLOCK_SIZE]) -> u32 {
+    let crc = crc32c::update(0, &node[..OFF_CRC]);
+    crc32c::update(crc, &node[OFF_CRC + 4..])
+}
+
+/// A validated view of one node.
+struct Node<'a, K: TreeKind> {
+    bytes: &'a [u8; BLOCK_SIZE],
+    level: u8,
+    count: usize,
+    _kind: core::marker::PhantomData<K>,
+}
+
+impl<'a, K: TreeKind> Node<'a, K> {
+    fn entry(&self, i: usize) -> &'a [u8] {
+        let size = entry_size::<K>(self.level);
+        let start = HEADER_BYTES + i * size;
+        self.bytes.get(start..start + size).unwrap_or(&[])
+    }
+
+    fn key(&self, i: usize) -> &'a [u8] {
+        self.entry(i).get(..K::KEY).unwrap_or(&[])
+    }
+
+    fn value(&self, i: usize) -> &'a [u8] {
+        self.entry(i).get(K::KEY..).unwrap_or(&[])
+    }
+
+    fn child(&self, i: usize) -> u64 {
+        get_u64(self.entry(i), K::KEY).unwrap_or(0)
+    }
+
+    /// Leaf: index of `key` or where it would go. Internal: the child whose
+    /// subtree holds `key` (key 0 counts as minus infinity).
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = (low + high) / 2;
+            match self.key(mid).cmp(key) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    fn child_index(&self, key: &[u8]) -> usize {
+        match self.search(key) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+}
+
+fn corrupt<T, E>(block: u64, what: Corruption) -> TResult<T, E> {
+    Err(TreeError::Corrupt { block, what })
+}
+
+impl<K: TreeKind> Tree<K> {
+    /// The tree rooted at `root`.
+    pub fn open(root: u64, owner: u64) -> Self {
+        Self {
+            root,
+            owner,
+            _kind: core::marker::PhantomData,
+        }
+    }
+
+    /// Makes an empty tree (one empty leaf).
+    pub fn create<S: Blocks>(store: &mut S, owner: u64) -> TResult<Self, S::Error> {
+        let root = store.allocate().map_err(TreeError::Store)?;
+        let tree = Self::open(root, owner);
+        tree.init_node(store, root, 0)?;
+        Ok(tree)
+    }
+
+    fn init_node<S: Blocks>(&self, store: &mut S, block: u64, level: u8) -> TResult<(), S::Error> {
+        let node = store.node_mut(block).map_err(TreeError::Store)?;
+        node.fill(0);
+        put(node, OFF_MAGIC, &NODE_MAGIC.to_le_bytes());
+        put(node, OFF_KIND, &[K::KIND, level]);
+        put(node, OFF_OWNER, &self.owner.to_le_bytes());
+        put(node, OFF_BLOCK, &block.to_le_bytes());
+        seal(node);
+        Ok(())
+    }
+
+    /// Reads and validates `block`; `level` is what the parent implies.
+    fn load<'s, S: Blocks>(
+        &self,
+        store: &'s S,
+        block: u64,
+        level: Option<u8>,
+    ) -> TResult<Node<'s, K>, S::Error> {
+        let bytes = store.node(block).map_err(TreeError::Store)?;
+        if get_u32(bytes, OFF_MAGIC) != Some(NODE_MAGIC) {
+            return corrupt(block, Corruption::Magic);
+        }
+        if get_u32(bytes, OFF_CRC) != Some(node_crc(bytes)) {
+            return corrupt(block, Corruption::Checksum);
+        }
+        if bytes[OFF_KIND] != K::KIND {
+            return corrupt(block, Corruption::Kind);
+        }
+        if get_u64(bytes, OFF_BLOCK) != Some(block) {
+            return corrupt(block, Corruption::Block);
+        }
+        if get_u64(bytes, OFF_OWNER) != Some(self.owner) {
+            return corrupt(block, Corruption::Owner);
+        }
+        if get_u32(bytes, OFF_RESERVED) != Some(0) {
+            return corrupt(block, Corruption::Reserved);
+        }
+        let node_level = bytes[OFF_LEVEL];
+        if node_level >= MAX_LEVELS || level.is_some_and(|l| l != node_level) {
+            return corrupt(block, Corruption::Level);
+        }
+        let count = usize::from(get_u16(bytes, OFF_COUNT).unwrap_or(u16::MAX));
+        if count > capacity::<K>(node_level) || (node_level > 0 && count == 0) {
+            return corrupt(block, Corruption::Count);
+        }
+        let node = Node {
+            bytes,
+            level: node_level,
+            count,
+            _kind: core::marker::PhantomData,
+        };
+        if (1..count).any(|i| node.key(i - 1) >= node.key(i)) {
+            return corrupt(block, Corruption::Order);
+        }
+        Ok(node)
+    }
+
+    fn check_sizes<E>(key: &[u8], value: Option<&[u8]>) -> TResult<(), E> {
+        if K::KEY > MAX_KEY_BYTES || K::KEY + K::VALUE.max(CHILD_BYTES) > MAX_ENTRY_BYTES {
+            return Err(TreeError::BadArgument);
+        }
+        if key.len() != K::KEY || value.is_some_and(|v| v.len() != K::VALUE) {
+            return Err(TreeError::BadArgument);
+        }
+        Ok(())
+    }
+
+    /// The value stored under `key`, copied into `value`.
+    pub fn get<S: Blocks>(
+        &self,
+        store: &S,
+        key: &[u8],
+        value: &mut [u8],
+    ) -> TResult<bool, S::Error> {
+        Self::check_sizes(key, Some(value))?;
+        let mut block = self.root;
+        let mut level = None;
+        loop {
+            let node = self.load(store, block, level)?;
+            if node.level == 0 {
+                return Ok(match node.search(key) {
+                    Ok(i) => {
+                        value.copy_from_slice(node.value(i));
+                        true
+                    }
+                    Err(_) => false,
+                });
+            }
+            block = node.child(node.child_index(key));
+            level = Some(node.level - 1);
+        }
+    }
+
+    /// Inserts or replaces `key`; returns whether it replaced an entry. The
+    /// root may change (a split): the caller stores `self.root` afterwards.
+    pub fn insert<S: Blocks>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        value: &[u8],
+    ) -> TResult<bool, S::Error> {
+        Self::check_sizes(key, Some(value))?;
+        let root_level = self.load(store, self.root, None)?.level;
+        let (replaced, split) = self.insert_at(store, self.root, root_level, key, value)?;
+        if let Some((separator, right)) = split {
+            let new_root = store.allocate().map_err(TreeError::Store)?;
+            self.init_node(store, new_root, root_level + 1)?;
+            let mut first_key = [0u8; MAX_KEY_BYTES];
+            let first_key = first_key.get_mut(..K::KEY).ok_or(TreeError::BadArgument)?;
+            first_key.copy_from_slice(self.load(store, self.root, Some(root_level))?.key(0));
+            let old_root = self.root;
+            let node = store.node_mut(new_root).map_err(TreeError::Store)?;
+            insert_entry(
+                node,
+                entry_size::<K>(root_level + 1),
+                0,
+                first_key,
+                &old_root.to_le_bytes(),
+            );
+            insert_entry(
+                node,
+                entry_size::<K>(root_level + 1),
+                1,
+                &separator[..K::KEY],
+                &right.to_le_bytes(),
+            );
+            seal(node);
+            self.root = new_root;
+        }
+        Ok(replaced)
+    }
+
+    /// Inserts below `block`; on a split returns the new right sibling and
+    /// its first key.
+    #[allow(clippy::type_complexity)]
+    fn insert_at<S: Blocks>(
+        &self,
+        store: &mut S,
+        block: u64,
+        level: u8,
+        key: &[u8],
+        value: &[u8],
+    ) -> TResult<(bool, Option<([u8; MAX_KEY_BYTES], u64)>), S::Error> {
+        let node = self.load(store, block, Some(level))?;
+        if level == 0 {
+            return match node.search(key) {
+                Ok(i) => {
+                    let size = entry_size::<K>(0);
+                    let bytes = store.node_mut(block).map_err(TreeError::Store)?;
+                    let start = HEADER_BYTES + i * size + K::KEY;
+                    put(bytes, start, value);
+                    seal(bytes);
+                    Ok((true, None))
+                }
+                Err(i) => Ok((false, self.add_entry(store, block, 0, i, key, value)?)),
+            };
+        }
+        let index = node.child_index(key);
+        let child = node.child(index);
+        let lowers_first = index == 0 && key < node.key(0);
+        if lowers_first {
+            // Key 0 stays a lower bound of its subtree, so separators added
+            // after it by a split of child 0 stay ordered.
+            let bytes = store.node_mut(block).map_err(TreeError::Store)?;
+            put(bytes, HEADER_BYTES, key);
+            seal(bytes);
+        }
+        let (replaced, split) = self.insert_at(store, child, level - 1, key, value)?;
+        let Some((separator, right)) = split else {
+            return Ok((replaced, None));
+        };
+        let split = self.add_entry(
+            store,
+            block,
+            level,
+            index + 1,
+            &separator[..K::KEY],
+            &right.to_le_bytes(),
+        )?;
+        Ok((replaced, split))
+    }
+
+    /// Puts an entry at `index` of `block`, splitting the node in two if it
+    /// is full.
+    #[allow(clippy::type_complexity)]
+    fn add_entry<S: Blocks>(
+        &self,
+        store: &mut S,
+        block: u64,
+        level: u8,
+        index: usize,
+        key: &[u8],
+        payload: &[u8],
+    ) -> TResult<Option<([u8; MAX_KEY_BYTES], u64)>, S::Error> {
+        let size = entry_size::<K>(level);
+        let cap = capacity::<K>(level);
+        let count = self.load(store, block, Some(level))?.count;
+        if count < cap {
+            let node = store.node_mut(block).map_err(TreeError::Store)?;
+            insert_entry(node, size, index, key, payload);
+            seal(node);
+            return Ok(None);
+        }
+        // Split: the upper half moves to a new right sibling.
+        let right = store.allocate().map_err(TreeError::Store)?;
+        self.init_node(store, right, level)?;
+        let keep = count / 2;
+        // Entries move one at a time through a small buffer: this code runs
+        // on kernel stacks, where a node-sized buffer does not belong.
+        let mut entry = [0u8; MAX_ENTRY_BYTES];
+        let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
+        for moved in 0..count - keep {
+            let from = HEADER_BYTES + (keep + moved) * size;
+            let to = HEADER_BYTES + moved * size;
+            entry.copy_from_slice(
+                store
+                    .node(block)
+                    .map_err(TreeError::Store)?
+                    .get(from..from + size)
+                    .ok_or(TreeError::BadArgument)?,
+            );
+            put(store.node_mut(right).map_err(TreeError::Store)?, to, entry);
+        }
+        {
+            let left = store.node_mut(block).map_err(TreeError::Store)?;
+            if let Some(tail) =
+                left.get_mut(HEADER_BYTES + keep * size..HEADER_BYTES + count * size)
+            {
+                tail.fill(0);
+            }
+            put(left, OFF_COUNT, &(keep as u16).to_le_bytes());
+            seal(left);
+        }
+        {
+            let node = store.node_mut(right).map_err(TreeError::Store)?;
+            put(node, OFF_COUNT, &((count - keep) as u16).to_le_bytes());
+            seal(node);
+        }
+        let target = if index <= keep {
+            (block, index)
+        } else {
+            (right, index - keep)
+        };
+        let node = store.node_mut(target.0).map_err(TreeError::Store)?;
+        insert_entry(node, size, target.1, key, payload);
+        seal(node);
+        let mut separator = [0u8; MAX_KEY_BYTES];
+        separator[..K::KEY].copy_from_slice(self.load(store, right, Some(level))?.key(0));
+        Ok(Some((separator, right)))
+    }
+
+    /// Removes `key`; returns whether it was there. The root may change.
+    pub fn remove<S: Blocks>(&mut self, store: &mut S, key: &[u8]) -> TResult<bool, S::Error> {
+        Self::check_sizes(key, None)?;
+        let root_level = self.load(store, self.root, None)?.level;
+        let (removed, _) = self.remove_at(store, self.root, root_level, key)?;
+        // Collapse roots left with one child.
+        loop {
+            let root = self.load(store, self.root, None)?;
+            if root.level == 0 || root.count != 1 {
+                break;
+            }
+            let child = root.child(0);
+            store.free(self.root).map_err(TreeError::Store)?;
+            self.root = child;
+        }
+        Ok(removed)
+    }
+
+    /// Removes below `block`; returns (removed, block is now empty).
+    fn remove_at<S: Blocks>(
+        &self,
+        store: &mut S,
+        block: u64,
+        level: u8,
+        key: &[u8],
+    ) -> TResult<(bool, bool), S::Error> {
+        let (count, found, child) = {
+            let node = self.load(store, block, Some(level))?;
+            if level == 0 {
+                match node.search(key) {
+                    Ok(i) => (node.count, i, None),
+                    Err(_) => return Ok((false, false)),
+                }
+            } else {
+                let index = node.child_index(key);
+                (node.count, index, Some(node.child(index)))
+            }
+        };
+        let removed = match child {
+            None => true,
+            Some(child) => {
+                let (removed, child_empty) = self.remove_at(store, child, level - 1, key)?;
+                if !child_empty {
+                    return Ok((removed, false));
+                }
+                store.free(child).map_err(TreeError::Store)?;
+                removed
+            }
+        };
+        let size = entry_size::<K>(level);
+        let bytes = store.node_mut(block).map_err(TreeError::Store)?;
+        let start = HEADER_BYTES + found * size;
+        let end = HEADER_BYTES + count * size;
+        bytes.copy_within(start + size..end, start);
+        bytes[end - size..end].fill(0);
+        put(bytes, OFF_COUNT, &((count - 1) as u16).to_le_bytes());
+        seal(bytes);
+        Ok((removed, count == 1 && block != self.root))
+    }
+
+    /// Visits entries with keys `>= from` in order until `visit` breaks.
+    pub fn scan<S: Blocks>(
+        &self,
+        store: &S,
+        from: &[u8],
+        visit: &mut Visitor<'_>,
+    ) -> TResult<ControlFlow<()>, S::Error> {
+        Self::check_sizes(from, None)?;
+        self.scan_at(store, self.root, None, from, visit)
+    }
+
+    fn scan_at<S: Blocks>(
+        &self,
+        store: &S,
+        block: u64,
+        level: Option<u8>,
+        from: &[u8],
+        visit: &mut Visitor<'_>,
+    ) -> TResult<ControlFlow<()>, S::Error> {
+        let node = self.load(store, block, level)?;
+        if node.level == 0 {
+            let first = node.search(from).unwrap_or_else(|i| i);
+            for i in first..node.count {
+                if visit(node.key(i), node.value(i)).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            return Ok(ControlFlow::Continue(()));
+        }
+        for i in node.child_index(from)..node.count {
+            if self
+                .scan_at(store, node.child(i), Some(node.level - 1), from, visit)?
+                .is_break()
+            {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The entry with the greatest key `<= key`, copied out.
+    pub fn last_at_or_before<S: Blocks>(
+        &self,
+        store: &S,
+        key: &[u8],
+        found_key: &mut [u8],
+        value: &mut [u8],
+    ) -> TResult<bool, S::Error> {
+        Self::check_sizes(key, Some(value))?;
+        if found_key.len() != K::KEY {
+            return Err(TreeError::BadArgument);
+        }
+        self.last_at(store, self.root, None, key, found_key, value)
+    }
+
+    fn last_at<S: Blocks>(
+        &self,
+        store: &S,
+        block: u64,
+        level: Option<u8>,
+        key: &[u8],
+        found_key: &mut [u8],
+        value: &mut [u8],
+    ) -> TResult<bool, S::Error> {
+        let node = self.load(store, block, level)?;
+        if node.level == 0 {
+            let index = match node.search(key) {
+                Ok(i) => i,
+                Err(0) => return Ok(false),
+                Err(i) => i - 1,
+            };
+            found_key.copy_from_slice(node.key(index));
+            value.copy_from_slice(node.value(index));
+            return Ok(true);
+        }
+        // The entry may sit in an earlier child when this one has nothing
+        // at or below `key` (underfull or with a stale lower bound).
+        let mut i = node.child_index(key) + 1;
+        while i > 0 {
+            i -= 1;
+            if self.last_at(
+                store,
+                node.child(i),
+                Some(node.level - 1),
+                key,
+                found_key,
+                value,
+            )? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Checks the whole tree: every node valid, levels consistent, keys in
+    /// order across nodes and within their parents' bounds. Calls `node`
+    /// with every node block (fsck cross-checks them against the bitmap and
+    /// the reverse map) and returns the number of entries.
+    pub fn check<S: Blocks>(&self, store: &S, node: &mut dyn FnMut(u64)) -> TResult<u64, S::Error> {
+        let mut last = [0u8; MAX_KEY_BYTES];
+        let mut have_last = false;
+        self.check_at(
+            store,
+            self.root,
+            None,
+            None,
+            node,
+            &mut last,
+            &mut have_last,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_at<S: Blocks>(
+        &self,
+        store: &S,
+        block: u64,
+        level: Option<u8>,
+        lower: Option<&[u8]>,
+        visit: &mut dyn FnMut(u64),
+        last: &mut [u8; MAX_KEY_BYTES],
+        have_last: &mut bool,
+    ) -> TResult<u64, S::Error> {
+        let node = self.load(store, block, level)?;
+        visit(block);
+        if let Some(lower) = lower {
+            if node.count > 0 && node.key(0) < lower {
+                return corrupt(block, Corruption::Order);
+            }
+        }
+        if node.level == 0 {
+            for i in 0..node.count {
+                if *have_last && node.key(i) <= &last[..K::KEY] {
+                    return corrupt(block, Corruption::Order);
+                }
+                last[..K::KEY].copy_from_slice(node.key(i));
+                *have_last = true;
+            }
+            return Ok(node.count as u64);
+        }
+        let mut entries = 0;
+        for i in 0..node.count {
+            // Key 0 of an internal node bounds nothing (minus infinity).
+            let bound = if i == 0 { lower } else { Some(node.key(i)) };
+            entries += self.check_at(
+                store,
+                node.child(i),
+                Some(node.level - 1),
+                bound,
+                visit,
+                last,
+                have_last,
+            )?;
+        }
+        Ok(entries)
+    }
+}
+
+fn insert_entry(
+    node: &mut [u8; BLOCK_SIZE],
+    size: usize,
+    index: usize,
+    key: &[u8],
+    payload: &[u8],
+) {
+    let count = usize::from(get_u16(node, OFF_COUNT).unwrap_or(0));
+    let start = HEADER_BYTES + index * size;
+    let end = HEADER_BYTES + count * size;
+    node.copy_within(start..end, start + size);
+    put(node, start, key);
+    put(node, start + key.len(), payload);
+    put(node, OFF_COUNT, &((count + 1) as u16).to_le_bytes());
+}
+
+fn seal(node: &mut [u8; BLOCK_SIZE]) {
+    let crc = node_crc(node);
+    put(node, OFF_CRC, &crc.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use super::*;
+    use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
+
+    /// Small nodes would need a smaller block; instead a kind with big
+    /// entries keeps fan-out low (16 per leaf) so tests reach many levels.
+    struct Fat;
+    impl TreeKind for Fat {
+        const KIND: u8 = 0x7f;
+        const KEY: usize = 8;
+        const VALUE: usize = 248;
+    }
+
+    #[derive(Default)]
+    struct Memory {
+        blocks: Vec<Option<Box<[u8; BLOCK_SIZE]>>>,
+        free: Vec<u64>,
+        live: usize,
+    }
+
+    impl Blocks for Memory {
+        type Error = ();
+        fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
+            self.blocks
+                .get(block as usize)
+                .and_then(|b| b.as_deref())
+                .ok_or(())
+        }
+        fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
+            self.blocks
+                .get_mut(block as usize)
+                .and_then(|b| b.as_deref_mut())
+                .ok_or(())
+        }
+        fn allocate(&mut self) -> Result<u64, ()> {
+            self.live += 1;
+            let block = self.free.pop().unwrap_or(self.blocks.len() as u64);
+            if block as usize == self.blocks.len() {
+                self.blocks.push(None);
+            }
+            self.blocks[block as usize] = Some(Box::new([0xa5; BLOCK_SIZE]));
+            Ok(block)
+        }
+        fn free(&mut self, block: u64) -> Result<(), ()> {
+            self.live -= 1;
+            self.blocks[block as usize].take().ok_or(())?;
+            self.free.push(block);
+            Ok(())
+        }
+    }
+
+    fn key(k: u64) -> [u8; 8] {
+        k.to_be_bytes()
+    }
+
+    fn value(k: u64, generation: u8) -> [u8; 248] {
+        let mut v = [generation; 248];
+        v[..8].copy_from_slice(&k.to_le_bytes());
+        v
+    }
+
+    /// A small deterministic generator (tests must not depend on std's
+    /// randomness, and the module has none).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    fn check_matches(tree: &Tree<Fat>, store: &Memory, model: &BTreeMap<u64, [u8; 248]>) {
+        let mut nodes = 0;
+        assert_eq!(
+            tree.check(store, &mut |_| nodes += 1),
+            Ok(model.len() as u64)
+        );
+        assert_eq!(nodes, store.live, "nodes reachable vs allocated");
+        let mut seen = Vec::new();
+        let _ = tree
+            .scan(store, &key(0), &mut |k, v| {
+                seen.push((u64::from_be_bytes(k.try_into().unwrap()), v[8]));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let want: Vec<_> = model.iter().map(|(k, v)| (*k, v[8])).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn random_operations_match_a_model() {
+        for seed in 1..=6u64 {
+            let mut store = Memory::default();
+            let mut tree = Tree::<Fat>::create(&mut store, 42).unwrap();
+            let mut model = BTreeMap::new();
+            let mut rng = Lcg(seed);
+            let range = [50, 400, 3000][seed as usize % 3];
+            for step in 0..4000u32 {
+                let k = rng.next() % range;
+                if rng.next() % 3 == 0 {
+                    assert_eq!(
+                        tree.remove(&mut store, &key(k)).unwrap(),
+                        model.remove(&k).is_some()
+                    );
+                } else {
+                    let v = value(k, step as u8);
+                    assert_eq!(
+                        tree.insert(&mut store, &key(k), &v).unwrap(),
+                        model.insert(k, v).is_some()
+                    );
+                }
+                if step % 500 == 0 {
+                    check_matches(&tree, &store, &model);
+                }
+                let probe = rng.next() % range;
+                let mut got = [0u8; 248];
+                let found = tree.get(&store, &key(probe), &mut got).unwrap();
+                assert_eq!(found.then_some(got), model.get(&probe).copied());
+                let (mut fk, mut fv) = ([0u8; 8], [0u8; 248]);
+                let below = tree
+                    .last_at_or_before(&store, &key(probe), &mut fk, &mut fv)
+                    .unwrap();
+                let want = model.range(..=probe).next_back().map(|(k, _)| *k);
+                assert_eq!(below.then(|| u64::from_be_bytes(fk)), want);
+            }
+            check_matches(&tree, &store, &model);
+            // Emptying the tree gives every node but the root back.
+            let keys: Vec<u64> = model.keys().copied().collect();
+            for k in keys {
+                assert!(tree.remove(&mut store, &key(k)).unwrap());
+            }
+            assert_eq!(store.live, 1);
+            check_matches(&tree, &store, &BTreeMap::new());
+        }
+    }
+
+    #[test]
+    fn grows_several_levels_and_scans_from_the_middle() {
+        let mut store = Memory::default();
+        let mut tree = Tree::<Fat>::create(&mut store, 1).unwrap();
+        for k in 0..5000u64 {
+            tree.insert(&mut store, &key(k * 2), &value(k, 1)).unwrap();
+        }
+        let root_level = store.node(tree.root).unwrap()[OFF_LEVEL];
+        assert!(root_level >= 2, "level {}", root_level);
+        let mut first = Vec::new();
+        let _ = tree
+            .scan(&store, &key(777), &mut |k, _| {
+                first.push(u64::from_be_bytes(k.try_into().unwrap()));
+                if first.len() == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(first, [778, 780, 782]);
+    }
+
+    #[test]
+    fn damaged_nodes_are_reported_not_trusted() {
+        let mut store = Memory::default();
+        let mut tree = Tree::<Fat>::create(&mut store, 9).unwrap();
+        for k in 0..200u64 {
+            tree.insert(&mut store, &key(k), &value(k, 0)).unwrap();
+        }
+        let mut nodes = Vec::new();
+        tree.check(&store, &mut |b| nodes.push(b)).unwrap();
+        let mut v = [0u8; 248];
+        // Any bit flip in any node is caught by every operation reaching it.
+        for &block in &nodes {
+            for bit in (0..BLOCK_SIZE * 8).step_by(97) {
+                store.node_mut(block).unwrap()[bit / 8] ^= 1 << (bit % 8);
+                assert!(matches!(
+                    tree.check(&store, &mut |_| {}),
+                    Err(TreeError::Corrupt { .. })
+                ));
+                store.node_mut(block).unwrap()[bit / 8] ^= 1 << (bit % 8);
+            }
+        }
+        // Well-formed nodes in the wrong place: another owner, another block.
+        let other = Tree::<Fat>::open(tree.root, 10);
+        assert_eq!(
+            other.get(&store, &key(1), &mut v),
+            Err(TreeError::Corrupt {
+                block: tree.root,
+                what: Corruption::Owner
+            })
+        );
+        let leaf = *nodes.last().unwrap();
+        let copy = *store.node(leaf).unwrap();
+        *store.node_mut(nodes[0]).unwrap() = copy;
+        assert!(matches!(
+            tree.get(&store, &key(1), &mut v),
+            Err(TreeError::Corrupt { .. })
+        ));
+        assert_eq!(
+            tree.get(&store, &[0u8; 3], &mut v),
+            Err(TreeError::BadArgument)
+        );
+    }
+}
