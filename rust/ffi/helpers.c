@@ -142,3 +142,14 @@ void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages)
 			clear_mce_nospec(pfn);
 	}
 }
+
+bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages)
+{
+	unsigned long end = pfn + nr_pages;
+
+	for (; pfn < end; pfn++) {
+		if (PageHWPoison(pfn_to_page(pfn)))
+			return true;
+	}
+	return false;
+}

@@ -48,5 +48,6 @@ void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start);
 void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n);
 u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags);
 void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages);
+bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages);
 
 #endif /* OXDAX_HELPERS_H */

@@ -34,11 +34,11 @@ pub struct Geometry {
     data_size: u64,
 }
 
-/// A byte range inside the data area, as offsets from the namespace start
-/// (so `start` already includes the data offset).
+/// A byte range inside the data area, as offsets from the data area's
+/// start: the base of the mapped memory, sector 0 and bad-block sector 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteRange {
-    /// First byte, from the start of the namespace.
+    /// First byte, from the start of the data area.
     pub start: u64,
     /// Length in bytes.
     pub len: u64,
@@ -99,14 +99,11 @@ impl Geometry {
         if end > self.data_size {
             return None;
         }
-        Some(ByteRange {
-            start: self.data_offset + start,
-            len,
-        })
+        Some(ByteRange { start, len })
     }
 
     /// For a DAX access of up to `nr_pages` pages at page offset `pgoff`:
-    /// the namespace offset of the first page and how many pages are
+    /// the data-area offset of the first page and how many pages are
     /// available from there to the end of the device (at least one), or
     /// `None` if `pgoff` is outside the device.
     pub fn dax_range(&self, pgoff: u64, nr_pages: u64) -> Option<(u64, u64)> {
@@ -114,7 +111,7 @@ impl Geometry {
         if pgoff >= pages || nr_pages == 0 {
             return None;
         }
-        Some((self.data_offset + (pgoff << PAGE_SHIFT), pages - pgoff))
+        Some((pgoff << PAGE_SHIFT, pages - pgoff))
     }
 
     /// The device range `(offset, len)` of `nr_pages` pages starting at page
@@ -225,10 +222,16 @@ mod tests {
     fn sector_ranges_stop_at_the_last_byte() {
         let g = Geometry::new(4 * GIB + 4096, 8 * MIB).unwrap();
         let last = g.capacity_sectors() - 1;
+        // Offsets count from the data area, whatever the data offset.
+        assert_ne!(g.data_offset(), 0);
+        assert_eq!(
+            g.sector_range(0, 512),
+            Some(ByteRange { start: 0, len: 512 })
+        );
         assert_eq!(
             g.sector_range(last, 512),
             Some(ByteRange {
-                start: g.data_offset() + last * 512,
+                start: last * 512,
                 len: 512
             })
         );
@@ -236,7 +239,7 @@ mod tests {
         assert_eq!(
             g.sector_range(last + 1, 0),
             Some(ByteRange {
-                start: g.data_offset() + g.data_size(),
+                start: g.data_size(),
                 len: 0
             })
         );
@@ -247,6 +250,11 @@ mod tests {
 
     #[test]
     fn dax_ranges() {
+        // Unaligned: offsets are still data-relative and stop at its end.
+        let g = Geometry::new(4 * GIB + 4096, 8 * MIB).unwrap();
+        assert_eq!(g.dax_range(0, 1536), Some((0, 1536)));
+        assert_eq!(g.dax_range(1535, 1), Some((1535 * 4096, 1)));
+        assert_eq!(g.dax_range(1536, 1), None);
         let g = Geometry::new(4 * GIB, 4 * MIB).unwrap();
         assert_eq!(g.dax_range(0, 1), Some((0, 1024)));
         assert_eq!(g.dax_range(1023, 512), Some((1023 * 4096, 1)));

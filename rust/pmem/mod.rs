@@ -20,6 +20,7 @@ use crate::{
         errno,
         memory::{self, IomemClaim, PmemMemory},
         nd::{FlushSupport, Namespace, NdDriver, NvdimmEvent, Region},
+        once::SetOnce,
         pagemap::{MemoryFailure, PageMap},
     },
 };
@@ -61,17 +62,17 @@ impl NdDriver for PmemDriver {
 /// Built in three steps so that nothing the kernel can call into is
 /// published before everything it needs exists: the pinned allocation, then
 /// the DAX device and disk (which point back at it, so they need its final
-/// address), then publication (pages mapped, DAX host added, disk added).
-/// Teardown (`stop`, then drop) runs in the opposite order.
+/// address, and are stored through shared references: `SetOnce`), then
+/// publication (pages mapped, DAX host added, disk added). Teardown (`stop`,
+/// then drop) runs in the opposite order, and `stop` ends every outside
+/// reference (page map last) before anything is freed.
 #[pin_data(PinnedDrop)]
 pub(crate) struct PmemDevice {
     geometry: Geometry,
     region: Region,
     name: [u8; 32],
-    // Dropped before the page map, bad-block list and claim below, which
-    // they use.
-    dax: Option<DaxDevice>,
-    disk: Option<Disk>,
+    dax: SetOnce<DaxDevice>,
+    disk: SetOnce<Disk>,
     #[pin]
     pagemap: PageMap<PmemDevice>,
     #[pin]
@@ -94,13 +95,13 @@ impl PmemDevice {
         let claim = IomemClaim::request(info.phys, info.size, info.device_name())?;
         let region = namespace.region();
 
-        let mut device = KBox::pin_init(
+        let device = KBox::pin_init(
             try_pin_init!(Self {
                 geometry,
                 region,
                 name,
-                dax: None,
-                disk: None,
+                dax: SetOnce::new(),
+                disk: SetOnce::new(),
                 pagemap <- PageMap::new(geometry.data_phys(), geometry.data_size()),
                 badblocks <- BadBlocks::new(),
                 _claim: claim,
@@ -108,19 +109,22 @@ impl PmemDevice {
             GFP_KERNEL,
         )?;
 
-        // SAFETY: Only the unpinned `dax` and `disk` fields are assigned;
-        // nothing is published yet, so no other reference exists.
-        let this = unsafe { device.as_mut().get_unchecked_mut() };
-        this.dax = Some(DaxDevice::alloc(
-            &*this,
+        // From here on the device is only used through shared references:
+        // the DAX device and disk keep pointers to it.
+        let this: &Self = &device;
+        let dax = DaxDevice::alloc(
+            this,
             &DaxFlags {
                 synchronous: region.is_synchronous(),
                 write_cache: region.has_cache(),
             },
-        )?);
-        this.disk = Some(this.alloc_disk(namespace)?);
+        )?;
+        this.dax.set(dax).map_err(|_| EBUSY)?;
+        this.disk
+            .set(this.alloc_disk(namespace)?)
+            .map_err(|_| EBUSY)?;
+        this.publish(namespace)?;
 
-        device.as_ref().get_ref().publish(namespace)?;
         pr_info!(
             "{}: {} MiB at {:#x}, memmap {} KiB in RAM{}\n",
             device.name(),
@@ -167,7 +171,7 @@ impl PmemDevice {
     fn publish(&self, namespace: &Namespace) -> Result {
         self.pagemap.map(self)?;
         self.populate_badblocks();
-        let (Some(dax), Some(disk)) = (&self.dax, &self.disk) else {
+        let (Some(dax), Some(disk)) = (self.dax.get(), self.disk.get()) else {
             return Err(EINVAL);
         };
         dax.add_host(disk.as_ptr())?;
@@ -177,14 +181,17 @@ impl PmemDevice {
     }
 
     /// Stops serving the namespace: the DAX device dies first (its holder
-    /// is told the device is going away and unmaps it), then the disk goes.
+    /// is told the device is going away and unmaps it), then the disk goes,
+    /// then the pages (waiting for running memory-failure callbacks, which
+    /// use the DAX device). Idempotent.
     fn stop(&self) {
-        if let Some(dax) = &self.dax {
+        if let Some(dax) = self.dax.get() {
             dax.kill();
         }
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = self.disk.get() {
             disk.remove();
         }
+        self.pagemap.unmap();
         self.flush();
     }
 
@@ -217,7 +224,7 @@ impl PmemDevice {
     }
 
     fn check_read_only(&self) {
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = self.disk.get() {
             self.region.check_read_only(disk.as_ptr());
         }
     }
@@ -237,15 +244,24 @@ impl PmemDevice {
         let len32 = u32::try_from(len).map_err(|_| EINVAL)?;
         let cleared = match self.region.clear_poison(phys, len32) {
             Ok(cleared) => cleared.min(len),
-            // A bus without the clear-error command (QEMU's NFIT): its bad
-            // blocks are a software record (sysfs, ARS of emulated media),
-            // and an overwrite is all there is to recover.
-            Err(e) if e == ENOTTY => len,
+            // A bus without the clear-error command (QEMU's NFIT). Pages the
+            // kernel saw fail stay failed, as with pmem; a range that is
+            // only listed (sysfs, ARS of emulated media) has no page state
+            // to restore, and the overwrite is all there is to recover.
+            Err(e) if e == ENOTTY => {
+                let pages = (phys & (PAGE_SIZE - 1))
+                    .saturating_add(len)
+                    .div_ceil(PAGE_SIZE);
+                if memory::any_page_hwpoisoned(phys >> PAGE_SHIFT, pages) {
+                    return Err(EIO);
+                }
+                return Ok(len);
+            }
             Err(e) => return Err(e),
         };
         if cleared > 0 {
             memory::mark_pages_present(phys >> PAGE_SHIFT, cleared >> PAGE_SHIFT);
-            memory.invalidate(offset, cleared as usize)?;
+            memory.invalidate(offset, len as usize)?;
         }
         Ok(cleared)
     }
@@ -345,7 +361,10 @@ impl DaxOperations for PmemDevice {
         let phys = self.geometry.data_phys() + offset;
         // SAFETY: Pure arithmetic on the address (helper for an inline).
         let pfn = unsafe { ffi::oxdax_phys_to_pfn_t(phys, ffi::PFN_DEV | ffi::PFN_MAP) };
-        let wanted = nr_pages.min(available);
+        // badblocks_check() takes an int count of sectors.
+        let wanted = nr_pages
+            .min(available)
+            .min(i32::MAX as u64 >> (PAGE_SHIFT - SECTOR_SHIFT));
         let sector = offset >> SECTOR_SHIFT;
         let pages = match self
             .badblocks
@@ -414,13 +433,19 @@ impl MemoryFailure for PmemDevice {
             .geometry
             .failure_range(pfn, nr_pages)
             .ok_or_else(errno::eopnotsupp)?;
-        let dax = self.dax.as_ref().ok_or_else(errno::eopnotsupp)?;
+        let dax = self.dax.get().ok_or_else(errno::eopnotsupp)?;
         let result = dax.notify_failure(offset, len, mf_flags);
         // One line per event: memory failures are rare and an administrator
         // wants to know who dealt with each one.
         match &result {
             Ok(()) => pr_warn!(
                 "{}: memory failure at {:#x}+{:#x}: handled by the filesystem\n",
+                self.name(),
+                offset,
+                len
+            ),
+            Err(e) if *e == ENXIO => pr_warn!(
+                "{}: memory failure at {:#x}+{:#x}: device going away\n",
                 self.name(),
                 offset,
                 len

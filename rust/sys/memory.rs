@@ -174,6 +174,14 @@ pub(crate) unsafe fn copy_from_iter_flushcache(
     unsafe { ffi::_copy_from_iter_flushcache(addr.cast(), bytes, iter) }
 }
 
+/// Whether any of `nr_pages` pages from `pfn` is marked HWPoison (the kernel
+/// saw it fail: a machine check or an injected failure).
+pub(crate) fn any_page_hwpoisoned(pfn: u64, nr_pages: u64) -> bool {
+    // SAFETY: The helper only reads `struct page` flags of the range, which
+    // the caller's mapped pagemap covers.
+    unsafe { ffi::oxdax_any_page_hwpoisoned(pfn as _, nr_pages as _) }
+}
+
 /// Makes pages whose poison was cleared usable again: clears their
 /// HWPoison flag and restores their direct mapping.
 pub(crate) fn mark_pages_present(pfn: u64, nr_pages: u64) {

@@ -12,6 +12,7 @@ pub(crate) mod block;
 pub(crate) mod dax;
 pub(crate) mod memory;
 pub(crate) mod nd;
+pub(crate) mod once;
 pub(crate) mod pagemap;
 
 use kernel::error::{Error, Result};

@@ -225,6 +225,13 @@ impl Namespace {
         let common =
             from_err_ptr(unsafe { ffi::nvdimm_namespace_common_probe(self.dev.as_ptr()) })?;
         let common = NonNull::new(common).ok_or(ENODEV)?;
+        // A BTT, PFN or device-DAX instance of the namespace matches the
+        // driver too (same bus type); its namespace has an info block this
+        // driver does not parse, so only the namespace itself is bound.
+        // SAFETY: `common` is live (above).
+        if unsafe { &raw mut (*common.as_ptr()).dev } != self.dev.as_ptr() {
+            return Err(ENXIO);
+        }
         // SAFETY: `common` is the live namespace `dev` belongs to; an IO or
         // PMEM namespace (the only types this driver binds) is embedded in an
         // `nd_namespace_io`.

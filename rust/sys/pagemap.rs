@@ -113,14 +113,26 @@ unsafe extern "C" fn memory_failure_callback<T: MemoryFailure>(
     }
 }
 
+impl<T: MemoryFailure> PageMap<T> {
+    /// Removes the pages (idempotent). Waits for every page reference and
+    /// every running `memory_failure` callback to finish, so the owner may
+    /// go once this returns. The owner's users of the pages (the DAX
+    /// device's holder) must be gone first.
+    pub(crate) fn unmap(&self) {
+        if !self
+            .mapped
+            .swap(core::ptr::null_mut(), Ordering::AcqRel)
+            .is_null()
+        {
+            // SAFETY: The map was created by `map` and is unmapped once.
+            unsafe { ffi::memunmap_pages(self.pgmap.get()) };
+        }
+    }
+}
+
 #[pinned_drop]
 impl<T: MemoryFailure> PinnedDrop for PageMap<T> {
     fn drop(self: Pin<&mut Self>) {
-        if !self.mapped.load(Ordering::Acquire).is_null() {
-            // SAFETY: The map was created by `map`. This waits until every
-            // page reference is dropped (DAX mappings were torn down when the
-            // DAX device was killed, before this runs).
-            unsafe { ffi::memunmap_pages(self.pgmap.get()) };
-        }
+        self.unmap();
     }
 }

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * /dev/oxpmem0 as a block device: geometry, data integrity over the whole
+ * An oxpmem disk as a block device: geometry, data integrity over the whole
  * device (direct and buffered, aligned and not, the last sector), requests
  * out of range, flushes, and bad blocks failing reads until overwritten.
+ *
+ * OXDAX_TEST_DISK (default oxpmem0) and OXDAX_TEST_NAMESPACE (default
+ * namespace0.0) choose the disk, so host-driven tests can run it on other
+ * namespaces (an unaligned legacy region, for one).
  */
 #include <linux/fs.h>
 #include <stdint.h>
@@ -11,9 +15,31 @@
 #include "kselftest_harness.h"
 #include "oxdax_test.h"
 
-#define DISK "/dev/oxpmem0"
-#define SYSFS "/sys/block/oxpmem0"
 #define CHUNK (1 << 20)
+#define MIB2 (2ull << 20)
+
+static char DISK[64], SYSFS[64], NAMESPACE[96];
+
+static void __attribute__((constructor)) choose_disk(void)
+{
+	const char *disk = getenv("OXDAX_TEST_DISK");
+	const char *ns = getenv("OXDAX_TEST_NAMESPACE");
+
+	snprintf(DISK, sizeof(DISK), "/dev/%s", disk ? disk : "oxpmem0");
+	snprintf(SYSFS, sizeof(SYSFS), "/sys/block/%s", disk ? disk : "oxpmem0");
+	snprintf(NAMESPACE, sizeof(NAMESPACE), "/sys/bus/nd/devices/%s",
+		 ns ? ns : "namespace0.0");
+}
+
+static const char *path(const char *base, const char *file)
+{
+	static char buf[4][160];
+	static int next;
+	char *out = buf[next++ % 4];
+
+	snprintf(out, sizeof(buf[0]), "%s/%s", base, file);
+	return out;
+}
 
 static uint64_t pattern(uint64_t offset, uint64_t seed)
 {
@@ -76,14 +102,19 @@ TEST_F(disk, geometry)
 	int lbs = 0;
 	unsigned int pbs = 0;
 
-	EXPECT_EQ(sysfs_u64("/sys/bus/nd/devices/namespace0.0/size"), self->size);
-	EXPECT_EQ(self->size / 512, sysfs_u64(SYSFS "/size"));
+	/* The disk is the largest 2 MiB-aligned part of the namespace. */
+	uint64_t start = sysfs_u64(path(NAMESPACE, "resource"));
+	uint64_t end = start + sysfs_u64(path(NAMESPACE, "size"));
+	uint64_t data_start = (start + MIB2 - 1) / MIB2 * MIB2;
+
+	EXPECT_EQ(end / MIB2 * MIB2 - data_start, self->size);
+	EXPECT_EQ(self->size / 512, sysfs_u64(path(SYSFS, "size")));
 	ASSERT_EQ(0, ioctl(self->fd, BLKSSZGET, &lbs));
 	EXPECT_EQ(512, lbs);
 	ASSERT_EQ(0, ioctl(self->fd, BLKPBSZGET, &pbs));
 	EXPECT_EQ(4096, pbs);
-	EXPECT_EQ(1, sysfs_u64(SYSFS "/queue/dax"));
-	EXPECT_EQ(0, sysfs_u64(SYSFS "/ro"));
+	EXPECT_EQ(1, sysfs_u64(path(SYSFS, "queue/dax")));
+	EXPECT_EQ(0, sysfs_u64(path(SYSFS, "ro")));
 }
 
 TEST_F(disk, whole_device_pattern)
@@ -183,7 +214,7 @@ TEST_F(disk, synchronous_writes_and_flush)
 
 static int set_badblocks(const char *spec)
 {
-	int fd = open(SYSFS "/badblocks", O_WRONLY);
+	int fd = open(path(SYSFS, "badblocks"), O_WRONLY);
 	ssize_t n;
 
 	if (fd < 0)
@@ -199,7 +230,7 @@ TEST_F(disk, bad_blocks_fail_reads_until_overwritten)
 	uint64_t bad = 4096;	/* sector */
 
 	ASSERT_EQ(0, set_badblocks("4096 8"));
-	ASSERT_EQ(0, read_text(SYSFS "/badblocks", list, sizeof(list)));
+	ASSERT_EQ(0, read_text(path(SYSFS, "badblocks"), list, sizeof(list)));
 	EXPECT_STREQ("4096 8\n", list);
 
 	/* Reads touching the bad sectors fail; their neighbours do not. */
@@ -213,7 +244,7 @@ TEST_F(disk, bad_blocks_fail_reads_until_overwritten)
 	/* Overwriting clears the poison and the list. */
 	fill(self->buf, 4096, bad * 512, 7);
 	ASSERT_EQ(4096, pwrite(self->fd, self->buf, 4096, bad * 512));
-	ASSERT_EQ(0, read_text(SYSFS "/badblocks", list, sizeof(list)));
+	ASSERT_EQ(0, read_text(path(SYSFS, "badblocks"), list, sizeof(list)));
 	EXPECT_STREQ("", list);
 	memset(self->buf, 0, 4096);
 	ASSERT_EQ(4096, pread(self->fd, self->buf, 4096, bad * 512));
