@@ -5,6 +5,7 @@
 
 pub mod btree;
 pub mod crc32c;
+pub mod journal;
 pub mod layout;
 pub mod superblock;
 

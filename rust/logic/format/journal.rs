@@ -1,0 +1,512 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The redo journal's on-media encoding and its recovery.
+//!
+//! The journal region is a header block followed by the log. A transaction
+//! in the log is a header, byte-range records (`block, offset, bytes`), and
+//! a commit record carrying the sequence number and a crc32c of everything
+//! before it. The writer makes the header and records durable, then the
+//! commit record: a transaction is applied at recovery iff its commit record
+//! is valid, so a crash anywhere leaves each transaction all or nothing.
+//!
+//! Tearing: pmem guarantees that an aligned 8-byte store is persisted whole
+//! or not at all, and everything in the log is 8-byte aligned. The commit
+//! record is two such words, `magic | crc32c` and `sequence`; a crash can
+//! persist either without the other, and both mixes are rejected (a stale
+//! sequence word is from an older transaction, a stale first word does not
+//! carry this transaction's checksum).
+//!
+//! Transactions follow each other in sequence; recovery starts at the
+//! header's tail and stops at the first one that is not the next sequence
+//! number with a valid commit, which also rejects transactions left over
+//! from the log's previous lap. Records are absolute bytes, so replaying a
+//! transaction that was already applied in place is harmless.
+
+use core::ops::Range;
+
+use super::{crc32c, get_u32, get_u64, put, BLOCK_SIZE};
+
+/// `"OXJH"`: the journal header block.
+pub const HEADER_MAGIC: u32 = u32::from_le_bytes(*b"OXJH");
+/// `"OXTX"`: a transaction header.
+pub const TX_MAGIC: u32 = u32::from_le_bytes(*b"OXTX");
+/// `"OXTC"`: a commit record.
+pub const COMMIT_MAGIC: u32 = u32::from_le_bytes(*b"OXTC");
+
+/// Bytes of a transaction header: magic, record count, sequence, body length.
+pub const TX_HEADER_BYTES: usize = 24;
+/// Bytes of a record header: block, offset in block, length.
+pub const RECORD_HEADER_BYTES: usize = 16;
+/// Bytes of a commit record: magic, crc32c, sequence.
+pub const COMMIT_BYTES: usize = 16;
+/// Everything in the log is aligned to this.
+pub const ALIGN: usize = 8;
+
+fn aligned(n: usize) -> usize {
+    n.next_multiple_of(ALIGN)
+}
+
+/// The journal header: where recovery starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalHeader {
+    /// Sequence number of the first transaction to replay.
+    pub tail_seq: u64,
+    /// Byte offset in the log of that transaction.
+    pub tail_offset: u64,
+}
+
+/// Why journal bytes are not usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalError {
+    /// The header block is damaged.
+    BadHeader,
+    /// The transaction does not fit in the log from its offset.
+    NoSpace,
+    /// A record does not lie inside one block.
+    BadRecord,
+}
+
+impl JournalHeader {
+    const OFF_MAGIC: usize = 0;
+    const OFF_TAIL_SEQ: usize = 8;
+    const OFF_TAIL_OFFSET: usize = 16;
+    const OFF_CRC: usize = BLOCK_SIZE - 4;
+
+    /// Serializes into the header block.
+    pub fn encode(&self, block: &mut [u8; BLOCK_SIZE]) {
+        block.fill(0);
+        put(block, Self::OFF_MAGIC, &HEADER_MAGIC.to_le_bytes());
+        put(block, Self::OFF_TAIL_SEQ, &self.tail_seq.to_le_bytes());
+        put(
+            block,
+            Self::OFF_TAIL_OFFSET,
+            &self.tail_offset.to_le_bytes(),
+        );
+        let crc = crc32c::checksum(&block[..Self::OFF_CRC]);
+        put(block, Self::OFF_CRC, &crc.to_le_bytes());
+    }
+
+    /// Decodes and checks the header block against a log of `log_len` bytes.
+    pub fn decode(block: &[u8], log_len: usize) -> Result<Self, JournalError> {
+        let block = block.get(..BLOCK_SIZE).ok_or(JournalError::BadHeader)?;
+        let crc = crc32c::checksum(block.get(..Self::OFF_CRC).ok_or(JournalError::BadHeader)?);
+        if get_u32(block, Self::OFF_MAGIC) != Some(HEADER_MAGIC)
+            || get_u32(block, Self::OFF_CRC) != Some(crc)
+        {
+            return Err(JournalError::BadHeader);
+        }
+        let header = Self {
+            tail_seq: get_u64(block, Self::OFF_TAIL_SEQ).ok_or(JournalError::BadHeader)?,
+            tail_offset: get_u64(block, Self::OFF_TAIL_OFFSET).ok_or(JournalError::BadHeader)?,
+        };
+        if header.tail_offset % ALIGN as u64 != 0 || header.tail_offset >= log_len as u64 {
+            return Err(JournalError::BadHeader);
+        }
+        Ok(header)
+    }
+}
+
+/// Builds one transaction in the log. Use: `record` for each change, then
+/// make `seal_body()`'s range durable, then `commit()` and make its range
+/// durable. Until then nothing is visible to recovery.
+pub struct TxWriter<'a> {
+    log: &'a mut [u8],
+    start: usize,
+    position: usize,
+    seq: u64,
+    records: u32,
+}
+
+impl<'a> TxWriter<'a> {
+    /// Starts transaction `seq` at byte `offset` of `log`.
+    pub fn begin(log: &'a mut [u8], offset: usize, seq: u64) -> Result<Self, JournalError> {
+        if offset % ALIGN != 0 || offset.saturating_add(TX_HEADER_BYTES + COMMIT_BYTES) > log.len()
+        {
+            return Err(JournalError::NoSpace);
+        }
+        Ok(Self {
+            log,
+            start: offset,
+            position: offset + TX_HEADER_BYTES,
+            seq,
+            records: 0,
+        })
+    }
+
+    /// Log bytes a transaction with records of these data lengths needs.
+    pub fn size_for(data_lengths: impl Iterator<Item = usize>) -> usize {
+        TX_HEADER_BYTES
+            + data_lengths
+                .map(|len| RECORD_HEADER_BYTES + aligned(len))
+                .sum::<usize>()
+            + COMMIT_BYTES
+    }
+
+    /// Logs that `data` goes to byte `offset` of `block`.
+    pub fn record(&mut self, block: u64, offset: usize, data: &[u8]) -> Result<(), JournalError> {
+        if data.is_empty()
+            || offset
+                .checked_add(data.len())
+                .map_or(true, |end| end > BLOCK_SIZE)
+        {
+            return Err(JournalError::BadRecord);
+        }
+        let needed = RECORD_HEADER_BYTES + aligned(data.len());
+        let end = self.position + needed;
+        if end + COMMIT_BYTES > self.log.len() {
+            return Err(JournalError::NoSpace);
+        }
+        let at = self.position;
+        put(self.log, at, &block.to_le_bytes());
+        put(self.log, at + 8, &(offset as u32).to_le_bytes());
+        put(self.log, at + 12, &(data.len() as u32).to_le_bytes());
+        put(self.log, at + RECORD_HEADER_BYTES, data);
+        if let Some(pad) = self.log.get_mut(at + RECORD_HEADER_BYTES + data.len()..end) {
+            pad.fill(0);
+        }
+        self.position = end;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the transaction header; returns the log bytes (header and
+    /// records) to make durable before committing.
+    pub fn seal_body(&mut self) -> Range<usize> {
+        let body = (self.position - self.start - TX_HEADER_BYTES) as u64;
+        put(self.log, self.start, &TX_MAGIC.to_le_bytes());
+        put(self.log, self.start + 4, &self.records.to_le_bytes());
+        put(self.log, self.start + 8, &self.seq.to_le_bytes());
+        put(self.log, self.start + 16, &body.to_le_bytes());
+        self.start..self.position
+    }
+
+    /// Writes the commit record (call after `seal_body`'s range is
+    /// durable); returns its range, to make durable, and the offset where
+    /// the next transaction goes.
+    pub fn commit(self) -> (Range<usize>, usize) {
+        let crc = crc32c::checksum(self.log.get(self.start..self.position).unwrap_or(&[]));
+        let at = self.position;
+        put(self.log, at, &COMMIT_MAGIC.to_le_bytes());
+        put(self.log, at + 4, &crc.to_le_bytes());
+        put(self.log, at + 8, &self.seq.to_le_bytes());
+        (at..at + COMMIT_BYTES, at + COMMIT_BYTES)
+    }
+}
+
+/// Where recovery stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayEnd {
+    /// Sequence number the next transaction gets.
+    pub next_seq: u64,
+    /// Log offset the next transaction goes to.
+    pub next_offset: usize,
+    /// Transactions replayed.
+    pub transactions: u64,
+}
+
+/// The committed transaction at `offset` with sequence `seq`: its records'
+/// range and end, or `None` if there is none (torn, stale, damaged).
+fn committed(log: &[u8], offset: usize, seq: u64) -> Option<(u32, Range<usize>, usize)> {
+    if get_u32(log, offset)? != TX_MAGIC || get_u64(log, offset + 8)? != seq {
+        return None;
+    }
+    let records = get_u32(log, offset + 4)?;
+    let body = usize::try_from(get_u64(log, offset + 16)?).ok()?;
+    let body_start = offset.checked_add(TX_HEADER_BYTES)?;
+    let body_end = body_start.checked_add(body)?;
+    let commit_end = body_end.checked_add(COMMIT_BYTES)?;
+    if body % ALIGN != 0 || commit_end > log.len() {
+        return None;
+    }
+    let crc = crc32c::checksum(log.get(offset..body_end)?);
+    if get_u32(log, body_end)? != COMMIT_MAGIC
+        || get_u32(log, body_end + 4)? != crc
+        || get_u64(log, body_end + 8)? != seq
+    {
+        return None;
+    }
+    Some((records, body_start..body_end, commit_end))
+}
+
+/// Calls `visit(block, offset, data)` for each record of `body`; `false` if
+/// the records do not exactly fill it or one does not lie inside a block.
+fn for_each_record(
+    log: &[u8],
+    records: u32,
+    body: Range<usize>,
+    visit: &mut dyn FnMut(u64, usize, &[u8]),
+) -> bool {
+    let mut at = body.start;
+    for _ in 0..records {
+        let (Some(block), Some(offset), Some(len)) = (
+            get_u64(log, at),
+            get_u32(log, at + 8),
+            get_u32(log, at + 12),
+        ) else {
+            return false;
+        };
+        let (offset, len) = (offset as usize, len as usize);
+        let data_start = at + RECORD_HEADER_BYTES;
+        let next = data_start + aligned(len);
+        if len == 0 || offset + len > BLOCK_SIZE || next > body.end {
+            return false;
+        }
+        match log.get(data_start..data_start + len) {
+            Some(data) => visit(block, offset, data),
+            None => return false,
+        }
+        at = next;
+    }
+    at == body.end
+}
+
+/// Replays every committed transaction from the header's tail, in order,
+/// calling `apply(block, offset, data)` for each record. A transaction whose
+/// records are malformed despite a valid commit (a bug, not a crash) ends
+/// the replay before any of its records is applied.
+pub fn replay(
+    log: &[u8],
+    header: &JournalHeader,
+    apply: &mut dyn FnMut(u64, usize, &[u8]),
+) -> ReplayEnd {
+    let mut end = ReplayEnd {
+        next_seq: header.tail_seq,
+        next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
+        transactions: 0,
+    };
+    while let Some((records, body, next)) = committed(log, end.next_offset, end.next_seq) {
+        if !for_each_record(log, records, body.clone(), &mut |_, _, _| {}) {
+            break;
+        }
+        for_each_record(log, records, body, apply);
+        end.next_seq += 1;
+        end.next_offset = next;
+        end.transactions += 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use super::*;
+    use alloc::{vec, vec::Vec};
+
+    const LOG: usize = 64 * 1024;
+    const DEVICE_BLOCKS: u64 = 16;
+
+    type Change = (u64, usize, Vec<u8>);
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    fn random_tx(rng: &mut Lcg) -> Vec<Change> {
+        (0..1 + rng.next() % 5)
+            .map(|_| {
+                let len = 1 + (rng.next() % 300) as usize;
+                let offset = (rng.next() as usize) % (BLOCK_SIZE - len + 1);
+                let data = (0..len).map(|_| rng.next() as u8).collect();
+                (rng.next() % DEVICE_BLOCKS, offset, data)
+            })
+            .collect()
+    }
+
+    fn write_tx(
+        log: &mut [u8],
+        offset: usize,
+        seq: u64,
+        changes: &[Change],
+    ) -> (Range<usize>, Range<usize>, usize) {
+        let mut tx = TxWriter::begin(log, offset, seq).unwrap();
+        for (block, at, data) in changes {
+            tx.record(*block, *at, data).unwrap();
+        }
+        let body = tx.seal_body();
+        let (commit, next) = tx.commit();
+        assert_eq!(
+            next - offset,
+            TxWriter::size_for(changes.iter().map(|c| c.2.len()))
+        );
+        (body, commit, next)
+    }
+
+    fn apply(device: &mut [u8], changes: &[Change]) {
+        for (block, at, data) in changes {
+            let start = *block as usize * BLOCK_SIZE + at;
+            device[start..start + data.len()].copy_from_slice(data);
+        }
+    }
+
+    fn replayed(log: &[u8], header: &JournalHeader) -> (Vec<u8>, ReplayEnd) {
+        let mut device = vec![0u8; DEVICE_BLOCKS as usize * BLOCK_SIZE];
+        let end = replay(log, header, &mut |block, at, data| {
+            let start = block as usize * BLOCK_SIZE + at;
+            device[start..start + data.len()].copy_from_slice(data);
+        });
+        (device, end)
+    }
+
+    #[test]
+    fn header_round_trip_and_damage() {
+        let header = JournalHeader {
+            tail_seq: 77,
+            tail_offset: 4096,
+        };
+        let mut block = [0u8; BLOCK_SIZE];
+        header.encode(&mut block);
+        assert_eq!(JournalHeader::decode(&block, LOG), Ok(header));
+        assert_eq!(
+            JournalHeader::decode(&block, 4096),
+            Err(JournalError::BadHeader)
+        );
+        for bit in (0..BLOCK_SIZE * 8).step_by(13) {
+            let mut bad = block;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(
+                JournalHeader::decode(&bad, LOG),
+                Err(JournalError::BadHeader)
+            );
+        }
+    }
+
+    #[test]
+    fn replays_committed_transactions_in_order() {
+        let mut rng = Lcg(3);
+        let mut log = vec![0u8; LOG];
+        let mut model = vec![0u8; DEVICE_BLOCKS as usize * BLOCK_SIZE];
+        let mut offset = 0;
+        for seq in 10..40 {
+            let changes = random_tx(&mut rng);
+            offset = write_tx(&mut log, offset, seq, &changes).2;
+            apply(&mut model, &changes);
+        }
+        let (device, end) = replayed(
+            &log,
+            &JournalHeader {
+                tail_seq: 10,
+                tail_offset: 0,
+            },
+        );
+        assert_eq!(
+            end,
+            ReplayEnd {
+                next_seq: 40,
+                next_offset: offset,
+                transactions: 30
+            }
+        );
+        assert!(device == model);
+    }
+
+    #[test]
+    fn a_crash_anywhere_applies_a_prefix_of_whole_transactions() {
+        let mut rng = Lcg(11);
+        let header = JournalHeader {
+            tail_seq: 1,
+            tail_offset: 0,
+        };
+        for round in 0..4 {
+            let mut log = vec![0u8; LOG];
+            // A previous lap's leftovers must not be replayed either.
+            for (i, byte) in log.iter_mut().enumerate() {
+                *byte = if round % 2 == 0 {
+                    0
+                } else {
+                    (i * 7 + round) as u8
+                };
+            }
+            let first: Vec<Change> = random_tx(&mut rng);
+            let last: Vec<Change> = random_tx(&mut rng);
+            let (_, _, offset) = write_tx(&mut log, 0, 1, &first);
+            let before = log.clone();
+            let (body, commit, _) = write_tx(&mut log, offset, 2, &last);
+            let mut with_first = vec![0u8; DEVICE_BLOCKS as usize * BLOCK_SIZE];
+            apply(&mut with_first, &first);
+            let mut with_both = with_first.clone();
+            apply(&mut with_both, &last);
+            // Crash after the first `cut` bytes of the second transaction
+            // reached the media, body first (the writer fences before the
+            // commit), in 8-byte words (pmem's power-fail atomicity).
+            for cut in (body.start..=commit.end).step_by(ALIGN) {
+                let mut crashed = before.clone();
+                crashed[body.start..cut].copy_from_slice(&log[body.start..cut]);
+                let (device, end) = replayed(&crashed, &header);
+                if cut == commit.end {
+                    assert!(device == with_both);
+                    assert_eq!(end.transactions, 2);
+                } else {
+                    assert!(
+                        device == with_first,
+                        "cut at {} applied a torn transaction",
+                        cut
+                    );
+                    assert_eq!(end.transactions, 1);
+                }
+            }
+            // The commit's two words may also persist in the other order.
+            let mut crashed = log.clone();
+            crashed[commit.start..commit.start + 8]
+                .copy_from_slice(&before[commit.start..commit.start + 8]);
+            assert!(replayed(&crashed, &header).0 == with_first);
+        }
+    }
+
+    #[test]
+    fn damage_stops_replay_before_the_damaged_transaction() {
+        let mut rng = Lcg(5);
+        let mut log = vec![0u8; LOG];
+        let (_, _, second) = write_tx(&mut log, 0, 1, &random_tx(&mut rng));
+        let (body, commit, _) = write_tx(&mut log, second, 2, &random_tx(&mut rng));
+        let header = JournalHeader {
+            tail_seq: 1,
+            tail_offset: 0,
+        };
+        for byte in body.start..commit.end {
+            for bit in 0..8 {
+                let mut bad = log.clone();
+                bad[byte] ^= 1 << bit;
+                assert_eq!(
+                    replayed(&bad, &header).1.transactions,
+                    1,
+                    "byte {} bit {}",
+                    byte,
+                    bit
+                );
+            }
+        }
+        // Starting at a transaction with another sequence number finds none.
+        assert_eq!(
+            replayed(
+                &log,
+                &JournalHeader {
+                    tail_seq: 5,
+                    tail_offset: 0
+                }
+            )
+            .1
+            .transactions,
+            0
+        );
+    }
+
+    #[test]
+    fn writer_refuses_what_does_not_fit() {
+        let mut log = vec![0u8; 256];
+        let mut tx = TxWriter::begin(&mut log, 0, 1).unwrap();
+        assert_eq!(tx.record(0, 4000, &[1; 97]), Err(JournalError::BadRecord));
+        assert_eq!(tx.record(0, 0, &[]), Err(JournalError::BadRecord));
+        assert_eq!(tx.record(0, 0, &[1; 300]), Err(JournalError::NoSpace));
+        tx.record(0, 0, &[1; 100]).unwrap();
+        assert!(TxWriter::begin(&mut log, 250, 1).is_err());
+        assert!(TxWriter::begin(&mut log, 3, 1).is_err());
+    }
+}
