@@ -5,7 +5,9 @@
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/dax.h>
 #include <linux/device.h>
+#include <linux/kstrtox.h>
 #include <linux/ioport.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -152,4 +154,55 @@ bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * /sys/block/oxpmemN/dax/write_cache, as pmem has it: whether the DAX core
+ * writes back CPU caches for persistence. Attribute tables are macros; the
+ * DAX device comes from the Rust driver (oxdax_pmem_dax_of()). sysfs
+ * removes the attribute, waiting for running show/store, before the disk
+ * and the DAX device go.
+ */
+static ssize_t write_cache_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct dax_device *dax = oxdax_pmem_dax_of(dev_to_disk(dev)->private_data);
+
+	return sysfs_emit(buf, "%d\n", dax && dax_write_cache_enabled(dax));
+}
+
+static ssize_t write_cache_store(struct device *dev, struct device_attribute *attr,
+				 const char *buf, size_t len)
+{
+	struct dax_device *dax = oxdax_pmem_dax_of(dev_to_disk(dev)->private_data);
+	bool write_cache;
+	int rc = kstrtobool(buf, &write_cache);
+
+	if (rc)
+		return rc;
+	if (!dax)
+		return -ENXIO;
+	dax_write_cache(dax, write_cache);
+	return len;
+}
+static DEVICE_ATTR_RW(write_cache);
+
+static struct attribute *oxdax_dax_attributes[] = {
+	&dev_attr_write_cache.attr,
+	NULL,
+};
+
+static const struct attribute_group oxdax_dax_attribute_group = {
+	.name = "dax",
+	.attrs = oxdax_dax_attributes,
+};
+
+const struct attribute_group *oxdax_pmem_attribute_groups[] = {
+	&oxdax_dax_attribute_group,
+	NULL,
+};
+
+/* The disk's "badblocks" sysfs node, to notify pollers of list changes. */
+struct kernfs_node *oxdax_disk_badblocks_dirent(struct gendisk *disk)
+{
+	return sysfs_get_dirent(disk_to_dev(disk)->kobj.sd, "badblocks");
 }

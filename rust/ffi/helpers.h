@@ -18,7 +18,10 @@ struct bio;
 struct bio_vec;
 struct bvec_iter;
 struct device;
+struct attribute_group;
+struct dax_device;
 struct gendisk;
+struct kernfs_node;
 struct nd_device_driver;
 struct nd_namespace_common;
 struct nd_namespace_io;
@@ -43,6 +46,11 @@ bool oxdax_bio_next_segment(struct bio *bio, struct bvec_iter *iter,
 unsigned int oxdax_bio_op(const struct bio *bio);
 unsigned long oxdax_bio_start_io_acct(struct bio *bio);
 void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start);
+
+/* pmem disk attributes (sysfs) */
+extern const struct attribute_group *oxdax_pmem_attribute_groups[];
+struct dax_device *oxdax_pmem_dax_of(void *pmem);
+struct kernfs_node *oxdax_disk_badblocks_dirent(struct gendisk *disk);
 
 /* memory */
 void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n);

@@ -15,7 +15,7 @@ use crate::{
     logic::pmem::{self as geometry, Geometry, PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT},
     sys::{
         badblocks::BadBlocks,
-        block::{Bio, BioHandler, BioOp, BioStatus, Disk, DiskOps, Limits, Segment},
+        block::{BadBlocksNode, Bio, BioHandler, BioOp, BioStatus, Disk, DiskOps, Limits, Segment},
         dax::{Access, AccessMode, DaxDevice, DaxFlags, DaxOperations},
         errno,
         memory::{self, IomemClaim, PmemMemory},
@@ -73,6 +73,7 @@ pub(crate) struct PmemDevice {
     name: [u8; 32],
     dax: SetOnce<DaxDevice>,
     disk: SetOnce<Disk>,
+    badblocks_node: SetOnce<BadBlocksNode>,
     #[pin]
     pagemap: PageMap<PmemDevice>,
     #[pin]
@@ -102,6 +103,7 @@ impl PmemDevice {
                 name,
                 dax: SetOnce::new(),
                 disk: SetOnce::new(),
+                badblocks_node: SetOnce::new(),
                 pagemap <- PageMap::new(geometry.data_phys(), geometry.data_size()),
                 badblocks <- BadBlocks::new(),
                 _claim: claim,
@@ -175,7 +177,15 @@ impl PmemDevice {
             return Err(EINVAL);
         };
         dax.add_host(disk.as_ptr())?;
-        disk.add(namespace.as_device())?;
+        // The static, NULL-terminated table in ffi/helpers.c; only its
+        // address is taken here, and the block layer only reads it.
+        let groups = (&raw mut ffi::oxdax_pmem_attribute_groups).cast();
+        disk.add(namespace.as_device(), groups)?;
+        if let Some(node) = BadBlocksNode::of(disk) {
+            let _ = self.badblocks_node.set(node);
+        } else {
+            pr_warn!("{}: 'badblocks' notification disabled\n", self.name());
+        }
         self.check_read_only();
         Ok(())
     }
@@ -221,6 +231,7 @@ impl PmemDevice {
             start,
             start + self.geometry.data_size() - 1,
         );
+        self.notify_badblocks();
     }
 
     fn check_read_only(&self) {
@@ -269,6 +280,14 @@ impl PmemDevice {
     fn forget_bad(&self, offset: u64, cleared: u64) {
         self.badblocks
             .clear(offset >> SECTOR_SHIFT, cleared >> SECTOR_SHIFT);
+        self.notify_badblocks();
+    }
+
+    /// Wakes pollers of /sys/block/oxpmemN/badblocks after a change.
+    fn notify_badblocks(&self) {
+        if let Some(node) = self.badblocks_node.get() {
+            node.notify();
+        }
     }
 
     /// Whether any sector under `[offset, offset + len)` is listed bad.
@@ -425,6 +444,23 @@ impl DaxOperations for PmemDevice {
             _ => 0,
         }
     }
+}
+
+/// The DAX device of the pmem device `pmem` (a gendisk's private data), for
+/// the `dax/write_cache` attribute in ffi/helpers.c.
+///
+/// # Safety
+///
+/// `pmem` is the private data of a live oxpmem disk.
+#[no_mangle]
+unsafe extern "C" fn oxdax_pmem_dax_of(pmem: *mut kernel::ffi::c_void) -> *mut ffi::dax_device {
+    // SAFETY: The disk's private data is its `PmemDevice`, alive while the
+    // disk's sysfs attributes exist (caller).
+    let device = unsafe { &*pmem.cast::<PmemDevice>() };
+    device
+        .dax
+        .get()
+        .map_or(core::ptr::null_mut(), DaxDevice::as_ptr)
 }
 
 impl MemoryFailure for PmemDevice {

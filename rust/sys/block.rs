@@ -138,15 +138,20 @@ impl Disk {
         unsafe { (*self.disk.as_ptr()).bb = badblocks.cast() };
     }
 
-    /// Makes the disk visible (as a child of `parent`); partitions are
-    /// scanned, so bios arrive before this returns.
-    pub(crate) fn add(&self, parent: *mut ffi::device) -> Result {
+    /// Makes the disk visible (as a child of `parent`) with the extra sysfs
+    /// attribute `groups` (a NULL-terminated static table, or null);
+    /// partitions are scanned, so bios arrive before this returns.
+    pub(crate) fn add(
+        &self,
+        parent: *mut ffi::device,
+        groups: *mut *const ffi::attribute_group,
+    ) -> Result {
         if self.added.load(Ordering::Acquire) {
             return Err(EBUSY);
         }
         // SAFETY: The disk is allocated and not added; `parent` is live.
         kernel::error::to_result(unsafe {
-            ffi::device_add_disk(parent, self.disk.as_ptr(), core::ptr::null_mut())
+            ffi::device_add_disk(parent, self.disk.as_ptr(), groups)
         })?;
         self.added.store(true, Ordering::Release);
         Ok(())
@@ -159,6 +164,40 @@ impl Disk {
             // SAFETY: The disk was added and is removed exactly once.
             unsafe { ffi::del_gendisk(self.disk.as_ptr()) };
         }
+    }
+}
+
+/// The disk's `badblocks` sysfs node: pollers are woken when the list
+/// changes. Released (`sysfs_put`) when dropped.
+pub(crate) struct BadBlocksNode {
+    node: NonNull<ffi::kernfs_node>,
+}
+
+// SAFETY: kernfs nodes are reference counted and may be notified from any
+// thread.
+unsafe impl Send for BadBlocksNode {}
+// SAFETY: As above.
+unsafe impl Sync for BadBlocksNode {}
+
+impl BadBlocksNode {
+    /// The node of an added disk, if sysfs has one.
+    pub(crate) fn of(disk: &Disk) -> Option<Self> {
+        // SAFETY: The disk is alive; the helper takes a node reference.
+        let node = unsafe { ffi::oxdax_disk_badblocks_dirent(disk.as_ptr()) };
+        NonNull::new(node).map(|node| Self { node })
+    }
+
+    /// Wakes pollers of the file.
+    pub(crate) fn notify(&self) {
+        // SAFETY: We hold a reference to the node.
+        unsafe { ffi::kernfs_notify(self.node.as_ptr()) };
+    }
+}
+
+impl Drop for BadBlocksNode {
+    fn drop(&mut self) {
+        // SAFETY: Drops the reference taken in `of`.
+        unsafe { ffi::kernfs_put(self.node.as_ptr()) };
     }
 }
 

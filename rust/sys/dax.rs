@@ -115,6 +115,11 @@ impl DaxDevice {
         })
     }
 
+    /// The raw device, for C helpers that take it.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::dax_device {
+        self.dax.as_ptr()
+    }
+
     /// Publishes the device as the DAX device of `disk`, so that
     /// `fs_dax_get_by_bdev()` finds it. `disk` must outlive the device.
     pub(crate) fn add_host(&self, disk: *mut ffi::gendisk) -> Result {

@@ -9,6 +9,7 @@
  * namespaces (an unaligned legacy region, for one).
  */
 #include <linux/fs.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 
@@ -115,6 +116,31 @@ TEST_F(disk, geometry)
 	EXPECT_EQ(4096, pbs);
 	EXPECT_EQ(1, sysfs_u64(path(SYSFS, "queue/dax")));
 	EXPECT_EQ(0, sysfs_u64(path(SYSFS, "ro")));
+}
+
+static int write_text(const char *file, const char *text)
+{
+	int fd = open(file, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+TEST_F(disk, dax_write_cache_attribute)
+{
+	const char *attr = path(SYSFS, "dax/write_cache");
+	uint64_t before = sysfs_u64(attr);
+
+	ASSERT_TRUE(before == 0 || before == 1);
+	ASSERT_EQ(0, write_text(attr, before ? "0" : "1"));
+	EXPECT_EQ(!before, sysfs_u64(attr));
+	ASSERT_EQ(0, write_text(attr, before ? "1" : "0"));
+	EXPECT_EQ(before, sysfs_u64(attr));
+	EXPECT_EQ(-EINVAL, write_text(attr, "maybe"));
 }
 
 TEST_F(disk, whole_device_pattern)
@@ -241,9 +267,18 @@ TEST_F(disk, bad_blocks_fail_reads_until_overwritten)
 	EXPECT_EQ(4096, pread(self->fd, self->buf, 4096, (bad - 8) * 512));
 	EXPECT_EQ(4096, pread(self->fd, self->buf, 4096, (bad + 8) * 512));
 
-	/* Overwriting clears the poison and the list. */
+	/* Overwriting clears the poison and the list, and pollers hear of it. */
+	int watch = open(path(SYSFS, "badblocks"), O_RDONLY);
+	struct pollfd pfd = { .fd = watch, .events = POLLPRI };
+
+	ASSERT_LE(0, watch);
+	ASSERT_LT(0, read(watch, list, sizeof(list)));
+	EXPECT_EQ(0, poll(&pfd, 1, 0));	/* nothing changed since the read */
 	fill(self->buf, 4096, bad * 512, 7);
 	ASSERT_EQ(4096, pwrite(self->fd, self->buf, 4096, bad * 512));
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(pfd.revents & POLLPRI);
+	close(watch);
 	ASSERT_EQ(0, read_text(path(SYSFS, "badblocks"), list, sizeof(list)));
 	EXPECT_STREQ("", list);
 	memset(self->buf, 0, 4096);
