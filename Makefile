@@ -20,7 +20,7 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
 LIB := . $(ROOT)/scripts/lib.sh
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/oxdax/cargo-target
+export CARGO_TARGET_DIR ?= $(or $(OXDAX_CACHE),$(HOME)/.cache/oxdax)/cargo-target
 
 KDIR = $(shell $(LIB); oxdax_kernel_build_dir)
 KSRC = $(shell $(LIB); oxdax_kernel_src)
