@@ -7,6 +7,7 @@ pub mod btree;
 pub mod crc32c;
 pub mod journal;
 pub mod layout;
+pub mod space;
 pub mod superblock;
 
 /// Log2 of the filesystem block size.

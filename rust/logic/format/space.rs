@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Free space: the bitmap (one bit per block, set = in use) and the summary
+//! (free blocks per 2 MiB chunk), and the allocation policy over them.
+//!
+//! Policy: a request of 2 MiB or more gets whole free 2 MiB chunks when
+//! there are any (so PMD mappings are possible), as many consecutive ones as
+//! it wants; anything else, or when no whole chunk is free, gets the first
+//! free run at or after the goal, wrapping around. An allocation may be
+//! shorter than asked; callers loop.
+//!
+//! The maps are reached through [`SpaceStore`]: a journal transaction in
+//! the module, memory in tests and in mkfs.
+
+use super::{layout::Layout, CHUNK_BLOCKS};
+
+/// Storage of the bitmap words and summary entries.
+pub trait SpaceStore {
+    /// The storage's own error.
+    type Error;
+    /// Bitmap word `index` (blocks `64 * index ..`, bit `i` = block
+    /// `64 * index + i`).
+    fn word(&self, index: u64) -> Result<u64, Self::Error>;
+    /// Sets bitmap word `index`.
+    fn set_word(&mut self, index: u64, value: u64) -> Result<(), Self::Error>;
+    /// Free blocks in chunk `chunk`.
+    fn chunk_free(&self, chunk: u64) -> Result<u32, Self::Error>;
+    /// Sets the free count of chunk `chunk`.
+    fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Self::Error>;
+}
+
+/// A run of blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// First block.
+    pub start: u64,
+    /// Number of blocks.
+    pub len: u64,
+}
+
+/// Why a space operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpaceError<E> {
+    /// The storage failed.
+    Store(E),
+    /// No free block at all.
+    NoSpace,
+    /// The extent is empty or not inside the data area.
+    OutOfRange,
+    /// Freeing a free block or taking a used one: the maps disagree with
+    /// the caller (corruption, or a bug).
+    Inconsistent {
+        /// The block in the wrong state.
+        block: u64,
+    },
+}
+
+type SResult<T, E> = Result<T, SpaceError<E>>;
+
+const WORD_BITS: u64 = 64;
+
+/// The free-space maps of one filesystem.
+pub struct Space<'a, S: SpaceStore> {
+    store: &'a mut S,
+    data_start: u64,
+    block_count: u64,
+}
+
+impl<'a, S: SpaceStore> Space<'a, S> {
+    /// The maps of the filesystem laid out as `layout`.
+    pub fn new(store: &'a mut S, layout: &Layout) -> Self {
+        Self {
+            store,
+            data_start: layout.data_start,
+            block_count: layout.block_count,
+        }
+    }
+
+    fn check_range(&self, extent: Extent) -> SResult<(), S::Error> {
+        let end = extent
+            .start
+            .checked_add(extent.len)
+            .ok_or(SpaceError::OutOfRange)?;
+        if extent.len == 0 || extent.start < self.data_start || end > self.block_count {
+            return Err(SpaceError::OutOfRange);
+        }
+        Ok(())
+    }
+
+    fn is_used(&self, block: u64) -> SResult<bool, S::Error> {
+        let word = self
+            .store
+            .word(block / WORD_BITS)
+            .map_err(SpaceError::Store)?;
+        Ok(word & (1 << (block % WORD_BITS)) != 0)
+    }
+
+    /// Sets (`used`) or clears the bits of `extent`, which must all be in
+    /// the other state, and updates the summary.
+    fn flip(&mut self, extent: Extent, used: bool) -> SResult<(), S::Error> {
+        self.check_range(extent)?;
+        // Check everything first, so an inconsistent request changes nothing.
+        for block in extent.start..extent.start + extent.len {
+            if self.is_used(block)? == used {
+                return Err(SpaceError::Inconsistent { block });
+            }
+        }
+        let mut block = extent.start;
+        let end = extent.start + extent.len;
+        while block < end {
+            let index = block / WORD_BITS;
+            let first = block % WORD_BITS;
+            let count = (WORD_BITS - first).min(end - block);
+            let mask = if count == WORD_BITS {
+                u64::MAX
+            } else {
+                ((1u64 << count) - 1) << first
+            };
+            let word = self.store.word(index).map_err(SpaceError::Store)?;
+            let word = if used { word | mask } else { word & !mask };
+            self.store
+                .set_word(index, word)
+                .map_err(SpaceError::Store)?;
+            block += count;
+        }
+        let mut block = extent.start;
+        while block < end {
+            let chunk = block / CHUNK_BLOCKS;
+            let count = ((chunk + 1) * CHUNK_BLOCKS).min(end) - block;
+            let free = self.store.chunk_free(chunk).map_err(SpaceError::Store)?;
+            let count = u32::try_from(count).map_err(|_| SpaceError::OutOfRange)?;
+            let free = if used {
+                free.checked_sub(count)
+            } else {
+                free.checked_add(count)
+                    .filter(|&f| u64::from(f) <= CHUNK_BLOCKS)
+            }
+            .ok_or(SpaceError::Inconsistent { block })?;
+            self.store
+                .set_chunk_free(chunk, free)
+                .map_err(SpaceError::Store)?;
+            block += u64::from(count);
+        }
+        Ok(())
+    }
+
+    /// Marks `extent` in use (mkfs, metadata at known places).
+    pub fn mark_used(&mut self, extent: Extent) -> SResult<(), S::Error> {
+        self.flip(extent, true)
+    }
+
+    /// Gives `extent` back.
+    pub fn free(&mut self, extent: Extent) -> SResult<(), S::Error> {
+        self.flip(extent, false)
+    }
+
+    fn chunks(&self) -> (u64, u64) {
+        (
+            self.data_start / CHUNK_BLOCKS,
+            self.block_count.div_ceil(CHUNK_BLOCKS),
+        )
+    }
+
+    /// Whether chunk `chunk` is entirely inside the data area and free.
+    fn chunk_is_free(&self, chunk: u64) -> SResult<bool, S::Error> {
+        let whole = chunk * CHUNK_BLOCKS >= self.data_start
+            && (chunk + 1) * CHUNK_BLOCKS <= self.block_count;
+        Ok(whole
+            && u64::from(self.store.chunk_free(chunk).map_err(SpaceError::Store)?) == CHUNK_BLOCKS)
+    }
+
+    /// Allocates up to `want` blocks, near `goal` when possible.
+    pub fn allocate(&mut self, want: u64, goal: u64) -> SResult<Extent, S::Error> {
+        if want == 0 {
+            return Err(SpaceError::OutOfRange);
+        }
+        let (first_chunk, end_chunk) = self.chunks();
+        let chunk_count = end_chunk - first_chunk;
+        let goal_chunk = (goal / CHUNK_BLOCKS).clamp(first_chunk, end_chunk - 1);
+        let order = |i: u64| first_chunk + (goal_chunk - first_chunk + i) % chunk_count;
+
+        if want >= CHUNK_BLOCKS {
+            for i in 0..chunk_count {
+                let chunk = order(i);
+                if !self.chunk_is_free(chunk)? {
+                    continue;
+                }
+                let mut len = CHUNK_BLOCKS;
+                while len + CHUNK_BLOCKS <= want - want % CHUNK_BLOCKS
+                    && (chunk * CHUNK_BLOCKS + len) / CHUNK_BLOCKS < end_chunk
+                    && self.chunk_is_free(chunk + len / CHUNK_BLOCKS)?
+                {
+                    len += CHUNK_BLOCKS;
+                }
+                let extent = Extent {
+                    start: chunk * CHUNK_BLOCKS,
+                    len,
+                };
+                self.mark_used(extent)?;
+                return Ok(extent);
+            }
+        }
+        for i in 0..chunk_count {
+            let chunk = order(i);
+            if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0 {
+                continue;
+            }
+            let start = (chunk * CHUNK_BLOCKS).max(self.data_start);
+            let end = ((chunk + 1) * CHUNK_BLOCKS).min(self.block_count);
+            let from = if chunk == goal_chunk {
+                goal.clamp(start, end - 1)
+            } else {
+                start
+            };
+            if let Some(extent) = self.first_free_run(from, end, want)? {
+                self.mark_used(extent)?;
+                return Ok(extent);
+            }
+            if from > start {
+                if let Some(extent) = self.first_free_run(start, from, want)? {
+                    self.mark_used(extent)?;
+                    return Ok(extent);
+                }
+            }
+        }
+        Err(SpaceError::NoSpace)
+    }
+
+    /// The first free run in `[from, end)`, at most `want` long. Runs may
+    /// continue past `end` into the next chunk.
+    fn first_free_run(&self, from: u64, end: u64, want: u64) -> SResult<Option<Extent>, S::Error> {
+        let mut block = from;
+        while block < end {
+            if self.is_used(block)? {
+                // Skip whole used words quickly.
+                let word = self
+                    .store
+                    .word(block / WORD_BITS)
+                    .map_err(SpaceError::Store)?;
+                if word == u64::MAX && block % WORD_BITS == 0 {
+                    block += WORD_BITS;
+                } else {
+                    block += 1;
+                }
+                continue;
+            }
+            let mut len = 1;
+            while len < want && block + len < self.block_count && !self.is_used(block + len)? {
+                len += 1;
+            }
+            return Ok(Some(Extent { start: block, len }));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use super::*;
+    use alloc::{vec, vec::Vec};
+
+    struct Maps {
+        words: Vec<u64>,
+        summary: Vec<u32>,
+    }
+
+    impl SpaceStore for Maps {
+        type Error = ();
+        fn word(&self, index: u64) -> Result<u64, ()> {
+            self.words.get(index as usize).copied().ok_or(())
+        }
+        fn set_word(&mut self, index: u64, value: u64) -> Result<(), ()> {
+            *self.words.get_mut(index as usize).ok_or(())? = value;
+            Ok(())
+        }
+        fn chunk_free(&self, chunk: u64) -> Result<u32, ()> {
+            self.summary.get(chunk as usize).copied().ok_or(())
+        }
+        fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), ()> {
+            *self.summary.get_mut(chunk as usize).ok_or(())? = free;
+            Ok(())
+        }
+    }
+
+    /// Maps for a fresh filesystem: fixed regions used, the rest free.
+    fn fresh(layout: &Layout) -> Maps {
+        let chunks = layout.block_count.div_ceil(CHUNK_BLOCKS) as usize;
+        let mut maps = Maps {
+            words: vec![0; layout.block_count.div_ceil(64) as usize],
+            summary: vec![0; chunks],
+        };
+        for block in 0..layout.block_count {
+            if block < layout.data_start {
+                maps.words[(block / 64) as usize] |= 1 << (block % 64);
+            } else {
+                maps.summary[(block / CHUNK_BLOCKS) as usize] += 1;
+            }
+        }
+        maps
+    }
+
+    fn check(maps: &Maps, layout: &Layout, model: &[bool]) {
+        for block in 0..layout.block_count {
+            let used = maps.words[(block / 64) as usize] & (1 << (block % 64)) != 0;
+            assert_eq!(
+                used,
+                block < layout.data_start || model[block as usize],
+                "block {}",
+                block
+            );
+        }
+        for (chunk, &free) in maps.summary.iter().enumerate() {
+            let range = chunk as u64 * CHUNK_BLOCKS
+                ..((chunk as u64 + 1) * CHUNK_BLOCKS).min(layout.block_count);
+            let want = range
+                .filter(|&b| b >= layout.data_start && !model[b as usize])
+                .count();
+            assert_eq!(free as usize, want, "chunk {}", chunk);
+        }
+    }
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    #[test]
+    fn big_requests_get_aligned_chunks() {
+        let layout = Layout::for_device(64 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        let small = space.allocate(3, 0).unwrap();
+        assert_eq!(
+            small,
+            Extent {
+                start: layout.data_start,
+                len: 3
+            }
+        );
+        let big = space.allocate(3 * CHUNK_BLOCKS + 100, 0).unwrap();
+        assert_eq!(big.start % CHUNK_BLOCKS, 0);
+        assert_eq!(big.len, 3 * CHUNK_BLOCKS);
+        assert!(big.start > small.start);
+    }
+
+    #[test]
+    fn random_allocations_match_a_model() {
+        let layout = Layout::for_device(48 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut model = vec![false; layout.block_count as usize];
+        let mut live: Vec<Extent> = Vec::new();
+        let mut rng = Lcg(7);
+        let mut aligned_requests = 0;
+        for step in 0..3000 {
+            let mut space = Space::new(&mut maps, &layout);
+            if !live.is_empty() && rng.next() % 5 < 2 {
+                let extent = live.swap_remove((rng.next() % live.len() as u64) as usize);
+                space.free(extent).unwrap();
+                for b in extent.start..extent.start + extent.len {
+                    model[b as usize] = false;
+                }
+            } else {
+                let want = if rng.next() % 8 == 0 {
+                    CHUNK_BLOCKS * (1 + rng.next() % 3)
+                } else {
+                    1 + rng.next() % 40
+                };
+                let goal = rng.next() % layout.block_count;
+                let whole_chunk_free = (0..layout.block_count / CHUNK_BLOCKS).any(|c| {
+                    let r = c * CHUNK_BLOCKS..(c + 1) * CHUNK_BLOCKS;
+                    r.start >= layout.data_start && r.clone().all(|b| !model[b as usize])
+                });
+                match space.allocate(want, goal) {
+                    Ok(extent) => {
+                        assert!(extent.len >= 1 && extent.len <= want);
+                        for b in extent.start..extent.start + extent.len {
+                            assert!(!model[b as usize], "block {} handed out twice", b);
+                            model[b as usize] = true;
+                        }
+                        if want >= CHUNK_BLOCKS && whole_chunk_free {
+                            assert_eq!(extent.start % CHUNK_BLOCKS, 0, "step {}", step);
+                            assert_eq!(extent.len % CHUNK_BLOCKS, 0);
+                            aligned_requests += 1;
+                        }
+                        live.push(extent);
+                    }
+                    Err(SpaceError::NoSpace) => {
+                        assert!(model[layout.data_start as usize..].iter().all(|&u| u))
+                    }
+                    Err(e) => panic!("{:?}", e),
+                }
+            }
+            if step % 300 == 0 {
+                check(&maps, &layout, &model);
+            }
+        }
+        check(&maps, &layout, &model);
+        assert!(aligned_requests > 10);
+    }
+
+    #[test]
+    fn inconsistent_requests_change_nothing() {
+        let layout = Layout::for_device(32 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        let e = space.allocate(10, 0).unwrap();
+        assert_eq!(
+            space.mark_used(Extent {
+                start: e.start + 5,
+                len: 10
+            }),
+            Err(SpaceError::Inconsistent { block: e.start + 5 })
+        );
+        assert_eq!(
+            space.free(Extent {
+                start: e.start + 8,
+                len: 5
+            }),
+            Err(SpaceError::Inconsistent {
+                block: e.start + 10
+            })
+        );
+        assert_eq!(
+            space.free(Extent { start: 0, len: 1 }),
+            Err(SpaceError::OutOfRange)
+        );
+        assert_eq!(
+            space.free(Extent {
+                start: layout.block_count - 1,
+                len: 2
+            }),
+            Err(SpaceError::OutOfRange)
+        );
+        assert_eq!(
+            space.free(Extent {
+                start: e.start,
+                len: 0
+            }),
+            Err(SpaceError::OutOfRange)
+        );
+        let mut model = vec![false; layout.block_count as usize];
+        for b in e.start..e.start + e.len {
+            model[b as usize] = true;
+        }
+        check(&maps, &layout, &model);
+    }
+
+    #[test]
+    fn fills_up_and_says_so() {
+        let layout = Layout::for_device(Layout::min_device_bytes(1024), None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        let mut total = 0;
+        loop {
+            match space.allocate(1000, 0) {
+                Ok(e) => total += e.len,
+                Err(SpaceError::NoSpace) => break,
+                Err(e) => panic!("{:?}", e),
+            }
+        }
+        assert_eq!(total, layout.data_blocks());
+    }
+}
