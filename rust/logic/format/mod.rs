@@ -5,8 +5,11 @@
 
 pub mod btree;
 pub mod crc32c;
+pub mod inode;
 pub mod journal;
+pub mod kinds;
 pub mod layout;
+pub mod siphash;
 pub mod space;
 pub mod superblock;
 
