@@ -53,12 +53,16 @@ pub trait TreeKind {
     const VALUE: usize;
 }
 
-/// Where the tree's nodes live.
-pub trait Blocks {
+/// Where the tree's nodes are read from.
+pub trait Nodes {
     /// The storage's own error (I/O, poison, no memory).
     type Error;
     /// The current contents of `block`.
     fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Self::Error>;
+}
+
+/// Where the tree's nodes are written and allocated.
+pub trait Blocks: Nodes {
     /// `block`'s contents, to modify (the store keeps the change).
     fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Self::Error>;
     /// A fresh block for a node (contents undefined).
@@ -217,7 +221,7 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// Reads and validates `block`; `level` is what the parent implies.
-    fn load<'s, S: Blocks>(
+    fn load<'s, S: Nodes>(
         &self,
         store: &'s S,
         block: u64,
@@ -273,7 +277,7 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// The value stored under `key`, copied into `value`.
-    pub fn get<S: Blocks>(
+    pub fn get<S: Nodes>(
         &self,
         store: &S,
         key: &[u8],
@@ -517,7 +521,7 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// Visits entries with keys `>= from` in order until `visit` breaks.
-    pub fn scan<S: Blocks>(
+    pub fn scan<S: Nodes>(
         &self,
         store: &S,
         from: &[u8],
@@ -527,7 +531,7 @@ impl<K: TreeKind> Tree<K> {
         self.scan_at(store, self.root, None, from, visit)
     }
 
-    fn scan_at<S: Blocks>(
+    fn scan_at<S: Nodes>(
         &self,
         store: &S,
         block: u64,
@@ -557,7 +561,7 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// The entry with the greatest key `<= key`, copied out.
-    pub fn last_at_or_before<S: Blocks>(
+    pub fn last_at_or_before<S: Nodes>(
         &self,
         store: &S,
         key: &[u8],
@@ -571,7 +575,7 @@ impl<K: TreeKind> Tree<K> {
         self.last_at(store, self.root, None, key, found_key, value)
     }
 
-    fn last_at<S: Blocks>(
+    fn last_at<S: Nodes>(
         &self,
         store: &S,
         block: u64,
@@ -614,7 +618,7 @@ impl<K: TreeKind> Tree<K> {
     /// order across nodes and within their parents' bounds. Calls `node`
     /// with every node block (fsck cross-checks them against the bitmap and
     /// the reverse map) and returns the number of entries.
-    pub fn check<S: Blocks>(&self, store: &S, node: &mut dyn FnMut(u64)) -> TResult<u64, S::Error> {
+    pub fn check<S: Nodes>(&self, store: &S, node: &mut dyn FnMut(u64)) -> TResult<u64, S::Error> {
         let mut last = [0u8; MAX_KEY_BYTES];
         let mut have_last = false;
         self.check_at(
@@ -629,7 +633,7 @@ impl<K: TreeKind> Tree<K> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn check_at<S: Blocks>(
+    fn check_at<S: Nodes>(
         &self,
         store: &S,
         block: u64,
@@ -718,7 +722,7 @@ mod tests {
         live: usize,
     }
 
-    impl Blocks for Memory {
+    impl Nodes for Memory {
         type Error = ();
         fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
             self.blocks
@@ -726,6 +730,9 @@ mod tests {
                 .and_then(|b| b.as_deref())
                 .ok_or(())
         }
+    }
+
+    impl Blocks for Memory {
         fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
             self.blocks
                 .get_mut(block as usize)

@@ -9,6 +9,7 @@ pub mod inode;
 pub mod journal;
 pub mod kinds;
 pub mod layout;
+pub mod mkfs;
 pub mod siphash;
 pub mod space;
 pub mod superblock;
