@@ -9,6 +9,7 @@
 #   make kernel      build the guest kernel (cached under ~/.cache/oxdax)
 #   make module      build oxdax.ko            make clippy   the same with CLIPPY=1
 #   make tests       build the guest test programs
+#   make tools       build mkfs.oxdax and fsck.oxdax (build/bin)
 #   make initramfs   pack the guest initramfs (module, tools, tests)
 #   make host-test   cargo test of the pure logic
 #   make fmt         format the Rust sources   make fmt-check  check only
@@ -28,9 +29,9 @@ KMAKE_ARGS = $(shell $(LIB); oxdax_kmake_args)
 KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 
 # Crate roots: rustfmt follows their `mod` declarations.
-RUST_ROOTS := rust/oxdax_main.rs rust/host.rs
+RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
-.PHONY: all demo check setup kernel module clippy tests initramfs host-test \
+.PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
 	fmt fmt-check vm bench-pmem clean
 
 all: initramfs
@@ -87,7 +88,14 @@ $(BUILD)/tests/VERSION: VERSION
 	@mkdir -p $(@D)
 	install -m 644 $< $@
 
-initramfs: module tests
+# Userspace tools, built from the same format code as the module.
+tools:
+	@cargo build --quiet --release --bins
+	@mkdir -p $(BUILD)/bin
+	@install -m 755 $(CARGO_TARGET_DIR)/release/mkfs-oxdax $(BUILD)/bin/mkfs.oxdax
+	@install -m 755 $(CARGO_TARGET_DIR)/release/fsck-oxdax $(BUILD)/bin/fsck.oxdax
+
+initramfs: module tests tools
 	@scripts/mkinitramfs $(BUILD)/initramfs.cpio.gz $(KDIR)
 
 host-test:
