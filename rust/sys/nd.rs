@@ -222,9 +222,8 @@ impl Namespace {
     /// and reads its placement.
     pub(crate) fn info(&self) -> Result<NamespaceInfo> {
         // SAFETY: `dev` is a live namespace device (type invariant).
-        let common =
-            from_err_ptr(unsafe { ffi::nvdimm_namespace_common_probe(self.dev.as_ptr()) })?;
-        let common = NonNull::new(common).ok_or(ENODEV)?;
+        let common = unsafe { ffi::nvdimm_namespace_common_probe(self.dev.as_ptr()) };
+        let common = NonNull::new(from_err_ptr(common)?).ok_or(ENODEV)?;
         // A BTT, PFN or device-DAX instance of the namespace matches the
         // driver too (same bus type); its namespace has an info block this
         // driver does not parse, so only the namespace itself is bound.
@@ -313,10 +312,10 @@ impl Region {
     /// Flushes the region's write-pending queues. With `bio`, an
     /// asynchronous region (virtio-pmem) may take over the bio's completion.
     pub(crate) fn flush(&self, bio: Option<*mut ffi::bio>) -> Result<Option<FlushAsync>> {
+        let bio = bio.unwrap_or(core::ptr::null_mut()).cast();
         // SAFETY: The region is live (type invariant); `bio`, if any, is a
         // bio being submitted by the caller.
-        let ret =
-            unsafe { ffi::nvdimm_flush(self.region, bio.unwrap_or(core::ptr::null_mut()).cast()) };
+        let ret = unsafe { ffi::nvdimm_flush(self.region, bio) };
         if ret == ffi::NVDIMM_FLUSH_ASYNC as i32 {
             return Ok(Some(FlushAsync));
         }
