@@ -8,6 +8,8 @@
 pub mod format;
 pub mod params;
 pub mod pmem;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// oxdax's version: the `VERSION` file at the top of the tree, which also
 /// feeds `MODULE_VERSION` and the host crate.

@@ -311,48 +311,46 @@ impl<K: TreeKind> Tree<K> {
         value: &[u8],
     ) -> TResult<bool, S::Error> {
         Self::check_sizes(key, Some(value))?;
-        let root_level = self.load(store, self.root, None)?.level;
-        let (replaced, split) = self.insert_at(store, self.root, root_level, key, value)?;
+        let (replaced, split) = self.insert_at(store, self.root, None, key, value)?;
         if let Some((separator, right)) = split {
-            let new_root = store.allocate().map_err(TreeError::Store)?;
-            self.init_node(store, new_root, root_level + 1)?;
+            // The root split (rare): read its level and first key again.
             let mut first_key = [0u8; MAX_KEY_BYTES];
             let first_key = first_key.get_mut(..K::KEY).ok_or(TreeError::BadArgument)?;
-            first_key.copy_from_slice(self.load(store, self.root, Some(root_level))?.key(0));
+            let root_level = {
+                let old_root = self.load(store, self.root, None)?;
+                first_key.copy_from_slice(old_root.key(0));
+                old_root.level
+            };
+            let new_root = store.allocate().map_err(TreeError::Store)?;
+            self.init_node(store, new_root, root_level + 1)?;
             let old_root = self.root;
             let node = store.node_mut(new_root).map_err(TreeError::Store)?;
-            insert_entry(
-                node,
-                entry_size::<K>(root_level + 1),
-                0,
-                first_key,
-                &old_root.to_le_bytes(),
-            );
-            insert_entry(
-                node,
-                entry_size::<K>(root_level + 1),
-                1,
-                &separator[..K::KEY],
-                &right.to_le_bytes(),
-            );
+            let size = entry_size::<K>(root_level + 1);
+            if !insert_entry(node, size, 0, 0, first_key, &old_root.to_le_bytes())
+                || !insert_entry(node, size, 1, 1, &separator[..K::KEY], &right.to_le_bytes())
+            {
+                return corrupt(new_root, Corruption::Count);
+            }
             seal(node);
             self.root = new_root;
         }
         Ok(replaced)
     }
 
-    /// Inserts below `block`; on a split returns the new right sibling and
-    /// its first key.
+    /// Inserts below `block` (at `level`, when the parent implies one); on a
+    /// split returns the new right sibling and its first key. Each node on
+    /// the path is read and validated once.
     #[allow(clippy::type_complexity)]
     fn insert_at<S: Blocks>(
         &self,
         store: &mut S,
         block: u64,
-        level: u8,
+        level: Option<u8>,
         key: &[u8],
         value: &[u8],
     ) -> TResult<(bool, Option<([u8; MAX_KEY_BYTES], u64)>), S::Error> {
-        let node = self.load(store, block, Some(level))?;
+        let node = self.load(store, block, level)?;
+        let (level, count) = (node.level, node.count);
         if level == 0 {
             return match node.search(key) {
                 Ok(i) => {
@@ -363,7 +361,10 @@ impl<K: TreeKind> Tree<K> {
                     seal(bytes);
                     Ok((true, None))
                 }
-                Err(i) => Ok((false, self.add_entry(store, block, 0, i, key, value)?)),
+                Err(i) => Ok((
+                    false,
+                    self.add_entry(store, block, 0, count, i, key, value)?,
+                )),
             };
         }
         let index = node.child_index(key);
@@ -376,7 +377,7 @@ impl<K: TreeKind> Tree<K> {
             put(bytes, HEADER_BYTES, key);
             seal(bytes);
         }
-        let (replaced, split) = self.insert_at(store, child, level - 1, key, value)?;
+        let (replaced, split) = self.insert_at(store, child, Some(level - 1), key, value)?;
         let Some((separator, right)) = split else {
             return Ok((replaced, None));
         };
@@ -384,6 +385,7 @@ impl<K: TreeKind> Tree<K> {
             store,
             block,
             level,
+            count,
             index + 1,
             &separator[..K::KEY],
             &right.to_le_bytes(),
@@ -391,24 +393,25 @@ impl<K: TreeKind> Tree<K> {
         Ok((replaced, split))
     }
 
-    /// Puts an entry at `index` of `block`, splitting the node in two if it
-    /// is full.
-    #[allow(clippy::type_complexity)]
+    /// Puts an entry at `index` of `block` (validated by the caller, holding
+    /// `count` entries), splitting the node in two if it is full.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn add_entry<S: Blocks>(
         &self,
         store: &mut S,
         block: u64,
         level: u8,
+        count: usize,
         index: usize,
         key: &[u8],
         payload: &[u8],
     ) -> TResult<Option<([u8; MAX_KEY_BYTES], u64)>, S::Error> {
         let size = entry_size::<K>(level);
-        let cap = capacity::<K>(level);
-        let count = self.load(store, block, Some(level))?.count;
-        if count < cap {
+        if count < capacity::<K>(level) {
             let node = store.node_mut(block).map_err(TreeError::Store)?;
-            insert_entry(node, size, index, key, payload);
+            if !insert_entry(node, size, count, index, key, payload) {
+                return corrupt(block, Corruption::Count);
+            }
             seal(node);
             return Ok(None);
         }
@@ -420,6 +423,9 @@ impl<K: TreeKind> Tree<K> {
         // on kernel stacks, where a node-sized buffer does not belong.
         let mut entry = [0u8; MAX_ENTRY_BYTES];
         let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
+        // The right sibling's first key, the separator for the parent: the
+        // new entry never lands before it (an index <= keep goes left).
+        let mut separator = [0u8; MAX_KEY_BYTES];
         for moved in 0..count - keep {
             let from = HEADER_BYTES + (keep + moved) * size;
             let to = HEADER_BYTES + moved * size;
@@ -430,6 +436,9 @@ impl<K: TreeKind> Tree<K> {
                     .get(from..from + size)
                     .ok_or(TreeError::BadArgument)?,
             );
+            if moved == 0 {
+                separator[..K::KEY].copy_from_slice(&entry[..K::KEY]);
+            }
             put(store.node_mut(right).map_err(TreeError::Store)?, to, entry);
         }
         {
@@ -447,24 +456,23 @@ impl<K: TreeKind> Tree<K> {
             put(node, OFF_COUNT, &((count - keep) as u16).to_le_bytes());
             seal(node);
         }
-        let target = if index <= keep {
-            (block, index)
+        let (target, target_count, target_index) = if index <= keep {
+            (block, keep, index)
         } else {
-            (right, index - keep)
+            (right, count - keep, index - keep)
         };
-        let node = store.node_mut(target.0).map_err(TreeError::Store)?;
-        insert_entry(node, size, target.1, key, payload);
+        let node = store.node_mut(target).map_err(TreeError::Store)?;
+        if !insert_entry(node, size, target_count, target_index, key, payload) {
+            return corrupt(target, Corruption::Count);
+        }
         seal(node);
-        let mut separator = [0u8; MAX_KEY_BYTES];
-        separator[..K::KEY].copy_from_slice(self.load(store, right, Some(level))?.key(0));
         Ok(Some((separator, right)))
     }
 
     /// Removes `key`; returns whether it was there. The root may change.
     pub fn remove<S: Blocks>(&mut self, store: &mut S, key: &[u8]) -> TResult<bool, S::Error> {
         Self::check_sizes(key, None)?;
-        let root_level = self.load(store, self.root, None)?.level;
-        let (removed, _) = self.remove_at(store, self.root, root_level, key)?;
+        let (removed, _) = self.remove_at(store, self.root, None, key)?;
         // Collapse roots left with one child.
         loop {
             let root = self.load(store, self.root, None)?;
@@ -478,30 +486,32 @@ impl<K: TreeKind> Tree<K> {
         Ok(removed)
     }
 
-    /// Removes below `block`; returns (removed, block is now empty).
+    /// Removes below `block` (at `level`, when the parent implies one);
+    /// returns (removed, block is now empty).
     fn remove_at<S: Blocks>(
         &self,
         store: &mut S,
         block: u64,
-        level: u8,
+        level: Option<u8>,
         key: &[u8],
     ) -> TResult<(bool, bool), S::Error> {
-        let (count, found, child) = {
-            let node = self.load(store, block, Some(level))?;
+        let (level, count, found, child) = {
+            let node = self.load(store, block, level)?;
+            let level = node.level;
             if level == 0 {
                 match node.search(key) {
-                    Ok(i) => (node.count, i, None),
+                    Ok(i) => (level, node.count, i, None),
                     Err(_) => return Ok((false, false)),
                 }
             } else {
                 let index = node.child_index(key);
-                (node.count, index, Some(node.child(index)))
+                (level, node.count, index, Some(node.child(index)))
             }
         };
         let removed = match child {
             None => true,
             Some(child) => {
-                let (removed, child_empty) = self.remove_at(store, child, level - 1, key)?;
+                let (removed, child_empty) = self.remove_at(store, child, Some(level - 1), key)?;
                 if !child_empty {
                     return Ok((removed, false));
                 }
@@ -511,10 +521,14 @@ impl<K: TreeKind> Tree<K> {
         };
         let size = entry_size::<K>(level);
         let bytes = store.node_mut(block).map_err(TreeError::Store)?;
-        let start = HEADER_BYTES + found * size;
-        let end = HEADER_BYTES + count * size;
-        bytes.copy_within(start + size..end, start);
-        bytes[end - size..end].fill(0);
+        // Entries `found..count` (validated on load) shift down by one.
+        let entries = bytes.get_mut(HEADER_BYTES + found * size..HEADER_BYTES + count * size);
+        let Some(entries) = entries.filter(|e| e.len() >= size) else {
+            return corrupt(block, Corruption::Count);
+        };
+        entries.copy_within(size.., 0);
+        let last = entries.len() - size;
+        entries[last..].fill(0);
         put(bytes, OFF_COUNT, &((count - 1) as u16).to_le_bytes());
         seal(bytes);
         Ok((removed, count == 1 && block != self.root))
@@ -678,20 +692,28 @@ impl<K: TreeKind> Tree<K> {
     }
 }
 
+/// Inserts an entry at `index` of a node holding `count`; `false` (nothing
+/// changed) if it does not fit, which callers checked: a broken invariant.
 fn insert_entry(
     node: &mut [u8; BLOCK_SIZE],
     size: usize,
+    count: usize,
     index: usize,
     key: &[u8],
     payload: &[u8],
-) {
-    let count = usize::from(get_u16(node, OFF_COUNT).unwrap_or(0));
+) -> bool {
     let start = HEADER_BYTES + index * size;
     let end = HEADER_BYTES + count * size;
-    node.copy_within(start..end, start + size);
+    // Entries `index..count` shift up by one; the region must hold them
+    // and the new entry.
+    let Some(region) = node.get_mut(start..end + size).filter(|_| index <= count) else {
+        return false;
+    };
+    region.copy_within(..end - start, size);
     put(node, start, key);
     put(node, start + key.len(), payload);
     put(node, OFF_COUNT, &((count + 1) as u16).to_le_bytes());
+    true
 }
 
 fn seal(node: &mut [u8; BLOCK_SIZE]) {
@@ -704,6 +726,7 @@ mod tests {
     extern crate alloc;
 
     use super::*;
+    use crate::logic::testing::Lcg;
     use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 
     /// Small nodes would need a smaller block; instead a kind with big
@@ -764,19 +787,6 @@ mod tests {
         let mut v = [generation; 248];
         v[..8].copy_from_slice(&k.to_le_bytes());
         v
-    }
-
-    /// A small deterministic generator (tests must not depend on std's
-    /// randomness, and the module has none).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 33
-        }
     }
 
     fn check_matches(tree: &Tree<Fat>, store: &Memory, model: &BTreeMap<u64, [u8; 248]>) {

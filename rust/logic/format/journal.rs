@@ -291,23 +291,13 @@ mod tests {
     extern crate alloc;
 
     use super::*;
+    use crate::logic::testing::Lcg;
     use alloc::{vec, vec::Vec};
 
     const LOG: usize = 64 * 1024;
     const DEVICE_BLOCKS: u64 = 16;
 
     type Change = (u64, usize, Vec<u8>);
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 33
-        }
-    }
 
     fn random_tx(rng: &mut Lcg) -> Vec<Change> {
         (0..1 + rng.next() % 5)

@@ -259,6 +259,7 @@ mod tests {
     extern crate alloc;
 
     use super::*;
+    use crate::logic::testing::Lcg;
     use alloc::{vec, vec::Vec};
 
     struct Maps {
@@ -318,17 +319,6 @@ mod tests {
                 .filter(|&b| b >= layout.data_start && !model[b as usize])
                 .count();
             assert_eq!(free as usize, want, "chunk {}", chunk);
-        }
-    }
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 33
         }
     }
 
