@@ -45,6 +45,36 @@ impl PmemMemory {
         self.at(offset, 0)
     }
 
+    /// Calls `copy(pmem, mapped, len)` for each piece of a transfer of
+    /// `len` bytes between `offset` and `page` (at `page_offset`, continuing
+    /// into the following pages), with each page mapped for its piece;
+    /// stops at the first error.
+    fn for_each_piece(
+        &self,
+        offset: u64,
+        page: *mut ffi::page,
+        page_offset: usize,
+        len: usize,
+        mut copy: impl FnMut(*mut u8, *mut u8, usize) -> Result,
+    ) -> Result {
+        let mut pmem = self.at(offset, len)?;
+        for chunk in page_chunks(page_offset, len) {
+            // SAFETY: `page` is the first of the contiguous pages of a bio
+            // segment covering `page_offset + len` bytes (caller), so
+            // `page + chunk.page` is one of them; it stays mapped until the
+            // copy returns. `pmem..pmem + len` was checked by `at`.
+            let result = unsafe {
+                let mapped = ffi::kmap_local_page(page.add(chunk.page)).cast::<u8>();
+                let result = copy(pmem, mapped.add(chunk.offset), chunk.len);
+                ffi::kunmap_local(mapped.cast());
+                pmem = pmem.add(chunk.len);
+                result
+            };
+            result?;
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes from `page` (at `page_offset`, continuing into the
     /// following pages) to `offset`, bypassing the CPU cache so the data is
     /// durable once the region is flushed.
@@ -55,23 +85,11 @@ impl PmemMemory {
         page_offset: usize,
         len: usize,
     ) -> Result {
-        let mut dst = self.at(offset, len)?;
-        for chunk in page_chunks(page_offset, len) {
-            // SAFETY: `page` is the first of the contiguous pages of a bio
-            // segment covering `page_offset + len` bytes (caller), so
-            // `page + chunk.page` is one of them; it is mapped for the copy.
-            unsafe {
-                let mapped = ffi::kmap_local_page(page.add(chunk.page)).cast::<u8>();
-                ffi::oxdax_memcpy_flushcache(
-                    dst.cast(),
-                    mapped.add(chunk.offset).cast(),
-                    chunk.len,
-                );
-                ffi::kunmap_local(mapped.cast());
-                dst = dst.add(chunk.len);
-            }
-        }
-        Ok(())
+        self.for_each_piece(offset, page, page_offset, len, |pmem, mapped, len| {
+            // SAFETY: Both ranges are valid for `len` bytes (`for_each_piece`).
+            unsafe { ffi::oxdax_memcpy_flushcache(pmem.cast(), mapped.cast(), len) };
+            Ok(())
+        })
     }
 
     /// Copies `len` bytes at `offset` into `page`, surviving machine checks:
@@ -83,25 +101,15 @@ impl PmemMemory {
         page_offset: usize,
         len: usize,
     ) -> Result {
-        let mut src = self.at(offset, len)?;
-        for chunk in page_chunks(page_offset, len) {
-            // SAFETY: As in `write_from_page`; the destination is a bio page.
-            let left = unsafe {
-                let mapped = ffi::kmap_local_page(page.add(chunk.page)).cast::<u8>();
-                let left = ffi::copy_mc_to_kernel(
-                    mapped.add(chunk.offset).cast(),
-                    src.cast(),
-                    chunk.len as _,
-                );
-                ffi::kunmap_local(mapped.cast());
-                src = src.add(chunk.len);
-                left
-            };
-            if left != 0 {
-                return Err(EIO);
+        self.for_each_piece(offset, page, page_offset, len, |pmem, mapped, len| {
+            // SAFETY: Both ranges are valid for `len` bytes (`for_each_piece`).
+            let left = unsafe { ffi::copy_mc_to_kernel(mapped.cast(), pmem.cast(), len as _) };
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(EIO)
             }
-        }
-        Ok(())
+        })
     }
 
     /// Writes `len` zero bytes at `offset`, bypassing the CPU cache.
