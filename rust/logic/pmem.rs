@@ -61,11 +61,6 @@ impl Geometry {
         })
     }
 
-    /// Physical address of the namespace.
-    pub fn phys(&self) -> u64 {
-        self.phys
-    }
-
     /// Bytes between the namespace start and the data area.
     pub fn data_offset(&self) -> u64 {
         self.data_offset

@@ -11,6 +11,9 @@ use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
 use crate::ffi;
 
+/// Size of `gendisk::disk_name`, terminating NUL included.
+const DISK_NAME_LEN: usize = 32;
+
 /// What a bio-based disk does with the bios submitted to it.
 pub(crate) trait BioHandler: Sync {
     /// Handles `bio` to completion (`Bio::end`), now or later.
@@ -99,24 +102,24 @@ impl Disk {
         // SAFETY: `lim` is valid for the call; NUMA_NO_NODE is a valid node.
         let disk = from_err_ptr(unsafe { ffi::oxdax_blk_alloc_disk(&mut lim, -1) })?;
         let disk = NonNull::new(disk).ok_or(ENOMEM)?;
+        let name = name.split(|&b| b == 0).next().unwrap_or(name);
         let this = Self {
             disk,
             added: AtomicBool::new(false),
         };
         let raw = this.disk.as_ptr();
+        if name.is_empty() || name.len() >= DISK_NAME_LEN {
+            return Err(EINVAL);
+        }
         // SAFETY: The disk is allocated and not yet visible to anyone. The
-        // name fits (checked by `get`), `ops` is static and `handler`
+        // name fits (checked above), `ops` is static and `handler`
         // outlives the disk's use of it (caller).
         unsafe {
             (*raw).fops = &ops.table;
             (*raw).private_data = core::ptr::from_ref(handler).cast_mut().cast();
-            let dest = &mut (*raw).disk_name;
-            let src = name.get(..dest.len().min(name.len())).ok_or(EINVAL)?;
-            for (d, s) in dest
-                .iter_mut()
-                .zip(Iterator::chain(src.iter(), core::iter::repeat(&0)))
-            {
-                *d = *s as _;
+            // Zeroed by the allocation, so the name stays NUL-terminated.
+            for (dest, &byte) in (*raw).disk_name.iter_mut().zip(name) {
+                *dest = byte as _;
             }
             ffi::set_capacity(raw, capacity_sectors);
         }

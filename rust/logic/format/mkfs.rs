@@ -121,13 +121,16 @@ struct MkfsNodes<'a, I: Image> {
     owner: u64,
 }
 
-/// The error a store reports when mkfs needs more nodes than it plans for.
+/// Why mkfs's node store failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeError<E> {
     /// The device failed.
     Device(E),
-    /// More metadata than an empty filesystem has (a bug).
-    TooMany,
+    /// No free block for a node.
+    NoSpace,
+    /// More nodes than an empty filesystem has, or a free (mkfs removes
+    /// nothing): a bug.
+    Unexpected,
 }
 
 impl<I: Image> Nodes for MkfsNodes<'_, I> {
@@ -145,27 +148,28 @@ impl<I: Image> Blocks for MkfsNodes<'_, I> {
         let slot = self
             .allocated
             .get_mut(self.count)
-            .ok_or(NodeError::TooMany)?;
+            .ok_or(NodeError::Unexpected)?;
         let layout = self.maps.layout;
         let extent = Space::new(&mut self.maps, &layout)
             .allocate(1, layout.data_start)
             .map_err(|e| match e {
                 SpaceError::Store(e) => NodeError::Device(e),
-                _ => NodeError::TooMany,
+                SpaceError::NoSpace => NodeError::NoSpace,
+                _ => NodeError::Unexpected,
             })?;
         *slot = (extent.start, self.owner);
         self.count += 1;
         Ok(extent.start)
     }
     fn free(&mut self, _block: u64) -> Result<(), Self::Error> {
-        // Nothing is removed while making an empty filesystem.
-        Err(NodeError::TooMany)
+        Err(NodeError::Unexpected)
     }
 }
 
 fn node_error<E>(error: TreeError<NodeError<E>>) -> FsError<E> {
     match error {
         TreeError::Store(NodeError::Device(e)) => FsError::Device(e),
+        TreeError::Store(NodeError::NoSpace) => FsError::Corrupt("no space for metadata"),
         _ => FsError::Corrupt("mkfs metadata"),
     }
 }
