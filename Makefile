@@ -64,7 +64,7 @@ GUEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/bin/%,$(wildcard te
 
 tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES) $(GUEST_HELPERS)
 
-$(BUILD)/tests/bin/%: tests/helpers/%.c
+$(BUILD)/tests/bin/%: tests/helpers/%.c tests/lib/*.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $<
 

@@ -42,17 +42,12 @@ static const char *path(const char *base, const char *file)
 	return out;
 }
 
-static uint64_t pattern(uint64_t offset, uint64_t seed)
-{
-	return (offset * 0x9E3779B97F4A7C15ull) ^ seed;
-}
-
 static void fill(void *buf, size_t len, uint64_t offset, uint64_t seed)
 {
 	uint64_t *words = buf;
 
 	for (size_t i = 0; i < len / 8; i++)
-		words[i] = pattern(offset + i * 8, seed);
+		words[i] = oxdax_pattern(offset + i * 8, seed);
 }
 
 static uint64_t sysfs_u64(const char *path)
@@ -118,18 +113,6 @@ TEST_F(disk, geometry)
 	EXPECT_EQ(0, sysfs_u64(path(SYSFS, "ro")));
 }
 
-static int write_text(const char *file, const char *text)
-{
-	int fd = open(file, O_WRONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, text, strlen(text));
-	close(fd);
-	return n < 0 ? -errno : 0;
-}
-
 TEST_F(disk, dax_write_cache_attribute)
 {
 	const char *attr = path(SYSFS, "dax/write_cache");
@@ -158,9 +141,9 @@ TEST_F(disk, whole_device_pattern)
 		memset(self->buf, 0, CHUNK);
 		ASSERT_EQ(CHUNK, pread(self->fd, self->buf, CHUNK, off));
 		for (size_t i = 0; i < CHUNK / 8; i++) {
-			if (words[i] != pattern(off + i * 8, seed)) {
+			if (words[i] != oxdax_pattern(off + i * 8, seed)) {
 				TH_LOG("mismatch at byte %llu", (unsigned long long)(off + i * 8));
-				ASSERT_EQ(pattern(off + i * 8, seed), words[i]);
+				ASSERT_EQ(oxdax_pattern(off + i * 8, seed), words[i]);
 			}
 		}
 	}
@@ -234,20 +217,13 @@ TEST_F(disk, synchronous_writes_and_flush)
 	ASSERT_EQ(0, fdatasync(fd));	/* an empty REQ_PREFLUSH bio */
 	memset(self->buf, 0, 65536);
 	ASSERT_EQ(65536, pread(fd, self->buf, 65536, 8 << 20));
-	EXPECT_EQ(pattern(8, 42), ((uint64_t *)self->buf)[1]);
+	EXPECT_EQ(oxdax_pattern(8, 42), ((uint64_t *)self->buf)[1]);
 	close(fd);
 }
 
 static int set_badblocks(const char *spec)
 {
-	int fd = open(path(SYSFS, "badblocks"), O_WRONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, spec, strlen(spec));
-	close(fd);
-	return n < 0 ? -errno : 0;
+	return write_text(path(SYSFS, "badblocks"), spec);
 }
 
 TEST_F(disk, bad_blocks_fail_reads_until_overwritten)
@@ -283,7 +259,7 @@ TEST_F(disk, bad_blocks_fail_reads_until_overwritten)
 	EXPECT_STREQ("", list);
 	memset(self->buf, 0, 4096);
 	ASSERT_EQ(4096, pread(self->fd, self->buf, 4096, bad * 512));
-	EXPECT_EQ(pattern(bad * 512 + 8, 7), ((uint64_t *)self->buf)[1]);
+	EXPECT_EQ(oxdax_pattern(bad * 512 + 8, 7), ((uint64_t *)self->buf)[1]);
 }
 
 TEST_HARNESS_MAIN

@@ -27,17 +27,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oxdax_test.h"
+
 #ifndef MAP_SHARED_VALIDATE
 #define MAP_SHARED_VALIDATE 0x03
 #endif
 #ifndef MAP_SYNC
 #define MAP_SYNC 0x80000
 #endif
-
-static uint64_t pattern(uint64_t offset, uint64_t seed)
-{
-	return (offset * 0x9E3779B97F4A7C15ull) ^ seed;
-}
 
 static int die(const char *what)
 {
@@ -59,7 +56,7 @@ static int do_write(const char *path, size_t size, uint64_t seed, int sync)
 	if (map == MAP_FAILED)
 		return die("mmap");
 	for (size_t i = 0; i < size / 8; i++)
-		map[i] = pattern(i * 8, seed);
+		map[i] = oxdax_pattern(i * 8, seed);
 	if (msync(map, size, MS_SYNC))
 		return die("msync");
 	munmap(map, size);
@@ -78,7 +75,7 @@ static int do_verify(const char *path, size_t size, uint64_t seed)
 	if (map == MAP_FAILED)
 		return die("mmap");
 	for (size_t i = 0; i < size / 8; i++) {
-		if (map[i] != pattern(i * 8, seed)) {
+		if (map[i] != oxdax_pattern(i * 8, seed)) {
 			fprintf(stderr, "dax_mmap: %s: mismatch at byte %zu\n", path, i * 8);
 			return 1;
 		}

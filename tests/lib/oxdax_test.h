@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,25 @@ static inline int read_text(const char *path, char *buf, size_t size)
 		return -errno;
 	buf[n] = '\0';
 	return 0;
+}
+
+/* Writes @text to a (sysfs) file; returns 0 or -errno. */
+static inline int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+/* The test pattern: the 64-bit word at byte @offset under @seed. */
+static inline uint64_t oxdax_pattern(uint64_t offset, uint64_t seed)
+{
+	return (offset * 0x9E3779B97F4A7C15ull) ^ seed;
 }
 
 /*
