@@ -6,6 +6,7 @@
 //! userspace tools use. Nothing here may use `std` or `kernel`.
 
 pub mod format;
+pub mod fs;
 pub mod params;
 pub mod pmem;
 #[cfg(test)]

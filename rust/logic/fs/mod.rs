@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The filesystem's metadata operations, with no kernel dependency.
+//!
+//! A [`Volume`] is a mounted filesystem seen as records on a [`Media`]: it
+//! replays the journal at mount and runs every metadata operation (create,
+//! link, unlink, rename, attribute changes, block mapping and allocation,
+//! truncation, eviction) as one journal transaction that is durable when the
+//! call returns. The kernel side calls it with the filesystem's metadata
+//! lock held (`&mut self` for anything that writes), and moves file data
+//! itself: a [`Mapping`] says where a file range lives on the device.
+//!
+//! The host tests run the same code against memory, including crashes at
+//! every 8-byte store of a transaction.
+
+use crate::logic::format::{
+    btree::Corruption,
+    inode::{Inode, Timestamp},
+    superblock::Superblock,
+    BLOCK_SIZE,
+};
+
+/// The device as memory: the whole filesystem mapped at once.
+///
+/// Writes go straight to persistent memory with the cache lines written
+/// back; they are durable after the next [`Media::fence`].
+pub trait Media {
+    /// Device size in bytes.
+    fn size(&self) -> u64;
+    /// Block `n`, to read (metadata only: the filesystem never hands out
+    /// references to file data).
+    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]>;
+    /// Writes `data` at byte `offset` of the device and writes the cache
+    /// lines back. `false` if the range is outside the device.
+    fn write(&self, offset: u64, data: &[u8]) -> bool;
+    /// Zeroes `len` bytes at `offset`, cache lines written back.
+    fn zero(&self, offset: u64, len: u64) -> bool;
+    /// Orders every earlier write before every later one and makes them
+    /// durable (a store fence on pmem).
+    fn fence(&self);
+}
+
+/// Working memory a volume needs, handed over at mount so that no
+/// operation allocates.
+pub trait Scratch {
+    /// Shadow copies of the blocks a transaction changes, their block
+    /// numbers, and a buffer to build the transaction's log bytes in.
+    fn parts(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64], &mut [u8]);
+}
+
+/// Blocks a transaction may change; a larger operation is split into
+/// several transactions, each leaving the filesystem consistent.
+pub const TX_MAX_BLOCKS: usize = 128;
+/// Bytes of the log buffer: enough for `TX_MAX_BLOCKS` whole blocks.
+pub const TX_LOG_BYTES: usize = TX_MAX_BLOCKS * (BLOCK_SIZE + 16) + 64;
+
+/// Why an operation failed. Each maps to one errno; none leaves a partial
+/// change behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// `ENOENT`.
+    NotFound,
+    /// `EEXIST`.
+    Exists,
+    /// `ENOTEMPTY`.
+    NotEmpty,
+    /// `ENOTDIR`.
+    NotDir,
+    /// `EISDIR`.
+    IsDir,
+    /// `ENOSPC`: no free block or inode.
+    NoSpace,
+    /// `ENAMETOOLONG`.
+    NameTooLong,
+    /// `EINVAL`: a bad name, mode, range or flag combination.
+    Invalid,
+    /// `EMLINK`.
+    TooManyLinks,
+    /// `EFBIG`: past the largest file size.
+    TooBig,
+    /// `EROFS`: the volume is read-only.
+    ReadOnly,
+    /// `EIO`: a damaged structure (its block, what is wrong).
+    Corrupt(u64, Damage),
+    /// `EIO`: the volume was shut down after an earlier error.
+    Shutdown,
+}
+
+/// What is wrong with a damaged block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// A tree node failed validation.
+    Node(Corruption),
+    /// An inode record failed validation.
+    Inode,
+    /// A record inside a valid node does not make sense (an extent past
+    /// the device, a directory entry naming a free inode, ...).
+    Record,
+    /// The free-space maps disagree with a record.
+    Space,
+    /// A block number outside the device.
+    Address,
+}
+
+/// Why a mount was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountError {
+    /// Neither superblock is valid (magic, checksum or layout).
+    NoFilesystem,
+    /// A major version or incompatible feature this code does not know.
+    Unsupported,
+    /// The superblock describes more blocks than the device has.
+    TooSmall,
+    /// The journal header is damaged.
+    Journal,
+    /// The root inode or a filesystem-wide tree is damaged.
+    Corrupt(u64, Damage),
+}
+
+/// What a mount found, for its one log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountReport {
+    /// The primary superblock was bad and the backup was used.
+    pub used_backup: bool,
+    /// Transactions replayed from the journal.
+    pub replayed: u64,
+    /// The filesystem was not unmounted cleanly.
+    pub was_dirty: bool,
+}
+
+/// `statfs` numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    /// Blocks of the filesystem.
+    pub blocks: u64,
+    /// Free blocks.
+    pub free_blocks: u64,
+    /// Inodes in use plus those that free space could still hold.
+    pub files: u64,
+    /// Inodes that free space could still hold.
+    pub free_files: u64,
+}
+
+/// A new inode's attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewInode {
+    /// Type and permission bits (`S_IFREG`, `S_IFDIR`, ... and `0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number (device files).
+    pub rdev: u32,
+    /// Its birth time, also the parent directory's new mtime and ctime.
+    pub now: Timestamp,
+}
+
+/// An attribute change (`setattr`); `None` leaves a field alone. Setting
+/// `size` truncates or extends (extending leaves a hole).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttrChange {
+    /// Permission bits (the type is kept).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<Timestamp>,
+    /// Modification time.
+    pub mtime: Option<Timestamp>,
+    /// Status change time.
+    pub ctime: Option<Timestamp>,
+}
+
+/// `renameat2` flags oxdax implements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// `RENAME_NOREPLACE`: fail with `Exists` if the target exists.
+    pub no_replace: bool,
+}
+
+/// What a rename did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renamed {
+    /// The inode that moved, as it is now (its ctime changed).
+    pub moved: (u64, Inode),
+    /// The inode the target name referred to before, as it is now (one
+    /// link fewer; `nlink == 0` means evict it once unused).
+    pub replaced: Option<(u64, Inode)>,
+}
+
+/// What an unlink or rmdir did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unlinked {
+    /// The inode the name referred to, as it is now (`nlink == 0`: evict
+    /// it once unused).
+    pub ino: u64,
+    /// Its record.
+    pub inode: Inode,
+}
+
+/// How a file range is stored (the answer to an iomap-style query).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapKind {
+    /// No blocks: reads as zeros.
+    Hole,
+    /// Allocated but unwritten: reads as zeros.
+    Unwritten,
+    /// Written data at `Mapping::physical`.
+    Data,
+}
+
+/// Where `len` blocks of a file starting at file block `file_block` live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First file block of the range.
+    pub file_block: u64,
+    /// Blocks in the range (at least 1, at most what was asked).
+    pub len: u64,
+    /// Device block of `file_block` (0 for a hole).
+    pub physical: u64,
+    /// How the range is stored.
+    pub kind: MapKind,
+    /// The blocks were allocated by this call (and zeroed).
+    pub new: bool,
+    /// The blocks are shared with another file or range (reflink): a write
+    /// must copy them first (`map_write` never returns shared blocks).
+    pub shared: bool,
+}
+
+/// A directory entry as `readdir` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirEntry<'a> {
+    /// The name.
+    pub name: &'a [u8],
+    /// Its inode.
+    pub ino: u64,
+    /// `DT_*` type.
+    pub dtype: u8,
+    /// Cookie to resume after this entry (`readdir`'s position).
+    pub next_cookie: u64,
+}
+
+mod volume;
+
+pub use volume::{Volume, END_POSITION, FIRST_POSITION};
