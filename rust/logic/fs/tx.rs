@@ -18,11 +18,9 @@
 //! handed out (and zeroed on the device) by the transaction that unmaps it,
 //! which a crash before the commit would expose.
 
-use core::ops::ControlFlow;
-
 use super::{Damage, Error, Media};
 use crate::logic::format::{
-    btree::{Blocks, Nodes, Tree, TreeError, TreeKind},
+    btree::{Blocks, Nodes, Tree, TreeError, TreeKind, Visitor},
     inode::{self, Inode, INODE_BYTES},
     journal::{JournalHeader, TxWriter, ALIGN},
     kinds::{ReverseMap, RmapKey, RMAP_METADATA},
@@ -621,7 +619,7 @@ pub(super) fn scan<K: TreeKind, S: Nodes<Error = Error>>(
     tree: &Tree<K>,
     store: &S,
     from: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    visit: &mut Visitor<'_>,
 ) -> Result<(), Error> {
     let _stopped_early = tree.scan(store, from, visit).map_err(tree_error)?;
     Ok(())

@@ -83,7 +83,7 @@ fn dir_find<S: Nodes<Error = Error>>(
     let mut found = None;
     let mut free_index = 0u32;
     let mut damaged = false;
-    scan(&tree, store, &first, &mut |key, value| {
+    scan(tree, store, &first, &mut |key, value| {
         if key.get(..8) != first.get(..8) {
             return ControlFlow::Break(());
         }
@@ -140,7 +140,7 @@ fn find_extent<S: Nodes<Error = Error>>(
         }
     }
     let mut next = None;
-    scan(&tree, store, &block_key(block), &mut |key, _| {
+    scan(tree, store, &block_key(block), &mut |key, _| {
         next = parse_block_key(key);
         ControlFlow::Break(())
     })?;
