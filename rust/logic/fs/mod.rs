@@ -252,10 +252,13 @@ pub struct DirEntry<'a> {
     pub next_cookie: u64,
 }
 
+mod check;
 #[cfg(test)]
 mod tests;
 mod tx;
 mod volume;
+
+pub use check::{check_files, Fact, FileReport, Problem};
 
 /// Owner of the reverse map's own nodes.
 const OWNER_REVERSE_MAP: u64 = crate::logic::format::kinds::OWNER_REVERSE_MAP;

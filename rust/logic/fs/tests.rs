@@ -197,11 +197,35 @@ fn mount(bytes: Vec<u8>) -> TestVolume {
         .unwrap()
 }
 
-/// Unmounts and checks the image with the checker fsck uses.
+/// Unmounts and checks the image with the checks fsck runs, link counts
+/// included.
 fn unmount_and_check(mut volume: TestVolume) -> Vec<u8> {
     volume.unmount();
     let image = volume.media().bytes().to_vec();
     check_filesystem(&Flat(image.clone())).unwrap();
+    let sb = *volume.superblock();
+    let mut names: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut links: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
+    check_files(volume.media(), &sb, &mut |fact| match fact {
+        Fact::Name { ino, .. } => *names.entry(ino).or_default() += 1,
+        Fact::Inode { ino, nlink, is_dir } => {
+            links.insert(ino, (nlink, is_dir));
+        }
+    })
+    .unwrap();
+    for (ino, (nlink, is_dir)) in links {
+        let named = names.get(&ino).copied().unwrap_or(0);
+        if is_dir {
+            let expected = if ino == sb.root_ino {
+                0
+            } else {
+                u32::from(nlink != 0)
+            };
+            assert_eq!(named, expected, "names of directory {ino}");
+        } else {
+            assert_eq!(named, nlink, "link count of {ino}");
+        }
+    }
     image
 }
 
@@ -999,4 +1023,49 @@ fn journal_wraps_and_recovers() {
     let listed = listing(&v);
     let image = unmount_and_check(v);
     assert_eq!(listing(&mount(image)), listed);
+}
+
+/// The per-file checks notice records that disagree with each other even
+/// when every checksum is right.
+#[test]
+fn file_checks_catch_consistent_looking_damage() {
+    use crate::logic::format::inode::{location, INODE_BYTES};
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    write(&mut v, f, 0, &pattern(1, 20_000)).unwrap();
+    let (d, _) = v.create(root, b"d", &file(DIR)).unwrap();
+    let image = unmount_and_check(v);
+    let damaged = |ino: u64, change: &dyn Fn(&mut Inode)| {
+        let mut bytes = image.clone();
+        let at = location(ino).unwrap();
+        let offset = at.block as usize * BLOCK_SIZE + at.offset;
+        let mut inode = Inode::decode(ino, &bytes[offset..offset + INODE_BYTES])
+            .unwrap()
+            .unwrap();
+        change(&mut inode);
+        let mut record = [0u8; INODE_BYTES];
+        inode.encode(ino, &mut record);
+        bytes[offset..offset + INODE_BYTES].copy_from_slice(&record);
+        let media = Pmem::new(bytes);
+        let sb =
+            crate::logic::format::superblock::Superblock::decode(media.block(0).unwrap()).unwrap();
+        check_files(&media, &sb, &mut |_| {})
+            .err()
+            .map(|p| (p.ino, p.what))
+    };
+    assert_eq!(damaged(f, &|i| i.blocks += 1), Some((f, "block count")));
+    assert_eq!(
+        damaged(d, &|i| i.size = 3),
+        Some((d, "directory size is not its entry count"))
+    );
+    assert_eq!(
+        damaged(root, &|i| i.nlink = 2),
+        Some((root, "directory link count"))
+    );
+    assert_eq!(
+        damaged(d, &|i| i.parent = d),
+        Some((root, "subdirectory's parent"))
+    );
+    assert!(damaged(f, &|i| i.map_root = i.map_root + 1).is_some());
 }
