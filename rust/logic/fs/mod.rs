@@ -46,11 +46,25 @@ pub trait Media {
 }
 
 /// Working memory a volume needs, handed over at mount so that no
-/// operation allocates.
+/// operation allocates and none keeps large buffers on the (kernel) stack.
 pub trait Scratch {
-    /// Shadow copies of the blocks a transaction changes, their block
-    /// numbers, and a buffer to build the transaction's log bytes in.
-    fn parts(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64], &mut [u8]);
+    /// The buffers; each must have the length its field documents.
+    fn parts(&mut self) -> Parts<'_>;
+}
+
+/// The buffers of a [`Scratch`].
+pub struct Parts<'a> {
+    /// `TX_MAX_BLOCKS` shadow copies of the blocks a transaction changes.
+    pub shadows: &'a mut [[u8; BLOCK_SIZE]],
+    /// `TX_MAX_BLOCKS` block numbers of those shadows.
+    pub tags: &'a mut [u64],
+    /// `TX_LOG_BYTES` to build a transaction's log bytes in.
+    pub log: &'a mut [u8],
+    /// `DEFERRED_WORDS` for the frees and reverse-map changes a transaction
+    /// defers to its commit.
+    pub deferred: &'a mut [u64],
+    /// One block to encode whole superblocks and journal headers in.
+    pub spare: &'a mut [u8; BLOCK_SIZE],
 }
 
 /// Blocks a transaction may change; a larger operation is split into
@@ -58,6 +72,10 @@ pub trait Scratch {
 pub const TX_MAX_BLOCKS: usize = 128;
 /// Bytes of the log buffer: enough for `TX_MAX_BLOCKS` whole blocks.
 pub const TX_LOG_BYTES: usize = TX_MAX_BLOCKS * (BLOCK_SIZE + 16) + 64;
+/// Deferred frees and reverse-map changes a transaction can hold.
+pub const MAX_DEFERRED: usize = 256;
+/// Words of deferred-work memory: two per free, six per change.
+pub const DEFERRED_WORDS: usize = MAX_DEFERRED * (2 + 6);
 
 /// Why an operation failed. Each maps to one errno; none leaves a partial
 /// change behind.

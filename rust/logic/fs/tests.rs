@@ -130,6 +130,8 @@ struct Buffers {
     shadows: Vec<[u8; BLOCK_SIZE]>,
     tags: Vec<u64>,
     log: Vec<u8>,
+    deferred: Vec<u64>,
+    spare: Box<[u8; BLOCK_SIZE]>,
 }
 
 impl Buffers {
@@ -138,13 +140,21 @@ impl Buffers {
             shadows: vec![[0u8; BLOCK_SIZE]; TX_MAX_BLOCKS],
             tags: vec![0; TX_MAX_BLOCKS],
             log: vec![0; TX_LOG_BYTES],
+            deferred: vec![0; DEFERRED_WORDS],
+            spare: Box::new([0; BLOCK_SIZE]),
         }
     }
 }
 
 impl Scratch for Buffers {
-    fn parts(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64], &mut [u8]) {
-        (&mut self.shadows, &mut self.tags, &mut self.log)
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            shadows: &mut self.shadows,
+            tags: &mut self.tags,
+            log: &mut self.log,
+            deferred: &mut self.deferred,
+            spare: &mut self.spare,
+        }
     }
 }
 
@@ -1068,4 +1078,28 @@ fn file_checks_catch_consistent_looking_damage() {
         Some((root, "subdirectory's parent"))
     );
     assert!(damaged(f, &|i| i.map_root = i.map_root + 1).is_some());
+}
+
+/// An inode unlinked while open and never evicted (a read-only remount,
+/// a crash) keeps the filesystem from being marked clean; the next mount
+/// frees it.
+#[test]
+fn orphans_survive_until_the_next_mount() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let free_at_start = v.statfs().free_blocks;
+    let (f, _) = v.create(root, b"open", &file(REG)).unwrap();
+    write(&mut v, f, 0, &pattern(4, 100_000)).unwrap();
+    let gone = v.unlink(root, b"open", T0).unwrap();
+    assert_eq!((gone.ino, gone.inode.nlink), (f, 0));
+    v.set_read_only(true).unwrap();
+    assert_eq!(v.evict(f), Err(Error::ReadOnly));
+    v.set_read_only(false).unwrap();
+    v.set_read_only(true).unwrap();
+    let image = unmount_and_check(v);
+    let (v, report) = Volume::mount(Pmem::new(image), Buffers::new(), false).unwrap();
+    assert!(report.was_dirty);
+    assert_eq!(v.inode(f), Err(Error::NotFound));
+    assert_eq!(v.statfs().free_blocks, free_at_start);
+    unmount_and_check(v);
 }

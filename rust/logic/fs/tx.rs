@@ -18,7 +18,7 @@
 //! handed out (and zeroed on the device) by the transaction that unmaps it,
 //! which a crash before the commit would expose.
 
-use super::{Damage, Error, Media};
+use super::{Damage, Error, Media, Parts, MAX_DEFERRED};
 use crate::logic::format::{
     btree::{Blocks, Nodes, Tree, TreeError, TreeKind, Visitor},
     inode::{self, Inode, INODE_BYTES},
@@ -43,9 +43,6 @@ pub(super) struct JournalState {
     pub(super) next_offset: usize,
 }
 
-/// Deferred work a transaction can hold before it commits.
-const MAX_DEFERRED: usize = 256;
-
 /// A change to the reverse map waiting for the reverse map's own tree to
 /// be free (tree node allocations happen in the middle of other trees'
 /// operations).
@@ -53,6 +50,33 @@ const MAX_DEFERRED: usize = 256;
 enum RmapChange {
     Add(RmapKey, u64, u64),
     Remove(RmapKey),
+}
+
+impl RmapChange {
+    const WORDS: usize = 6;
+
+    fn encode(self) -> [u64; Self::WORDS] {
+        match self {
+            Self::Add(k, len, flags) => [0, k.start, k.owner, k.offset, len, flags],
+            Self::Remove(k) => [1, k.start, k.owner, k.offset, 0, 0],
+        }
+    }
+
+    fn decode(words: &[u64]) -> Option<Self> {
+        let &[kind, start, owner, offset, len, flags] = words else {
+            return None;
+        };
+        let key = RmapKey {
+            start,
+            owner,
+            offset,
+        };
+        Some(if kind == 0 {
+            Self::Add(key, len, flags)
+        } else {
+            Self::Remove(key)
+        })
+    }
 }
 
 /// Converts a tree error.
@@ -93,14 +117,15 @@ pub(super) struct Tx<'a, M: Media> {
     shadows: &'a mut [[u8; BLOCK_SIZE]],
     tags: &'a mut [u64],
     log: &'a mut [u8],
+    spare: &'a mut [u8; BLOCK_SIZE],
+    /// Frees (two words each) then reverse-map changes (six each).
+    deferred: &'a mut [u64],
     used: usize,
     /// The superblock as this transaction leaves it.
     pub(super) sb: Superblock,
     /// The superblock as committed before this transaction.
     base: Superblock,
-    frees: [Extent; MAX_DEFERRED],
     free_count: usize,
-    rmap: [RmapChange; MAX_DEFERRED],
     rmap_count: usize,
     /// The device blocks were written outside the shadows (new blocks
     /// zeroed): the commit's first fence must cover them.
@@ -108,30 +133,31 @@ pub(super) struct Tx<'a, M: Media> {
 }
 
 impl<'a, M: Media> Tx<'a, M> {
-    pub(super) fn new(
-        media: &'a M,
-        sb: Superblock,
-        (shadows, tags, log): (&'a mut [[u8; BLOCK_SIZE]], &'a mut [u64], &'a mut [u8]),
-    ) -> Self {
+    pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
         Self {
             media,
             layout: sb.layout,
-            shadows,
-            tags,
-            log,
+            shadows: parts.shadows,
+            tags: parts.tags,
+            log: parts.log,
+            spare: parts.spare,
+            deferred: parts.deferred,
             used: 0,
             sb,
             base: sb,
-            frees: [Extent { start: 0, len: 0 }; MAX_DEFERRED],
             free_count: 0,
-            rmap: [RmapChange::Remove(RmapKey {
-                start: 0,
-                owner: 0,
-                offset: 0,
-            }); MAX_DEFERRED],
             rmap_count: 0,
             wrote_direct: false,
         }
+    }
+
+    fn free_words(&mut self, i: usize) -> Option<&mut [u64]> {
+        self.deferred.get_mut(2 * i..2 * i + 2)
+    }
+
+    fn rmap_words(&mut self, i: usize) -> Option<&mut [u64]> {
+        let at = 2 * MAX_DEFERRED + RmapChange::WORDS * i;
+        self.deferred.get_mut(at..at + RmapChange::WORDS)
     }
 
     pub(super) fn media(&self) -> &'a M {
@@ -240,8 +266,11 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Frees `extent` at commit. The caller removes its reverse-map record
     /// (`rmap_remove`) itself unless `owner` is given for a metadata block.
     pub(super) fn free(&mut self, extent: Extent) -> Result<(), Error> {
-        let slot = self.frees.get_mut(self.free_count).ok_or(Error::NoSpace)?;
-        *slot = extent;
+        if self.free_count >= MAX_DEFERRED {
+            return Err(Error::NoSpace);
+        }
+        let slot = self.free_words(self.free_count).ok_or(Error::NoSpace)?;
+        slot.copy_from_slice(&[extent.start, extent.len]);
         self.free_count += 1;
         Ok(())
     }
@@ -257,8 +286,11 @@ impl<'a, M: Media> Tx<'a, M> {
     }
 
     fn queue_rmap(&mut self, change: RmapChange) -> Result<(), Error> {
-        let slot = self.rmap.get_mut(self.rmap_count).ok_or(Error::NoSpace)?;
-        *slot = change;
+        if self.rmap_count >= MAX_DEFERRED {
+            return Err(Error::NoSpace);
+        }
+        let slot = self.rmap_words(self.rmap_count).ok_or(Error::NoSpace)?;
+        slot.copy_from_slice(&change.encode());
         self.rmap_count += 1;
         Ok(())
     }
@@ -269,7 +301,10 @@ impl<'a, M: Media> Tx<'a, M> {
         let mut tree = Tree::<ReverseMap>::open(self.sb.rmap_root, super::OWNER_REVERSE_MAP);
         let mut next = 0;
         while next < self.rmap_count {
-            let change = *self.rmap.get(next).ok_or(Error::NoSpace)?;
+            let change = self
+                .rmap_words(next)
+                .and_then(|w| RmapChange::decode(w))
+                .ok_or(Error::NoSpace)?;
             next += 1;
             let mut store = TreeStore::new(self, super::OWNER_REVERSE_MAP);
             match change {
@@ -298,7 +333,10 @@ impl<'a, M: Media> Tx<'a, M> {
         let count = self.free_count;
         self.free_count = 0;
         for i in 0..count {
-            let extent = *self.frees.get(i).ok_or(Error::NoSpace)?;
+            let extent = match self.free_words(i) {
+                Some(&mut [start, len]) => Extent { start, len },
+                _ => return Err(Error::NoSpace),
+            };
             Space::new(self, &layout)
                 .free(extent)
                 .map_err(space_error)?;
@@ -352,16 +390,15 @@ impl<'a, M: Media> Tx<'a, M> {
             // Wrap: everything before is home (the fence below makes it
             // durable), so recovery may start at the log's beginning. The
             // backup superblock catches up with that state first.
-            write_backup(media, &self.base)?;
+            write_backup(media, &self.base, self.spare)?;
             media.fence();
-            let mut header = [0u8; BLOCK_SIZE];
             JournalHeader {
                 tail_seq: journal.next_seq,
                 tail_offset: 0,
             }
-            .encode(&mut header);
+            .encode(self.spare);
             let header_byte = journal.log_start - BLOCK_SIZE as u64;
-            if !media.write(header_byte, &header) {
+            if !media.write(header_byte, &self.spare[..]) {
                 return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
             }
             journal.next_offset = 0;
@@ -405,10 +442,13 @@ impl<'a, M: Media> Tx<'a, M> {
 
 /// Writes `sb` whole into the backup superblock (durable at the next
 /// fence).
-pub(super) fn write_backup<M: Media>(media: &M, sb: &Superblock) -> Result<(), Error> {
-    let mut block = [0u8; BLOCK_SIZE];
-    sb.encode(&mut block);
-    if media.write(BACKUP_BLOCK << BLOCK_SHIFT, &block) {
+pub(super) fn write_backup<M: Media>(
+    media: &M,
+    sb: &Superblock,
+    spare: &mut [u8; BLOCK_SIZE],
+) -> Result<(), Error> {
+    sb.encode(spare);
+    if media.write(BACKUP_BLOCK << BLOCK_SHIFT, &spare[..]) {
         Ok(())
     } else {
         Err(Error::Corrupt(BACKUP_BLOCK, Damage::Address))

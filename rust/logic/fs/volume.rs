@@ -52,6 +52,10 @@ pub struct Volume<M: Media, S: Scratch> {
     shut_down: bool,
     /// A chunk that had a free inode slot, where the next search starts.
     chunk_hint: u64,
+    /// Inodes that lost their last link and are not evicted yet: while
+    /// there are any, the filesystem is never marked clean, so that the
+    /// next mount frees them if this one cannot.
+    orphans: u64,
 }
 
 fn to_name_error(error: NameError) -> Error {
@@ -279,6 +283,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             read_only,
             shut_down: false,
             chunk_hint: 0,
+            orphans: 0,
         };
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -333,18 +338,47 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// Marks the filesystem clean (if writable); every later call fails.
     pub fn unmount(&mut self) {
-        if !self.read_only && !self.shut_down {
+        self.mark_clean();
+        self.shut_down = true;
+    }
+
+    /// Switches between read-write and read-only (remount). Going
+    /// read-only marks the filesystem clean, as an unmount would; going
+    /// read-write marks it in use.
+    pub fn set_read_only(&mut self, read_only: bool) -> Result<(), Error> {
+        self.check_live()?;
+        if read_only == self.read_only {
+            return Ok(());
+        }
+        if read_only {
+            self.mark_clean();
+            self.read_only = true;
+            return Ok(());
+        }
+        self.read_only = false;
+        let marked = self.transact(|tx| {
+            tx.sb.state &= !STATE_CLEAN;
+            Ok(())
+        });
+        if marked.is_err() {
+            self.read_only = true;
+        }
+        marked
+    }
+
+    fn mark_clean(&mut self) {
+        if !self.read_only && !self.shut_down && self.orphans == 0 {
             // Best effort: if this fails the next mount sees a dirty
             // filesystem and checks for orphans, which is still correct.
             let clean = self.transact(|tx| {
                 tx.sb.state |= STATE_CLEAN;
                 Ok(())
             });
-            if clean.is_ok() && write_backup(&self.media, &self.sb).is_ok() {
+            let spare = self.scratch.parts().spare;
+            if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
                 self.media.fence();
             }
         }
-        self.shut_down = true;
     }
 
     /// After an error the caller cannot recover from: everything fails with
@@ -622,7 +656,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         want_dir: bool,
     ) -> Result<Unlinked, Error> {
         check_name(name).map_err(to_name_error)?;
-        self.transact(|tx| {
+        let unlinked = self.transact(|tx| {
             let mut parent = live_directory(tx, dir)?;
             let uuid = tx.sb.uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
@@ -658,7 +692,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 ino: found.ino,
                 inode: target,
             })
-        })
+        })?;
+        if unlinked.inode.nlink == 0 {
+            self.orphans += 1;
+        }
+        Ok(unlinked)
     }
 
     /// `renameat2` without `RENAME_EXCHANGE`/`RENAME_WHITEOUT`.
@@ -673,7 +711,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     ) -> Result<Renamed, Error> {
         check_name(old_name).map_err(to_name_error)?;
         check_name(new_name).map_err(to_name_error)?;
-        self.transact(|tx| {
+        let renamed = self.transact(|tx| {
             let uuid = tx.sb.uuid;
             let old_parent = live_directory(tx, old_dir)?;
             let old_tree = Tree::<Directory>::open(old_parent.map_root, old_dir);
@@ -785,7 +823,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 moved: (source.ino, moved),
                 replaced,
             })
-        })
+        })?;
+        if renamed.replaced.is_some_and(|(_, inode)| inode.nlink == 0) {
+            self.orphans += 1;
+        }
+        Ok(renamed)
     }
 
     /// Calls `emit` for each entry of `dir` at or after `position`, in
@@ -1405,7 +1447,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             free_inode_slot(tx, ino)?;
             tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
             Ok(())
-        })
+        })?;
+        self.orphans = self.orphans.saturating_sub(1);
+        Ok(())
     }
 
     /// Frees every inode with no links (left by a crash while they were
