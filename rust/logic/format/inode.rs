@@ -257,7 +257,7 @@ impl Inode {
             return Err(InodeError::Mode);
         }
         let is_dir = file_type == FileType::Directory;
-        if inode.size > MAX_FILE_SIZE || inode.nlink == 0 || is_dir != (inode.parent != 0) {
+        if inode.size > MAX_FILE_SIZE || is_dir != (inode.parent != 0) {
             return Err(InodeError::Field);
         }
         Ok(Some(inode))
@@ -364,13 +364,6 @@ mod tests {
                     ..sample()
                 },
                 InodeError::Mode,
-            ),
-            (
-                Inode {
-                    nlink: 0,
-                    ..sample()
-                },
-                InodeError::Field,
             ),
             (
                 Inode {

@@ -16,7 +16,6 @@
 use crate::logic::format::{
     btree::Corruption,
     inode::{Inode, Timestamp},
-    superblock::Superblock,
     BLOCK_SIZE,
 };
 
@@ -27,9 +26,15 @@ use crate::logic::format::{
 pub trait Media {
     /// Device size in bytes.
     fn size(&self) -> u64;
-    /// Block `n`, to read (metadata only: the filesystem never hands out
-    /// references to file data).
-    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]>;
+    /// `len` bytes at byte `offset`, to read (metadata and the journal
+    /// only: the filesystem never reads file data through references).
+    fn region(&self, offset: u64, len: usize) -> Option<&[u8]>;
+    /// Block `n`, to read.
+    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
+        self.region(n.checked_mul(BLOCK_SIZE as u64)?, BLOCK_SIZE)?
+            .try_into()
+            .ok()
+    }
     /// Writes `data` at byte `offset` of the device and writes the cache
     /// lines back. `false` if the range is outside the device.
     fn write(&self, offset: u64, data: &[u8]) -> bool;
@@ -241,10 +246,18 @@ pub struct DirEntry<'a> {
     pub ino: u64,
     /// `DT_*` type.
     pub dtype: u8,
-    /// Cookie to resume after this entry (`readdir`'s position).
+    /// This entry's position.
+    pub position: u64,
+    /// Position to resume after this entry (`readdir`'s next `ctx->pos`).
     pub next_cookie: u64,
 }
 
+#[cfg(test)]
+mod tests;
+mod tx;
 mod volume;
+
+/// Owner of the reverse map's own nodes.
+const OWNER_REVERSE_MAP: u64 = crate::logic::format::kinds::OWNER_REVERSE_MAP;
 
 pub use volume::{Volume, END_POSITION, FIRST_POSITION};

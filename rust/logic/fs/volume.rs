@@ -2,13 +2,27 @@
 
 //! A mounted filesystem: the operations.
 
+use core::ops::ControlFlow;
+
 use super::{
-    AttrChange, DirEntry, Error, Mapping, Media, MountError, MountReport, NewInode, RenameFlags,
-    Renamed, Scratch, StatFs, Unlinked,
+    tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
+    AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
+    NewInode, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
 };
 use crate::logic::format::{
-    inode::{Inode, Timestamp},
-    superblock::Superblock,
+    btree::{Nodes, Tree},
+    inode::{
+        self, FileType, Inode, Timestamp, CHUNK_INODE_BLOCKS, INODES_PER_CHUNK, MAX_FILE_SIZE,
+    },
+    journal::{self, JournalHeader},
+    kinds::{
+        self, block_key, check_name, dirent_key, parse_block_key, Directory, Dirent, Extent,
+        Extents, InodeChunks, NameError, RefCounts, RmapKey, EXTENT_UNWRITTEN, OWNER_INODE_CHUNKS,
+        RMAP_METADATA,
+    },
+    space,
+    superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
+    BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
 
 /// Readdir positions 0 and 1 are `.` and `..` (the VFS emits them); the
@@ -17,50 +31,630 @@ pub const FIRST_POSITION: u64 = 2;
 /// The position past the last entry.
 pub const END_POSITION: u64 = i64::MAX as u64;
 
+/// Most hard links an inode may have (as ext4).
+const LINK_MAX: u32 = 65_000;
+/// Largest file in blocks.
+const MAX_FILE_BLOCKS: u64 = MAX_FILE_SIZE >> BLOCK_SHIFT;
+/// Largest extent a single allocation makes (a transaction's deferred work
+/// stays small, and lengths fit the extent record).
+const MAX_ALLOCATION: u64 = 64 * CHUNK_BLOCKS;
+/// Shadow slots a step of a long operation leaves unused, for the
+/// superblocks, free-space blocks and tree splits of its last change.
+const STEP_RESERVE: usize = 48;
+
 /// A mounted filesystem.
 pub struct Volume<M: Media, S: Scratch> {
     media: M,
     scratch: S,
     sb: Superblock,
+    journal: JournalState,
+    read_only: bool,
+    shut_down: bool,
+    /// A chunk that had a free inode slot, where the next search starts.
+    chunk_hint: u64,
+}
+
+fn to_name_error(error: NameError) -> Error {
+    match error {
+        NameError::TooLong => Error::NameTooLong,
+        _ => Error::Invalid,
+    }
+}
+
+fn is_dir(inode: &Inode) -> bool {
+    inode.file_type() == Some(FileType::Directory)
+}
+
+/// A directory entry found by name.
+struct Found {
+    key: [u8; 12],
+    ino: u64,
+}
+
+/// Looks `name` up in directory tree `tree`; also returns the first free
+/// collision index for the name's hash.
+fn dir_find<S: Nodes<Error = Error>>(
+    tree: &Tree<Directory>,
+    store: &S,
+    uuid: &[u8; 16],
+    name: &[u8],
+) -> Result<(Option<Found>, u32), Error> {
+    let first = dirent_key(uuid, name, 0);
+    let mut found = None;
+    let mut free_index = 0u32;
+    let mut damaged = false;
+    scan(tree, store, &first, &mut |key, value| {
+        if key.get(..8) != first.get(..8) {
+            return ControlFlow::Break(());
+        }
+        let Some(entry) = Dirent::decode(value) else {
+            damaged = true;
+            return ControlFlow::Break(());
+        };
+        let index = key
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map_or(u32::MAX, u32::from_be_bytes);
+        if index == free_index {
+            free_index = free_index.saturating_add(1);
+        }
+        if entry.name == name {
+            let mut k = [0u8; 12];
+            k.copy_from_slice(key);
+            found = Some(Found {
+                key: k,
+                ino: entry.ino,
+            });
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    if damaged {
+        return Err(Error::Corrupt(tree.root, Damage::Record));
+    }
+    Ok((found, free_index))
+}
+
+/// The extent containing file block `block`, or the hole there and where
+/// the next extent starts.
+enum Lookup {
+    Extent(u64, Extent),
+    Hole(Option<u64>),
+}
+
+fn find_extent<S: Nodes<Error = Error>>(
+    tree: &Tree<Extents>,
+    store: &S,
+    block: u64,
+) -> Result<Lookup, Error> {
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if tree
+        .last_at_or_before(store, &block_key(block), &mut key, &mut value)
+        .map_err(tree_error)?
+    {
+        let start = parse_block_key(&key).ok_or(Error::Invalid)?;
+        let extent = Extent::decode(&value).ok_or(Error::Corrupt(tree.root, Damage::Record))?;
+        if block < start.saturating_add(u64::from(extent.len)) {
+            return Ok(Lookup::Extent(start, extent));
+        }
+    }
+    let mut next = None;
+    scan(tree, store, &block_key(block), &mut |key, _| {
+        next = parse_block_key(key);
+        ControlFlow::Break(())
+    })?;
+    Ok(Lookup::Hole(next))
+}
+
+/// The last extent of a file.
+fn last_extent<S: Nodes<Error = Error>>(
+    tree: &Tree<Extents>,
+    store: &S,
+) -> Result<Option<(u64, Extent)>, Error> {
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if !tree
+        .last_at_or_before(store, &block_key(u64::MAX), &mut key, &mut value)
+        .map_err(tree_error)?
+    {
+        return Ok(None);
+    }
+    let start = parse_block_key(&key).ok_or(Error::Invalid)?;
+    let extent = Extent::decode(&value).ok_or(Error::Corrupt(tree.root, Damage::Record))?;
+    Ok(Some((start, extent)))
+}
+
+/// Whether device block `block` is shared (has a refcount record), and for
+/// how many blocks from it that stays the same (at most `len`).
+fn shared_run<S: Nodes<Error = Error>>(
+    sb: &Superblock,
+    store: &S,
+    block: u64,
+    len: u64,
+) -> Result<(bool, u64), Error> {
+    let tree = Tree::<RefCounts>::open(sb.refcount_root, kinds::OWNER_REFCOUNTS);
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if tree
+        .last_at_or_before(store, &block_key(block), &mut key, &mut value)
+        .map_err(tree_error)?
+    {
+        let start = parse_block_key(&key).ok_or(Error::Invalid)?;
+        let count_len = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
+        let end = start.saturating_add(count_len);
+        if block < end {
+            return Ok((true, len.min(end - block)));
+        }
+    }
+    let mut next = None;
+    scan(&tree, store, &block_key(block), &mut |key, _| {
+        next = parse_block_key(key);
+        ControlFlow::Break(())
+    })?;
+    Ok((
+        false,
+        next.map_or(len, |n| len.min(n.saturating_sub(block)).max(1)),
+    ))
+}
+
+/// Applies `change` to `inode`'s attributes other than the size.
+fn apply_attrs(inode: &mut Inode, change: &AttrChange) {
+    if let Some(mode) = change.mode {
+        inode.mode = (inode.mode & inode::S_IFMT) | (mode & 0o7777);
+    }
+    if let Some(uid) = change.uid {
+        inode.uid = uid;
+    }
+    if let Some(gid) = change.gid {
+        inode.gid = gid;
+    }
+    if let Some(t) = change.atime {
+        inode.atime = t;
+    }
+    if let Some(t) = change.mtime {
+        inode.mtime = t;
+    }
+    if let Some(t) = change.ctime {
+        inode.ctime = t;
+    }
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
     /// Mounts the filesystem on `media`: validates the superblock (primary,
-    /// else backup), replays the journal, checks the root. Read-only mounts
-    /// replay too (like ext4 without `noload`) unless the device itself is
-    /// read-only, in which case a dirty journal refuses the mount.
+    /// else backup), replays the journal, checks the root and, after an
+    /// unclean shutdown, frees orphans. `read_only`: the device must not be
+    /// written; a journal with transactions to replay then refuses the
+    /// mount.
     pub fn mount(media: M, scratch: S, read_only: bool) -> Result<(Self, MountReport), MountError> {
-        todo!()
+        let device_blocks = media.size() >> BLOCK_SHIFT;
+        let (mut sb, used_backup) = Self::read_superblock(&media)?;
+        if sb.layout.block_count > device_blocks {
+            return Err(MountError::TooSmall);
+        }
+        let layout = sb.layout;
+        let header_byte = layout.journal_start << BLOCK_SHIFT;
+        let log_start = header_byte + BLOCK_SIZE as u64;
+        let log_len = ((layout.journal_blocks - 1) << BLOCK_SHIFT) as usize;
+        let header = media
+            .block(layout.journal_start)
+            .ok_or(MountError::Journal)
+            .and_then(|b| JournalHeader::decode(b, log_len).map_err(|_| MountError::Journal))?;
+        let log = media
+            .region(log_start, log_len)
+            .ok_or(MountError::Journal)?;
+        let pending = journal::replay(log, &header, &mut |_, _, _| {});
+        if pending.transactions > 0 {
+            if read_only {
+                return Err(MountError::Journal);
+            }
+            let mut bad = false;
+            journal::replay(log, &header, &mut |block, offset, data| {
+                let inside = block >= layout.data_start
+                    || block < layout.journal_start
+                    || block >= layout.journal_start + layout.journal_blocks;
+                if block < layout.block_count && inside {
+                    bad |= !media.write((block << BLOCK_SHIFT) + offset as u64, data);
+                } else {
+                    bad = true;
+                }
+            });
+            media.fence();
+            if bad {
+                return Err(MountError::Journal);
+            }
+            sb = Self::read_superblock(&media)?.0;
+        }
+        let was_dirty = sb.state & STATE_CLEAN == 0;
+        let mut volume = Self {
+            media,
+            scratch,
+            sb,
+            journal: JournalState {
+                log_start,
+                log_len,
+                next_seq: pending.next_seq,
+                next_offset: pending.next_offset,
+            },
+            read_only,
+            shut_down: false,
+            chunk_hint: 0,
+        };
+        let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
+            Error::Corrupt(block, what) => MountError::Corrupt(block, what),
+            _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
+        })?;
+        if !is_dir(&root) {
+            return Err(MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode));
+        }
+        if !read_only {
+            let mark = volume.transact(|tx| {
+                tx.sb.state &= !STATE_CLEAN;
+                Ok(())
+            });
+            let orphans = if was_dirty {
+                volume.free_orphans()
+            } else {
+                Ok(())
+            };
+            if let Err(Error::Corrupt(block, what)) = mark.and(orphans) {
+                return Err(MountError::Corrupt(block, what));
+            }
+        }
+        Ok((
+            volume,
+            MountReport {
+                used_backup,
+                replayed: pending.transactions,
+                was_dirty,
+            },
+        ))
     }
+
+    fn read_superblock(media: &M) -> Result<(Superblock, bool), MountError> {
+        let decode = |n| {
+            media
+                .block(n)
+                .map_or(Err(SuperblockError::Truncated), |b| Superblock::decode(b))
+        };
+        match decode(PRIMARY_BLOCK) {
+            Ok(sb) => Ok((sb, false)),
+            Err(primary) => match decode(BACKUP_BLOCK) {
+                Ok(sb) => Ok((sb, true)),
+                Err(_) => Err(match primary {
+                    SuperblockError::UnsupportedVersion(_)
+                    | SuperblockError::UnsupportedBlockSize(_)
+                    | SuperblockError::UnknownIncompat(_) => MountError::Unsupported,
+                    _ => MountError::NoFilesystem,
+                }),
+            },
+        }
+    }
+
     /// Marks the filesystem clean (if writable); every later call fails.
-    pub fn unmount(&mut self) {}
+    pub fn unmount(&mut self) {
+        if !self.read_only && !self.shut_down {
+            // Best effort: if this fails the next mount sees a dirty
+            // filesystem and checks for orphans, which is still correct.
+            let clean = self.transact(|tx| {
+                tx.sb.state |= STATE_CLEAN;
+                Ok(())
+            });
+            if clean.is_ok() && write_backup(&self.media, &self.sb).is_ok() {
+                self.media.fence();
+            }
+        }
+        self.shut_down = true;
+    }
+
     /// After an error the caller cannot recover from: everything fails with
     /// `Error::Shutdown` from now on.
-    pub fn shut_down(&mut self) {}
+    pub fn shut_down(&mut self) {
+        self.shut_down = true;
+    }
+
     /// Whether `shut_down` happened.
-    pub fn is_shut_down(&self) -> bool { false }
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
     /// The device.
-    pub fn media(&self) -> &M { &self.media }
+    pub fn media(&self) -> &M {
+        &self.media
+    }
+
     /// The superblock as last committed.
-    pub fn superblock(&self) -> &Superblock { &self.sb }
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
     /// `statfs` numbers.
-    pub fn statfs(&self) -> StatFs { todo!() }
+    pub fn statfs(&self) -> StatFs {
+        let per_block = INODES_PER_CHUNK / CHUNK_INODE_BLOCKS;
+        let free_files = self.sb.free_blocks.saturating_mul(per_block);
+        StatFs {
+            blocks: self.sb.layout.data_blocks(),
+            free_blocks: self.sb.free_blocks,
+            files: self.sb.inode_count.saturating_add(free_files),
+            free_files,
+        }
+    }
+
     /// The root directory.
-    pub fn root(&self) -> u64 { self.sb.root_ino }
+    pub fn root(&self) -> u64 {
+        self.sb.root_ino
+    }
+
+    fn check_live(&self) -> Result<(), Error> {
+        if self.shut_down {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `op` as one transaction and commits it. A damaged structure
+    /// found on the way shuts nothing down by itself: it fails this
+    /// operation only (the damaged object gives `EIO`). A failed commit
+    /// does shut the volume down: the device and memory may disagree.
+    fn transact<T>(
+        &mut self,
+        op: impl FnOnce(&mut Tx<'_, M>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.check_live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        let value = op(&mut tx)?;
+        match tx.commit(&mut self.journal) {
+            Ok(sb) => {
+                self.sb = sb;
+                Ok(value)
+            }
+            Err(e) => {
+                if matches!(e, Error::Corrupt(..)) {
+                    self.shut_down = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// The record of inode `ino` (`NotFound` for a free slot or a number
     /// that cannot be an inode).
-    pub fn inode(&self, ino: u64) -> Result<Inode, Error> { todo!() }
+    pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        self.check_live()?;
+        let location = inode::location(ino).ok_or(Error::NotFound)?;
+        if location.block < self.sb.layout.data_start
+            || location.block >= self.sb.layout.block_count
+        {
+            return Err(Error::NotFound);
+        }
+        // A damaged entry must not make a data block pass for an inode:
+        // the slot must be marked in a recorded chunk.
+        let chunks = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+        let mut value = [0u8; 16];
+        let recorded = chunks
+            .get(
+                &Committed(&self.media),
+                &block_key(location.chunk),
+                &mut value,
+            )
+            .map_err(tree_error)?;
+        let bits = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
+        if !recorded || bits & 1 << location.slot == 0 {
+            return Err(Error::NotFound);
+        }
+        read_inode(
+            |b| {
+                self.media
+                    .block(b)
+                    .ok_or(Error::Corrupt(b, Damage::Address))
+            },
+            ino,
+        )
+    }
+
+    fn directory(&self, ino: u64) -> Result<(Inode, Tree<Directory>), Error> {
+        let dir = self.inode(ino)?;
+        if !is_dir(&dir) {
+            return Err(Error::NotDir);
+        }
+        Ok((dir, Tree::open(dir.map_root, ino)))
+    }
+
     /// The inode `name` refers to in directory `dir`.
-    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<u64, Error> { todo!() }
-    /// Creates `name` in `dir`: a regular file, directory, symlink-less
-    /// special file, by `new.mode`'s type. Returns the new inode and record.
-    pub fn create(&mut self, dir: u64, name: &[u8], new: &NewInode) -> Result<(u64, Inode), Error> { todo!() }
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<u64, Error> {
+        check_name(name).map_err(to_name_error)?;
+        let (_, tree) = self.directory(dir)?;
+        let (found, _) = dir_find(&tree, &Committed(&self.media), &self.sb.uuid, name)?;
+        found.map(|f| f.ino).ok_or(Error::NotFound)
+    }
+
+    /// Creates `name` in `dir`: a regular file, directory or special file,
+    /// by `new.mode`'s type. Returns the new inode and its record.
+    pub fn create(&mut self, dir: u64, name: &[u8], new: &NewInode) -> Result<(u64, Inode), Error> {
+        check_name(name).map_err(to_name_error)?;
+        let file_type = FileType::of_mode(new.mode).ok_or(Error::Invalid)?;
+        if new.mode & !(inode::S_IFMT | 0o7777) != 0 || file_type == FileType::Symlink {
+            return Err(Error::Invalid);
+        }
+        let hint = self.chunk_hint;
+        let mut used_chunk = hint;
+        let created = self.transact(|tx| {
+            let mut parent = live_directory(tx, dir)?;
+            let uuid = tx.sb.uuid;
+            let mut tree = Tree::<Directory>::open(parent.map_root, dir);
+            let (found, index) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
+            if found.is_some() {
+                return Err(Error::Exists);
+            }
+            let new_dir = file_type == FileType::Directory;
+            if new_dir && parent.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
+            let (ino, chunk) = allocate_inode(tx, hint)?;
+            used_chunk = chunk;
+            let mut record = Inode {
+                mode: new.mode,
+                uid: new.uid,
+                gid: new.gid,
+                nlink: if new_dir { 2 } else { 1 },
+                size: 0,
+                blocks: 0,
+                atime: new.now,
+                mtime: new.now,
+                ctime: new.now,
+                btime: new.now,
+                generation: new.now.nsec ^ (ino as u32),
+                rdev: new.rdev,
+                map_root: 0,
+                parent: if new_dir { dir } else { 0 },
+            };
+            if new_dir {
+                let mut store = TreeStore::new(tx, ino);
+                let entries = Tree::<Directory>::create(&mut store, ino).map_err(tree_error)?;
+                record.blocks = store.node_delta.unsigned_abs();
+                record.map_root = entries.root;
+            }
+            tx.put_inode(ino, &record)?;
+
+            let entry = Dirent {
+                ino,
+                dtype: file_type.dtype(),
+                name,
+            }
+            .encode()
+            .ok_or(Error::Invalid)?;
+            let mut store = TreeStore::new(tx, dir);
+            tree.insert(&mut store, &dirent_key(&uuid, name, index), &entry)
+                .map_err(tree_error)?;
+            let delta = store.node_delta;
+            parent.map_root = tree.root;
+            parent.blocks = parent.blocks.saturating_add_signed(delta);
+            parent.size += 1;
+            if new_dir {
+                parent.nlink += 1;
+            }
+            parent.mtime = new.now;
+            parent.ctime = new.now;
+            tx.put_inode(dir, &parent)?;
+            tx.sb.inode_count += 1;
+            Ok((ino, record))
+        })?;
+        self.chunk_hint = used_chunk;
+        Ok(created)
+    }
+
     /// A new name `name` in `dir` for `ino` (not a directory).
-    pub fn link(&mut self, ino: u64, dir: u64, name: &[u8], now: Timestamp) -> Result<Inode, Error> { todo!() }
+    pub fn link(
+        &mut self,
+        ino: u64,
+        dir: u64,
+        name: &[u8],
+        now: Timestamp,
+    ) -> Result<Inode, Error> {
+        check_name(name).map_err(to_name_error)?;
+        self.transact(|tx| {
+            let mut target = tx.inode(ino)?;
+            if is_dir(&target) {
+                return Err(Error::Invalid);
+            }
+            if target.nlink == 0 {
+                return Err(Error::NotFound);
+            }
+            if target.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
+            let mut parent = live_directory(tx, dir)?;
+            let uuid = tx.sb.uuid;
+            let mut tree = Tree::<Directory>::open(parent.map_root, dir);
+            let (found, index) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
+            if found.is_some() {
+                return Err(Error::Exists);
+            }
+            let entry = Dirent {
+                ino,
+                dtype: target.file_type().map_or(0, FileType::dtype),
+                name,
+            }
+            .encode()
+            .ok_or(Error::Invalid)?;
+            let mut store = TreeStore::new(tx, dir);
+            tree.insert(&mut store, &dirent_key(&uuid, name, index), &entry)
+                .map_err(tree_error)?;
+            let delta = store.node_delta;
+            parent.map_root = tree.root;
+            parent.blocks = parent.blocks.saturating_add_signed(delta);
+            parent.size += 1;
+            parent.mtime = now;
+            parent.ctime = now;
+            tx.put_inode(dir, &parent)?;
+            target.nlink += 1;
+            target.ctime = now;
+            tx.put_inode(ino, &target)?;
+            Ok(target)
+        })
+    }
+
     /// Removes `name` (not a directory: `IsDir`) from `dir`.
-    pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timestamp) -> Result<Unlinked, Error> { todo!() }
+    pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timestamp) -> Result<Unlinked, Error> {
+        self.remove_name(dir, name, now, false)
+    }
+
     /// Removes the empty directory `name` from `dir`.
-    pub fn rmdir(&mut self, dir: u64, name: &[u8], now: Timestamp) -> Result<Unlinked, Error> { todo!() }
+    pub fn rmdir(&mut self, dir: u64, name: &[u8], now: Timestamp) -> Result<Unlinked, Error> {
+        self.remove_name(dir, name, now, true)
+    }
+
+    fn remove_name(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        now: Timestamp,
+        want_dir: bool,
+    ) -> Result<Unlinked, Error> {
+        check_name(name).map_err(to_name_error)?;
+        self.transact(|tx| {
+            let mut parent = live_directory(tx, dir)?;
+            let uuid = tx.sb.uuid;
+            let mut tree = Tree::<Directory>::open(parent.map_root, dir);
+            let (found, _) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
+            let found = found.ok_or(Error::NotFound)?;
+            let mut target = tx.inode(found.ino)?;
+            match (want_dir, is_dir(&target)) {
+                (false, true) => return Err(Error::IsDir),
+                (true, false) => return Err(Error::NotDir),
+                (true, true) if target.size != 0 => return Err(Error::NotEmpty),
+                _ => {}
+            }
+            let mut store = TreeStore::new(tx, dir);
+            if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
+                return Err(Error::Corrupt(parent.map_root, Damage::Record));
+            }
+            let delta = store.node_delta;
+            parent.map_root = tree.root;
+            parent.blocks = parent.blocks.saturating_add_signed(delta);
+            parent.size = parent.size.saturating_sub(1);
+            parent.mtime = now;
+            parent.ctime = now;
+            if want_dir {
+                parent.nlink = parent.nlink.saturating_sub(1);
+                target.nlink = 0;
+            } else {
+                target.nlink = target.nlink.saturating_sub(1);
+            }
+            target.ctime = now;
+            tx.put_inode(dir, &parent)?;
+            tx.put_inode(found.ino, &target)?;
+            Ok(Unlinked {
+                ino: found.ino,
+                inode: target,
+            })
+        })
+    }
+
     /// `renameat2` without `RENAME_EXCHANGE`/`RENAME_WHITEOUT`.
     pub fn rename(
         &mut self,
@@ -70,29 +664,1053 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         new_name: &[u8],
         flags: RenameFlags,
         now: Timestamp,
-    ) -> Result<Renamed, Error> { todo!() }
+    ) -> Result<Renamed, Error> {
+        check_name(old_name).map_err(to_name_error)?;
+        check_name(new_name).map_err(to_name_error)?;
+        self.transact(|tx| {
+            let uuid = tx.sb.uuid;
+            let old_parent = live_directory(tx, old_dir)?;
+            let old_tree = Tree::<Directory>::open(old_parent.map_root, old_dir);
+            let (source, _) = dir_find(&old_tree, &TxNodes(tx), &uuid, old_name)?;
+            let source = source.ok_or(Error::NotFound)?;
+            let mut moved = tx.inode(source.ino)?;
+            let new_parent = if new_dir == old_dir {
+                old_parent
+            } else {
+                live_directory(tx, new_dir)?
+            };
+            let new_tree = Tree::<Directory>::open(new_parent.map_root, new_dir);
+            let (target, _) = dir_find(&new_tree, &TxNodes(tx), &uuid, new_name)?;
+            let moving_dir = is_dir(&moved);
+            let mut replaced = None;
+            if let Some(target) = &target {
+                if flags.no_replace {
+                    return Err(Error::Exists);
+                }
+                if target.ino == source.ino {
+                    // Two names of one inode: POSIX says do nothing.
+                    return Ok(Renamed {
+                        moved: (source.ino, moved),
+                        replaced: None,
+                    });
+                }
+                let victim = tx.inode(target.ino)?;
+                match (moving_dir, is_dir(&victim)) {
+                    (true, false) => return Err(Error::NotDir),
+                    (false, true) => return Err(Error::IsDir),
+                    (true, true) if victim.size != 0 => return Err(Error::NotEmpty),
+                    _ => {}
+                }
+                replaced = Some((target.ino, victim));
+            }
+            if moving_dir && new_dir != old_dir {
+                // The VFS refuses moving a directory under itself; a
+                // damaged tree must not make a loop either.
+                let mut at = new_dir;
+                for _ in 0..4096 {
+                    if at == source.ino {
+                        return Err(Error::Invalid);
+                    }
+                    if at == tx.sb.root_ino {
+                        break;
+                    }
+                    at = tx.inode(at)?.parent;
+                }
+                if new_parent.nlink >= LINK_MAX && replaced.is_none() {
+                    return Err(Error::TooManyLinks);
+                }
+            }
+
+            // Remove the old name, then the replaced target's name, then
+            // add the new one; reread the parents in between since they
+            // may be the same inode.
+            let mut parents = [(old_dir, 0i64, 0i64), (new_dir, 0, 0)];
+            remove_entry(tx, old_dir, &source.key)?;
+            if let Some((victim_ino, mut victim)) = replaced {
+                let key = target.as_ref().map(|t| t.key).ok_or(Error::Invalid)?;
+                remove_entry(tx, new_dir, &key)?;
+                if is_dir(&victim) {
+                    victim.nlink = 0;
+                    parents[1].2 -= 1;
+                } else {
+                    victim.nlink = victim.nlink.saturating_sub(1);
+                }
+                victim.ctime = now;
+                tx.put_inode(victim_ino, &victim)?;
+                replaced = Some((victim_ino, victim));
+                parents[1].1 -= 1;
+            }
+            let mut parent = tx.inode(new_dir)?;
+            let mut tree = Tree::<Directory>::open(parent.map_root, new_dir);
+            let (_, index) = dir_find(&tree, &TxNodes(tx), &uuid, new_name)?;
+            let entry = Dirent {
+                ino: source.ino,
+                dtype: moved.file_type().map_or(0, FileType::dtype),
+                name: new_name,
+            }
+            .encode()
+            .ok_or(Error::Invalid)?;
+            let mut store = TreeStore::new(tx, new_dir);
+            tree.insert(&mut store, &dirent_key(&uuid, new_name, index), &entry)
+                .map_err(tree_error)?;
+            let delta = store.node_delta;
+            parent.map_root = tree.root;
+            parent.blocks = parent.blocks.saturating_add_signed(delta);
+            tx.put_inode(new_dir, &parent)?;
+            parents[0].1 -= 1;
+            parents[1].1 += 1;
+            if moving_dir && new_dir != old_dir {
+                parents[0].2 -= 1;
+                parents[1].2 += 1;
+                moved.parent = new_dir;
+            }
+            for (ino, size_delta, link_delta) in parents {
+                let mut parent = tx.inode(ino)?;
+                parent.size = parent.size.saturating_add_signed(size_delta);
+                parent.nlink = parent.nlink.saturating_add_signed(link_delta as i32);
+                parent.mtime = now;
+                parent.ctime = now;
+                // With one parent both entries apply to it in turn.
+                tx.put_inode(ino, &parent)?;
+            }
+            moved.ctime = now;
+            tx.put_inode(source.ino, &moved)?;
+            Ok(Renamed {
+                moved: (source.ino, moved),
+                replaced,
+            })
+        })
+    }
+
     /// Calls `emit` for each entry of `dir` at or after `position`, in
     /// position order, until it returns `false`.
+    ///
+    /// Positions are the top 62 bits of the name hash, offset past `.` and
+    /// `..`: stable across inserts and removals. Names whose hashes agree
+    /// in those bits share a position and are emitted together; if `emit`
+    /// stops in the middle of such a group, the next call repeats it.
     pub fn readdir(
         &self,
         dir: u64,
         position: u64,
         emit: &mut dyn FnMut(&DirEntry<'_>) -> bool,
-    ) -> Result<(), Error> { todo!() }
+    ) -> Result<(), Error> {
+        let (directory, tree) = self.directory(dir)?;
+        if position >= END_POSITION {
+            return Ok(());
+        }
+        let hash_from = position.saturating_sub(FIRST_POSITION) << 2;
+        let mut from = [0u8; 12];
+        from[..8].copy_from_slice(&hash_from.to_be_bytes());
+        let mut damaged = false;
+        scan(&tree, &Committed(&self.media), &from, &mut |key, value| {
+            let Some(entry) = Dirent::decode(value) else {
+                damaged = true;
+                return ControlFlow::Break(());
+            };
+            let hash = parse_block_key(key).unwrap_or(u64::MAX);
+            let at = (hash >> 2) + FIRST_POSITION;
+            let reported = DirEntry {
+                name: entry.name,
+                ino: entry.ino,
+                dtype: entry.dtype,
+                position: at,
+                next_cookie: at + 1,
+            };
+            if emit(&reported) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })?;
+        if damaged {
+            return Err(Error::Corrupt(directory.map_root, Damage::Record));
+        }
+        Ok(())
+    }
+
     /// Applies `change` (a size change truncates or extends).
-    pub fn set_attr(&mut self, ino: u64, change: &AttrChange) -> Result<Inode, Error> { todo!() }
+    pub fn set_attr(&mut self, ino: u64, change: &AttrChange) -> Result<Inode, Error> {
+        let old = self.inode(ino)?;
+        let new_size = change.size.unwrap_or(old.size);
+        if new_size > MAX_FILE_SIZE {
+            return Err(Error::TooBig);
+        }
+        if change.size.is_some() && old.file_type() != Some(FileType::Regular) {
+            return Err(if is_dir(&old) {
+                Error::IsDir
+            } else {
+                Error::Invalid
+            });
+        }
+        if new_size < old.size {
+            // Zero the rest of the new last block so that a later extension
+            // reads zeros there; blocks past it are freed below.
+            self.zero_tail(ino, new_size)?;
+        }
+        let inode = self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            apply_attrs(&mut inode, change);
+            inode.size = new_size;
+            tx.put_inode(ino, &inode)?;
+            Ok(inode)
+        })?;
+        if new_size < old.size {
+            return self.trim(ino, new_size.div_ceil(BLOCK_SIZE as u64), false);
+        }
+        Ok(inode)
+    }
+
+    /// Zeroes bytes `size..` of the block holding byte `size`, if written.
+    fn zero_tail(&mut self, ino: u64, size: u64) -> Result<(), Error> {
+        let within = size % BLOCK_SIZE as u64;
+        if within == 0 {
+            return Ok(());
+        }
+        let mapping = self.map_read(ino, size >> BLOCK_SHIFT, 1)?;
+        if mapping.kind != MapKind::Data {
+            return Ok(());
+        }
+        if mapping.shared {
+            self.map_write(ino, size >> BLOCK_SHIFT, 1, Timestamp::default())?;
+            return self.zero_tail(ino, size);
+        }
+        let at = (mapping.physical << BLOCK_SHIFT) + within;
+        if !self.media.zero(at, BLOCK_SIZE as u64 - within) {
+            return Err(Error::Corrupt(mapping.physical, Damage::Address));
+        }
+        self.media.fence();
+        Ok(())
+    }
+
+    /// Frees the blocks of `ino` from file block `first` on, in as many
+    /// transactions as needed (each leaves a consistent file: blocks past
+    /// the end of file are allowed). With `whole`, the emptied tree's root
+    /// goes too.
+    fn trim(&mut self, ino: u64, first: u64, whole: bool) -> Result<Inode, Error> {
+        loop {
+            let (inode, done) = self.transact(|tx| {
+                let mut inode = tx.inode(ino)?;
+                if inode.map_root == 0 {
+                    return Ok((inode, true));
+                }
+                let mut tree = Tree::<Extents>::open(inode.map_root, ino);
+                let mut done = false;
+                while tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                    let Some((start, extent)) = last_extent(&tree, &TxNodes(tx))? else {
+                        done = true;
+                        break;
+                    };
+                    let end = start + u64::from(extent.len);
+                    if end <= first {
+                        done = true;
+                        break;
+                    }
+                    let keep = first.saturating_sub(start);
+                    let mut store = TreeStore::new(tx, ino);
+                    if keep == 0 {
+                        tree.remove(&mut store, &block_key(start))
+                            .map_err(tree_error)?;
+                    } else {
+                        let shorter = Extent {
+                            len: keep as u32,
+                            ..extent
+                        };
+                        tree.insert(&mut store, &block_key(start), &shorter.encode())
+                            .map_err(tree_error)?;
+                    }
+                    let delta = store.node_delta;
+                    inode.blocks = inode.blocks.saturating_add_signed(delta);
+                    let rmap = RmapKey {
+                        start: extent.physical,
+                        owner: ino,
+                        offset: start,
+                    };
+                    if keep == 0 {
+                        tx.rmap_remove(rmap)?;
+                    } else {
+                        tx.rmap_add(rmap, keep, 0)?;
+                    }
+                    let freed = u64::from(extent.len) - keep;
+                    release(tx, extent.physical + keep, freed)?;
+                    inode.blocks = inode.blocks.saturating_sub(freed);
+                }
+                inode.map_root = tree.root;
+                if done && whole {
+                    tx.free(space::Extent {
+                        start: tree.root,
+                        len: 1,
+                    })?;
+                    tx.rmap_remove(RmapKey {
+                        start: tree.root,
+                        owner: ino,
+                        offset: 0,
+                    })?;
+                    inode.map_root = 0;
+                    inode.blocks = inode.blocks.saturating_sub(1);
+                }
+                tx.put_inode(ino, &inode)?;
+                Ok((inode, done))
+            })?;
+            if done {
+                return Ok(inode);
+            }
+        }
+    }
+
     /// Where file blocks `file_block..file_block + len` of `ino` live (the
     /// first run of one kind).
-    pub fn map_read(&self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> { todo!() }
+    pub fn map_read(&self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
+        let inode = self.inode(ino)?;
+        map_in(
+            &self.sb,
+            &Committed(&self.media),
+            ino,
+            &inode,
+            file_block,
+            len.max(1),
+        )
+    }
+
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// copies shared blocks; new or converted blocks are zeroed and durable
     /// before the mapping is committed. May map fewer blocks than asked.
-    pub fn map_write(&mut self, ino: u64, file_block: u64, len: u64, now: Timestamp) -> Result<Mapping, Error> { todo!() }
+    pub fn map_write(
+        &mut self,
+        ino: u64,
+        file_block: u64,
+        len: u64,
+        _now: Timestamp,
+    ) -> Result<Mapping, Error> {
+        let len = len.clamp(1, MAX_ALLOCATION);
+        if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
+            return Err(Error::TooBig);
+        }
+        let current = self.map_read(ino, file_block, len)?;
+        if current.kind == MapKind::Data && !current.shared {
+            return Ok(current);
+        }
+        self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            if inode.file_type() != Some(FileType::Regular) {
+                return Err(Error::Invalid);
+            }
+            let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, file_block, len)?;
+            let mut tree = if inode.map_root == 0 {
+                let mut store = TreeStore::new(tx, ino);
+                let tree = Tree::<Extents>::create(&mut store, ino).map_err(tree_error)?;
+                inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
+                tree
+            } else {
+                Tree::<Extents>::open(inode.map_root, ino)
+            };
+            let result = match mapping.kind {
+                MapKind::Data if !mapping.shared => mapping,
+                MapKind::Hole => {
+                    let goal = goal_for(&tree, &TxNodes(tx), file_block, tx.sb.layout.data_start)?;
+                    let want = if file_block % CHUNK_BLOCKS == 0 {
+                        mapping.len
+                    } else {
+                        // Stop at the next 2 MiB boundary of the file, so the
+                        // following allocation can be chunk-aligned.
+                        mapping.len.min(CHUNK_BLOCKS - file_block % CHUNK_BLOCKS)
+                    };
+                    let extent = tx.allocate_data(want, goal)?;
+                    zero_blocks(tx, extent.start, extent.len)?;
+                    put_extent(
+                        tx,
+                        &mut tree,
+                        &mut inode,
+                        ino,
+                        file_block,
+                        extent.start,
+                        extent.len,
+                        0,
+                    )?;
+                    inode.blocks = inode.blocks.saturating_add(extent.len);
+                    Mapping {
+                        file_block,
+                        len: extent.len,
+                        physical: extent.start,
+                        kind: MapKind::Data,
+                        new: true,
+                        shared: false,
+                    }
+                }
+                MapKind::Unwritten => {
+                    zero_blocks(tx, mapping.physical, mapping.len)?;
+                    convert_unwritten(tx, &mut tree, &mut inode, ino, &mapping)?;
+                    Mapping {
+                        kind: MapKind::Data,
+                        new: true,
+                        ..mapping
+                    }
+                }
+                MapKind::Data => {
+                    // Shared: copy to new blocks, then point the range at
+                    // them; the old blocks lose one reference.
+                    let goal = mapping.physical;
+                    let extent = tx.allocate_data(mapping.len, goal)?;
+                    copy_blocks(tx, mapping.physical, extent.start, extent.len)?;
+                    replace_range(
+                        tx,
+                        &mut tree,
+                        &mut inode,
+                        ino,
+                        file_block,
+                        extent.len,
+                        extent.start,
+                    )?;
+                    Mapping {
+                        file_block,
+                        len: extent.len,
+                        physical: extent.start,
+                        kind: MapKind::Data,
+                        new: true,
+                        shared: false,
+                    }
+                }
+            };
+            inode.map_root = tree.root;
+            tx.put_inode(ino, &inode)?;
+            Ok(result)
+        })
+    }
+
     /// After data was written up to byte `end`: size becomes at least
     /// `end`, mtime and ctime `now`.
-    pub fn write_done(&mut self, ino: u64, end: u64, now: Timestamp) -> Result<Inode, Error> { todo!() }
+    pub fn write_done(&mut self, ino: u64, end: u64, now: Timestamp) -> Result<Inode, Error> {
+        if end > MAX_FILE_SIZE {
+            return Err(Error::TooBig);
+        }
+        self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            inode.size = inode.size.max(end);
+            inode.mtime = now;
+            inode.ctime = now;
+            tx.put_inode(ino, &inode)?;
+            Ok(inode)
+        })
+    }
+
     /// Frees `ino` and its blocks if it has no links left (called when the
     /// last user is gone); nothing otherwise.
-    pub fn evict(&mut self, ino: u64) -> Result<(), Error> { todo!() }
+    pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
+        let inode = self.inode(ino)?;
+        if inode.nlink != 0 {
+            return Ok(());
+        }
+        if is_dir(&inode) {
+            if inode.size != 0 {
+                return Err(Error::Corrupt(inode.map_root, Damage::Record));
+            }
+        } else if inode.map_root != 0 {
+            self.trim(ino, 0, true)?;
+        }
+        self.transact(|tx| {
+            let inode = tx.inode(ino)?;
+            if inode.map_root != 0 {
+                // An empty directory's (or file's) single root node.
+                tx.free(space::Extent {
+                    start: inode.map_root,
+                    len: 1,
+                })?;
+                tx.rmap_remove(RmapKey {
+                    start: inode.map_root,
+                    owner: ino,
+                    offset: 0,
+                })?;
+            }
+            tx.clear_inode(ino)?;
+            free_inode_slot(tx, ino)?;
+            tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
+            Ok(())
+        })
+    }
+
+    /// Frees every inode with no links (left by a crash while they were
+    /// open). Runs at mount after an unclean shutdown.
+    fn free_orphans(&mut self) -> Result<(), Error> {
+        let tree = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+        let mut from = 0u64;
+        loop {
+            let mut batch = [0u64; 64];
+            let mut count = 0;
+            let mut next = None;
+            let media = &self.media;
+            let mut failure = None;
+            scan(
+                &tree,
+                &Committed(media),
+                &block_key(from),
+                &mut |key, value| {
+                    let chunk = parse_block_key(key).unwrap_or(0);
+                    let bits = value
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_le_bytes);
+                    for slot in 0..INODES_PER_CHUNK {
+                        if bits & (1 << slot) == 0 {
+                            continue;
+                        }
+                        let Some(ino) = inode::ino(chunk, slot) else {
+                            continue;
+                        };
+                        match read_inode(
+                            |b| media.block(b).ok_or(Error::Corrupt(b, Damage::Address)),
+                            ino,
+                        ) {
+                            Ok(inode) if inode.nlink == 0 => {
+                                if let Some(slot) = batch.get_mut(count) {
+                                    *slot = ino;
+                                    count += 1;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                    if count + INODES_PER_CHUNK as usize > batch.len() {
+                        next = Some(chunk + 1);
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                },
+            )?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            for &ino in batch.iter().take(count) {
+                self.evict(ino)?;
+            }
+            match next {
+                Some(n) => from = n,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A transaction as a node reader for directory and extent lookups.
+struct TxNodes<'t, 'a, M: Media>(&'t Tx<'a, M>);
+
+impl<M: Media> Nodes for TxNodes<'_, '_, M> {
+    type Error = Error;
+    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
+        self.0.read(block)
+    }
+}
+
+/// Directory `dir`, which must still be linked.
+fn live_directory<M: Media>(tx: &Tx<'_, M>, dir: u64) -> Result<Inode, Error> {
+    let parent = tx.inode(dir)?;
+    if !is_dir(&parent) {
+        return Err(Error::NotDir);
+    }
+    if parent.nlink == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(parent)
+}
+
+/// Removes the entry `key` from directory `dir` (tree and block count).
+fn remove_entry<M: Media>(tx: &mut Tx<'_, M>, dir: u64, key: &[u8; 12]) -> Result<(), Error> {
+    let mut parent = tx.inode(dir)?;
+    let mut tree = Tree::<Directory>::open(parent.map_root, dir);
+    let mut store = TreeStore::new(tx, dir);
+    if !tree.remove(&mut store, key).map_err(tree_error)? {
+        return Err(Error::Corrupt(parent.map_root, Damage::Record));
+    }
+    let delta = store.node_delta;
+    parent.map_root = tree.root;
+    parent.blocks = parent.blocks.saturating_add_signed(delta);
+    tx.put_inode(dir, &parent)
+}
+
+/// Takes a free inode slot, from a chunk with room (searching from
+/// `hint`) or a new chunk. Returns the inode and its chunk.
+fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>, hint: u64) -> Result<(u64, u64), Error> {
+    let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+    let mut found = None;
+    for from in [hint, 0] {
+        scan(&tree, &TxNodes(tx), &block_key(from), &mut |key, value| {
+            let bits = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(u64::MAX, u64::from_le_bytes);
+            if bits != u64::MAX {
+                found = parse_block_key(key).map(|chunk| (chunk, bits));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let (chunk, bits) = match found {
+        Some(found) => found,
+        None => (new_inode_chunk(tx)?, 0),
+    };
+    let slot = u64::from(bits.trailing_ones());
+    let ino = inode::ino(chunk, slot).ok_or(Error::Corrupt(chunk, Damage::Record))?;
+    // The slot must really be free: a damaged map must not hand out a
+    // live inode twice.
+    match tx.inode(ino) {
+        Err(Error::NotFound) => {}
+        Ok(_) => return Err(Error::Corrupt(chunk, Damage::Record)),
+        Err(e) => return Err(e),
+    }
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&(bits | 1 << slot).to_le_bytes());
+    let mut store = TreeStore::new(tx, OWNER_INODE_CHUNKS);
+    tree.insert(&mut store, &block_key(chunk), &value)
+        .map_err(tree_error)?;
+    tx.sb.inode_tree_root = tree.root;
+    Ok((ino, chunk))
+}
+
+/// Allocates and zeroes a new inode chunk (four contiguous blocks).
+fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
+    let goal = tx.sb.layout.data_start;
+    for _ in 0..8 {
+        let extent = tx.allocate_data(CHUNK_INODE_BLOCKS, goal)?;
+        if extent.len == CHUNK_INODE_BLOCKS {
+            zero_blocks(tx, extent.start, extent.len)?;
+            tx.rmap_add(
+                RmapKey {
+                    start: extent.start,
+                    owner: OWNER_INODE_CHUNKS,
+                    offset: 0,
+                },
+                CHUNK_INODE_BLOCKS,
+                RMAP_METADATA,
+            )?;
+            return Ok(extent.start);
+        }
+        // Too short: keep it out of the way until the commit frees it.
+        tx.free(extent)?;
+    }
+    Err(Error::NoSpace)
+}
+
+/// Gives inode `ino`'s slot back; an emptied chunk (other than the root's)
+/// is freed.
+fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
+    let location = inode::location(ino).ok_or(Error::NotFound)?;
+    let chunk = location.chunk;
+    let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+    let mut value = [0u8; 16];
+    if !tree
+        .get(&TxNodes(tx), &block_key(chunk), &mut value)
+        .map_err(tree_error)?
+    {
+        return Err(Error::Corrupt(chunk, Damage::Record));
+    }
+    let bits = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
+    let remaining = bits & !(1 << location.slot);
+    let root_chunk = inode::location(tx.sb.root_ino).map(|l| l.chunk);
+    let mut store = TreeStore::new(tx, OWNER_INODE_CHUNKS);
+    if remaining == 0 && root_chunk != Some(chunk) {
+        tree.remove(&mut store, &block_key(chunk))
+            .map_err(tree_error)?;
+        tx.sb.inode_tree_root = tree.root;
+        tx.free(space::Extent {
+            start: chunk,
+            len: CHUNK_INODE_BLOCKS,
+        })?;
+        tx.rmap_remove(RmapKey {
+            start: chunk,
+            owner: OWNER_INODE_CHUNKS,
+            offset: 0,
+        })?;
+    } else {
+        value[..8].copy_from_slice(&remaining.to_le_bytes());
+        tree.insert(&mut store, &block_key(chunk), &value)
+            .map_err(tree_error)?;
+        tx.sb.inode_tree_root = tree.root;
+    }
+    Ok(())
+}
+
+/// The mapping of `file_block..+len` of `inode` as `store` sees it.
+fn map_in<S: Nodes<Error = Error>>(
+    sb: &Superblock,
+    store: &S,
+    ino: u64,
+    inode: &Inode,
+    file_block: u64,
+    len: u64,
+) -> Result<Mapping, Error> {
+    let hole = |len| Mapping {
+        file_block,
+        len,
+        physical: 0,
+        kind: MapKind::Hole,
+        new: false,
+        shared: false,
+    };
+    if inode.file_type() != Some(FileType::Regular) {
+        return Err(if is_dir(inode) {
+            Error::IsDir
+        } else {
+            Error::Invalid
+        });
+    }
+    if inode.map_root == 0 {
+        return Ok(hole(len));
+    }
+    let tree = Tree::<Extents>::open(inode.map_root, ino);
+    match find_extent(&tree, store, file_block)? {
+        Lookup::Hole(next) => Ok(hole(next.map_or(len, |n| len.min(n - file_block)))),
+        Lookup::Extent(start, extent) => {
+            let skip = file_block - start;
+            let physical = extent.physical + skip;
+            let run = len.min(u64::from(extent.len) - skip);
+            let end = physical.checked_add(run).ok_or(Error::Invalid)?;
+            if physical < sb.layout.data_start || end > sb.layout.block_count {
+                return Err(Error::Corrupt(tree.root, Damage::Record));
+            }
+            let (shared, run) = shared_run(sb, store, physical, run)?;
+            Ok(Mapping {
+                file_block,
+                len: run,
+                physical,
+                kind: if extent.flags & EXTENT_UNWRITTEN != 0 {
+                    MapKind::Unwritten
+                } else {
+                    MapKind::Data
+                },
+                new: false,
+                shared,
+            })
+        }
+    }
+}
+
+/// Where to allocate for file block `file_block`: right after the blocks
+/// of the extent before it, so that sequential writes stay contiguous.
+fn goal_for<S: Nodes<Error = Error>>(
+    tree: &Tree<Extents>,
+    store: &S,
+    file_block: u64,
+    default: u64,
+) -> Result<u64, Error> {
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if file_block > 0
+        && tree
+            .last_at_or_before(store, &block_key(file_block - 1), &mut key, &mut value)
+            .map_err(tree_error)?
+    {
+        let start = parse_block_key(&key).ok_or(Error::Invalid)?;
+        if let Some(extent) = Extent::decode(&value) {
+            return Ok(extent.physical + (file_block - start));
+        }
+    }
+    Ok(default)
+}
+
+/// Zeroes blocks on the device before the transaction that maps them
+/// commits (they are free in the committed state, so nothing sees them).
+fn zero_blocks<M: Media>(tx: &mut Tx<'_, M>, start: u64, len: u64) -> Result<(), Error> {
+    if !tx.media().zero(start << BLOCK_SHIFT, len << BLOCK_SHIFT) {
+        return Err(Error::Corrupt(start, Damage::Address));
+    }
+    tx.wrote_direct = true;
+    Ok(())
+}
+
+/// Copies blocks on the device (copy-on-write of shared data).
+fn copy_blocks<M: Media>(tx: &mut Tx<'_, M>, from: u64, to: u64, len: u64) -> Result<(), Error> {
+    let media = tx.media();
+    for i in 0..len {
+        let Some(source) = media.block(from + i) else {
+            return Err(Error::Corrupt(from + i, Damage::Address));
+        };
+        // The source is shared, hence not written in place by anyone; copy
+        // through a buffer anyway so no reference into it is held while
+        // the device is written.
+        let mut buffer = [0u8; 512];
+        for part in 0..BLOCK_SIZE / buffer.len() {
+            let range = part * buffer.len()..(part + 1) * buffer.len();
+            buffer.copy_from_slice(source.get(range.clone()).ok_or(Error::Invalid)?);
+            if !media.write(((to + i) << BLOCK_SHIFT) + range.start as u64, &buffer) {
+                return Err(Error::Corrupt(to + i, Damage::Address));
+            }
+        }
+    }
+    tx.wrote_direct = true;
+    Ok(())
+}
+
+/// Maps file blocks `file_block..+len` to `physical..` in `tree`, merging
+/// with the extent before when both are contiguous (sequential writes make
+/// one extent, not one per write), and records the reverse map.
+#[allow(clippy::too_many_arguments)]
+fn put_extent<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    inode: &mut Inode,
+    ino: u64,
+    file_block: u64,
+    physical: u64,
+    len: u64,
+    flags: u32,
+) -> Result<(), Error> {
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    let mut start = file_block;
+    let mut extent = Extent {
+        physical,
+        len: u32::try_from(len).map_err(|_| Error::Invalid)?,
+        flags,
+    };
+    if file_block > 0
+        && tree
+            .last_at_or_before(
+                &TxNodes(tx),
+                &block_key(file_block - 1),
+                &mut key,
+                &mut value,
+            )
+            .map_err(tree_error)?
+    {
+        let before_start = parse_block_key(&key).ok_or(Error::Invalid)?;
+        if let Some(before) = Extent::decode(&value) {
+            let before_len = u64::from(before.len);
+            let merged = before_len + len;
+            if before_start + before_len == file_block
+                && before.physical + before_len == physical
+                && before.flags == flags
+                && merged <= MAX_ALLOCATION
+            {
+                // Only unshared neighbours merge: one extent, one owner.
+                let (shared, _) = shared_run(&tx.sb, &TxNodes(tx), before.physical, before_len)?;
+                if !shared {
+                    start = before_start;
+                    extent = Extent {
+                        physical: before.physical,
+                        len: merged as u32,
+                        flags,
+                    };
+                }
+            }
+        }
+    }
+    let mut store = TreeStore::new(tx, ino);
+    tree.insert(&mut store, &block_key(start), &extent.encode())
+        .map_err(tree_error)?;
+    inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
+    tx.rmap_add(
+        RmapKey {
+            start: extent.physical,
+            owner: ino,
+            offset: start,
+        },
+        u64::from(extent.len),
+        0,
+    )
+}
+
+/// Clears the unwritten flag of `mapping`'s range, splitting its extent.
+fn convert_unwritten<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    inode: &mut Inode,
+    ino: u64,
+    mapping: &Mapping,
+) -> Result<(), Error> {
+    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), mapping.file_block)? else {
+        return Err(Error::Invalid);
+    };
+    split_out(
+        tx,
+        tree,
+        inode,
+        ino,
+        start,
+        extent,
+        mapping.file_block,
+        mapping.len,
+    )?;
+    put_extent(
+        tx,
+        tree,
+        inode,
+        ino,
+        mapping.file_block,
+        mapping.physical,
+        mapping.len,
+        0,
+    )
+}
+
+/// Removes file blocks `from..from + len` from extent (`start`, `extent`),
+/// keeping the pieces before and after (with their reverse-map records).
+/// The removed blocks' own reverse-map record is removed; their space is
+/// the caller's to keep or release.
+#[allow(clippy::too_many_arguments)]
+fn split_out<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    inode: &mut Inode,
+    ino: u64,
+    start: u64,
+    extent: Extent,
+    from: u64,
+    len: u64,
+) -> Result<(), Error> {
+    let end = start + u64::from(extent.len);
+    if from < start || from + len > end {
+        return Err(Error::Invalid);
+    }
+    tx.rmap_remove(RmapKey {
+        start: extent.physical,
+        owner: ino,
+        offset: start,
+    })?;
+    let mut store = TreeStore::new(tx, ino);
+    tree.remove(&mut store, &block_key(start))
+        .map_err(tree_error)?;
+    let pieces = [
+        (start, extent.physical, from - start),
+        (
+            from + len,
+            extent.physical + (from + len - start),
+            end - (from + len),
+        ),
+    ];
+    for (piece_start, physical, piece_len) in pieces {
+        if piece_len == 0 {
+            continue;
+        }
+        let piece = Extent {
+            physical,
+            len: piece_len as u32,
+            flags: extent.flags,
+        };
+        tree.insert(&mut store, &block_key(piece_start), &piece.encode())
+            .map_err(tree_error)?;
+    }
+    let delta = store.node_delta;
+    inode.blocks = inode.blocks.saturating_add_signed(delta);
+    for (piece_start, physical, piece_len) in pieces {
+        if piece_len > 0 {
+            tx.rmap_add(
+                RmapKey {
+                    start: physical,
+                    owner: ino,
+                    offset: piece_start,
+                },
+                piece_len,
+                0,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Points file blocks `file_block..+len` (inside one shared extent) at new
+/// blocks `physical..`; the old blocks lose a reference.
+#[allow(clippy::too_many_arguments)]
+fn replace_range<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    inode: &mut Inode,
+    ino: u64,
+    file_block: u64,
+    len: u64,
+    physical: u64,
+) -> Result<(), Error> {
+    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), file_block)? else {
+        return Err(Error::Invalid);
+    };
+    let old = extent.physical + (file_block - start);
+    split_out(tx, tree, inode, ino, start, extent, file_block, len)?;
+    release(tx, old, len)?;
+    put_extent(tx, tree, inode, ino, file_block, physical, len, 0)
+}
+
+/// Drops one reference to device blocks `start..start + len`: shared
+/// blocks lose a count, the rest are freed.
+fn release<M: Media>(tx: &mut Tx<'_, M>, start: u64, len: u64) -> Result<(), Error> {
+    let mut at = start;
+    let end = start + len;
+    while at < end {
+        let (shared, run) = shared_run(&tx.sb, &TxNodes(tx), at, end - at)?;
+        if shared {
+            adjust_refcount(tx, at, run, -1)?;
+        } else {
+            tx.free(space::Extent {
+                start: at,
+                len: run,
+            })?;
+        }
+        at += run;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the reference count of blocks `start..start + len`,
+/// which lie inside one refcount record or none (count 1). Records are
+/// split where the range ends inside them; a count reaching 1 drops the
+/// record.
+fn adjust_refcount<M: Media>(
+    tx: &mut Tx<'_, M>,
+    start: u64,
+    len: u64,
+    delta: i64,
+) -> Result<(), Error> {
+    let mut tree = Tree::<RefCounts>::open(tx.sb.refcount_root, kinds::OWNER_REFCOUNTS);
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    let (record_start, record_len, count) = if tree
+        .last_at_or_before(&TxNodes(tx), &block_key(start), &mut key, &mut value)
+        .map_err(tree_error)?
+    {
+        let record_start = parse_block_key(&key).ok_or(Error::Invalid)?;
+        let record_len = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
+        let count = u64::from_le_bytes(value[8..].try_into().map_err(|_| Error::Invalid)?);
+        if start < record_start + record_len {
+            (record_start, record_len, count)
+        } else {
+            (start, len, 1)
+        }
+    } else {
+        (start, len, 1)
+    };
+    if start + len > record_start + record_len {
+        return Err(Error::Corrupt(tx.sb.refcount_root, Damage::Record));
+    }
+    let new_count = count
+        .checked_add_signed(delta)
+        .ok_or(Error::Corrupt(tx.sb.refcount_root, Damage::Record))?;
+    let mut store = TreeStore::new(tx, kinds::OWNER_REFCOUNTS);
+    if count >= 2 {
+        tree.remove(&mut store, &block_key(record_start))
+            .map_err(tree_error)?;
+    }
+    let pieces = [
+        (record_start, start - record_start, count),
+        (start, len, new_count),
+        (
+            start + len,
+            record_start + record_len - (start + len),
+            count,
+        ),
+    ];
+    for (piece_start, piece_len, piece_count) in pieces {
+        if piece_len == 0 || piece_count < 2 {
+            continue;
+        }
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&piece_len.to_le_bytes());
+        value[8..].copy_from_slice(&piece_count.to_le_bytes());
+        tree.insert(&mut store, &block_key(piece_start), &value)
+            .map_err(tree_error)?;
+    }
+    tx.sb.refcount_root = tree.root;
+    Ok(())
 }

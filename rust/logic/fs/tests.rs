@@ -1,0 +1,807 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host tests of the volume: operations against a model, remounts, and
+//! crashes at every kind of point inside transactions.
+
+extern crate alloc;
+
+use alloc::{boxed::Box, collections::BTreeMap, string::String, vec, vec::Vec};
+use core::cell::{Cell, RefCell};
+
+use super::*;
+use crate::logic::{
+    format::{
+        inode::FileType,
+        mkfs::{check_filesystem, make_filesystem, Image, MkfsOptions},
+        superblock::Label,
+        BLOCK_SIZE, CHUNK_BLOCKS,
+    },
+    testing::Lcg,
+};
+
+/// Memory standing in for pmem: what the CPU sees, what is durable, and
+/// the stores between the two (not yet fenced).
+struct Pmem {
+    /// `Box<[u8]>` taken apart: written through the pointer while the
+    /// volume holds shared references to other bytes, as on real pmem.
+    base: *mut u8,
+    len: usize,
+    durable: RefCell<Vec<u8>>,
+    pending: RefCell<Vec<(u64, Vec<u8>)>>,
+    /// Writes so far, and the write at which to take a crash image.
+    writes: RefCell<u64>,
+    crash_at: Cell<Option<u64>>,
+    crash_image: RefCell<Option<Vec<u8>>>,
+    rng: RefCell<Lcg>,
+}
+
+impl Pmem {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            len: bytes.len(),
+            base: Box::into_raw(bytes.clone().into_boxed_slice()).cast::<u8>(),
+            durable: RefCell::new(bytes),
+            pending: RefCell::new(Vec::new()),
+            writes: RefCell::new(0),
+            crash_at: Cell::new(None),
+            crash_image: RefCell::new(None),
+            rng: RefCell::new(Lcg(7)),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `base` is a live allocation of `len` bytes; writes go
+        // through raw pointers and never to bytes the volume holds a
+        // reference to (the property the kernel's pmem mapping needs too).
+        unsafe { core::slice::from_raw_parts(self.base, self.len) }
+    }
+
+    /// The durable bytes plus a random subset of the pending 8-byte words:
+    /// what a power failure now could leave.
+    fn crash(&self) -> Vec<u8> {
+        let mut image = self.durable.borrow().clone();
+        let mut rng = self.rng.borrow_mut();
+        for (offset, data) in self.pending.borrow().iter() {
+            for (i, word) in data.chunks(8).enumerate() {
+                if rng.next() % 2 == 0 {
+                    let at = *offset as usize + i * 8;
+                    image[at..at + word.len()].copy_from_slice(word);
+                }
+            }
+        }
+        image
+    }
+
+    fn store(&self, offset: u64, data: &[u8]) -> bool {
+        let end = offset as usize + data.len();
+        if end > self.bytes().len() {
+            return false;
+        }
+        {
+            let mut writes = self.writes.borrow_mut();
+            *writes += 1;
+            if Some(*writes) == self.crash_at.get() {
+                *self.crash_image.borrow_mut() = Some(self.crash());
+            }
+        }
+        // SAFETY: in bounds (checked above); see `bytes`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.base.add(offset as usize),
+                data.len(),
+            )
+        };
+        self.pending.borrow_mut().push((offset, data.to_vec()));
+        true
+    }
+}
+
+impl Drop for Pmem {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` came from `Box::into_raw` of a boxed slice.
+        drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(self.base, self.len)) });
+    }
+}
+
+impl Media for Pmem {
+    fn size(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        self.bytes()
+            .get(offset as usize..(offset as usize).checked_add(len)?)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> bool {
+        self.store(offset, data)
+    }
+    fn zero(&self, offset: u64, len: u64) -> bool {
+        self.store(offset, &vec![0u8; len as usize])
+    }
+    fn fence(&self) {
+        let mut durable = self.durable.borrow_mut();
+        for (offset, data) in self.pending.borrow_mut().drain(..) {
+            durable[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+        }
+    }
+}
+
+struct Buffers {
+    shadows: Vec<[u8; BLOCK_SIZE]>,
+    tags: Vec<u64>,
+    log: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Self {
+            shadows: vec![[0u8; BLOCK_SIZE]; TX_MAX_BLOCKS],
+            tags: vec![0; TX_MAX_BLOCKS],
+            log: vec![0; TX_LOG_BYTES],
+        }
+    }
+}
+
+impl Scratch for Buffers {
+    fn parts(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64], &mut [u8]) {
+        (&mut self.shadows, &mut self.tags, &mut self.log)
+    }
+}
+
+struct Flat(Vec<u8>);
+
+impl Image for Flat {
+    type Error = ();
+    fn block(&self, n: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
+        let at = n as usize * BLOCK_SIZE;
+        self.0
+            .get(at..at + BLOCK_SIZE)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(())
+    }
+    fn block_mut(&mut self, n: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
+        let at = n as usize * BLOCK_SIZE;
+        self.0
+            .get_mut(at..at + BLOCK_SIZE)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(())
+    }
+}
+
+const T0: Timestamp = Timestamp {
+    sec: 1_790_000_000,
+    nsec: 0,
+};
+
+fn formatted(mib: u64, journal_blocks: Option<u64>) -> Vec<u8> {
+    let mut image = Flat(vec![0x5au8; (mib << 20) as usize]);
+    make_filesystem(
+        &mut image,
+        mib << 20,
+        &MkfsOptions {
+            uuid: *b"oxdax-volume-tst",
+            label: Label::new("vol").unwrap(),
+            journal_blocks,
+            now: T0,
+        },
+    )
+    .unwrap();
+    image.0
+}
+
+type TestVolume = Volume<Pmem, Buffers>;
+
+fn mount(bytes: Vec<u8>) -> TestVolume {
+    Volume::mount(Pmem::new(bytes), Buffers::new(), false)
+        .map(|(v, _)| v)
+        .unwrap()
+}
+
+/// Unmounts and checks the image with the checker fsck uses.
+fn unmount_and_check(mut volume: TestVolume) -> Vec<u8> {
+    volume.unmount();
+    let image = volume.media().bytes().to_vec();
+    check_filesystem(&Flat(image.clone())).unwrap();
+    image
+}
+
+fn file(mode: u32) -> NewInode {
+    NewInode {
+        mode,
+        uid: 1000,
+        gid: 100,
+        rdev: 0,
+        now: T0,
+    }
+}
+
+const REG: u32 = 0o100644;
+const DIR: u32 = 0o040755;
+
+/// The whole namespace as (path → (type, nlink, size)), from readdir.
+fn listing(volume: &TestVolume) -> BTreeMap<String, (bool, u32, u64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(volume.root(), String::new())];
+    while let Some((dir, path)) = stack.pop() {
+        let mut entries = Vec::new();
+        volume
+            .readdir(dir, FIRST_POSITION, &mut |e| {
+                entries.push((String::from_utf8(e.name.to_vec()).unwrap(), e.ino, e.dtype));
+                true
+            })
+            .unwrap();
+        let parent = volume.inode(dir).unwrap();
+        assert_eq!(
+            parent.size,
+            entries.len() as u64,
+            "directory size counts entries"
+        );
+        let subdirs = entries.iter().filter(|e| e.2 == 4).count() as u32;
+        assert_eq!(parent.nlink, 2 + subdirs, "directory link count");
+        for (name, ino, dtype) in entries {
+            let inode = volume.inode(ino).unwrap();
+            let is_dir = inode.file_type() == Some(FileType::Directory);
+            assert_eq!(dtype, inode.file_type().unwrap().dtype());
+            assert_eq!(volume.lookup(dir, name.as_bytes()), Ok(ino));
+            let full = alloc::format!("{path}/{name}");
+            if is_dir {
+                assert_eq!(inode.parent, dir);
+                stack.push((ino, full.clone()));
+            }
+            out.insert(full, (is_dir, inode.nlink, inode.size));
+        }
+    }
+    out
+}
+
+#[test]
+fn mounts_a_fresh_filesystem() {
+    let volume = mount(formatted(32, None));
+    let stat = volume.statfs();
+    assert!(stat.free_blocks > 0 && stat.free_blocks < stat.blocks);
+    assert_eq!(
+        volume.lookup(volume.root(), b"nothing"),
+        Err(Error::NotFound)
+    );
+    assert!(listing(&volume).is_empty());
+    unmount_and_check(volume);
+}
+
+#[test]
+fn refuses_what_is_not_a_filesystem() {
+    let junk = vec![0u8; 32 << 20];
+    assert_eq!(
+        Volume::mount(Pmem::new(junk), Buffers::new(), false).err(),
+        Some(MountError::NoFilesystem)
+    );
+    let mut image = formatted(32, None);
+    image.truncate(16 << 20);
+    assert_eq!(
+        Volume::mount(Pmem::new(image), Buffers::new(), false).err(),
+        Some(MountError::TooSmall)
+    );
+    // A damaged primary falls back to the backup.
+    let mut image = formatted(32, None);
+    image[100] ^= 1;
+    let (volume, report) = Volume::mount(Pmem::new(image), Buffers::new(), false).unwrap();
+    assert!(report.used_backup);
+    unmount_and_check(volume);
+}
+
+#[test]
+fn namespace_operations_and_errors() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    let (d, _) = v.create(root, b"d", &file(DIR)).unwrap();
+    assert_eq!(v.create(root, b"a", &file(REG)), Err(Error::Exists));
+    assert_eq!(
+        v.create(root, &[b'x'; 256], &file(REG)),
+        Err(Error::NameTooLong)
+    );
+    assert!(v.create(root, &[b'x'; 255], &file(REG)).is_ok());
+    assert_eq!(v.create(a, b"z", &file(REG)), Err(Error::NotDir));
+    assert_eq!(
+        v.unlink(root, b"d", T0),
+        Err(Error::IsDir).map(|()| unreachable!())
+    );
+    assert_eq!(v.rmdir(root, b"a", T0).map(|_| ()), Err(Error::NotDir));
+    v.create(d, b"inner", &file(REG)).unwrap();
+    assert_eq!(v.rmdir(root, b"d", T0).map(|_| ()), Err(Error::NotEmpty));
+    // Hard links.
+    let linked = v.link(a, d, b"a2", T0).unwrap();
+    assert_eq!(linked.nlink, 2);
+    assert_eq!(
+        v.link(d, root, b"dirlink", T0).map(|_| ()),
+        Err(Error::Invalid)
+    );
+    // Rename within and across directories, over a file, no-replace.
+    v.rename(root, b"a", d, b"a3", RenameFlags::default(), T0)
+        .unwrap();
+    assert_eq!(v.lookup(root, b"a"), Err(Error::NotFound));
+    assert_eq!(v.lookup(d, b"a3"), Ok(a));
+    assert_eq!(
+        v.rename(d, b"a3", d, b"inner", RenameFlags { no_replace: true }, T0)
+            .map(|_| ()),
+        Err(Error::Exists)
+    );
+    let (inner, _) = (v.lookup(d, b"inner").unwrap(), ());
+    let renamed = v
+        .rename(d, b"a3", d, b"inner", RenameFlags::default(), T0)
+        .unwrap();
+    assert_eq!(
+        renamed.replaced.map(|(ino, i)| (ino, i.nlink)),
+        Some((inner, 0))
+    );
+    v.evict(inner).unwrap();
+    // Same inode under both names: nothing happens.
+    v.rename(d, b"a2", d, b"inner", RenameFlags::default(), T0)
+        .unwrap();
+    assert_eq!(v.lookup(d, b"a2"), Ok(a));
+    // A directory cannot move into itself.
+    let (sub, _) = v.create(d, b"sub", &file(DIR)).unwrap();
+    assert_eq!(
+        v.rename(root, b"d", sub, b"loop", RenameFlags::default(), T0)
+            .map(|_| ()),
+        Err(Error::Invalid)
+    );
+    // Directory over an empty directory, across parents.
+    v.create(root, b"empty", &file(DIR)).unwrap();
+    let r = v
+        .rename(d, b"sub", root, b"empty", RenameFlags::default(), T0)
+        .unwrap();
+    assert_eq!(r.moved.1.parent, root);
+    v.evict(r.replaced.unwrap().0).unwrap();
+    let list = listing(&v);
+    assert_eq!(
+        list.keys().cloned().collect::<Vec<_>>(),
+        [
+            "/d",
+            "/d/a2",
+            "/d/inner",
+            "/empty",
+            &alloc::format!("/{}", "x".repeat(255))
+        ]
+    );
+    let image = unmount_and_check(v);
+    let v = mount(image);
+    assert_eq!(listing(&v), list);
+    unmount_and_check(v);
+}
+
+/// Random namespace operations against a model, checked through readdir
+/// and lookups, then after a remount; the free-space and reverse-map
+/// checker runs at the end.
+#[test]
+fn random_namespace_operations_match_a_model() {
+    let mut v = mount(formatted(64, None));
+    let mut rng = Lcg(42);
+    let mut dirs: Vec<(u64, String)> = vec![(v.root(), String::new())];
+    let mut model: BTreeMap<String, bool> = BTreeMap::new();
+    let free_at_start = v.statfs().free_blocks;
+    for step in 0..3000 {
+        let (dir, path) = dirs[rng.next() as usize % dirs.len()].clone();
+        let name = alloc::format!("n{}", rng.next() % 40);
+        let full = alloc::format!("{path}/{name}");
+        match rng.next() % 6 {
+            0 | 1 => {
+                let make_dir = rng.next() % 3 == 0;
+                let result = v.create(
+                    dir,
+                    name.as_bytes(),
+                    &file(if make_dir { DIR } else { REG }),
+                );
+                if model.contains_key(&full) {
+                    assert_eq!(result.map(|_| ()), Err(Error::Exists));
+                } else {
+                    let (ino, _) = result.unwrap();
+                    model.insert(full.clone(), make_dir);
+                    if make_dir {
+                        dirs.push((ino, full));
+                    }
+                }
+            }
+            2 => {
+                let result = v.unlink(dir, name.as_bytes(), T0);
+                match model.get(&full) {
+                    None => assert_eq!(result.map(|_| ()), Err(Error::NotFound)),
+                    Some(true) => assert_eq!(result.map(|_| ()), Err(Error::IsDir)),
+                    Some(false) => {
+                        let gone = result.unwrap();
+                        assert_eq!(gone.inode.nlink, 0);
+                        v.evict(gone.ino).unwrap();
+                        model.remove(&full);
+                    }
+                }
+            }
+            3 => {
+                let result = v.rmdir(dir, name.as_bytes(), T0);
+                let prefix = alloc::format!("{full}/");
+                match model.get(&full) {
+                    None => assert_eq!(result.map(|_| ()), Err(Error::NotFound)),
+                    Some(false) => assert_eq!(result.map(|_| ()), Err(Error::NotDir)),
+                    Some(true) if model.keys().any(|k| k.starts_with(&prefix)) => {
+                        assert_eq!(result.map(|_| ()), Err(Error::NotEmpty))
+                    }
+                    Some(true) => {
+                        let gone = result.unwrap();
+                        v.evict(gone.ino).unwrap();
+                        model.remove(&full);
+                        dirs.retain(|(_, p)| *p != full);
+                    }
+                }
+            }
+            _ => {
+                // Rename files only (directories move in the fixed test).
+                let (to_dir, to_path) = dirs[rng.next() as usize % dirs.len()].clone();
+                let to_name = alloc::format!("n{}", rng.next() % 40);
+                let to_full = alloc::format!("{to_path}/{to_name}");
+                if model.get(&full) != Some(&false) || to_full == full {
+                    continue;
+                }
+                let result = v.rename(
+                    dir,
+                    name.as_bytes(),
+                    to_dir,
+                    to_name.as_bytes(),
+                    RenameFlags::default(),
+                    T0,
+                );
+                match model.get(&to_full) {
+                    Some(true) => assert_eq!(result.map(|_| ()), Err(Error::IsDir)),
+                    _ => {
+                        let renamed = result.unwrap();
+                        if let Some((ino, inode)) = renamed.replaced {
+                            assert_eq!(inode.nlink, 0);
+                            v.evict(ino).unwrap();
+                        }
+                        model.remove(&full);
+                        model.insert(to_full, false);
+                    }
+                }
+            }
+        }
+        if step % 500 == 0 {
+            let seen = listing(&v);
+            assert_eq!(seen.len(), model.len(), "step {step}");
+        }
+    }
+    let seen: BTreeMap<String, bool> = listing(&v).into_iter().map(|(k, v)| (k, v.0)).collect();
+    assert_eq!(seen, model);
+    let image = unmount_and_check(v);
+    let mut v = mount(image);
+    let seen: BTreeMap<String, bool> = listing(&v).into_iter().map(|(k, v)| (k, v.0)).collect();
+    assert_eq!(seen, model);
+    // Removing everything gives every block back.
+    let mut paths: Vec<_> = model.iter().collect();
+    paths.sort_by_key(|(p, _)| core::cmp::Reverse(p.len()));
+    for (path, is_dir) in paths {
+        let (parent, name) = path.rsplit_once('/').unwrap();
+        let dir = parent
+            .split('/')
+            .skip(1)
+            .fold(v.root(), |d, n| v.lookup(d, n.as_bytes()).unwrap());
+        let gone = if *is_dir {
+            v.rmdir(dir, name.as_bytes(), T0)
+        } else {
+            v.unlink(dir, name.as_bytes(), T0)
+        }
+        .unwrap();
+        v.evict(gone.ino).unwrap();
+    }
+    // Nothing of any file or directory is left: only the filesystem-wide
+    // trees and the root's own tree own blocks (trees do not merge
+    // underfull nodes, so the reverse map may keep a few more nodes than
+    // at the start).
+    assert_eq!(owners(&v), [v.root()].into_iter().collect());
+    assert!(v.statfs().free_blocks <= free_at_start);
+    unmount_and_check(v);
+}
+
+/// Owners of blocks other than the filesystem-wide trees.
+fn owners(v: &TestVolume) -> alloc::collections::BTreeSet<u64> {
+    use crate::logic::format::{btree::Tree, kinds};
+    let sb = *v.superblock();
+    let rmap = Tree::<kinds::ReverseMap>::open(sb.rmap_root, kinds::OWNER_REVERSE_MAP);
+    let mut owners = alloc::collections::BTreeSet::new();
+    let _complete = rmap
+        .scan(&super::tx::Committed(v.media()), &[0u8; 24], &mut |k, _| {
+            let key = kinds::RmapKey::decode(k).unwrap();
+            if key.owner < kinds::OWNER_REFCOUNTS {
+                owners.insert(key.owner);
+            }
+            core::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    owners
+}
+
+#[test]
+fn large_directory_lookups_and_readdir() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (dir, _) = v.create(root, b"big", &file(DIR)).unwrap();
+    const N: usize = 20_000;
+    for i in 0..N {
+        v.create(dir, alloc::format!("entry-{i}").as_bytes(), &file(REG))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    // Resume readdir every 100 entries, as getdents with a small buffer.
+    let mut position = FIRST_POSITION;
+    loop {
+        let mut batch = 0;
+        let mut last_next = None;
+        v.readdir(dir, position, &mut |e| {
+            if batch == 100 {
+                return false;
+            }
+            batch += 1;
+            seen.push(String::from_utf8(e.name.to_vec()).unwrap());
+            last_next = Some(e.next_cookie);
+            true
+        })
+        .unwrap();
+        match last_next {
+            Some(next) if batch == 100 => position = next,
+            _ => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), N);
+    for i in (0..N).step_by(7) {
+        assert!(v
+            .lookup(dir, alloc::format!("entry-{i}").as_bytes())
+            .is_ok());
+    }
+    for i in (0..N).step_by(2) {
+        let gone = v
+            .unlink(dir, alloc::format!("entry-{i}").as_bytes(), T0)
+            .unwrap();
+        v.evict(gone.ino).unwrap();
+    }
+    assert_eq!(v.inode(dir).unwrap().size, (N / 2) as u64);
+    unmount_and_check(v);
+}
+
+/// Writes `data` at byte `offset` of `ino` the way the kernel does: map
+/// for write, copy into the blocks, then update the size.
+fn write(v: &mut TestVolume, ino: u64, offset: u64, data: &[u8]) -> Result<(), Error> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let at = offset + done as u64;
+        let first = at / BLOCK_SIZE as u64;
+        let last = (offset + data.len() as u64 - 1) / BLOCK_SIZE as u64;
+        let mapping = v.map_write(ino, first, last - first + 1, T0)?;
+        assert_eq!(mapping.kind, MapKind::Data);
+        let within = (at % BLOCK_SIZE as u64) as usize;
+        let room = mapping.len as usize * BLOCK_SIZE - within;
+        let n = room.min(data.len() - done);
+        assert!(v.media().write(
+            mapping.physical * BLOCK_SIZE as u64 + within as u64,
+            &data[done..done + n]
+        ));
+        v.media().fence();
+        done += n;
+        v.write_done(ino, at + n as u64, T0)?;
+    }
+    Ok(())
+}
+
+fn read(v: &TestVolume, ino: u64, offset: u64, len: usize) -> Vec<u8> {
+    let size = v.inode(ino).unwrap().size;
+    let end = (offset + len as u64).min(size);
+    let mut out = Vec::new();
+    let mut at = offset;
+    while at < end {
+        let block = at / BLOCK_SIZE as u64;
+        let mapping = v
+            .map_read(ino, block, (end - at).div_ceil(BLOCK_SIZE as u64))
+            .unwrap();
+        let within = at % BLOCK_SIZE as u64;
+        let n = ((mapping.len * BLOCK_SIZE as u64 - within).min(end - at)) as usize;
+        match mapping.kind {
+            MapKind::Data => out.extend_from_slice(
+                v.media()
+                    .region(mapping.physical * BLOCK_SIZE as u64 + within, n)
+                    .unwrap(),
+            ),
+            _ => out.extend(core::iter::repeat(0).take(n)),
+        }
+        at += n as u64;
+    }
+    out
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Lcg(seed);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+#[test]
+fn file_data_holes_truncate_and_alignment() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let free_at_start = v.statfs().free_blocks;
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    // Sparse: a write at 1 MiB + 3 leaves a hole that reads as zeros.
+    let data = pattern(1, 10_000);
+    write(&mut v, f, (1 << 20) + 3, &data).unwrap();
+    assert_eq!(v.inode(f).unwrap().size, (1 << 20) + 3 + 10_000);
+    assert_eq!(read(&v, f, 0, 4096), vec![0u8; 4096]);
+    assert_eq!(read(&v, f, (1 << 20) + 3, 10_000), data);
+    assert_eq!(v.map_read(f, 0, 256).unwrap().kind, MapKind::Hole);
+    // A 4 MiB write at offset 0 gets 2 MiB-aligned physical blocks.
+    let (g, _) = v.create(root, b"g", &file(REG)).unwrap();
+    let big = pattern(2, 4 << 20);
+    write(&mut v, g, 0, &big).unwrap();
+    let m = v.map_read(g, 0, 1024).unwrap();
+    assert_eq!(m.physical % CHUNK_BLOCKS, 0);
+    assert_eq!(m.len, 1024, "one extent");
+    // Sequential small appends merge into one extent.
+    let (h, _) = v.create(root, b"h", &file(REG)).unwrap();
+    for i in 0..64u64 {
+        write(&mut v, h, i * 4096, &pattern(i, 4096)).unwrap();
+    }
+    assert_eq!(v.map_read(h, 0, 64).unwrap().len, 64);
+    // Truncate down to a partial block, then up again: zeros past it.
+    v.set_attr(
+        f,
+        &AttrChange {
+            size: Some((1 << 20) + 10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    v.set_attr(
+        f,
+        &AttrChange {
+            size: Some((1 << 20) + 5000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let tail = read(&v, f, (1 << 20) + 3, 4997);
+    assert_eq!(&tail[..7], &data[..7]);
+    assert!(tail[7..].iter().all(|&b| b == 0));
+    let image = unmount_and_check(v);
+    let mut v = mount(image);
+    assert_eq!(read(&v, g, 0, 4 << 20), big);
+    for ino in [f, g, h] {
+        let name: &[u8] = match ino {
+            x if x == f => b"f",
+            x if x == g => b"g",
+            _ => b"h",
+        };
+        let gone = v.unlink(root, name, T0).unwrap();
+        v.evict(gone.ino).unwrap();
+    }
+    assert_eq!(v.statfs().free_blocks, free_at_start);
+    unmount_and_check(v);
+}
+
+#[test]
+fn full_filesystem_keeps_what_was_written() {
+    let mut v = mount(formatted(16, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"fill", &file(REG)).unwrap();
+    let chunk = pattern(3, 64 << 10);
+    let mut written = 0u64;
+    loop {
+        match write(&mut v, f, written, &chunk) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(Error::NoSpace) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(written > 4 << 20);
+    assert_eq!(
+        v.create(root, b"more", &file(DIR)).map(|_| ()).is_err(),
+        true
+    );
+    let size = v.inode(f).unwrap().size;
+    assert!(size >= written);
+    let image = unmount_and_check(v);
+    let v = mount(image);
+    for i in 0..written / chunk.len() as u64 {
+        assert_eq!(read(&v, f, i * chunk.len() as u64, chunk.len()), chunk);
+    }
+    unmount_and_check(v);
+}
+
+/// The operations of a crash test, each a whole call into the volume.
+fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
+    let root = v.root();
+    for _ in 0..steps {
+        let name = alloc::format!("f{}", rng.next() % 12);
+        match rng.next() % 5 {
+            0 => {
+                let _ = v.create(root, name.as_bytes(), &file(REG));
+            }
+            1 => {
+                if let Ok(gone) = v.unlink(root, name.as_bytes(), T0) {
+                    v.evict(gone.ino).unwrap();
+                }
+            }
+            2 => {
+                let to = alloc::format!("f{}", rng.next() % 12);
+                if let Ok(r) = v.rename(
+                    root,
+                    name.as_bytes(),
+                    root,
+                    to.as_bytes(),
+                    RenameFlags::default(),
+                    T0,
+                ) {
+                    if let Some((ino, _)) = r.replaced {
+                        v.evict(ino).unwrap();
+                    }
+                }
+            }
+            3 => {
+                if let Ok(ino) = v.lookup(root, name.as_bytes()) {
+                    let at = rng.next() % (256 << 10);
+                    let _ = write(v, ino, at, &pattern(at, 3 * 4096 + 17));
+                }
+            }
+            _ => {
+                if let Ok(ino) = v.lookup(root, name.as_bytes()) {
+                    let _ = v.set_attr(
+                        ino,
+                        &AttrChange {
+                            size: Some(rng.next() % (128 << 10)),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Crash at many store points of a workload: each image must mount,
+/// replay, and pass the checker, and show a namespace the workload went
+/// through (every operation is atomic: before or after, never between).
+#[test]
+fn crashes_anywhere_leave_a_consistent_filesystem() {
+    let base = formatted(32, Some(1024));
+    // Record the namespace after each operation.
+    let mut states = Vec::new();
+    {
+        let mut v = mount(base.clone());
+        let mut rng = Lcg(99);
+        states.push(listing(&v));
+        for _ in 0..60 {
+            crash_workload(&mut v, &mut rng, 1);
+            states.push(listing(&v));
+        }
+    }
+    let total_writes = {
+        let mut v = mount(base.clone());
+        *v.media().writes.borrow_mut() = 0;
+        crash_workload(&mut v, &mut Lcg(99), 60);
+        let n = *v.media().writes.borrow();
+        n
+    };
+    let mut crash_rng = Lcg(5);
+    for trial in 0..120u64 {
+        let crash_at = 1 + crash_rng.next() % total_writes;
+        let mut v = mount(base.clone());
+        *v.media().writes.borrow_mut() = 0;
+        v.media().crash_at.set(Some(crash_at));
+        crash_workload(&mut v, &mut Lcg(99), 60);
+        let image = v.media().crash_image.borrow_mut().take().unwrap();
+        let (recovered, report) = Volume::mount(Pmem::new(image), Buffers::new(), false)
+            .unwrap_or_else(|e| panic!("trial {trial}: crash at {crash_at}: {e:?}"));
+        assert!(report.was_dirty);
+        let seen = listing(&recovered);
+        let names = |l: &BTreeMap<String, (bool, u32, u64)>| l.keys().cloned().collect::<Vec<_>>();
+        assert!(
+            states.iter().any(|s| names(s) == names(&seen)),
+            "trial {trial}: crash at {crash_at}: namespace {:?} is no state the workload passed",
+            names(&seen)
+        );
+        unmount_and_check(recovered);
+    }
+}

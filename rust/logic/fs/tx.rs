@@ -1,0 +1,626 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Journal transactions: every metadata change of an operation is made to
+//! shadow copies of the blocks it touches, then committed at once.
+//!
+//! Commit: the shadows are compared with their home blocks 8 bytes at a
+//! time and only the changed runs are logged (a typical operation logs a
+//! few hundred bytes, not whole blocks); the log body is written and
+//! fenced, then the commit record, fenced again: from then on recovery
+//! applies the whole transaction. The changed runs are then written home.
+//! Home writes are not fenced on their own: the next transaction's first
+//! fence covers them, and until the log wraps recovery would redo them
+//! anyway. Before the log wraps to its start, the journal header's tail is
+//! moved past everything written home (and fenced first).
+//!
+//! Blocks a transaction frees are given back only at its commit, after its
+//! allocations: a block still mapped in the committed state is never
+//! handed out (and zeroed on the device) by the transaction that unmaps it,
+//! which a crash before the commit would expose.
+
+use super::{Damage, Error, Media};
+use crate::logic::format::{
+    btree::{Blocks, Nodes, Tree, TreeError, TreeKind, Visitor},
+    inode::{self, Inode, INODE_BYTES},
+    journal::{JournalHeader, TxWriter, ALIGN},
+    kinds::{ReverseMap, RmapKey, RMAP_METADATA},
+    layout::Layout,
+    space::{Extent, Space, SpaceError, SpaceStore},
+    superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
+    BLOCK_SHIFT, BLOCK_SIZE,
+};
+
+/// Where the next transaction goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct JournalState {
+    /// Device byte where the log starts (after the header block).
+    pub(super) log_start: u64,
+    /// Bytes of log.
+    pub(super) log_len: usize,
+    /// Sequence number of the next transaction.
+    pub(super) next_seq: u64,
+    /// Log offset of the next transaction.
+    pub(super) next_offset: usize,
+}
+
+/// Deferred work a transaction can hold before it commits.
+const MAX_DEFERRED: usize = 256;
+
+/// A change to the reverse map waiting for the reverse map's own tree to
+/// be free (tree node allocations happen in the middle of other trees'
+/// operations).
+#[derive(Clone, Copy, Debug)]
+enum RmapChange {
+    Add(RmapKey, u64, u64),
+    Remove(RmapKey),
+}
+
+/// Converts a tree error.
+pub(super) fn tree_error(error: TreeError<Error>) -> Error {
+    match error {
+        TreeError::Store(e) => e,
+        TreeError::Corrupt { block, what } => Error::Corrupt(block, Damage::Node(what)),
+        TreeError::BadArgument => Error::Invalid,
+    }
+}
+
+fn space_error(error: SpaceError<Error>) -> Error {
+    match error {
+        SpaceError::Store(e) => e,
+        SpaceError::NoSpace => Error::NoSpace,
+        SpaceError::OutOfRange | SpaceError::Inconsistent { .. } => {
+            Error::Corrupt(0, Damage::Space)
+        }
+    }
+}
+
+/// Reads blocks of the committed state.
+pub(super) struct Committed<'a, M: Media>(pub(super) &'a M);
+
+impl<M: Media> Nodes for Committed<'_, M> {
+    type Error = Error;
+    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
+        self.0
+            .block(block)
+            .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+}
+
+/// One transaction in progress.
+pub(super) struct Tx<'a, M: Media> {
+    media: &'a M,
+    layout: Layout,
+    shadows: &'a mut [[u8; BLOCK_SIZE]],
+    tags: &'a mut [u64],
+    log: &'a mut [u8],
+    used: usize,
+    /// The superblock as this transaction leaves it.
+    pub(super) sb: Superblock,
+    /// The superblock as committed before this transaction.
+    base: Superblock,
+    frees: [Extent; MAX_DEFERRED],
+    free_count: usize,
+    rmap: [RmapChange; MAX_DEFERRED],
+    rmap_count: usize,
+    /// The device blocks were written outside the shadows (new blocks
+    /// zeroed): the commit's first fence must cover them.
+    pub(super) wrote_direct: bool,
+}
+
+impl<'a, M: Media> Tx<'a, M> {
+    pub(super) fn new(
+        media: &'a M,
+        sb: Superblock,
+        (shadows, tags, log): (&'a mut [[u8; BLOCK_SIZE]], &'a mut [u64], &'a mut [u8]),
+    ) -> Self {
+        Self {
+            media,
+            layout: sb.layout,
+            shadows,
+            tags,
+            log,
+            used: 0,
+            sb,
+            base: sb,
+            frees: [Extent { start: 0, len: 0 }; MAX_DEFERRED],
+            free_count: 0,
+            rmap: [RmapChange::Remove(RmapKey {
+                start: 0,
+                owner: 0,
+                offset: 0,
+            }); MAX_DEFERRED],
+            rmap_count: 0,
+            wrote_direct: false,
+        }
+    }
+
+    pub(super) fn media(&self) -> &'a M {
+        self.media
+    }
+
+    /// Shadow slots still free: operations that loop commit before this
+    /// runs low.
+    pub(super) fn room(&self) -> usize {
+        self.shadows.len().min(self.tags.len()) - self.used
+    }
+
+    /// Deferred-work slots still free.
+    pub(super) fn deferred_room(&self) -> usize {
+        MAX_DEFERRED - self.free_count.max(self.rmap_count)
+    }
+
+    fn slot(&self, block: u64) -> Option<usize> {
+        self.tags.get(..self.used)?.iter().position(|&b| b == block)
+    }
+
+    /// Block `block` as this transaction sees it.
+    pub(super) fn read(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
+        match self.slot(block) {
+            Some(i) => self
+                .shadows
+                .get(i)
+                .ok_or(Error::Corrupt(block, Damage::Address)),
+            None => self
+                .media
+                .block(block)
+                .ok_or(Error::Corrupt(block, Damage::Address)),
+        }
+    }
+
+    /// Block `block`, to change in this transaction.
+    pub(super) fn write(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        let index = match self.slot(block) {
+            Some(i) => i,
+            None => {
+                let home = self
+                    .media
+                    .block(block)
+                    .ok_or(Error::Corrupt(block, Damage::Address))?;
+                let i = self.used;
+                let (Some(shadow), Some(tag)) = (self.shadows.get_mut(i), self.tags.get_mut(i))
+                else {
+                    // An operation larger than a transaction can hold:
+                    // operations that can grow split themselves first.
+                    return Err(Error::NoSpace);
+                };
+                shadow.copy_from_slice(home);
+                *tag = block;
+                self.used += 1;
+                i
+            }
+        };
+        self.shadows
+            .get_mut(index)
+            .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+
+    /// The record of inode `ino`.
+    pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        read_inode(|block| self.read(block), ino)
+    }
+
+    /// Stores the record of inode `ino`.
+    pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
+        let location = inode::location(ino).ok_or(Error::NotFound)?;
+        let mut record = [0u8; INODE_BYTES];
+        inode.encode(ino, &mut record);
+        let block = self.write(location.block)?;
+        block
+            .get_mut(location.offset..location.offset + INODE_BYTES)
+            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+            .copy_from_slice(&record);
+        Ok(())
+    }
+
+    /// Clears the record of inode `ino` (a free slot is all zeros).
+    pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
+        let location = inode::location(ino).ok_or(Error::NotFound)?;
+        let block = self.write(location.block)?;
+        block
+            .get_mut(location.offset..location.offset + INODE_BYTES)
+            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+            .fill(0);
+        Ok(())
+    }
+
+    /// Allocates up to `want` blocks near `goal`; the caller records their
+    /// owner in the reverse map.
+    pub(super) fn allocate_data(&mut self, want: u64, goal: u64) -> Result<Extent, Error> {
+        if self.deferred_room() < 4 {
+            return Err(Error::NoSpace);
+        }
+        let layout = self.layout;
+        let extent = Space::new(self, &layout)
+            .allocate(want, goal)
+            .map_err(space_error)?;
+        self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
+        Ok(extent)
+    }
+
+    /// Frees `extent` at commit. The caller removes its reverse-map record
+    /// (`rmap_remove`) itself unless `owner` is given for a metadata block.
+    pub(super) fn free(&mut self, extent: Extent) -> Result<(), Error> {
+        let slot = self.frees.get_mut(self.free_count).ok_or(Error::NoSpace)?;
+        *slot = extent;
+        self.free_count += 1;
+        Ok(())
+    }
+
+    /// Adds the reverse-map record `key` → (`len`, `flags`).
+    pub(super) fn rmap_add(&mut self, key: RmapKey, len: u64, flags: u64) -> Result<(), Error> {
+        self.queue_rmap(RmapChange::Add(key, len, flags))
+    }
+
+    /// Removes the reverse-map record `key`.
+    pub(super) fn rmap_remove(&mut self, key: RmapKey) -> Result<(), Error> {
+        self.queue_rmap(RmapChange::Remove(key))
+    }
+
+    fn queue_rmap(&mut self, change: RmapChange) -> Result<(), Error> {
+        let slot = self.rmap.get_mut(self.rmap_count).ok_or(Error::NoSpace)?;
+        *slot = change;
+        self.rmap_count += 1;
+        Ok(())
+    }
+
+    /// Applies queued reverse-map changes; changing the reverse map's tree
+    /// can queue more (its own nodes), so this runs until none is left.
+    fn settle_rmap(&mut self) -> Result<(), Error> {
+        let mut tree = Tree::<ReverseMap>::open(self.sb.rmap_root, super::OWNER_REVERSE_MAP);
+        let mut next = 0;
+        while next < self.rmap_count {
+            let change = *self.rmap.get(next).ok_or(Error::NoSpace)?;
+            next += 1;
+            let mut store = TreeStore::new(self, super::OWNER_REVERSE_MAP);
+            match change {
+                RmapChange::Add(key, len, flags) => {
+                    let mut value = [0u8; 16];
+                    value[..8].copy_from_slice(&len.to_le_bytes());
+                    value[8..].copy_from_slice(&flags.to_le_bytes());
+                    tree.insert(&mut store, &key.encode(), &value)
+                        .map_err(tree_error)?;
+                }
+                RmapChange::Remove(key) => {
+                    if !tree.remove(&mut store, &key.encode()).map_err(tree_error)? {
+                        return Err(Error::Corrupt(key.start, Damage::Record));
+                    }
+                }
+            }
+        }
+        self.rmap_count = 0;
+        self.sb.rmap_root = tree.root;
+        Ok(())
+    }
+
+    /// Gives the deferred frees back to the free-space maps.
+    fn apply_frees(&mut self) -> Result<(), Error> {
+        let layout = self.layout;
+        let count = self.free_count;
+        self.free_count = 0;
+        for i in 0..count {
+            let extent = *self.frees.get(i).ok_or(Error::NoSpace)?;
+            Space::new(self, &layout)
+                .free(extent)
+                .map_err(space_error)?;
+            self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
+        }
+        Ok(())
+    }
+
+    /// Makes the transaction durable and applies it. On error nothing of
+    /// it is applied (the caller's in-memory state is not updated either).
+    pub(super) fn commit(mut self, journal: &mut JournalState) -> Result<Superblock, Error> {
+        // Frees and reverse-map changes feed each other (a freed rmap node
+        // is a deferred free); each pass shrinks what is left.
+        while self.rmap_count > 0 || self.free_count > 0 {
+            self.settle_rmap()?;
+            self.apply_frees()?;
+        }
+        // Only the primary is journaled. The backup is rewritten whole
+        // when the log wraps (below) and at unmount, never while the
+        // primary's home write could be torn: a crash leaves at least one
+        // of them valid, and both have the same layout, which is all that
+        // mount needs before replaying the journal.
+        let sb = self.sb;
+        sb.encode(self.write(PRIMARY_BLOCK)?);
+
+        let media = self.media;
+        let mut writer =
+            TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
+        let mut changes = 0usize;
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
+                break;
+            };
+            let home = media
+                .block(block)
+                .ok_or(Error::Corrupt(block, Damage::Address))?;
+            for run in changed_runs(home, shadow) {
+                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
+                writer
+                    .record(block, run.start, data)
+                    .map_err(|_| Error::NoSpace)?;
+                changes += 1;
+            }
+        }
+        if changes == 0 && !self.wrote_direct {
+            return Ok(sb);
+        }
+        let body = writer.seal_body();
+        let (commit, end) = writer.commit();
+        if journal.next_offset + end > journal.log_len {
+            // Wrap: everything before is home (the fence below makes it
+            // durable), so recovery may start at the log's beginning. The
+            // backup superblock catches up with that state first.
+            write_backup(media, &self.base)?;
+            media.fence();
+            let mut header = [0u8; BLOCK_SIZE];
+            JournalHeader {
+                tail_seq: journal.next_seq,
+                tail_offset: 0,
+            }
+            .encode(&mut header);
+            let header_byte = journal.log_start - BLOCK_SIZE as u64;
+            if !media.write(header_byte, &header) {
+                return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
+            }
+            journal.next_offset = 0;
+        }
+        let at = journal.log_start + journal.next_offset as u64;
+        let log = &*self.log;
+        let (Some(body_bytes), Some(commit_bytes)) =
+            (log.get(body.clone()), log.get(commit.clone()))
+        else {
+            return Err(Error::Invalid);
+        };
+        if !media.write(at + body.start as u64, body_bytes) {
+            return Err(Error::Corrupt(at >> 12, Damage::Address));
+        }
+        media.fence();
+        if !media.write(at + commit.start as u64, commit_bytes) {
+            return Err(Error::Corrupt(at >> 12, Damage::Address));
+        }
+        media.fence();
+        journal.next_seq += 1;
+        journal.next_offset += end;
+
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
+                break;
+            };
+            let runs = {
+                let home = media
+                    .block(block)
+                    .ok_or(Error::Corrupt(block, Damage::Address))?;
+                changed_runs(home, shadow)
+            };
+            for run in runs {
+                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
+                media.write(block * BLOCK_SIZE as u64 + run.start as u64, data);
+            }
+        }
+        Ok(sb)
+    }
+}
+
+/// Writes `sb` whole into the backup superblock (durable at the next
+/// fence).
+pub(super) fn write_backup<M: Media>(media: &M, sb: &Superblock) -> Result<(), Error> {
+    let mut block = [0u8; BLOCK_SIZE];
+    sb.encode(&mut block);
+    if media.write(BACKUP_BLOCK << BLOCK_SHIFT, &block) {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(BACKUP_BLOCK, Damage::Address))
+    }
+}
+
+/// Runs of 8-byte words where `new` differs from `old`; runs closer than a
+/// record header are merged (logging the gap is cheaper than a record).
+fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> ChangedRuns {
+    let mut runs = ChangedRuns {
+        runs: [(0, 0); MAX_RUNS],
+        count: 0,
+        next: 0,
+    };
+    let mut word = 0;
+    let words = BLOCK_SIZE / ALIGN;
+    while word < words {
+        let differs =
+            |w: usize| old.get(w * ALIGN..(w + 1) * ALIGN) != new.get(w * ALIGN..(w + 1) * ALIGN);
+        if !differs(word) {
+            word += 1;
+            continue;
+        }
+        let start = word;
+        let mut end = word + 1;
+        let mut probe = end;
+        while probe < words && probe - end <= MERGE_GAP_WORDS {
+            if differs(probe) {
+                end = probe + 1;
+            }
+            probe += 1;
+        }
+        if runs.count == MAX_RUNS {
+            // Too fragmented to list: log the rest of the block whole.
+            if let Some(last) = runs.runs.last_mut() {
+                last.1 = words;
+            }
+            break;
+        }
+        if let Some(slot) = runs.runs.get_mut(runs.count) {
+            *slot = (start, end);
+        }
+        runs.count += 1;
+        word = end;
+    }
+    runs
+}
+
+const MAX_RUNS: usize = 64;
+const MERGE_GAP_WORDS: usize = 2;
+
+/// Byte ranges of changed runs.
+struct ChangedRuns {
+    runs: [(usize, usize); MAX_RUNS],
+    count: usize,
+    next: usize,
+}
+
+impl Iterator for ChangedRuns {
+    type Item = core::ops::Range<usize>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let (start, end) = *self.runs.get(self.next)?;
+        self.next += 1;
+        Some(start * ALIGN..end * ALIGN)
+    }
+}
+
+impl<M: Media> SpaceStore for Tx<'_, M> {
+    type Error = Error;
+    fn word(&self, index: u64) -> Result<u64, Error> {
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        let bytes = self.read(block)?;
+        Ok(u64::from_le_bytes(array(bytes, offset)?))
+    }
+    fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        put(self.write(block)?, offset, &value.to_le_bytes())
+    }
+    fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
+        let (block, offset) = summary_entry(&self.layout, chunk)?;
+        Ok(u32::from_le_bytes(array(self.read(block)?, offset)?))
+    }
+    fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
+        let (block, offset) = summary_entry(&self.layout, chunk)?;
+        put(self.write(block)?, offset, &free.to_le_bytes())
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8], offset: usize) -> Result<[u8; N], Error> {
+    bytes
+        .get(offset..offset + N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Invalid)
+}
+
+fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> Result<(), Error> {
+    bytes
+        .get_mut(offset..offset + value.len())
+        .ok_or(Error::Invalid)?
+        .copy_from_slice(value);
+    Ok(())
+}
+
+fn bitmap_word(layout: &Layout, index: u64) -> Result<(u64, usize), Error> {
+    let per_block = (BLOCK_SIZE / 8) as u64;
+    if index / per_block >= layout.bitmap_blocks {
+        return Err(Error::Corrupt(index / per_block, Damage::Space));
+    }
+    Ok((
+        layout.bitmap_start + index / per_block,
+        (index % per_block) as usize * 8,
+    ))
+}
+
+fn summary_entry(layout: &Layout, chunk: u64) -> Result<(u64, usize), Error> {
+    let per_block = (BLOCK_SIZE / 4) as u64;
+    if chunk / per_block >= layout.summary_blocks {
+        return Err(Error::Corrupt(chunk / per_block, Damage::Space));
+    }
+    Ok((
+        layout.summary_start + chunk / per_block,
+        (chunk % per_block) as usize * 4,
+    ))
+}
+
+/// Reads inode `ino` through `block`.
+pub(super) fn read_inode<'b>(
+    block: impl FnOnce(u64) -> Result<&'b [u8; BLOCK_SIZE], Error>,
+    ino: u64,
+) -> Result<Inode, Error> {
+    let location = inode::location(ino).ok_or(Error::NotFound)?;
+    let bytes = block(location.block)?;
+    let record = bytes
+        .get(location.offset..location.offset + INODE_BYTES)
+        .ok_or(Error::Corrupt(location.block, Damage::Address))?;
+    match Inode::decode(ino, record) {
+        Ok(Some(inode)) => Ok(inode),
+        Ok(None) => Err(Error::NotFound),
+        Err(_) => Err(Error::Corrupt(location.block, Damage::Inode)),
+    }
+}
+
+/// A tree's view of a transaction: nodes it allocates belong to `owner`
+/// and are counted, so the owning inode's block count can follow.
+pub(super) struct TreeStore<'t, 'a, M: Media> {
+    tx: &'t mut Tx<'a, M>,
+    owner: u64,
+    /// Nodes allocated minus nodes freed.
+    pub(super) node_delta: i64,
+}
+
+impl<'t, 'a, M: Media> TreeStore<'t, 'a, M> {
+    pub(super) fn new(tx: &'t mut Tx<'a, M>, owner: u64) -> Self {
+        Self {
+            tx,
+            owner,
+            node_delta: 0,
+        }
+    }
+}
+
+impl<M: Media> Nodes for TreeStore<'_, '_, M> {
+    type Error = Error;
+    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
+        self.tx.read(block)
+    }
+}
+
+impl<M: Media> Blocks for TreeStore<'_, '_, M> {
+    fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.tx.write(block)
+    }
+    fn allocate(&mut self) -> Result<u64, Error> {
+        let goal = self.tx.layout.data_start;
+        let extent = self.tx.allocate_data(1, goal)?;
+        self.tx.rmap_add(
+            RmapKey {
+                start: extent.start,
+                owner: self.owner,
+                offset: 0,
+            },
+            1,
+            RMAP_METADATA,
+        )?;
+        self.node_delta += 1;
+        Ok(extent.start)
+    }
+    fn free(&mut self, block: u64) -> Result<(), Error> {
+        self.tx.free(Extent {
+            start: block,
+            len: 1,
+        })?;
+        self.tx.rmap_remove(RmapKey {
+            start: block,
+            owner: self.owner,
+            offset: 0,
+        })?;
+        self.node_delta -= 1;
+        Ok(())
+    }
+}
+
+/// Visits the entries of `tree` from `from` with a typed visitor.
+pub(super) fn scan<K: TreeKind, S: Nodes<Error = Error>>(
+    tree: &Tree<K>,
+    store: &S,
+    from: &[u8],
+    visit: &mut Visitor<'_>,
+) -> Result<(), Error> {
+    let _stopped_early = tree.scan(store, from, visit).map_err(tree_error)?;
+    Ok(())
+}
