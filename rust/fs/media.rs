@@ -31,9 +31,8 @@ impl Media for PmemMedia {
         self.memory.len()
     }
 
-    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
-        self.memory
-            .bytes::<BLOCK_SIZE>(n.checked_mul(BLOCK_SIZE as u64)?)
+    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        self.memory.region(offset, len)
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> bool {

@@ -204,16 +204,16 @@ impl PmemMemory {
         self.len
     }
 
-    /// The `N` bytes at `offset`, to read, if inside the mapping.
+    /// The `len` bytes at `offset`, to read, if inside the mapping.
     ///
     /// Writes through this mapping (`write`, `zero`) while the reference
     /// lives change what it shows: only callers that order their own
     /// accesses (a filesystem under its metadata lock) may use both.
-    pub(crate) fn bytes<const N: usize>(&self, offset: u64) -> Option<&[u8; N]> {
-        let addr = self.at(offset, N).ok()?;
-        // SAFETY: `addr..addr + N` is inside the mapping (checked), which
-        // lives as long as `self`; u8 arrays have no alignment needs.
-        Some(unsafe { &*addr.cast::<[u8; N]>() })
+    pub(crate) fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let addr = self.at(offset, len).ok()?;
+        // SAFETY: `addr..addr + len` is inside the mapping (checked), which
+        // lives as long as `self`.
+        Some(unsafe { core::slice::from_raw_parts(addr, len) })
     }
 
     /// Copies `data` to `offset`, bypassing the CPU cache (durable after
