@@ -418,14 +418,52 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
     refcounts.check(&nodes, &mut |_| {}).map_err(tree_error)?;
     rmap.check(&nodes, &mut |_| {}).map_err(tree_error)?;
 
-    // Walk the reverse map in block order: records must not overlap (a
-    // shared block has one record per owner at the same start, refcounted)
-    // and every block they cover must be in use.
-    let maps = ReadMaps { image, layout };
+    // Shared blocks: every refcount record covers used blocks with a
+    // count of two or more, and records do not overlap. Each extra
+    // reference is one more reverse-map record over the same blocks.
     let mut problem = None;
+    let mut extra_references = 0u64;
+    let mut refcount_end = 0u64;
+    let _ = refcounts
+        .scan(&nodes, &kinds::block_key(0), &mut |key, value| {
+            let start = kinds::parse_block_key(key).unwrap_or(0);
+            let len = super::get_u64(value, 0).unwrap_or(0);
+            let count = super::get_u64(value, 8).unwrap_or(0);
+            let end = start.saturating_add(len);
+            if len == 0
+                || count < 2
+                || start < refcount_end.max(layout.data_start)
+                || end > layout.block_count
+            {
+                problem = Some("refcount record");
+                return ControlFlow::Break(());
+            }
+            refcount_end = end;
+            extra_references = extra_references.saturating_add(len.saturating_mul(count - 1));
+            ControlFlow::Continue(())
+        })
+        .map_err(tree_error)?;
+    if let Some(what) = problem {
+        return Err(FsError::Corrupt(what));
+    }
+    let shared = |block: u64| -> bool {
+        let mut key = [0u8; 8];
+        let mut value = [0u8; 16];
+        matches!(
+            refcounts.last_at_or_before(&nodes, &kinds::block_key(block), &mut key, &mut value),
+            Ok(true)
+        ) && block
+            < kinds::parse_block_key(&key)
+                .unwrap_or(0)
+                .saturating_add(super::get_u64(&value, 0).unwrap_or(0))
+    };
+
+    // Walk the reverse map in block order: records overlap only over
+    // shared blocks, and every block they cover must be in use.
+    let maps = ReadMaps { image, layout };
     let mut covered_end = layout.data_start;
     let mut records = 0u64;
-    let mut used_blocks = 0u64;
+    let mut referenced = 0u64;
     let _ = rmap
         .scan(
             &nodes,
@@ -442,8 +480,12 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
                 };
                 let len = super::get_u64(value, 0).unwrap_or(0);
                 let end = key.start.saturating_add(len);
-                if len == 0 || key.start < covered_end || end > layout.block_count {
-                    problem = Some("rmap records overlap or leave the data area");
+                if len == 0 || key.start < layout.data_start || end > layout.block_count {
+                    problem = Some("rmap record leaves the data area");
+                    return ControlFlow::Break(());
+                }
+                if (key.start..end.min(covered_end)).any(|block| !shared(block)) {
+                    problem = Some("rmap records overlap over unshared blocks");
                     return ControlFlow::Break(());
                 }
                 for block in key.start..end {
@@ -452,9 +494,9 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
                         return ControlFlow::Break(());
                     }
                 }
-                covered_end = end;
+                covered_end = covered_end.max(end);
                 records += 1;
-                used_blocks += len;
+                referenced += len;
                 ControlFlow::Continue(())
             },
         )
@@ -489,8 +531,11 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
             return Err(FsError::Corrupt("summary disagrees with bitmap"));
         }
     }
-    if bitmap_used != used_blocks {
-        return Err(FsError::Corrupt("used blocks without an owner"));
+    let used_blocks = referenced.saturating_sub(extra_references);
+    if bitmap_used != used_blocks || referenced < extra_references {
+        return Err(FsError::Corrupt(
+            "used blocks without an owner, or refcounts that disagree with the owners",
+        ));
     }
     if primary.free_blocks != layout.data_blocks() - used_blocks {
         return Err(FsError::Corrupt("free block count"));

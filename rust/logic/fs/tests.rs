@@ -715,9 +715,33 @@ fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
     let root = v.root();
     for _ in 0..steps {
         let name = alloc::format!("f{}", rng.next() % 12);
-        match rng.next() % 5 {
+        match rng.next() % 8 {
             0 => {
                 let _ = v.create(root, name.as_bytes(), &file(REG));
+            }
+            5 => {
+                let other = alloc::format!("f{}", rng.next() % 12);
+                if let (Ok(a), Ok(b)) = (
+                    v.lookup(root, name.as_bytes()),
+                    v.lookup(root, other.as_bytes()),
+                ) {
+                    let _ = v.reflink(a, 0, b, (rng.next() % 16) * 4096, 6 * 4096, T0);
+                }
+            }
+            6 => {
+                if let Ok(ino) = v.lookup(root, name.as_bytes()) {
+                    let _ = v.punch_hole(
+                        ino,
+                        rng.next() % (64 << 10),
+                        rng.next() % (64 << 10) + 1,
+                        T0,
+                    );
+                }
+            }
+            7 => {
+                if let Ok(ino) = v.lookup(root, name.as_bytes()) {
+                    let _ = v.allocate(ino, rng.next() % (64 << 10), 8192, rng.next() % 2 == 0, T0);
+                }
             }
             1 => {
                 if let Ok(gone) = v.unlink(root, name.as_bytes(), T0) {
@@ -745,7 +769,7 @@ fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
                     let _ = write(v, ino, at, &pattern(at, 3 * 4096 + 17));
                 }
             }
-            _ => {
+            4 => {
                 if let Ok(ino) = v.lookup(root, name.as_bytes()) {
                     let _ = v.set_attr(
                         ino,
@@ -756,9 +780,12 @@ fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
                     );
                 }
             }
+            _ => unreachable!(),
         }
     }
 }
+
+const CRASH_STEPS: usize = 120;
 
 /// Crash at many store points of a workload: each image must mount,
 /// replay, and pass the checker, and show a namespace the workload went
@@ -772,7 +799,7 @@ fn crashes_anywhere_leave_a_consistent_filesystem() {
         let mut v = mount(base.clone());
         let mut rng = Lcg(99);
         states.push(listing(&v));
-        for _ in 0..60 {
+        for _ in 0..CRASH_STEPS {
             crash_workload(&mut v, &mut rng, 1);
             states.push(listing(&v));
         }
@@ -780,17 +807,17 @@ fn crashes_anywhere_leave_a_consistent_filesystem() {
     let total_writes = {
         let mut v = mount(base.clone());
         *v.media().writes.borrow_mut() = 0;
-        crash_workload(&mut v, &mut Lcg(99), 60);
+        crash_workload(&mut v, &mut Lcg(99), CRASH_STEPS);
         let n = *v.media().writes.borrow();
         n
     };
     let mut crash_rng = Lcg(5);
-    for trial in 0..120u64 {
+    for trial in 0..200u64 {
         let crash_at = 1 + crash_rng.next() % total_writes;
         let mut v = mount(base.clone());
         *v.media().writes.borrow_mut() = 0;
         v.media().crash_at.set(Some(crash_at));
-        crash_workload(&mut v, &mut Lcg(99), 60);
+        crash_workload(&mut v, &mut Lcg(99), CRASH_STEPS);
         let image = v.media().crash_image.borrow_mut().take().unwrap();
         let (recovered, report) = Volume::mount(Pmem::new(image), Buffers::new(), false)
             .unwrap_or_else(|e| panic!("trial {trial}: crash at {crash_at}: {e:?}"));
@@ -804,4 +831,172 @@ fn crashes_anywhere_leave_a_consistent_filesystem() {
         );
         unmount_and_check(recovered);
     }
+}
+
+#[test]
+fn fallocate_punch_and_zero_range() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    // Preallocation: unwritten, 2 MiB aligned, reads as zeros, size set.
+    let inode = v.allocate(f, 0, 4 << 20, false, T0).unwrap();
+    assert_eq!(inode.size, 4 << 20);
+    let m = v.map_read(f, 0, 1024).unwrap();
+    assert_eq!(
+        (m.kind, m.physical % CHUNK_BLOCKS, m.len),
+        (MapKind::Unwritten, 0, 1024)
+    );
+    assert_eq!(read(&v, f, 4096 * 3, 4096), vec![0u8; 4096]);
+    // KEEP_SIZE past the end keeps the size.
+    let inode = v.allocate(f, 4 << 20, 1 << 20, true, T0).unwrap();
+    assert_eq!(inode.size, 4 << 20);
+    // Writing into unwritten blocks converts just that range.
+    let data = pattern(9, 3 * 4096);
+    write(&mut v, f, 8192, &data).unwrap();
+    assert_eq!(read(&v, f, 8192, data.len()), data);
+    assert_eq!(v.map_read(f, 0, 2).unwrap().kind, MapKind::Unwritten);
+    assert_eq!(v.map_read(f, 2, 3).unwrap().kind, MapKind::Data);
+    // Punch a hole through the middle of the written range, unaligned.
+    let before = v.inode(f).unwrap().blocks;
+    v.punch_hole(f, 8192 + 100, 4096 * 2, T0).unwrap();
+    let got = read(&v, f, 8192, data.len());
+    assert_eq!(&got[..100], &data[..100]);
+    assert!(got[100..100 + 8192].iter().all(|&b| b == 0));
+    assert_eq!(&got[100 + 8192..], &data[100 + 8192..]);
+    assert_eq!(
+        v.inode(f).unwrap().blocks,
+        before - 1,
+        "one whole block freed"
+    );
+    assert_eq!(v.map_read(f, 3, 1).unwrap().kind, MapKind::Hole);
+    // Zero range: zeros, blocks allocated again.
+    write(&mut v, f, 0, &pattern(10, 64 << 10)).unwrap();
+    v.zero_range(f, 4096, 8192, true, T0).unwrap();
+    assert_eq!(read(&v, f, 4096, 8192), vec![0u8; 8192]);
+    assert_eq!(v.map_read(f, 1, 2).unwrap().kind, MapKind::Unwritten);
+    assert_eq!(v.inode(f).unwrap().size, 4 << 20);
+    let image = unmount_and_check(v);
+    let mut v = mount(image);
+    let gone = v.unlink(root, b"f", T0).unwrap();
+    v.evict(gone.ino).unwrap();
+    assert_eq!(owners(&v), [root].into_iter().collect());
+    unmount_and_check(v);
+}
+
+#[test]
+fn reflink_shares_blocks_and_copies_on_write() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let free_at_start = v.statfs().free_blocks;
+    let (src, _) = v.create(root, b"src", &file(REG)).unwrap();
+    let original = pattern(11, (2 << 20) + 5000);
+    write(&mut v, src, 0, &original).unwrap();
+    let used = free_at_start - v.statfs().free_blocks;
+    let (dst, _) = v.create(root, b"dst", &file(REG)).unwrap();
+    let inode = v
+        .reflink(src, 0, dst, 0, original.len() as u64, T0)
+        .unwrap();
+    assert_eq!(inode.size, original.len() as u64);
+    // Sharing costs no data blocks (only tree nodes).
+    assert!(free_at_start - v.statfs().free_blocks < used + 4);
+    assert_eq!(read(&v, dst, 0, original.len()), original);
+    let m = v.map_read(dst, 0, 10).unwrap();
+    assert!(m.shared);
+    assert_eq!(m.physical, v.map_read(src, 0, 10).unwrap().physical);
+
+    // Copy on write, after a remount: writing the clone leaves the source
+    // alone.
+    let mut v = mount(unmount_and_check(v));
+    let src = v.lookup(root, b"src").unwrap();
+    let dst = v.lookup(root, b"dst").unwrap();
+    write(&mut v, dst, 4096 + 7, b"changed").unwrap();
+    assert_eq!(read(&v, src, 0, original.len()), original);
+    let mut expected = original.clone();
+    expected[4096 + 7..4096 + 14].copy_from_slice(b"changed");
+    assert_eq!(read(&v, dst, 0, original.len()), expected);
+    assert!(!v.map_read(dst, 1, 1).unwrap().shared);
+    assert!(v.map_read(dst, 2, 1).unwrap().shared);
+    // Clone a range into the middle of another file, over its data.
+    let (third, _) = v.create(root, b"third", &file(REG)).unwrap();
+    write(&mut v, third, 0, &pattern(12, 64 << 10)).unwrap();
+    v.reflink(src, 8192, third, 16384, 8192, T0).unwrap();
+    assert_eq!(read(&v, third, 16384, 8192), &original[8192..16384]);
+    // Same-file overlapping ranges are refused.
+    assert_eq!(
+        v.reflink(src, 0, src, 4096, 8192, T0).map(|_| ()),
+        Err(Error::Invalid)
+    );
+    // Unlinking the source keeps the clones intact.
+    let gone = v.unlink(root, b"src", T0).unwrap();
+    v.evict(gone.ino).unwrap();
+    assert_eq!(read(&v, dst, 0, original.len()), expected);
+    assert_eq!(read(&v, third, 16384, 8192), &original[8192..16384]);
+    let image = unmount_and_check(v);
+    let mut v = mount(image);
+    for name in [&b"dst"[..], b"third"] {
+        let gone = v.unlink(root, name, T0).unwrap();
+        v.evict(gone.ino).unwrap();
+    }
+    assert_eq!(owners(&v), [root].into_iter().collect());
+    // Every refcount record is gone with the last sharer.
+    let sb = *v.superblock();
+    let refcounts =
+        crate::logic::format::btree::Tree::<crate::logic::format::kinds::RefCounts>::open(
+            sb.refcount_root,
+            crate::logic::format::kinds::OWNER_REFCOUNTS,
+        );
+    let mut records = 0;
+    let _ = refcounts.scan(&super::tx::Committed(v.media()), &[0u8; 8], &mut |_, _| {
+        records += 1;
+        core::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(records, 0);
+    unmount_and_check(v);
+}
+
+/// Thousands of transactions on the smallest journal: it wraps several
+/// times, and crashes around a wrap still recover.
+#[test]
+fn journal_wraps_and_recovers() {
+    let mut v = mount(formatted(32, Some(1024)));
+    let root = v.root();
+    let mut wraps = 0;
+    let mut last = v.journal_offset();
+    let mut step = 0u64;
+    while wraps < 3 {
+        let name = alloc::format!("w{}", step % 50);
+        match v.create(root, name.as_bytes(), &file(REG)) {
+            Ok(_) => {}
+            Err(Error::Exists) => {
+                let gone = v.unlink(root, name.as_bytes(), T0).unwrap();
+                v.evict(gone.ino).unwrap();
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+        let now = v.journal_offset();
+        if now < last {
+            wraps += 1;
+            // Crash within the first transactions after this wrap.
+            if wraps == 2 {
+                for k in 1..40 {
+                    v.media().crash_at.set(Some(*v.media().writes.borrow() + k));
+                    let name = alloc::format!("crash{k}");
+                    let _ = v.create(root, name.as_bytes(), &file(REG));
+                    v.media().crash_at.set(None);
+                    let taken = v.media().crash_image.borrow_mut().take();
+                    let image = taken.unwrap_or_else(|| v.media().crash());
+                    let recovered = Volume::mount(Pmem::new(image), Buffers::new(), false)
+                        .map(|(v, _)| v)
+                        .unwrap();
+                    listing(&recovered);
+                    unmount_and_check(recovered);
+                }
+            }
+        }
+        last = now;
+        step += 1;
+    }
+    let listed = listing(&v);
+    let image = unmount_and_check(v);
+    assert_eq!(listing(&mount(image)), listed);
 }

@@ -380,6 +380,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
+    /// Where the next transaction goes in the log (tests watch it wrap).
+    #[cfg(test)]
+    pub(super) fn journal_offset(&self) -> usize {
+        self.journal.next_offset
+    }
+
     /// The root directory.
     pub fn root(&self) -> u64 {
         self.sb.root_ino
@@ -867,19 +873,293 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if within == 0 {
             return Ok(());
         }
-        let mapping = self.map_read(ino, size >> BLOCK_SHIFT, 1)?;
-        if mapping.kind != MapKind::Data {
+        self.zero_in_block(ino, size, BLOCK_SIZE as u64 - within)
+    }
+
+    /// Zeroes `len` bytes at byte `offset` of `ino`, inside one block, if
+    /// that block holds written data (a shared block is copied first).
+    fn zero_in_block(&mut self, ino: u64, offset: u64, len: u64) -> Result<(), Error> {
+        let block = offset >> BLOCK_SHIFT;
+        let mut mapping = self.map_read(ino, block, 1)?;
+        if mapping.kind != MapKind::Data || len == 0 {
             return Ok(());
         }
         if mapping.shared {
-            self.map_write(ino, size >> BLOCK_SHIFT, 1, Timestamp::default())?;
-            return self.zero_tail(ino, size);
+            mapping = self.map_write(ino, block, 1, Timestamp::default())?;
         }
-        let at = (mapping.physical << BLOCK_SHIFT) + within;
-        if !self.media.zero(at, BLOCK_SIZE as u64 - within) {
+        let at = (mapping.physical << BLOCK_SHIFT) + offset % BLOCK_SIZE as u64;
+        if !self.media.zero(at, len) {
             return Err(Error::Corrupt(mapping.physical, Damage::Address));
         }
         self.media.fence();
+        Ok(())
+    }
+
+    /// Zeroes the partial blocks at the edges of byte range
+    /// `offset..offset + len`; returns the whole blocks inside it.
+    fn zero_edges(&mut self, ino: u64, offset: u64, len: u64) -> Result<(u64, u64), Error> {
+        let end = offset.checked_add(len).ok_or(Error::TooBig)?;
+        let bs = BLOCK_SIZE as u64;
+        let first = offset.div_ceil(bs);
+        let last = end / bs;
+        if first > last {
+            // Inside one block.
+            self.zero_in_block(ino, offset, len)?;
+            return Ok((first, 0));
+        }
+        if offset % bs != 0 {
+            self.zero_in_block(ino, offset, first * bs - offset)?;
+        }
+        if end % bs != 0 {
+            self.zero_in_block(ino, last * bs, end - last * bs)?;
+        }
+        Ok((first, last - first))
+    }
+
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: bytes `offset..offset + len`
+    /// read as zeros afterwards; whole blocks inside are freed.
+    pub fn punch_hole(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        now: Timestamp,
+    ) -> Result<Inode, Error> {
+        self.regular(ino)?;
+        let (first, count) = self.zero_edges(ino, offset, len)?;
+        self.unmap_range(ino, first, count)?;
+        self.touch(ino, now)
+    }
+
+    /// `fallocate(ZERO_RANGE)`: like a punch, then the whole blocks are
+    /// allocated again (unwritten); the size grows unless `keep_size`.
+    pub fn zero_range(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        now: Timestamp,
+    ) -> Result<Inode, Error> {
+        self.regular(ino)?;
+        let (first, count) = self.zero_edges(ino, offset, len)?;
+        self.unmap_range(ino, first, count)?;
+        self.allocate(ino, offset, len, keep_size, now)
+    }
+
+    /// `fallocate(0)` or `fallocate(KEEP_SIZE)`: every hole in bytes
+    /// `offset..offset + len` gets unwritten blocks (2 MiB-aligned where
+    /// the range allows); the size grows to the end unless `keep_size`.
+    /// On `NoSpace` what was allocated stays, as ext4 and xfs do.
+    pub fn allocate(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        now: Timestamp,
+    ) -> Result<Inode, Error> {
+        self.regular(ino)?;
+        let end = offset.checked_add(len).ok_or(Error::TooBig)?;
+        if end > MAX_FILE_SIZE || len == 0 {
+            return Err(if len == 0 {
+                Error::Invalid
+            } else {
+                Error::TooBig
+            });
+        }
+        let mut block = offset >> BLOCK_SHIFT;
+        let last = end.div_ceil(BLOCK_SIZE as u64);
+        while block < last {
+            let step = self.transact(|tx| {
+                let mut inode = tx.inode(ino)?;
+                let mut tree = extent_tree(tx, &mut inode, ino)?;
+                let mut at = block;
+                while at < last && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                    let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
+                    if mapping.kind == MapKind::Hole {
+                        let want = if at % CHUNK_BLOCKS == 0 {
+                            mapping.len.min(MAX_ALLOCATION)
+                        } else {
+                            mapping.len.min(CHUNK_BLOCKS - at % CHUNK_BLOCKS)
+                        };
+                        let goal = goal_for(&tree, &TxNodes(tx), at, tx.sb.layout.data_start)?;
+                        let extent = tx.allocate_data(want, goal)?;
+                        put_extent(
+                            tx,
+                            &mut tree,
+                            &mut inode,
+                            ino,
+                            at,
+                            extent.start,
+                            extent.len,
+                            EXTENT_UNWRITTEN,
+                        )?;
+                        inode.blocks = inode.blocks.saturating_add(extent.len);
+                        at += extent.len;
+                    } else {
+                        at += mapping.len;
+                    }
+                }
+                inode.map_root = tree.root;
+                tx.put_inode(ino, &inode)?;
+                Ok(at)
+            })?;
+            block = step;
+        }
+        self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            if !keep_size {
+                inode.size = inode.size.max(end);
+            }
+            inode.mtime = now;
+            inode.ctime = now;
+            tx.put_inode(ino, &inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// Shares blocks `src_offset..src_offset + len` of `src` with `dst` at
+    /// `dst_offset` (`FICLONE`, `FICLONERANGE`, `copy_file_range`): what
+    /// `dst` had there is released, the shared blocks gain a reference,
+    /// holes stay holes. Offsets are block-aligned; `len` is rounded up to
+    /// whole blocks (a clone may end at the source's end of file). `dst`'s
+    /// size grows to `dst_offset + len` if smaller. Done in steps, each a
+    /// transaction leaving both files consistent.
+    pub fn reflink(
+        &mut self,
+        src: u64,
+        src_offset: u64,
+        dst: u64,
+        dst_offset: u64,
+        len: u64,
+        now: Timestamp,
+    ) -> Result<Inode, Error> {
+        let bs = BLOCK_SIZE as u64;
+        if src_offset % bs != 0 || dst_offset % bs != 0 {
+            return Err(Error::Invalid);
+        }
+        let count = len.div_ceil(bs);
+        let (src_first, dst_first) = (src_offset / bs, dst_offset / bs);
+        if dst_first.saturating_add(count) > MAX_FILE_BLOCKS
+            || src_first.saturating_add(count) > MAX_FILE_BLOCKS
+        {
+            return Err(Error::TooBig);
+        }
+        if src == dst && src_first < dst_first + count && dst_first < src_first + count {
+            return Err(Error::Invalid);
+        }
+        self.regular(src)?;
+        self.regular(dst)?;
+        self.unmap_range(dst, dst_first, count)?;
+        let mut done = 0;
+        while done < count {
+            done = self.transact(|tx| {
+                let source = tx.inode(src)?;
+                let mut inode = tx.inode(dst)?;
+                let mut tree = extent_tree(tx, &mut inode, dst)?;
+                let mut at = done;
+                while at < count && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                    let mapping = map_in(
+                        &tx.sb,
+                        &TxNodes(tx),
+                        src,
+                        &source,
+                        src_first + at,
+                        count - at,
+                    )?;
+                    if mapping.kind == MapKind::Hole {
+                        at += mapping.len;
+                        continue;
+                    }
+                    // One refcount record (or none) per step: `map_in`
+                    // stops where sharing changes.
+                    adjust_refcount(tx, mapping.physical, mapping.len, 1)?;
+                    let flags = if mapping.kind == MapKind::Unwritten {
+                        EXTENT_UNWRITTEN
+                    } else {
+                        0
+                    };
+                    put_extent(
+                        tx,
+                        &mut tree,
+                        &mut inode,
+                        dst,
+                        dst_first + at,
+                        mapping.physical,
+                        mapping.len,
+                        flags,
+                    )?;
+                    inode.blocks = inode.blocks.saturating_add(mapping.len);
+                    at += mapping.len;
+                }
+                inode.map_root = tree.root;
+                tx.put_inode(dst, &inode)?;
+                Ok(at)
+            })?;
+        }
+        self.transact(|tx| {
+            let mut inode = tx.inode(dst)?;
+            inode.size = inode.size.max(dst_offset.saturating_add(len));
+            inode.mtime = now;
+            inode.ctime = now;
+            tx.put_inode(dst, &inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// `ino`, which must be a regular file.
+    fn regular(&self, ino: u64) -> Result<Inode, Error> {
+        let inode = self.inode(ino)?;
+        match inode.file_type() {
+            Some(FileType::Regular) => Ok(inode),
+            Some(FileType::Directory) => Err(Error::IsDir),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    /// Sets mtime and ctime.
+    fn touch(&mut self, ino: u64, now: Timestamp) -> Result<Inode, Error> {
+        self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            inode.mtime = now;
+            inode.ctime = now;
+            tx.put_inode(ino, &inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// Releases the blocks mapped at file blocks `first..first + count`
+    /// (they become a hole), in bounded transactions.
+    fn unmap_range(&mut self, ino: u64, first: u64, count: u64) -> Result<(), Error> {
+        let end = first.saturating_add(count);
+        let mut cursor = first;
+        while cursor < end {
+            cursor = self.transact(|tx| {
+                let mut inode = tx.inode(ino)?;
+                if inode.map_root == 0 {
+                    return Ok(end);
+                }
+                let mut tree = Tree::<Extents>::open(inode.map_root, ino);
+                let mut at = cursor;
+                while at < end && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                    match find_extent(&tree, &TxNodes(tx), at)? {
+                        Lookup::Hole(next) => at = next.map_or(end, |n| n.min(end)),
+                        Lookup::Extent(start, extent) => {
+                            let stop = (start + u64::from(extent.len)).min(end);
+                            let len = stop - at;
+                            split_out(tx, &mut tree, &mut inode, ino, start, extent, at, len)?;
+                            release(tx, extent.physical + (at - start), len)?;
+                            inode.blocks = inode.blocks.saturating_sub(len);
+                            at = stop;
+                        }
+                    }
+                }
+                inode.map_root = tree.root;
+                tx.put_inode(ino, &inode)?;
+                Ok(at)
+            })?;
+        }
         Ok(())
     }
 
@@ -997,16 +1277,39 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 return Err(Error::Invalid);
             }
             let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, file_block, len)?;
-            let mut tree = if inode.map_root == 0 {
-                let mut store = TreeStore::new(tx, ino);
-                let tree = Tree::<Extents>::create(&mut store, ino).map_err(tree_error)?;
-                inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
-                tree
-            } else {
-                Tree::<Extents>::open(inode.map_root, ino)
-            };
+            let mut tree = extent_tree(tx, &mut inode, ino)?;
             let result = match mapping.kind {
                 MapKind::Data if !mapping.shared => mapping,
+                MapKind::Data | MapKind::Unwritten if mapping.shared => {
+                    // Shared: copy to new blocks (zeros for unwritten
+                    // ones), then point the range at them; the old blocks
+                    // lose one reference. Never write a shared block in
+                    // place, unwritten or not.
+                    let goal = mapping.physical;
+                    let extent = tx.allocate_data(mapping.len, goal)?;
+                    if mapping.kind == MapKind::Data {
+                        copy_blocks(tx, mapping.physical, extent.start, extent.len)?;
+                    } else {
+                        zero_blocks(tx, extent.start, extent.len)?;
+                    }
+                    replace_range(
+                        tx,
+                        &mut tree,
+                        &mut inode,
+                        ino,
+                        file_block,
+                        extent.len,
+                        extent.start,
+                    )?;
+                    Mapping {
+                        file_block,
+                        len: extent.len,
+                        physical: extent.start,
+                        kind: MapKind::Data,
+                        new: true,
+                        shared: false,
+                    }
+                }
                 MapKind::Hole => {
                     let goal = goal_for(&tree, &TxNodes(tx), file_block, tx.sb.layout.data_start)?;
                     let want = if file_block % CHUNK_BLOCKS == 0 {
@@ -1038,37 +1341,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         shared: false,
                     }
                 }
-                MapKind::Unwritten => {
+                MapKind::Unwritten | MapKind::Data => {
                     zero_blocks(tx, mapping.physical, mapping.len)?;
                     convert_unwritten(tx, &mut tree, &mut inode, ino, &mapping)?;
                     Mapping {
                         kind: MapKind::Data,
                         new: true,
                         ..mapping
-                    }
-                }
-                MapKind::Data => {
-                    // Shared: copy to new blocks, then point the range at
-                    // them; the old blocks lose one reference.
-                    let goal = mapping.physical;
-                    let extent = tx.allocate_data(mapping.len, goal)?;
-                    copy_blocks(tx, mapping.physical, extent.start, extent.len)?;
-                    replace_range(
-                        tx,
-                        &mut tree,
-                        &mut inode,
-                        ino,
-                        file_block,
-                        extent.len,
-                        extent.start,
-                    )?;
-                    Mapping {
-                        file_block,
-                        len: extent.len,
-                        physical: extent.start,
-                        kind: MapKind::Data,
-                        new: true,
-                        shared: false,
                     }
                 }
             };
@@ -1200,6 +1479,22 @@ impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.0.read(block)
     }
+}
+
+/// The extent tree of file `ino`, created if it has none yet.
+fn extent_tree<M: Media>(
+    tx: &mut Tx<'_, M>,
+    inode: &mut Inode,
+    ino: u64,
+) -> Result<Tree<Extents>, Error> {
+    if inode.map_root != 0 {
+        return Ok(Tree::open(inode.map_root, ino));
+    }
+    let mut store = TreeStore::new(tx, ino);
+    let tree = Tree::<Extents>::create(&mut store, ino).map_err(tree_error)?;
+    inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
+    inode.map_root = tree.root;
+    Ok(tree)
 }
 
 /// Directory `dir`, which must still be linked.
