@@ -10,6 +10,7 @@
 use kernel::prelude::*;
 
 mod ffi;
+mod fs;
 pub mod logic;
 mod params;
 mod pmem;
@@ -24,20 +25,28 @@ module! {
 }
 
 struct Oxdax {
+    // Dropped in declaration order: the filesystem type goes before the
+    // pmem driver, whose devices a mounted filesystem would use (mounts
+    // hold a module reference, so none exists at unload).
+    _fs: Pin<KBox<sys::fs::Registration<fs::OxdaxFs>>>,
     _pmem: Pin<KBox<sys::nd::Registration<pmem::PmemDriver>>>,
 }
 
 impl kernel::Module for Oxdax {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         // Registering binds the namespaces already there (their devices are
         // logged before the version line).
         let pmem = KBox::pin_init(sys::nd::Registration::new(), GFP_KERNEL)?;
+        let fs = sys::fs::Registration::<fs::OxdaxFs>::new(module)?;
         pr_info!(
             "version {} loaded (fault engine: {})\n",
             logic::VERSION,
             params::fault_engine().name()
         );
-        Ok(Oxdax { _pmem: pmem })
+        Ok(Oxdax {
+            _fs: fs,
+            _pmem: pmem,
+        })
     }
 }
 

@@ -7,12 +7,17 @@
 #include <linux/badblocks.h>
 #include <linux/blkdev.h>
 #include <linux/dax.h>
+#include <linux/fs.h>
 #include <linux/fs_context.h>
+#include <linux/seq_file.h>
+#include <linux/statfs.h>
+#include <linux/uio.h>
 #include <linux/iomap.h>
 #include <linux/libnvdimm.h>
 #include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/nd.h>
+#include <linux/pagemap.h>
 #include <linux/pfn_t.h>
 #include <linux/xarray.h>
 
@@ -39,3 +44,12 @@ const blk_status_t OXDAX_CONST_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
 const blk_status_t OXDAX_CONST_BLK_STS_IOERR = BLK_STS_IOERR;
 const blk_opf_t OXDAX_CONST_REQ_PREFLUSH = REQ_PREFLUSH;
 const blk_opf_t OXDAX_CONST_REQ_FUA = REQ_FUA;
+const unsigned long OXDAX_CONST_SB_RDONLY = SB_RDONLY;
+const unsigned long OXDAX_CONST_SB_NOSEC = SB_NOSEC;
+const unsigned long OXDAX_CONST_SB_POSIXACL = SB_POSIXACL;
+const loff_t OXDAX_CONST_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
+const int OXDAX_CONST_MF_MEM_PRE_REMOVE = MF_MEM_PRE_REMOVE;
+const int OXDAX_CONST_S_ATIME = S_ATIME;
+const int OXDAX_CONST_S_MTIME = S_MTIME;
+const int OXDAX_CONST_S_CTIME = S_CTIME;
+const int OXDAX_CONST_EHWPOISON = EHWPOISON;

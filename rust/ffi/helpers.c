@@ -6,6 +6,11 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/dax.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/libnvdimm.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
 #include <linux/device.h>
 #include <linux/kstrtox.h>
 #include <linux/ioport.h>
@@ -15,6 +20,7 @@
 #include <linux/moduleparam.h>
 #include <linux/nd.h>
 #include <linux/pfn_t.h>
+#include <linux/ratelimit.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
 
@@ -205,4 +211,148 @@ const struct attribute_group *oxdax_pmem_attribute_groups[] = {
 struct kernfs_node *oxdax_disk_badblocks_dirent(struct gendisk *disk)
 {
 	return sysfs_get_dirent(disk_to_dev(disk)->kobj.sd, "badblocks");
+}
+
+/*
+ * Filesystem helpers. kmem_cache_create() is a _Generic macro; the inode
+ * cache is reclaimable and accounted like every filesystem's.
+ */
+struct kmem_cache *oxdax_kmem_cache_create(const char *name, unsigned int size,
+					   void (*ctor)(void *))
+{
+	return kmem_cache_create(name, size, 0, SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT, ctor);
+}
+
+void *oxdax_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache)
+{
+	return alloc_inode_sb(sb, cache, GFP_KERNEL);
+}
+
+/* A mount option's key and value (NULL for a flag); only those two kinds. */
+int oxdax_fs_param(const struct fs_parameter *param, const char **key, const char **value)
+{
+	*key = param->key;
+	switch (param->type) {
+	case fs_value_is_flag:
+		*value = NULL;
+		return 0;
+	case fs_value_is_string:
+		*value = param->string;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+void oxdax_inode_lock(struct inode *inode)
+{
+	inode_lock(inode);
+}
+
+void oxdax_inode_unlock(struct inode *inode)
+{
+	inode_unlock(inode);
+}
+
+void oxdax_inode_lock_shared(struct inode *inode)
+{
+	inode_lock_shared(inode);
+}
+
+void oxdax_inode_unlock_shared(struct inode *inode)
+{
+	inode_unlock_shared(inode);
+}
+
+long long oxdax_i_size_read(const struct inode *inode)
+{
+	return i_size_read(inode);
+}
+
+void oxdax_i_size_write(struct inode *inode, long long size)
+{
+	i_size_write(inode, size);
+}
+
+unsigned int oxdax_i_uid_read(const struct inode *inode)
+{
+	return i_uid_read(inode);
+}
+
+unsigned int oxdax_i_gid_read(const struct inode *inode)
+{
+	return i_gid_read(inode);
+}
+
+void oxdax_i_uid_write(struct inode *inode, unsigned int uid)
+{
+	i_uid_write(inode, uid);
+}
+
+void oxdax_i_gid_write(struct inode *inode, unsigned int gid)
+{
+	i_gid_write(inode, gid);
+}
+
+void oxdax_inode_set_times(struct inode *inode, const struct timespec64 *atime,
+			   const struct timespec64 *mtime, const struct timespec64 *ctime)
+{
+	inode_set_atime_to_ts(inode, *atime);
+	inode_set_mtime_to_ts(inode, *mtime);
+	inode_set_ctime_to_ts(inode, *ctime);
+}
+
+void oxdax_inode_get_times(struct inode *inode, struct timespec64 *atime,
+			   struct timespec64 *mtime, struct timespec64 *ctime)
+{
+	*atime = inode_get_atime(inode);
+	*mtime = inode_get_mtime(inode);
+	*ctime = inode_get_ctime(inode);
+}
+
+const unsigned char *oxdax_dentry_name(const struct dentry *dentry, unsigned int *len)
+{
+	*len = dentry->d_name.len;
+	return dentry->d_name.name;
+}
+
+bool oxdax_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino,
+		    unsigned int type)
+{
+	return dir_emit(ctx, name, len, ino, type);
+}
+
+bool oxdax_dir_emit_dots(struct file *file, struct dir_context *ctx)
+{
+	return dir_emit_dots(file, ctx);
+}
+
+/* DAX files take O_DIRECT: every access is direct anyway. */
+void oxdax_file_allow_odirect(struct file *file)
+{
+	file->f_mode |= FMODE_CAN_ODIRECT;
+}
+
+void oxdax_file_accessed(struct file *file)
+{
+	file_accessed(file);
+}
+
+size_t oxdax_iov_iter_count(const struct iov_iter *iter)
+{
+	return iov_iter_count(iter);
+}
+
+/* Orders and drains earlier flushcache stores: pmem_wmb(). */
+void oxdax_pmem_wmb(void)
+{
+	pmem_wmb();
+}
+
+/* DEFINE_RATELIMIT_STATE is a macro: one state for the module's messages. */
+bool oxdax_ratelimit(void)
+{
+	static DEFINE_RATELIMIT_STATE(state, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
+
+	return __ratelimit(&state);
 }

@@ -58,4 +58,42 @@ u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags);
 void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages);
 bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages);
 
+/* filesystem */
+struct dir_context;
+struct file;
+struct fs_parameter;
+struct inode;
+struct kmem_cache;
+struct super_block;
+struct dentry;
+struct timespec64;
+struct iov_iter;
+struct kmem_cache *oxdax_kmem_cache_create(const char *name, unsigned int size,
+					   void (*ctor)(void *));
+void *oxdax_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache);
+int oxdax_fs_param(const struct fs_parameter *param, const char **key, const char **value);
+void oxdax_inode_lock(struct inode *inode);
+void oxdax_inode_unlock(struct inode *inode);
+void oxdax_inode_lock_shared(struct inode *inode);
+void oxdax_inode_unlock_shared(struct inode *inode);
+long long oxdax_i_size_read(const struct inode *inode);
+void oxdax_i_size_write(struct inode *inode, long long size);
+unsigned int oxdax_i_uid_read(const struct inode *inode);
+unsigned int oxdax_i_gid_read(const struct inode *inode);
+void oxdax_i_uid_write(struct inode *inode, unsigned int uid);
+void oxdax_i_gid_write(struct inode *inode, unsigned int gid);
+void oxdax_inode_set_times(struct inode *inode, const struct timespec64 *atime,
+			   const struct timespec64 *mtime, const struct timespec64 *ctime);
+void oxdax_inode_get_times(struct inode *inode, struct timespec64 *atime,
+			   struct timespec64 *mtime, struct timespec64 *ctime);
+const unsigned char *oxdax_dentry_name(const struct dentry *dentry, unsigned int *len);
+bool oxdax_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino,
+		    unsigned int type);
+bool oxdax_dir_emit_dots(struct file *file, struct dir_context *ctx);
+void oxdax_file_allow_odirect(struct file *file);
+void oxdax_file_accessed(struct file *file);
+size_t oxdax_iov_iter_count(const struct iov_iter *iter);
+void oxdax_pmem_wmb(void);
+bool oxdax_ratelimit(void);
+
 #endif /* OXDAX_HELPERS_H */

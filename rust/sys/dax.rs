@@ -10,7 +10,7 @@ use core::{
 
 use kernel::{error::from_err_ptr, error::to_result, prelude::*};
 
-use crate::ffi;
+use crate::{ffi, sys::memory::PmemMemory};
 
 /// How a DAX access is meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,4 +238,131 @@ unsafe extern "C" fn recovery_write_callback<T: DaxOperations>(
     // SAFETY: See `provider`; the address and iterator are as the trait
     // method requires (caller).
     unsafe { provider::<T>(dax).recovery_write(pgoff as u64, addr.cast(), bytes, iter.cast()) }
+}
+
+/// Why a block device's DAX device could not be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FsDaxError {
+    /// No DAX device (or one another filesystem holds).
+    NotDax,
+}
+
+/// A block device's DAX device, taken by a filesystem as holder
+/// (`fs_dax_get_by_bdev`); released (`fs_put_dax`) when dropped.
+pub(crate) struct FsDax {
+    dax: NonNull<ffi::dax_device>,
+    holder: *mut kernel::ffi::c_void,
+    start: u64,
+}
+
+// SAFETY: DAX functions are callable from any thread; the holder pointer
+// is only compared, never dereferenced here.
+unsafe impl Send for FsDax {}
+// SAFETY: As above.
+unsafe impl Sync for FsDax {}
+
+/// A DAX read section (`dax_read_lock`) in which the device was alive:
+/// memory it mapped stays mapped until the guard is dropped, because
+/// `kill_dax` waits for every such section before the driver unmaps it.
+pub(crate) struct DaxReadGuard {
+    id: kernel::ffi::c_int,
+}
+
+impl Drop for DaxReadGuard {
+    fn drop(&mut self) {
+        // SAFETY: `id` came from `dax_read_lock` and is unlocked once.
+        unsafe { ffi::dax_read_unlock(self.id) };
+    }
+}
+
+/// What mapping the whole device found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapError {
+    /// Only this many of the pages are contiguous.
+    Partial(u64),
+    /// The range holds poisoned memory.
+    Poisoned,
+    /// The device is dead.
+    Dead,
+    /// Another error (errno).
+    Other(i32),
+}
+
+impl FsDax {
+    /// Takes `bdev`'s DAX device with `holder` and its operations.
+    ///
+    /// # Safety
+    ///
+    /// `bdev` is an open block device; `holder` and `ops` outlive the
+    /// result and any callback the DAX core may still be running after it
+    /// was dropped.
+    pub(crate) unsafe fn get(
+        bdev: *mut ffi::block_device,
+        holder: *mut kernel::ffi::c_void,
+        ops: *const ffi::dax_holder_operations,
+    ) -> Result<Self, FsDaxError> {
+        let mut start = 0u64;
+        // SAFETY: See the contract; `start` is valid for writes.
+        let dax = unsafe { ffi::fs_dax_get_by_bdev(bdev.cast(), &mut start, holder, ops) };
+        let dax = NonNull::new(dax).ok_or(FsDaxError::NotDax)?;
+        Ok(Self { dax, holder, start })
+    }
+
+    /// The raw device (identity, for the holder registry).
+    pub(crate) fn as_ptr(&self) -> *mut ffi::dax_device {
+        self.dax.as_ptr()
+    }
+
+    /// Enters a read section if the device is alive.
+    pub(crate) fn read_lock(&self) -> Option<DaxReadGuard> {
+        // SAFETY: Always allowed; the section ends when the guard drops.
+        let id = unsafe { ffi::dax_read_lock() };
+        let guard = DaxReadGuard { id };
+        // SAFETY: We hold a reference on the device.
+        unsafe { ffi::dax_alive(self.dax.as_ptr()) }.then_some(guard)
+    }
+
+    /// Maps `len` bytes from the block device's start, all contiguous;
+    /// returns their kernel address. The mapping is valid while the device
+    /// is alive: use it only inside `read_lock` sections.
+    pub(crate) fn map_all(&self, len: u64) -> Result<PmemMemory, MapError> {
+        let page = crate::logic::pmem::PAGE_SIZE;
+        let pages = len / page;
+        let _guard = self.read_lock().ok_or(MapError::Dead)?;
+        let mut kaddr = core::ptr::null_mut();
+        // SAFETY: We hold a reference on the live device and are in a read
+        // section; `kaddr` is valid for writes, the pfn is not wanted.
+        let got = unsafe {
+            ffi::dax_direct_access(
+                self.dax.as_ptr(),
+                (self.start / page) as _,
+                pages as _,
+                ffi::dax_access_mode_DAX_ACCESS,
+                &mut kaddr,
+                core::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(if got == -(ffi::EHWPOISON as isize) {
+                MapError::Poisoned
+            } else {
+                MapError::Other(got as i32)
+            });
+        }
+        if (got as u64) < pages {
+            return Err(MapError::Partial(got as u64));
+        }
+        let base = NonNull::new(kaddr.cast()).ok_or(MapError::Other(-(ffi::EIO as i32)))?;
+        // SAFETY: `direct_access` mapped `pages` pages (at least `len`
+        // bytes rounded down) contiguously; they stay mapped while the
+        // device is alive, which users check through `read_lock`.
+        Ok(unsafe { PmemMemory::new(base, pages * page) })
+    }
+}
+
+impl Drop for FsDax {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `get` with this holder; released once.
+        unsafe { ffi::fs_put_dax(self.dax.as_ptr(), self.holder) };
+    }
 }

@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use crate::{ffi, logic::pmem::page_chunks};
+use crate::{ffi, logic::pmem::page_chunks, sys::fs::IovIter};
 
 /// A mapped range of persistent memory: `len` bytes at `base` in the
 /// kernel's direct map. Offsets are checked against `len` on every access.
@@ -196,4 +196,82 @@ pub(crate) fn mark_pages_present(pfn: u64, nr_pages: u64) {
     // SAFETY: The helper only touches `struct page`s of the range, which the
     // caller's mapped pagemap covers.
     unsafe { ffi::oxdax_pmem_mkpage_present(pfn as _, nr_pages as _) };
+}
+
+impl PmemMemory {
+    /// Size of the mapping in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The `len` bytes at `offset`, to read, if inside the mapping.
+    ///
+    /// Writes through this mapping (`write`, `zero`) while the reference
+    /// lives change what it shows: only callers that order their own
+    /// accesses (a filesystem under its metadata lock) may use both.
+    pub(crate) fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let addr = self.at(offset, len).ok()?;
+        // SAFETY: `addr..addr + len` is inside the mapping (checked), which
+        // lives as long as `self`.
+        Some(unsafe { core::slice::from_raw_parts(addr, len) })
+    }
+
+    /// Copies `data` to `offset`, bypassing the CPU cache (durable after
+    /// the next [`fence`]).
+    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result {
+        let dst = self.at(offset, data.len())?;
+        // SAFETY: Both ranges are valid for `data.len()` bytes.
+        unsafe { ffi::oxdax_memcpy_flushcache(dst.cast(), data.as_ptr().cast(), data.len()) };
+        Ok(())
+    }
+
+    /// Copies up to `len` bytes at `offset` into `iter`, surviving machine
+    /// checks; returns the bytes copied (short on a fault or poison).
+    pub(crate) fn copy_to_iter(
+        &self,
+        offset: u64,
+        len: usize,
+        iter: &mut IovIter,
+    ) -> Result<usize> {
+        let src = self.at(offset, len)?;
+        // SAFETY: The source range is inside the mapping; the iterator is
+        // live (its wrapper's invariant).
+        Ok(unsafe { ffi::_copy_mc_to_iter(src.cast(), len, iter.as_ptr()) })
+    }
+
+    /// Copies up to `len` bytes from `iter` to `offset`, bypassing the CPU
+    /// cache; returns the bytes copied (short on a fault).
+    pub(crate) fn copy_from_iter(
+        &self,
+        offset: u64,
+        len: usize,
+        iter: &mut IovIter,
+    ) -> Result<usize> {
+        let dst = self.at(offset, len)?;
+        // SAFETY: As in `copy_to_iter`.
+        Ok(unsafe { ffi::_copy_from_iter_flushcache(dst.cast(), len, iter.as_ptr()) })
+    }
+}
+
+/// Orders every earlier flushcache store before every later store and
+/// drains them to the persistence domain (`pmem_wmb`).
+pub(crate) fn fence() {
+    // SAFETY: A barrier; no memory is named.
+    unsafe { ffi::oxdax_pmem_wmb() };
+}
+
+/// `bytes` seen as whole `N`-byte blocks (a trailing partial block is
+/// left out).
+pub(crate) fn as_blocks_mut<const N: usize>(bytes: &mut [u8]) -> &mut [[u8; N]] {
+    let count = bytes.len().checked_div(N).unwrap_or(0);
+    // SAFETY: `[u8; N]` has alignment 1 and no invalid values; `count`
+    // blocks of N bytes lie inside `bytes`, which the result borrows.
+    unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), count) }
+}
+
+/// Whether a rate-limited message may be printed now (the kernel's
+/// default interval and burst, one state for the module).
+pub(crate) fn log_ratelimit() -> bool {
+    // SAFETY: The helper only updates its own static state, under its lock.
+    unsafe { ffi::oxdax_ratelimit() }
 }

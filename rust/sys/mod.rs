@@ -10,6 +10,7 @@
 pub(crate) mod badblocks;
 pub(crate) mod block;
 pub(crate) mod dax;
+pub(crate) mod fs;
 pub(crate) mod memory;
 pub(crate) mod nd;
 pub(crate) mod once;

@@ -1,0 +1,803 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The oxdax filesystem, kernel side: the VFS operations of
+//! [`crate::sys::fs::FileSystem`] carried out by the pure-logic
+//! [`Volume`], and the file data moved directly between user buffers and
+//! persistent memory (no page cache).
+//!
+//! Locking (Documentation/oxdax/filesystem.rst): VFS locks (i_rwsem) are
+//! taken by the callers, then a DAX read section, then the volume mutex,
+//! held only for one `Volume` call; nothing calls back into the VFS or
+//! touches user memory with the mutex held.
+
+mod media;
+
+use core::fmt;
+
+use kernel::{c_str, fmt, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc, sync::Mutex};
+
+use self::media::{Buffers, PmemMedia};
+use crate::{
+    logic::{
+        format::{
+            inode::{Inode as Record, Timestamp, MAX_FILE_SIZE},
+            kinds::NAME_MAX,
+            BLOCK_SIZE,
+        },
+        fs::{
+            AttrChange, Error as FsError, MapKind, Mapping, MountError, NewInode, RenameFlags,
+            Volume, END_POSITION, FIRST_POSITION,
+        },
+    },
+    sys::{
+        dax::{FsDax, FsDaxError, MapError},
+        errno as sys_errno,
+        fs::{
+            errno, Attributes, DirContext, FileSystem, FsType, Inode, IovIter, Kiocb, NewOwner,
+            SeqFile, StatFs, SuperBlock,
+        },
+        memory::{self, PmemMemory},
+    },
+};
+
+/// `statfs` magic: "OXDA".
+const OXDAX_MAGIC: u64 = 0x4f58_4441;
+
+/// Block size as a `u64`, for offset arithmetic.
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// Bytes of directory entries gathered per volume call in `readdir`.
+const READDIR_BATCH: usize = 4096;
+
+static FS_TYPE: FsType = FsType::new();
+
+/// The oxdax filesystem type.
+pub(crate) struct OxdaxFs;
+
+/// Mount options: nothing to keep (`dax` is accepted and always on).
+#[derive(Default)]
+pub(crate) struct Options;
+
+type Vol = Volume<PmemMedia, Buffers>;
+
+/// A mounted oxdax filesystem.
+#[pin_data]
+pub(crate) struct Info {
+    /// The filesystem's metadata, one operation at a time.
+    #[pin]
+    volume: Mutex<Vol>,
+    /// The mapping file data is copied through (the volume has its own).
+    data: PmemMemory,
+    /// The DAX device: held, and checked alive around every access.
+    dax: FsDax,
+    /// Device name, for log lines.
+    id: CString,
+}
+
+impl Info {
+    /// Device name, for log lines.
+    fn id(&self) -> &CStr {
+        &self.id
+    }
+
+    /// Runs one volume operation: inside a DAX read section (the device is
+    /// alive and stays mapped), under the volume mutex. Errors become
+    /// errnos, damage is logged.
+    fn call<R>(&self, op: impl FnOnce(&mut Vol) -> Result<R, FsError>) -> Result<R> {
+        let Some(_alive) = self.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let result = op(&mut self.volume.lock());
+        result.map_err(|e| self.errno(e))
+    }
+
+    /// The errno of a volume error; damage gets a (rate-limited) line.
+    fn errno(&self, e: FsError) -> Error {
+        match e {
+            FsError::NotFound => ENOENT,
+            FsError::Exists => EEXIST,
+            FsError::NotEmpty => Error::from_errno(-39),
+            FsError::NotDir => ENOTDIR,
+            FsError::IsDir => EISDIR,
+            FsError::NoSpace => ENOSPC,
+            FsError::NameTooLong => Error::from_errno(-36),
+            FsError::Invalid => EINVAL,
+            FsError::TooManyLinks => EMLINK,
+            FsError::TooBig => EFBIG,
+            FsError::ReadOnly => EROFS,
+            FsError::Shutdown => EIO,
+            FsError::Corrupt(block, what) => {
+                if memory::log_ratelimit() {
+                    pr_err!(
+                        "{}: damaged metadata in block {}: {:?}\n",
+                        self.id(),
+                        block,
+                        what
+                    );
+                }
+                EIO
+            }
+        }
+    }
+}
+
+/// The info of a live super block.
+fn info(sb: &SuperBlock<OxdaxFs>) -> Result<&Info> {
+    sb.info().ok_or(EIO)
+}
+
+/// The info of an inode's super block.
+fn inode_info(inode: &Inode<OxdaxFs>) -> Result<&Info> {
+    inode.fs_info().ok_or(EIO)
+}
+
+/// What the VFS inode shows of a record.
+fn attributes(record: &Record) -> Attributes {
+    Attributes {
+        mode: record.mode,
+        uid: record.uid,
+        gid: record.gid,
+        nlink: record.nlink,
+        size: record.size,
+        allocated: record.blocks.saturating_mul(BLOCK),
+        atime: record.atime,
+        mtime: record.mtime,
+        ctime: record.ctime,
+        generation: record.generation,
+        rdev: record.rdev,
+        btime: record.btime,
+    }
+}
+
+/// Copies a record into its VFS inode: the one place that does.
+fn refresh(inode: &Inode<OxdaxFs>, record: &Record) {
+    inode.set_attributes(&attributes(record));
+}
+
+/// Like [`refresh`], when the volume returned a record for inode `ino`
+/// that should be `inode`'s.
+fn refresh_checked(info: &Info, inode: &Inode<OxdaxFs>, ino: u64, record: &Record) {
+    if inode.ino() == ino {
+        refresh(inode, record);
+    } else {
+        pr_err!(
+            "{}: operation on inode {} changed inode {}\n",
+            info.id(),
+            inode.ino(),
+            ino
+        );
+    }
+}
+
+/// The one log line of a refused mount, and its errno.
+fn mount_error(id: &CStr, e: MountError) -> Error {
+    match e {
+        MountError::NoFilesystem => {
+            pr_err!("{}: no oxdax filesystem\n", id);
+            EINVAL
+        }
+        MountError::Unsupported => {
+            pr_err!("{}: unsupported oxdax version or feature\n", id);
+            EINVAL
+        }
+        MountError::TooSmall => {
+            pr_err!("{}: filesystem larger than the device\n", id);
+            EINVAL
+        }
+        MountError::Journal => {
+            pr_err!("{}: damaged journal\n", id);
+            errno::euclean()
+        }
+        MountError::Corrupt(block, what) => {
+            pr_err!("{}: damaged metadata in block {}: {:?}\n", id, block, what);
+            errno::euclean()
+        }
+    }
+}
+
+/// A UUID in its usual text form.
+struct Uuid<'a>(&'a [u8; 16]);
+
+impl fmt::Display for Uuid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{:02x}", b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps the whole device; one log line if it cannot.
+fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<PmemMemory> {
+    dax.map_all(len).map_err(|e| match e {
+        MapError::Partial(pages) => {
+            pr_err!(
+                "{}: only {} of {} pages map contiguously\n",
+                id,
+                pages,
+                len / crate::logic::pmem::PAGE_SIZE
+            );
+            EINVAL
+        }
+        MapError::Poisoned => {
+            pr_err!("{}: device has poisoned memory, not mounting\n", id);
+            EIO
+        }
+        MapError::Dead => {
+            pr_err!("{}: DAX device is gone\n", id);
+            ENXIO
+        }
+        MapError::Other(errno) => {
+            pr_err!("{}: cannot map the device (errno {})\n", id, errno);
+            Error::from_errno(errno)
+        }
+    })
+}
+
+/// Mounts a volume on a fresh mapping of `dax` (called inside a DAX read
+/// section).
+fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol> {
+    let media = PmemMedia::new(map_device(id, dax, len)?);
+    let (volume, report) =
+        Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
+    let sb = volume.superblock();
+    pr_info!(
+        "{}: mounted{} label \"{}\" uuid {}: {} transactions replayed{}{}\n",
+        id,
+        if read_only { " read-only," } else { "" },
+        sb.label.as_str(),
+        Uuid(&sb.uuid),
+        report.replayed,
+        if report.used_backup {
+            ", backup superblock used"
+        } else {
+            ""
+        },
+        if report.was_dirty {
+            ", was not unmounted cleanly"
+        } else {
+            ""
+        },
+    );
+    Ok(volume)
+}
+
+impl OxdaxFs {
+    /// The block range a transfer of `pos..end` still needs.
+    fn blocks(pos: u64, end: u64) -> (u64, u64) {
+        let first = pos / BLOCK;
+        (first, (end - 1) / BLOCK + 1 - first)
+    }
+
+    /// Bytes of `mapping` from `pos` up to `end`, and where they are on the
+    /// device; `None` if the volume answered for another range.
+    fn span(mapping: &Mapping, pos: u64, end: u64) -> Option<(u64, u64)> {
+        let start = mapping.file_block.checked_mul(BLOCK)?;
+        let stop = mapping
+            .file_block
+            .checked_add(mapping.len)?
+            .checked_mul(BLOCK)?;
+        if pos < start || pos >= stop || mapping.len == 0 {
+            return None;
+        }
+        let device = mapping
+            .physical
+            .checked_mul(BLOCK)?
+            .checked_add(pos - start)?;
+        Some((stop.min(end) - pos, device))
+    }
+}
+
+impl FileSystem for OxdaxFs {
+    type Options = Options;
+    type Info = Info;
+
+    const NAME: &'static CStr = c_str!("oxdax");
+    const MAGIC: u64 = OXDAX_MAGIC;
+    const MAX_BYTES: u64 = MAX_FILE_SIZE;
+
+    fn fs_type() -> &'static FsType {
+        &FS_TYPE
+    }
+
+    fn parse_param(_options: &mut Options, key: &CStr, value: Option<&CStr>) -> Result {
+        if key.as_bytes() != b"dax" {
+            // `source` is the VFS's; anything else it refuses, with one
+            // "oxdax: Unknown parameter" line.
+            return Err(errno::enoparam());
+        }
+        match value {
+            None => Ok(()),
+            Some(v) if v.as_bytes() == b"always" => Ok(()),
+            Some(v) => {
+                pr_err!("dax={} is not supported: DAX is always on\n", v);
+                Err(EINVAL)
+            }
+        }
+    }
+
+    fn fill_super(sb: &SuperBlock<Self>, _options: &Options) -> Result<Arc<Info>> {
+        let id = CString::try_from_fmt(fmt!("{}", sb.id()))?;
+        let dax = sb.get_dax().map_err(|FsDaxError::NotDax| {
+            pr_err!("{}: not a DAX device\n", &*id);
+            EINVAL
+        })?;
+        let len = sb.device_bytes();
+        let data = map_device(&id, &dax, len)?;
+        let volume = {
+            let Some(_alive) = dax.read_lock() else {
+                pr_err!("{}: DAX device is gone\n", &*id);
+                return Err(ENXIO);
+            };
+            mount_volume(&id, &dax, len, sb.is_read_only())?
+        };
+        Arc::pin_init(
+            pin_init!(Info {
+                volume <- new_mutex!(volume, "oxdax_volume"),
+                data,
+                dax,
+                id,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn dax(info: &Info) -> &FsDax {
+        &info.dax
+    }
+
+    fn root(info: &Info) -> u64 {
+        info.volume.lock().root()
+    }
+
+    fn reconfigure(sb: &SuperBlock<Self>, _options: &Options, read_only: bool) -> Result {
+        if read_only == sb.is_read_only() {
+            return Ok(());
+        }
+        let info = info(sb)?;
+        // The volume takes its read-only state at mount: remount it. The
+        // old one is unmounted first when going read-only, so that it
+        // marks the filesystem clean.
+        let Some(_alive) = info.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let mut volume = info.volume.lock();
+        if read_only {
+            volume.unmount();
+        }
+        let new = mount_volume(info.id(), &info.dax, sb.device_bytes(), read_only)?;
+        drop(core::mem::replace(&mut *volume, new));
+        Ok(())
+    }
+
+    fn put_super(sb: &SuperBlock<Self>) {
+        if let Ok(info) = info(sb) {
+            // A dead device is not written to: its memory may be unmapped.
+            if let Some(_alive) = info.dax.read_lock() {
+                info.volume.lock().unmount();
+            }
+        }
+    }
+
+    fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs> {
+        let info = info(sb)?;
+        let (stat, uuid) = info.call(|v| Ok((v.statfs(), v.superblock().uuid)))?;
+        let (low, high) = uuid.split_at(8);
+        let fold = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+        Ok(StatFs {
+            blocks: stat.blocks,
+            free_blocks: stat.free_blocks,
+            files: stat.files,
+            free_files: stat.free_files,
+            name_len: NAME_MAX as u64,
+            fsid: fold(low) ^ fold(high),
+        })
+    }
+
+    fn sync_fs(sb: &SuperBlock<Self>) -> Result {
+        // Every operation is durable when it returns: only report a
+        // filesystem that can no longer keep that promise.
+        let info = info(sb)?;
+        info.call(|v| {
+            if v.is_shut_down() {
+                Err(FsError::Shutdown)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn show_options(_sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result {
+        seq.puts(c_str!(",dax"));
+        Ok(())
+    }
+
+    fn dax_failure(info: &Info, _offset: u64, _len: u64, pre_remove: bool) -> Result {
+        if !pre_remove {
+            // Which files own the failed blocks is a later issue (the
+            // reverse map): the kernel's generic handling applies.
+            return Err(sys_errno::eopnotsupp());
+        }
+        pr_warn!("{}: device is being removed: shutting down\n", info.id());
+        info.volume.lock().shut_down();
+        Ok(())
+    }
+
+    fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
+        let record = info.call(|v| v.inode(ino)).map_err(|e| {
+            if e == ENOENT {
+                // A name or handle refers to a free inode.
+                Error::from_errno(-116) // ESTALE
+            } else {
+                e
+            }
+        })?;
+        Ok(attributes(&record))
+    }
+
+    fn evict_inode(inode: &Inode<Self>) {
+        let Ok(info) = inode_info(inode) else {
+            return;
+        };
+        let ino = inode.ino();
+        if let Err(e) = info.call(|v| v.evict(ino)) {
+            if e != EIO && memory::log_ratelimit() {
+                pr_warn!("{}: inode {} not freed: {:?}\n", info.id(), ino, e);
+            }
+        }
+    }
+
+    fn lookup(dir: &Inode<Self>, name: &[u8]) -> Result<Option<u64>> {
+        let info = inode_info(dir)?;
+        info.call(|v| match v.lookup(dir.ino(), name) {
+            Ok(ino) => Ok(Some(ino)),
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn create(dir: &Inode<Self>, name: &[u8], owner: &NewOwner) -> Result<u64> {
+        let info = inode_info(dir)?;
+        let new = NewInode {
+            mode: owner.mode,
+            uid: owner.uid,
+            gid: owner.gid,
+            rdev: owner.rdev,
+            now: dir.now(),
+        };
+        let (ino, dir_record) = info.call(|v| {
+            let (ino, _) = v.create(dir.ino(), name, &new)?;
+            Ok((ino, v.inode(dir.ino()).ok()))
+        })?;
+        if let Some(record) = dir_record {
+            refresh(dir, &record);
+        }
+        Ok(ino)
+    }
+
+    fn link(inode: &Inode<Self>, dir: &Inode<Self>, name: &[u8]) -> Result {
+        let info = inode_info(dir)?;
+        let now = dir.now();
+        let (record, dir_record) = info.call(|v| {
+            let record = v.link(inode.ino(), dir.ino(), name, now)?;
+            Ok((record, v.inode(dir.ino()).ok()))
+        })?;
+        refresh(inode, &record);
+        if let Some(record) = dir_record {
+            refresh(dir, &record);
+        }
+        Ok(())
+    }
+
+    fn unlink(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
+        let info = inode_info(dir)?;
+        let now = dir.now();
+        let (unlinked, dir_record) = info.call(|v| {
+            let unlinked = v.unlink(dir.ino(), name, now)?;
+            Ok((unlinked, v.inode(dir.ino()).ok()))
+        })?;
+        refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+        if let Some(record) = dir_record {
+            refresh(dir, &record);
+        }
+        Ok(())
+    }
+
+    fn rmdir(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
+        let info = inode_info(dir)?;
+        let now = dir.now();
+        let (unlinked, dir_record) = info.call(|v| {
+            let unlinked = v.rmdir(dir.ino(), name, now)?;
+            Ok((unlinked, v.inode(dir.ino()).ok()))
+        })?;
+        refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+        if let Some(record) = dir_record {
+            refresh(dir, &record);
+        }
+        Ok(())
+    }
+
+    fn rename(
+        old_dir: &Inode<Self>,
+        old_name: &[u8],
+        moved: &Inode<Self>,
+        new_dir: &Inode<Self>,
+        new_name: &[u8],
+        replaced: Option<&Inode<Self>>,
+        no_replace: bool,
+    ) -> Result {
+        let info = inode_info(old_dir)?;
+        let now = old_dir.now();
+        let same_dir = old_dir.ino() == new_dir.ino();
+        let (renamed, old_record, new_record) = info.call(|v| {
+            let renamed = v.rename(
+                old_dir.ino(),
+                old_name,
+                new_dir.ino(),
+                new_name,
+                RenameFlags { no_replace },
+                now,
+            )?;
+            let old_record = v.inode(old_dir.ino()).ok();
+            let new_record = if same_dir {
+                None
+            } else {
+                v.inode(new_dir.ino()).ok()
+            };
+            Ok((renamed, old_record, new_record))
+        })?;
+        refresh_checked(info, moved, renamed.moved.0, &renamed.moved.1);
+        match (replaced, renamed.replaced) {
+            (Some(inode), Some((ino, record))) => refresh_checked(info, inode, ino, &record),
+            (None, None) => {}
+            _ => pr_err!(
+                "{}: rename target in directory {} disagrees with the dentry cache\n",
+                info.id(),
+                new_dir.ino()
+            ),
+        }
+        if let Some(record) = old_record {
+            refresh(old_dir, &record);
+        }
+        if let Some(record) = new_record {
+            refresh(new_dir, &record);
+        }
+        Ok(())
+    }
+
+    fn setattr(inode: &Inode<Self>, change: &AttrChange) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let mut current = None;
+        let result = info.call(|v| match v.set_attr(ino, change) {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                // The VFS inode already shows the change: restore it.
+                current = v.inode(ino).ok();
+                Err(e)
+            }
+        });
+        match result {
+            Ok(record) => {
+                refresh(inode, &record);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(record) = current {
+                    refresh(inode, &record);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result {
+        Self::setattr(inode, change)
+    }
+
+    fn read(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize> {
+        let inode = iocb.inode();
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let mut pos = iocb.pos();
+        let size = inode.size();
+        if pos >= size {
+            return Ok(0);
+        }
+        let end = size.min(pos.saturating_add(iter.count() as u64));
+        // The mapping stays valid while this read section lasts: a removed
+        // device waits for it before its memory is unmapped.
+        let Some(_alive) = info.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let mut done = 0usize;
+        let mut failure = None;
+        while pos < end {
+            let (first, count) = Self::blocks(pos, end);
+            let mapping = match info.call(|v| v.map_read(ino, first, count)) {
+                Ok(mapping) => mapping,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let Some((len, device)) = Self::span(&mapping, pos, end) else {
+                pr_err!(
+                    "{}: inode {}: bad mapping for block {}\n",
+                    info.id(),
+                    ino,
+                    first
+                );
+                failure = Some(EIO);
+                break;
+            };
+            let len = len as usize;
+            let copied = match mapping.kind {
+                MapKind::Hole | MapKind::Unwritten => iter.zero(len),
+                MapKind::Data => info.data.copy_to_iter(device, len, iter)?,
+            };
+            pos += copied as u64;
+            done += copied;
+            if copied < len {
+                // A fault on the user buffer, or poisoned media.
+                failure = Some(EFAULT);
+                break;
+            }
+        }
+        iocb.set_pos(pos);
+        match failure {
+            Some(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    fn write(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize> {
+        let inode = iocb.inode();
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let start = iocb.pos();
+        let end = start.checked_add(iter.count() as u64).ok_or(EFBIG)?;
+        if end == start {
+            return Ok(0);
+        }
+        let now: Timestamp = inode.now();
+        let Some(_alive) = info.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let mut pos = start;
+        let mut failure = None;
+        while pos < end {
+            let (first, count) = Self::blocks(pos, end);
+            // Allocates (zeroed, durable) or converts blocks as needed and
+            // never answers with shared ones: the copy can go in place.
+            let mapping = match info.call(|v| v.map_write(ino, first, count, now)) {
+                Ok(mapping) => mapping,
+                Err(e) => {
+                    // ENOSPC mid-write: what was written is kept.
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let span = Self::span(&mapping, pos, end)
+                .filter(|_| mapping.kind == MapKind::Data && !mapping.shared);
+            let Some((len, device)) = span else {
+                pr_err!(
+                    "{}: inode {}: bad write mapping for block {}\n",
+                    info.id(),
+                    ino,
+                    first
+                );
+                failure = Some(EIO);
+                break;
+            };
+            let len = len as usize;
+            let copied = info.data.copy_from_iter(device, len, iter)?;
+            pos += copied as u64;
+            if copied < len {
+                failure = Some(EFAULT);
+                break;
+            }
+        }
+        // The data must be durable before the size that exposes it.
+        memory::fence();
+        if pos > start {
+            let record = info.call(|v| v.write_done(ino, pos, now))?;
+            refresh(inode, &record);
+        }
+        iocb.set_pos(pos);
+        match failure {
+            Some(e) if pos == start => Err(e),
+            _ => Ok((pos - start) as usize),
+        }
+    }
+
+    fn fsync(inode: &Inode<Self>) -> Result {
+        // Data is written with cache-bypassing copies and a fence, and
+        // metadata is durable per operation.
+        Self::sync_fs(&inode.super_block())
+    }
+
+    fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result {
+        let info = inode_info(dir)?;
+        let ino = dir.ino();
+        let mut pos = ctx.pos().max(FIRST_POSITION);
+        if pos >= END_POSITION {
+            return Ok(());
+        }
+        // Entries are gathered under the volume mutex, then emitted without
+        // it: emitting copies to user memory, which may fault.
+        loop {
+            let mut batch = KVec::with_capacity(READDIR_BATCH, GFP_KERNEL)?;
+            let mut complete = true;
+            info.call(|v| {
+                v.readdir(ino, pos, &mut |entry| {
+                    let Ok(len) = u8::try_from(entry.name.len()) else {
+                        return true;
+                    };
+                    let need = 18 + entry.name.len();
+                    if READDIR_BATCH - batch.len() < need {
+                        complete = false;
+                        return false;
+                    }
+                    // Capacity was checked: these do not allocate.
+                    let fits = batch
+                        .extend_from_slice(&entry.ino.to_le_bytes(), GFP_NOWAIT)
+                        .and_then(|()| {
+                            batch.extend_from_slice(&entry.next_cookie.to_le_bytes(), GFP_NOWAIT)
+                        })
+                        .and_then(|()| batch.extend_from_slice(&[entry.dtype, len], GFP_NOWAIT))
+                        .and_then(|()| batch.extend_from_slice(entry.name, GFP_NOWAIT));
+                    if fits.is_err() {
+                        complete = false;
+                    }
+                    fits.is_ok()
+                })
+            })?;
+            let mut rest: &[u8] = &batch;
+            let mut emitted = false;
+            while let Some((entry, tail)) = decode_entry(rest) {
+                if !ctx.emit(entry.name, entry.ino, entry.dtype) {
+                    return Ok(());
+                }
+                ctx.set_pos(entry.next_cookie);
+                pos = entry.next_cookie;
+                rest = tail;
+                emitted = true;
+            }
+            if complete {
+                ctx.set_pos(END_POSITION);
+                return Ok(());
+            }
+            if !emitted {
+                return Err(EIO);
+            }
+        }
+    }
+}
+
+/// A directory entry as a readdir batch holds it.
+struct BatchEntry<'a> {
+    ino: u64,
+    next_cookie: u64,
+    dtype: u8,
+    name: &'a [u8],
+}
+
+/// The first entry of a readdir batch, and the rest of the batch.
+fn decode_entry(bytes: &[u8]) -> Option<(BatchEntry<'_>, &[u8])> {
+    let ino = u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let next_cookie = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    let dtype = *bytes.get(16)?;
+    let len = usize::from(*bytes.get(17)?);
+    let name = bytes.get(18..18 + len)?;
+    let entry = BatchEntry {
+        ino,
+        next_cookie,
+        dtype,
+        name,
+    };
+    Some((entry, bytes.get(18 + len..)?))
+}

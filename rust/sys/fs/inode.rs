@@ -1,0 +1,723 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Inodes (`struct inode`): allocation from the filesystem's cache, the
+//! `iget` protocol, attributes, and the inode operations.
+
+use core::{
+    marker::PhantomData,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering},
+};
+
+use kernel::prelude::*;
+
+use super::{
+    dentry::Dentry, file, timespec, timestamp, to_c_int, Attributes, FileSystem, NewOwner,
+    Registration, SuperBlock,
+};
+use crate::{
+    ffi,
+    logic::{format::inode::Timestamp, fs::AttrChange},
+};
+
+/// The VFS inode and what oxdax keeps with it, in one cache object.
+#[repr(C)]
+struct Container {
+    /// Whether `vfs` was filled from a record on the media: only such an
+    /// inode is the filesystem's to free at eviction.
+    filled: AtomicBool,
+    btime_sec: AtomicI64,
+    btime_nsec: AtomicU32,
+    vfs: ffi::inode,
+}
+
+/// Size of the objects of the inode cache.
+pub(super) fn container_size<T: FileSystem>() -> usize {
+    core::mem::size_of::<Container>()
+}
+
+/// The container of a VFS inode of this filesystem.
+///
+/// # Safety
+///
+/// `inode` belongs to a super block of this filesystem (allocated by
+/// `alloc_inode_callback`).
+unsafe fn container_of(inode: *mut ffi::inode) -> *mut Container {
+    // SAFETY: `inode` is the `vfs` field of a container (caller).
+    unsafe {
+        inode
+            .cast::<u8>()
+            .sub(core::mem::offset_of!(Container, vfs))
+            .cast()
+    }
+}
+
+/// Cache constructor: runs once per object, not per allocation.
+///
+/// # Safety
+///
+/// Called by the slab allocator with a new object of the inode cache.
+pub(super) unsafe extern "C" fn init_once<T: FileSystem>(object: *mut kernel::ffi::c_void) {
+    let container = object.cast::<Container>();
+    // SAFETY: `object` is a container-sized object nobody else uses yet.
+    unsafe { ffi::inode_init_once(&raw mut (*container).vfs) };
+}
+
+/// # Safety
+///
+/// Called by the VFS for a super block of `T`.
+pub(super) unsafe extern "C" fn alloc_inode_callback<T: FileSystem>(
+    sb: *mut ffi::super_block,
+) -> *mut ffi::inode {
+    let Some(registration) = Registration::<T>::of() else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: `sb` is live; the cache's objects are containers.
+    let container =
+        unsafe { ffi::oxdax_alloc_inode_sb(sb, registration.inode_cache()) }.cast::<Container>();
+    if container.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: A fresh object: the Rust fields are written before the VFS
+    // sees the inode (atomics need no drop).
+    unsafe {
+        (&raw mut (*container).filled).write(AtomicBool::new(false));
+        (&raw mut (*container).btime_sec).write(AtomicI64::new(0));
+        (&raw mut (*container).btime_nsec).write(AtomicU32::new(0));
+        &raw mut (*container).vfs
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS (after an RCU grace period) for an inode of `T`.
+pub(super) unsafe extern "C" fn free_inode_callback<T: FileSystem>(inode: *mut ffi::inode) {
+    let Some(registration) = Registration::<T>::of() else {
+        return;
+    };
+    // SAFETY: The inode is ours and unused; its container goes back to the
+    // cache it came from (its fields need no drop).
+    unsafe {
+        ffi::kmem_cache_free(
+            registration.inode_cache().cast(),
+            container_of(inode).cast(),
+        )
+    };
+}
+
+/// # Safety
+///
+/// Called by the VFS when the last reference to an inode of `T` is gone.
+pub(super) unsafe extern "C" fn evict_inode_callback<T: FileSystem>(inode: *mut ffi::inode) {
+    // SAFETY: The inode is being evicted and ours alone.
+    let (filled, unlinked, bad) = unsafe {
+        ffi::truncate_inode_pages_final(&raw mut (*inode).i_data);
+        ffi::clear_inode(inode);
+        (
+            (*container_of(inode)).filled.load(Ordering::Acquire),
+            (*inode).__bindgen_anon_1.i_nlink == 0,
+            ffi::is_bad_inode(inode),
+        )
+    };
+    if filled && unlinked && !bad {
+        // SAFETY: The inode stays allocated until `free_inode`.
+        T::evict_inode(&unsafe { Inode::<T>::from_raw(inode) });
+    }
+}
+
+/// An inode of filesystem `T`, borrowed for a VFS call.
+pub(crate) struct Inode<T: FileSystem> {
+    inode: NonNull<ffi::inode>,
+    _type: PhantomData<T>,
+}
+
+impl<T: FileSystem> Inode<T> {
+    /// # Safety
+    ///
+    /// `inode` is a live inode of `T` while the result is used.
+    pub(crate) unsafe fn from_raw(inode: *mut ffi::inode) -> Self {
+        Self {
+            // SAFETY: The VFS never passes a null inode where one is due.
+            inode: unsafe { NonNull::new_unchecked(inode) },
+            _type: PhantomData,
+        }
+    }
+
+    /// The raw inode, for the other wrappers.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::inode {
+        self.inode.as_ptr()
+    }
+
+    /// Inode number.
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: The inode is live; the number is fixed once hashed.
+        unsafe { (*self.inode.as_ptr()).i_ino as u64 }
+    }
+
+    /// The filesystem's data of the inode's super block.
+    pub(crate) fn fs_info(&self) -> Option<&T::Info> {
+        // SAFETY: A live inode's super block outlives it; `s_fs_info` is
+        // null or the `Arc` `fill_super` stored, kept until `put_super`,
+        // which runs after every inode was evicted.
+        unsafe {
+            (*(*self.inode.as_ptr()).i_sb)
+                .s_fs_info
+                .cast::<T::Info>()
+                .as_ref()
+        }
+    }
+
+    /// Its super block.
+    pub(crate) fn super_block(&self) -> SuperBlock<T> {
+        // SAFETY: A live inode's super block outlives it.
+        unsafe { SuperBlock::from_raw((*self.inode.as_ptr()).i_sb) }
+    }
+
+    /// Type and permission bits.
+    pub(crate) fn mode(&self) -> u32 {
+        // SAFETY: The inode is live.
+        unsafe { (*self.inode.as_ptr()).i_mode.into() }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: The inode is live.
+        unsafe { ffi::oxdax_i_size_read(self.inode.as_ptr()) as u64 }
+    }
+
+    /// Owner.
+    pub(crate) fn uid(&self) -> u32 {
+        // SAFETY: The inode is live.
+        unsafe { ffi::oxdax_i_uid_read(self.inode.as_ptr()) }
+    }
+
+    /// Group.
+    pub(crate) fn gid(&self) -> u32 {
+        // SAFETY: The inode is live.
+        unsafe { ffi::oxdax_i_gid_read(self.inode.as_ptr()) }
+    }
+
+    /// Access, modification and change times.
+    pub(crate) fn times(&self) -> (Timestamp, Timestamp, Timestamp) {
+        let mut t = [ffi::timespec64::default(); 3];
+        let [a, m, c] = &mut t;
+        // SAFETY: The inode is live; the outputs are valid.
+        unsafe { ffi::oxdax_inode_get_times(self.inode.as_ptr(), a, m, c) };
+        (timestamp(a), timestamp(m), timestamp(c))
+    }
+
+    /// The current time, at the filesystem's granularity.
+    pub(crate) fn now(&self) -> Timestamp {
+        // SAFETY: The inode is live.
+        timestamp(&unsafe { ffi::current_time(self.inode.as_ptr()) })
+    }
+
+    /// Copies the filesystem's attributes into the VFS inode. The caller
+    /// holds what makes them stable (the inode's i_rwsem, or `I_NEW`).
+    pub(crate) fn set_attributes(&self, attrs: &Attributes) {
+        let inode = self.inode.as_ptr();
+        // SAFETY: The inode is live; these are the VFS's own setters, or
+        // fields the VFS lets the filesystem write under i_rwsem.
+        unsafe {
+            (*inode).i_mode = attrs.mode as _;
+            ffi::oxdax_i_uid_write(inode, attrs.uid);
+            ffi::oxdax_i_gid_write(inode, attrs.gid);
+            ffi::set_nlink(inode, attrs.nlink);
+            ffi::oxdax_i_size_write(inode, attrs.size as i64);
+            ffi::inode_set_bytes(inode, attrs.allocated as i64);
+            ffi::oxdax_inode_set_times(
+                inode,
+                &timespec(&attrs.atime),
+                &timespec(&attrs.mtime),
+                &timespec(&attrs.ctime),
+            );
+            (*inode).i_generation = attrs.generation;
+            (*inode).i_rdev = decode_dev(attrs.rdev);
+            let container = container_of(inode);
+            (*container)
+                .btime_sec
+                .store(attrs.btime.sec, Ordering::Relaxed);
+            (*container)
+                .btime_nsec
+                .store(attrs.btime.nsec, Ordering::Relaxed);
+        }
+    }
+
+    fn btime(&self) -> ffi::timespec64 {
+        // SAFETY: The inode is live and of this filesystem.
+        let container = unsafe { &*container_of(self.inode.as_ptr()) };
+        ffi::timespec64 {
+            tv_sec: container.btime_sec.load(Ordering::Relaxed),
+            tv_nsec: container.btime_nsec.load(Ordering::Relaxed) as _,
+        }
+    }
+}
+
+/// A counted inode reference (`iput` when dropped).
+pub(crate) struct InodeRef<T: FileSystem>(Inode<T>);
+
+impl<T: FileSystem> InodeRef<T> {
+    /// Gives the reference to the caller (a dentry).
+    pub(crate) fn into_raw(self) -> *mut ffi::inode {
+        let raw = self.0.as_ptr();
+        core::mem::forget(self);
+        raw
+    }
+}
+
+impl<T: FileSystem> core::ops::Deref for InodeRef<T> {
+    type Target = Inode<T>;
+    fn deref(&self) -> &Inode<T> {
+        &self.0
+    }
+}
+
+impl<T: FileSystem> Drop for InodeRef<T> {
+    fn drop(&mut self) {
+        // SAFETY: We own one reference.
+        unsafe { ffi::iput(self.0.as_ptr()) };
+    }
+}
+
+/// The kernel's 32-bit device number encoding (`new_encode_dev`).
+fn encode_dev(dev: u32) -> u32 {
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// `new_decode_dev`.
+fn decode_dev(dev: u32) -> u32 {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    (major << 20) | minor
+}
+
+/// Fills a new (`I_NEW`) inode from its record and sets its operations.
+///
+/// # Safety
+///
+/// `inode` is locked new, of `T`, with `i_ino` set.
+unsafe fn fill_new<T: FileSystem>(inode: *mut ffi::inode, info: &T::Info) -> Result {
+    // SAFETY: Live (caller).
+    let this = unsafe { Inode::<T>::from_raw(inode) };
+    let attrs = T::read_inode(info, this.ino())?;
+    this.set_attributes(&attrs);
+    let mode = attrs.mode;
+    // SAFETY: A new inode is ours alone until unlocked; the operation
+    // tables are static.
+    unsafe {
+        match mode & ffi::S_IFMT {
+            ffi::S_IFREG => {
+                (*inode).i_op = &Ops::<T>::FILE;
+                (*inode).__bindgen_anon_3.i_fop = &file::FileOps::<T>::FILE;
+                (*(*inode).i_mapping).a_ops = &DAX_AOPS;
+                (*inode).i_flags |= ffi::S_DAX;
+            }
+            ffi::S_IFDIR => {
+                (*inode).i_op = &Ops::<T>::DIR;
+                (*inode).__bindgen_anon_3.i_fop = &file::FileOps::<T>::DIR;
+            }
+            ffi::S_IFCHR | ffi::S_IFBLK | ffi::S_IFIFO | ffi::S_IFSOCK => {
+                (*inode).i_op = &Ops::<T>::SPECIAL;
+                ffi::init_special_inode(inode, mode as _, (*inode).i_rdev);
+            }
+            // Symbolic links are not supported yet: refuse the inode
+            // rather than give it operations it cannot serve.
+            _ => return Err(EIO),
+        }
+        (*container_of(inode)).filled.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// The inode `ino` of `sb`, read from the media if not cached.
+pub(crate) fn iget<T: FileSystem>(sb: &SuperBlock<T>, ino: u64) -> Result<InodeRef<T>> {
+    let info = sb.info().ok_or(EINVAL)?;
+    // SAFETY: `sb` is live; `ino` fits an unsigned long on 64-bit.
+    let inode = unsafe { ffi::iget_locked(sb.as_ptr(), ino as _) };
+    if inode.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: `iget_locked` returned a referenced inode.
+    if unsafe { (*inode).i_state } & ffi::I_NEW == 0 {
+        // SAFETY: A cached inode was filled before it was unlocked.
+        return Ok(InodeRef(unsafe { Inode::from_raw(inode) }));
+    }
+    // SAFETY: New and locked, ours to fill.
+    match unsafe { fill_new::<T>(inode, info) } {
+        Ok(()) => {
+            // SAFETY: Filled; publish it.
+            unsafe { ffi::unlock_new_inode(inode) };
+            // SAFETY: We own the reference `iget_locked` took.
+            Ok(InodeRef(unsafe { Inode::from_raw(inode) }))
+        }
+        Err(e) => {
+            // SAFETY: Marks it bad, unlocks and drops our reference.
+            unsafe { ffi::iget_failed(inode) };
+            Err(e)
+        }
+    }
+}
+
+/// Address-space operations of DAX files: no page cache, so nothing to
+/// dirty, write back or read ahead (as ext4's `ext4_dax_aops`); O_DIRECT
+/// is accepted (`noop_direct_IO`), every access being direct.
+static DAX_AOPS: ffi::address_space_operations = ffi::address_space_operations {
+    dirty_folio: Some(ffi::noop_dirty_folio),
+    direct_IO: Some(ffi::noop_direct_IO),
+    // SAFETY: All-zero is a valid table: no operation.
+    ..unsafe { core::mem::zeroed() }
+};
+
+/// Inode operation tables of `T`.
+struct Ops<T: FileSystem>(PhantomData<T>);
+
+impl<T: FileSystem> Ops<T> {
+    const DIR: ffi::inode_operations = ffi::inode_operations {
+        lookup: Some(lookup_callback::<T>),
+        create: Some(create_callback::<T>),
+        mkdir: Some(mkdir_callback::<T>),
+        mknod: Some(mknod_callback::<T>),
+        link: Some(link_callback::<T>),
+        unlink: Some(unlink_callback::<T>),
+        rmdir: Some(rmdir_callback::<T>),
+        rename: Some(rename_callback::<T>),
+        setattr: Some(setattr_callback::<T>),
+        getattr: Some(getattr_callback::<T>),
+        update_time: Some(update_time_callback::<T>),
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+    const FILE: ffi::inode_operations = ffi::inode_operations {
+        setattr: Some(setattr_callback::<T>),
+        getattr: Some(getattr_callback::<T>),
+        update_time: Some(update_time_callback::<T>),
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+    const SPECIAL: ffi::inode_operations = Self::FILE;
+}
+
+/// An `ERR_PTR`.
+fn err_ptr<P>(e: Error) -> *mut P {
+    e.to_errno() as isize as *mut P
+}
+
+/// # Safety
+///
+/// Called by the VFS with a live directory of `T` (i_rwsem held at least
+/// shared) and a negative dentry in it.
+unsafe extern "C" fn lookup_callback<T: FileSystem>(
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+    _flags: kernel::ffi::c_uint,
+) -> *mut ffi::dentry {
+    // SAFETY: Live (caller).
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+    let inode = match T::lookup(&dir, dentry.name()) {
+        Ok(Some(ino)) => match iget(&dir.super_block(), ino) {
+            Ok(inode) => inode.into_raw(),
+            Err(e) => return err_ptr(e),
+        },
+        Ok(None) => core::ptr::null_mut(),
+        Err(e) => return err_ptr(e),
+    };
+    // SAFETY: `inode` is null or a reference we own, which this consumes.
+    unsafe { ffi::d_splice_alias(inode, dentry.as_ptr()) }
+}
+
+/// Creates an inode for `dentry` in `dir`: the VFS computes its owner and
+/// mode, the filesystem stores it, then it is hashed, filled and
+/// instantiated.
+///
+/// # Safety
+///
+/// `dir` is a live directory of `T` with i_rwsem held; `dentry` is a
+/// negative dentry in it; `idmap` is the mount's.
+unsafe fn make_node<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+    mode: ffi::umode_t,
+    rdev: ffi::dev_t,
+) -> Result {
+    // SAFETY: Live (caller).
+    let (dir_ref, dentry_ref) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+    let sb = dir_ref.super_block();
+    let info = sb.info().ok_or(EINVAL)?;
+    // SAFETY: `sb` is live.
+    let inode = unsafe { ffi::new_inode(sb.as_ptr()) };
+    if inode.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: `inode` is new and ours; `dir` and `idmap` are live.
+    unsafe { ffi::inode_init_owner(idmap, inode, dir, mode) };
+    // SAFETY: As above.
+    let new = unsafe { Inode::<T>::from_raw(inode) };
+    let owner = NewOwner {
+        mode: new.mode(),
+        uid: new.uid(),
+        gid: new.gid(),
+        rdev: encode_dev(rdev),
+    };
+    let ino = match T::create(&dir_ref, dentry_ref.name(), &owner) {
+        Ok(ino) => ino,
+        Err(e) => {
+            // SAFETY: Not filled, so eviction leaves the media alone.
+            unsafe { ffi::iput(inode) };
+            return Err(e);
+        }
+    };
+    // SAFETY: Still ours: give it its number and hash it, locked new.
+    unsafe { (*inode).i_ino = ino as _ };
+    // SAFETY: As above.
+    if unsafe { ffi::insert_inode_locked(inode) } != 0 {
+        // Another inode with this number is cached: the media handed out a
+        // number in use, which only damage explains.
+        pr_err!("{}: new inode {} is already in use\n", sb.id(), ino);
+        // SAFETY: Not filled, not hashed.
+        unsafe { ffi::iput(inode) };
+        return Err(EIO);
+    }
+    // SAFETY: Locked new, number set.
+    if let Err(e) = unsafe { fill_new::<T>(inode, info) } {
+        // SAFETY: Marks it bad, unlocks and drops the reference.
+        unsafe { ffi::iget_failed(inode) };
+        return Err(e);
+    }
+    // SAFETY: Consumes our reference and unlocks the new inode.
+    unsafe { ffi::d_instantiate_new(dentry, inode) };
+    Ok(())
+}
+
+/// # Safety
+///
+/// VFS `create` contract.
+unsafe extern "C" fn create_callback<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+    mode: ffi::umode_t,
+    _excl: bool,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode | ffi::S_IFREG as ffi::umode_t, 0) })
+}
+
+/// # Safety
+///
+/// VFS `mkdir` contract.
+unsafe extern "C" fn mkdir_callback<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+    mode: ffi::umode_t,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode | ffi::S_IFDIR as ffi::umode_t, 0) })
+}
+
+/// # Safety
+///
+/// VFS `mknod` contract.
+unsafe extern "C" fn mknod_callback<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+    mode: ffi::umode_t,
+    rdev: ffi::dev_t,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode, rdev) })
+}
+
+/// # Safety
+///
+/// VFS `link` contract: `old` is positive, `dir` locked, `new` negative.
+unsafe extern "C" fn link_callback<T: FileSystem>(
+    old: *mut ffi::dentry,
+    dir: *mut ffi::inode,
+    new: *mut ffi::dentry,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    let (old, dir, new) = unsafe {
+        (
+            Dentry::from_raw(old),
+            Inode::<T>::from_raw(dir),
+            Dentry::from_raw(new),
+        )
+    };
+    let Some(inode) = old.inode::<T>() else {
+        return ENOENT.to_errno();
+    };
+    if let Err(e) = T::link(&inode, &dir, new.name()) {
+        return e.to_errno();
+    }
+    // SAFETY: The new dentry takes a reference of its own.
+    unsafe {
+        ffi::ihold(inode.as_ptr());
+        ffi::d_instantiate(new.as_ptr(), inode.as_ptr());
+    }
+    0
+}
+
+/// # Safety
+///
+/// VFS `unlink` contract: `dir` and the victim locked.
+unsafe extern "C" fn unlink_callback<T: FileSystem>(
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+    match dentry.inode::<T>() {
+        Some(victim) => to_c_int(T::unlink(&dir, dentry.name(), &victim)),
+        None => ENOENT.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// VFS `rmdir` contract.
+unsafe extern "C" fn rmdir_callback<T: FileSystem>(
+    dir: *mut ffi::inode,
+    dentry: *mut ffi::dentry,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+    match dentry.inode::<T>() {
+        Some(victim) => to_c_int(T::rmdir(&dir, dentry.name(), &victim)),
+        None => ENOENT.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// VFS `rename` contract: both directories and both inodes locked.
+unsafe extern "C" fn rename_callback<T: FileSystem>(
+    _idmap: *mut kernel::bindings::mnt_idmap,
+    old_dir: *mut ffi::inode,
+    old_dentry: *mut ffi::dentry,
+    new_dir: *mut ffi::inode,
+    new_dentry: *mut ffi::dentry,
+    flags: kernel::ffi::c_uint,
+) -> kernel::ffi::c_int {
+    // RENAME_EXCHANGE and RENAME_WHITEOUT are not implemented.
+    if flags & !ffi::RENAME_NOREPLACE != 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: VFS contract.
+    let (old_dir, old_dentry, new_dir, new_dentry) = unsafe {
+        (
+            Inode::<T>::from_raw(old_dir),
+            Dentry::from_raw(old_dentry),
+            Inode::<T>::from_raw(new_dir),
+            Dentry::from_raw(new_dentry),
+        )
+    };
+    let Some(moved) = old_dentry.inode::<T>() else {
+        return ENOENT.to_errno();
+    };
+    let replaced = new_dentry.inode::<T>();
+    to_c_int(T::rename(
+        &old_dir,
+        old_dentry.name(),
+        &moved,
+        &new_dir,
+        new_dentry.name(),
+        replaced.as_ref(),
+        flags & ffi::RENAME_NOREPLACE != 0,
+    ))
+}
+
+/// # Safety
+///
+/// VFS `setattr` contract: the inode's i_rwsem held.
+unsafe extern "C" fn setattr_callback<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    dentry: *mut ffi::dentry,
+    attr: *mut ffi::iattr,
+) -> kernel::ffi::c_int {
+    // SAFETY: VFS contract.
+    let dentry_ref = unsafe { Dentry::from_raw(dentry) };
+    let Some(inode) = dentry_ref.inode::<T>() else {
+        return ENOENT.to_errno();
+    };
+    // SAFETY: VFS contract: all live.
+    let ret = unsafe { ffi::setattr_prepare(idmap, dentry, attr) };
+    if ret != 0 {
+        return ret;
+    }
+    // SAFETY: Live (caller).
+    let (valid, new_size) = unsafe { ((*attr).ia_valid, (*attr).ia_size) };
+    let size = (valid & ffi::ATTR_SIZE != 0).then_some(new_size as u64);
+    if let Some(size) = size {
+        if size < inode.size() {
+            // Unmap what lies past the new end before its blocks are
+            // freed (no mapping can exist until mmap is supported, but
+            // the order is the one that stays right).
+            // SAFETY: i_rwsem is held.
+            unsafe { ffi::truncate_pagecache(inode.as_ptr(), size as i64) };
+        }
+    }
+    // SAFETY: Validated above; applies owner, mode and times to the VFS
+    // inode, whose values are then stored.
+    unsafe { ffi::setattr_copy(idmap, inode.as_ptr(), attr) };
+    let (atime, mtime, ctime) = inode.times();
+    let change = AttrChange {
+        mode: (valid & ffi::ATTR_MODE != 0).then(|| inode.mode() & 0o7777),
+        uid: (valid & ffi::ATTR_UID != 0).then(|| inode.uid()),
+        gid: (valid & ffi::ATTR_GID != 0).then(|| inode.gid()),
+        size,
+        atime: (valid & ffi::ATTR_ATIME != 0).then_some(atime),
+        mtime: (valid & ffi::ATTR_MTIME != 0).then_some(mtime),
+        ctime: (valid & ffi::ATTR_CTIME != 0).then_some(ctime),
+    };
+    if change == AttrChange::default() {
+        return 0;
+    }
+    to_c_int(T::setattr(&inode, &change))
+}
+
+/// # Safety
+///
+/// VFS `getattr` contract.
+unsafe extern "C" fn getattr_callback<T: FileSystem>(
+    idmap: *mut kernel::bindings::mnt_idmap,
+    path: *const ffi::path,
+    stat: *mut ffi::kstat,
+    request_mask: u32,
+    _flags: kernel::ffi::c_uint,
+) -> kernel::ffi::c_int {
+    // SAFETY: The path's dentry is positive and live.
+    let inode = unsafe { Inode::<T>::from_raw((*(*path).dentry).d_inode) };
+    // SAFETY: All live; `stat` is ours to fill.
+    unsafe {
+        ffi::generic_fillattr(idmap, request_mask, inode.as_ptr(), stat);
+        (*stat).btime = inode.btime();
+        (*stat).result_mask |= ffi::STATX_BTIME;
+    }
+    0
+}
+
+/// # Safety
+///
+/// VFS `update_time` contract.
+unsafe extern "C" fn update_time_callback<T: FileSystem>(
+    inode: *mut ffi::inode,
+    flags: kernel::ffi::c_int,
+) -> kernel::ffi::c_int {
+    // SAFETY: Live (caller).
+    let inode = unsafe { Inode::<T>::from_raw(inode) };
+    let now = inode.now();
+    let change = AttrChange {
+        atime: (flags & ffi::S_ATIME != 0).then_some(now),
+        mtime: (flags & ffi::S_MTIME != 0).then_some(now),
+        ctime: (flags & ffi::S_CTIME != 0).then_some(now),
+        ..AttrChange::default()
+    };
+    if change == AttrChange::default() {
+        return 0;
+    }
+    to_c_int(T::update_time(&inode, &change))
+}

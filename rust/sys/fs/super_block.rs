@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Super blocks (`struct super_block`) and their operations.
+
+use core::{marker::PhantomData, ptr::NonNull};
+
+use kernel::{prelude::*, str::CStr, sync::Arc};
+
+use super::{inode, to_c_int, FileSystem, Registration};
+use crate::{
+    ffi,
+    sys::dax::{FsDax, FsDaxError},
+};
+
+/// Operations of every super block of `T`.
+struct SuperOps<T: FileSystem>(PhantomData<T>);
+
+impl<T: FileSystem> SuperOps<T> {
+    const OPS: ffi::super_operations = ffi::super_operations {
+        alloc_inode: Some(inode::alloc_inode_callback::<T>),
+        free_inode: Some(inode::free_inode_callback::<T>),
+        evict_inode: Some(inode::evict_inode_callback::<T>),
+        put_super: Some(put_super_callback::<T>),
+        sync_fs: Some(sync_fs_callback::<T>),
+        statfs: Some(statfs_callback::<T>),
+        show_options: Some(show_options_callback::<T>),
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// A super block of filesystem `T`, valid while the VFS calls into it.
+pub(crate) struct SuperBlock<T: FileSystem> {
+    sb: NonNull<ffi::super_block>,
+    _type: PhantomData<T>,
+}
+
+impl<T: FileSystem> SuperBlock<T> {
+    /// # Safety
+    ///
+    /// `sb` is a live super block of `T` for as long as the result is used.
+    pub(crate) unsafe fn from_raw(sb: *mut ffi::super_block) -> Self {
+        Self {
+            // SAFETY: The VFS never passes a null super block.
+            sb: unsafe { NonNull::new_unchecked(sb) },
+            _type: PhantomData,
+        }
+    }
+
+    /// The raw super block, for the other wrappers.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::super_block {
+        self.sb.as_ptr()
+    }
+
+    /// The filesystem's data, once `fill_super` returned it.
+    pub(crate) fn info(&self) -> Option<&T::Info> {
+        // SAFETY: `s_fs_info` is null or an `Arc<T::Info>` stored by
+        // `fill_super` and released only by `put_super`/`kill_sb`, after
+        // which the VFS calls nothing that reaches here.
+        unsafe { (*self.sb.as_ptr()).s_fs_info.cast::<T::Info>().as_ref() }
+    }
+
+    /// The device name (`oxpmem0`), for log lines.
+    pub(crate) fn id(&self) -> &CStr {
+        // SAFETY: `s_id` is a NUL-terminated array set before `fill_super`.
+        unsafe { CStr::from_char_ptr((*self.sb.as_ptr()).s_id.as_ptr()) }
+    }
+
+    /// Whether the super block is read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        // SAFETY: The super block is live; the flags are a plain word.
+        unsafe { (*self.sb.as_ptr()).s_flags & ffi::SB_RDONLY != 0 }
+    }
+
+    /// Size of the block device in bytes.
+    pub(crate) fn device_bytes(&self) -> u64 {
+        // SAFETY: A block-device super block keeps its device open.
+        unsafe { (*(*self.sb.as_ptr()).s_bdev).bd_nr_sectors << 9 }
+    }
+
+    /// Takes the device's DAX device with this filesystem as its holder
+    /// (memory failures are reported to `T::dax_failure`).
+    pub(crate) fn get_dax(&self) -> Result<FsDax, FsDaxError> {
+        let registration = Registration::<T>::of().ok_or(FsDaxError::NotDax)?;
+        let (holder, ops) = registration.holder();
+        // SAFETY: The super block's device is open while it lives.
+        unsafe { FsDax::get((*self.sb.as_ptr()).s_bdev, holder, ops) }
+    }
+}
+
+/// Sets the super block up and reads the filesystem: its info in
+/// `s_fs_info`, the holder registered, the root dentry made.
+///
+/// # Safety
+///
+/// `sb` is a new super block of `T` being set up by `get_tree_bdev`.
+pub(super) unsafe fn fill_super<T: FileSystem>(
+    sb: *mut ffi::super_block,
+    options: &T::Options,
+) -> Result {
+    // SAFETY: The new super block is ours to set up; its device is open.
+    unsafe {
+        if ffi::sb_set_blocksize(sb, crate::logic::format::BLOCK_SIZE as _) == 0 {
+            return Err(EINVAL);
+        }
+        (*sb).s_magic = T::MAGIC as _;
+        (*sb).s_maxbytes = T::MAX_BYTES as _;
+        (*sb).s_time_gran = 1;
+        (*sb).s_op = &SuperOps::<T>::OPS;
+        (*sb).s_flags |= ffi::SB_NOSEC;
+    }
+    // SAFETY: `sb` is live for the whole call.
+    let this = unsafe { SuperBlock::<T>::from_raw(sb) };
+    let info = T::fill_super(&this, options)?;
+    let dax = T::dax(&info).as_ptr();
+    let registration = Registration::<T>::of().ok_or(ENODEV)?;
+    registration.add_holder(dax, info.clone())?;
+    // SAFETY: Published for the callbacks below and every later one;
+    // `release_info` takes it back.
+    unsafe { (*sb).s_fs_info = Arc::into_raw(info).cast_mut().cast() };
+    let root = inode::iget::<T>(&this, T::root(this.info().ok_or(EINVAL)?))?;
+    // SAFETY: `root` is a live, referenced inode; `d_make_root` consumes the
+    // reference (also on failure).
+    let dentry = unsafe { ffi::d_make_root(root.into_raw()) };
+    if dentry.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: The super block is still being set up.
+    unsafe { (*sb).s_root = dentry };
+    Ok(())
+}
+
+/// Releases `s_fs_info` and the holder entry, if still there.
+///
+/// # Safety
+///
+/// `sb` is a super block of `T` that the VFS no longer calls into for
+/// inodes or files (shut down or never mounted).
+pub(super) unsafe fn release_info<T: FileSystem>(sb: *mut ffi::super_block) {
+    // SAFETY: See the contract; `s_fs_info` is null or our `Arc`.
+    let raw = unsafe { (*sb).s_fs_info.cast::<T::Info>() };
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: Nothing reads `s_fs_info` any more (contract).
+    unsafe { (*sb).s_fs_info = core::ptr::null_mut() };
+    // SAFETY: `raw` came from `Arc::into_raw` in `fill_super`.
+    let info = unsafe { Arc::from_raw(raw) };
+    if let Some(registration) = Registration::<T>::of() {
+        registration.remove_holder(T::dax(&info).as_ptr());
+    }
+    // A memory-failure callback may still hold a reference: the info (and
+    // its DAX device reference) goes when that returns.
+    drop(info);
+}
+
+/// # Safety
+///
+/// Called by `generic_shutdown_super` for a mounted super block, after its
+/// inodes were evicted.
+unsafe extern "C" fn put_super_callback<T: FileSystem>(sb: *mut ffi::super_block) {
+    // SAFETY: `sb` is live.
+    T::put_super(&unsafe { SuperBlock::<T>::from_raw(sb) });
+    // SAFETY: Nothing calls into the super block after `put_super`.
+    unsafe { release_info::<T>(sb) };
+}
+
+/// # Safety
+///
+/// Called by the VFS with a mounted super block.
+unsafe extern "C" fn sync_fs_callback<T: FileSystem>(
+    sb: *mut ffi::super_block,
+    _wait: kernel::ffi::c_int,
+) -> kernel::ffi::c_int {
+    // SAFETY: `sb` is live.
+    to_c_int(T::sync_fs(&unsafe { SuperBlock::<T>::from_raw(sb) }))
+}
+
+/// # Safety
+///
+/// Called by the VFS with a dentry of a mounted super block and a zeroed
+/// `kstatfs`.
+unsafe extern "C" fn statfs_callback<T: FileSystem>(
+    dentry: *mut ffi::dentry,
+    buf: *mut kernel::bindings::kstatfs,
+) -> kernel::ffi::c_int {
+    // The kernel crate only declares `kstatfs`; oxdax's bindings define it.
+    let buf = buf.cast::<ffi::kstatfs>();
+    // SAFETY: The dentry and its super block are live.
+    let sb = unsafe { SuperBlock::<T>::from_raw((*dentry).d_sb) };
+    let stat = match T::statfs(&sb) {
+        Ok(stat) => stat,
+        Err(e) => return e.to_errno(),
+    };
+    let block_size = crate::logic::format::BLOCK_SIZE as isize;
+    // SAFETY: `buf` is valid for writes (caller).
+    unsafe {
+        (*buf).f_type = T::MAGIC as _;
+        (*buf).f_bsize = block_size;
+        (*buf).f_frsize = block_size;
+        (*buf).f_blocks = stat.blocks;
+        (*buf).f_bfree = stat.free_blocks;
+        (*buf).f_bavail = stat.free_blocks;
+        (*buf).f_files = stat.files;
+        (*buf).f_ffree = stat.free_files;
+        (*buf).f_namelen = stat.name_len as _;
+        (*buf).f_fsid.val = [stat.fsid as u32 as i32, (stat.fsid >> 32) as u32 as i32];
+    }
+    0
+}
+
+/// `/proc/mounts` output.
+pub(crate) struct SeqFile(NonNull<ffi::seq_file>);
+
+impl SeqFile {
+    /// Appends `s`.
+    pub(crate) fn puts(&mut self, s: &CStr) {
+        // SAFETY: The seq file is live during `show_options`.
+        unsafe { ffi::__seq_puts(self.0.as_ptr(), s.as_char_ptr()) };
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS with a live seq file and a mounted root.
+unsafe extern "C" fn show_options_callback<T: FileSystem>(
+    seq: *mut ffi::seq_file,
+    root: *mut ffi::dentry,
+) -> kernel::ffi::c_int {
+    let Some(seq) = NonNull::new(seq) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: The root and its super block are live.
+    let sb = unsafe { SuperBlock::<T>::from_raw((*root).d_sb) };
+    to_c_int(T::show_options(&sb, &mut SeqFile(seq)))
+}
