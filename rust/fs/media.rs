@@ -8,7 +8,7 @@ use kernel::prelude::*;
 use crate::{
     logic::{
         format::BLOCK_SIZE,
-        fs::{Media, Scratch, TX_LOG_BYTES, TX_MAX_BLOCKS},
+        fs::{Media, Parts, Scratch, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS},
     },
     sys::memory::{self, PmemMemory},
 };
@@ -56,6 +56,8 @@ pub(crate) struct Buffers {
     shadows: VVec<u8>,
     numbers: KVec<u64>,
     log: VVec<u8>,
+    deferred: KVec<u64>,
+    spare: KBox<[u8; BLOCK_SIZE]>,
 }
 
 impl Buffers {
@@ -67,20 +69,27 @@ impl Buffers {
         numbers.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
         let mut log = VVec::new();
         log.extend_with(TX_LOG_BYTES, 0u8, GFP_KERNEL)?;
+        let mut deferred = KVec::new();
+        deferred.extend_with(DEFERRED_WORDS, 0u64, GFP_KERNEL)?;
+        let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
         Ok(Self {
             shadows,
             numbers,
             log,
+            deferred,
+            spare,
         })
     }
 }
 
 impl Scratch for Buffers {
-    fn parts(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64], &mut [u8]) {
-        (
-            memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.shadows),
-            &mut self.numbers,
-            &mut self.log,
-        )
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            shadows: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.shadows),
+            tags: &mut self.numbers,
+            log: &mut self.log,
+            deferred: &mut self.deferred,
+            spare: &mut self.spare,
+        }
     }
 }

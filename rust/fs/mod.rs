@@ -358,19 +358,7 @@ impl FileSystem for OxdaxFs {
             return Ok(());
         }
         let info = info(sb)?;
-        // The volume takes its read-only state at mount: remount it. The
-        // old one is unmounted first when going read-only, so that it
-        // marks the filesystem clean.
-        let Some(_alive) = info.dax.read_lock() else {
-            return Err(EIO);
-        };
-        let mut volume = info.volume.lock();
-        if read_only {
-            volume.unmount();
-        }
-        let new = mount_volume(info.id(), &info.dax, sb.device_bytes(), read_only)?;
-        drop(core::mem::replace(&mut *volume, new));
-        Ok(())
+        info.call(|volume| volume.set_read_only(read_only))
     }
 
     fn put_super(sb: &SuperBlock<Self>) {
