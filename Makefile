@@ -21,7 +21,10 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
 LIB := . $(ROOT)/scripts/lib.sh
-export CARGO_TARGET_DIR ?= $(or $(OXDAX_CACHE),$(HOME)/.cache/oxdax)/cargo-target
+# One cargo target directory per checkout: cargo names a path package's
+# artifacts without its path, so two worktrees sharing one would overwrite
+# each other's binaries and fingerprints.
+export CARGO_TARGET_DIR ?= $(or $(OXDAX_CACHE),$(HOME)/.cache/oxdax)/cargo-target/$(shell printf %s '$(ROOT)' | md5sum | cut -c1-12)
 
 KDIR = $(shell $(LIB); oxdax_kernel_build_dir)
 KSRC = $(shell $(LIB); oxdax_kernel_src)

@@ -11,7 +11,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::process::ExitCode;
 
 use oxdax::format::{
@@ -27,6 +27,23 @@ const USAGE: &str = "usage: fsck.oxdax [-n] DEVICE";
 /// The size of a device or image file in bytes.
 fn device_size(file: &mut File) -> io::Result<u64> {
     file.seek(SeekFrom::End(0))
+}
+
+/// A block buffer aligned for `O_DIRECT`.
+#[repr(align(4096))]
+struct Aligned([u8; BLOCK_SIZE]);
+
+/// Opens `path` for reading, bypassing the page cache where the kernel
+/// allows it: a mounted (or just unmounted) DAX filesystem writes the
+/// device's memory directly, so the block device's page cache can hold
+/// stale blocks.
+fn open_uncached(path: &str) -> io::Result<File> {
+    const O_DIRECT: i32 = 0o40000;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECT)
+        .open(path)
+        .or_else(|_| File::open(path))
 }
 
 /// A device read a block at a time, on first use, for fsck; blocks that
@@ -93,15 +110,16 @@ impl Image for DeviceImage {
     fn block(&self, n: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
         let cell = self.blocks.get(n as usize).ok_or(())?;
         Ok(cell.get_or_init(|| {
-            let mut data = Box::new([0u8; BLOCK_SIZE]);
+            // O_DIRECT wants an aligned buffer.
+            let mut aligned = Box::new(Aligned([0u8; BLOCK_SIZE]));
             if self
                 .file
-                .read_exact_at(&mut data[..], n * BLOCK_SIZE as u64)
+                .read_exact_at(&mut aligned.0[..], n * BLOCK_SIZE as u64)
                 .is_err()
             {
                 self.read_error.set(true);
             }
-            data
+            Box::new(aligned.0)
         }))
     }
     fn block_mut(&mut self, n: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
@@ -168,7 +186,7 @@ fn main() -> ExitCode {
             return ExitCode::from(16);
         }
     };
-    let mut image = match File::open(device).and_then(DeviceImage::open) {
+    let mut image = match open_uncached(device).and_then(DeviceImage::open) {
         Ok(image) => image,
         Err(e) => {
             eprintln!("fsck.oxdax: {device}: {e}");
@@ -177,7 +195,7 @@ fn main() -> ExitCode {
     };
     match image.replay_journal() {
         Ok(0) => {}
-        Ok(n) => println!("{device}: {n} journal transactions to replay (checked as replayed)"),
+        Ok(n) => println!("{device}: {n} committed journal transactions (checked as replayed)"),
         Err(what) => {
             println!("{device}: errors found: {what}");
             return ExitCode::from(4);

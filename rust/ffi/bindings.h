@@ -7,6 +7,8 @@
 #include <linux/badblocks.h>
 #include <linux/blkdev.h>
 #include <linux/dax.h>
+#include <linux/falloc.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/seq_file.h>

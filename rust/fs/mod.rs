@@ -10,6 +10,7 @@
 //! held only for one `Volume` call; nothing calls back into the VFS or
 //! touches user memory with the mutex held.
 
+mod extents;
 mod media;
 
 use core::fmt;
@@ -33,8 +34,8 @@ use crate::{
         dax::{FsDax, FsDaxError, MapError},
         errno as sys_errno,
         fs::{
-            errno, Attributes, DirContext, FileSystem, FsType, Inode, IovIter, Kiocb, NewOwner,
-            SeqFile, StatFs, SuperBlock,
+            errno, Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter,
+            Kiocb, NewOwner, SeqFile, StatFs, SuperBlock,
         },
         memory::{self, PmemMemory},
     },
@@ -584,6 +585,22 @@ impl FileSystem for OxdaxFs {
 
     fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result {
         Self::setattr(inode, change)
+    }
+
+    fn fallocate(inode: &Inode<Self>, mode: Fallocate, offset: u64, len: u64) -> Result {
+        extents::fallocate(inode, mode, offset, len)
+    }
+
+    fn seek(inode: &Inode<Self>, offset: u64, data: bool) -> Result<u64> {
+        extents::seek(inode, offset, data)
+    }
+
+    fn remap(src: &Inode<Self>, src_pos: u64, dst: &Inode<Self>, dst_pos: u64, len: u64) -> Result {
+        extents::remap(src, src_pos, dst, dst_pos, len)
+    }
+
+    fn fiemap(inode: &Inode<Self>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result {
+        extents::fiemap(inode, start, len, out)
     }
 
     fn read(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize> {

@@ -376,7 +376,25 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             });
             let spare = self.scratch.parts().spare;
             if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
+                // Everything is home: the next mount has nothing to replay.
                 self.media.fence();
+                // A log filled exactly to its end continues at its start.
+                let offset = self.journal.next_offset;
+                JournalHeader {
+                    tail_seq: self.journal.next_seq,
+                    tail_offset: if offset < self.journal.log_len {
+                        offset as u64
+                    } else {
+                        0
+                    },
+                }
+                .encode(spare);
+                if self
+                    .media
+                    .write(self.journal.log_start - BLOCK_SIZE as u64, &spare[..])
+                {
+                    self.media.fence();
+                }
             }
         }
     }

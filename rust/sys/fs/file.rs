@@ -5,7 +5,47 @@
 use core::{marker::PhantomData, ptr::NonNull};
 
 use super::{dir::DirContext, iov::IovIter, to_c_int, FileSystem, Inode};
-use crate::ffi;
+use crate::{ffi, sys::errno::eopnotsupp};
+
+/// What `fallocate` asks for (the modes oxdax implements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fallocate {
+    /// Allocate the range (mode 0, or `KEEP_SIZE`: the size stays).
+    Allocate {
+        /// `FALLOC_FL_KEEP_SIZE`.
+        keep_size: bool,
+    },
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
+    PunchHole,
+    /// `FALLOC_FL_ZERO_RANGE`, with or without `KEEP_SIZE`.
+    ZeroRange {
+        /// `FALLOC_FL_KEEP_SIZE`.
+        keep_size: bool,
+    },
+}
+
+impl Fallocate {
+    /// The mode of a `fallocate` call; `None` for modes oxdax does not
+    /// implement (collapse, insert, unshare; the VFS refused the invalid
+    /// combinations already).
+    fn from_mode(mode: u32) -> Option<Self> {
+        let keep_size = mode & ffi::FALLOC_FL_KEEP_SIZE != 0;
+        match mode & !ffi::FALLOC_FL_KEEP_SIZE {
+            0 => Some(Self::Allocate { keep_size }),
+            ffi::FALLOC_FL_PUNCH_HOLE if keep_size => Some(Self::PunchHole),
+            ffi::FALLOC_FL_ZERO_RANGE => Some(Self::ZeroRange { keep_size }),
+            _ => None,
+        }
+    }
+
+    /// Whether the size may grow.
+    fn grows(self) -> bool {
+        matches!(
+            self,
+            Self::Allocate { keep_size: false } | Self::ZeroRange { keep_size: false }
+        )
+    }
+}
 
 /// A read or write request: the file position it works at.
 pub(crate) struct Kiocb<'a, T: FileSystem> {
@@ -38,11 +78,13 @@ pub(super) struct FileOps<T: FileSystem>(PhantomData<T>);
 
 impl<T: FileSystem> FileOps<T> {
     pub(super) const FILE: ffi::file_operations = ffi::file_operations {
-        llseek: Some(ffi::generic_file_llseek),
+        llseek: Some(llseek_callback::<T>),
         read_iter: Some(read_iter_callback::<T>),
         write_iter: Some(write_iter_callback::<T>),
         open: Some(open_callback),
         fsync: Some(fsync_callback::<T>),
+        fallocate: Some(fallocate_callback::<T>),
+        remap_file_range: Some(remap_file_range_callback::<T>),
         // SAFETY: All-zero is a valid table: no operation.
         ..unsafe { core::mem::zeroed() }
     };
@@ -221,4 +263,125 @@ unsafe extern "C" fn iterate_shared_callback<T: FileSystem>(
     // SAFETY: As above.
     let (dir, mut ctx) = unsafe { (file_inode::<T>(file), DirContext::from_raw(ctx)) };
     to_c_int(T::readdir(&dir, &mut ctx))
+}
+
+/// # Safety
+///
+/// VFS `llseek` contract for a regular file of `T`.
+unsafe extern "C" fn llseek_callback<T: FileSystem>(
+    file: *mut ffi::file,
+    offset: ffi::loff_t,
+    whence: kernel::ffi::c_int,
+) -> ffi::loff_t {
+    let data = match whence as u32 {
+        ffi::SEEK_DATA => true,
+        ffi::SEEK_HOLE => false,
+        // SAFETY: The file is open.
+        _ => return unsafe { ffi::generic_file_llseek(file, offset, whence) },
+    };
+    let Ok(offset) = u64::try_from(offset) else {
+        return kernel::error::code::ENXIO.to_errno().into();
+    };
+    // SAFETY: The file is open.
+    let inode = unsafe { file_inode::<T>(file) };
+    // SAFETY: The inode is live; shared, as reads: the mapping must not
+    // change under the search.
+    unsafe { ffi::oxdax_inode_lock_shared(inode.as_ptr()) };
+    let found = T::seek(&inode, offset, data);
+    // SAFETY: Locked above.
+    unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
+    match found {
+        // SAFETY: The file is open; `vfs_setpos` checks the limit.
+        Ok(pos) => unsafe {
+            ffi::vfs_setpos(file, pos as ffi::loff_t, T::MAX_BYTES as ffi::loff_t)
+        },
+        Err(e) => e.to_errno().into(),
+    }
+}
+
+/// # Safety
+///
+/// VFS `fallocate` contract (the VFS checked the mode's combinations,
+/// the range, write access and took freeze protection).
+unsafe extern "C" fn fallocate_callback<T: FileSystem>(
+    file: *mut ffi::file,
+    mode: kernel::ffi::c_int,
+    offset: ffi::loff_t,
+    len: ffi::loff_t,
+) -> kernel::ffi::c_long {
+    let Some(mode) = Fallocate::from_mode(mode as u32) else {
+        return eopnotsupp().to_errno() as kernel::ffi::c_long;
+    };
+    let (offset, len) = (offset as u64, len as u64);
+    // SAFETY: The file is open.
+    let inode = unsafe { file_inode::<T>(file) };
+    let raw = inode.as_ptr();
+    // SAFETY: Live; exclusive, as writes: the mapping changes.
+    unsafe { ffi::oxdax_inode_lock(raw) };
+    let end = offset.saturating_add(len);
+    let mut ret = 0;
+    if mode.grows() && end > inode.size() {
+        // SAFETY: i_rwsem held.
+        ret = unsafe { ffi::inode_newsize_ok(raw, end as ffi::loff_t) };
+    }
+    if ret == 0 {
+        // SAFETY: i_rwsem held: setuid/setgid removal and times, as a
+        // write.
+        ret = unsafe { ffi::file_modified(file) };
+    }
+    if ret == 0 {
+        ret = to_c_int(T::fallocate(&inode, mode, offset, len));
+    }
+    // SAFETY: Locked above.
+    unsafe { ffi::oxdax_inode_unlock(raw) };
+    ret as kernel::ffi::c_long
+}
+
+/// # Safety
+///
+/// VFS `remap_file_range` contract: both files of `T` on one super
+/// block, `file_out` open for writing.
+unsafe extern "C" fn remap_file_range_callback<T: FileSystem>(
+    file_in: *mut ffi::file,
+    pos_in: ffi::loff_t,
+    file_out: *mut ffi::file,
+    pos_out: ffi::loff_t,
+    len: ffi::loff_t,
+    remap_flags: kernel::ffi::c_uint,
+) -> ffi::loff_t {
+    if remap_flags & !(ffi::REMAP_FILE_DEDUP | ffi::REMAP_FILE_ADVISORY) != 0 {
+        return kernel::error::code::EINVAL.to_errno().into();
+    }
+    if remap_flags & ffi::REMAP_FILE_DEDUP != 0 {
+        // Comparing DAX contents needs the iomap read path oxdax does not
+        // use; deduplication is not offered.
+        return eopnotsupp().to_errno().into();
+    }
+    // SAFETY: Both files are open.
+    let (src, dst) = unsafe { (file_inode::<T>(file_in), file_inode::<T>(file_out)) };
+    // SAFETY: Both live; the VFS's lock order for two files (same inode
+    // is fine).
+    unsafe { ffi::lock_two_nondirectories(src.as_ptr(), dst.as_ptr()) };
+    let mut len = len;
+    // SAFETY: Both inodes locked: limits, alignment, EOF rounding, times
+    // and privileges of the destination.
+    let mut ret = unsafe {
+        ffi::generic_remap_file_range_prep(
+            file_in,
+            pos_in,
+            file_out,
+            pos_out,
+            &mut len,
+            remap_flags,
+        )
+    } as ffi::loff_t;
+    if ret == 0 && len > 0 {
+        ret = match T::remap(&src, pos_in as u64, &dst, pos_out as u64, len as u64) {
+            Ok(()) => len,
+            Err(e) => e.to_errno().into(),
+        };
+    }
+    // SAFETY: Locked above.
+    unsafe { ffi::unlock_two_nondirectories(src.as_ptr(), dst.as_ptr()) };
+    ret
 }

@@ -392,10 +392,14 @@ impl<T: FileSystem> Ops<T> {
         setattr: Some(setattr_callback::<T>),
         getattr: Some(getattr_callback::<T>),
         update_time: Some(update_time_callback::<T>),
+        fiemap: Some(fiemap_callback::<T>),
         // SAFETY: All-zero is a valid table: no operation.
         ..unsafe { core::mem::zeroed() }
     };
-    const SPECIAL: ffi::inode_operations = Self::FILE;
+    const SPECIAL: ffi::inode_operations = ffi::inode_operations {
+        fiemap: None,
+        ..Self::FILE
+    };
 }
 
 /// An `ERR_PTR`.
@@ -720,4 +724,89 @@ unsafe extern "C" fn update_time_callback<T: FileSystem>(
         return 0;
     }
     to_c_int(T::update_time(&inode, &change))
+}
+
+/// A `FIEMAP` request being answered.
+pub(crate) struct Fiemap<'a> {
+    info: core::ptr::NonNull<ffi::fiemap_extent_info>,
+    _call: PhantomData<&'a mut ffi::fiemap_extent_info>,
+}
+
+/// Flags of a reported extent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ExtentFlags {
+    /// Allocated, reads as zeros.
+    pub(crate) unwritten: bool,
+    /// Shared with another file (reflink).
+    pub(crate) shared: bool,
+    /// The file's last extent.
+    pub(crate) last: bool,
+}
+
+impl Fiemap<'_> {
+    /// Reports an extent; `Ok(false)` when the caller's buffer is full
+    /// (stop), an error if copying to it failed.
+    pub(crate) fn add(
+        &mut self,
+        logical: u64,
+        physical: u64,
+        len: u64,
+        flags: ExtentFlags,
+    ) -> Result<bool> {
+        let mut bits = 0;
+        if flags.unwritten {
+            bits |= ffi::FIEMAP_EXTENT_UNWRITTEN;
+        }
+        if flags.shared {
+            bits |= ffi::FIEMAP_EXTENT_SHARED;
+        }
+        if flags.last {
+            bits |= ffi::FIEMAP_EXTENT_LAST;
+        }
+        // SAFETY: `info` is live during the call; this copies to the user
+        // buffer it describes and may fault (no locks of ours are held
+        // but i_rwsem, which page faults on oxdax files do not take).
+        let ret = unsafe {
+            ffi::fiemap_fill_next_extent(self.info.as_ptr(), logical, physical, len, bits)
+        };
+        match ret {
+            0 => Ok(true),
+            1 => Ok(false),
+            e => Err(Error::from_errno(e)),
+        }
+    }
+}
+
+/// # Safety
+///
+/// VFS `fiemap` contract for a regular file of `T`.
+unsafe extern "C" fn fiemap_callback<T: FileSystem>(
+    inode: *mut ffi::inode,
+    info: *mut kernel::bindings::fiemap_extent_info,
+    start: u64,
+    len: u64,
+) -> kernel::ffi::c_int {
+    let mut len = len;
+    let info = info.cast::<ffi::fiemap_extent_info>();
+    // SAFETY: Both live (the same C type, declared twice by bindgen):
+    // checks flags (none supported) and clamps the range to the limit.
+    let ret = unsafe { ffi::fiemap_prep(inode, info, start, &mut len, 0) };
+    if ret != 0 {
+        return ret;
+    }
+    let Some(info) = core::ptr::NonNull::new(info) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: Live (caller).
+    let inode = unsafe { Inode::<T>::from_raw(inode) };
+    // SAFETY: Live; shared, as reads.
+    unsafe { ffi::oxdax_inode_lock_shared(inode.as_ptr()) };
+    let mut out = Fiemap {
+        info,
+        _call: PhantomData,
+    };
+    let result = T::fiemap(&inode, start, len, &mut out);
+    // SAFETY: Locked above.
+    unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
+    to_c_int(result)
 }

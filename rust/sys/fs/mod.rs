@@ -23,8 +23,9 @@ use crate::logic::{format::inode::Timestamp, fs::AttrChange};
 
 pub(crate) use self::{
     dir::DirContext,
-    file::Kiocb,
+    file::{Fallocate, Kiocb},
     inode::Inode,
+    inode::{ExtentFlags, Fiemap},
     iov::IovIter,
     registration::{FsType, Registration},
     super_block::{SeqFile, SuperBlock},
@@ -198,6 +199,21 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Emits directory entries from `ctx.pos()` (at least 2: the wrapper
     /// emitted `.` and `..`).
     fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result;
+
+    /// `fallocate` (i_rwsem held; a growing size was checked against the
+    /// limits; times and privileges updated).
+    fn fallocate(inode: &Inode<Self>, mode: Fallocate, offset: u64, len: u64) -> Result;
+
+    /// `SEEK_DATA` (`data`) or `SEEK_HOLE` from `offset` (i_rwsem held
+    /// shared): the position found; `ENXIO` at or past the end of file.
+    fn seek(inode: &Inode<Self>, offset: u64, data: bool) -> Result<u64>;
+
+    /// Shares `len` bytes of `src` at `src_pos` with `dst` at `dst_pos`
+    /// (both locked; the VFS checked alignment, limits and overlap).
+    fn remap(src: &Inode<Self>, src_pos: u64, dst: &Inode<Self>, dst_pos: u64, len: u64) -> Result;
+
+    /// Reports the extents of `start..start + len` (i_rwsem held shared).
+    fn fiemap(inode: &Inode<Self>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result;
 }
 
 /// Errno values the `kernel` crate of 6.12 has no constant for.
