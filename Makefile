@@ -15,6 +15,8 @@
 #   make fmt         format the Rust sources   make fmt-check  check only
 #   make vm          interactive guest shell (scripts/vm has more options)
 #   make bench-pmem  block throughput: oxdax vs the in-tree pmem driver
+#   make crash       crash campaign: 200 guest kills during a metadata
+#                    workload (KILLS=N for another count)
 #   make clean
 
 SHELL := /bin/bash
@@ -35,7 +37,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
 .PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
-	fmt fmt-check vm bench-pmem clean
+	fmt fmt-check vm bench-pmem crash clean
 
 all: initramfs
 
@@ -115,6 +117,9 @@ vm: initramfs
 
 bench-pmem: initramfs
 	scripts/bench-pmem
+
+crash: initramfs
+	scripts/crash-campaign $(or $(KILLS),200)
 
 demo: initramfs
 	scripts/demo

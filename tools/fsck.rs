@@ -195,7 +195,7 @@ fn main() -> ExitCode {
     };
     match image.replay_journal() {
         Ok(0) => {}
-        Ok(n) => println!("{device}: {n} committed journal transactions (checked as replayed)"),
+        Ok(n) => println!("{device}: journal not empty ({n} transactions since the tail; the last checked as replayed)"),
         Err(what) => {
             println!("{device}: errors found: {what}");
             return ExitCode::from(4);

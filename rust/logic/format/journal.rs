@@ -286,6 +286,42 @@ pub fn replay(
     end
 }
 
+/// Finds the end of the log like [`replay`] but applies only the last
+/// committed transaction.
+///
+/// That is all recovery needs, and replaying more would be wrong: a
+/// transaction's home writes are made durable by the next transaction's
+/// first fence, so only the last one can be incomplete; and an older
+/// transaction may have written a metadata block that a later one freed
+/// and that now holds file data, written directly and never journaled —
+/// replaying the old record would overwrite that data (what jbd2's revoke
+/// records prevent; oxdax avoids the case instead).
+pub fn replay_last(
+    log: &[u8],
+    header: &JournalHeader,
+    apply: &mut dyn FnMut(u64, usize, &[u8]),
+) -> ReplayEnd {
+    let mut end = ReplayEnd {
+        next_seq: header.tail_seq,
+        next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
+        transactions: 0,
+    };
+    let mut last = None;
+    while let Some((records, body, next)) = committed(log, end.next_offset, end.next_seq) {
+        if !for_each_record(log, records, body.clone(), &mut |_, _, _| {}) {
+            break;
+        }
+        last = Some((records, body));
+        end.next_seq += 1;
+        end.next_offset = next;
+        end.transactions += 1;
+    }
+    if let Some((records, body)) = last {
+        for_each_record(log, records, body, apply);
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     extern crate alloc;

@@ -253,7 +253,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 return Err(MountError::Journal);
             }
             let mut bad = false;
-            journal::replay(log, &header, &mut |block, offset, data| {
+            journal::replay_last(log, &header, &mut |block, offset, data| {
                 let inside = block >= layout.data_start
                     || block < layout.journal_start
                     || block >= layout.journal_start + layout.journal_blocks;
