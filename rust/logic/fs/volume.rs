@@ -138,8 +138,8 @@ fn find_extent<S: Nodes<Error = Error>>(
         .map_err(tree_error)?
     {
         let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        let extent = Extent::decode(&value).ok_or(Error::Corrupt(tree.root, Damage::Record))?;
-        if block < start.saturating_add(u64::from(extent.len)) {
+        let extent = valid_extent(tree, start, &value)?;
+        if block < start + u64::from(extent.len) {
             return Ok(Lookup::Extent(start, extent));
         }
     }
@@ -149,6 +149,19 @@ fn find_extent<S: Nodes<Error = Error>>(
         ControlFlow::Break(())
     })?;
     Ok(Lookup::Hole(next))
+}
+
+/// The extent stored under file block `start`, if it makes sense: its
+/// file range inside the largest file and its device range representable
+/// (the caller checks the device range against the data area).
+fn valid_extent(tree: &Tree<Extents>, start: u64, value: &[u8]) -> Result<Extent, Error> {
+    let damaged = Error::Corrupt(tree.root, Damage::Record);
+    let extent = Extent::decode(value).ok_or(damaged)?;
+    let len = u64::from(extent.len);
+    match (start.checked_add(len), extent.physical.checked_add(len)) {
+        (Some(end), Some(_)) if end <= MAX_FILE_BLOCKS => Ok(extent),
+        _ => Err(damaged),
+    }
 }
 
 /// The last extent of a file.
@@ -165,7 +178,7 @@ fn last_extent<S: Nodes<Error = Error>>(
         return Ok(None);
     }
     let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-    let extent = Extent::decode(&value).ok_or(Error::Corrupt(tree.root, Damage::Record))?;
+    let extent = valid_extent(tree, start, &value)?;
     Ok(Some((start, extent)))
 }
 
@@ -1720,6 +1733,11 @@ fn map_in<S: Nodes<Error = Error>>(
     }
     let tree = Tree::<Extents>::open(inode.map_root, ino);
     match find_extent(&tree, store, file_block)? {
+        // The next extent starts after `file_block`, or the tree's order
+        // is broken (a zero-length hole would loop its callers forever).
+        Lookup::Hole(Some(next)) if next <= file_block => {
+            Err(Error::Corrupt(tree.root, Damage::Record))
+        }
         Lookup::Hole(next) => Ok(hole(next.map_or(len, |n| len.min(n - file_block)))),
         Lookup::Extent(start, extent) => {
             let skip = file_block - start;
@@ -1762,7 +1780,7 @@ fn goal_for<S: Nodes<Error = Error>>(
             .map_err(tree_error)?
     {
         let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Some(extent) = Extent::decode(&value) {
+        if let Ok(extent) = valid_extent(tree, start, &value) {
             return Ok(extent.physical + (file_block - start));
         }
     }
@@ -1835,7 +1853,7 @@ fn put_extent<M: Media>(
             .map_err(tree_error)?
     {
         let before_start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Some(before) = Extent::decode(&value) {
+        if let Ok(before) = valid_extent(tree, before_start, &value) {
             let before_len = u64::from(before.len);
             let merged = before_len + len;
             if before_start + before_len == file_block
