@@ -15,6 +15,8 @@
 #   make fmt         format the Rust sources   make fmt-check  check only
 #   make vm          interactive guest shell (scripts/vm has more options)
 #   make bench-pmem  block throughput: oxdax vs the in-tree pmem driver
+#   make fuzz        10,000 mutated images, host logic and guest kernel
+#                    (IMAGES=N for another count)
 #   make crash       crash campaign: 200 guest kills during a metadata
 #                    workload (KILLS=N for another count)
 #   make clean
@@ -37,7 +39,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
 .PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
-	fmt fmt-check vm bench-pmem crash clean
+	fmt fmt-check vm bench-pmem crash fuzz clean
 
 all: initramfs
 
@@ -117,6 +119,9 @@ vm: initramfs
 
 bench-pmem: initramfs
 	scripts/bench-pmem
+
+fuzz: initramfs
+	scripts/fuzz $(or $(IMAGES),10000)
 
 crash: initramfs
 	scripts/crash-campaign $(or $(KILLS),200)

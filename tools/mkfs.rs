@@ -2,7 +2,10 @@
 
 //! mkfs.oxdax: make an oxdax filesystem.
 //!
-//!   mkfs.oxdax [-f] [-L LABEL] [-J JOURNAL_BLOCKS] DEVICE
+//!   mkfs.oxdax [-f] [-L LABEL] [-J JOURNAL_BLOCKS] DEVICE [SIZE]
+//!
+//! SIZE (bytes, or with a K, M, G or T suffix) limits the filesystem to
+//! the start of the device, as mke2fs's fs-size does.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -19,7 +22,19 @@ use oxdax::format::{
     BLOCK_SIZE,
 };
 
-const USAGE: &str = "usage: mkfs.oxdax [-f] [-L LABEL] [-J JOURNAL_BLOCKS] DEVICE";
+const USAGE: &str = "usage: mkfs.oxdax [-f] [-L LABEL] [-J JOURNAL_BLOCKS] DEVICE [SIZE]";
+
+/// A size argument: bytes, or a number with a K, M, G or T suffix.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        b'T' | b't' => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
 
 static ZERO: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
 
@@ -108,6 +123,7 @@ fn existing_filesystem(head: &[u8]) -> Option<&'static str> {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut force, mut label, mut journal, mut device) = (false, String::new(), None, None);
+    let mut wanted_size = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-f" => force = true,
@@ -124,6 +140,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             _ if device.is_none() && !arg.starts_with('-') => device = Some(arg),
+            _ if wanted_size.is_none() && device.is_some() => match parse_size(&arg) {
+                Some(size) => wanted_size = Some(size),
+                None => return fail(&format!("bad size '{arg}'\n{USAGE}")),
+            },
             _ => return fail(USAGE),
         }
     }
@@ -156,6 +176,15 @@ fn main() -> ExitCode {
     let size = match device_size(&mut file) {
         Ok(size) => size,
         Err(e) => return fail(&format!("{device}: {e}")),
+    };
+    let size = match wanted_size {
+        Some(wanted) if wanted > size => {
+            return fail(&format!(
+                "{device}: {wanted} bytes asked, the device has {size}"
+            ))
+        }
+        Some(wanted) => wanted,
+        None => size,
     };
     let mut uuid = [0u8; 16];
     if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut r| r.read_exact(&mut uuid)) {

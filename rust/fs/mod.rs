@@ -13,7 +13,10 @@
 mod extents;
 mod media;
 
-use core::fmt;
+use core::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use kernel::{c_str, fmt, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc, sync::Mutex};
 
@@ -73,6 +76,9 @@ pub(crate) struct Info {
     dax: FsDax,
     /// Device name, for log lines.
     id: CString,
+    /// The damaged block last reported, so that every access to one
+    /// damaged structure does not log again (its errno is still EIO).
+    last_damaged: AtomicU64,
 }
 
 impl Info {
@@ -108,7 +114,8 @@ impl Info {
             FsError::ReadOnly => EROFS,
             FsError::Shutdown => EIO,
             FsError::Corrupt(block, what) => {
-                if memory::log_ratelimit() {
+                let first = self.last_damaged.swap(block, Ordering::Relaxed) != block;
+                if first && memory::log_ratelimit() {
                     pr_err!(
                         "{}: damaged metadata in block {}: {:?}\n",
                         self.id(),
@@ -341,6 +348,7 @@ impl FileSystem for OxdaxFs {
                 data,
                 dax,
                 id,
+                last_damaged: AtomicU64::new(u64::MAX),
             }),
             GFP_KERNEL,
         )

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fs_fuzz: mount mutated oxdax images in the kernel and use them.
+ *
+ *   fs_fuzz DEVICE BYTES IMAGES SEED
+ *
+ * The first BYTES of DEVICE hold a populated oxdax filesystem (made by the
+ * caller, unmounted). For each of IMAGES rounds: write that image back,
+ * mutate a few places of its metadata — superblocks, journal header,
+ * free-space maps and the first blocks of the data area, where mkfs and
+ * the first allocations put tree nodes and inode chunks — with bit flips,
+ * crafted integers, zeros or a block copied over another, recomputing the
+ * checksum half the time so the crafted values reach the checks behind
+ * it; then mount, walk, read, write, rename, unlink, truncate, fallocate
+ * and clone whatever is there, and unmount. Every step may fail with an
+ * errno; the kernel must not oops, WARN, hang or report KASAN (the test
+ * runner checks the log), and unmount must always work.
+ *
+ * Prints a summary; exit status 0 unless unmount failed or the device
+ * could not be used.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BLOCK 4096
+#define MNT "/mnt/fuzz"
+
+static uint64_t rng_state;
+
+static uint32_t next_random(void)
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return rng_state >> 33;
+}
+
+static uint32_t crc32c(uint32_t crc, const unsigned char *p, size_t len)
+{
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1));
+	}
+	return ~crc;
+}
+
+/* Recomputes the checksum of a superblock or tree node (oxdax's format). */
+static void reseal(unsigned char *block, uint64_t number)
+{
+	uint32_t crc;
+
+	if (number <= 1) {
+		crc = crc32c(0, block, BLOCK - 4);
+		memcpy(block + BLOCK - 4, &crc, 4);
+	} else if (!memcmp(block, "OXBT", 4)) {
+		crc = crc32c(crc32c(0, block, 28), block + 32, BLOCK - 32);
+		memcpy(block + 28, &crc, 4);
+	}
+}
+
+static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
+{
+	int changes = 1 + next_random() % 4;
+
+	for (int i = 0; i < changes; i++) {
+		uint64_t block = next_random() % 2 ? next_random() % data_start
+						   : data_start + next_random() % 64;
+		unsigned char *at;
+		uint64_t value;
+
+		if (block >= blocks)
+			block = next_random() % blocks;
+		if (next_random() % 3 == 0)
+			block = next_random() % 3; /* superblocks, journal header */
+		at = image + block * BLOCK + (next_random() % (BLOCK / 8)) * 8;
+		switch (next_random() % 5) {
+		case 0:
+			at[next_random() % 8] ^= 1 << (next_random() % 8);
+			break;
+		case 1:
+			memset(at, 0xff, 8);
+			break;
+		case 2:
+			value = next_random() % 8192;
+			memcpy(at, &value, 8);
+			break;
+		case 3:
+			memset(at, 0, 8);
+			break;
+		default:
+			memcpy(image + block * BLOCK,
+			       image + (data_start + next_random() % 64) % blocks * BLOCK, BLOCK);
+		}
+		if (next_random() % 2)
+			reseal(image + block * BLOCK, block);
+	}
+}
+
+static void exercise_file(const char *path, int round)
+{
+	static char buf[65536];
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0)
+		return;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (pwrite(fd, buf, 5000, round % 9000) < 0)
+		(void)0;
+	if (ftruncate(fd, round % 20000) < 0)
+		(void)0;
+	if (fallocate(fd, 0, 0, 16384) < 0)
+		(void)0;
+	if (fallocate(fd, 3, 4096, 4096) < 0)
+		(void)0;
+	lseek(fd, 0, SEEK_DATA);
+	lseek(fd, 0, SEEK_HOLE);
+	fsync(fd);
+	close(fd);
+}
+
+static void walk(const char *dir, int depth, int round, int *budget)
+{
+	struct dirent *entry;
+	DIR *d;
+
+	if (depth > 8 || (d = opendir(dir)) == NULL)
+		return;
+	while ((entry = readdir(d)) && (*budget)-- > 0) {
+		char path[1024];
+		struct stat st;
+
+		if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+		if (lstat(path, &st))
+			continue;
+		if (S_ISDIR(st.st_mode))
+			walk(path, depth + 1, round, budget);
+		else if (S_ISREG(st.st_mode))
+			exercise_file(path, round);
+	}
+	closedir(d);
+}
+
+static void exercise(int round)
+{
+	int budget = 300, fd;
+
+	walk(MNT, 0, round, &budget);
+	fd = open(MNT "/fuzz-new", O_CREAT | O_RDWR, 0644);
+	if (fd >= 0) {
+		if (write(fd, "fuzz", 4) < 0)
+			(void)0;
+		close(fd);
+	}
+	if (mkdir(MNT "/fuzz-dir", 0755) < 0)
+		(void)0;
+	if (rename(MNT "/fuzz-new", MNT "/fuzz-dir/moved") < 0)
+		(void)0;
+	if (link(MNT "/fuzz-dir/moved", MNT "/fuzz-link") < 0)
+		(void)0;
+	if (unlink(MNT "/fuzz-link") < 0)
+		(void)0;
+	if (unlink(MNT "/fuzz-dir/moved") < 0)
+		(void)0;
+	if (rmdir(MNT "/fuzz-dir") < 0)
+		(void)0;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned char *base, *image;
+	uint64_t bytes, blocks, data_start;
+	int images, device, mounted = 0, refused = 0;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: fs_fuzz DEVICE BYTES IMAGES SEED\n");
+		return 2;
+	}
+	bytes = strtoull(argv[2], NULL, 0);
+	images = atoi(argv[3]);
+	rng_state = strtoull(argv[4], NULL, 0);
+	blocks = bytes / BLOCK;
+	device = open(argv[1], O_RDWR | O_DIRECT);
+	if (device < 0 || posix_memalign((void **)&base, BLOCK, bytes) ||
+	    posix_memalign((void **)&image, BLOCK, bytes) ||
+	    pread(device, base, bytes, 0) != (ssize_t)bytes) {
+		perror(argv[1]);
+		return 1;
+	}
+	memcpy(&data_start, base + 0x90, 8);
+	if (data_start == 0 || data_start >= blocks) {
+		fprintf(stderr, "fs_fuzz: %s holds no oxdax filesystem\n", argv[1]);
+		return 1;
+	}
+	mkdir(MNT, 0755);
+	for (int round = 0; round < images; round++) {
+		memcpy(image, base, bytes);
+		mutate(image, blocks, data_start);
+		if (pwrite(device, image, bytes, 0) != (ssize_t)bytes) {
+			perror("write image");
+			return 1;
+		}
+		if (mount(argv[1], MNT, "oxdax", 0, NULL)) {
+			refused++;
+			continue;
+		}
+		mounted++;
+		exercise(round);
+		if (umount(MNT)) {
+			fprintf(stderr, "fs_fuzz: round %d: umount: %s\n", round, strerror(errno));
+			return 1;
+		}
+	}
+	printf("fs_fuzz: %d images: %d mounted and used, %d refused\n", images, mounted, refused);
+	/* Leave a sane filesystem behind. */
+	if (pwrite(device, base, bytes, 0) != (ssize_t)bytes)
+		return 1;
+	return 0;
+}
