@@ -12,7 +12,8 @@
  * driver before oxdax's filesystem exists, and a later failure on oxdax is
  * oxdax's. DISK is /dev/$OXDAX_TEST_DISK (default oxpmem0). After each test
  * the filesystem is unmounted and checked (fsck.oxdax, e2fsck -fn,
- * xfs_repair -n); OXDAX_FS_FSCK=0 skips the check.
+ * xfs_repair -n); OXDAX_FS_FSCK=0 skips the check. OXDAX_FS_MKFS_OPTS adds
+ * options to mkfs.
  */
 #ifndef OXDAX_FS_H
 #define OXDAX_FS_H
@@ -73,16 +74,23 @@ static inline int __attribute__((format(printf, 1, 2))) fs_sh(const char *fmt, .
 	return WEXITSTATUS(status);
 }
 
-/* Formats the test disk; returns mkfs's exit status (0: success). */
+/*
+ * Formats the test disk; returns mkfs's exit status (0: success).
+ * OXDAX_FS_MKFS_OPTS adds options (e.g. "-N 120000" for ext4's inode count).
+ */
 static inline int fs_mkfs(void)
 {
+	const char *extra = getenv("OXDAX_FS_MKFS_OPTS");
+
+	if (!extra)
+		extra = "";
 	if (fs_is("oxdax"))
-		return fs_sh("mkfs.oxdax -f %s >/tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; exit 1; }",
-			     fs_disk());
+		return fs_sh("mkfs.oxdax -f %s %s >/tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; exit 1; }",
+			     extra, fs_disk());
 	if (fs_is("ext4"))
-		return fs_sh("mkfs.ext4 -F -q %s", fs_disk());
+		return fs_sh("mkfs.ext4 -F -q %s %s", extra, fs_disk());
 	if (fs_is("xfs"))
-		return fs_sh("mkfs.xfs -f -q -m reflink=1 %s", fs_disk());
+		return fs_sh("mkfs.xfs -f -q -m reflink=1 %s %s", extra, fs_disk());
 	fprintf(stderr, "# OXDAX_FS=%s: unknown filesystem (oxdax, ext4 or xfs)\n", fs_type());
 	return -1;
 }
