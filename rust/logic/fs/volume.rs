@@ -433,15 +433,23 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         &self.sb
     }
 
-    /// `statfs` numbers.
+    /// `statfs` numbers. Inodes are allocated from free space, so the
+    /// inode total is what a quarter of the filesystem could hold (as
+    /// xfs's `imaxpct`), or less when free space is short: the free count
+    /// does not fall with every data block written.
     pub fn statfs(&self) -> StatFs {
         let per_block = INODES_PER_CHUNK / CHUNK_INODE_BLOCKS;
-        let free_files = self.sb.free_blocks.saturating_mul(per_block);
+        let limit = (self.sb.layout.data_blocks() / 4).saturating_mul(per_block);
+        let possible = self
+            .sb
+            .inode_count
+            .saturating_add(self.sb.free_blocks.saturating_mul(per_block));
+        let files = possible.min(limit.max(self.sb.inode_count));
         StatFs {
             blocks: self.sb.layout.data_blocks(),
             free_blocks: self.sb.free_blocks,
-            files: self.sb.inode_count.saturating_add(free_files),
-            free_files,
+            files,
+            free_files: files - self.sb.inode_count,
         }
     }
 

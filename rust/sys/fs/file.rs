@@ -85,6 +85,10 @@ impl<T: FileSystem> FileOps<T> {
         fsync: Some(fsync_callback::<T>),
         fallocate: Some(fallocate_callback::<T>),
         remap_file_range: Some(remap_file_range_callback::<T>),
+        // sendfile, splice and copy_file_range's fallback (ranges a clone
+        // cannot do): through read_iter/write_iter, no page cache.
+        splice_read: Some(ffi::copy_splice_read),
+        splice_write: Some(ffi::iter_file_splice_write),
         // SAFETY: All-zero is a valid table: no operation.
         ..unsafe { core::mem::zeroed() }
     };
