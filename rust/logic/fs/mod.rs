@@ -255,6 +255,22 @@ pub struct Mapping {
     pub shared: bool,
 }
 
+/// An owner of device blocks, as the reverse map answers (`Volume::owners`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owned {
+    /// First device block of the owned part inside the queried range.
+    pub start: u64,
+    /// Blocks owned from `start`.
+    pub len: u64,
+    /// The inode (data, or the nodes of its trees), or a filesystem-wide
+    /// structure (`OWNER_*` of `format::kinds`).
+    pub owner: u64,
+    /// File block of `start` (file data only).
+    pub file_block: u64,
+    /// Metadata rather than file data.
+    pub metadata: bool,
+}
+
 /// A directory entry as `readdir` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirEntry<'a> {

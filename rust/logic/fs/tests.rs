@@ -1326,3 +1326,94 @@ fn reseal(block: &mut [u8], number: u64) {
         block[28..32].copy_from_slice(&crc.to_le_bytes());
     }
 }
+
+/// The reverse map answers, for every block, exactly the files and file
+/// blocks that map it (all sharers of reflinked blocks) or the metadata
+/// that owns it.
+#[test]
+fn owners_of_every_block_match_the_files() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let mut rng = Lcg(8);
+    let mut files = Vec::new();
+    for i in 0..12u64 {
+        let (f, _) = v
+            .create(root, alloc::format!("f{i}").as_bytes(), &file(REG))
+            .unwrap();
+        write(
+            &mut v,
+            f,
+            (rng.next() % 64) * 4096,
+            &pattern(i, 4096 * (1 + rng.next() as usize % 40)),
+        )
+        .unwrap();
+        files.push(f);
+    }
+    for _ in 0..10 {
+        let (a, b) = (
+            files[rng.next() as usize % 12],
+            files[rng.next() as usize % 12],
+        );
+        let _ = v.reflink(
+            a,
+            (rng.next() % 8) * 4096,
+            b,
+            (rng.next() % 80) * 4096,
+            8 * 4096,
+            T0,
+        );
+        let _ = v.punch_hole(b, (rng.next() % 80) * 4096, 3 * 4096, T0);
+        let _ = write(&mut v, a, (rng.next() % 40) * 4096, &pattern(99, 5000));
+    }
+    let mut expected: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for &f in &files {
+        let size_blocks = v.inode(f).unwrap().size.div_ceil(4096) + 8;
+        let mut block = 0;
+        while block < size_blocks {
+            let m = v.map_read(f, block, size_blocks - block).unwrap();
+            if m.kind != MapKind::Hole {
+                for i in 0..m.len {
+                    expected
+                        .entry(m.physical + i)
+                        .or_default()
+                        .push((f, m.file_block + i));
+                }
+            }
+            block = m.file_block + m.len;
+        }
+    }
+    assert!(
+        expected.values().any(|o| o.len() >= 2),
+        "the workload shares blocks"
+    );
+    let sb = *v.superblock();
+    for block in sb.layout.data_start..sb.layout.data_start + 3000 {
+        let mut data = Vec::new();
+        let mut metadata = 0;
+        v.owners(block, 1, &mut |o| {
+            assert_eq!((o.start, o.len), (block, 1));
+            if o.metadata {
+                metadata += 1;
+            } else {
+                data.push((o.owner, o.file_block));
+            }
+            true
+        })
+        .unwrap();
+        data.sort();
+        let mut want = expected.get(&block).cloned().unwrap_or_default();
+        want.sort();
+        assert_eq!(data, want, "owners of block {block}");
+        assert!(metadata == 0 || data.is_empty(), "block {block} is both");
+    }
+    // The root directory's tree root is metadata of the root.
+    let node = v.inode(root).unwrap().map_root;
+    let mut found = Vec::new();
+    v.owners(node, 1, &mut |o| {
+        found.push((o.owner, o.metadata));
+        true
+    })
+    .unwrap();
+    assert_eq!(found, [(root, true)]);
+    unmount_and_check(v);
+}

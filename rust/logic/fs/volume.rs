@@ -7,7 +7,7 @@ use core::ops::ControlFlow;
 use super::{
     tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
     AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
-    NewInode, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
+    NewInode, Owned, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
 };
 use crate::logic::format::{
     btree::{Nodes, Tree},
@@ -17,8 +17,8 @@ use crate::logic::format::{
     journal::{self, JournalHeader},
     kinds::{
         self, block_key, check_name, dirent_key, parse_block_key, Directory, Dirent, Extent,
-        Extents, InodeChunks, NameError, RefCounts, RmapKey, EXTENT_UNWRITTEN, OWNER_INODE_CHUNKS,
-        RMAP_METADATA,
+        Extents, InodeChunks, NameError, RefCounts, ReverseMap, RmapKey, EXTENT_UNWRITTEN,
+        OWNER_INODE_CHUNKS, RMAP_METADATA,
     },
     space,
     superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
@@ -1452,6 +1452,116 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             tx.put_inode(ino, &inode)?;
             Ok(inode)
         })
+    }
+
+    /// Calls `visit` for every owner of device blocks `start..start + len`
+    /// (clipped to the range) until it returns `false`: the inodes and file
+    /// blocks of data — every sharer of a reflinked block — or the
+    /// metadata structure. Free blocks have no owner.
+    ///
+    /// Cost: where the range is not shared, one lookup of the record
+    /// before it plus the records starting inside it, O(log n + k). Shared
+    /// blocks can be covered by records starting up to one largest extent
+    /// (128 MiB) earlier, and those are scanned too.
+    pub fn owners(
+        &self,
+        start: u64,
+        len: u64,
+        visit: &mut dyn FnMut(&Owned) -> bool,
+    ) -> Result<(), Error> {
+        self.check_live()?;
+        let end = start.checked_add(len).ok_or(Error::Invalid)?;
+        let store = Committed(&self.media);
+        let rmap = Tree::<ReverseMap>::open(self.sb.rmap_root, kinds::OWNER_REVERSE_MAP);
+        let mut any_shared = false;
+        let mut at = start;
+        while at < end {
+            let (shared, run) = shared_run(&self.sb, &store, at, end - at)?;
+            any_shared |= shared;
+            at += run.max(1);
+        }
+        let from = if any_shared {
+            start.saturating_sub(MAX_ALLOCATION - 1)
+        } else {
+            // The one record that can start before `start` and reach it.
+            let mut key = [0u8; 24];
+            let mut value = [0u8; 16];
+            let found = start > 0
+                && rmap
+                    .last_at_or_before(
+                        &store,
+                        &RmapKey {
+                            start: start - 1,
+                            owner: u64::MAX,
+                            offset: u64::MAX,
+                        }
+                        .encode(),
+                        &mut key,
+                        &mut value,
+                    )
+                    .map_err(tree_error)?;
+            if found {
+                RmapKey::decode(&key).map_or(start, |k| k.start)
+            } else {
+                start
+            }
+        };
+        let mut damaged = false;
+        scan(
+            &rmap,
+            &store,
+            &RmapKey {
+                start: from,
+                owner: 0,
+                offset: 0,
+            }
+            .encode(),
+            &mut |key, value| {
+                let (Some(key), Some(record_len), Some(flags)) = (
+                    RmapKey::decode(key),
+                    value
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_le_bytes),
+                    value
+                        .get(8..16)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_le_bytes),
+                ) else {
+                    damaged = true;
+                    return ControlFlow::Break(());
+                };
+                if key.start >= end {
+                    return ControlFlow::Break(());
+                }
+                let record_end = key.start.saturating_add(record_len);
+                if record_end <= start {
+                    return ControlFlow::Continue(());
+                }
+                let first = key.start.max(start);
+                let metadata = flags & RMAP_METADATA != 0;
+                let owned = Owned {
+                    start: first,
+                    len: record_end.min(end) - first,
+                    owner: key.owner,
+                    file_block: if metadata {
+                        0
+                    } else {
+                        key.offset + (first - key.start)
+                    },
+                    metadata,
+                };
+                if visit(&owned) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            },
+        )?;
+        if damaged {
+            return Err(Error::Corrupt(self.sb.rmap_root, Damage::Record));
+        }
+        Ok(())
     }
 
     /// Frees `ino` and its blocks if it has no links left (called when the
