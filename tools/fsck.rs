@@ -1,13 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! fsck.oxdax: check an oxdax filesystem (read-only for now).
+//! fsck.oxdax: check, and repair what is safe to repair, of an oxdax
+//! filesystem.
 //!
-//!   fsck.oxdax [-n] DEVICE
+//!   fsck.oxdax [-n | -p | -y] DEVICE
 //!
-//! Exit status as e2fsck's: 0 clean, 4 errors left uncorrected, 8
-//! operational error, 16 usage error.
+//! Without a flag or with `-n` the device is only read (committed journal
+//! transactions are checked as replayed, in memory). With `-p` or `-y` it
+//! repairs what can be repaired without guessing: it replays the journal,
+//! frees orphaned inodes (unlinked while open at a crash), restores a
+//! damaged primary superblock from the backup, and rebuilds the free-space
+//! maps and the superblock's counters from the reverse map; then it checks
+//! again. Damaged trees or records are reported, never rewritten.
+//!
+//! Exit status as e2fsck's: 0 clean, 1 errors corrected, 4 errors left
+//! uncorrected, 8 operational error, 16 usage error.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, UnsafeCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -20,9 +29,11 @@ use oxdax::format::{
     superblock::Superblock,
     BLOCK_SIZE,
 };
-use oxdax::fs::{check_files, Fact, Media};
+use oxdax::fs::{
+    check_files, Fact, Media, Parts, Scratch, Volume, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+};
 
-const USAGE: &str = "usage: fsck.oxdax [-n] DEVICE";
+const USAGE: &str = "usage: fsck.oxdax [-n | -p | -y] DEVICE";
 
 /// The size of a device or image file in bytes.
 fn device_size(file: &mut File) -> io::Result<u64> {
@@ -152,6 +163,191 @@ impl Media for DeviceImage {
     fn fence(&self) {}
 }
 
+/// The device opened for repair: blocks cached on first use, the journal
+/// region kept contiguous (the volume reads the log as one slice), and
+/// every write sent to the device at once, a whole aligned block at a time.
+struct RepairDevice {
+    file: File,
+    blocks: Vec<OnceCell<Box<UnsafeCell<Aligned>>>>,
+    log_start: u64,
+    log: UnsafeCell<Vec<u8>>,
+    failed: Cell<bool>,
+}
+
+impl RepairDevice {
+    fn open(path: &str) -> io::Result<Self> {
+        const O_DIRECT: i32 = 0o40000;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(O_DIRECT)
+            .open(path)
+            .or_else(|_| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+            })?;
+        let blocks = device_size(&mut file)? / BLOCK_SIZE as u64;
+        let mut device = Self {
+            file,
+            blocks: (0..blocks).map(|_| OnceCell::new()).collect(),
+            log_start: 0,
+            log: UnsafeCell::new(Vec::new()),
+            failed: Cell::new(false),
+        };
+        // The journal's place comes from either superblock (same layout).
+        let layout = [0u64, 1]
+            .iter()
+            .find_map(|&n| device.cached(n).and_then(|b| Superblock::decode(b).ok()))
+            .map(|sb| sb.layout);
+        if let Some(layout) = layout {
+            let mut log = Vec::new();
+            for n in layout.journal_start + 1..layout.journal_start + layout.journal_blocks {
+                log.extend_from_slice(device.cached(n).map_or(&[0u8; BLOCK_SIZE][..], |b| &b[..]));
+            }
+            device.log_start = (layout.journal_start + 1) * BLOCK_SIZE as u64;
+            device.log = UnsafeCell::new(log);
+        }
+        Ok(device)
+    }
+
+    fn cell(&self, n: u64) -> Option<&UnsafeCell<Aligned>> {
+        let cell = self.blocks.get(n as usize)?;
+        Some(cell.get_or_init(|| {
+            let mut aligned = Box::new(Aligned([0u8; BLOCK_SIZE]));
+            if self
+                .file
+                .read_exact_at(&mut aligned.0[..], n * BLOCK_SIZE as u64)
+                .is_err()
+            {
+                self.failed.set(true);
+            }
+            Box::new(UnsafeCell::new(*aligned))
+        }))
+    }
+
+    fn cached(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
+        // SAFETY: Blocks change only in `write`, which the volume never
+        // calls while it holds a reference to the block being written (the
+        // same rule as for the kernel's pmem mapping).
+        self.cell(n).map(|c| unsafe { &(*c.get()).0 })
+    }
+}
+
+impl Media for RepairDevice {
+    fn size(&self) -> u64 {
+        self.blocks.len() as u64 * BLOCK_SIZE as u64
+    }
+    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len as u64)?;
+        // SAFETY: As in `cached`: the log changes only in `write`.
+        let log = unsafe { &*self.log.get() };
+        if offset >= self.log_start && end <= self.log_start + log.len() as u64 {
+            let at = (offset - self.log_start) as usize;
+            return log.get(at..at + len);
+        }
+        let within = (offset % BLOCK_SIZE as u64) as usize;
+        self.cached(offset / BLOCK_SIZE as u64)?
+            .get(within..within.checked_add(len)?)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> bool {
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let (n, within) = (at / BLOCK_SIZE as u64, (at % BLOCK_SIZE as u64) as usize);
+            let part = (BLOCK_SIZE - within).min(data.len() - done);
+            let Some(cell) = self.cell(n) else {
+                return false;
+            };
+            // SAFETY: See `cached`; no reference to this block is live.
+            let block = unsafe { &mut *cell.get() };
+            block.0[within..within + part].copy_from_slice(&data[done..done + part]);
+            if self
+                .file
+                .write_all_at(&block.0, n * BLOCK_SIZE as u64)
+                .is_err()
+            {
+                self.failed.set(true);
+                return false;
+            }
+            // SAFETY: As above, for the log copy.
+            let log = unsafe { &mut *self.log.get() };
+            if at >= self.log_start && at + (part as u64) <= self.log_start + log.len() as u64 {
+                let l = (at - self.log_start) as usize;
+                log[l..l + part].copy_from_slice(&data[done..done + part]);
+            }
+            done += part;
+        }
+        true
+    }
+    fn zero(&self, offset: u64, len: u64) -> bool {
+        self.write(offset, &vec![0u8; len as usize])
+    }
+    fn fence(&self) {
+        if self.file.sync_data().is_err() {
+            self.failed.set(true);
+        }
+    }
+}
+
+/// The volume's working memory, in a tool.
+struct Buffers {
+    shadows: Vec<[u8; BLOCK_SIZE]>,
+    tags: Vec<u64>,
+    log: Vec<u8>,
+    deferred: Vec<u64>,
+    spare: Box<[u8; BLOCK_SIZE]>,
+}
+
+impl Scratch for Buffers {
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            shadows: &mut self.shadows,
+            tags: &mut self.tags,
+            log: &mut self.log,
+            deferred: &mut self.deferred,
+            spare: &mut self.spare,
+        }
+    }
+}
+
+/// Repairs what is safe (see the top of the file); `Ok(true)` if anything
+/// changed.
+fn repair(device: &str) -> Result<bool, String> {
+    let media = RepairDevice::open(device).map_err(|e| format!("{device}: {e}"))?;
+    let buffers = Buffers {
+        shadows: vec![[0u8; BLOCK_SIZE]; TX_MAX_BLOCKS],
+        tags: vec![0; TX_MAX_BLOCKS],
+        log: vec![0; TX_LOG_BYTES],
+        deferred: vec![0; DEFERRED_WORDS],
+        spare: Box::new([0; BLOCK_SIZE]),
+    };
+    let (mut volume, report) = Volume::mount(media, buffers, false)
+        .map_err(|e| format!("{device}: cannot be repaired: {e:?}"))?;
+    let mut changed = false;
+    if report.replayed > 0 && report.was_dirty {
+        println!("{device}: journal replayed");
+        changed = true;
+    }
+    if report.used_backup {
+        println!("{device}: primary superblock restored from the backup");
+        changed = true;
+    }
+    let fixed = volume
+        .repair_space()
+        .map_err(|e| format!("{device}: free-space repair failed: {e:?}"))?;
+    if fixed > 0 {
+        println!("{device}: free-space maps: {fixed} blocks corrected");
+        changed = true;
+    }
+    volume.unmount();
+    if volume.media().failed.get() {
+        return Err(format!("{device}: I/O errors during the repair"));
+    }
+    Ok(changed)
+}
+
 /// Link counts against the names found: `None` if they agree.
 fn link_problem(
     names: &HashMap<u64, u32>,
@@ -172,82 +368,146 @@ fn link_problem(
     None
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let device = match args.as_slice() {
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        [device] if !device.starts_with('-') => device,
-        [flag, device] if flag == "-n" => device,
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(16);
-        }
-    };
+/// The outcome of one read-only check.
+enum Checked {
+    /// Consistent; the line to print.
+    Clean(String),
+    /// A problem: what, and whether repairing the free-space maps, the
+    /// counters, the journal or the superblock can fix it.
+    Damaged(String, bool),
+    /// The device could not be read.
+    Failed(String),
+}
+
+/// Problems of the free-space maps, counters and superblocks, which
+/// `repair` rebuilds from the trees (when those are sound).
+fn repairable(what: &str) -> bool {
+    [
+        "summary",
+        "bitmap",
+        "free block count",
+        "used blocks without an owner",
+        "rmap record over a free block",
+        "primary superblock",
+        "superblocks disagree",
+        "inode count in the superblock",
+    ]
+    .iter()
+    .any(|w| what.contains(w))
+}
+
+/// Checks `device` without writing; `journal` tells whether committed
+/// transactions wait to be replayed.
+fn check(device: &str, journal: &mut bool) -> Checked {
     let mut image = match open_uncached(device).and_then(DeviceImage::open) {
         Ok(image) => image,
-        Err(e) => {
-            eprintln!("fsck.oxdax: {device}: {e}");
-            return ExitCode::from(8);
-        }
+        Err(e) => return Checked::Failed(format!("{device}: {e}")),
     };
     match image.replay_journal() {
         Ok(0) => {}
-        Ok(n) => println!("{device}: journal not empty ({n} transactions since the tail; the last checked as replayed)"),
-        Err(what) => {
-            println!("{device}: errors found: {what}");
-            return ExitCode::from(4);
+        Ok(n) => {
+            *journal = true;
+            println!("{device}: journal not empty ({n} transactions since its tail; the last checked as replayed)");
         }
+        Err(what) => return Checked::Damaged(what.to_string(), false),
     }
     let result = check_filesystem(&image);
     if image.had_read_error() {
         eprintln!("fsck.oxdax: {device}: read errors; unreadable blocks were checked as zeros");
     }
-    match result {
-        Ok(report) => {
-            let sb = report.superblock;
-            let mut names: HashMap<u64, u32> = HashMap::new();
-            let mut links = Vec::new();
-            let files = check_files(&image, &sb, &mut |fact| match fact {
-                Fact::Name { ino, .. } => *names.entry(ino).or_default() += 1,
-                Fact::Inode { ino, nlink, is_dir } => links.push((ino, nlink, is_dir)),
-            });
-            let files = match files {
-                Ok(files) => files,
-                Err(p) => {
-                    println!("{device}: errors found: inode {}: {}", p.ino, p.what);
-                    return ExitCode::from(4);
-                }
-            };
-            if let Some(what) = link_problem(&names, &links, sb.root_ino) {
-                println!("{device}: errors found: {what}");
+    let report = match result {
+        Ok(report) => report,
+        Err(FsError::Corrupt(what)) => return Checked::Damaged(what.to_string(), repairable(what)),
+        Err(e) => return Checked::Failed(format!("{device}: {e:?}")),
+    };
+    let sb = report.superblock;
+    let mut names: HashMap<u64, u32> = HashMap::new();
+    let mut links = Vec::new();
+    let files = check_files(&image, &sb, &mut |fact| match fact {
+        Fact::Name { ino, .. } => *names.entry(ino).or_default() += 1,
+        Fact::Inode { ino, nlink, is_dir } => links.push((ino, nlink, is_dir)),
+    });
+    let files = match files {
+        Ok(files) => files,
+        Err(p) => {
+            return Checked::Damaged(format!("inode {}: {}", p.ino, p.what), repairable(p.what))
+        }
+    };
+    if let Some(what) = link_problem(&names, &links, sb.root_ino) {
+        return Checked::Damaged(what, false);
+    }
+    if files.orphans > 0 {
+        println!(
+            "{device}: {} unlinked inodes still allocated (freed at the next mount)",
+            files.orphans
+        );
+    }
+    Checked::Clean(format!(
+        "{} inodes ({} directories), {} extents, {} of {} data blocks in use, {} reverse-map records",
+        files.inodes,
+        files.directories,
+        files.extents,
+        report.used_blocks,
+        sb.layout.data_blocks(),
+        report.rmap_records
+    ))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (device, fix) = match args.as_slice() {
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        [device] if !device.starts_with('-') => (device, false),
+        [flag, device] if flag == "-n" => (device, false),
+        [flag, device] if flag == "-p" || flag == "-y" => (device, true),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(16);
+        }
+    };
+    let mut journal = false;
+    let first = check(device, &mut journal);
+    // Repair only what is known to be safe: never over damaged trees.
+    let safe = match &first {
+        Checked::Clean(_) => journal,
+        Checked::Damaged(_, repairable) => *repairable,
+        Checked::Failed(_) => false,
+    };
+    let mut corrected = false;
+    let outcome = if fix && safe {
+        if let Checked::Damaged(what, _) = &first {
+            println!("{device}: {what}: repairing");
+        }
+        match repair(device) {
+            Ok(changed) => corrected = changed,
+            Err(message) => {
+                println!("{message}");
                 return ExitCode::from(4);
             }
-            if files.orphans > 0 {
-                println!(
-                    "{device}: {} unlinked inodes still allocated (freed at the next mount)",
-                    files.orphans
-                );
-            }
-            println!(
-                "{device}: clean, {} inodes ({} directories), {} extents, {} of {} data blocks in use, {} reverse-map records",
-                files.inodes,
-                files.directories,
-                files.extents,
-                report.used_blocks,
-                sb.layout.data_blocks(),
-                report.rmap_records
-            );
-            ExitCode::SUCCESS
         }
-        Err(FsError::Corrupt(what)) => {
+        check(device, &mut journal)
+    } else {
+        first
+    };
+    match outcome {
+        Checked::Clean(summary) => {
+            let state = if corrected {
+                "errors corrected, now clean"
+            } else {
+                "clean"
+            };
+            println!("{device}: {state}, {summary}");
+            ExitCode::from(u8::from(corrected))
+        }
+        Checked::Damaged(what, _) => {
             println!("{device}: errors found: {what}");
             ExitCode::from(4)
         }
-        Err(e) => {
-            eprintln!("fsck.oxdax: {device}: {e:?}");
+        Checked::Failed(message) => {
+            eprintln!("fsck.oxdax: {message}");
             ExitCode::from(8)
         }
     }

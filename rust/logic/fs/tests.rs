@@ -1417,3 +1417,29 @@ fn owners_of_every_block_match_the_files() {
     assert_eq!(found, [(root, true)]);
     unmount_and_check(v);
 }
+
+/// fsck's space repair: a leaked block (in use, no owner), an owned block
+/// marked free and wrong counters are all put right.
+#[test]
+fn repair_space_fixes_the_maps_from_the_reverse_map() {
+    let (image, _) = fuzz_base();
+    let sb = {
+        let v = mount(image.clone());
+        *v.superblock()
+    };
+    let mut damaged = image.clone();
+    let bitmap = sb.layout.bitmap_start as usize * BLOCK_SIZE;
+    // A leak: the last data block marked used.
+    let last = sb.layout.block_count - 1;
+    damaged[bitmap + (last / 8) as usize] |= 1 << (last % 8);
+    // An owned block (the root's directory node) marked free.
+    let root = mount(image.clone()).inode(sb.root_ino).unwrap().map_root;
+    damaged[bitmap + (root / 8) as usize] &= !(1 << (root % 8));
+    assert!(check_filesystem(&Flat(damaged.clone())).is_err());
+    let mut v = mount(damaged);
+    assert_eq!(v.repair_space(), Ok(2));
+    assert_eq!(v.repair_space(), Ok(0));
+    let repaired = unmount_and_check(v);
+    let report = check_filesystem(&Flat(repaired)).unwrap();
+    assert_eq!(report.superblock.free_blocks, sb.free_blocks);
+}

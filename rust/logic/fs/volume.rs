@@ -20,7 +20,7 @@ use crate::logic::format::{
         Extents, InodeChunks, NameError, RefCounts, ReverseMap, RmapKey, EXTENT_UNWRITTEN,
         OWNER_INODE_CHUNKS, RMAP_METADATA,
     },
-    space,
+    space::{self, SpaceStore},
     superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
     BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
@@ -1562,6 +1562,79 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::Corrupt(self.sb.rmap_root, Damage::Record));
         }
         Ok(())
+    }
+
+    /// fsck's repair of the free-space maps: each data-area block is marked
+    /// in use exactly when the reverse map gives it an owner (a leaked
+    /// block is freed; an owned block marked free, which could be handed
+    /// out twice, is marked used), the summary is recounted and the
+    /// superblock's free-block and inode counts are recomputed. Returns the
+    /// blocks whose state changed. The trees themselves must be sound (the
+    /// checks run first).
+    pub fn repair_space(&mut self) -> Result<u64, Error> {
+        let layout = self.sb.layout;
+        let mut changed = 0u64;
+        let first_chunk = layout.data_start / CHUNK_BLOCKS;
+        let chunks = layout.block_count.div_ceil(CHUNK_BLOCKS);
+        let mut free_total = 0u64;
+        for chunk in first_chunk..chunks {
+            let base = chunk * CHUNK_BLOCKS;
+            let mut owned = [0u64; (CHUNK_BLOCKS / 64) as usize];
+            self.owners(base, CHUNK_BLOCKS, &mut |o| {
+                for block in o.start..o.start + o.len {
+                    if let Some(word) = owned.get_mut(((block - base) / 64) as usize) {
+                        *word |= 1 << ((block - base) % 64);
+                    }
+                }
+                true
+            })?;
+            // Past the end of the filesystem counts as used.
+            for block in base..base + CHUNK_BLOCKS {
+                if block >= layout.block_count {
+                    if let Some(word) = owned.get_mut(((block - base) / 64) as usize) {
+                        *word |= 1 << ((block - base) % 64);
+                    }
+                }
+            }
+            let free = CHUNK_BLOCKS - owned.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+            free_total += free;
+            let fixed = self.transact(|tx| {
+                let mut fixed = 0u64;
+                for (i, &want) in owned.iter().enumerate() {
+                    let index = base / 64 + i as u64;
+                    let have = tx.word(index)?;
+                    if have != want {
+                        fixed += u64::from((have ^ want).count_ones());
+                        tx.set_word(index, want)?;
+                    }
+                }
+                if u64::from(tx.chunk_free(chunk)?) != free {
+                    tx.set_chunk_free(chunk, free as u32)?;
+                }
+                Ok(fixed)
+            })?;
+            changed += fixed;
+        }
+        let tree = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+        let mut inodes = 0u64;
+        scan(
+            &tree,
+            &Committed(&self.media),
+            &block_key(0),
+            &mut |_, value| {
+                inodes += value
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, |b| u64::from(u64::from_le_bytes(b).count_ones()));
+                ControlFlow::Continue(())
+            },
+        )?;
+        self.transact(|tx| {
+            tx.sb.free_blocks = free_total;
+            tx.sb.inode_count = inodes;
+            Ok(())
+        })?;
+        Ok(changed)
     }
 
     /// Frees `ino` and its blocks if it has no links left (called when the
