@@ -28,6 +28,17 @@
 
 #define FS_MNT "/mnt/fs"
 
+/*
+ * Each test formats, mounts, remounts and checks a filesystem in an
+ * emulated guest with a debug kernel: the harness's 30 s per test is too
+ * tight for a filesystem that is new (and slower than it will be). Included
+ * after kselftest_harness.h, this changes what TEST_F() expands to.
+ */
+#ifdef TEST_TIMEOUT_DEFAULT
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 120
+#endif
+
 static inline const char *fs_type(void)
 {
 	const char *type = getenv("OXDAX_FS");
