@@ -33,7 +33,24 @@ dax_mmap verify /mnt/pmem/data 8388608 42 && echo "data intact"
 step "a poisoned page: oxdax's page map -> xfs notify_failure -> SIGBUS to the process"
 dax_mmap poison /mnt/pmem/victim
 dmesg | grep 'oxdax: oxpmem0: memory failure' | tail -n 1
-step "unmount, rmmod"
 umount /mnt/pmem
+step "oxdax's own filesystem on /dev/oxpmem0"
+mkfs.oxdax -f -L demo /dev/oxpmem0
+mount -t oxdax /dev/oxpmem0 /mnt/pmem
+grep oxpmem0 /proc/mounts
+mkdir /mnt/pmem/dir
+head -c 1000000 /dev/urandom > /mnt/pmem/dir/file
+step "a 4 MiB preallocated file: 2 MiB-aligned physical extents (FIEMAP)"
+xfs_io -f -c "falloc 0 4m" -c "fiemap -v" /mnt/pmem/prealloc
+step "a reflink shares the blocks; a write to the clone copies"
+xfs_io -f -c "reflink /mnt/pmem/dir/file" /mnt/pmem/clone > /dev/null
+xfs_io -c "fiemap -v" /mnt/pmem/clone
+printf 'changed' | dd of=/mnt/pmem/clone bs=1 seek=5000 conv=notrunc 2>/dev/null
+cmp /mnt/pmem/dir/file /mnt/pmem/clone || true
+df -h /mnt/pmem
+step "unmount, fsck.oxdax"
+umount /mnt/pmem
+fsck.oxdax /dev/oxpmem0
+step "rmmod"
 rmmod oxdax
 dmesg | grep 'oxdax:' | tail -n 1

@@ -4,7 +4,8 @@
 # truncation, O_DIRECT), namespace operations (mkdir, readdir, rename,
 # link, unlink, rmdir), persistence across remount and read-only remount,
 # and refused mounts (unknown option, dax=never, no filesystem, a device
-# without DAX): each refused with its errno and exactly one oxdax line in
+# without DAX, a filesystem larger than the device, an unknown
+# incompatible feature): each refused with its errno and exactly one oxdax line in
 # the kernel log.
 set -eu
 disk=${OXDAX_TEST_DISK:-/dev/oxpmem0}
@@ -50,6 +51,18 @@ fi
 # Both superblocks (blocks 0 and 1) zeroed: no filesystem.
 dd if=/dev/zero of=$disk bs=4096 count=2 2>/dev/null
 refused "Invalid argument" "no filesystem" -t oxdax $disk $mnt
+# A filesystem larger than the device: made on a 2 GiB image, its start
+# (every block mkfs wrote) copied to the 1 GiB device.
+truncate -s 2G /tmp/big.img
+mkfs.oxdax -f /tmp/big.img > /dev/null
+dd if=/tmp/big.img of=$disk bs=1M count=16 oflag=direct 2>/dev/null
+rm /tmp/big.img
+refused "Invalid argument" "filesystem larger than the device" -t oxdax $disk $mnt
+# An incompatible feature this code does not know (bit 63), in both
+# superblocks with their checksums right.
+mkfs.oxdax -f $disk > /dev/null
+fs_fuzz sbset $disk 0x20 0x8000000000000003
+refused "Invalid argument" "unknown incompatible feature" -t oxdax $disk $mnt
 
 mkfs.oxdax -f -L smoke $disk > /dev/null
 mount -t oxdax $disk $mnt
@@ -119,7 +132,22 @@ mount -o remount,rw $mnt
 touch $mnt/rw
 ok "remount read-only and back"
 rm -r $mnt/d
+
+# Unmount with a file open behaves as on ext4: EBUSY; a lazy unmount
+# detaches the mount and the open file stays usable until closed.
+echo open-file > $mnt/held
+exec 3< $mnt/held
+if umount $mnt 2>/dev/null; then fail "umount with an open file"; fi
+umount -l $mnt
+grep -q " $mnt " /proc/mounts && fail "still mounted after umount -l"
+[ "$(cat <&3)" = open-file ] || fail "read after a lazy unmount"
+exec 3<&-
+mount -t oxdax $disk $mnt
+[ "$(cat $mnt/held)" = open-file ] || fail "file after a lazy unmount"
+rm $mnt/held
+ok "umount with an open file: EBUSY; lazy unmount, then mounted again"
 umount $mnt
-ok "umount"
+fsck.oxdax -n $disk > /dev/null || fail "fsck after the smoke test"
+ok "umount, fsck clean"
 
 echo "1..$n"

@@ -3,6 +3,10 @@
  * fs_fuzz: mount mutated oxdax images in the kernel and use them.
  *
  *   fs_fuzz DEVICE BYTES IMAGES SEED
+ *   fs_fuzz sbset DEVICE OFFSET VALUE   store the u64 VALUE at byte OFFSET
+ *                                       of both superblocks, checksums
+ *                                       recomputed (crafted superblocks
+ *                                       for the mount tests)
  *
  * The first BYTES of DEVICE hold a populated oxdax filesystem (made by the
  * caller, unmounted). For each of IMAGES rounds: write that image back,
@@ -176,12 +180,36 @@ static void exercise(int round)
 		(void)0;
 }
 
+static int set_superblocks(const char *path, uint64_t offset, uint64_t value)
+{
+	unsigned char *block;
+	int fd = open(path, O_RDWR | O_DIRECT);
+
+	if (fd < 0 || offset + 8 > BLOCK - 4 || posix_memalign((void **)&block, BLOCK, BLOCK)) {
+		perror(path);
+		return 1;
+	}
+	for (uint64_t n = 0; n < 2; n++) {
+		if (pread(fd, block, BLOCK, n * BLOCK) != BLOCK)
+			return 1;
+		memcpy(block + offset, &value, 8);
+		reseal(block, n);
+		if (pwrite(fd, block, BLOCK, n * BLOCK) != BLOCK)
+			return 1;
+	}
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned char *base, *image;
 	uint64_t bytes, blocks, data_start;
 	int images, device, mounted = 0, refused = 0;
 
+	if (argc == 5 && !strcmp(argv[1], "sbset"))
+		return set_superblocks(argv[2], strtoull(argv[3], NULL, 0),
+				       strtoull(argv[4], NULL, 0));
 	if (argc != 5) {
 		fprintf(stderr, "usage: fs_fuzz DEVICE BYTES IMAGES SEED\n");
 		return 2;
