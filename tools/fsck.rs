@@ -368,6 +368,29 @@ fn link_problem(
     None
 }
 
+/// Every linked inode must be reachable from the root: names and parent
+/// pointers can agree with each other inside a cycle of directories cut
+/// off from the tree. `None` if all are reachable.
+fn unreachable(
+    children: &HashMap<u64, Vec<u64>>,
+    links: &[(u64, u32, bool)],
+    root: u64,
+) -> Option<String> {
+    let mut seen = std::collections::HashSet::from([root]);
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for &child in children.get(&dir).map_or(&[][..], |c| &c[..]) {
+            if seen.insert(child) {
+                stack.push(child);
+            }
+        }
+    }
+    links
+        .iter()
+        .find(|&&(ino, nlink, _)| nlink > 0 && !seen.contains(&ino))
+        .map(|&(ino, _, _)| format!("inode {ino} is linked but not reachable from the root"))
+}
+
 /// The outcome of one read-only check.
 enum Checked {
     /// Consistent; the line to print.
@@ -422,9 +445,13 @@ fn check(device: &str, journal: &mut bool) -> Checked {
     };
     let sb = report.superblock;
     let mut names: HashMap<u64, u32> = HashMap::new();
+    let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut links = Vec::new();
     let files = check_files(&image, &sb, &mut |fact| match fact {
-        Fact::Name { ino, .. } => *names.entry(ino).or_default() += 1,
+        Fact::Name { dir, ino } => {
+            *names.entry(ino).or_default() += 1;
+            children.entry(dir).or_default().push(ino);
+        }
         Fact::Inode { ino, nlink, is_dir } => links.push((ino, nlink, is_dir)),
     });
     let files = match files {
@@ -433,7 +460,9 @@ fn check(device: &str, journal: &mut bool) -> Checked {
             return Checked::Damaged(format!("inode {}: {}", p.ino, p.what), repairable(p.what))
         }
     };
-    if let Some(what) = link_problem(&names, &links, sb.root_ino) {
+    if let Some(what) = link_problem(&names, &links, sb.root_ino)
+        .or_else(|| unreachable(&children, &links, sb.root_ino))
+    {
         return Checked::Damaged(what, false);
     }
     if files.orphans > 0 {
