@@ -129,6 +129,23 @@ impl Info {
     }
 }
 
+/// Runs `op`, a change to directory `dir`, then shows the directory's new
+/// record (size, link count, times) in its VFS inode.
+fn in_directory<R>(
+    info: &Info,
+    dir: &Inode<OxdaxFs>,
+    op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
+) -> Result<R> {
+    let (result, record) = info.call(|v| {
+        let result = op(v)?;
+        Ok((result, v.inode(dir.ino()).ok()))
+    })?;
+    if let Some(record) = record {
+        refresh(dir, &record);
+    }
+    Ok(result)
+}
+
 /// The info of a live super block.
 fn info(sb: &SuperBlock<OxdaxFs>) -> Result<&Info> {
     sb.info().ok_or(EIO)
@@ -465,55 +482,32 @@ impl FileSystem for OxdaxFs {
             rdev: owner.rdev,
             now: dir.now(),
         };
-        let (ino, dir_record) = info.call(|v| {
-            let (ino, _) = v.create(dir.ino(), name, &new)?;
-            Ok((ino, v.inode(dir.ino()).ok()))
-        })?;
-        if let Some(record) = dir_record {
-            refresh(dir, &record);
-        }
-        Ok(ino)
+        in_directory(info, dir, |v| {
+            v.create(dir.ino(), name, &new).map(|(ino, _)| ino)
+        })
     }
 
     fn link(inode: &Inode<Self>, dir: &Inode<Self>, name: &[u8]) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let (record, dir_record) = info.call(|v| {
-            let record = v.link(inode.ino(), dir.ino(), name, now)?;
-            Ok((record, v.inode(dir.ino()).ok()))
-        })?;
+        let record = in_directory(info, dir, |v| v.link(inode.ino(), dir.ino(), name, now))?;
         refresh(inode, &record);
-        if let Some(record) = dir_record {
-            refresh(dir, &record);
-        }
         Ok(())
     }
 
     fn unlink(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let (unlinked, dir_record) = info.call(|v| {
-            let unlinked = v.unlink(dir.ino(), name, now)?;
-            Ok((unlinked, v.inode(dir.ino()).ok()))
-        })?;
+        let unlinked = in_directory(info, dir, |v| v.unlink(dir.ino(), name, now))?;
         refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
-        if let Some(record) = dir_record {
-            refresh(dir, &record);
-        }
         Ok(())
     }
 
     fn rmdir(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let (unlinked, dir_record) = info.call(|v| {
-            let unlinked = v.rmdir(dir.ino(), name, now)?;
-            Ok((unlinked, v.inode(dir.ino()).ok()))
-        })?;
+        let unlinked = in_directory(info, dir, |v| v.rmdir(dir.ino(), name, now))?;
         refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
-        if let Some(record) = dir_record {
-            refresh(dir, &record);
-        }
         Ok(())
     }
 

@@ -260,15 +260,11 @@ fn for_each_record(
     at == body.end
 }
 
-/// Replays every committed transaction from the header's tail, in order,
-/// calling `apply(block, offset, data)` for each record. A transaction whose
-/// records are malformed despite a valid commit (a bug, not a crash) ends
-/// the replay before any of its records is applied.
-pub fn replay(
-    log: &[u8],
-    header: &JournalHeader,
-    apply: &mut dyn FnMut(u64, usize, &[u8]),
-) -> ReplayEnd {
+/// Walks the committed transactions from the header's tail, in order,
+/// calling `visit(records, body)` for each whose records are well formed.
+/// A transaction whose records are malformed despite a valid commit (a
+/// bug, not a crash) ends the walk.
+fn walk(log: &[u8], header: &JournalHeader, visit: &mut dyn FnMut(u32, Range<usize>)) -> ReplayEnd {
     let mut end = ReplayEnd {
         next_seq: header.tail_seq,
         next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
@@ -278,12 +274,24 @@ pub fn replay(
         if !for_each_record(log, records, body.clone(), &mut |_, _, _| {}) {
             break;
         }
-        for_each_record(log, records, body, apply);
+        visit(records, body);
         end.next_seq += 1;
         end.next_offset = next;
         end.transactions += 1;
     }
     end
+}
+
+/// Replays every committed transaction from the header's tail, in order,
+/// calling `apply(block, offset, data)` for each record.
+pub fn replay(
+    log: &[u8],
+    header: &JournalHeader,
+    apply: &mut dyn FnMut(u64, usize, &[u8]),
+) -> ReplayEnd {
+    walk(log, header, &mut |records, body| {
+        for_each_record(log, records, body, apply);
+    })
 }
 
 /// Finds the end of the log like [`replay`] but applies only the last
@@ -301,21 +309,10 @@ pub fn replay_last(
     header: &JournalHeader,
     apply: &mut dyn FnMut(u64, usize, &[u8]),
 ) -> ReplayEnd {
-    let mut end = ReplayEnd {
-        next_seq: header.tail_seq,
-        next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
-        transactions: 0,
-    };
     let mut last = None;
-    while let Some((records, body, next)) = committed(log, end.next_offset, end.next_seq) {
-        if !for_each_record(log, records, body.clone(), &mut |_, _, _| {}) {
-            break;
-        }
-        last = Some((records, body));
-        end.next_seq += 1;
-        end.next_offset = next;
-        end.transactions += 1;
-    }
+    let end = walk(log, header, &mut |records, body| {
+        last = Some((records, body))
+    });
     if let Some((records, body)) = last {
         for_each_record(log, records, body, apply);
     }

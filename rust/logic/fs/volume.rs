@@ -1009,7 +1009,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.regular(ino)?;
         let (first, count) = self.zero_edges(ino, offset, len)?;
         self.unmap_range(ino, first, count)?;
-        self.touch(ino, now)
+        self.modified(ino, None, now)
     }
 
     /// `fallocate(ZERO_RANGE)`: like a punch, then the whole blocks are
@@ -1088,16 +1088,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             })?;
             block = step;
         }
-        self.transact(|tx| {
-            let mut inode = tx.inode(ino)?;
-            if !keep_size {
-                inode.size = inode.size.max(end);
-            }
-            inode.mtime = now;
-            inode.ctime = now;
-            tx.put_inode(ino, &inode)?;
-            Ok(inode)
-        })
+        self.modified(ino, (!keep_size).then_some(end), now)
     }
 
     /// Shares blocks `src_offset..src_offset + len` of `src` with `dst` at
@@ -1179,14 +1170,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 Ok(at)
             })?;
         }
-        self.transact(|tx| {
-            let mut inode = tx.inode(dst)?;
-            inode.size = inode.size.max(dst_offset.saturating_add(len));
-            inode.mtime = now;
-            inode.ctime = now;
-            tx.put_inode(dst, &inode)?;
-            Ok(inode)
-        })
+        self.modified(dst, Some(dst_offset.saturating_add(len)), now)
     }
 
     /// `ino`, which must be a regular file.
@@ -1199,10 +1183,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
-    /// Sets mtime and ctime.
-    fn touch(&mut self, ino: u64, now: Timestamp) -> Result<Inode, Error> {
+    /// Sets mtime and ctime to `now`, and the size to at least `grow_to`.
+    fn modified(&mut self, ino: u64, grow_to: Option<u64>, now: Timestamp) -> Result<Inode, Error> {
         self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
+            inode.size = inode.size.max(grow_to.unwrap_or(0));
             inode.mtime = now;
             inode.ctime = now;
             tx.put_inode(ino, &inode)?;
@@ -1444,14 +1429,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if end > MAX_FILE_SIZE {
             return Err(Error::TooBig);
         }
-        self.transact(|tx| {
-            let mut inode = tx.inode(ino)?;
-            inode.size = inode.size.max(end);
-            inode.mtime = now;
-            inode.ctime = now;
-            tx.put_inode(ino, &inode)?;
-            Ok(inode)
-        })
+        self.modified(ino, Some(end), now)
     }
 
     /// Calls `visit` for every owner of device blocks `start..start + len`

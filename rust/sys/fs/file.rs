@@ -55,6 +55,19 @@ pub(crate) struct Kiocb<'a, T: FileSystem> {
 }
 
 impl<T: FileSystem> Kiocb<'_, T> {
+    /// # Safety
+    ///
+    /// `iocb` is live for the call and its file is an open file of `T`.
+    unsafe fn from_raw(iocb: *mut ffi::kiocb) -> Self {
+        Self {
+            // SAFETY: Live (caller), so not null.
+            iocb: unsafe { NonNull::new_unchecked(iocb) },
+            // SAFETY: The file is open (caller).
+            inode: unsafe { file_inode::<T>((*iocb).ki_filp) },
+            _call: PhantomData,
+        }
+    }
+
     /// The file's inode.
     pub(crate) fn inode(&self) -> &Inode<T> {
         &self.inode
@@ -134,15 +147,8 @@ unsafe extern "C" fn read_iter_callback<T: FileSystem>(
     if iter.count() == 0 {
         return 0;
     }
-    let mut kiocb = Kiocb {
-        iocb: NonNull::from(
-            // SAFETY: Live during the call.
-            unsafe { &mut *iocb },
-        ),
-        // SAFETY: The file is open.
-        inode: unsafe { file_inode::<T>(file) },
-        _call: PhantomData,
-    };
+    // SAFETY: Live during the call, its file open.
+    let mut kiocb = unsafe { Kiocb::<T>::from_raw(iocb) };
     let inode = kiocb.inode.as_ptr();
     // Shared: reads run concurrently; writes and truncation, which change
     // where the blocks are, take it exclusively.
@@ -166,15 +172,8 @@ unsafe extern "C" fn write_iter_callback<T: FileSystem>(
 ) -> isize {
     // SAFETY: Live during the call.
     let file = unsafe { (*iocb).ki_filp };
-    let mut kiocb = Kiocb {
-        iocb: NonNull::from(
-            // SAFETY: Live during the call.
-            unsafe { &mut *iocb },
-        ),
-        // SAFETY: The file is open.
-        inode: unsafe { file_inode::<T>(file) },
-        _call: PhantomData,
-    };
+    // SAFETY: Live during the call, its file open.
+    let mut kiocb = unsafe { Kiocb::<T>::from_raw(iocb) };
     let inode = kiocb.inode.as_ptr();
     // SAFETY: The inode is live.
     unsafe { ffi::oxdax_inode_lock(inode) };
