@@ -42,50 +42,6 @@ static long long diff_file(int fd, const unsigned char *want, size_t len, off_t 
 	return -1;
 }
 
-/* Checks that file @fd holds the pattern under @seed in [@off, @off + @len). */
-static long long check_pattern(int fd, off_t off, size_t len, uint64_t seed)
-{
-	static unsigned char buf[1 << 20];
-
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		ssize_t got = pread(fd, buf, n, off + done);
-		long long bad;
-
-		if (got != (ssize_t)n)
-			return off + done + (got > 0 ? got : 0);
-		bad = fs_check_fill(buf, n, off + done, seed);
-		if (bad >= 0)
-			return bad;
-		done += n;
-	}
-	return -1;
-}
-
-/* Writes the pattern under @seed to [@off, @off + @len) of @fd; returns
- * the bytes written (short at ENOSPC), with errno set if short. */
-static size_t write_pattern(int fd, off_t off, size_t len, uint64_t seed)
-{
-	static unsigned char buf[1 << 20];
-	size_t done = 0;
-
-	while (done < len) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		ssize_t got;
-
-		fs_fill(buf, n, off + done, seed);
-		got = pwrite(fd, buf, n, off + done);
-		if (got <= 0)
-			break;
-		done += got;
-		if ((size_t)got < n) {
-			errno = 0;
-			break;
-		}
-	}
-	return done;
-}
-
 /* Whether [@off, @off + @len) of @fd reads as zeros. */
 static bool reads_zero(int fd, off_t off, size_t len)
 {
@@ -203,8 +159,8 @@ TEST_F(fs, sparse_file)
 
 	/* The hole reads as zeros (in full, at odd places, across its edges). */
 	EXPECT_TRUE(reads_zero(fd, 4096, far - 4096));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 4096, 1));
-	EXPECT_EQ(-1, check_pattern(fd, far, 4096, 1));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 4096, 1));
+	EXPECT_EQ(-1, fs_check_pattern(fd, far, 4096, 1));
 	unsigned char edge[200];
 	ASSERT_EQ(200, pread(fd, edge, 200, 4096 - 100));
 	EXPECT_EQ(-1, fs_check_fill(edge, 100, 4096 - 100, 1));
@@ -223,7 +179,7 @@ TEST_F(fs, sparse_file)
 	ASSERT_EQ(0, fstat(fd, &st));
 	EXPECT_GE(blocks, st.st_blocks);
 	EXPECT_TRUE(reads_zero(fd, 4096, 8 * MIB));
-	EXPECT_EQ(-1, check_pattern(fd, far, 4096, 1));
+	EXPECT_EQ(-1, fs_check_pattern(fd, far, 4096, 1));
 	close(fd);
 }
 
@@ -337,7 +293,7 @@ TEST_F(fs, truncate)
 	int fd = open(fs_path("f"), O_RDWR | O_CREAT, 0644);
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(4 * MIB, write_pattern(fd, 0, 4 * MIB, 3));
+	ASSERT_EQ(4 * MIB, fs_write_pattern(fd, 0, 4 * MIB, 3));
 	ASSERT_EQ(0, fstat(fd, &st));
 	blkcnt_t full = st.st_blocks;
 	EXPECT_LE(4 * MIB, st.st_blocks * 512);
@@ -350,14 +306,14 @@ TEST_F(fs, truncate)
 	EXPECT_EQ(0, pread(fd, buf, sizeof(buf), 5000));
 	EXPECT_EQ(0, pread(fd, buf, sizeof(buf), 1 * MIB));
 	EXPECT_EQ(10, pread(fd, buf, 100, 4990));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 5000, 3));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 5000, 3));
 
 	/* Up: the new range reads as zeros, also the rest of the old block. */
 	ASSERT_EQ(0, truncate(fs_path("f"), 3 * MIB));
 	ASSERT_EQ(0, fstat(fd, &st));
 	EXPECT_EQ(3 * MIB, st.st_size);
 	EXPECT_TRUE(reads_zero(fd, 5000, 3 * MIB - 5000));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 5000, 3));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 5000, 3));
 	EXPECT_GT(full / 4, st.st_blocks);	/* truncating up allocates nothing */
 
 	/* To zero and back. */
@@ -388,7 +344,7 @@ TEST_F_TIMEOUT(fs, truncate_while_reading, 120)
 	pid_t pid;
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(size, write_pattern(fd, 0, size, 5));
+	ASSERT_EQ(size, fs_write_pattern(fd, 0, size, 5));
 	reader_fd = open(fs_path("f"), O_RDONLY);
 	ASSERT_LE(0, reader_fd);
 
@@ -400,7 +356,7 @@ TEST_F_TIMEOUT(fs, truncate_while_reading, 120)
 	ASSERT_EQ(0, ftruncate(fd, size));
 	EXPECT_EQ((ssize_t)sizeof(buf), pread(reader_fd, buf, sizeof(buf), 1 * MIB));
 	EXPECT_TRUE(fs_all_zero(buf, sizeof(buf)));
-	ASSERT_EQ(size, write_pattern(fd, 0, size, 5));
+	ASSERT_EQ(size, fs_write_pattern(fd, 0, size, 5));
 
 	/*
 	 * A child reads random ranges while the parent shrinks, regrows and
@@ -435,13 +391,13 @@ TEST_F_TIMEOUT(fs, truncate_while_reading, 120)
 
 		ASSERT_EQ(0, ftruncate(fd, cut));
 		ASSERT_EQ(0, ftruncate(fd, size));
-		ASSERT_EQ(size - cut, write_pattern(fd, cut, size - cut, 5));
+		ASSERT_EQ(size - cut, fs_write_pattern(fd, cut, size - cut, 5));
 		ASSERT_EQ(0, waitpid(pid, &status, WNOHANG)) TH_LOG("reader failed");
 	}
 	kill(pid, SIGKILL);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFSIGNALED(status)) TH_LOG("reader exit status %d", WEXITSTATUS(status));
-	EXPECT_EQ(-1, check_pattern(fd, 0, size, 5));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, size, 5));
 	close(reader_fd);
 	close(fd);
 }
@@ -460,11 +416,11 @@ TEST_F(fs, direct_io)
 
 	fs_fill(buf, len, 8192, 11);
 	ASSERT_EQ((ssize_t)len, pwrite(fd, buf, len, 8192));
-	EXPECT_EQ(-1, check_pattern(plain, 8192, len, 11));
+	EXPECT_EQ(-1, fs_check_pattern(plain, 8192, len, 11));
 	EXPECT_TRUE(reads_zero(plain, 0, 8192));
 
 	/* Written through the other descriptor, read with O_DIRECT. */
-	ASSERT_EQ(64 * KIB, write_pattern(plain, 512 * KIB, 64 * KIB, 12));
+	ASSERT_EQ(64 * KIB, fs_write_pattern(plain, 512 * KIB, 64 * KIB, 12));
 	memset(buf, 0, len);
 	ASSERT_EQ((ssize_t)len, pread(fd, buf, len, 8192));
 	EXPECT_EQ(-1, fs_check_fill(buf, 512 * KIB - 8192, 8192, 11));
@@ -522,7 +478,7 @@ TEST_F_TIMEOUT(fs, large_file_across_remount, 300)
 	int fd = open(fs_path("large"), O_RDWR | O_CREAT, 0644);
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(size, write_pattern(fd, 0, size, 0x1234));
+	ASSERT_EQ(size, fs_write_pattern(fd, 0, size, 0x1234));
 	ASSERT_EQ(0, fsync(fd));
 	ASSERT_EQ(0, fstat(fd, &st));
 	EXPECT_EQ((off_t)size, st.st_size);
@@ -535,7 +491,7 @@ TEST_F_TIMEOUT(fs, large_file_across_remount, 300)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, fstat(fd, &st));
 	EXPECT_EQ((off_t)size, st.st_size);
-	EXPECT_EQ(-1, check_pattern(fd, 0, size, 0x1234));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, size, 0x1234));
 	close(fd);
 }
 
@@ -572,7 +528,7 @@ TEST_F_TIMEOUT(fs, enospc, 600)
 	ASSERT_LE(0, fd);
 
 	/* Fill: writes succeed until one is short or fails with ENOSPC. */
-	written = write_pattern(fd, 0, before.f_bsize * before.f_bfree + 64 * MIB, 0xf111);
+	written = fs_write_pattern(fd, 0, before.f_bsize * before.f_bfree + 64 * MIB, 0xf111);
 	int err = errno;
 	TH_LOG("wrote %zu MiB of %llu MiB free", written >> 20,
 	       (unsigned long long)(before.f_bsize * before.f_bfree) >> 20);
@@ -606,7 +562,7 @@ TEST_F_TIMEOUT(fs, enospc, 600)
 	size_t other_written = 0;
 	int other = open(fs_path("other"), O_RDWR | O_CREAT, 0644);
 	if (other >= 0) {
-		other_written = write_pattern(other, 0, 64 * MIB, 0x07e5);
+		other_written = fs_write_pattern(other, 0, 64 * MIB, 0x07e5);
 		EXPECT_TRUE(errno == ENOSPC || errno == 0) TH_LOG("%s", strerror(errno));
 		EXPECT_GE(nearly_full(&before) * before.f_bsize, other_written);
 		close(other);
@@ -624,10 +580,10 @@ TEST_F_TIMEOUT(fs, enospc, 600)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, fstat(fd, &st));
 	EXPECT_EQ((off_t)total, st.st_size);
-	EXPECT_EQ(-1, check_pattern(fd, 0, total, 0xf111));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, total, 0xf111));
 	other = open(fs_path("other"), O_RDONLY);
 	if (other >= 0) {
-		EXPECT_EQ(-1, check_pattern(other, 0, other_written, 0x07e5));
+		EXPECT_EQ(-1, fs_check_pattern(other, 0, other_written, 0x07e5));
 		close(other);
 	}
 
@@ -645,7 +601,7 @@ TEST_F_TIMEOUT(fs, enospc, 600)
 	/* And can be used again. */
 	fd = open(fs_path("again"), O_RDWR | O_CREAT, 0644);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(16 * MIB, write_pattern(fd, 0, 16 * MIB, 0xa9a1));
+	ASSERT_EQ(16 * MIB, fs_write_pattern(fd, 0, 16 * MIB, 0xa9a1));
 	close(fd);
 }
 

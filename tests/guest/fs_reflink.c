@@ -27,49 +27,6 @@ static int err_of(long ret)
 	return ret < 0 ? errno : 0;
 }
 
-static size_t write_pattern(int fd, off_t off, size_t len, uint64_t seed)
-{
-	static unsigned char buf[1 << 20];
-	size_t done = 0;
-
-	while (done < len) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-
-		fs_fill(buf, n, off + done, seed);
-		if (pwrite(fd, buf, n, off + done) != (ssize_t)n)
-			break;
-		done += n;
-	}
-	return done;
-}
-
-/* First offset in [@off, @off + @len) of @fd whose byte is not the pattern
- * for file offset (that offset - @delta) under @seed, or -1. */
-static long long check_pattern_at(int fd, off_t off, size_t len, uint64_t seed, off_t delta)
-{
-	static unsigned char buf[1 << 20];
-
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		long long bad;
-
-		if (pread(fd, buf, n, off + done) != (ssize_t)n)
-			return off + done;
-		bad = fs_check_fill(buf, n, off + done - delta, seed);
-		if (bad >= 0)
-			return bad + delta;
-		done += n;
-	}
-	return -1;
-}
-
-static off_t size_of(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) ? -1 : st.st_size;
-}
-
 /* Free blocks, once background freeing (xfs) has caught up with @want. */
 static uint64_t bfree(uint64_t want)
 {
@@ -132,13 +89,13 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 
 	ASSERT_LE(0, src);
 	ASSERT_LE(0, dst);
-	ASSERT_EQ(size, write_pattern(src, 0, size, 21));
+	ASSERT_EQ(size, fs_write_pattern(src, 0, size, 21));
 	ASSERT_EQ(0, fsync(src));
 	before = bfree(0);
 
 	CLONE_OR_SKIP(ioctl(dst, FICLONE, src));
-	EXPECT_EQ((off_t)size, size_of(dst));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, size, 21, 0));
+	EXPECT_EQ((off_t)size, fs_size_of(dst));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, size, 21, 0));
 	EXPECT_TRUE(all_shared(src, 0, size));
 	EXPECT_TRUE(all_shared(dst, 0, size));
 	/* Shared blocks are counted once: the clone costs only metadata. */
@@ -149,14 +106,14 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 	EXPECT_GT(256, before - cloned);
 
 	/* Writes to the clone leave the source alone, and the other way round. */
-	ASSERT_EQ(5000, write_pattern(dst, 1 * MIB + 100, 5000, 22));
-	ASSERT_EQ(4096, write_pattern(src, 6 * MIB, 4096, 23));
-	EXPECT_EQ(-1, check_pattern_at(src, 0, 6 * MIB, 21, 0));
-	EXPECT_EQ(-1, check_pattern_at(src, 6 * MIB, 4096, 23, 0));
-	EXPECT_EQ(-1, check_pattern_at(src, 6 * MIB + 4096, size - 6 * MIB - 4096, 21, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB + 100, 5000, 22, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
+	ASSERT_EQ(5000, fs_write_pattern(dst, 1 * MIB + 100, 5000, 22));
+	ASSERT_EQ(4096, fs_write_pattern(src, 6 * MIB, 4096, 23));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 0, 6 * MIB, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 6 * MIB, 4096, 23, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 6 * MIB + 4096, size - 6 * MIB - 4096, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 100, 5000, 22, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
 	ASSERT_EQ(0, fsync(dst));
 	ASSERT_EQ(0, fsync(src));
 	cowed = bfree(0);
@@ -170,16 +127,16 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 	TH_LOG("after CoW %llu, source unlinked %llu", (unsigned long long)cowed,
 	       (unsigned long long)src_gone);
 	EXPECT_GT(512, src_gone - cowed);
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
 	close(dst);
 
 	ASSERT_EQ(0, fs_remount());
 	dst = open(fs_path("clone"), O_RDWR);
 	ASSERT_LE(0, dst);
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB + 100, 5000, 22, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 1 * MIB + 100, 21, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 100, 5000, 22, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
 	close(dst);
 
 	/* The last sharer gone: everything comes back. */
@@ -197,7 +154,7 @@ TEST_F(fs, clone_cow_through_mmap)
 
 	ASSERT_LE(0, src);
 	ASSERT_LE(0, dst);
-	ASSERT_EQ(size, write_pattern(src, 0, size, 31));
+	ASSERT_EQ(size, fs_write_pattern(src, 0, size, 31));
 	ASSERT_EQ(0, fsync(src));
 	CLONE_OR_SKIP(ioctl(dst, FICLONE, src));
 
@@ -238,8 +195,8 @@ TEST_F(fs, clone_cow_through_mmap)
 	dst = open(fs_path("clone"), O_RDONLY);
 	ASSERT_LE(0, src);
 	ASSERT_LE(0, dst);
-	EXPECT_EQ(-1, check_pattern_at(src, 2 * MIB, 1 * MIB, 31, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 2 * MIB + 10, 31, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 2 * MIB, 1 * MIB, 31, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 2 * MIB + 10, 31, 0));
 	ASSERT_EQ(100, pread(src, buf, 100, 4096));
 	EXPECT_EQ(0x5d, buf[0]);
 	close(src);
@@ -256,30 +213,30 @@ TEST_F(fs, ficlonerange)
 
 	ASSERT_LE(0, src);
 	ASSERT_LE(0, dst);
-	ASSERT_EQ(size, write_pattern(src, 0, size, 41));
-	ASSERT_EQ(size, write_pattern(dst, 0, size, 42));
+	ASSERT_EQ(size, fs_write_pattern(src, 0, size, 41));
+	ASSERT_EQ(size, fs_write_pattern(dst, 0, size, 42));
 	CLONE_OR_SKIP(ioctl(dst, FICLONERANGE, &r));
 
 	/* dst: its own [0, 4M), src's [1M, 3M) at [4M, 6M), its own [6M, 8M). */
-	EXPECT_EQ((off_t)size, size_of(dst));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 4 * MIB, 42, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 4 * MIB, 2 * MIB, 41, 3 * MIB));
-	EXPECT_EQ(-1, check_pattern_at(dst, 6 * MIB, 2 * MIB, 42, 0));
+	EXPECT_EQ((off_t)size, fs_size_of(dst));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 4 * MIB, 42, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 4 * MIB, 2 * MIB, 41, 3 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 6 * MIB, 2 * MIB, 42, 0));
 	EXPECT_TRUE(all_shared(dst, 4 * MIB, 6 * MIB));
-	EXPECT_EQ(-1, check_pattern_at(src, 0, size, 41, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 0, size, 41, 0));
 
 	/* Diverge: a write in dst's cloned range. */
-	ASSERT_EQ(4096, write_pattern(dst, 5 * MIB, 4096, 43));
-	EXPECT_EQ(-1, check_pattern_at(src, 2 * MIB, 4096, 41, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 5 * MIB, 4096, 43, 0));
+	ASSERT_EQ(4096, fs_write_pattern(dst, 5 * MIB, 4096, 43));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 2 * MIB, 4096, 41, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 5 * MIB, 4096, 43, 0));
 
 	/* Past the destination's end: the file grows. */
 	r.src_offset = 0;
 	r.src_length = 1 * MIB;
 	r.dest_offset = 9 * MIB;
 	ASSERT_EQ(0, ioctl(dst, FICLONERANGE, &r));
-	EXPECT_EQ((off_t)(10 * MIB), size_of(dst));
-	EXPECT_EQ(-1, check_pattern_at(dst, 9 * MIB, 1 * MIB, 41, 9 * MIB));
+	EXPECT_EQ((off_t)(10 * MIB), fs_size_of(dst));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 9 * MIB, 1 * MIB, 41, 9 * MIB));
 	char zeros[4096];
 	ASSERT_EQ(4096, pread(dst, zeros, sizeof(zeros), 8 * MIB));
 	EXPECT_TRUE(fs_all_zero(zeros, sizeof(zeros)));
@@ -291,8 +248,8 @@ TEST_F(fs, ficlonerange)
 	r.src_length = 0;
 	r.dest_offset = 0;
 	ASSERT_EQ(0, ioctl(whole, FICLONERANGE, &r));
-	EXPECT_EQ((off_t)size, size_of(whole));
-	EXPECT_EQ(-1, check_pattern_at(whole, 0, size, 41, 0));
+	EXPECT_EQ((off_t)size, fs_size_of(whole));
+	EXPECT_EQ(-1, fs_check_pattern_at(whole, 0, size, 41, 0));
 	close(whole);
 
 	/* Unaligned offsets or lengths (except to the source's EOF), and
@@ -313,7 +270,7 @@ TEST_F(fs, ficlonerange)
 	r.src_length = 2 * MIB;
 	r.dest_offset = 1 * MIB;
 	EXPECT_EQ(EINVAL, err_of(ioctl(dst, FICLONERANGE, &r)));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 4 * MIB, 42, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 4 * MIB, 42, 0));
 	/* A directory. */
 	int dir = open(FS_MNT, O_RDONLY | O_DIRECTORY);
 	ASSERT_LE(0, dir);
@@ -325,18 +282,18 @@ TEST_F(fs, ficlonerange)
 	r.src_length = 1 * MIB;
 	r.dest_offset = 2 * MIB;
 	ASSERT_EQ(0, ioctl(dst, FICLONERANGE, &r));
-	EXPECT_EQ(-1, check_pattern_at(dst, 2 * MIB, 1 * MIB, 42, 2 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 2 * MIB, 1 * MIB, 42, 2 * MIB));
 	close(src);
 	close(dst);
 
 	ASSERT_EQ(0, fs_remount());
 	dst = open(fs_path("dst"), O_RDONLY);
 	ASSERT_LE(0, dst);
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 2 * MIB, 42, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 2 * MIB, 1 * MIB, 42, 2 * MIB));
-	EXPECT_EQ(-1, check_pattern_at(dst, 4 * MIB, 1 * MIB, 41, 3 * MIB));
-	EXPECT_EQ(-1, check_pattern_at(dst, 5 * MIB, 4096, 43, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 9 * MIB, 1 * MIB, 41, 9 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 2 * MIB, 42, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 2 * MIB, 1 * MIB, 42, 2 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 4 * MIB, 1 * MIB, 41, 3 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 5 * MIB, 4096, 43, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 9 * MIB, 1 * MIB, 41, 9 * MIB));
 	close(dst);
 }
 
@@ -351,7 +308,7 @@ TEST_F(fs, copy_file_range)
 
 	ASSERT_LE(0, src);
 	ASSERT_LE(0, dst);
-	ASSERT_EQ(size, write_pattern(src, 0, size, 51));
+	ASSERT_EQ(size, fs_write_pattern(src, 0, size, 51));
 
 	/* The whole file, through the file offsets (may take several calls). */
 	while (done < size) {
@@ -361,16 +318,16 @@ TEST_F(fs, copy_file_range)
 	}
 	EXPECT_EQ((off_t)size, lseek(src, 0, SEEK_CUR));
 	EXPECT_EQ((off_t)size, lseek(dst, 0, SEEK_CUR));
-	EXPECT_EQ((off_t)size, size_of(dst));
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, size, 51, 0));
+	EXPECT_EQ((off_t)size, fs_size_of(dst));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, size, 51, 0));
 	/* At the source's end: nothing more. */
 	EXPECT_EQ(0, copy_file_range(src, NULL, dst, NULL, 4096, 0));
 
 	/* The copies are independent. */
-	ASSERT_EQ(4096, write_pattern(dst, 1 * MIB, 4096, 52));
-	ASSERT_EQ(4096, write_pattern(src, 2 * MIB, 4096, 53));
-	EXPECT_EQ(-1, check_pattern_at(src, 1 * MIB, 4096, 51, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 2 * MIB, 4096, 51, 0));
+	ASSERT_EQ(4096, fs_write_pattern(dst, 1 * MIB, 4096, 52));
+	ASSERT_EQ(4096, fs_write_pattern(src, 2 * MIB, 4096, 53));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 1 * MIB, 4096, 51, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 2 * MIB, 4096, 51, 0));
 
 	/* Explicit, unaligned offsets, leaving the file offsets alone. */
 	in = 12345;
@@ -387,8 +344,8 @@ TEST_F(fs, copy_file_range)
 	EXPECT_EQ(5 * MIB + 17 + 100000, out);
 	EXPECT_EQ(0, lseek(src, 0, SEEK_CUR));
 	EXPECT_EQ(0, lseek(dst, 0, SEEK_CUR));
-	EXPECT_EQ((off_t)(5 * MIB + 17 + 100000), size_of(dst));
-	EXPECT_EQ(-1, check_pattern_at(dst, 5 * MIB + 17, 100000, 51, 5 * MIB + 17 - 12345));
+	EXPECT_EQ((off_t)(5 * MIB + 17 + 100000), fs_size_of(dst));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 5 * MIB + 17, 100000, 51, 5 * MIB + 17 - 12345));
 	char zeros[4096];
 	ASSERT_EQ(4096, pread(dst, zeros, sizeof(zeros), 4 * MIB));
 	EXPECT_TRUE(fs_all_zero(zeros, sizeof(zeros)));
@@ -397,7 +354,7 @@ TEST_F(fs, copy_file_range)
 	in = 0;
 	out = 4 * MIB;
 	ASSERT_EQ(65536, copy_file_range(src, &in, src, &out, 65536, 0));
-	EXPECT_EQ(-1, check_pattern_at(src, 4 * MIB, 65536, 51, 4 * MIB));
+	EXPECT_EQ(-1, fs_check_pattern_at(src, 4 * MIB, 65536, 51, 4 * MIB));
 	in = 0;
 	out = 4096;
 	EXPECT_EQ(EINVAL, err_of(copy_file_range(src, &in, src, &out, 65536, 0)));
@@ -415,9 +372,9 @@ TEST_F(fs, copy_file_range)
 	ASSERT_EQ(0, fs_remount());
 	dst = open(fs_path("dst"), O_RDONLY);
 	ASSERT_LE(0, dst);
-	EXPECT_EQ(-1, check_pattern_at(dst, 0, 1 * MIB, 51, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 1 * MIB, 4096, 52, 0));
-	EXPECT_EQ(-1, check_pattern_at(dst, 5 * MIB + 17, 100000, 51, 5 * MIB + 17 - 12345));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 0, 1 * MIB, 51, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB, 4096, 52, 0));
+	EXPECT_EQ(-1, fs_check_pattern_at(dst, 5 * MIB + 17, 100000, 51, 5 * MIB + 17 - 12345));
 	close(dst);
 }
 

@@ -86,52 +86,11 @@ static bool reads_zero(int fd, off_t off, size_t len)
 	return true;
 }
 
-static size_t write_pattern(int fd, off_t off, size_t len, uint64_t seed)
-{
-	static unsigned char buf[1 << 20];
-	size_t done = 0;
-
-	while (done < len) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-
-		fs_fill(buf, n, off + done, seed);
-		if (pwrite(fd, buf, n, off + done) != (ssize_t)n)
-			break;
-		done += n;
-	}
-	return done;
-}
-
-static long long check_pattern(int fd, off_t off, size_t len, uint64_t seed)
-{
-	static unsigned char buf[1 << 20];
-
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		long long bad;
-
-		if (pread(fd, buf, n, off + done) != (ssize_t)n)
-			return off + done;
-		bad = fs_check_fill(buf, n, off + done, seed);
-		if (bad >= 0)
-			return bad;
-		done += n;
-	}
-	return -1;
-}
-
 static blkcnt_t blocks_of(int fd)
 {
 	struct stat st;
 
 	return fstat(fd, &st) ? -1 : st.st_blocks;
-}
-
-static off_t size_of(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) ? -1 : st.st_size;
 }
 
 FIXTURE(fs) {
@@ -158,9 +117,9 @@ TEST_F(fs, seek_data_hole)
 	EXPECT_EQ(ENXIO, err_of(lseek(fd, 0, SEEK_HOLE)));
 
 	/* data [0, 4K), hole, data [1M, 1M+8K), hole, data [3M, 3M+4K), hole to 4M */
-	ASSERT_EQ(4 * KIB, write_pattern(fd, 0, 4 * KIB, 1));
-	ASSERT_EQ(8 * KIB, write_pattern(fd, 1 * MIB, 8 * KIB, 1));
-	ASSERT_EQ(4 * KIB, write_pattern(fd, 3 * MIB, 4 * KIB, 1));
+	ASSERT_EQ(4 * KIB, fs_write_pattern(fd, 0, 4 * KIB, 1));
+	ASSERT_EQ(8 * KIB, fs_write_pattern(fd, 1 * MIB, 8 * KIB, 1));
+	ASSERT_EQ(4 * KIB, fs_write_pattern(fd, 3 * MIB, 4 * KIB, 1));
 	ASSERT_EQ(0, ftruncate(fd, size));
 
 	for (int round = 0; round < 2; round++) {
@@ -195,7 +154,7 @@ TEST_F(fs, seek_data_hole)
 	/* A file that is all data: the only hole is at EOF. */
 	int full = open(fs_path("full"), O_RDWR | O_CREAT, 0644);
 	ASSERT_LE(0, full);
-	ASSERT_EQ(10000, write_pattern(full, 0, 10000, 2));
+	ASSERT_EQ(10000, fs_write_pattern(full, 0, 10000, 2));
 	EXPECT_EQ(0, lseek(full, 0, SEEK_DATA));
 	EXPECT_EQ(10000, lseek(full, 0, SEEK_HOLE));
 	EXPECT_EQ(9999, lseek(full, 9999, SEEK_DATA));
@@ -217,9 +176,9 @@ TEST_F(fs, fiemap_matches_disk)
 	ASSERT_LE(0, disk);
 	ASSERT_EQ(0, ioctl(disk, BLKGETSIZE64, &disk_bytes));
 	/* Three data ranges with holes between. */
-	ASSERT_EQ(64 * KIB, write_pattern(fd, 0, 64 * KIB, 3));
-	ASSERT_EQ(8 * KIB, write_pattern(fd, 1 * MIB, 8 * KIB, 3));
-	ASSERT_EQ(3 * MIB, write_pattern(fd, 5 * MIB, 3 * MIB, 3));
+	ASSERT_EQ(64 * KIB, fs_write_pattern(fd, 0, 64 * KIB, 3));
+	ASSERT_EQ(8 * KIB, fs_write_pattern(fd, 1 * MIB, 8 * KIB, 3));
+	ASSERT_EQ(3 * MIB, fs_write_pattern(fd, 5 * MIB, 3 * MIB, 3));
 	ASSERT_EQ(0, fsync(fd));
 
 	n = fiemap(fd, &e);
@@ -282,7 +241,7 @@ TEST_F(fs, fallocate_default_mode)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, statfs(FS_MNT, &before));
 	ASSERT_EQ(0, fallocate(fd, 0, 0, len)) TH_LOG("fallocate: %s", strerror(errno));
-	EXPECT_EQ((off_t)len, size_of(fd));
+	EXPECT_EQ((off_t)len, fs_size_of(fd));
 	EXPECT_LE(len, blocks_of(fd) * 512ull);
 	EXPECT_TRUE(reads_zero(fd, 0, len));
 	ASSERT_EQ(0, statfs(FS_MNT, &after));
@@ -306,10 +265,10 @@ TEST_F(fs, fallocate_default_mode)
 
 	/* Writing into it keeps the allocation and the zeros around the write. */
 	blkcnt_t blocks = blocks_of(fd);
-	ASSERT_EQ(100 * KIB, write_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
+	ASSERT_EQ(100 * KIB, fs_write_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
 	EXPECT_EQ(blocks, blocks_of(fd));
 	EXPECT_TRUE(reads_zero(fd, 0, 1 * MIB + 100));
-	EXPECT_EQ(-1, check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
 	EXPECT_TRUE(reads_zero(fd, 1 * MIB + 100 + 100 * KIB, len - 1 * MIB - 100 - 100 * KIB));
 	/* Written and unwritten parts: still one allocation, all covered. */
 	ASSERT_LT(0, fiemap(fd, &e));
@@ -317,8 +276,8 @@ TEST_F(fs, fallocate_default_mode)
 
 	/* fallocate over existing data changes nothing in it; beyond EOF extends. */
 	ASSERT_EQ(0, fallocate(fd, 0, 0, len + 1 * MIB));
-	EXPECT_EQ((off_t)(len + 1 * MIB), size_of(fd));
-	EXPECT_EQ(-1, check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
+	EXPECT_EQ((off_t)(len + 1 * MIB), fs_size_of(fd));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
 	EXPECT_TRUE(reads_zero(fd, len, 1 * MIB));
 	EXPECT_EQ(EINVAL, err_of(fallocate(fd, 0, 0, 0)));
 	EXPECT_EQ(EINVAL, err_of(fallocate(fd, 0, -1, 4096)));
@@ -327,11 +286,11 @@ TEST_F(fs, fallocate_default_mode)
 	ASSERT_EQ(0, fs_remount());
 	fd = open(fs_path("prealloc"), O_RDONLY);
 	ASSERT_LE(0, fd);
-	EXPECT_EQ((off_t)(len + 1 * MIB), size_of(fd));
+	EXPECT_EQ((off_t)(len + 1 * MIB), fs_size_of(fd));
 	EXPECT_LE(blocks + 1 * MIB / 512, blocks_of(fd));
 	EXPECT_GE(blocks + 1 * MIB / 512 + 64, blocks_of(fd));
 	EXPECT_TRUE(reads_zero(fd, 0, 1 * MIB + 100));
-	EXPECT_EQ(-1, check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 1 * MIB + 100, 100 * KIB, 4));
 	close(fd);
 }
 
@@ -341,21 +300,21 @@ TEST_F(fs, fallocate_keep_size)
 	char buf[16];
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(4096, write_pattern(fd, 0, 4096, 5));
+	ASSERT_EQ(4096, fs_write_pattern(fd, 0, 4096, 5));
 	blkcnt_t blocks = blocks_of(fd);
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 4096, 1 * MIB));
-	EXPECT_EQ(4096, size_of(fd));
+	EXPECT_EQ(4096, fs_size_of(fd));
 	EXPECT_LE(blocks + 1 * MIB / 512, blocks_of(fd));
 	EXPECT_EQ(0, pread(fd, buf, sizeof(buf), 4096));	/* still EOF */
 	/* Growing the size over the preallocation shows zeros. */
 	ASSERT_EQ(0, ftruncate(fd, 1 * MIB));
 	EXPECT_TRUE(reads_zero(fd, 4096, 1 * MIB - 4096));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 4096, 5));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 4096, 5));
 	close(fd);
 	ASSERT_EQ(0, fs_remount());
 	fd = open(fs_path("f"), O_RDONLY);
 	ASSERT_LE(0, fd);
-	EXPECT_EQ(1 * MIB, size_of(fd));
+	EXPECT_EQ(1 * MIB, fs_size_of(fd));
 	EXPECT_TRUE(reads_zero(fd, 4096, 1 * MIB - 4096));
 	close(fd);
 }
@@ -367,7 +326,7 @@ TEST_F(fs, punch_hole)
 	int fd = open(fs_path("f"), O_RDWR | O_CREAT, 0644);
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ((size_t)size, write_pattern(fd, 0, size, 6));
+	ASSERT_EQ((size_t)size, fs_write_pattern(fd, 0, size, 6));
 	ASSERT_EQ(0, fsync(fd));
 	blkcnt_t blocks = blocks_of(fd);
 	ASSERT_EQ(0, statfs(FS_MNT, &before));
@@ -375,10 +334,10 @@ TEST_F(fs, punch_hole)
 	/* Block-aligned: zeros, blocks freed, neighbours intact, size kept. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, hole, hole_len))
 		TH_LOG("punch: %s", strerror(errno));
-	EXPECT_EQ(size, size_of(fd));
+	EXPECT_EQ(size, fs_size_of(fd));
 	EXPECT_TRUE(reads_zero(fd, hole, hole_len));
-	EXPECT_EQ(-1, check_pattern(fd, 0, hole, 6));
-	EXPECT_EQ(-1, check_pattern(fd, hole + hole_len, size - hole - hole_len, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, hole, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, hole + hole_len, size - hole - hole_len, 6));
 	EXPECT_GE(blocks - hole_len / 512, blocks_of(fd));
 	ASSERT_EQ(0, statfs(FS_MNT, &after));
 	EXPECT_LE(before.f_bfree + hole_len / 4096, after.f_bfree);
@@ -387,31 +346,31 @@ TEST_F(fs, punch_hole)
 
 	/* Not block-aligned: exactly those bytes become zero. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 10000));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 100, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 100, 6));
 	EXPECT_TRUE(reads_zero(fd, 100, 10000));
-	EXPECT_EQ(-1, check_pattern(fd, 10100, hole - 10100, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 10100, hole - 10100, 6));
 
 	/* Past EOF: nothing changes. Without KEEP_SIZE: refused. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, size, 1 * MIB));
-	EXPECT_EQ(size, size_of(fd));
+	EXPECT_EQ(size, fs_size_of(fd));
 	EXPECT_EQ(EOPNOTSUPP, err_of(fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 4096)));
 
 	/* The hole can be written again. */
-	ASSERT_EQ(4096, write_pattern(fd, hole + 8192, 4096, 6));
+	ASSERT_EQ(4096, fs_write_pattern(fd, hole + 8192, 4096, 6));
 	EXPECT_TRUE(reads_zero(fd, hole, 8192));
-	EXPECT_EQ(-1, check_pattern(fd, hole + 8192, 4096, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, hole + 8192, 4096, 6));
 	close(fd);
 
 	ASSERT_EQ(0, fs_remount());
 	fd = open(fs_path("f"), O_RDONLY);
 	ASSERT_LE(0, fd);
-	EXPECT_EQ(size, size_of(fd));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 100, 6));
+	EXPECT_EQ(size, fs_size_of(fd));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 100, 6));
 	EXPECT_TRUE(reads_zero(fd, 100, 10000));
 	EXPECT_TRUE(reads_zero(fd, hole, 8192));
-	EXPECT_EQ(-1, check_pattern(fd, hole + 8192, 4096, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, hole + 8192, 4096, 6));
 	EXPECT_TRUE(reads_zero(fd, hole + 12288, hole_len - 12288));
-	EXPECT_EQ(-1, check_pattern(fd, hole + hole_len, size - hole - hole_len, 6));
+	EXPECT_EQ(-1, fs_check_pattern(fd, hole + hole_len, size - hole - hole_len, 6));
 	close(fd);
 }
 
@@ -421,36 +380,36 @@ TEST_F(fs, zero_range)
 	int fd = open(fs_path("f"), O_RDWR | O_CREAT, 0644);
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ((size_t)size, write_pattern(fd, 0, size, 7));
+	ASSERT_EQ((size_t)size, fs_write_pattern(fd, 0, size, 7));
 
 	/* Unaligned, inside the file. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_ZERO_RANGE, 3000, 70000))
 		TH_LOG("zero range: %s", strerror(errno));
-	EXPECT_EQ(size, size_of(fd));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 3000, 7));
+	EXPECT_EQ(size, fs_size_of(fd));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 3000, 7));
 	EXPECT_TRUE(reads_zero(fd, 3000, 70000));
-	EXPECT_EQ(-1, check_pattern(fd, 73000, size - 73000, 7));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 73000, size - 73000, 7));
 	/* Zeroed blocks stay allocated (unlike a punched hole). */
 	EXPECT_LE(size, blocks_of(fd) * 512);
 
 	/* Across EOF: extends the file, unless KEEP_SIZE. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 			       size - 4096, 1 * MIB));
-	EXPECT_EQ(size, size_of(fd));
+	EXPECT_EQ(size, fs_size_of(fd));
 	EXPECT_TRUE(reads_zero(fd, size - 4096, 4096));
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_ZERO_RANGE, size - 100, 1 * MIB));
-	EXPECT_EQ(size - 100 + 1 * MIB, size_of(fd));
+	EXPECT_EQ(size - 100 + 1 * MIB, fs_size_of(fd));
 	EXPECT_TRUE(reads_zero(fd, size - 4096, 1 * MIB));
-	EXPECT_EQ(-1, check_pattern(fd, 73000, size - 4096 - 73000, 7));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 73000, size - 4096 - 73000, 7));
 	close(fd);
 
 	ASSERT_EQ(0, fs_remount());
 	fd = open(fs_path("f"), O_RDONLY);
 	ASSERT_LE(0, fd);
-	EXPECT_EQ(size - 100 + 1 * MIB, size_of(fd));
-	EXPECT_EQ(-1, check_pattern(fd, 0, 3000, 7));
+	EXPECT_EQ(size - 100 + 1 * MIB, fs_size_of(fd));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 0, 3000, 7));
 	EXPECT_TRUE(reads_zero(fd, 3000, 70000));
-	EXPECT_EQ(-1, check_pattern(fd, 73000, size - 4096 - 73000, 7));
+	EXPECT_EQ(-1, fs_check_pattern(fd, 73000, size - 4096 - 73000, 7));
 	EXPECT_TRUE(reads_zero(fd, size - 4096, 1 * MIB));
 	close(fd);
 }

@@ -311,6 +311,67 @@ static inline long long fs_check_fill(const void *buf, size_t len, uint64_t offs
 }
 
 /* Whether @len bytes at @buf are all zero. */
+/* Writes the pattern under @seed to [@off, @off + @len) of @fd; returns
+ * the bytes written (short at ENOSPC), with errno set if short. */
+static inline size_t fs_write_pattern(int fd, off_t off, size_t len, uint64_t seed)
+{
+	static unsigned char buf[1 << 20];
+	size_t done = 0;
+
+	while (done < len) {
+		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		ssize_t got;
+
+		fs_fill(buf, n, off + done, seed);
+		got = pwrite(fd, buf, n, off + done);
+		if (got <= 0)
+			break;
+		done += got;
+		if ((size_t)got < n) {
+			errno = 0;
+			break;
+		}
+	}
+	return done;
+}
+
+/* First offset in [@off, @off + @len) of @fd whose byte is not the pattern
+ * under @seed for file offset (that offset - @delta), or -1; a short read
+ * gives the offset where it stopped. */
+static inline long long fs_check_pattern_at(int fd, off_t off, size_t len, uint64_t seed,
+					    off_t delta)
+{
+	static unsigned char buf[1 << 20];
+
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		ssize_t got = pread(fd, buf, n, off + done);
+		long long bad;
+
+		if (got != (ssize_t)n)
+			return off + done + (got > 0 ? got : 0);
+		bad = fs_check_fill(buf, n, off + done - delta, seed);
+		if (bad >= 0)
+			return bad + delta;
+		done += n;
+	}
+	return -1;
+}
+
+/* The pattern check of [@off, @off + @len) at its own offsets. */
+static inline long long fs_check_pattern(int fd, off_t off, size_t len, uint64_t seed)
+{
+	return fs_check_pattern_at(fd, off, len, seed, 0);
+}
+
+/* The size of open file @fd, -1 on error. */
+static inline off_t fs_size_of(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? -1 : st.st_size;
+}
+
 static inline bool fs_all_zero(const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
