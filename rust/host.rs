@@ -13,6 +13,49 @@ pub mod logic;
 
 pub use logic::*;
 
+extern crate alloc;
+
+/// A volume's working memory ([`fs::Scratch`]) on the heap, for the host
+/// tests and the userspace tools (the module allocates its own).
+pub struct HeapScratch {
+    shadows: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
+    tags: alloc::vec::Vec<u64>,
+    log: alloc::vec::Vec<u8>,
+    deferred: alloc::vec::Vec<u64>,
+    spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
+}
+
+impl HeapScratch {
+    /// Zeroed buffers of the sizes the volume asks for.
+    pub fn new() -> Self {
+        Self {
+            shadows: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
+            tags: alloc::vec![0; fs::TX_MAX_BLOCKS],
+            log: alloc::vec![0; fs::TX_LOG_BYTES],
+            deferred: alloc::vec![0; fs::DEFERRED_WORDS],
+            spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
+        }
+    }
+}
+
+impl Default for HeapScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fs::Scratch for HeapScratch {
+    fn parts(&mut self) -> fs::Parts<'_> {
+        fs::Parts {
+            shadows: &mut self.shadows,
+            tags: &mut self.tags,
+            log: &mut self.log,
+            deferred: &mut self.deferred,
+            spare: &mut self.spare,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

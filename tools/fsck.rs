@@ -29,9 +29,7 @@ use oxdax::format::{
     superblock::Superblock,
     BLOCK_SIZE,
 };
-use oxdax::fs::{
-    check_files, Fact, Media, Parts, Scratch, Volume, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
-};
+use oxdax::fs::{check_files, Fact, Media, Volume};
 
 const USAGE: &str = "usage: fsck.oxdax [-n | -p | -y] DEVICE";
 
@@ -291,42 +289,15 @@ impl Media for RepairDevice {
     }
 }
 
-/// The volume's working memory, in a tool.
-struct Buffers {
-    shadows: Vec<[u8; BLOCK_SIZE]>,
-    tags: Vec<u64>,
-    log: Vec<u8>,
-    deferred: Vec<u64>,
-    spare: Box<[u8; BLOCK_SIZE]>,
-}
-
-impl Scratch for Buffers {
-    fn parts(&mut self) -> Parts<'_> {
-        Parts {
-            shadows: &mut self.shadows,
-            tags: &mut self.tags,
-            log: &mut self.log,
-            deferred: &mut self.deferred,
-            spare: &mut self.spare,
-        }
-    }
-}
-
 /// Repairs what is safe (see the top of the file); `Ok(true)` if anything
 /// changed.
 fn repair(device: &str) -> Result<bool, String> {
     let media = RepairDevice::open(device).map_err(|e| format!("{device}: {e}"))?;
-    let buffers = Buffers {
-        shadows: vec![[0u8; BLOCK_SIZE]; TX_MAX_BLOCKS],
-        tags: vec![0; TX_MAX_BLOCKS],
-        log: vec![0; TX_LOG_BYTES],
-        deferred: vec![0; DEFERRED_WORDS],
-        spare: Box::new([0; BLOCK_SIZE]),
-    };
+    let buffers = oxdax::HeapScratch::new();
     let (mut volume, report) = Volume::mount(media, buffers, false)
         .map_err(|e| format!("{device}: cannot be repaired: {e:?}"))?;
     let mut changed = false;
-    if report.replayed > 0 && report.was_dirty {
+    if report.recovered {
         println!("{device}: journal replayed");
         changed = true;
     }

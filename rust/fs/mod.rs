@@ -270,12 +270,16 @@ fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol
         Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
     let sb = volume.superblock();
     pr_info!(
-        "{}: mounted{} label \"{}\" uuid {}: {} transactions replayed{}{}\n",
+        "{}: mounted{} label \"{}\" uuid {}{}{}{}\n",
         id,
         if read_only { " read-only," } else { "" },
         sb.label.as_str(),
         Uuid(&sb.uuid),
-        report.replayed,
+        if report.recovered {
+            ", journal recovered"
+        } else {
+            ""
+        },
         if report.used_backup {
             ", backup superblock used"
         } else {
@@ -680,7 +684,7 @@ impl FileSystem for OxdaxFs {
             let (first, count) = Self::blocks(pos, end);
             // Allocates (zeroed, durable) or converts blocks as needed and
             // never answers with shared ones: the copy can go in place.
-            let mapping = match info.call(|v| v.map_write(ino, first, count, now)) {
+            let mapping = match info.call(|v| v.map_write(ino, first, count)) {
                 Ok(mapping) => mapping,
                 Err(e) => {
                     // ENOSPC mid-write: what was written is kept.

@@ -145,8 +145,9 @@ pub enum MountError {
 pub struct MountReport {
     /// The primary superblock was bad and the backup was used.
     pub used_backup: bool,
-    /// Transactions replayed from the journal.
-    pub replayed: u64,
+    /// A committed transaction was found in the journal and applied (the
+    /// last one; see `journal::replay_last`).
+    pub recovered: bool,
     /// The filesystem was not unmounted cleanly.
     pub was_dirty: bool,
 }

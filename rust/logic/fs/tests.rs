@@ -126,37 +126,7 @@ impl Media for Pmem {
     }
 }
 
-struct Buffers {
-    shadows: Vec<[u8; BLOCK_SIZE]>,
-    tags: Vec<u64>,
-    log: Vec<u8>,
-    deferred: Vec<u64>,
-    spare: Box<[u8; BLOCK_SIZE]>,
-}
-
-impl Buffers {
-    fn new() -> Self {
-        Self {
-            shadows: vec![[0u8; BLOCK_SIZE]; TX_MAX_BLOCKS],
-            tags: vec![0; TX_MAX_BLOCKS],
-            log: vec![0; TX_LOG_BYTES],
-            deferred: vec![0; DEFERRED_WORDS],
-            spare: Box::new([0; BLOCK_SIZE]),
-        }
-    }
-}
-
-impl Scratch for Buffers {
-    fn parts(&mut self) -> Parts<'_> {
-        Parts {
-            shadows: &mut self.shadows,
-            tags: &mut self.tags,
-            log: &mut self.log,
-            deferred: &mut self.deferred,
-            spare: &mut self.spare,
-        }
-    }
-}
+type Buffers = crate::HeapScratch;
 
 struct Flat(Vec<u8>);
 
@@ -616,7 +586,7 @@ fn write(v: &mut TestVolume, ino: u64, offset: u64, data: &[u8]) -> Result<(), E
         let at = offset + done as u64;
         let first = at / BLOCK_SIZE as u64;
         let last = (offset + data.len() as u64 - 1) / BLOCK_SIZE as u64;
-        let mapping = v.map_write(ino, first, last - first + 1, T0)?;
+        let mapping = v.map_write(ino, first, last - first + 1)?;
         assert_eq!(mapping.kind, MapKind::Data);
         let within = (at % BLOCK_SIZE as u64) as usize;
         let room = mapping.len as usize * BLOCK_SIZE - within;
@@ -1225,7 +1195,7 @@ fn exercise(v: &mut TestVolume) {
                 Err(_) => break,
             }
         }
-        let _ = v.map_write(ino, 0, 3, T0);
+        let _ = v.map_write(ino, 0, 3);
         let _ = v.write_done(ino, 100, T0);
         let _ = v.set_attr(
             ino,
@@ -1272,7 +1242,7 @@ fn fuzzed_images_never_panic() {
         .unwrap_or(300);
     let mut rng = Lcg(0xf022);
     let (mut mounted, mut refused) = (0, 0);
-    for round in 0..images {
+    for _ in 0..images {
         let mut image = base.clone();
         for _ in 0..1 + rng.next() % 4 {
             let block = metadata[rng.next() as usize % metadata.len()] as usize;
@@ -1306,7 +1276,6 @@ fn fuzzed_images_never_panic() {
             }
             Err(_) => refused += 1,
         }
-        let _ = round;
     }
     assert!(
         mounted > 0 && refused > 0,

@@ -263,8 +263,8 @@ impl<'a, M: Media> Tx<'a, M> {
         Ok(extent)
     }
 
-    /// Frees `extent` at commit. The caller removes its reverse-map record
-    /// (`rmap_remove`) itself unless `owner` is given for a metadata block.
+    /// Frees `extent` at commit; the caller removes its reverse-map record
+    /// (`rmap_remove`).
     pub(super) fn free(&mut self, extent: Extent) -> Result<(), Error> {
         if self.free_count >= MAX_DEFERRED {
             return Err(Error::NoSpace);

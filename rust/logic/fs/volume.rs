@@ -323,7 +323,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             volume,
             MountReport {
                 used_backup,
-                replayed: pending.transactions,
+                recovered: pending.transactions > 0,
                 was_dirty,
             },
         ))
@@ -966,7 +966,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Ok(());
         }
         if mapping.shared {
-            mapping = self.map_write(ino, block, 1, Timestamp::default())?;
+            mapping = self.map_write(ino, block, 1)?;
         }
         let at = (mapping.physical << BLOCK_SHIFT) + offset % BLOCK_SIZE as u64;
         if !self.media.zero(at, len) {
@@ -1322,13 +1322,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// copies shared blocks; new or converted blocks are zeroed and durable
     /// before the mapping is committed. May map fewer blocks than asked.
-    pub fn map_write(
-        &mut self,
-        ino: u64,
-        file_block: u64,
-        len: u64,
-        _now: Timestamp,
-    ) -> Result<Mapping, Error> {
+    pub fn map_write(&mut self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
         let len = len.clamp(1, MAX_ALLOCATION);
         if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
             return Err(Error::TooBig);

@@ -72,9 +72,10 @@ pub(super) unsafe extern "C" fn alloc_inode_callback<T: FileSystem>(
     let Some(registration) = Registration::<T>::of() else {
         return core::ptr::null_mut();
     };
+    let cache = registration.inode_cache();
     // SAFETY: `sb` is live; the cache's objects are containers.
-    let container =
-        unsafe { ffi::oxdax_alloc_inode_sb(sb, registration.inode_cache()) }.cast::<Container>();
+    let object = unsafe { ffi::oxdax_alloc_inode_sb(sb, cache) };
+    let container = object.cast::<Container>();
     if container.is_null() {
         return core::ptr::null_mut();
     }
