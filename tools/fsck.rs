@@ -512,3 +512,41 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: u64 = 64;
+
+    #[test]
+    fn link_counts_must_match_the_names() {
+        // Root, a subdirectory, a file with two names.
+        let names = HashMap::from([(65, 1), (66, 2)]);
+        let good = [(ROOT, 3, true), (65, 2, true), (66, 2, false)];
+        assert_eq!(link_problem(&names, &good, ROOT), None);
+        assert!(link_problem(&names, &[(66, 3, false)], ROOT).is_some());
+        // An orphan (no links) has no name; a named one must have links.
+        assert_eq!(link_problem(&HashMap::new(), &[(67, 0, false)], ROOT), None);
+        assert!(link_problem(&names, &[(65, 0, true)], ROOT).is_some());
+    }
+
+    #[test]
+    fn a_detached_cycle_of_directories_is_unreachable() {
+        let links = [(ROOT, 3, true), (65, 2, true), (70, 3, true), (71, 3, true)];
+        let tree = HashMap::from([(ROOT, vec![65])]);
+        // 70 and 71 name each other (and agree on parents), cut off from /.
+        let mut cycle = tree.clone();
+        cycle.insert(70, vec![71]);
+        cycle.insert(71, vec![70]);
+        assert!(unreachable(&cycle, &links, ROOT).is_some());
+        let mut attached = cycle;
+        attached.insert(65, vec![70]);
+        assert_eq!(unreachable(&attached, &links, ROOT), None);
+        // Orphans are not expected to be reachable.
+        assert_eq!(
+            unreachable(&tree, &[(ROOT, 2, true), (80, 0, false)], ROOT),
+            None
+        );
+    }
+}
