@@ -9,6 +9,7 @@
 
 use kernel::prelude::*;
 
+mod dax;
 mod ffi;
 mod fs;
 pub mod logic;
@@ -30,12 +31,15 @@ struct Oxdax {
     // hold a module reference, so none exists at unload).
     _fs: Pin<KBox<sys::fs::Registration<fs::OxdaxFs>>>,
     _pmem: Pin<KBox<sys::nd::Registration<pmem::PmemDriver>>>,
+    // Mounts put their counters in it; none outlives the module.
+    _debugfs: sys::debugfs::Root,
 }
 
 impl kernel::Module for Oxdax {
     fn init(module: &'static ThisModule) -> Result<Self> {
         // Registering binds the namespaces already there (their devices are
         // logged before the version line).
+        let debugfs = sys::debugfs::Root::create(kernel::c_str!("oxdax"));
         let pmem = KBox::pin_init(sys::nd::Registration::new(), GFP_KERNEL)?;
         let fs = sys::fs::Registration::<fs::OxdaxFs>::new(module)?;
         pr_info!(
@@ -46,6 +50,7 @@ impl kernel::Module for Oxdax {
         Ok(Oxdax {
             _fs: fs,
             _pmem: pmem,
+            _debugfs: debugfs,
         })
     }
 }

@@ -21,6 +21,10 @@
 #include <linux/nd.h>
 #include <linux/pagemap.h>
 #include <linux/pfn_t.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/huge_mm.h>
+#include <linux/writeback.h>
 #include <linux/xarray.h>
 
 /*
@@ -55,3 +59,4 @@ const int OXDAX_CONST_S_ATIME = S_ATIME;
 const int OXDAX_CONST_S_MTIME = S_MTIME;
 const int OXDAX_CONST_S_CTIME = S_CTIME;
 const int OXDAX_CONST_EHWPOISON = EHWPOISON;
+const fop_flags_t OXDAX_CONST_FOP_MMAP_SYNC = FOP_MMAP_SYNC;

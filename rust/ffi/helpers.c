@@ -19,6 +19,7 @@
 #include <linux/set_memory.h>
 #include <linux/moduleparam.h>
 #include <linux/nd.h>
+#include <linux/pagemap.h>
 #include <linux/pfn_t.h>
 #include <linux/ratelimit.h>
 #include <linux/string.h>
@@ -355,4 +356,145 @@ bool oxdax_ratelimit(void)
 	static DEFINE_RATELIMIT_STATE(state, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
 
 	return __ratelimit(&state);
+}
+
+/*
+ * The fault engine (rust/dax/) keeps its entries in mapping->i_pages with
+ * fs/dax.c's encoding; XA_STATE_ORDER and xa_lock_irq are macros.
+ */
+void oxdax_xas_init(struct xa_state *xas, struct address_space *mapping,
+		    unsigned long index, unsigned int order)
+{
+	XA_STATE_ORDER(init, &mapping->i_pages, index, order);
+
+	*xas = init;
+}
+
+void oxdax_i_pages_lock(struct address_space *mapping)
+{
+	xa_lock_irq(&mapping->i_pages);
+}
+
+void oxdax_i_pages_unlock(struct address_space *mapping)
+{
+	xa_unlock_irq(&mapping->i_pages);
+}
+
+/*
+ * struct page's ->mapping, ->index and ->share live in unions: what
+ * dax_associate_entry()/dax_disassociate_entry() (static in fs/dax.c) do,
+ * so that fs/dax.c's truncate and memory-failure paths find the pages of
+ * the engine's entries as they would find their own. Called under the
+ * i_pages lock.
+ */
+void oxdax_dax_associate(unsigned long pfn, unsigned long nr, struct address_space *mapping,
+			 unsigned long index, bool shared)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		struct page *page = pfn_to_page(pfn + i);
+
+		if (shared || page->mapping) {
+			if (page->mapping != PAGE_MAPPING_DAX_SHARED) {
+				if (page->mapping)
+					page->share = 1;
+				page->mapping = PAGE_MAPPING_DAX_SHARED;
+			}
+			page->share++;
+		} else {
+			page->mapping = mapping;
+			page->index = index + i;
+		}
+	}
+}
+
+void oxdax_dax_disassociate(unsigned long pfn, unsigned long nr, struct address_space *mapping)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		struct page *page = pfn_to_page(pfn + i);
+
+		if (page->mapping == PAGE_MAPPING_DAX_SHARED) {
+			if (--page->share > 0)
+				continue;
+		} else if (page->mapping != mapping) {
+			continue;
+		}
+		page->mapping = NULL;
+		page->index = 0;
+	}
+}
+
+u64 oxdax_pfn_t_dev(unsigned long pfn)
+{
+	return pfn_to_pfn_t(pfn).val | PFN_DEV | PFN_MAP;
+}
+
+unsigned long oxdax_zero_pfn(unsigned long address)
+{
+	return my_zero_pfn(address);
+}
+
+unsigned long oxdax_vma_flags(const struct vm_area_struct *vma)
+{
+	return vma->vm_flags;
+}
+
+void oxdax_vma_set_dax_flags(struct vm_area_struct *vma)
+{
+	vm_flags_set(vma, VM_MIXEDMAP | VM_HUGEPAGE);
+}
+
+void oxdax_sb_start_pagefault(struct super_block *sb)
+{
+	sb_start_pagefault(sb);
+}
+
+void oxdax_sb_end_pagefault(struct super_block *sb)
+{
+	sb_end_pagefault(sb);
+}
+
+void oxdax_invalidate_lock(struct address_space *mapping)
+{
+	filemap_invalidate_lock(mapping);
+}
+
+void oxdax_invalidate_unlock(struct address_space *mapping)
+{
+	filemap_invalidate_unlock(mapping);
+}
+
+void oxdax_invalidate_lock_shared(struct address_space *mapping)
+{
+	filemap_invalidate_lock_shared(mapping);
+}
+
+void oxdax_invalidate_unlock_shared(struct address_space *mapping)
+{
+	filemap_invalidate_unlock_shared(mapping);
+}
+
+/*
+ * Waits until nobody but the mapping holds @page (GUP pins for direct I/O,
+ * for instance), as xfs_break_dax_layouts() does. The invalidate lock,
+ * held exclusively by the caller, is dropped while sleeping: the pin
+ * holder may need to fault (shared) on this file before it lets go.
+ * fsdax pages are free at refcount 1 and put_page() wakes this variable.
+ */
+int oxdax_wait_page_idle(struct page *page, struct address_space *mapping)
+{
+	return ___wait_var_event(&page->_refcount, atomic_read(&page->_refcount) == 1,
+				 TASK_INTERRUPTIBLE, 0, 0,
+				 filemap_invalidate_unlock(mapping);
+				 schedule();
+				 filemap_invalidate_lock(mapping));
+}
+
+/* Writes back CPU cache lines of persistent memory (fs/dax.c's dax_flush()). */
+void oxdax_flush_pmem(void *addr, size_t len)
+{
+	arch_wb_cache_pmem(addr, len);
 }

@@ -97,3 +97,30 @@ void oxdax_pmem_wmb(void);
 bool oxdax_ratelimit(void);
 
 #endif /* OXDAX_HELPERS_H */
+
+/* mappings and page faults (the fault engine) */
+struct address_space;
+struct page;
+struct vm_area_struct;
+struct vm_fault;
+struct xa_state;
+void oxdax_xas_init(struct xa_state *xas, struct address_space *mapping,
+		    unsigned long index, unsigned int order);
+void oxdax_i_pages_lock(struct address_space *mapping);
+void oxdax_i_pages_unlock(struct address_space *mapping);
+void oxdax_dax_associate(unsigned long pfn, unsigned long nr, struct address_space *mapping,
+			 unsigned long index, bool shared);
+void oxdax_dax_disassociate(unsigned long pfn, unsigned long nr,
+			    struct address_space *mapping);
+u64 oxdax_pfn_t_dev(unsigned long pfn);
+unsigned long oxdax_zero_pfn(unsigned long address);
+unsigned long oxdax_vma_flags(const struct vm_area_struct *vma);
+void oxdax_vma_set_dax_flags(struct vm_area_struct *vma);
+void oxdax_sb_start_pagefault(struct super_block *sb);
+void oxdax_sb_end_pagefault(struct super_block *sb);
+void oxdax_invalidate_lock(struct address_space *mapping);
+void oxdax_invalidate_unlock(struct address_space *mapping);
+void oxdax_invalidate_lock_shared(struct address_space *mapping);
+void oxdax_invalidate_unlock_shared(struct address_space *mapping);
+int oxdax_wait_page_idle(struct page *page, struct address_space *mapping);
+void oxdax_flush_pmem(void *addr, size_t len);

@@ -20,6 +20,18 @@ pub(super) fn fallocate(inode: &Inode<OxdaxFs>, mode: Fallocate, offset: u64, le
     let info = inode_info(inode)?;
     let ino = inode.ino();
     let now = inode.now();
+    // Punching and zeroing free or rewrite blocks: no mapping of the range
+    // may stay (allocation only turns holes into unwritten blocks, which
+    // read as the zero pages that may map them).
+    let _quiet = match mode {
+        Fallocate::PunchHole | Fallocate::ZeroRange { .. } => Some(super::mmap::quiesce(
+            inode,
+            offset,
+            offset.saturating_add(len),
+            false,
+        )?),
+        Fallocate::Allocate { .. } => None,
+    };
     let record = info.call(|v| match mode {
         Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
         Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
@@ -81,6 +93,13 @@ pub(super) fn remap(
     let info = inode_info(dst)?;
     let (from, to) = (src.ino(), dst.ino());
     let now = dst.now();
+    // The destination's blocks are replaced, the source's become shared:
+    // neither may stay mapped (a write through a source mapping must fault
+    // and copy), nor be pinned for I/O that would land after the clone.
+    let _quiet = super::mmap::lock_two(src, dst)?;
+    let end = |pos: u64| pos.saturating_add(len.max(1));
+    super::mmap::quiesce_locked(dst, dst_pos, end(dst_pos), false)?;
+    super::mmap::quiesce_locked(src, src_pos, end(src_pos), false)?;
     let result = info.call(|v| v.reflink(from, src_pos, to, dst_pos, len, now));
     // Part of a large clone may be done when a later step fails.
     let record = match result {

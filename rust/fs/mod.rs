@@ -12,6 +12,7 @@
 
 mod extents;
 mod media;
+mod mmap;
 
 use core::{
     fmt,
@@ -22,6 +23,7 @@ use kernel::{c_str, fmt, new_mutex, prelude::*, str::CStr, str::CString, sync::A
 
 use self::media::{Buffers, PmemMedia};
 use crate::{
+    dax::Engine,
     logic::{
         format::{
             inode::{Inode as Record, Timestamp, MAX_FILE_SIZE},
@@ -35,12 +37,14 @@ use crate::{
     },
     sys::{
         dax::{FsDax, FsDaxError, MapError},
-        errno as sys_errno,
+        debugfs, errno as sys_errno,
         fs::{
             errno, Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter,
             Kiocb, NewOwner, SeqFile, StatFs, SuperBlock,
         },
         memory::{self, PmemMemory},
+        mm::{FaultCode, VmFault},
+        once::SetOnce,
     },
 };
 
@@ -70,8 +74,12 @@ pub(crate) struct Info {
     /// The filesystem's metadata, one operation at a time.
     #[pin]
     volume: Mutex<Vol>,
-    /// The mapping file data is copied through (the volume has its own).
-    data: PmemMemory,
+    /// The counters' debugfs directory (dropped before the engine).
+    counters_dir: SetOnce<debugfs::Dir>,
+    /// Page faults, and the mapping file data is copied through (the
+    /// volume has its own).
+    #[pin]
+    engine: Engine,
     /// The DAX device: held, and checked alive around every access.
     dax: FsDax,
     /// Device name, for log lines.
@@ -236,7 +244,7 @@ impl fmt::Display for Uuid<'_> {
 }
 
 /// Maps the whole device; one log line if it cannot.
-fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<PmemMemory> {
+fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, u64)> {
     dax.map_all(len).map_err(|e| match e {
         MapError::Partial(pages) => {
             pr_err!(
@@ -265,7 +273,7 @@ fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<PmemMemory> {
 /// Mounts a volume on a fresh mapping of `dax` (called inside a DAX read
 /// section).
 fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol> {
-    let media = PmemMedia::new(map_device(id, dax, len)?);
+    let media = PmemMedia::new(map_device(id, dax, len)?.0);
     let (volume, report) =
         Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
     let sb = volume.superblock();
@@ -355,7 +363,7 @@ impl FileSystem for OxdaxFs {
             EINVAL
         })?;
         let len = sb.device_bytes();
-        let data = map_device(&id, &dax, len)?;
+        let (data, first_frame) = map_device(&id, &dax, len)?;
         let volume = {
             let Some(_alive) = dax.read_lock() else {
                 pr_err!("{}: DAX device is gone\n", &*id);
@@ -363,16 +371,19 @@ impl FileSystem for OxdaxFs {
             };
             mount_volume(&id, &dax, len, sb.is_read_only())?
         };
-        Arc::pin_init(
-            pin_init!(Info {
+        let info = Arc::pin_init(
+            try_pin_init!(Info {
                 volume <- new_mutex!(volume, "oxdax_volume"),
-                data,
+                counters_dir: SetOnce::new(),
+                engine <- Engine::new(data, first_frame, None),
                 dax,
                 id,
                 last_damaged: AtomicU64::new(u64::MAX),
-            }),
+            }? Error),
             GFP_KERNEL,
-        )
+        )?;
+        let _ = info.counters_dir.set(info.engine.publish(&info.id));
+        Ok(info)
     }
 
     fn dax(info: &Info) -> &FsDax {
@@ -566,6 +577,17 @@ impl FileSystem for OxdaxFs {
     fn setattr(inode: &Inode<Self>, change: &AttrChange) -> Result {
         let info = inode_info(inode)?;
         let ino = inode.ino();
+        // Shrinking: nothing may map the pages past the new end when
+        // their blocks are freed (private copies go too: SIGBUS there).
+        let _quiet = match change.size {
+            Some(size) if size < inode.size() => Some(mmap::quiesce(
+                inode,
+                size.next_multiple_of(BLOCK),
+                u64::MAX,
+                true,
+            )?),
+            _ => None,
+        };
         let mut current = None;
         let result = info.call(|v| match v.set_attr(ino, change) {
             Ok(record) => Ok(record),
@@ -648,7 +670,7 @@ impl FileSystem for OxdaxFs {
             let len = len as usize;
             let copied = match mapping.kind {
                 MapKind::Hole | MapKind::Unwritten => iter.zero(len),
-                MapKind::Data => info.data.copy_to_iter(device, len, iter)?,
+                MapKind::Data => info.engine.memory().copy_to_iter(device, len, iter)?,
             };
             pos += copied as u64;
             done += copied;
@@ -692,6 +714,12 @@ impl FileSystem for OxdaxFs {
                     break;
                 }
             };
+            if mapping.new || mapping.copied {
+                // Zero pages mapped over the old hole, or the shared blocks
+                // this file no longer has, must not stay mapped.
+                let start = mapping.file_block * BLOCK;
+                mmap::remove_mappings(inode, start, start + mapping.len * BLOCK)?;
+            }
             let span = Self::span(&mapping, pos, end)
                 .filter(|_| mapping.kind == MapKind::Data && !mapping.shared);
             let Some((len, device)) = span else {
@@ -705,7 +733,7 @@ impl FileSystem for OxdaxFs {
                 break;
             };
             let len = len as usize;
-            let copied = info.data.copy_from_iter(device, len, iter)?;
+            let copied = info.engine.memory().copy_from_iter(device, len, iter)?;
             pos += copied as u64;
             if copied < len {
                 failure = Some(EFAULT);
@@ -726,9 +754,23 @@ impl FileSystem for OxdaxFs {
     }
 
     fn fsync(inode: &Inode<Self>) -> Result {
-        // Data is written with cache-bypassing copies and a fence, and
-        // metadata is durable per operation.
+        // write(2) copies bypass the caches and fence, and metadata is
+        // durable per operation: what remains is what was stored through
+        // mappings.
+        mmap::writeback(inode, 0, u64::MAX >> 12)?;
         Self::sync_fs(&inode.super_block())
+    }
+
+    fn mmap(inode: &Inode<Self>, sync: bool) -> Result {
+        mmap::mmap(inode, sync)
+    }
+
+    fn fault(inode: &Inode<Self>, vmf: &VmFault, order: u32, present: bool) -> FaultCode {
+        mmap::fault(inode, vmf, order, present)
+    }
+
+    fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result {
+        mmap::writeback(inode, first, last)
     }
 
     fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result {

@@ -5,6 +5,7 @@
 //! through `rust/host.rs`, into the host crate that `cargo test` and the
 //! userspace tools use. Nothing here may use `std` or `kernel`.
 
+pub mod dax;
 pub mod format;
 pub mod fs;
 pub mod params;

@@ -313,6 +313,13 @@ impl FsDax {
         self.dax.as_ptr()
     }
 
+    /// CPU stores that left the caches are persistent (`MAP_SYNC` is
+    /// honest on this device).
+    pub(crate) fn is_synchronous(&self) -> bool {
+        // SAFETY: We hold a reference on the device.
+        unsafe { ffi::dax_synchronous(self.dax.as_ptr()) }
+    }
+
     /// Enters a read section if the device is alive.
     pub(crate) fn read_lock(&self) -> Option<DaxReadGuard> {
         // SAFETY: Always allowed; the section ends when the guard drops.
@@ -323,15 +330,18 @@ impl FsDax {
     }
 
     /// Maps `len` bytes from the block device's start, all contiguous;
-    /// returns their kernel address. The mapping is valid while the device
-    /// is alive: use it only inside `read_lock` sections.
-    pub(crate) fn map_all(&self, len: u64) -> Result<PmemMemory, MapError> {
+    /// returns their kernel address and the page frame of the first byte
+    /// (the frames of device memory are contiguous too: one `pfn_t` run).
+    /// The mapping is valid while the device is alive: use it only inside
+    /// `read_lock` sections.
+    pub(crate) fn map_all(&self, len: u64) -> Result<(PmemMemory, u64), MapError> {
         let page = crate::logic::pmem::PAGE_SIZE;
         let pages = len / page;
         let _guard = self.read_lock().ok_or(MapError::Dead)?;
         let mut kaddr = core::ptr::null_mut();
+        let mut pfn = ffi::pfn_t { val: 0 };
         // SAFETY: We hold a reference on the live device and are in a read
-        // section; `kaddr` is valid for writes, the pfn is not wanted.
+        // section; `kaddr` and `pfn` are valid for writes.
         let got = unsafe {
             ffi::dax_direct_access(
                 self.dax.as_ptr(),
@@ -339,7 +349,7 @@ impl FsDax {
                 pages as _,
                 ffi::dax_access_mode_DAX_ACCESS,
                 &mut kaddr,
-                core::ptr::null_mut(),
+                &mut pfn,
             )
         };
         if got < 0 {
@@ -356,7 +366,10 @@ impl FsDax {
         // SAFETY: `direct_access` mapped `pages` pages (at least `len`
         // bytes rounded down) contiguously; they stay mapped while the
         // device is alive, which users check through `read_lock`.
-        Ok(unsafe { PmemMemory::new(base, pages * page) })
+        let memory = unsafe { PmemMemory::new(base, pages * page) };
+        // pfn_t keeps its flags in the top 12 bits (PFN_FLAGS_MASK).
+        let frame = pfn.val & ((1u64 << 52) - 1);
+        Ok((memory, frame))
     }
 }
 

@@ -10,8 +10,10 @@
 pub(crate) mod badblocks;
 pub(crate) mod block;
 pub(crate) mod dax;
+pub(crate) mod debugfs;
 pub(crate) mod fs;
 pub(crate) mod memory;
+pub(crate) mod mm;
 pub(crate) mod nd;
 pub(crate) mod once;
 pub(crate) mod pagemap;

@@ -254,6 +254,9 @@ pub struct Mapping {
     /// The blocks are shared with another file or range (reflink): a write
     /// must copy them first (`map_write` never returns shared blocks).
     pub shared: bool,
+    /// `map_write` copied shared blocks to these new ones: whatever mapped
+    /// the old ones for this file (page tables) must go.
+    pub copied: bool,
 }
 
 /// An owner of device blocks, as the reverse map answers (`Volume::owners`).

@@ -1368,6 +1368,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         kind: MapKind::Data,
                         new: true,
                         shared: false,
+                        copied: true,
                     }
                 }
                 MapKind::Hole => {
@@ -1399,6 +1400,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         kind: MapKind::Data,
                         new: true,
                         shared: false,
+                        copied: false,
                     }
                 }
                 MapKind::Unwritten | MapKind::Data => {
@@ -1883,6 +1885,7 @@ fn map_in<S: Nodes<Error = Error>>(
         kind: MapKind::Hole,
         new: false,
         shared: false,
+        copied: false,
     };
     if inode.file_type() != Some(FileType::Regular) {
         return Err(if is_dir(inode) {
@@ -1922,6 +1925,7 @@ fn map_in<S: Nodes<Error = Error>>(
                 },
                 new: false,
                 shared,
+                copied: false,
             })
         }
     }

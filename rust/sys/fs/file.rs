@@ -86,7 +86,7 @@ impl<T: FileSystem> Kiocb<'_, T> {
     }
 }
 
-/// File operation tables of `T`. No `mmap` yet.
+/// File operation tables of `T`.
 pub(super) struct FileOps<T: FileSystem>(PhantomData<T>);
 
 impl<T: FileSystem> FileOps<T> {
@@ -98,6 +98,10 @@ impl<T: FileSystem> FileOps<T> {
         fsync: Some(fsync_callback::<T>),
         fallocate: Some(fallocate_callback::<T>),
         remap_file_range: Some(remap_file_range_callback::<T>),
+        mmap: Some(super::mmap::mmap_callback::<T>),
+        // 2 MiB-aligned addresses for mappings that can take PMDs.
+        get_unmapped_area: Some(ffi::thp_get_unmapped_area),
+        fop_flags: ffi::FOP_MMAP_SYNC,
         // sendfile, splice and copy_file_range's fallback (ranges a clone
         // cannot do): through read_iter/write_iter, no page cache.
         splice_read: Some(ffi::copy_splice_read),

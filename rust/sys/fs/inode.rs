@@ -180,6 +180,22 @@ impl<T: FileSystem> Inode<T> {
         unsafe { (*self.inode.as_ptr()).i_mode.into() }
     }
 
+    /// The mapping entries of a regular file (DAX).
+    pub(crate) fn entries(&self) -> Option<crate::sys::mm::Entries> {
+        // SAFETY: The inode, and so its mapping, lives as long as `self`.
+        unsafe { crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping) }
+    }
+
+    /// Takes the file's invalidate lock (see [`crate::sys::mm::InvalidateGuard`]).
+    pub(crate) fn invalidate_lock(
+        &self,
+        exclusive: bool,
+    ) -> Option<crate::sys::mm::InvalidateGuard> {
+        // SAFETY: The mapping lives as long as the inode; callers keep the
+        // inode (a VFS reference or call) while they hold the guard.
+        unsafe { crate::sys::mm::InvalidateGuard::lock((*self.as_ptr()).i_mapping, exclusive) }
+    }
+
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
         // SAFETY: The inode is live.
@@ -311,7 +327,7 @@ unsafe fn fill_new<T: FileSystem>(inode: *mut ffi::inode, info: &T::Info) -> Res
             ffi::S_IFREG => {
                 (*inode).i_op = &Ops::<T>::FILE;
                 (*inode).__bindgen_anon_3.i_fop = &file::FileOps::<T>::FILE;
-                (*(*inode).i_mapping).a_ops = &DAX_AOPS;
+                (*(*inode).i_mapping).a_ops = &DaxAops::<T>::AOPS;
                 (*inode).i_flags |= ffi::S_DAX;
             }
             ffi::S_IFDIR => {
@@ -361,14 +377,20 @@ pub(crate) fn iget<T: FileSystem>(sb: &SuperBlock<T>, ino: u64) -> Result<InodeR
 }
 
 /// Address-space operations of DAX files: no page cache, so nothing to
-/// dirty, write back or read ahead (as ext4's `ext4_dax_aops`); O_DIRECT
-/// is accepted (`noop_direct_IO`), every access being direct.
-static DAX_AOPS: ffi::address_space_operations = ffi::address_space_operations {
-    dirty_folio: Some(ffi::noop_dirty_folio),
-    direct_IO: Some(ffi::noop_direct_IO),
-    // SAFETY: All-zero is a valid table: no operation.
-    ..unsafe { core::mem::zeroed() }
-};
+/// dirty or read ahead (as ext4's `ext4_dax_aops`); writeback writes back
+/// what was stored through mappings; O_DIRECT is accepted
+/// (`noop_direct_IO`), every access being direct.
+struct DaxAops<T: FileSystem>(PhantomData<T>);
+
+impl<T: FileSystem> DaxAops<T> {
+    const AOPS: ffi::address_space_operations = ffi::address_space_operations {
+        writepages: Some(super::mmap::writepages_callback::<T>),
+        dirty_folio: Some(ffi::noop_dirty_folio),
+        direct_IO: Some(ffi::noop_direct_IO),
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
 
 /// Inode operation tables of `T`.
 struct Ops<T: FileSystem>(PhantomData<T>);
@@ -656,15 +678,8 @@ unsafe extern "C" fn setattr_callback<T: FileSystem>(
     // SAFETY: Live (caller).
     let (valid, new_size) = unsafe { ((*attr).ia_valid, (*attr).ia_size) };
     let size = (valid & ffi::ATTR_SIZE != 0).then_some(new_size as u64);
-    if let Some(size) = size {
-        if size < inode.size() {
-            // Unmap what lies past the new end before its blocks are
-            // freed (no mapping can exist until mmap is supported, but
-            // the order is the one that stays right).
-            // SAFETY: i_rwsem is held.
-            unsafe { ffi::truncate_pagecache(inode.as_ptr(), size as i64) };
-        }
-    }
+    // A shrinking size: the filesystem unmaps what lies past the new end
+    // before it frees the blocks (under the invalidate lock).
     // SAFETY: Validated above; applies owner, mode and times to the VFS
     // inode, whose values are then stored.
     unsafe { ffi::setattr_copy(idmap, inode.as_ptr(), attr) };

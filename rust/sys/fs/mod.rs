@@ -14,6 +14,7 @@ pub(crate) mod dir;
 pub(crate) mod file;
 pub(crate) mod inode;
 pub(crate) mod iov;
+pub(crate) mod mmap;
 pub(crate) mod registration;
 pub(crate) mod super_block;
 
@@ -214,6 +215,22 @@ pub(crate) trait FileSystem: Sized + 'static {
 
     /// Reports the extents of `start..start + len` (i_rwsem held shared).
     fn fiemap(inode: &Inode<Self>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result;
+
+    /// `mmap` of a regular file (`sync`: `MAP_SYNC`); may refuse.
+    fn mmap(inode: &Inode<Self>, sync: bool) -> Result;
+
+    /// A page fault on a mapping of `inode`: `order` 0 (a page) or a PMD;
+    /// `present`: a write to a page mapped read-only.
+    fn fault(
+        inode: &Inode<Self>,
+        vmf: &crate::sys::mm::VmFault,
+        order: u32,
+        present: bool,
+    ) -> crate::sys::mm::FaultCode;
+
+    /// Writes back what was stored through mappings of pages
+    /// `first..=last` (sync, fsync).
+    fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result;
 }
 
 /// Errno values the `kernel` crate of 6.12 has no constant for.

@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DAX fault engine: page faults on files whose data lives in
+//! persistent memory, served by mapping the memory itself.
+//!
+//! It sits below the filesystem as fs/dax.c sits below ext4 and xfs: the
+//! filesystem answers block-mapping questions through [`BlockMapper`] (the
+//! iomap pattern) and the engine keeps the mapping entries, decides what
+//! to map, and maps it (PTEs, PMDs, zero pages). Its decisions are pure
+//! logic ([`crate::logic::dax`]); Documentation/oxdax/fault-engine.rst has
+//! the design, the locking and why.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::{new_mutex, prelude::*, str::CStr, sync::Mutex};
+
+use crate::{
+    logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
+    sys::{
+        debugfs,
+        memory::PmemMemory,
+        mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_SIGBUS},
+    },
+};
+
+/// Page size as a `u64`.
+const PAGE: u64 = 4096;
+
+/// How a file range is stored, as the filesystem answers
+/// [`BlockMapper::map`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocks {
+    /// Nothing stored: reads see zeros.
+    Hole,
+    /// Allocated, never written: reads see zeros.
+    Unwritten,
+    /// Data at this device byte offset.
+    Data(u64),
+}
+
+/// A block-mapping answer (iomap's `struct iomap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockMap {
+    /// First file page answered (the one asked for).
+    pub(crate) first: u64,
+    /// Pages answered (at least 1).
+    pub(crate) pages: u64,
+    /// Where they are.
+    pub(crate) blocks: Blocks,
+    /// Allocated (and zeroed) or converted by this call.
+    pub(crate) new: bool,
+    /// Shared with other files or ranges (reflink): read mappings only;
+    /// a write answer never is.
+    pub(crate) shared: bool,
+    /// This write answer replaced shared blocks by private copies
+    /// (copy-on-write done, data copied): the old blocks must not stay
+    /// mapped for this file.
+    pub(crate) copied: bool,
+    /// The metadata that makes the answer true is not durable yet
+    /// (iomap's `IOMAP_F_DIRTY`): a `MAP_SYNC` write must wait for
+    /// [`BlockMapper::persist`] before it maps the blocks writable.
+    pub(crate) unsynced: bool,
+}
+
+/// What the engine asks of a filesystem.
+pub(crate) trait BlockMapper {
+    /// How the filesystem names a file.
+    type File: ?Sized;
+
+    /// Maps `pages` pages of `file` from page `first`. `write`: the pages
+    /// are about to be written in place: allocate holes (zeroed), convert
+    /// unwritten blocks, copy shared ones; never answer shared blocks.
+    /// May answer fewer pages than asked.
+    fn map(&self, file: &Self::File, first: u64, pages: u64, write: bool) -> Result<BlockMap>;
+
+    /// Makes `file`'s metadata durable (after an `unsynced` answer).
+    fn persist(&self, file: &Self::File) -> Result;
+}
+
+/// Fault and writeback counters (debugfs `oxdax/<device>/`).
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Blocks mapped by a PTE.
+    pub(crate) fault_pte: AtomicU64,
+    /// Blocks mapped by a PMD.
+    pub(crate) fault_pmd: AtomicU64,
+    /// Holes and unwritten ranges read through a zero page.
+    pub(crate) fault_zero: AtomicU64,
+    /// The PMD-size part of `fault_zero`.
+    pub(crate) fault_zero_pmd: AtomicU64,
+    /// Write faults that copied shared blocks.
+    pub(crate) fault_cow: AtomicU64,
+    /// `MAP_SYNC` write faults that allocated or remapped blocks (their
+    /// metadata durable before the mapping became writable).
+    pub(crate) fault_sync: AtomicU64,
+    /// PMD faults served by PTEs instead.
+    pub(crate) fault_fallback: AtomicU64,
+    /// Writes to read-only PTEs (`pfn_mkwrite`).
+    pub(crate) fault_mkwrite: AtomicU64,
+    /// Faults refused with SIGBUS (past the end of file, I/O errors).
+    pub(crate) fault_sigbus: AtomicU64,
+    /// Entries written back (cache lines flushed, mappings removed).
+    pub(crate) writeback_entries: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Locks serializing faults, writeback and invalidation per 2 MiB of a
+/// file (hashed: unrelated regions may share one; nobody holds two).
+const REGION_LOCKS: usize = 64;
+
+/// One filesystem's fault engine.
+#[pin_data]
+pub(crate) struct Engine {
+    /// Region locks (see [`REGION_LOCKS`]).
+    #[pin]
+    regions: [Mutex<()>; REGION_LOCKS],
+    /// The whole device, mapped (cache flushes, copies).
+    memory: PmemMemory,
+    /// Page frame of device offset 0.
+    first_frame: u64,
+    /// A 2 MiB-aligned device range of zeros that nothing writes while
+    /// mounted, mapped read-only for 2 MiB hole reads (the kernel's huge
+    /// zero page is not exported to modules); `None`: PTE zero pages.
+    zero_chunk: Option<u64>,
+    /// Counters.
+    counters: Counters,
+}
+
+impl Engine {
+    /// An engine over the device mapped at `memory` (frame `first_frame`).
+    pub(crate) fn new(
+        memory: PmemMemory,
+        first_frame: u64,
+        zero_chunk: Option<u64>,
+    ) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            regions <- kernel::init::pin_init_array_from_fn(|_| new_mutex!((), "oxdax_region")),
+            memory,
+            first_frame,
+            zero_chunk,
+            counters: Counters::default(),
+        }? Error)
+    }
+
+    /// The mapped device.
+    pub(crate) fn memory(&self) -> &PmemMemory {
+        &self.memory
+    }
+
+    /// Publishes the counters in debugfs as `oxdax/<name>/<counter>`.
+    /// Returns the directory, to be dropped before the engine.
+    pub(crate) fn publish(&self, name: &CStr) -> debugfs::Dir {
+        let dir = debugfs::Root::subdir(name);
+        let c = &self.counters;
+        let files: [(&CStr, &AtomicU64); 10] = [
+            (kernel::c_str!("fault_pte"), &c.fault_pte),
+            (kernel::c_str!("fault_pmd"), &c.fault_pmd),
+            (kernel::c_str!("fault_zero"), &c.fault_zero),
+            (kernel::c_str!("fault_zero_pmd"), &c.fault_zero_pmd),
+            (kernel::c_str!("fault_cow"), &c.fault_cow),
+            (kernel::c_str!("fault_sync"), &c.fault_sync),
+            (kernel::c_str!("fault_fallback"), &c.fault_fallback),
+            (kernel::c_str!("fault_mkwrite"), &c.fault_mkwrite),
+            (kernel::c_str!("fault_sigbus"), &c.fault_sigbus),
+            (kernel::c_str!("writeback_entries"), &c.writeback_entries),
+        ];
+        for (name, value) in files {
+            // SAFETY: The caller drops the directory before the engine
+            // (contract of the return value).
+            unsafe { dir.add_u64(name, value) };
+        }
+        dir
+    }
+
+    /// The region lock of `index` in `entries`' file.
+    fn region(&self, entries: &Entries, index: u64) -> &Mutex<()> {
+        let key = (entries.key() >> 6) ^ (index / PMD_PAGES).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (key ^ (key >> 29)) as usize % REGION_LOCKS;
+        &self.regions[slot]
+    }
+
+    /// The page frame of device byte `offset`.
+    fn frame(&self, offset: u64) -> u64 {
+        self.first_frame + offset / PAGE
+    }
+
+    /// Writes back the CPU cache lines of an entry's blocks.
+    fn flush(&self, entry: Entry) {
+        if !entry.maps_blocks() || entry.frame() < self.first_frame {
+            return;
+        }
+        let offset = (entry.frame() - self.first_frame) * PAGE;
+        let len = entry.pages() * PAGE;
+        if let Ok(addr) = self.memory.kaddr(offset) {
+            if offset + len <= self.memory.len() {
+                mm::flush_cache(addr, len as usize);
+            }
+        }
+    }
+
+    /// The entry covering `index`, waiting while fs/dax.c holds it locked
+    /// (memory failure handling, briefly).
+    fn settled(&self, entries: &Entries, index: u64) -> Result<Option<(Entry, u64)>> {
+        loop {
+            match entries.load(index)? {
+                Some((entry, _)) if entry.is_locked() => mm::nap(),
+                found => return Ok(found),
+            }
+        }
+    }
+
+    /// Serves a page fault on `file` (`size`: its size in bytes, stable
+    /// under the invalidate lock the caller holds shared). `order`: 0 or
+    /// [`PMD_ORDER`]; `present`: a write to a read-only PTE
+    /// (`pfn_mkwrite`).
+    pub(crate) fn fault<M: BlockMapper>(
+        &self,
+        mapper: &M,
+        file: &M::File,
+        entries: &Entries,
+        size: u64,
+        vmf: &VmFault,
+        order: u32,
+        present: bool,
+    ) -> FaultCode {
+        let size_pages = size.div_ceil(PAGE);
+        if present {
+            bump(&self.counters.fault_mkwrite);
+        }
+        if vmf.index() >= size_pages {
+            bump(&self.counters.fault_sigbus);
+            return FAULT_SIGBUS;
+        }
+        let result = if order == PMD_ORDER {
+            match pmd_range(&vmf.window(), vmf.is_write(), size_pages) {
+                Ok(first) => self.fault_pmd(mapper, file, entries, vmf, first),
+                Err(_) => Err(Fallback::Misaligned),
+            }
+        } else if order == 0 {
+            Ok(self.fault_pte(mapper, file, entries, vmf, present))
+        } else {
+            // PUD faults: always 2 MiB or less.
+            return FAULT_FALLBACK;
+        };
+        match result {
+            Ok(code) => {
+                if code & FAULT_SIGBUS != 0 {
+                    bump(&self.counters.fault_sigbus);
+                }
+                code
+            }
+            Err(_) => {
+                bump(&self.counters.fault_fallback);
+                FAULT_FALLBACK
+            }
+        }
+    }
+
+    /// What a fault maps for an answer, at `index` (in `map`).
+    fn want(&self, map: &BlockMap, index: u64, vmf: &VmFault) -> Want {
+        match map.blocks {
+            Blocks::Hole | Blocks::Unwritten => Want::Zero(vmf.zero_frame()),
+            Blocks::Data(offset) => Want::Blocks(self.frame(offset) + (index - map.first)),
+        }
+    }
+
+    /// Asks the mapper; a `MAP_SYNC` write waits for durable metadata.
+    fn map_for<M: BlockMapper>(
+        &self,
+        mapper: &M,
+        file: &M::File,
+        vmf: &VmFault,
+        first: u64,
+        pages: u64,
+        write: bool,
+    ) -> Result<BlockMap> {
+        let map = mapper.map(file, first, pages, write)?;
+        if map.pages == 0 || map.first != first || (write && map.shared) {
+            return Err(EIO);
+        }
+        if write && map.copied {
+            bump(&self.counters.fault_cow);
+        }
+        if write && vmf.is_sync() {
+            if map.unsynced {
+                mapper.persist(file)?;
+            }
+            if map.new || map.copied || map.unsynced {
+                bump(&self.counters.fault_sync);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Removes `old` (at `base`) from the file's page tables and entries;
+    /// its dirty cache lines are written back first.
+    fn evict(&self, entries: &Entries, old: Entry, base: u64, even_cows: bool) -> Result<bool> {
+        entries.unmap(base, old.pages(), even_cows);
+        self.flush(old);
+        entries.exchange(base, old.order(), Some(old), None, false, Tags::default())
+    }
+
+    /// Makes the entry at `index` (`order`) say `new`, replacing what
+    /// `found` says is there. `Ok(false)`: it changed meanwhile (fs/dax.c
+    /// truncated or locked it): retry.
+    fn install(
+        &self,
+        entries: &Entries,
+        found: Option<(Entry, u64)>,
+        index: u64,
+        order: u32,
+        new: Entry,
+        map: &BlockMap,
+        tags: Tags,
+    ) -> Result<bool> {
+        if let Some((old, base)) = found {
+            if old.order() != order || base != index {
+                // A 2 MiB entry gives way to a 4 KiB one.
+                if !self.evict(entries, old, base, false)? {
+                    return Ok(false);
+                }
+                return entries.exchange(index, order, None, Some(new), map.shared, tags);
+            }
+            entries.unmap(base, old.pages(), false);
+            self.flush(old);
+        }
+        entries.exchange(
+            index,
+            order,
+            found.map(|(e, _)| e),
+            Some(new),
+            map.shared,
+            tags,
+        )
+    }
+
+    fn fault_pte<M: BlockMapper>(
+        &self,
+        mapper: &M,
+        file: &M::File,
+        entries: &Entries,
+        vmf: &VmFault,
+        present: bool,
+    ) -> FaultCode {
+        let index = vmf.index();
+        // A private mapping's write copies the page into anonymous memory
+        // (core mm does, from a read-only mapping of the file's page).
+        let write = vmf.is_write() && vmf.is_shared();
+        let _region = self.region(entries, index).lock();
+        loop {
+            let step = (|| -> Result<Option<FaultCode>> {
+                let found = self.settled(entries, index)?;
+                let map = self.map_for(mapper, file, vmf, index, 1, write)?;
+                let want = self.want(&map, index, vmf);
+                let tags = Tags {
+                    dirty: write,
+                    towrite: write && map.copied,
+                };
+                let kept = match plan(found, index, 0, want) {
+                    Plan::Keep => {
+                        if write {
+                            if let Some((entry, base)) = found {
+                                if !entries.retag(base, entry, tags, true)? {
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                        true
+                    }
+                    Plan::Store | Plan::Replace => {
+                        let new = match want {
+                            Want::Blocks(frame) => Entry::pfn(frame, false),
+                            Want::Zero(frame) => Entry::zero(frame, false),
+                        };
+                        if !self.install(entries, found, index, 0, new, &map, tags)? {
+                            return Ok(None);
+                        }
+                        false
+                    }
+                    Plan::Fallback => return Err(EIO),
+                };
+                if write {
+                    entries.mark_inode_dirty();
+                }
+                Ok(Some(match want {
+                    Want::Zero(_) => {
+                        bump(&self.counters.fault_zero);
+                        vmf.insert_zero_page()
+                    }
+                    // The PTE there maps this entry: core mm makes it
+                    // writable once we return 0.
+                    Want::Blocks(_) if present && kept => 0,
+                    Want::Blocks(frame) => {
+                        bump(&self.counters.fault_pte);
+                        vmf.insert_page(frame)
+                    }
+                }))
+            })();
+            match step {
+                Ok(Some(code)) => return code,
+                Ok(None) => continue,
+                Err(e) => return mm::fault_code(e),
+            }
+        }
+    }
+
+    fn fault_pmd<M: BlockMapper>(
+        &self,
+        mapper: &M,
+        file: &M::File,
+        entries: &Entries,
+        vmf: &VmFault,
+        first: u64,
+    ) -> Result<FaultCode, Fallback> {
+        let write = vmf.is_write();
+        let _region = self.region(entries, first).lock();
+        loop {
+            let step = (|| -> Result<Option<FaultCode>, Result<Fallback, Error>> {
+                let found = loop {
+                    match entries
+                        .first_in(first, first + PMD_PAGES - 1)
+                        .map_err(Err)?
+                    {
+                        Some((entry, _)) if entry.is_locked() => mm::nap(),
+                        Some((entry, _)) if !entry.is_pmd() => {
+                            return Err(Ok(Fallback::SmallEntries))
+                        }
+                        found => break found,
+                    }
+                };
+                let map = self
+                    .map_for(mapper, file, vmf, first, PMD_PAGES, write)
+                    .map_err(Err)?;
+                let want = match map.blocks {
+                    Blocks::Data(offset)
+                        if map.pages >= PMD_PAGES && self.frame(offset) % PMD_PAGES == 0 =>
+                    {
+                        Want::Blocks(self.frame(offset))
+                    }
+                    Blocks::Hole | Blocks::Unwritten if map.pages >= PMD_PAGES && !write => {
+                        match self.zero_chunk {
+                            Some(offset) => Want::Zero(self.frame(offset)),
+                            None => return Err(Ok(Fallback::Extent)),
+                        }
+                    }
+                    _ => return Err(Ok(Fallback::Extent)),
+                };
+                let tags = Tags {
+                    dirty: write,
+                    towrite: write && map.copied,
+                };
+                match plan(found, first, PMD_ORDER, want) {
+                    Plan::Keep => {
+                        if let (true, Some((entry, base))) = (write, found) {
+                            if !entries.retag(base, entry, tags, true).map_err(Err)? {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    Plan::Store | Plan::Replace => {
+                        let new = match want {
+                            Want::Blocks(frame) => Entry::pfn(frame, true),
+                            Want::Zero(frame) => Entry::zero(frame, true),
+                        };
+                        if !self
+                            .install(entries, found, first, PMD_ORDER, new, &map, tags)
+                            .map_err(Err)?
+                        {
+                            return Ok(None);
+                        }
+                    }
+                    Plan::Fallback => return Err(Ok(Fallback::SmallEntries)),
+                }
+                if write {
+                    entries.mark_inode_dirty();
+                }
+                Ok(Some(match want {
+                    Want::Zero(frame) => {
+                        bump(&self.counters.fault_zero);
+                        bump(&self.counters.fault_zero_pmd);
+                        vmf.insert_pmd(frame, false)
+                    }
+                    Want::Blocks(frame) => {
+                        bump(&self.counters.fault_pmd);
+                        vmf.insert_pmd(frame, write)
+                    }
+                }))
+            })();
+            match step {
+                Ok(Some(code)) => return Ok(code),
+                Ok(None) => continue,
+                Err(Ok(fallback)) => return Err(fallback),
+                Err(Err(e)) => return Ok(mm::fault_code(e)),
+            }
+        }
+    }
+
+    /// Writes back what was written through mappings of pages
+    /// `first..=last`: for every dirty entry, its mappings are removed (so
+    /// the next store faults and dirties it again), then its cache lines
+    /// are written back and it is marked clean.
+    pub(crate) fn writeback(&self, entries: &Entries, first: u64, last: u64) -> Result {
+        entries.tag_for_writeback(first, last);
+        let mut index = first;
+        while index <= last {
+            let Some(tagged) = entries.next_towrite(&mut index, last)? else {
+                break;
+            };
+            let base = index & !(tagged.pages() - 1);
+            {
+                let _region = self.region(entries, base).lock();
+                if let Some((entry, at)) = self.settled(entries, base)? {
+                    if at == base {
+                        entries.unmap(base, entry.pages(), false);
+                        self.flush(entry);
+                        let all = Tags {
+                            dirty: true,
+                            towrite: true,
+                        };
+                        if entries.retag(base, entry, all, false)? {
+                            bump(&self.counters.writeback_entries);
+                        }
+                    }
+                }
+            }
+            index = base.saturating_add(tagged.pages());
+        }
+        Ok(())
+    }
+
+    /// Removes every entry and mapping of pages `first..=last` (whole
+    /// 2 MiB entries that overlap), writing back dirty cache lines: before
+    /// blocks are freed or shared, or after `write(2)` put new blocks
+    /// under mapped zero pages. `even_cows`: private copies go too
+    /// (truncation).
+    pub(crate) fn invalidate(
+        &self,
+        entries: &Entries,
+        first: u64,
+        last: u64,
+        even_cows: bool,
+    ) -> Result {
+        let mut index = first;
+        while index <= last {
+            let Some((entry, base)) = entries.first_in(index, last)? else {
+                break;
+            };
+            {
+                let _region = self.region(entries, base).lock();
+                if let Some((current, at)) = self.settled(entries, base)? {
+                    if at == base && !self.evict(entries, current, base, even_cows)? {
+                        continue;
+                    }
+                }
+            }
+            index = base.saturating_add(entry.pages());
+        }
+        entries.unmap(first, last.wrapping_sub(first).wrapping_add(1), even_cows);
+        Ok(())
+    }
+}

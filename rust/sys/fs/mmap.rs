@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory mappings of a filesystem's files: `->mmap`, the VMA operations
+//! (faults), and `->writepages` for what was written through mappings.
+
+use core::marker::PhantomData;
+
+use super::{FileSystem, Inode};
+use crate::{
+    ffi,
+    sys::mm::{FaultCode, VmFault, FAULT_SIGBUS},
+};
+
+/// The VMA operations of `T`'s mappings.
+struct VmOps<T: FileSystem>(PhantomData<T>);
+
+impl<T: FileSystem> VmOps<T> {
+    const OPS: ffi::vm_operations_struct = ffi::vm_operations_struct {
+        fault: Some(fault_callback::<T>),
+        huge_fault: Some(huge_fault_callback::<T>),
+        // A write to a read-only PTE: DAX pages have no `struct page` core
+        // mm counts (pfn_mkwrite); page_mkwrite for completeness.
+        page_mkwrite: Some(mkwrite_callback::<T>),
+        pfn_mkwrite: Some(mkwrite_callback::<T>),
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// # Safety
+///
+/// `file` is open on a regular file of `T` and `vma` is being set up for
+/// it (`->mmap` contract: mmap lock held for writing).
+pub(super) unsafe extern "C" fn mmap_callback<T: FileSystem>(
+    file: *mut ffi::file,
+    vma: *mut ffi::vm_area_struct,
+) -> kernel::ffi::c_int {
+    // SAFETY: Open file (contract).
+    let inode = unsafe { Inode::<T>::from_raw((*file).f_inode) };
+    // SAFETY: The VMA is being set up (contract).
+    let sync = unsafe { ffi::oxdax_vma_flags(vma) } as u64 & u64::from(ffi::VM_SYNC) != 0;
+    if let Err(e) = T::mmap(&inode, sync) {
+        return e.to_errno();
+    }
+    // SAFETY: As above: ours to set up; the table is static.
+    unsafe {
+        ffi::oxdax_file_accessed(file);
+        (*vma).vm_ops = &VmOps::<T>::OPS;
+        ffi::oxdax_vma_set_dax_flags(vma);
+    }
+    0
+}
+
+/// The inode and fault of a VMA callback.
+///
+/// # Safety
+///
+/// `vmf` is the live fault of a VMA set up by `mmap_callback::<T>`.
+unsafe fn fault_parts<T: FileSystem>(vmf: *mut ffi::vm_fault) -> Option<(Inode<T>, VmFault)> {
+    // SAFETY: Contract: live fault of our VMA, whose file is open.
+    let fault = unsafe { VmFault::from_raw(vmf) }?;
+    // SAFETY: As above.
+    let inode = unsafe { Inode::from_raw((*(*(*vmf).__bindgen_anon_1.vma).vm_file).f_inode) };
+    Some((inode, fault))
+}
+
+/// # Safety
+///
+/// `vm_operations_struct::fault` contract for a VMA of `T`.
+unsafe extern "C" fn fault_callback<T: FileSystem>(vmf: *mut ffi::vm_fault) -> FaultCode {
+    // SAFETY: Contract.
+    match unsafe { fault_parts::<T>(vmf) } {
+        Some((inode, fault)) => T::fault(&inode, &fault, 0, false),
+        None => FAULT_SIGBUS,
+    }
+}
+
+/// # Safety
+///
+/// `vm_operations_struct::huge_fault` contract for a VMA of `T`.
+unsafe extern "C" fn huge_fault_callback<T: FileSystem>(
+    vmf: *mut ffi::vm_fault,
+    order: kernel::ffi::c_uint,
+) -> FaultCode {
+    // SAFETY: Contract.
+    match unsafe { fault_parts::<T>(vmf) } {
+        Some((inode, fault)) => T::fault(&inode, &fault, order, false),
+        None => FAULT_SIGBUS,
+    }
+}
+
+/// # Safety
+///
+/// `pfn_mkwrite`/`page_mkwrite` contract for a VMA of `T`.
+unsafe extern "C" fn mkwrite_callback<T: FileSystem>(vmf: *mut ffi::vm_fault) -> FaultCode {
+    // SAFETY: Contract.
+    match unsafe { fault_parts::<T>(vmf) } {
+        Some((inode, fault)) => T::fault(&inode, &fault, 0, true),
+        None => FAULT_SIGBUS,
+    }
+}
+
+/// # Safety
+///
+/// `address_space_operations::writepages` contract for a file of `T`.
+pub(super) unsafe extern "C" fn writepages_callback<T: FileSystem>(
+    mapping: *mut ffi::address_space,
+    wbc: *mut ffi::writeback_control,
+) -> kernel::ffi::c_int {
+    // Only integrity writeback (sync, fsync) writes DAX data back: the
+    // others would unmap pages for nothing (as fs/dax.c decides too).
+    // SAFETY: Live for the call (contract).
+    let (mode, start, end) = unsafe { ((*wbc).sync_mode, (*wbc).range_start, (*wbc).range_end) };
+    if mode != ffi::writeback_sync_modes_WB_SYNC_ALL {
+        return 0;
+    }
+    // SAFETY: A file mapping's host is its live inode.
+    let inode = unsafe { Inode::<T>::from_raw((*mapping).host) };
+    let first = (start.max(0) as u64) >> 12;
+    let last = (end.max(0) as u64) >> 12;
+    match T::writeback(&inode, first, last) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory mappings of files: the page fault being served ([`VmFault`]),
+//! the mapping entries a DAX file keeps in `mapping->i_pages`
+//! ([`Entries`]), and the locks around them.
+
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+
+use crate::{
+    ffi,
+    logic::dax::{Entry, Window},
+};
+
+/// `vm_fault_t` bits, as returned to core mm.
+pub(crate) type FaultCode = ffi::vm_fault_t;
+/// Bus error: past the end of file, or an I/O error.
+pub(crate) const FAULT_SIGBUS: FaultCode = ffi::vm_fault_reason_VM_FAULT_SIGBUS;
+/// Out of memory.
+pub(crate) const FAULT_OOM: FaultCode = ffi::vm_fault_reason_VM_FAULT_OOM;
+/// Map 4 KiB pages instead.
+pub(crate) const FAULT_FALLBACK: FaultCode = ffi::vm_fault_reason_VM_FAULT_FALLBACK;
+/// Poisoned memory.
+pub(crate) const FAULT_HWPOISON: FaultCode = ffi::vm_fault_reason_VM_FAULT_HWPOISON;
+
+/// `PAGECACHE_TAG_DIRTY` (`XA_MARK_0`; a cast in a macro, which bindgen
+/// cannot evaluate).
+const TAG_DIRTY: ffi::xa_mark_t = 0;
+/// `PAGECACHE_TAG_TOWRITE` (`XA_MARK_2`).
+const TAG_TOWRITE: ffi::xa_mark_t = 2;
+/// `XA_PRESENT`: any entry.
+const XA_PRESENT: ffi::xa_mark_t = 8;
+
+/// The fault errno of an error.
+pub(crate) fn fault_code(e: Error) -> FaultCode {
+    if e == ENOMEM {
+        FAULT_OOM
+    } else if e == crate::sys::errno::ehwpoison() {
+        FAULT_HWPOISON
+    } else {
+        FAULT_SIGBUS
+    }
+}
+
+/// A page fault on a file mapping, borrowed for the fault callback.
+pub(crate) struct VmFault {
+    raw: NonNull<ffi::vm_fault>,
+}
+
+impl VmFault {
+    /// # Safety
+    ///
+    /// `raw` is the live `vm_fault` of a `vm_operations_struct` callback
+    /// (mmap lock or VMA lock held), and the result is used only during it.
+    pub(crate) unsafe fn from_raw(raw: *mut ffi::vm_fault) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Self { raw })
+    }
+
+    fn vma(&self) -> *mut ffi::vm_area_struct {
+        // SAFETY: Live for the callback (type invariant).
+        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.vma }
+    }
+
+    fn vma_flags(&self) -> u64 {
+        // SAFETY: The VMA of a fault is live and its flags stable while
+        // the mmap (or VMA) lock is held.
+        unsafe { ffi::oxdax_vma_flags(self.vma()) as u64 }
+    }
+
+    /// File page of the faulting address.
+    pub(crate) fn index(&self) -> u64 {
+        // SAFETY: Live for the callback.
+        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.pgoff as u64 }
+    }
+
+    /// The faulting address, page aligned.
+    pub(crate) fn address(&self) -> u64 {
+        // SAFETY: Live for the callback.
+        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.address as u64 }
+    }
+
+    /// The access writes.
+    pub(crate) fn is_write(&self) -> bool {
+        // SAFETY: Live for the callback.
+        unsafe { (*self.raw.as_ptr()).flags & ffi::fault_flag_FAULT_FLAG_WRITE != 0 }
+    }
+
+    /// A shared mapping.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.vma_flags() & u64::from(ffi::VM_SHARED) != 0
+    }
+
+    /// A `MAP_SYNC` mapping.
+    pub(crate) fn is_sync(&self) -> bool {
+        self.vma_flags() & u64::from(ffi::VM_SYNC) != 0
+    }
+
+    /// The mapping as the PMD check needs it.
+    pub(crate) fn window(&self) -> Window {
+        let vma = self.vma();
+        // SAFETY: Live for the callback; bounds are stable under its lock.
+        let (start, end) = unsafe {
+            let bounds = (*vma).__bindgen_anon_1.__bindgen_anon_1;
+            (bounds.vm_start as u64, bounds.vm_end as u64)
+        };
+        Window {
+            start,
+            end,
+            address: self.address(),
+            index: self.index(),
+            shared: self.is_shared(),
+        }
+    }
+
+    /// Freeze protection for a write fault (`sb_start_pagefault`), until
+    /// the guard is dropped.
+    pub(crate) fn start_write(&self) -> PagefaultGuard {
+        // SAFETY: The VMA's file is open, its inode and super block live.
+        let sb = unsafe { (*(*(*self.vma()).vm_file).f_inode).i_sb };
+        // SAFETY: A live super block; may sleep (process context).
+        unsafe { ffi::oxdax_sb_start_pagefault(sb) };
+        PagefaultGuard { sb }
+    }
+
+    /// Updates the file's modification times for a write fault, as
+    /// `write(2)` would (`file_update_time`; failures only lose times).
+    pub(crate) fn update_time(&self) {
+        // SAFETY: The VMA's file is open for the fault's duration.
+        let _ = unsafe { ffi::file_update_time((*self.vma()).vm_file) };
+    }
+
+    /// Maps `frame` (device memory) at the faulting address, read-only in
+    /// a mapping that tracks writes (`pfn_mkwrite` makes it writable).
+    pub(crate) fn insert_page(&self, frame: u64) -> FaultCode {
+        // SAFETY: A device frame the caller's entry describes; the VMA is
+        // VM_MIXEDMAP (set at mmap) and live.
+        unsafe {
+            let pfn = ffi::pfn_t {
+                val: ffi::oxdax_pfn_t_dev(frame as _),
+            };
+            ffi::vmf_insert_mixed(self.vma(), self.address() as _, pfn)
+        }
+    }
+
+    /// Maps the zero page at the faulting address.
+    pub(crate) fn insert_zero_page(&self) -> FaultCode {
+        // SAFETY: The zero page may be mapped anywhere, read-only.
+        unsafe {
+            let frame = ffi::oxdax_zero_pfn(self.address() as _);
+            ffi::vmf_insert_mixed(
+                self.vma(),
+                self.address() as _,
+                ffi::pfn_t { val: frame as _ },
+            )
+        }
+    }
+
+    /// The zero page's frame for this address (architectures may colour it).
+    pub(crate) fn zero_frame(&self) -> u64 {
+        // SAFETY: Pure computation.
+        unsafe { ffi::oxdax_zero_pfn(self.address() as _) as u64 }
+    }
+
+    /// Maps 2 MiB of device memory from `frame` (aligned) at the faulting
+    /// PMD, writable if `write`.
+    pub(crate) fn insert_pmd(&self, frame: u64, write: bool) -> FaultCode {
+        // SAFETY: A 2 MiB-aligned run of device frames the caller's entry
+        // describes, inside the VMA (checked by `pmd_range`).
+        unsafe {
+            let pfn = ffi::pfn_t {
+                val: ffi::oxdax_pfn_t_dev(frame as _),
+            };
+            ffi::vmf_insert_pfn_pmd(self.raw.as_ptr(), pfn, write)
+        }
+    }
+}
+
+/// Freeze protection taken by [`VmFault::start_write`].
+pub(crate) struct PagefaultGuard {
+    sb: *mut ffi::super_block,
+}
+
+impl Drop for PagefaultGuard {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `start_write` on this live super block.
+        unsafe { ffi::oxdax_sb_end_pagefault(self.sb) };
+    }
+}
+
+/// A file's mapping entries (`mapping->i_pages` of a DAX inode).
+pub(crate) struct Entries {
+    mapping: NonNull<ffi::address_space>,
+}
+
+/// Tags of an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tags {
+    /// Written through a mapping since the last writeback.
+    pub(crate) dirty: bool,
+    /// Writeback must write-protect it (copy-on-write, writeback pass).
+    pub(crate) towrite: bool,
+}
+
+/// Encodes an entry as an xarray value (`xa_mk_value`).
+fn to_xa(entry: Entry) -> *mut core::ffi::c_void {
+    ((entry.value() << 1) | 1) as usize as *mut core::ffi::c_void
+}
+
+/// Decodes an xarray entry: `None` if empty, `Err` if it is not a value
+/// (a folio: never in a DAX file).
+fn from_xa(raw: *mut core::ffi::c_void) -> Result<Option<Entry>> {
+    let bits = raw as usize as u64;
+    if bits == 0 {
+        Ok(None)
+    } else if bits & 1 == 1 {
+        Ok(Some(Entry::from_value(bits >> 1)))
+    } else {
+        Err(EIO)
+    }
+}
+
+/// `XAS_RESTART`: a state that has not walked the array yet.
+const XAS_RESTART: usize = 3;
+
+/// An `xa_state` over `mapping->i_pages` at `index`, of `order`.
+struct XaState(ffi::xa_state);
+
+impl XaState {
+    fn new(mapping: NonNull<ffi::address_space>, index: u64, order: u32) -> Self {
+        // SAFETY: All-zero is a valid `xa_state` to initialise.
+        let mut state = Self(unsafe { core::mem::zeroed() });
+        // SAFETY: `mapping` is live (Entries invariant); XA_STATE_ORDER
+        // only stores the pointer and position.
+        unsafe { ffi::oxdax_xas_init(&mut state.0, mapping.as_ptr(), index as _, order) };
+        state
+    }
+}
+
+impl Drop for XaState {
+    fn drop(&mut self) {
+        // Frees a node preallocated by an earlier `xas_nomem` that the
+        // store did not use: `xas_nomem` on a state not in error (reset
+        // to XAS_RESTART) only frees (`xas_destroy` is not exported).
+        self.0.xa_node = XAS_RESTART as *mut ffi::xa_node;
+        // SAFETY: Our state, not used afterwards; no allocation happens.
+        unsafe { ffi::xas_nomem(&mut self.0, 0) };
+    }
+}
+
+/// `i_pages` locked (`xa_lock_irq`), released when dropped.
+struct Locked(NonNull<ffi::address_space>);
+
+impl Locked {
+    fn new(mapping: NonNull<ffi::address_space>) -> Self {
+        // SAFETY: Live mapping; process context (irqs enabled).
+        unsafe { ffi::oxdax_i_pages_lock(mapping.as_ptr()) };
+        Self(mapping)
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: Locked by `new`.
+        unsafe { ffi::oxdax_i_pages_unlock(self.0.as_ptr()) };
+    }
+}
+
+impl Entries {
+    /// # Safety
+    ///
+    /// `mapping` is the live address space of a DAX inode, and stays live
+    /// while the result is used (the caller holds the inode).
+    pub(crate) unsafe fn from_raw(mapping: *mut ffi::address_space) -> Option<Self> {
+        NonNull::new(mapping).map(|mapping| Self { mapping })
+    }
+
+    /// Identifies the file (for hashing locks).
+    pub(crate) fn key(&self) -> u64 {
+        self.mapping.as_ptr() as usize as u64
+    }
+
+    fn xarray(&self) -> *mut ffi::xarray {
+        // SAFETY: Live (type invariant); only the field's address is taken.
+        unsafe { &raw mut (*self.mapping.as_ptr()).i_pages }
+    }
+
+    /// The entry covering `index`, and its first index.
+    pub(crate) fn load(&self, index: u64) -> Result<Option<(Entry, u64)>> {
+        // SAFETY: `xa_load` takes the RCU read lock itself.
+        let raw = unsafe { ffi::xa_load(self.xarray(), index as _) };
+        Ok(from_xa(raw)?.map(|entry| (entry, index & !(entry.pages() - 1))))
+    }
+
+    /// The first entry in `first..=last`, and its index.
+    pub(crate) fn first_in(&self, first: u64, last: u64) -> Result<Option<(Entry, u64)>> {
+        let mut index = first as kernel::ffi::c_ulong;
+        // SAFETY: `xa_find` takes the RCU read lock itself; `index` is ours.
+        let raw = unsafe { ffi::xa_find(self.xarray(), &mut index, last as _, XA_PRESENT) };
+        Ok(from_xa(raw)?.map(|entry| (entry, index as u64 & !(entry.pages() - 1))))
+    }
+
+    /// The first entry tagged for writeback (`TOWRITE`) from `*index` to
+    /// `last`; moves `index` to it.
+    pub(crate) fn next_towrite(&self, index: &mut u64, last: u64) -> Result<Option<Entry>> {
+        let mut at = *index as kernel::ffi::c_ulong;
+        // SAFETY: As `first_in`.
+        let raw = unsafe { ffi::xa_find(self.xarray(), &mut at, last as _, TAG_TOWRITE) };
+        *index = at as u64;
+        from_xa(raw)
+    }
+
+    /// Tags every dirty entry of `first..=last` for writeback
+    /// (`tag_pages_for_writeback`): the pass writes back what was dirty
+    /// when it started, and ends.
+    pub(crate) fn tag_for_writeback(&self, first: u64, last: u64) {
+        // SAFETY: Live mapping; the function takes the i_pages lock.
+        unsafe { ffi::tag_pages_for_writeback(self.mapping.as_ptr(), first as _, last as _) };
+    }
+
+    /// Replaces the entry of `order` at `base` by `new` (or removes it),
+    /// if it still is `old`. Pages of block entries change hands as
+    /// fs/dax.c's `dax_(dis)associate_entry` do (`shared`: the new blocks
+    /// are shared with other files); `nrpages` follows; the new entry gets
+    /// `tags`. Returns whether it was replaced.
+    pub(crate) fn exchange(
+        &self,
+        base: u64,
+        order: u32,
+        old: Option<Entry>,
+        new: Option<Entry>,
+        shared: bool,
+        tags: Tags,
+    ) -> Result<bool> {
+        let mut xas = XaState::new(self.mapping, base, order);
+        loop {
+            let locked = Locked::new(self.mapping);
+            // SAFETY: i_pages locked; `xas` is over it.
+            let current = from_xa(unsafe { ffi::xas_load(&mut xas.0) })?;
+            if current != old {
+                return Ok(false);
+            }
+            let raw_new = new.map_or(core::ptr::null_mut(), to_xa);
+            // SAFETY: Locked; stores our value entry (or erases).
+            unsafe { ffi::xas_store(&mut xas.0, raw_new) };
+            // SAFETY: Reads the state's error (xas_error is inline: the
+            // node pointer holds an errno when the store failed).
+            let failed = unsafe { is_xa_error(xas.0.xa_node) };
+            if failed {
+                drop(locked);
+                // SAFETY: Unlocked; allocates the missing node and tells
+                // whether to retry.
+                if unsafe { ffi::xas_nomem(&mut xas.0, ffi::GFP_KERNEL) } {
+                    continue;
+                }
+                return Err(ENOMEM);
+            }
+            let mapping = self.mapping.as_ptr();
+            // SAFETY: Locked: the pages' owner fields and `nrpages` are
+            // changed under the i_pages lock, as fs/dax.c does.
+            unsafe {
+                if let Some(old) = old.filter(|e| e.maps_blocks()) {
+                    ffi::oxdax_dax_disassociate(old.frame() as _, old.pages() as _, mapping);
+                }
+                if let Some(new) = new.filter(|e| e.maps_blocks()) {
+                    ffi::oxdax_dax_associate(
+                        new.frame() as _,
+                        new.pages() as _,
+                        mapping,
+                        base as _,
+                        shared,
+                    );
+                }
+                let removed = old.map_or(0, |e| e.pages());
+                let added = new.map_or(0, |e| e.pages());
+                (*mapping).nrpages = ((*mapping).nrpages as u64 + added - removed) as _;
+                if new.is_some() {
+                    set_tags(&xas.0, tags);
+                }
+            }
+            return Ok(true);
+        }
+    }
+
+    /// Sets (`set`) or clears the tags of the entry at `base`, if it is
+    /// still `expected`. Returns whether it was.
+    pub(crate) fn retag(&self, base: u64, expected: Entry, tags: Tags, set: bool) -> Result<bool> {
+        let mut xas = XaState::new(self.mapping, base, expected.order());
+        let _locked = Locked::new(self.mapping);
+        // SAFETY: Locked; `xas` is over i_pages.
+        let current = from_xa(unsafe { ffi::xas_load(&mut xas.0) })?;
+        if current != Some(expected) {
+            return Ok(false);
+        }
+        // SAFETY: Locked, positioned on the entry by the load.
+        unsafe {
+            if set {
+                set_tags(&xas.0, tags);
+            } else {
+                if tags.dirty {
+                    ffi::xas_clear_mark(&xas.0, TAG_DIRTY);
+                }
+                if tags.towrite {
+                    ffi::xas_clear_mark(&xas.0, TAG_TOWRITE);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes page-table entries of pages `first..first + count` in every
+    /// process (`even_cows`: private copies too, as truncation needs).
+    pub(crate) fn unmap(&self, first: u64, count: u64, even_cows: bool) {
+        // SAFETY: Live mapping; takes i_mmap_rwsem (sleeps: no spinlock
+        // held by the callers).
+        unsafe {
+            ffi::unmap_mapping_pages(self.mapping.as_ptr(), first as _, count as _, even_cows)
+        };
+    }
+
+    /// Marks the inode as having dirty pages (so `sync` writes it back,
+    /// and it is not evicted before).
+    pub(crate) fn mark_inode_dirty(&self) {
+        // SAFETY: A DAX file's mapping has its host inode, live while the
+        // mapping is.
+        unsafe { ffi::__mark_inode_dirty((*self.mapping.as_ptr()).host, ffi::I_DIRTY_PAGES as _) };
+    }
+
+    /// Waits until no page of `first..=last` is pinned (direct I/O, GUP)
+    /// and unmaps the range, as filesystems do before they free blocks
+    /// (`xfs_break_dax_layouts`). The caller holds the invalidate lock
+    /// exclusively; it is dropped while waiting.
+    pub(crate) fn wait_unpinned(&self, first: u64, last: u64) -> Result {
+        let start = first.saturating_mul(4096);
+        let end = last
+            .saturating_add(1)
+            .saturating_mul(4096)
+            .saturating_sub(1);
+        loop {
+            // SAFETY: Live mapping; fs/dax.c walks entries it can read
+            // (ours use its encoding and are never left locked).
+            let page = unsafe {
+                ffi::dax_layout_busy_page_range(self.mapping.as_ptr(), start as _, end as _)
+            };
+            if page.is_null() {
+                return Ok(());
+            }
+            // SAFETY: `page` is a ZONE_DEVICE page of the device, whose
+            // memmap lives as long as the device we hold; the invalidate
+            // lock is held exclusively by the caller.
+            let ret = unsafe { ffi::oxdax_wait_page_idle(page, self.mapping.as_ptr()) };
+            if ret != 0 {
+                return Err(Error::from_errno(ret));
+            }
+        }
+    }
+}
+
+/// # Safety
+///
+/// `xas` is positioned on an entry and the i_pages lock is held.
+unsafe fn set_tags(xas: &ffi::xa_state, tags: Tags) {
+    // SAFETY: See the contract.
+    unsafe {
+        if tags.dirty {
+            ffi::xas_set_mark(xas, TAG_DIRTY);
+        }
+        if tags.towrite {
+            ffi::xas_set_mark(xas, TAG_TOWRITE);
+        }
+    }
+}
+
+/// `xas_error()`: an xa_state's node holds an internal errno entry
+/// (`xa_is_err`: internal and above -MAX_ERRNO) after a failed store.
+///
+/// # Safety
+///
+/// `node` is an `xa_state`'s node field.
+unsafe fn is_xa_error(node: *mut ffi::xa_node) -> bool {
+    let bits = node as usize;
+    // xa_is_internal: low bits 10; xa_is_err: greater than
+    // xa_mk_internal(-MAX_ERRNO) = (-4095 << 2) | 2.
+    bits & 3 == 2 && bits >= ((-4095isize << 2) | 2) as usize
+}
+
+/// The invalidate lock of a mapping (`mapping->invalidate_lock`): faults
+/// take it shared; truncation, hole punching and reflink exclusively, so
+/// that no fault maps blocks while they are freed or shared.
+pub(crate) struct InvalidateGuard {
+    mapping: NonNull<ffi::address_space>,
+    exclusive: bool,
+}
+
+impl InvalidateGuard {
+    /// # Safety
+    ///
+    /// `mapping` is live for the life of the guard.
+    pub(crate) unsafe fn lock(mapping: *mut ffi::address_space, exclusive: bool) -> Option<Self> {
+        let mapping = NonNull::new(mapping)?;
+        // SAFETY: Live (contract); may sleep (process context).
+        unsafe {
+            if exclusive {
+                ffi::oxdax_invalidate_lock(mapping.as_ptr());
+            } else {
+                ffi::oxdax_invalidate_lock_shared(mapping.as_ptr());
+            }
+        }
+        Some(Self { mapping, exclusive })
+    }
+}
+
+impl Drop for InvalidateGuard {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `lock` in this mode.
+        unsafe {
+            if self.exclusive {
+                ffi::oxdax_invalidate_unlock(self.mapping.as_ptr());
+            } else {
+                ffi::oxdax_invalidate_unlock_shared(self.mapping.as_ptr());
+            }
+        }
+    }
+}
+
+/// Sleeps a little (waiting out an entry fs/dax.c holds locked: a module
+/// cannot sleep on fs/dax.c's wait queues).
+pub(crate) fn nap() {
+    // SAFETY: Process context.
+    unsafe { ffi::msleep(1) };
+}
+
+/// Writes back CPU cache lines over `len` bytes at `addr` (persistent
+/// memory in the kernel's direct map).
+pub(crate) fn flush_cache(addr: *mut u8, len: usize) {
+    // SAFETY: The caller passes mapped device memory (PmemMemory::kaddr).
+    unsafe { ffi::oxdax_flush_pmem(addr.cast(), len) };
+}
