@@ -121,28 +121,33 @@ pub(crate) struct Engine {
     memory: PmemMemory,
     /// Page frame of device offset 0.
     first_frame: u64,
-    /// A 2 MiB-aligned device range of zeros that nothing writes while
-    /// mounted, mapped read-only for 2 MiB hole reads (the kernel's huge
-    /// zero page is not exported to modules); `None`: PTE zero pages.
-    zero_chunk: Option<u64>,
+    /// Device offset of a 2 MiB-aligned range of zeros that nothing
+    /// writes while mounted, mapped read-only for 2 MiB hole reads (the
+    /// kernel's huge zero page is not exported to modules); `u64::MAX`
+    /// until the filesystem has one (read-only mounts): 4 KiB zero pages.
+    zero_chunk: AtomicU64,
     /// Counters.
     counters: Counters,
 }
 
 impl Engine {
     /// An engine over the device mapped at `memory` (frame `first_frame`).
-    pub(crate) fn new(
-        memory: PmemMemory,
-        first_frame: u64,
-        zero_chunk: Option<u64>,
-    ) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(memory: PmemMemory, first_frame: u64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             regions <- kernel::init::pin_init_array_from_fn(|_| new_mutex!((), "oxdax_region")),
             memory,
             first_frame,
-            zero_chunk,
+            zero_chunk: AtomicU64::new(u64::MAX),
             counters: Counters::default(),
         }? Error)
+    }
+
+    /// Maps 2 MiB holes to the zeros at device offset `offset` (2 MiB
+    /// aligned, never written while mounted) from now on.
+    pub(crate) fn set_zero_chunk(&self, offset: u64) {
+        if offset % (PMD_PAGES * PAGE) == 0 && offset < self.memory.len() {
+            self.zero_chunk.store(offset, Ordering::Relaxed);
+        }
     }
 
     /// The mapped device.
@@ -441,9 +446,9 @@ impl Engine {
                         Want::Blocks(self.frame(offset))
                     }
                     Blocks::Hole | Blocks::Unwritten if map.pages >= PMD_PAGES && !write => {
-                        match self.zero_chunk {
-                            Some(offset) => Want::Zero(self.frame(offset)),
-                            None => return Err(Ok(Fallback::Extent)),
+                        match self.zero_chunk.load(Ordering::Relaxed) {
+                            u64::MAX => return Err(Ok(Fallback::Extent)),
+                            offset => Want::Zero(self.frame(offset)),
                         }
                     }
                     _ => return Err(Ok(Fallback::Extent)),

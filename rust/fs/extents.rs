@@ -96,7 +96,7 @@ pub(super) fn remap(
     // The destination's blocks are replaced, the source's become shared:
     // neither may stay mapped (a write through a source mapping must fault
     // and copy), nor be pinned for I/O that would land after the clone.
-    let _quiet = super::mmap::lock_two(src, dst)?;
+    let _quiet = src.invalidate_lock_two(dst);
     let end = |pos: u64| pos.saturating_add(len.max(1));
     super::mmap::quiesce_locked(dst, dst_pos, end(dst_pos), false)?;
     super::mmap::quiesce_locked(src, src_pos, end(src_pos), false)?;

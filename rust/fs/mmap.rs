@@ -13,7 +13,7 @@
 
 use kernel::prelude::*;
 
-use super::{inode_info, Info, OxdaxFs, BLOCK};
+use super::{inode_info, refresh, Info, OxdaxFs, BLOCK};
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks},
     logic::{format::BLOCK_SIZE, fs::MapKind},
@@ -29,16 +29,23 @@ use crate::{
 const _: () = assert!(BLOCK_SIZE == 4096);
 
 impl BlockMapper for Info {
-    type File = u64;
+    type File = Inode<OxdaxFs>;
 
-    fn map(&self, ino: &u64, first: u64, pages: u64, write: bool) -> Result<BlockMap> {
-        let mapping = self.call(|v| {
-            if write {
-                v.map_write(*ino, first, pages)
+    fn map(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64, write: bool) -> Result<BlockMap> {
+        let ino = inode.ino();
+        let (mapping, record) = self.call(|v| {
+            let mapping = if write {
+                v.map_write(ino, first, pages)?
             } else {
-                v.map_read(*ino, first, pages)
-            }
+                v.map_read(ino, first, pages)?
+            };
+            // New blocks show in stat(2)'s block count.
+            let record = if mapping.new { v.inode(ino).ok() } else { None };
+            Ok((mapping, record))
         })?;
+        if let Some(record) = record {
+            refresh(inode, &record);
+        }
         Ok(BlockMap {
             first: mapping.file_block,
             pages: mapping.len,
@@ -55,7 +62,7 @@ impl BlockMapper for Info {
         })
     }
 
-    fn persist(&self, _ino: &u64) -> Result {
+    fn persist(&self, _inode: &Inode<OxdaxFs>) -> Result {
         Ok(())
     }
 }
@@ -93,9 +100,8 @@ pub(super) fn fault(inode: &Inode<OxdaxFs>, vmf: &VmFault, order: u32, present: 
     let Some(_alive) = info.dax.read_lock() else {
         return FAULT_SIGBUS;
     };
-    let ino = inode.ino();
     info.engine
-        .fault(info, &ino, &entries, inode.size(), vmf, order, present)
+        .fault(info, inode, &entries, inode.size(), vmf, order, present)
 }
 
 /// Writes back what was stored through mappings of pages `first..=last`.
@@ -165,24 +171,4 @@ pub(super) fn quiesce_locked(
         return Err(EIO);
     };
     info.engine.invalidate(&entries, first, last, even_cows)
-}
-
-/// Both files' invalidate locks, for reflink (one if they are the same).
-pub(super) fn lock_two(
-    a: &Inode<OxdaxFs>,
-    b: &Inode<OxdaxFs>,
-) -> Result<[Option<InvalidateGuard>; 2]> {
-    // Address order, as filemap_invalidate_lock_two() does.
-    let (first, second) = if a.as_ptr() as usize <= b.as_ptr() as usize {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let one = first.invalidate_lock(true).ok_or(EIO)?;
-    let two = if first.as_ptr() == second.as_ptr() {
-        None
-    } else {
-        Some(second.invalidate_lock(true).ok_or(EIO)?)
-    };
-    Ok([Some(one), two])
 }

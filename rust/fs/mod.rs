@@ -106,6 +106,13 @@ impl Info {
         result.map_err(|e| self.errno(e))
     }
 
+    /// Gives the fault engine the volume's zero chunk (writable mounts).
+    fn reserve_zero_chunk(&self) {
+        if let Ok(Some(block)) = self.call(|v| Ok(v.reserve_zero_chunk())) {
+            self.engine.set_zero_chunk(block * BLOCK);
+        }
+    }
+
     /// The errno of a volume error; damage gets a (rate-limited) line.
     fn errno(&self, e: FsError) -> Error {
         match e {
@@ -375,7 +382,7 @@ impl FileSystem for OxdaxFs {
             try_pin_init!(Info {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
-                engine <- Engine::new(data, first_frame, None),
+                engine <- Engine::new(data, first_frame),
                 dax,
                 id,
                 last_damaged: AtomicU64::new(u64::MAX),
@@ -383,6 +390,7 @@ impl FileSystem for OxdaxFs {
             GFP_KERNEL,
         )?;
         let _ = info.counters_dir.set(info.engine.publish(&info.id));
+        info.reserve_zero_chunk();
         Ok(info)
     }
 
@@ -399,7 +407,9 @@ impl FileSystem for OxdaxFs {
             return Ok(());
         }
         let info = info(sb)?;
-        info.call(|volume| volume.set_read_only(read_only))
+        info.call(|volume| volume.set_read_only(read_only))?;
+        info.reserve_zero_chunk();
+        Ok(())
     }
 
     fn put_super(sb: &SuperBlock<Self>) {

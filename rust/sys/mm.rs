@@ -523,6 +523,35 @@ impl Drop for InvalidateGuard {
     }
 }
 
+/// Two files' invalidate locks, exclusive, for reflink
+/// (`filemap_invalidate_lock_two`: address order, lockdep nesting; one
+/// lock if both are the same file).
+pub(crate) struct InvalidateTwo {
+    first: *mut ffi::address_space,
+    second: *mut ffi::address_space,
+}
+
+impl InvalidateTwo {
+    /// # Safety
+    ///
+    /// Both mappings are live for the life of the guard.
+    pub(crate) unsafe fn lock(a: *mut ffi::address_space, b: *mut ffi::address_space) -> Self {
+        // SAFETY: Live (contract); the function orders and nests them.
+        unsafe { ffi::filemap_invalidate_lock_two(a, b) };
+        Self {
+            first: a,
+            second: b,
+        }
+    }
+}
+
+impl Drop for InvalidateTwo {
+    fn drop(&mut self) {
+        // SAFETY: Locked by `lock`.
+        unsafe { ffi::filemap_invalidate_unlock_two(self.first, self.second) };
+    }
+}
+
 /// Sleeps a little (waiting out an entry fs/dax.c holds locked: a module
 /// cannot sleep on fs/dax.c's wait queues).
 pub(crate) fn nap() {

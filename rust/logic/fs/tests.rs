@@ -723,6 +723,59 @@ fn full_filesystem_keeps_what_was_written() {
     unmount_and_check(v);
 }
 
+#[test]
+fn zero_chunk_is_zero_and_never_allocated() {
+    let mut v = mount(formatted(16, None));
+    let free = v.statfs().free_blocks;
+    let start = v.reserve_zero_chunk().unwrap();
+    assert_eq!(start % CHUNK_BLOCKS, 0);
+    assert_eq!(v.reserve_zero_chunk(), Some(start));
+    assert_eq!(v.statfs().free_blocks, free - CHUNK_BLOCKS);
+    let zeros = vec![0u8; (CHUNK_BLOCKS as usize) * BLOCK_SIZE];
+    let chunk = |v: &TestVolume| {
+        v.media()
+            .region(start * BLOCK_SIZE as u64, zeros.len())
+            .unwrap()
+            .to_vec()
+    };
+    assert!(chunk(&v) == zeros);
+    // Fill the filesystem: nothing lands in the chunk.
+    let root = v.root();
+    let (f, _) = v.create(root, b"fill", &file(REG)).unwrap();
+    let data = pattern(5, 256 << 10);
+    let mut written = 0u64;
+    while write(&mut v, f, written, &data).is_ok() {
+        written += data.len() as u64;
+    }
+    assert!(written > 4 << 20);
+    let mut block = 0;
+    while block < written / BLOCK_SIZE as u64 {
+        let m = v.map_read(f, block, u64::MAX / 2).unwrap();
+        let end = m.physical + m.len;
+        assert!(end <= start || m.physical >= start + CHUNK_BLOCKS, "{m:?}");
+        block += m.len;
+    }
+    assert!(chunk(&v) == zeros);
+    // On the media the chunk is free: the next mount can use it.
+    let mut v = mount(unmount_and_check(v));
+    let f = v.lookup(root, b"fill").unwrap();
+    v.set_attr(
+        f,
+        &AttrChange {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(v.statfs().free_blocks, free - 1);
+    unmount_and_check(v);
+    // Read-only mounts leave the media alone: no chunk.
+    let mut ro = Volume::mount(Pmem::new(formatted(16, None)), Buffers::new(), true)
+        .map(|(v, _)| v)
+        .unwrap();
+    assert_eq!(ro.reserve_zero_chunk(), None);
+}
+
 /// The operations of a crash test, each a whole call into the volume.
 fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
     let root = v.root();
@@ -920,6 +973,13 @@ fn reflink_shares_blocks_and_copies_on_write() {
     let mut v = mount(unmount_and_check(v));
     let src = v.lookup(root, b"src").unwrap();
     let dst = v.lookup(root, b"dst").unwrap();
+    // The fault engine learns that blocks were copied (old mappings of
+    // this file must go); a second write finds them private.
+    let copy = v.map_write(dst, 1, 1).unwrap();
+    assert!(copy.copied && copy.new && !copy.shared);
+    let again = v.map_write(dst, 1, 1).unwrap();
+    assert!(!again.copied && !again.new);
+    assert_eq!(again.physical, copy.physical);
     write(&mut v, dst, 4096 + 7, b"changed").unwrap();
     assert_eq!(read(&v, src, 0, original.len()), original);
     let mut expected = original.clone();

@@ -27,7 +27,7 @@ use crate::logic::format::{
     layout::Layout,
     space::{Extent, Space, SpaceError, SpaceStore},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
-    BLOCK_SHIFT, BLOCK_SIZE,
+    BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
 
 /// Where the next transaction goes.
@@ -130,6 +130,9 @@ pub(super) struct Tx<'a, M: Media> {
     /// The device blocks were written outside the shadows (new blocks
     /// zeroed): the commit's first fence must cover them.
     pub(super) wrote_direct: bool,
+    /// A free 2 MiB chunk the allocator must not hand out (the volume's
+    /// zero chunk, reserved in memory only): it reads as fully used.
+    pub(super) hidden_chunk: Option<u64>,
 }
 
 impl<'a, M: Media> Tx<'a, M> {
@@ -148,6 +151,7 @@ impl<'a, M: Media> Tx<'a, M> {
             free_count: 0,
             rmap_count: 0,
             wrote_direct: false,
+            hidden_chunk: None,
         }
     }
 
@@ -522,6 +526,11 @@ impl Iterator for ChangedRuns {
 impl<M: Media> SpaceStore for Tx<'_, M> {
     type Error = Error;
     fn word(&self, index: u64) -> Result<u64, Error> {
+        // A chunk's bitmap words are its own (512 blocks = 8 words), so a
+        // hidden chunk's words are never written back with these bits.
+        if self.hidden_chunk == Some(index * 64 / CHUNK_BLOCKS) {
+            return Ok(u64::MAX);
+        }
         let (block, offset) = bitmap_word(&self.layout, index)?;
         let bytes = self.read(block)?;
         Ok(u64::from_le_bytes(array(bytes, offset)?))
@@ -531,6 +540,9 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         put(self.write(block)?, offset, &value.to_le_bytes())
     }
     fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
+        if self.hidden_chunk == Some(chunk) {
+            return Ok(0);
+        }
         let (block, offset) = summary_entry(&self.layout, chunk)?;
         Ok(u32::from_le_bytes(array(self.read(block)?, offset)?))
     }

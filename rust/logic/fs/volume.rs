@@ -56,6 +56,8 @@ pub struct Volume<M: Media, S: Scratch> {
     /// there are any, the filesystem is never marked clean, so that the
     /// next mount frees them if this one cannot.
     orphans: u64,
+    /// The zero chunk (`reserve_zero_chunk`), if any.
+    zero_chunk: Option<u64>,
 }
 
 fn to_name_error(error: NameError) -> Error {
@@ -297,6 +299,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             shut_down: false,
             chunk_hint: 0,
             orphans: 0,
+            zero_chunk: None,
         };
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -447,10 +450,51 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let files = possible.min(limit.max(self.sb.inode_count));
         StatFs {
             blocks: self.sb.layout.data_blocks(),
-            free_blocks: self.sb.free_blocks,
+            free_blocks: self
+                .sb
+                .free_blocks
+                .saturating_sub(if self.zero_chunk.is_some() {
+                    CHUNK_BLOCKS
+                } else {
+                    0
+                }),
             files,
             free_files: files - self.sb.inode_count,
         }
+    }
+
+    /// Sets aside a free, 2 MiB-aligned chunk of zeros for this mount:
+    /// the fault engine maps it read-only for 2 MiB reads of holes (the
+    /// kernel's huge zero page is not available to modules). Nothing is
+    /// written to the maps or the journal: the chunk stays free on the
+    /// media (a crash or the next mount forgets it) and the allocator
+    /// skips it while mounted. Returns its first block; `None` when
+    /// read-only or no chunk is free.
+    pub fn reserve_zero_chunk(&mut self) -> Option<u64> {
+        if let Some(chunk) = self.zero_chunk {
+            return Some(chunk * CHUNK_BLOCKS);
+        }
+        if self.read_only || self.check_live().is_err() {
+            return None;
+        }
+        let layout = self.sb.layout;
+        let first = layout.data_start.div_ceil(CHUNK_BLOCKS);
+        let end = layout.block_count / CHUNK_BLOCKS;
+        // From the end of the device: where allocations come last.
+        let tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        let chunk = (first..end)
+            .rev()
+            .find(|&chunk| tx.chunk_free(chunk) == Ok(CHUNK_BLOCKS as u32))?;
+        let start = chunk * CHUNK_BLOCKS;
+        if !self
+            .media
+            .zero(start << BLOCK_SHIFT, CHUNK_BLOCKS << BLOCK_SHIFT)
+        {
+            return None;
+        }
+        self.media.fence();
+        self.zero_chunk = Some(chunk);
+        Some(start)
     }
 
     /// Where the next transaction goes in the log (tests watch it wrap).
@@ -485,6 +529,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        tx.hidden_chunk = self.zero_chunk;
         let value = op(&mut tx)?;
         match tx.commit(&mut self.journal) {
             Ok(sb) => {

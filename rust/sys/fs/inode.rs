@@ -196,6 +196,18 @@ impl<T: FileSystem> Inode<T> {
         unsafe { crate::sys::mm::InvalidateGuard::lock((*self.as_ptr()).i_mapping, exclusive) }
     }
 
+    /// Takes this file's and `other`'s invalidate locks exclusively.
+    pub(crate) fn invalidate_lock_two(&self, other: &Self) -> crate::sys::mm::InvalidateTwo {
+        // SAFETY: Both inodes, and so their mappings, are live while the
+        // caller holds them (a VFS call).
+        unsafe {
+            crate::sys::mm::InvalidateTwo::lock(
+                (*self.as_ptr()).i_mapping,
+                (*other.as_ptr()).i_mapping,
+            )
+        }
+    }
+
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
         // SAFETY: The inode is live.
