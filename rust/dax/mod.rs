@@ -32,8 +32,9 @@ const PAGE: u64 = 4096;
 pub(crate) enum Blocks {
     /// Nothing stored: reads see zeros.
     Hole,
-    /// Allocated, never written: reads see zeros.
-    Unwritten,
+    /// Allocated at this device byte offset, never written: reads see
+    /// zeros.
+    Unwritten(u64),
     /// Data at this device byte offset.
     Data(u64),
 }
@@ -267,7 +268,7 @@ impl Engine {
     /// What a fault maps for an answer, at `index` (in `map`).
     fn want(&self, map: &BlockMap, index: u64, vmf: &VmFault) -> Want {
         match map.blocks {
-            Blocks::Hole | Blocks::Unwritten => Want::Zero(vmf.zero_frame()),
+            Blocks::Hole | Blocks::Unwritten(_) => Want::Zero(vmf.zero_frame()),
             Blocks::Data(offset) => Want::Blocks(self.frame(offset) + (index - map.first)),
         }
     }
@@ -445,7 +446,7 @@ impl Engine {
                     {
                         Want::Blocks(self.frame(offset))
                     }
-                    Blocks::Hole | Blocks::Unwritten if map.pages >= PMD_PAGES && !write => {
+                    Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
                         match self.zero_chunk.load(Ordering::Relaxed) {
                             u64::MAX => return Err(Ok(Fallback::Extent)),
                             offset => Want::Zero(self.frame(offset)),

@@ -16,10 +16,11 @@ use kernel::prelude::*;
 use super::{inode_info, refresh, Info, OxdaxFs, BLOCK};
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks},
-    logic::{format::BLOCK_SIZE, fs::MapKind},
+    logic::{format::BLOCK_SIZE, fs::MapKind, params::FaultEngine},
     sys::{
+        self,
         errno::eopnotsupp,
-        fs::Inode,
+        fs::{mmap::IomapExtent, Inode},
         memory,
         mm::{FaultCode, InvalidateGuard, VmFault, FAULT_SIGBUS},
     },
@@ -51,7 +52,7 @@ impl BlockMapper for Info {
             pages: mapping.len,
             blocks: match mapping.kind {
                 MapKind::Hole => Blocks::Hole,
-                MapKind::Unwritten => Blocks::Unwritten,
+                MapKind::Unwritten => Blocks::Unwritten(mapping.physical * BLOCK),
                 MapKind::Data => Blocks::Data(mapping.physical * BLOCK),
             },
             new: mapping.new,
@@ -100,8 +101,36 @@ pub(super) fn fault(inode: &Inode<OxdaxFs>, vmf: &VmFault, order: u32, present: 
     let Some(_alive) = info.dax.read_lock() else {
         return FAULT_SIGBUS;
     };
+    if info.fault_engine == FaultEngine::Iomap {
+        // The kernel's path, with the same block-mapping answers: a
+        // reference to compare the engine with. Past the end of file and
+        // pfn_mkwrite are its business too.
+        return sys::fs::mmap::iomap_fault::<OxdaxFs>(vmf, order);
+    }
     info.engine
         .fault(info, inode, &entries, inode.size(), vmf, order, present)
+}
+
+/// The volume's answer for the kernel's fault path (`fault_engine=iomap`).
+pub(super) fn iomap(
+    inode: &Inode<OxdaxFs>,
+    first: u64,
+    pages: u64,
+    write: bool,
+) -> Result<IomapExtent> {
+    let info = inode_info(inode)?;
+    let map = info.map(inode, first, pages, write)?;
+    Ok(IomapExtent {
+        first: map.first,
+        pages: map.pages,
+        device: match map.blocks {
+            Blocks::Hole => None,
+            Blocks::Unwritten(offset) | Blocks::Data(offset) => Some(offset),
+        },
+        unwritten: matches!(map.blocks, Blocks::Unwritten(_)),
+        new: map.new,
+        copied: map.copied,
+    })
 }
 
 /// Writes back what was stored through mappings of pages `first..=last`.

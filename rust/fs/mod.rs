@@ -34,10 +34,13 @@ use crate::{
             AttrChange, Error as FsError, MapKind, Mapping, MountError, NewInode, RenameFlags,
             Volume, END_POSITION, FIRST_POSITION,
         },
+        params::FaultEngine,
     },
+    params,
     sys::{
         dax::{FsDax, FsDaxError, MapError},
         debugfs, errno as sys_errno,
+        fs::mmap::IomapExtent,
         fs::{
             errno, Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter,
             Kiocb, NewOwner, SeqFile, StatFs, SuperBlock,
@@ -62,9 +65,13 @@ static FS_TYPE: FsType = FsType::new();
 /// The oxdax filesystem type.
 pub(crate) struct OxdaxFs;
 
-/// Mount options: nothing to keep (`dax` is accepted and always on).
+/// Mount options (`dax` is accepted and always on).
 #[derive(Default)]
-pub(crate) struct Options;
+pub(crate) struct Options {
+    /// `fault_engine=`: who serves page faults (default: the module
+    /// parameter).
+    fault_engine: Option<FaultEngine>,
+}
 
 type Vol = Volume<PmemMedia, Buffers>;
 
@@ -80,6 +87,8 @@ pub(crate) struct Info {
     /// volume has its own).
     #[pin]
     engine: Engine,
+    /// Who serves this mount's page faults.
+    fault_engine: FaultEngine,
     /// The DAX device: held, and checked alive around every access.
     dax: FsDax,
     /// Device name, for log lines.
@@ -347,7 +356,16 @@ impl FileSystem for OxdaxFs {
         &FS_TYPE
     }
 
-    fn parse_param(_options: &mut Options, key: &CStr, value: Option<&CStr>) -> Result {
+    fn parse_param(options: &mut Options, key: &CStr, value: Option<&CStr>) -> Result {
+        if key.as_bytes() == b"fault_engine" {
+            let engine = value.and_then(|v| FaultEngine::parse(v.as_bytes()));
+            if engine.is_none() {
+                pr_err!("fault_engine= takes oxdax or iomap\n");
+                return Err(EINVAL);
+            }
+            options.fault_engine = engine;
+            return Ok(());
+        }
         if key.as_bytes() != b"dax" {
             // `source` is the VFS's; anything else it refuses, with one
             // "oxdax: Unknown parameter" line.
@@ -363,7 +381,7 @@ impl FileSystem for OxdaxFs {
         }
     }
 
-    fn fill_super(sb: &SuperBlock<Self>, _options: &Options) -> Result<Arc<Info>> {
+    fn fill_super(sb: &SuperBlock<Self>, options: &Options) -> Result<Arc<Info>> {
         let id = CString::try_from_fmt(fmt!("{}", sb.id()))?;
         let dax = sb.get_dax().map_err(|FsDaxError::NotDax| {
             pr_err!("{}: not a DAX device\n", &*id);
@@ -383,6 +401,7 @@ impl FileSystem for OxdaxFs {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
                 engine <- Engine::new(data, first_frame),
+                fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,
                 id,
                 last_damaged: AtomicU64::new(u64::MAX),
@@ -402,7 +421,13 @@ impl FileSystem for OxdaxFs {
         info.volume.lock().root()
     }
 
-    fn reconfigure(sb: &SuperBlock<Self>, _options: &Options, read_only: bool) -> Result {
+    fn reconfigure(sb: &SuperBlock<Self>, options: &Options, read_only: bool) -> Result {
+        if let (Ok(info), Some(engine)) = (info(sb), options.fault_engine) {
+            if engine != info.fault_engine {
+                pr_err!("{}: fault_engine cannot change on remount\n", info.id());
+                return Err(EINVAL);
+            }
+        }
         if read_only == sb.is_read_only() {
             return Ok(());
         }
@@ -449,8 +474,11 @@ impl FileSystem for OxdaxFs {
         })
     }
 
-    fn show_options(_sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result {
+    fn show_options(sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result {
         seq.puts(c_str!(",dax"));
+        if info(sb)?.fault_engine == FaultEngine::Iomap {
+            seq.puts(c_str!(",fault_engine=iomap"));
+        }
         Ok(())
     }
 
@@ -781,6 +809,10 @@ impl FileSystem for OxdaxFs {
 
     fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result {
         mmap::writeback(inode, first, last)
+    }
+
+    fn iomap(inode: &Inode<Self>, first: u64, pages: u64, write: bool) -> Result<IomapExtent> {
+        mmap::iomap(inode, first, pages, write)
     }
 
     fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result {

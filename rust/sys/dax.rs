@@ -313,6 +313,11 @@ impl FsDax {
         self.dax.as_ptr()
     }
 
+    /// Byte offset of the block device's start in the DAX device.
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
     /// CPU stores that left the caches are persistent (`MAP_SYNC` is
     /// honest on this device).
     pub(crate) fn is_synchronous(&self) -> bool {

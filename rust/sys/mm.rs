@@ -57,6 +57,11 @@ impl VmFault {
         NonNull::new(raw).map(|raw| Self { raw })
     }
 
+    /// The raw fault, for the kernel's DAX fault path.
+    pub(crate) fn as_raw(&self) -> *mut ffi::vm_fault {
+        self.raw.as_ptr()
+    }
+
     fn vma(&self) -> *mut ffi::vm_area_struct {
         // SAFETY: Live for the callback (type invariant).
         unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.vma }

@@ -231,6 +231,11 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Writes back what was stored through mappings of pages
     /// `first..=last` (sync, fsync).
     fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result;
+
+    /// Block mapping for the kernel's fault path (`fault_engine=iomap`):
+    /// as the engine's `BlockMapper::map`.
+    fn iomap(inode: &Inode<Self>, first: u64, pages: u64, write: bool)
+        -> Result<mmap::IomapExtent>;
 }
 
 /// Errno values the `kernel` crate of 6.12 has no constant for.
