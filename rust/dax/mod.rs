@@ -19,7 +19,7 @@ use crate::{
     sys::{
         debugfs,
         memory::PmemMemory,
-        mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_SIGBUS},
+        mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS},
     },
 };
 
@@ -401,7 +401,13 @@ impl Engine {
                     Want::Blocks(_) if present && kept => 0,
                     Want::Blocks(frame) => {
                         bump(&self.counters.fault_pte);
-                        vmf.insert_page(frame)
+                        let code = vmf.insert_page(frame);
+                        // Mappings that track writes get read-only PTEs;
+                        // this write is tracked (tagged dirty) already.
+                        if write && code & !FAULT_NOPAGE == 0 {
+                            vmf.make_writable(frame);
+                        }
+                        code
                     }
                 }))
             })();

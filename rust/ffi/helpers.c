@@ -498,3 +498,43 @@ void oxdax_flush_pmem(void *addr, size_t len)
 {
 	arch_wb_cache_pmem(addr, len);
 }
+
+/*
+ * Makes the PTE just inserted for @pfn at the fault address writable and
+ * dirty, as vmf_insert_mixed_mkwrite() (not exported) does with
+ * ptep_set_access_flags(): a write fault then costs one fault, not two
+ * (insert read-only, then pfn_mkwrite). Only an upgrade of the same pfn:
+ * no TLB flush is needed (x86 handles the spurious fault of a stale
+ * read-only entry). The caller holds the mmap or VMA lock.
+ */
+struct oxdax_mkwrite {
+	struct vm_area_struct *vma;
+	unsigned long pfn;
+	bool done;
+};
+
+static int oxdax_mkwrite_pte(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct oxdax_mkwrite *m = data;
+	pte_t pte = ptep_get(ptep);
+
+	if (!pte_present(pte) || pte_pfn(pte) != m->pfn)
+		return 0;
+	if (!(m->vma->vm_flags & VM_WRITE))
+		return 0;
+	/* pte_mkwrite() is out of line on x86 (shadow stacks); DAX VMAs never are one. */
+	pte = pte_mkdirty(pte_mkwrite_novma(pte_mkyoung(pte)));
+	set_pte(ptep, pte);
+	update_mmu_cache(m->vma, addr, ptep);
+	m->done = true;
+	return 0;
+}
+
+bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
+{
+	struct oxdax_mkwrite m = { .vma = vmf->vma, .pfn = pfn, .done = false };
+
+	apply_to_existing_page_range(vmf->vma->vm_mm, vmf->address & PAGE_MASK, PAGE_SIZE,
+				     oxdax_mkwrite_pte, &m);
+	return m.done;
+}

@@ -791,11 +791,11 @@ impl FileSystem for OxdaxFs {
         }
     }
 
-    fn fsync(inode: &Inode<Self>) -> Result {
+    fn fsync(inode: &Inode<Self>, first: u64, last: u64) -> Result {
         // write(2) copies bypass the caches and fence, and metadata is
         // durable per operation: what remains is what was stored through
         // mappings.
-        mmap::writeback(inode, 0, u64::MAX >> 12)?;
+        mmap::writeback(inode, first, last)?;
         Self::sync_fs(&inode.super_block())
     }
 

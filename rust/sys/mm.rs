@@ -15,6 +15,8 @@ use crate::{
 
 /// `vm_fault_t` bits, as returned to core mm.
 pub(crate) type FaultCode = ffi::vm_fault_t;
+/// The fault was served: retry the access.
+pub(crate) const FAULT_NOPAGE: FaultCode = ffi::vm_fault_reason_VM_FAULT_NOPAGE;
 /// Bus error: past the end of file, or an I/O error.
 pub(crate) const FAULT_SIGBUS: FaultCode = ffi::vm_fault_reason_VM_FAULT_SIGBUS;
 /// Out of memory.
@@ -146,6 +148,15 @@ impl VmFault {
             };
             ffi::vmf_insert_mixed(self.vma(), self.address() as _, pfn)
         }
+    }
+
+    /// Makes the PTE that maps `frame` at the faulting address writable
+    /// (after `insert_page`, for a write fault whose entry is tagged
+    /// dirty). `false` if it is not there any more: the store faults again.
+    pub(crate) fn make_writable(&self, frame: u64) -> bool {
+        // SAFETY: The fault's mm and VMA are live and locked (mmap or VMA
+        // lock); the helper only upgrades a present PTE of this frame.
+        unsafe { ffi::oxdax_pte_mkwrite(self.raw.as_ptr(), frame as _) }
     }
 
     /// Maps the zero page at the faulting address.

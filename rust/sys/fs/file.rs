@@ -225,12 +225,15 @@ unsafe extern "C" fn open_callback(
 /// VFS `fsync` contract.
 unsafe extern "C" fn fsync_callback<T: FileSystem>(
     file: *mut ffi::file,
-    _start: ffi::loff_t,
-    _end: ffi::loff_t,
+    start: ffi::loff_t,
+    end: ffi::loff_t,
     _datasync: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
+    // Pages of the byte range (`end` inclusive, LLONG_MAX: to the end).
+    let first = start.max(0) as u64 >> 12;
+    let last = end.max(0) as u64 >> 12;
     // SAFETY: The file is open.
-    to_c_int(T::fsync(&unsafe { file_inode::<T>(file) }))
+    to_c_int(T::fsync(&unsafe { file_inode::<T>(file) }, first, last))
 }
 
 /// Directory positions are cookies up to `i64::MAX` (the end), not

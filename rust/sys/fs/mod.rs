@@ -194,8 +194,9 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// removed).
     fn write(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize>;
 
-    /// `fsync` of a file or directory.
-    fn fsync(inode: &Inode<Self>) -> Result;
+    /// `fsync` of a file or directory; `first..=last`: the pages whose
+    /// mapped stores must be written back.
+    fn fsync(inode: &Inode<Self>, first: u64, last: u64) -> Result;
 
     /// Emits directory entries from `ctx.pos()` (at least 2: the wrapper
     /// emitted `.` and `..`).
