@@ -78,6 +78,27 @@ pub(crate) trait BlockMapper {
     fn persist(&self, file: &Self::File) -> Result;
 }
 
+/// The file a fault is on.
+pub(crate) struct Faulting<'a, M: BlockMapper> {
+    /// Who answers block-mapping questions.
+    pub(crate) mapper: &'a M,
+    /// The file, as the mapper names it.
+    pub(crate) file: &'a M::File,
+    /// Its mapping entries.
+    pub(crate) entries: &'a Entries,
+    /// Its size in bytes (stable under the invalidate lock the caller
+    /// holds shared).
+    pub(crate) size: u64,
+}
+
+/// An entry to install and how.
+struct Install {
+    entry: Entry,
+    /// The blocks are shared with other files (page association).
+    shared: bool,
+    tags: Tags,
+}
+
 /// Fault and writeback counters (debugfs `oxdax/<device>/`).
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -218,21 +239,16 @@ impl Engine {
         }
     }
 
-    /// Serves a page fault on `file` (`size`: its size in bytes, stable
-    /// under the invalidate lock the caller holds shared). `order`: 0 or
-    /// [`PMD_ORDER`]; `present`: a write to a read-only PTE
-    /// (`pfn_mkwrite`).
+    /// Serves a page fault on `target`. `order`: 0 or [`PMD_ORDER`];
+    /// `present`: a write to a read-only PTE (`pfn_mkwrite`).
     pub(crate) fn fault<M: BlockMapper>(
         &self,
-        mapper: &M,
-        file: &M::File,
-        entries: &Entries,
-        size: u64,
+        target: &Faulting<'_, M>,
         vmf: &VmFault,
         order: u32,
         present: bool,
     ) -> FaultCode {
-        let size_pages = size.div_ceil(PAGE);
+        let size_pages = target.size.div_ceil(PAGE);
         if present {
             bump(&self.counters.fault_mkwrite);
         }
@@ -242,11 +258,11 @@ impl Engine {
         }
         let result = if order == PMD_ORDER {
             match pmd_range(&vmf.window(), vmf.is_write(), size_pages) {
-                Ok(first) => self.fault_pmd(mapper, file, entries, vmf, first),
+                Ok(first) => self.fault_pmd(target, vmf, first),
                 Err(_) => Err(Fallback::Misaligned),
             }
         } else if order == 0 {
-            Ok(self.fault_pte(mapper, file, entries, vmf, present))
+            Ok(self.fault_pte(target, vmf, present))
         } else {
             // PUD faults: always 2 MiB or less.
             return FAULT_FALLBACK;
@@ -276,14 +292,13 @@ impl Engine {
     /// Asks the mapper; a `MAP_SYNC` write waits for durable metadata.
     fn map_for<M: BlockMapper>(
         &self,
-        mapper: &M,
-        file: &M::File,
+        target: &Faulting<'_, M>,
         vmf: &VmFault,
         first: u64,
         pages: u64,
         write: bool,
     ) -> Result<BlockMap> {
-        let map = mapper.map(file, first, pages, write)?;
+        let map = target.mapper.map(target.file, first, pages, write)?;
         if map.pages == 0 || map.first != first || (write && map.shared) {
             return Err(EIO);
         }
@@ -292,7 +307,7 @@ impl Engine {
         }
         if write && vmf.is_sync() {
             if map.unsynced {
-                mapper.persist(file)?;
+                target.mapper.persist(target.file)?;
             }
             if map.new || map.copied || map.unsynced {
                 bump(&self.counters.fault_sync);
@@ -317,40 +332,31 @@ impl Engine {
         entries: &Entries,
         found: Option<(Entry, u64)>,
         index: u64,
-        order: u32,
-        new: Entry,
-        map: &BlockMap,
-        tags: Tags,
+        new: Install,
     ) -> Result<bool> {
+        let order = new.entry.order();
+        let (entry, shared, tags) = (Some(new.entry), new.shared, new.tags);
         if let Some((old, base)) = found {
             if old.order() != order || base != index {
                 // A 2 MiB entry gives way to a 4 KiB one.
                 if !self.evict(entries, old, base, false)? {
                     return Ok(false);
                 }
-                return entries.exchange(index, order, None, Some(new), map.shared, tags);
+                return entries.exchange(index, order, None, entry, shared, tags);
             }
             entries.unmap(base, old.pages(), false);
             self.flush(old);
         }
-        entries.exchange(
-            index,
-            order,
-            found.map(|(e, _)| e),
-            Some(new),
-            map.shared,
-            tags,
-        )
+        entries.exchange(index, order, found.map(|(e, _)| e), entry, shared, tags)
     }
 
     fn fault_pte<M: BlockMapper>(
         &self,
-        mapper: &M,
-        file: &M::File,
-        entries: &Entries,
+        target: &Faulting<'_, M>,
         vmf: &VmFault,
         present: bool,
     ) -> FaultCode {
+        let entries = target.entries;
         let index = vmf.index();
         // A private mapping's write copies the page into anonymous memory
         // (core mm does, from a read-only mapping of the file's page).
@@ -359,7 +365,7 @@ impl Engine {
         loop {
             let step = (|| -> Result<Option<FaultCode>> {
                 let found = self.settled(entries, index)?;
-                let map = self.map_for(mapper, file, vmf, index, 1, write)?;
+                let map = self.map_for(target, vmf, index, 1, write)?;
                 let want = self.want(&map, index, vmf);
                 let tags = Tags {
                     dirty: write,
@@ -377,11 +383,16 @@ impl Engine {
                         true
                     }
                     Plan::Store | Plan::Replace => {
-                        let new = match want {
+                        let entry = match want {
                             Want::Blocks(frame) => Entry::pfn(frame, false),
                             Want::Zero(frame) => Entry::zero(frame, false),
                         };
-                        if !self.install(entries, found, index, 0, new, &map, tags)? {
+                        let new = Install {
+                            entry,
+                            shared: map.shared,
+                            tags,
+                        };
+                        if !self.install(entries, found, index, new)? {
                             return Ok(None);
                         }
                         false
@@ -421,12 +432,11 @@ impl Engine {
 
     fn fault_pmd<M: BlockMapper>(
         &self,
-        mapper: &M,
-        file: &M::File,
-        entries: &Entries,
+        target: &Faulting<'_, M>,
         vmf: &VmFault,
         first: u64,
     ) -> Result<FaultCode, Fallback> {
+        let entries = target.entries;
         let write = vmf.is_write();
         let _region = self.region(entries, first).lock();
         loop {
@@ -444,7 +454,7 @@ impl Engine {
                     }
                 };
                 let map = self
-                    .map_for(mapper, file, vmf, first, PMD_PAGES, write)
+                    .map_for(target, vmf, first, PMD_PAGES, write)
                     .map_err(Err)?;
                 let want = match map.blocks {
                     Blocks::Data(offset)
@@ -473,14 +483,16 @@ impl Engine {
                         }
                     }
                     Plan::Store | Plan::Replace => {
-                        let new = match want {
+                        let entry = match want {
                             Want::Blocks(frame) => Entry::pfn(frame, true),
                             Want::Zero(frame) => Entry::zero(frame, true),
                         };
-                        if !self
-                            .install(entries, found, first, PMD_ORDER, new, &map, tags)
-                            .map_err(Err)?
-                        {
+                        let new = Install {
+                            entry,
+                            shared: map.shared,
+                            tags,
+                        };
+                        if !self.install(entries, found, first, new).map_err(Err)? {
                             return Ok(None);
                         }
                     }

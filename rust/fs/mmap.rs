@@ -15,7 +15,7 @@ use kernel::prelude::*;
 
 use super::{inode_info, refresh, Info, OxdaxFs, BLOCK};
 use crate::{
-    dax::{BlockMap, BlockMapper, Blocks},
+    dax::{BlockMap, BlockMapper, Blocks, Faulting},
     logic::{format::BLOCK_SIZE, fs::MapKind, params::FaultEngine},
     sys::{
         self,
@@ -107,8 +107,13 @@ pub(super) fn fault(inode: &Inode<OxdaxFs>, vmf: &VmFault, order: u32, present: 
         // pfn_mkwrite are its business too.
         return sys::fs::mmap::iomap_fault::<OxdaxFs>(vmf, order);
     }
-    info.engine
-        .fault(info, inode, &entries, inode.size(), vmf, order, present)
+    let target = Faulting {
+        mapper: info,
+        file: inode,
+        entries: &entries,
+        size: inode.size(),
+    };
+    info.engine.fault(&target, vmf, order, present)
 }
 
 /// The volume's answer for the kernel's fault path (`fault_engine=iomap`).
