@@ -12,7 +12,10 @@
  * driver before oxdax's filesystem exists, and a later failure on oxdax is
  * oxdax's. DISK is /dev/$OXDAX_TEST_DISK (default oxpmem0). After each test
  * the filesystem is unmounted and checked (fsck.oxdax, e2fsck -fn,
- * xfs_repair -n); OXDAX_FS_FSCK=0 skips the check. OXDAX_FS_MKFS_OPTS adds
+ * xfs_repair -n); OXDAX_FS_FSCK=0 skips the check. On oxdax,
+ * OXDAX_FAULT_ENGINE=iomap mounts with fault_engine=iomap: page faults go
+ * through the kernel's dax_iomap_fault() instead of oxdax's engine, so
+ * that the mmap tests compare the two. OXDAX_FS_MKFS_OPTS adds
  * options to mkfs.
  */
 #ifndef OXDAX_FS_H
@@ -109,7 +112,14 @@ static inline int fs_mkfs(void)
 /* Mounts the test disk on FS_MNT; returns 0 or -errno. */
 static inline int fs_mount(void)
 {
+	const char *engine = getenv("OXDAX_FAULT_ENGINE");
+	char engine_opt[64];
 	const char *opts = fs_is("oxdax") ? NULL : "dax";
+
+	if (fs_is("oxdax") && engine && *engine) {
+		snprintf(engine_opt, sizeof(engine_opt), "fault_engine=%s", engine);
+		opts = engine_opt;
+	}
 
 	if (mount(fs_disk(), FS_MNT, fs_type(), 0, opts))
 		return -errno;
