@@ -200,10 +200,14 @@ static inline void *mm_map(void *addr, size_t len, int prot, int flags, int fd, 
 	int err = errno;
 
 	if (p == MAP_FAILED) {
+		const char *why = "";
+
+		if (fs_is("oxdax") && err == ENODEV)
+			why = " -- oxdax files cannot be mapped yet (no DAX fault engine)";
+		else if (fs_is("oxdax") && err == EOPNOTSUPP && (flags & MAP_SYNC))
+			why = " -- oxdax does not take MAP_SYNC yet (FOP_MMAP_SYNC)";
 		fprintf(stderr, "# mmap(%zu bytes at file offset %lld, prot %#x, flags %#x) on %s: %s%s\n",
-			len, (long long)off, prot, flags, fs_type(), strerror(err),
-			err == ENODEV && fs_is("oxdax") ?
-			" -- oxdax files cannot be mapped yet (no DAX fault engine)" : "");
+			len, (long long)off, prot, flags, fs_type(), strerror(err), why);
 		errno = err;
 		return p;
 	}
