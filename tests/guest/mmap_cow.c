@@ -314,6 +314,8 @@ TEST_F(mm, write_to_shared_range_shows_in_other_mapping)
 		unsigned char *ma, *mb;
 
 		alarm(60);
+		close(ready[0]);
+		close(start[1]);
 		if (a < 0 || b < 0)
 			_exit(20);
 		ma = mmap(NULL, size, PROT_READ, MAP_SHARED, a, 0);
@@ -334,14 +336,21 @@ TEST_F(mm, write_to_shared_range_shows_in_other_mapping)
 			_exit(26);
 		_exit(0);
 	}
-	ASSERT_EQ(1, read(ready[0], &go, 1)) TH_LOG("the child did not get ready");
+	close(ready[1]);
+	close(start[0]);
+	if (read(ready[0], &go, 1) != 1) {
+		waitpid(pid, &status, 0);
+		ASSERT_TRUE(false) TH_LOG("the child did not get ready: exit status %d",
+					  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
 	fs_fill(buf, sizeof(buf), 200 * KIB, 41);
 	ASSERT_EQ((ssize_t)sizeof(buf), pwrite(fa, buf, sizeof(buf), 200 * KIB));
 	ASSERT_EQ(1, write(start[1], &go, 1));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status));
-	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child exit status %d (24: A's mapping stale, 26: B changed)",
-						 WEXITSTATUS(status));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child exit status %d (24: A's mapping stale, 26: B changed)",
+		       WEXITSTATUS(status));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 0, size, 40));
 	EXPECT_EQ(-1, fs_check_pattern(fa, 200 * KIB, sizeof(buf), 41));
 	close(fa);

@@ -257,17 +257,19 @@ static inline void mm_unmap_all(void)
 	}
 }
 
-/* What the last signal mm_touch() caught was about. */
+/* The last signal mm_touch() caught, and what it was about. */
 static sigjmp_buf mm_jmp __attribute__((unused));
+static volatile sig_atomic_t mm_sig __attribute__((unused));
 static volatile int mm_sig_code __attribute__((unused));
 static void *volatile mm_sig_addr __attribute__((unused));
 
 static inline void mm_on_signal(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
+	mm_sig = sig;
 	mm_sig_code = si->si_code;
 	mm_sig_addr = si->si_addr;
-	siglongjmp(mm_jmp, sig);
+	siglongjmp(mm_jmp, 1);
 }
 
 /*
@@ -285,15 +287,16 @@ static inline int mm_touch(void *addr, bool write, unsigned char val)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, &old_bus);
 	sigaction(SIGSEGV, &sa, &old_segv);
+	mm_sig = 0;
 	mm_sig_code = 0;
 	mm_sig_addr = NULL;
-	sig = sigsetjmp(mm_jmp, 1);
-	if (!sig) {
+	if (sigsetjmp(mm_jmp, 1) == 0) {
 		if (write)
 			*p = val;
 		else
 			(void)*p;
 	}
+	sig = mm_sig;
 	sigaction(SIGBUS, &old_bus, NULL);
 	sigaction(SIGSEGV, &old_segv, NULL);
 	return sig;
