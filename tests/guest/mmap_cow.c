@@ -229,7 +229,7 @@ TEST_F(mm, store_through_source_after_clone_keeps_clone)
 TEST_F(mm, clone_again_copies_again)
 {
 	const size_t size = 512 * KIB;
-	struct mm_snap a, b, c;
+	struct mm_snap a, b, c, d;
 	unsigned char *pb;
 	int fa = make_file("a", size, 35), fb, fc;
 
@@ -249,16 +249,16 @@ TEST_F(mm, clone_again_copies_again)
 	/* B's page 7, still mapped writable here, becomes shared with C. */
 	ASSERT_EQ(0, ioctl(fc, FICLONE, fb)) TH_LOG("clone: %s", strerror(errno));
 	/* Second store through the same mapping: faults and copies again. */
-	mm_snap(&b);
+	mm_snap(&c);
 	fs_fill(pb + 28 * KIB + 100, 200, 28 * KIB + 100, 37);
-	mm_snap_end(&c);
+	mm_snap_end(&d);
 	TH_LOG("first store %s", mm_describe(&a, &b));
-	TH_LOG("second store %s", mm_describe(&b, &c));
-	EXPECT_LT(0, mm_faults(&b, &c));
+	TH_LOG("second store %s", mm_describe(&c, &d));
+	EXPECT_LT(0, mm_faults(&c, &d));
 	if (mm_counted()) {
 		ASSERT_TRUE(a.have) TH_LOG("no counters in %s", mm_counter_dir());
 		EXPECT_LT(0, mm_delta(&a, &b, MM_FAULT_COW));
-		EXPECT_LT(0, mm_delta(&b, &c, MM_FAULT_COW));
+		EXPECT_LT(0, mm_delta(&c, &d, MM_FAULT_COW));
 	}
 
 	/* C has B as it was at the second clone, A is untouched. */
