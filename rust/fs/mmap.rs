@@ -134,6 +134,7 @@ pub(super) fn iomap(
         },
         unwritten: matches!(map.blocks, Blocks::Unwritten(_)),
         new: map.new,
+        shared: map.shared,
         copied: map.copied,
     })
 }

@@ -75,10 +75,16 @@ static inline long long mm_counter(const char *name)
 	return strtoll(buf, NULL, 0);
 }
 
-/* Whether the fault counters are asserted: on oxdax only. */
+/*
+ * Whether the fault counters are asserted: on oxdax with its own engine
+ * only (with OXDAX_FAULT_ENGINE=iomap the kernel's fault path serves the
+ * mount and the engine's counters stay still).
+ */
 static inline bool mm_counted(void)
 {
-	return fs_is("oxdax");
+	const char *engine = getenv("OXDAX_FAULT_ENGINE");
+
+	return fs_is("oxdax") && !(engine && *engine && strcmp(engine, "oxdax"));
 }
 
 struct mm_snap {

@@ -139,6 +139,9 @@ pub(crate) struct IomapExtent {
     pub(crate) unwritten: bool,
     /// Allocated or converted by this call.
     pub(crate) new: bool,
+    /// Shared with other files or ranges (read answers): fs/dax.c counts
+    /// the pages' sharers instead of giving them one owner.
+    pub(crate) shared: bool,
     /// Shared blocks were copied to these by this call: fs/dax.c must
     /// replace the entry (IOMAP_F_SHARED on a write).
     pub(crate) copied: bool,
@@ -227,6 +230,9 @@ unsafe extern "C" fn iomap_begin_callback<T: FileSystem>(
         }
         if extent.new {
             map.flags |= ffi::IOMAP_F_NEW as u16;
+        }
+        if extent.shared {
+            map.flags |= ffi::IOMAP_F_SHARED as u16;
         }
         if write && extent.copied {
             // The copy is done: the source fs/dax.c copies from is the
