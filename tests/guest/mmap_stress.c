@@ -50,6 +50,8 @@
  *   OXDAX_TEST_MMAP_THREADS  threads per process (2)
  *   OXDAX_TEST_MMAP_EPOCHS   epochs (200)
  *   OXDAX_TEST_MMAP_OPS      operations per worker per epoch (16)
+ * Runs longer than about 500 s also need tests/run's per-test limit raised
+ * (OXDAX_TEST_TIMEOUT, 600 s).
  *
  * ext4 has no reflink: its FICLONE(RANGE) refusals are counted, not failed.
  * oxdax files that cannot be mapped yet (ENODEV) skip the test. OXDAX_FS
@@ -1271,7 +1273,7 @@ FIXTURE_TEARDOWN(fs)
 	EXPECT_EQ(0, fs_end());
 }
 
-TEST_F_TIMEOUT(fs, stress, 600)
+TEST_F_TIMEOUT(fs, stress, 3600)
 {
 	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
 	pid_t pids[MAX_PROCS];
