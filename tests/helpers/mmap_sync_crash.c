@@ -32,6 +32,14 @@
  * been reached before the kill); read(2) and a mapping show the same.
  * Prints a one-line summary ("state: ...").
  *
+ * What a kill can and cannot show: QEMU's NVDIMM is a shared mapping of a
+ * host file (scripts/vm, memory-backend-file,share=on), so every store the
+ * guest made is in that file after QEMU is killed, flushed or not (TCG
+ * models no caches; the flush instructions are still executed, chosen by
+ * CPUID). What the campaign checks is the filesystem's part: that the
+ * block allocation of a write fault, and the file's size, are durable when
+ * the fault returns — without MAP_SYNC ("plain") ext4 loses them.
+ *
  * Exit status 0 when all is as expected, 1 on a mismatch, 2 on bad usage,
  * 4 when the file cannot be mapped with MAP_SYNC (ENODEV, EOPNOTSUPP: the
  * campaign decides whether that is a skip).
