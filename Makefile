@@ -18,7 +18,8 @@
 #   make fuzz        10,000 mutated images, host logic and guest kernel
 #                    (IMAGES=N for another count)
 #   make crash       crash campaign: 200 guest kills during a metadata
-#                    workload (KILLS=N for another count)
+#                    workload (KILLS=N for another count; MMAP_SYNC=1: during
+#                    stores through a MAP_SYNC mapping, on OXDAX_FS)
 #   make clean
 
 SHELL := /bin/bash
@@ -124,7 +125,7 @@ fuzz: initramfs
 	scripts/fuzz $(or $(IMAGES),10000)
 
 crash: initramfs
-	scripts/crash-campaign $(or $(KILLS),200)
+	scripts/crash-campaign $(if $(MMAP_SYNC),--mmap-sync) $(or $(KILLS),200)
 
 demo: initramfs
 	scripts/demo
