@@ -9,6 +9,9 @@
  *   dax_mmap flags  FILE                    MAP_SYNC accepted with
  *                                           MAP_SHARED_VALIDATE, unknown flags
  *                                           refused with EOPNOTSUPP
+ *   dax_mmap nosync FILE                    on a DAX device that is not
+ *                                           synchronous: MAP_SYNC refused
+ *                                           with EOPNOTSUPP, MAP_SHARED works
  *   dax_mmap poison FILE                    madvise(MADV_HWPOISON) on a mapped
  *                                           page must raise SIGBUS BUS_MCEERR_AR
  *                                           at that page
@@ -109,6 +112,37 @@ static int do_flags(const char *path)
 	return 0;
 }
 
+static int do_nosync(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	char back[8] = "";
+	char *map;
+
+	if (fd < 0)
+		return die("open");
+	if (ftruncate(fd, 4096))
+		return die("ftruncate");
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+	if (map != MAP_FAILED || errno != EOPNOTSUPP) {
+		fprintf(stderr, "dax_mmap: MAP_SYNC on a device that is not synchronous: got %s, want EOPNOTSUPP\n",
+			map == MAP_FAILED ? strerror(errno) : "success");
+		return 1;
+	}
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap MAP_SHARED");
+	memcpy(map + 100, "nosync", 7);
+	if (msync(map, 4096, MS_SYNC))
+		return die("msync");
+	if (pread(fd, back, 7, 100) != 7 || strcmp(back, "nosync")) {
+		fprintf(stderr, "dax_mmap: a store through MAP_SHARED is not in the file\n");
+		return 1;
+	}
+	munmap(map, 4096);
+	close(fd);
+	return 0;
+}
+
 static sigjmp_buf poison_jump;
 static volatile siginfo_t poison_info;
 
@@ -170,8 +204,10 @@ int main(int argc, char **argv)
 		return do_verify(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
 	if (argc == 3 && !strcmp(argv[1], "flags"))
 		return do_flags(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "nosync"))
+		return do_nosync(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "poison"))
 		return do_poison(argv[2]);
-	fprintf(stderr, "usage: dax_mmap write|verify|flags|poison FILE [SIZE SEED [sync]]\n");
+	fprintf(stderr, "usage: dax_mmap write|verify|flags|nosync|poison FILE [SIZE SEED [sync]]\n");
 	return 2;
 }
