@@ -450,6 +450,47 @@ static void model_resize(int f, off_t size)
 	sh->size[f] = size;
 }
 
+/*
+ * After a clone of [@soff, +@len) of @src to @doff of @dst failed with
+ * @err: reports what the destination holds, block by block — unchanged,
+ * the source's (cloned before the failure) or neither — and its size, then
+ * takes that as the model's, so that later reports are about new damage
+ * only. Reads through @fd into @buf (PAGE bytes at least).
+ */
+static void after_failed_clone(const char *how, int err, int fd, int dst, uint64_t doff, int src,
+			       uint64_t soff, uint64_t len, unsigned char *buf)
+{
+	size_t same = 0, cloned = 0, neither = 0;
+	off_t size = fs_size_of(fd);
+
+	for (uint64_t i = 0; i < len && (off_t)(doff + i) < size; i += PAGE) {
+		size_t n = min_u64(min_u64(PAGE, len - i), size - (doff + i));
+
+		if (pread(fd, buf, n, doff + i) != (ssize_t)n)
+			break;
+		if (!memcmp(buf, model[dst] + doff + i, n)) {
+			same++;
+			continue;
+		}
+		if (!memcmp(buf, model[src] + soff + i, n))
+			cloned++;
+		else
+			neither++;
+		memcpy(model[dst] + doff + i, buf, n);
+	}
+	fail("%s %s [%#llx, +%#llx) to %s %#llx: %s; the destination now has %zu blocks "
+	     "unchanged, %zu cloned, %zu neither (lost), size %lld (was %lld)", how,
+	     file_name(src), (unsigned long long)soff, (unsigned long long)len, file_name(dst),
+	     (unsigned long long)doff, strerror(err), same, cloned, neither, (long long)size,
+	     (long long)sh->size[dst]);
+	if (size >= 0 && size <= (off_t)cfg.max_size && size != sh->size[dst]) {
+		if (size > sh->size[dst] && pread(fd, model[dst] + sh->size[dst],
+						  size - sh->size[dst], sh->size[dst]) < 0)
+			return;
+		model_resize(dst, size);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Barriers                                                            */
 
@@ -805,9 +846,8 @@ static void op_clone_or_copy(struct worker *w, bool clone)
 				count(C_clone_unsupported, 1);
 				return;
 			}
-			fail("FICLONERANGE %s [%#llx, +%#llx) to %s %#llx: %s", file_name(a),
-			     (unsigned long long)soff, (unsigned long long)len, file_name(b),
-			     (unsigned long long)doff, strerror(errno));
+			after_failed_clone("FICLONERANGE", errno, w->fd[b], b, doff, a, soff, len,
+					   w->buf);
 			return;
 		}
 		model_copy(b, doff, a, soff, len);
@@ -1167,9 +1207,7 @@ static void coord_op(struct coord *c)
 			return;
 		}
 		if (ret) {
-			fail("FICLONE %s (size %lld) to %s (size %lld): %s", file_name(f),
-			     (long long)sh->size[f], file_name(g), (long long)sh->size[g],
-			     strerror(errno));
+			after_failed_clone("FICLONE", errno, c->fd[g], g, 0, f, 0, sh->size[f], c->buf);
 			return;
 		}
 		model_copy(g, 0, f, 0, sh->size[f]);
@@ -1196,10 +1234,8 @@ static void coord_op(struct coord *c)
 				count(C_clone_unsupported, 1);
 				return;
 			}
-			fail("FICLONERANGE %s [%#llx, +%#llx) to %s %#llx (size %lld): %s",
-			     file_name(f), (unsigned long long)soff, (unsigned long long)len,
-			     file_name(g), (unsigned long long)doff, (long long)sh->size[g],
-			     strerror(errno));
+			after_failed_clone("FICLONERANGE", errno, c->fd[g], g, doff, f, soff, len,
+					   c->buf);
 			return;
 		}
 		model_copy(g, doff, f, soff, len);
@@ -1400,6 +1436,14 @@ TEST_F_TIMEOUT(fs, stress, 3600)
 		check_file_read(&c, f, "after remount", 0, cfg.max_size);
 		check_file_map(&c, f, "after remount");
 		close(c.fd[f]);
+	}
+	{
+		struct statfs st;
+
+		if (!statfs(FS_MNT, &st))
+			fprintf(stderr, "# %s: %llu of %llu blocks in use\n", fs_type(),
+				(unsigned long long)(st.f_blocks - st.f_bfree),
+				(unsigned long long)st.f_blocks);
 	}
 	EXPECT_EQ(0, atomic_load(&sh->failures))
 		TH_LOG("seed %llu: %u failures", (unsigned long long)cfg.seed,
