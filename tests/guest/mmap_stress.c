@@ -243,20 +243,39 @@ static void pat_fill(unsigned char *dst, size_t len, uint64_t off, uint64_t tag)
 		dst[i] = pat_word(tag, off + i) >> (8 * ((off + i) & 7));
 }
 
-/* What the 8-byte word @w is, in words. */
-static void describe(char *out, size_t n, uint64_t w)
+/* Whether @w is a word of this run's pattern. */
+static bool is_pattern(uint64_t w)
 {
-	uint64_t tag = w >> 24;
+	return (w >> 56) == (cfg.seed & 0xff) && (w >> 24 & 0xffffff);
+}
 
-	if (!w)
+/*
+ * What the 8 bytes at @buf[@pos] (@pos a multiple of 8 in file offsets;
+ * @buf holds @len bytes) are, in words. Data copied by copy_file_range
+ * may sit off its words' alignment: the bytes before @pos are tried too.
+ */
+static void describe(char *out, size_t n, const unsigned char *buf, size_t len, size_t pos)
+{
+	uint64_t w;
+
+	memcpy(&w, buf + pos, 8);
+	if (!w) {
 		snprintf(out, n, "zeros");
-	else if ((tag >> 32) == (cfg.seed & 0xff) && (tag & 0xffffff))
-		snprintf(out, n, "worker %llu write %llu of offset %#llx (%016llx)",
-			 (unsigned long long)(tag >> 24 & 0xff),
-			 (unsigned long long)(tag & 0xffffff),
-			 (unsigned long long)((w & 0xffffff) * 8), (unsigned long long)w);
-	else
-		snprintf(out, n, "foreign %016llx", (unsigned long long)w);
+		return;
+	}
+	for (size_t shift = 0; shift < 8 && shift <= pos && pos - shift + 8 <= len; shift++) {
+		uint64_t v;
+
+		memcpy(&v, buf + pos - shift, 8);
+		if (!is_pattern(v))
+			continue;
+		snprintf(out, n, "worker %llu write %llu of offset %#llx%s (%016llx)",
+			 (unsigned long long)(v >> 48 & 0xff), (unsigned long long)(v >> 24 & 0xffffff),
+			 (unsigned long long)((v & 0xffffff) * 8),
+			 shift ? ", copied off its alignment" : "", (unsigned long long)w);
+		return;
+	}
+	snprintf(out, n, "foreign %016llx", (unsigned long long)w);
 }
 
 /* Records a failure; prints the first few (one write(2) each). */
@@ -293,7 +312,7 @@ static int check(const char *how, int f, const unsigned char *actual, uint64_t o
 {
 	const unsigned char *want = model[f] + off;
 	size_t first, bad = 0, last = 0;
-	uint64_t at, w_exp, w_got;
+	uint64_t at;
 	char exp_s[128], got_s[128];
 
 	if (!memcmp(actual, want, len))
@@ -311,10 +330,8 @@ static int check(const char *how, int f, const unsigned char *actual, uint64_t o
 	if (at + 8 > off + len)
 		at = (off + first) & ~7ull;
 	if (at >= off && at + 8 <= off + len) {
-		memcpy(&w_exp, want + (at - off), 8);
-		memcpy(&w_got, actual + (at - off), 8);
-		describe(exp_s, sizeof(exp_s), w_exp);
-		describe(got_s, sizeof(got_s), w_got);
+		describe(exp_s, sizeof(exp_s), want, len, at - off);
+		describe(got_s, sizeof(got_s), actual, len, at - off);
 	} else {
 		snprintf(exp_s, sizeof(exp_s), "byte %#x", want[first]);
 		snprintf(got_s, sizeof(got_s), "byte %#x", actual[first]);
