@@ -243,20 +243,39 @@ static void pat_fill(unsigned char *dst, size_t len, uint64_t off, uint64_t tag)
 		dst[i] = pat_word(tag, off + i) >> (8 * ((off + i) & 7));
 }
 
-/* What the 8-byte word @w is, in words. */
-static void describe(char *out, size_t n, uint64_t w)
+/* Whether @w is a word of this run's pattern. */
+static bool is_pattern(uint64_t w)
 {
-	uint64_t tag = w >> 24;
+	return (w >> 56) == (cfg.seed & 0xff) && (w >> 24 & 0xffffff);
+}
 
-	if (!w)
+/*
+ * What the 8 bytes at @buf[@pos] (@pos a multiple of 8 in file offsets;
+ * @buf holds @len bytes) are, in words. Data copied by copy_file_range
+ * may sit off its words' alignment: the bytes before @pos are tried too.
+ */
+static void describe(char *out, size_t n, const unsigned char *buf, size_t len, size_t pos)
+{
+	uint64_t w;
+
+	memcpy(&w, buf + pos, 8);
+	if (!w) {
 		snprintf(out, n, "zeros");
-	else if ((tag >> 32) == (cfg.seed & 0xff) && (tag & 0xffffff))
-		snprintf(out, n, "worker %llu write %llu of offset %#llx (%016llx)",
-			 (unsigned long long)(tag >> 24 & 0xff),
-			 (unsigned long long)(tag & 0xffffff),
-			 (unsigned long long)((w & 0xffffff) * 8), (unsigned long long)w);
-	else
-		snprintf(out, n, "foreign %016llx", (unsigned long long)w);
+		return;
+	}
+	for (size_t shift = 0; shift < 8 && shift <= pos && pos - shift + 8 <= len; shift++) {
+		uint64_t v;
+
+		memcpy(&v, buf + pos - shift, 8);
+		if (!is_pattern(v))
+			continue;
+		snprintf(out, n, "worker %llu write %llu of offset %#llx%s (%016llx)",
+			 (unsigned long long)(v >> 48 & 0xff), (unsigned long long)(v >> 24 & 0xffffff),
+			 (unsigned long long)((v & 0xffffff) * 8),
+			 shift ? ", copied off its alignment" : "", (unsigned long long)w);
+		return;
+	}
+	snprintf(out, n, "foreign %016llx", (unsigned long long)w);
 }
 
 /* Records a failure; prints the first few (one write(2) each). */
@@ -293,7 +312,7 @@ static int check(const char *how, int f, const unsigned char *actual, uint64_t o
 {
 	const unsigned char *want = model[f] + off;
 	size_t first, bad = 0, last = 0;
-	uint64_t at, w_exp, w_got;
+	uint64_t at;
 	char exp_s[128], got_s[128];
 
 	if (!memcmp(actual, want, len))
@@ -311,10 +330,8 @@ static int check(const char *how, int f, const unsigned char *actual, uint64_t o
 	if (at + 8 > off + len)
 		at = (off + first) & ~7ull;
 	if (at >= off && at + 8 <= off + len) {
-		memcpy(&w_exp, want + (at - off), 8);
-		memcpy(&w_got, actual + (at - off), 8);
-		describe(exp_s, sizeof(exp_s), w_exp);
-		describe(got_s, sizeof(got_s), w_got);
+		describe(exp_s, sizeof(exp_s), want, len, at - off);
+		describe(got_s, sizeof(got_s), actual, len, at - off);
 	} else {
 		snprintf(exp_s, sizeof(exp_s), "byte %#x", want[first]);
 		snprintf(got_s, sizeof(got_s), "byte %#x", actual[first]);
@@ -448,6 +465,47 @@ static void model_resize(int f, off_t size)
 	if (size < sh->size[f])
 		model_zero(f, size, sh->size[f] - size);
 	sh->size[f] = size;
+}
+
+/*
+ * After a clone of [@soff, +@len) of @src to @doff of @dst failed with
+ * @err: reports what the destination holds, block by block — unchanged,
+ * the source's (cloned before the failure) or neither — and its size, then
+ * takes that as the model's, so that later reports are about new damage
+ * only. Reads through @fd into @buf (PAGE bytes at least).
+ */
+static void after_failed_clone(const char *how, int err, int fd, int dst, uint64_t doff, int src,
+			       uint64_t soff, uint64_t len, unsigned char *buf)
+{
+	size_t same = 0, cloned = 0, neither = 0;
+	off_t size = fs_size_of(fd);
+
+	for (uint64_t i = 0; i < len && (off_t)(doff + i) < size; i += PAGE) {
+		size_t n = min_u64(min_u64(PAGE, len - i), size - (doff + i));
+
+		if (pread(fd, buf, n, doff + i) != (ssize_t)n)
+			break;
+		if (!memcmp(buf, model[dst] + doff + i, n)) {
+			same++;
+			continue;
+		}
+		if (!memcmp(buf, model[src] + soff + i, n))
+			cloned++;
+		else
+			neither++;
+		memcpy(model[dst] + doff + i, buf, n);
+	}
+	fail("%s %s [%#llx, +%#llx) to %s %#llx: %s; the destination now has %zu blocks "
+	     "unchanged, %zu cloned, %zu neither (lost), size %lld (was %lld)", how,
+	     file_name(src), (unsigned long long)soff, (unsigned long long)len, file_name(dst),
+	     (unsigned long long)doff, strerror(err), same, cloned, neither, (long long)size,
+	     (long long)sh->size[dst]);
+	if (size >= 0 && size <= (off_t)cfg.max_size && size != sh->size[dst]) {
+		if (size > sh->size[dst] && pread(fd, model[dst] + sh->size[dst],
+						  size - sh->size[dst], sh->size[dst]) < 0)
+			return;
+		model_resize(dst, size);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -805,9 +863,8 @@ static void op_clone_or_copy(struct worker *w, bool clone)
 				count(C_clone_unsupported, 1);
 				return;
 			}
-			fail("FICLONERANGE %s [%#llx, +%#llx) to %s %#llx: %s", file_name(a),
-			     (unsigned long long)soff, (unsigned long long)len, file_name(b),
-			     (unsigned long long)doff, strerror(errno));
+			after_failed_clone("FICLONERANGE", errno, w->fd[b], b, doff, a, soff, len,
+					   w->buf);
 			return;
 		}
 		model_copy(b, doff, a, soff, len);
@@ -1167,9 +1224,7 @@ static void coord_op(struct coord *c)
 			return;
 		}
 		if (ret) {
-			fail("FICLONE %s (size %lld) to %s (size %lld): %s", file_name(f),
-			     (long long)sh->size[f], file_name(g), (long long)sh->size[g],
-			     strerror(errno));
+			after_failed_clone("FICLONE", errno, c->fd[g], g, 0, f, 0, sh->size[f], c->buf);
 			return;
 		}
 		model_copy(g, 0, f, 0, sh->size[f]);
@@ -1196,10 +1251,8 @@ static void coord_op(struct coord *c)
 				count(C_clone_unsupported, 1);
 				return;
 			}
-			fail("FICLONERANGE %s [%#llx, +%#llx) to %s %#llx (size %lld): %s",
-			     file_name(f), (unsigned long long)soff, (unsigned long long)len,
-			     file_name(g), (unsigned long long)doff, (long long)sh->size[g],
-			     strerror(errno));
+			after_failed_clone("FICLONERANGE", errno, c->fd[g], g, doff, f, soff, len,
+					   c->buf);
 			return;
 		}
 		model_copy(g, doff, f, soff, len);
@@ -1400,6 +1453,14 @@ TEST_F_TIMEOUT(fs, stress, 3600)
 		check_file_read(&c, f, "after remount", 0, cfg.max_size);
 		check_file_map(&c, f, "after remount");
 		close(c.fd[f]);
+	}
+	{
+		struct statfs st;
+
+		if (!statfs(FS_MNT, &st))
+			fprintf(stderr, "# %s: %llu of %llu blocks in use\n", fs_type(),
+				(unsigned long long)(st.f_blocks - st.f_bfree),
+				(unsigned long long)st.f_blocks);
 	}
 	EXPECT_EQ(0, atomic_load(&sh->failures))
 		TH_LOG("seed %llu: %u failures", (unsigned long long)cfg.seed,
