@@ -538,3 +538,11 @@ bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
 				     oxdax_mkwrite_pte, &m);
 	return m.done;
 }
+
+/* i_blocks from a path that does not hold i_rwsem (a page fault). */
+void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes)
+{
+	spin_lock(&inode->i_lock);
+	inode_set_bytes(inode, bytes);
+	spin_unlock(&inode->i_lock);
+}

@@ -13,7 +13,7 @@
 
 use kernel::prelude::*;
 
-use super::{inode_info, refresh, Info, OxdaxFs, BLOCK};
+use super::{attributes, inode_info, Info, OxdaxFs, BLOCK};
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks, Faulting},
     logic::{format::BLOCK_SIZE, fs::MapKind, params::FaultEngine},
@@ -45,7 +45,10 @@ impl BlockMapper for Info {
             Ok((mapping, record))
         })?;
         if let Some(record) = record {
-            refresh(inode, &record);
+            // Only the block count: the size is the VFS's to set under
+            // i_rwsem (a fault's older record must not undo a write's
+            // newer size, which truncation compares against).
+            inode.set_allocated(attributes(&record).allocated);
         }
         Ok(BlockMap {
             first: mapping.file_block,

@@ -650,7 +650,14 @@ impl FileSystem for OxdaxFs {
     }
 
     fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result {
-        Self::setattr(inode, change)
+        // Called without i_rwsem (page faults, reads): only the times
+        // change, and only they are copied back; the record's size may
+        // already be older than a concurrent write's.
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let record = info.call(|v| v.set_attr(ino, change))?;
+        inode.set_times(&attributes(&record));
+        Ok(())
     }
 
     fn fallocate(inode: &Inode<Self>, mode: Fallocate, offset: u64, len: u64) -> Result {

@@ -208,6 +208,13 @@ impl<T: FileSystem> Inode<T> {
         }
     }
 
+    /// Sets the bytes allocated (stat's block count) only: for paths that
+    /// do not hold i_rwsem and so must not touch the size (page faults).
+    pub(crate) fn set_allocated(&self, bytes: u64) {
+        // SAFETY: The inode is live; the helper takes i_lock.
+        unsafe { ffi::oxdax_inode_set_bytes_locked(self.as_ptr(), bytes as i64) };
+    }
+
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
         // SAFETY: The inode is live.
@@ -270,6 +277,21 @@ impl<T: FileSystem> Inode<T> {
                 .btime_nsec
                 .store(attrs.btime.nsec, Ordering::Relaxed);
         }
+    }
+
+    /// Sets the timestamps only: for `update_time`, which runs without
+    /// i_rwsem (page faults, `touch_atime`) and so must not touch the size.
+    pub(crate) fn set_times(&self, attrs: &Attributes) {
+        // SAFETY: The inode is live; the VFS updates times this way
+        // without i_rwsem too (generic_update_time).
+        unsafe {
+            ffi::oxdax_inode_set_times(
+                self.inode.as_ptr(),
+                &timespec(&attrs.atime),
+                &timespec(&attrs.mtime),
+                &timespec(&attrs.ctime),
+            )
+        };
     }
 
     fn btime(&self) -> ffi::timespec64 {
