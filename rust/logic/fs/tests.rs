@@ -921,6 +921,37 @@ fn random_data_operations(seed: u64, steps: usize) {
     unmount_and_check(v);
 }
 
+/// Cloning a file of thousands of small extents over another: many
+/// transactions, each as full as it can be, none too full.
+#[test]
+fn clone_of_a_fragmented_file_over_another() {
+    const BS: u64 = BLOCK_SIZE as u64;
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (src, _) = v.create(root, b"src", &file(REG)).unwrap();
+    let (dst, _) = v.create(root, b"dst", &file(REG)).unwrap();
+    let blocks = 4096u64;
+    let mut model = pattern(7, (blocks * BS) as usize);
+    write(&mut v, src, 0, &model).unwrap();
+    // Every other block punched, then some rewritten, some shared with
+    // the file itself: extents of one block, alternating with holes, with
+    // refcounts changing along the way.
+    for b in (0..blocks).step_by(2) {
+        v.punch_hole(src, b * BS, BS, T0).unwrap();
+        model[(b * BS) as usize..((b + 1) * BS) as usize].fill(0);
+    }
+    let (other, _) = v.create(root, b"other", &file(REG)).unwrap();
+    for b in (1..blocks).step_by(6) {
+        v.reflink(src, b * BS, other, b * BS, BS, T0).unwrap();
+    }
+    let old = pattern(8, (blocks * BS) as usize);
+    write(&mut v, dst, 0, &old).unwrap();
+    v.reflink(src, 0, dst, 0, blocks * BS, T0).unwrap();
+    assert!(read(&v, dst, 0, model.len()) == model);
+    assert!(read(&v, src, 0, model.len()) == model);
+    unmount_and_check(v);
+}
+
 /// The operations of a crash test, each a whole call into the volume.
 fn crash_workload(v: &mut TestVolume, rng: &mut Lcg, steps: usize) {
     let root = v.root();

@@ -42,6 +42,39 @@ const MAX_ALLOCATION: u64 = 64 * CHUNK_BLOCKS;
 /// superblocks, free-space blocks and tree splits of its last change.
 const STEP_RESERVE: usize = 48;
 
+/// How many steps of a long operation one transaction takes. A step that
+/// needs more room than [`STEP_RESERVE`] guessed (several trees splitting
+/// at once) fails the whole transaction with `NoSpace` (nothing of it is
+/// written): the operation then retries with half as many steps, down to
+/// one, and only a single step that cannot fit is a real `NoSpace`.
+struct Budget {
+    steps: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self { steps: usize::MAX }
+    }
+
+    /// Whether one more step may go into `tx` after `taken`.
+    fn allows<M: Media>(&self, taken: usize, tx: &Tx<'_, M>) -> bool {
+        taken < self.steps && tx.room() > STEP_RESERVE && tx.deferred_room() > 8
+    }
+
+    /// The result of a transaction of `taken` steps: its progress, `None`
+    /// to retry it smaller, or the error.
+    fn settle<T>(&mut self, result: Result<T, Error>, taken: usize) -> Result<Option<T>, Error> {
+        match result {
+            Ok(progress) => Ok(Some(progress)),
+            Err(Error::NoSpace) if taken > 1 => {
+                self.steps = taken / 2;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A mounted filesystem.
 pub struct Volume<M: Media, S: Scratch> {
     media: M,
@@ -1096,12 +1129,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let mut block = offset >> BLOCK_SHIFT;
         let last = end.div_ceil(BLOCK_SIZE as u64);
+        let mut budget = Budget::new();
         while block < last {
-            let step = self.transact(|tx| {
+            let mut steps = 0;
+            let result = self.transact(|tx| {
                 let mut inode = tx.inode(ino)?;
                 let mut tree = extent_tree(tx, &mut inode, ino)?;
                 let mut at = block;
-                while at < last && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                while at < last && budget.allows(steps, tx) {
+                    steps += 1;
                     let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
                     if mapping.kind == MapKind::Hole {
                         let want = if at % CHUNK_BLOCKS == 0 {
@@ -1130,8 +1166,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 inode.map_root = tree.root;
                 tx.put_inode(ino, &inode)?;
                 Ok(at)
-            })?;
-            block = step;
+            });
+            block = budget.settle(result, steps)?.unwrap_or(block);
         }
         self.modified(ino, (!keep_size).then_some(end), now)
     }
@@ -1170,13 +1206,16 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.regular(dst)?;
         self.unmap_range(dst, dst_first, count)?;
         let mut done = 0;
+        let mut budget = Budget::new();
         while done < count {
-            done = self.transact(|tx| {
+            let mut steps = 0;
+            let result = self.transact(|tx| {
                 let source = tx.inode(src)?;
                 let mut inode = tx.inode(dst)?;
                 let mut tree = extent_tree(tx, &mut inode, dst)?;
                 let mut at = done;
-                while at < count && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                while at < count && budget.allows(steps, tx) {
+                    steps += 1;
                     let mapping = map_in(
                         &tx.sb,
                         &TxNodes(tx),
@@ -1213,7 +1252,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 inode.map_root = tree.root;
                 tx.put_inode(dst, &inode)?;
                 Ok(at)
-            })?;
+            });
+            done = budget.settle(result, steps)?.unwrap_or(done);
         }
         self.modified(dst, Some(dst_offset.saturating_add(len)), now)
     }
@@ -1245,15 +1285,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     fn unmap_range(&mut self, ino: u64, first: u64, count: u64) -> Result<(), Error> {
         let end = first.saturating_add(count);
         let mut cursor = first;
+        let mut budget = Budget::new();
         while cursor < end {
-            cursor = self.transact(|tx| {
+            let mut steps = 0;
+            let result = self.transact(|tx| {
                 let mut inode = tx.inode(ino)?;
                 if inode.map_root == 0 {
                     return Ok(end);
                 }
                 let mut tree = Tree::<Extents>::open(inode.map_root, ino);
                 let mut at = cursor;
-                while at < end && tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                while at < end && budget.allows(steps, tx) {
+                    steps += 1;
                     match find_extent(&tree, &TxNodes(tx), at)? {
                         Lookup::Hole(next) => at = next.map_or(end, |n| n.min(end)),
                         Lookup::Extent(start, extent) => {
@@ -1269,7 +1312,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 inode.map_root = tree.root;
                 tx.put_inode(ino, &inode)?;
                 Ok(at)
-            })?;
+            });
+            cursor = budget.settle(result, steps)?.unwrap_or(cursor);
         }
         Ok(())
     }
@@ -1279,15 +1323,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// the end of file are allowed). With `whole`, the emptied tree's root
     /// goes too.
     fn trim(&mut self, ino: u64, first: u64, whole: bool) -> Result<Inode, Error> {
+        let mut budget = Budget::new();
         loop {
-            let (inode, done) = self.transact(|tx| {
+            let mut steps = 0;
+            let result = self.transact(|tx| {
                 let mut inode = tx.inode(ino)?;
                 if inode.map_root == 0 {
                     return Ok((inode, true));
                 }
                 let mut tree = Tree::<Extents>::open(inode.map_root, ino);
                 let mut done = false;
-                while tx.room() > STEP_RESERVE && tx.deferred_room() > 8 {
+                while budget.allows(steps, tx) {
+                    steps += 1;
                     let Some((start, extent)) = last_extent(&tree, &TxNodes(tx))? else {
                         done = true;
                         break;
@@ -1342,8 +1389,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 }
                 tx.put_inode(ino, &inode)?;
                 Ok((inode, done))
-            })?;
-            if done {
+            });
+            if let Some((inode, true)) = budget.settle(result, steps)? {
                 return Ok(inode);
             }
         }
