@@ -825,19 +825,24 @@ fn random_data_operations(seed: u64, steps: usize) {
             }
             2 | 3 => {
                 // Byte ranges: partial blocks are zeroed in place.
+                // Byte ranges, also past the end of file.
                 let size = model[f].len() as u64;
-                if size == 0 {
-                    continue;
-                }
-                let at = rng.next() % size;
-                let len = (rng.next() % (300 * BS) + 1).min(size - at);
-                let (start, end) = (at as usize, (at + len) as usize);
+                let at = rng.next() % (size + 64 * BS).min(MAX_BLOCKS * BS - 1);
+                let len = (rng.next() % (300 * BS) + 1).min(MAX_BLOCKS * BS - at);
+                let keep_size = op == 2 || rng.next() % 2 == 0;
                 if op == 2 {
                     v.punch_hole(ino, at, len, T0).unwrap();
                 } else {
-                    v.zero_range(ino, at, len, rng.next() % 2 == 0, T0).unwrap();
+                    v.zero_range(ino, at, len, keep_size, T0).unwrap();
                 }
-                model[f][start..end].fill(0);
+                let m = &mut model[f];
+                if !keep_size && (m.len() as u64) < at + len {
+                    m.resize((at + len) as usize, 0);
+                }
+                let end = ((at + len) as usize).min(m.len());
+                if (at as usize) < end {
+                    m[at as usize..end].fill(0);
+                }
                 what = alloc::format!("punch/zero {op} {f} {at} {len}");
             }
             4 => {
