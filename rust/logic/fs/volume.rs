@@ -1138,6 +1138,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut at = block;
                 while at < last && budget.allows(steps, tx) {
                     steps += 1;
+                    // An insertion may have split the root: look the next
+                    // hole up in the tree as it is now, not in the old root
+                    // (now only its left half).
+                    inode.map_root = tree.root;
                     let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
                     if mapping.kind == MapKind::Hole {
                         let want = if at % CHUNK_BLOCKS == 0 {
@@ -1216,6 +1220,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut at = done;
                 while at < count && budget.allows(steps, tx) {
                     steps += 1;
+                    // Within one file the source is the tree being
+                    // changed: its root may have split since `source` was
+                    // read.
+                    let mut source = source;
+                    if src == dst {
+                        source.map_root = tree.root;
+                    }
                     let mapping = map_in(
                         &tx.sb,
                         &TxNodes(tx),
