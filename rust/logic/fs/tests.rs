@@ -1694,7 +1694,10 @@ fn clone_within_a_file_splitting_the_root() {
         // The copy's extents go into the tree the source is read from.
         v.reflink(f, 0, f, blocks * BS, blocks * BS, T0).unwrap();
         assert!(read(&v, f, 0, model.len()) == model, "{extents} extents");
-        assert!(read(&v, f, blocks * BS, model.len()) == model, "{extents} extents, copy");
+        assert!(
+            read(&v, f, blocks * BS, model.len()) == model,
+            "{extents} extents, copy"
+        );
         unmount_and_check(v);
     }
 }
