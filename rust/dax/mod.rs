@@ -216,14 +216,12 @@ impl Engine {
 
     /// Writes back the CPU cache lines of an entry's blocks.
     fn flush(&self, entry: Entry) {
-        if !entry.maps_blocks() || entry.frame() < self.first_frame {
-            return;
-        }
-        let offset = (entry.frame() - self.first_frame) * PAGE;
-        let len = entry.pages() * PAGE;
-        if let Ok(addr) = self.memory.kaddr(offset) {
-            if offset + len <= self.memory.len() {
-                mm::flush_cache(addr, len as usize);
+        if let Some(offset) = entry.frame().checked_sub(self.first_frame) {
+            if entry.maps_blocks() {
+                // Frames outside the device cannot be in an entry of ours.
+                let _ = self
+                    .memory
+                    .write_back(offset * PAGE, (entry.pages() * PAGE) as usize);
             }
         }
     }
@@ -257,10 +255,8 @@ impl Engine {
             return FAULT_SIGBUS;
         }
         let result = if order == PMD_ORDER {
-            match pmd_range(&vmf.window(), vmf.is_write(), size_pages) {
-                Ok(first) => self.fault_pmd(target, vmf, first),
-                Err(_) => Err(Fallback::Misaligned),
-            }
+            pmd_range(&vmf.window(), vmf.is_write(), size_pages)
+                .and_then(|first| self.fault_pmd(target, vmf, first))
         } else if order == 0 {
             Ok(self.fault_pte(target, vmf, present))
         } else {

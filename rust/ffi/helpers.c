@@ -493,11 +493,6 @@ int oxdax_wait_page_idle(struct page *page, struct address_space *mapping)
 				 filemap_invalidate_lock(mapping));
 }
 
-/* Writes back CPU cache lines of persistent memory (fs/dax.c's dax_flush()). */
-void oxdax_flush_pmem(void *addr, size_t len)
-{
-	arch_wb_cache_pmem(addr, len);
-}
 
 /*
  * Makes the PTE just inserted for @pfn at the fault address writable and

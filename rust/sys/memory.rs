@@ -129,6 +129,15 @@ impl PmemMemory {
         Ok(())
     }
 
+    /// Writes back CPU cache lines over `[offset, offset + len)` (stores
+    /// made through user mappings of this memory), as `dax_flush` does.
+    pub(crate) fn write_back(&self, offset: u64, len: usize) -> Result {
+        let addr = self.at(offset, len)?;
+        // SAFETY: The range is inside the mapping.
+        unsafe { ffi::arch_wb_cache_pmem(addr.cast(), len) };
+        Ok(())
+    }
+
     /// Writes back and invalidates cached lines of `[offset, offset + len)`
     /// after the media under them changed (poison cleared).
     pub(crate) fn invalidate(&self, offset: u64, len: usize) -> Result {

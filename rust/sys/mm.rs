@@ -574,10 +574,3 @@ pub(crate) fn nap() {
     // SAFETY: Process context.
     unsafe { ffi::msleep(1) };
 }
-
-/// Writes back CPU cache lines over `len` bytes at `addr` (persistent
-/// memory in the kernel's direct map).
-pub(crate) fn flush_cache(addr: *mut u8, len: usize) {
-    // SAFETY: The caller passes mapped device memory (PmemMemory::kaddr).
-    unsafe { ffi::oxdax_flush_pmem(addr.cast(), len) };
-}
