@@ -14,9 +14,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_fs.h"
 
-#define KIB 1024ull
-#define MIB (1024 * KIB)
-
 static int err_of(long ret)
 {
 	return ret < 0 ? errno : 0;
@@ -495,22 +492,6 @@ TEST_F_TIMEOUT(fs, large_file_across_remount, 300)
 	close(fd);
 }
 
-/* Free blocks of the filesystem once freeing has settled (xfs frees
- * unlinked inodes in the background; statfs may lag a little). */
-static uint64_t settled_bfree(uint64_t want)
-{
-	uint64_t free = 0;
-
-	for (int i = 0; i < 50; i++) {
-		sync();
-		free = statfs_of().f_bfree;
-		if (free >= want)
-			break;
-		usleep(100000);
-	}
-	return free;
-}
-
 /* At most this many free blocks are left when data no longer fits. */
 static uint64_t nearly_full(const struct statfs *empty)
 {
@@ -592,7 +573,7 @@ TEST_F_TIMEOUT(fs, enospc, 600)
 	unlink(fs_path("other"));
 	EXPECT_GE(nearly_full(&before), statfs_of().f_bfree);
 	close(fd);
-	uint64_t after = settled_bfree(before.f_bfree - before.f_bfree / 1000);
+	uint64_t after = fs_free_blocks(before.f_bfree - before.f_bfree / 1000);
 	EXPECT_LE(before.f_bfree - before.f_bfree / 1000, after)
 		TH_LOG("free blocks %llu before filling, %llu after unlink",
 		       (unsigned long long)before.f_bfree, (unsigned long long)after);

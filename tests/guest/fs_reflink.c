@@ -19,28 +19,9 @@
 #include "kselftest_harness.h"
 #include "oxdax_fs.h"
 
-#define KIB 1024ull
-#define MIB (1024 * KIB)
-
 static int err_of(long ret)
 {
 	return ret < 0 ? errno : 0;
-}
-
-/* Free blocks, once background freeing (xfs) has caught up with @want. */
-static uint64_t bfree(uint64_t want)
-{
-	struct statfs s = { 0 };
-
-	for (int i = 0; i < 50; i++) {
-		sync();
-		if (statfs(FS_MNT, &s))
-			return 0;
-		if (s.f_bfree >= want)
-			break;
-		usleep(100000);
-	}
-	return s.f_bfree;
 }
 
 /* Whether every extent of @fd in [@start, @end) is flagged SHARED. */
@@ -91,7 +72,7 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 	ASSERT_LE(0, dst);
 	ASSERT_EQ(size, fs_write_pattern(src, 0, size, 21));
 	ASSERT_EQ(0, fsync(src));
-	before = bfree(0);
+	before = fs_free_blocks(0);
 
 	CLONE_OR_SKIP(ioctl(dst, FICLONE, src));
 	EXPECT_EQ((off_t)size, fs_size_of(dst));
@@ -99,7 +80,7 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 	EXPECT_TRUE(all_shared(src, 0, size));
 	EXPECT_TRUE(all_shared(dst, 0, size));
 	/* Shared blocks are counted once: the clone costs only metadata. */
-	cloned = bfree(0);
+	cloned = fs_free_blocks(0);
 	TH_LOG("free blocks: %llu, after clone %llu", (unsigned long long)before,
 	       (unsigned long long)cloned);
 	EXPECT_GE(before, cloned);
@@ -116,14 +97,14 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 	EXPECT_EQ(-1, fs_check_pattern_at(dst, 1 * MIB + 5100, size - 1 * MIB - 5100, 21, 0));
 	ASSERT_EQ(0, fsync(dst));
 	ASSERT_EQ(0, fsync(src));
-	cowed = bfree(0);
+	cowed = fs_free_blocks(0);
 	EXPECT_LT(cowed, cloned);	/* the copies took blocks */
 	EXPECT_GT(512, cloned - cowed);	/* but only about the written ones */
 
 	/* Unlinking the source frees only its own blocks; the clone keeps the rest. */
 	close(src);
 	ASSERT_EQ(0, unlink(fs_path("src")));
-	src_gone = bfree(cowed + 1);
+	src_gone = fs_free_blocks(cowed + 1);
 	TH_LOG("after CoW %llu, source unlinked %llu", (unsigned long long)cowed,
 	       (unsigned long long)src_gone);
 	EXPECT_GT(512, src_gone - cowed);
@@ -141,7 +122,7 @@ TEST_F_TIMEOUT(fs, ficlone, 120)
 
 	/* The last sharer gone: everything comes back. */
 	ASSERT_EQ(0, unlink(fs_path("clone")));
-	all_gone = bfree(before + size / 4096 - 64);
+	all_gone = fs_free_blocks(before + size / 4096 - 64);
 	EXPECT_LE(before + size / 4096 - 64, all_gone);
 }
 

@@ -19,8 +19,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_fs.h"
 
-#define KIB 1024ull
-#define MIB (1024 * KIB)
 #define MAX_EXTENTS 256
 
 struct extents {

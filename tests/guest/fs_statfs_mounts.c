@@ -15,8 +15,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_fs.h"
 
-#define MIB (1024 * 1024ull)
-
 static struct statfs statfs_of(const char *path)
 {
 	struct statfs s;

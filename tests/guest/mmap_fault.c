@@ -31,9 +31,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
 
-#define KIB 1024ul
-#define MIB (1024 * KIB)
-
 /* Bytes of [@start, @end) of @fd that FIEMAP shows mapped; -1 on error. */
 static long long fiemap_bytes(int fd, uint64_t start, uint64_t end)
 {
@@ -64,19 +61,7 @@ static long long fiemap_bytes(int fd, uint64_t start, uint64_t end)
 	return total;
 }
 
-FIXTURE(mm) {
-};
-
-FIXTURE_SETUP(mm)
-{
-	ASSERT_EQ(0, fs_begin());
-}
-
-FIXTURE_TEARDOWN(mm)
-{
-	mm_unmap_all();
-	EXPECT_EQ(0, fs_end());
-}
+MM_FIXTURE(mm);
 
 TEST_F(mm, hole_load_reads_zeros_allocates_nothing)
 {
@@ -244,22 +229,6 @@ TEST_F(mm, hole_load_then_store_replaces_zero_page)
 #define RACE_SIZE MIB	/* under 2 MiB: no PMD fault can be involved */
 #define RACE_META_SECTORS 64	/* st_blocks for mapping metadata, at most */
 
-/* Free blocks, once background freeing (xfs) has caught up with @want. */
-static uint64_t free_blocks(uint64_t want)
-{
-	struct statfs s = { 0 };
-
-	for (int i = 0; i < 50; i++) {
-		sync();
-		if (statfs(FS_MNT, &s))
-			return 0;
-		if (s.f_bfree >= want)
-			break;
-		usleep(100000);
-	}
-	return s.f_bfree;
-}
-
 struct racer {
 	unsigned char *map;
 	unsigned int id;
@@ -319,7 +288,7 @@ TEST_F(mm, concurrent_store_faults_allocate_once)
 	int ref, fd;
 
 	sync();
-	before = free_blocks(0);
+	before = fs_free_blocks(0);
 	/* The reference: the same stores from one thread. */
 	ref = open(fs_path("ref"), O_RDWR | O_CREAT, 0644);
 	ASSERT_LE(0, ref);
@@ -378,7 +347,7 @@ TEST_F(mm, concurrent_store_faults_allocate_once)
 	 * fsck after the test checks the allocation maps too). */
 	ASSERT_EQ(0, unlink(fs_path("f")));
 	ASSERT_EQ(0, unlink(fs_path("ref")));
-	after = free_blocks(before);
+	after = fs_free_blocks(before);
 	TH_LOG("free blocks: before %llu, after both files were removed %llu",
 	       (unsigned long long)before, (unsigned long long)after);
 	EXPECT_LE(before, after + (fs_is("xfs") ? 64 : 0));

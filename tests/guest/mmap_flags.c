@@ -21,9 +21,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
 
-#define KIB 1024ul
-#define MIB (1024 * KIB)
-
 /* The VmFlags line of the mapping holding @addr, from /proc/self/smaps. */
 static const char *vmflags_of(const void *addr)
 {
@@ -60,19 +57,7 @@ static bool has_vmflag(const void *addr, const char *flag)
 	return false;
 }
 
-FIXTURE(mm) {
-};
-
-FIXTURE_SETUP(mm)
-{
-	ASSERT_EQ(0, fs_begin());
-}
-
-FIXTURE_TEARDOWN(mm)
-{
-	mm_unmap_all();
-	EXPECT_EQ(0, fs_end());
-}
+MM_FIXTURE(mm);
 
 TEST_F(mm, sync_validate_accepted)
 {

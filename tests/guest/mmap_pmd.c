@@ -30,22 +30,7 @@
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
 
-#define KIB 1024ul
-#define MIB (1024 * KIB)
-
-FIXTURE(mm) {
-};
-
-FIXTURE_SETUP(mm)
-{
-	ASSERT_EQ(0, fs_begin());
-}
-
-FIXTURE_TEARDOWN(mm)
-{
-	mm_unmap_all();
-	EXPECT_EQ(0, fs_end());
-}
+MM_FIXTURE(mm);
 
 /*
  * How many of the 2 MiB file ranges of [0, @size) of @fd FIEMAP shows in one

@@ -81,8 +81,6 @@
 #define MAP_SYNC 0x80000
 #endif
 
-#define KIB 1024ull
-#define MIB (1024 * KIB)
 #define PAGE 4096ull
 #define PMD_SIZE (2 * MIB)
 #define STRIPE (64 * KIB)

@@ -21,22 +21,7 @@
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
 
-#define KIB 1024ul
-#define MIB (1024 * KIB)
-
-FIXTURE(mm) {
-};
-
-FIXTURE_SETUP(mm)
-{
-	ASSERT_EQ(0, fs_begin());
-}
-
-FIXTURE_TEARDOWN(mm)
-{
-	mm_unmap_all();
-	EXPECT_EQ(0, fs_end());
-}
+MM_FIXTURE(mm);
 
 static int make_file(const char *name, size_t size, uint64_t seed)
 {
@@ -165,22 +150,6 @@ TEST_F(mm, zero_range_while_mapped)
 	zero_while_mapped(_metadata, FALLOC_FL_ZERO_RANGE);
 }
 
-/* Free blocks, once background freeing (xfs) has caught up with @want. */
-static uint64_t free_blocks(uint64_t want)
-{
-	struct statfs s = { 0 };
-
-	for (int i = 0; i < 50; i++) {
-		sync();
-		if (statfs(FS_MNT, &s))
-			return 0;
-		if (s.f_bfree >= want)
-			break;
-		usleep(100000);
-	}
-	return s.f_bfree;
-}
-
 TEST_F(mm, unlinked_file_stays_mapped)
 {
 	const size_t size = 8 * MIB;
@@ -192,7 +161,7 @@ TEST_F(mm, unlinked_file_stays_mapped)
 	p = mm_map(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	close(fd);
-	before = free_blocks(0);
+	before = fs_free_blocks(0);
 	ASSERT_EQ(0, unlink(fs_path("f")));
 	ASSERT_NE(0, access(fs_path("f"), F_OK));
 
@@ -203,10 +172,10 @@ TEST_F(mm, unlinked_file_stays_mapped)
 	EXPECT_EQ(-1, fs_check_fill(p + 3 * MIB + 100005, size - 3 * MIB - 100005,
 				    3 * MIB + 100005, 104));
 	ASSERT_EQ(0, msync(p, size, MS_SYNC));
-	unlinked = free_blocks(0);
+	unlinked = fs_free_blocks(0);
 
 	ASSERT_EQ(0, mm_unmap(p, size));
-	unmapped = free_blocks(before + size / 4096 - 64);
+	unmapped = fs_free_blocks(before + size / 4096 - 64);
 	TH_LOG("free blocks: mapped %llu, unlinked but mapped %llu, unmapped %llu",
 	       (unsigned long long)before, (unsigned long long)unlinked,
 	       (unsigned long long)unmapped);

@@ -22,9 +22,6 @@
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
 
-#define KIB 1024ul
-#define MIB (1024 * KIB)
-
 #define FILE_SIZE MIB		/* under 2 MiB: PTE mappings only */
 #define NR_PAGES 16
 #define PAGE_STEP (64 * KIB)	/* the stored pages: 0, 64 KiB, ... */
@@ -158,19 +155,7 @@ TEST_F(wb, store_sync_store)
 	close(fd);
 }
 
-FIXTURE(mm) {
-};
-
-FIXTURE_SETUP(mm)
-{
-	ASSERT_EQ(0, fs_begin());
-}
-
-FIXTURE_TEARDOWN(mm)
-{
-	mm_unmap_all();
-	EXPECT_EQ(0, fs_end());
-}
+MM_FIXTURE(mm);
 
 TEST_F(mm, clean_sync_flushes_nothing)
 {

@@ -31,6 +31,9 @@
 
 #define FS_MNT "/mnt/fs"
 
+#define KIB 1024ul
+#define MIB (1024 * KIB)
+
 /*
  * Each test formats, mounts, remounts and checks a filesystem in an
  * emulated guest with a debug kernel: the harness's 30 s per test is too
@@ -147,6 +150,26 @@ static inline int fs_remount(void)
 	int ret = fs_umount();
 
 	return ret ? ret : fs_mount();
+}
+
+/*
+ * Free blocks of the mounted filesystem once freeing has settled: xfs frees
+ * unlinked inodes in the background, so statfs is polled (after sync) for
+ * up to 5 s until it shows at least @want.
+ */
+static inline uint64_t fs_free_blocks(uint64_t want)
+{
+	struct statfs s = { 0 };
+
+	for (int i = 0; i < 50; i++) {
+		sync();
+		if (statfs(FS_MNT, &s))
+			return 0;
+		if (s.f_bfree >= want)
+			break;
+		usleep(100000);
+	}
+	return s.f_bfree;
 }
 
 /* Checks the unmounted test disk; returns the checker's exit status. */

@@ -263,6 +263,20 @@ static inline void mm_unmap_all(void)
 	}
 }
 
+/*
+ * The mmap tests' fixture: a fresh filesystem for each test (fs_begin);
+ * after it, every mapping it left is unmapped before the filesystem is
+ * unmounted and checked (fs_end). kselftest_harness.h comes first.
+ */
+#define MM_FIXTURE(name)					\
+	FIXTURE(name) {};					\
+	FIXTURE_SETUP(name) { ASSERT_EQ(0, fs_begin()); }	\
+	FIXTURE_TEARDOWN(name)					\
+	{							\
+		mm_unmap_all();					\
+		EXPECT_EQ(0, fs_end());				\
+	}
+
 /* The last signal mm_touch() caught, and what it was about. */
 static sigjmp_buf mm_jmp __attribute__((unused));
 static volatile sig_atomic_t mm_sig __attribute__((unused));
