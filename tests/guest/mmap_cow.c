@@ -29,6 +29,19 @@
 
 MM_FIXTURE(mm);
 
+/* Closes @fx and @fy, remounts, and opens files @x and @y read-only again. */
+static void remount_reopen(struct __test_metadata *_metadata, const char *x, int *fx,
+			   const char *y, int *fy)
+{
+	close(*fx);
+	close(*fy);
+	ASSERT_EQ(0, fs_remount());
+	*fx = open(fs_path(x), O_RDONLY);
+	*fy = open(fs_path(y), O_RDONLY);
+	ASSERT_LE(0, *fx);
+	ASSERT_LE(0, *fy);
+}
+
 /* Skips the test on ext4, which cannot clone; elsewhere a refusal fails. */
 #define CLONE_OR_SKIP(ret) do { \
 	if ((ret) && errno == EOPNOTSUPP && fs_is("ext4")) \
@@ -137,13 +150,7 @@ TEST_F(mm, store_through_clone_keeps_source)
 
 	ASSERT_EQ(0, mm_unmap(pa, size));
 	ASSERT_EQ(0, mm_unmap(pb, size));
-	close(fa);
-	close(fb);
-	ASSERT_EQ(0, fs_remount());
-	fa = open(fs_path("a"), O_RDONLY);
-	fb = open(fs_path("b"), O_RDONLY);
-	ASSERT_LE(0, fa);
-	ASSERT_LE(0, fb);
+	remount_reopen(_metadata, "a", &fa, "b", &fb);
 	EXPECT_EQ(-1, fs_check_pattern(fa, 0, size, 30));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 100 * KIB, 5000, 31));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 0, 100 * KIB, 30));
@@ -197,13 +204,7 @@ TEST_F(mm, store_through_source_after_clone_keeps_clone)
 	EXPECT_EQ(-1, fs_check_pattern(fa, 200 * KIB + 108, 4 * KIB - 108, 32));
 
 	ASSERT_EQ(0, mm_unmap(pa, size));
-	close(fa);
-	close(fb);
-	ASSERT_EQ(0, fs_remount());
-	fa = open(fs_path("a"), O_RDONLY);
-	fb = open(fs_path("b"), O_RDONLY);
-	ASSERT_LE(0, fa);
-	ASSERT_LE(0, fb);
+	remount_reopen(_metadata, "a", &fa, "b", &fb);
 	EXPECT_EQ(-1, fs_check_pattern(fa, 40 * KIB, 4 * KIB, 34));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 40 * KIB, 4 * KIB, 33));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 44 * KIB, size - 44 * KIB, 32));
@@ -263,13 +264,7 @@ TEST_F(mm, clone_again_copies_again)
 
 	ASSERT_EQ(0, mm_unmap(pb, size));
 	close(fa);
-	close(fb);
-	close(fc);
-	ASSERT_EQ(0, fs_remount());
-	fb = open(fs_path("b"), O_RDONLY);
-	fc = open(fs_path("c"), O_RDONLY);
-	ASSERT_LE(0, fb);
-	ASSERT_LE(0, fc);
+	remount_reopen(_metadata, "b", &fb, "c", &fc);
 	EXPECT_EQ(-1, fs_check_pattern(fc, 28 * KIB, 4 * KIB, 36));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 28 * KIB + 100, 200, 37));
 	close(fb);
@@ -392,14 +387,8 @@ TEST_F(mm, clone_into_mapped_destination)
 
 	ASSERT_EQ(0, mm_unmap(pb, size));
 	ASSERT_EQ(0, mm_unmap(pd, size));
-	close(fa);
 	close(fb);
-	close(fd);
-	ASSERT_EQ(0, fs_remount());
-	fa = open(fs_path("a"), O_RDONLY);
-	fd = open(fs_path("d"), O_RDONLY);
-	ASSERT_LE(0, fa);
-	ASSERT_LE(0, fd);
+	remount_reopen(_metadata, "a", &fa, "d", &fd);
 	EXPECT_EQ(-1, fs_check_pattern(fa, 0, size, 50));
 	EXPECT_EQ(-1, fs_check_pattern_at(fd, 512 * KIB, 28 * KIB, 50, 384 * KIB));
 	EXPECT_EQ(-1, fs_check_pattern(fd, 540 * KIB, 100, 56));
@@ -467,13 +456,7 @@ TEST_F(mm, pmd_aligned_clone_cow)
 
 	ASSERT_EQ(0, mm_unmap(pa, size));
 	ASSERT_EQ(0, mm_unmap(pb, size));
-	close(fa);
-	close(fb);
-	ASSERT_EQ(0, fs_remount());
-	fa = open(fs_path("a"), O_RDONLY);
-	fb = open(fs_path("b"), O_RDONLY);
-	ASSERT_LE(0, fa);
-	ASSERT_LE(0, fb);
+	remount_reopen(_metadata, "a", &fa, "b", &fb);
 	EXPECT_EQ(-1, fs_check_pattern(fa, 5000, 64, 62));
 	EXPECT_EQ(-1, fs_check_pattern(fa, 5064, size - 5064, 60));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 0, 2 * MIB + 100, 60));

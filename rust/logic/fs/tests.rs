@@ -1654,24 +1654,28 @@ fn repair_space_fixes_the_maps_from_the_reverse_map() {
     assert_eq!(report.superblock.free_blocks, sb.free_blocks);
 }
 
+/// A file of `extents` one-block extents alternating with holes, written
+/// backwards so they do not merge, and its contents.
+fn fragmented_file(extents: u64) -> (TestVolume, u64, Vec<u8>) {
+    const BS: u64 = BLOCK_SIZE as u64;
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    let mut model = vec![0u8; (extents * 2 * BS) as usize];
+    for b in (0..extents).rev().map(|i| i * 2) {
+        let data = pattern(b, BS as usize);
+        write(&mut v, f, b * BS, &data).unwrap();
+        model[(b * BS) as usize..((b + 1) * BS) as usize].copy_from_slice(&data);
+    }
+    (v, f, model)
+}
+
 #[test]
 fn allocate_over_a_fragmented_file_splitting_the_root() {
-    const BS: u64 = BLOCK_SIZE as u64;
     for extents in [60u64, 100, 150, 200, 300] {
-        let mut v = mount(formatted(64, None));
-        let root = v.root();
-        let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
-        let blocks = extents * 2;
-        let mut model = vec![0u8; (blocks * BS) as usize];
-        // One-block extents alternating with holes, written backwards so
-        // they do not merge.
-        for b in (0..extents).rev().map(|i| i * 2) {
-            let data = pattern(b, BS as usize);
-            write(&mut v, f, b * BS, &data).unwrap();
-            model[(b * BS) as usize..((b + 1) * BS) as usize].copy_from_slice(&data);
-        }
+        let (mut v, f, model) = fragmented_file(extents);
         // One call fills every hole: as many new extents as there are.
-        v.allocate(f, 0, blocks * BS, false, T0).unwrap();
+        v.allocate(f, 0, model.len() as u64, false, T0).unwrap();
         assert!(read(&v, f, 0, model.len()) == model, "{extents} extents");
         unmount_and_check(v);
     }
@@ -1679,23 +1683,14 @@ fn allocate_over_a_fragmented_file_splitting_the_root() {
 
 #[test]
 fn clone_within_a_file_splitting_the_root() {
-    const BS: u64 = BLOCK_SIZE as u64;
     for extents in [60u64, 100, 150, 200, 300] {
-        let mut v = mount(formatted(64, None));
-        let root = v.root();
-        let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
-        let blocks = extents * 2;
-        let mut model = vec![0u8; (blocks * BS) as usize];
-        for b in (0..extents).rev().map(|i| i * 2) {
-            let data = pattern(b, BS as usize);
-            write(&mut v, f, b * BS, &data).unwrap();
-            model[(b * BS) as usize..((b + 1) * BS) as usize].copy_from_slice(&data);
-        }
+        let (mut v, f, model) = fragmented_file(extents);
+        let len = model.len() as u64;
         // The copy's extents go into the tree the source is read from.
-        v.reflink(f, 0, f, blocks * BS, blocks * BS, T0).unwrap();
+        v.reflink(f, 0, f, len, len, T0).unwrap();
         assert!(read(&v, f, 0, model.len()) == model, "{extents} extents");
         assert!(
-            read(&v, f, blocks * BS, model.len()) == model,
+            read(&v, f, len, model.len()) == model,
             "{extents} extents, copy"
         );
         unmount_and_check(v);
