@@ -7,9 +7,11 @@
 //! internal node holds `(key, child)` pairs where key `i` is a lower bound
 //! of child `i`'s subtree and greater than every key of child `i - 1`; an
 //! insert below a node's first key lowers that key on the way down.
-//! Leaves that become empty are freed and a root with one child collapses;
-//! otherwise nodes may be underfull (deletions do not rebalance): the trees
-//! stay valid, and space is recovered when a leaf empties.
+//! Deletion frees nodes that become empty, merges a node left less than a
+//! quarter full into a neighbour when both fit in three quarters of one,
+//! and collapses a root with one child. Without merging, a tree that once
+//! grew could keep its nodes for good: the reverse map holds the records
+//! of its own nodes, so the leaf holding them never empties.
 //!
 //! The tree reaches storage through [`Blocks`]: in the module a journal
 //! transaction (reads see the transaction's own writes), in tests memory.
@@ -39,6 +41,9 @@ const CHILD_BYTES: usize = 8;
 pub const MAX_KEY_BYTES: usize = 64;
 /// Largest entry (key and value) a tree kind may have.
 pub const MAX_ENTRY_BYTES: usize = 512;
+/// A node holding less than `1 / MERGE_BELOW` of its capacity after a
+/// deletion is merged with a neighbour if possible.
+const MERGE_BELOW: usize = 4;
 
 /// Called with each `(key, value)` of a scan, in key order; `Break` stops.
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
@@ -487,42 +492,141 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// Removes below `block` (at `level`, when the parent implies one);
-    /// returns (removed, block is now empty).
+    /// returns whether the key was there and how many entries `block` has
+    /// left. A child left empty is freed, one left underfull merged with a
+    /// neighbour ([`Self::merge_child`]).
     fn remove_at<S: Blocks>(
         &self,
         store: &mut S,
         block: u64,
         level: Option<u8>,
         key: &[u8],
-    ) -> TResult<(bool, bool), S::Error> {
-        let (level, count, found, child) = {
+    ) -> TResult<(bool, usize), S::Error> {
+        let (level, count, index, child) = {
             let node = self.load(store, block, level)?;
             let level = node.level;
             if level == 0 {
                 match node.search(key) {
                     Ok(i) => (level, node.count, i, None),
-                    Err(_) => return Ok((false, false)),
+                    Err(_) => return Ok((false, node.count)),
                 }
             } else {
                 let index = node.child_index(key);
                 (level, node.count, index, Some(node.child(index)))
             }
         };
-        let removed = match child {
-            None => true,
-            Some(child) => {
-                let (removed, child_empty) = self.remove_at(store, child, Some(level - 1), key)?;
-                if !child_empty {
-                    return Ok((removed, false));
-                }
-                store.free(child).map_err(TreeError::Store)?;
-                removed
-            }
+        let Some(child) = child else {
+            self.remove_entry(store, block, level, count, index)?;
+            return Ok((true, count - 1));
         };
+        let (removed, child_left) = self.remove_at(store, child, Some(level - 1), key)?;
+        if !removed {
+            return Ok((false, count));
+        }
+        let gone = if child_left == 0 {
+            store.free(child).map_err(TreeError::Store)?;
+            Some(index)
+        } else if child_left < capacity::<K>(level - 1) / MERGE_BELOW {
+            self.merge_child(store, block, level, count, index)?
+        } else {
+            None
+        };
+        let Some(gone) = gone else {
+            return Ok((removed, count));
+        };
+        self.remove_entry(store, block, level, count, gone)?;
+        Ok((removed, count - 1))
+    }
+
+    /// Merges child `index` of `block` (at `level`, holding `count`
+    /// entries) with its left or else its right neighbour, the first pair
+    /// whose entries fit in three quarters of a node (room left for
+    /// inserts, so the next split does not undo the merge): the right one
+    /// of the pair moves into the left one and is freed. Returns the index
+    /// of the parent entry that must go.
+    fn merge_child<S: Blocks>(
+        &self,
+        store: &mut S,
+        block: u64,
+        level: u8,
+        count: usize,
+        index: usize,
+    ) -> TResult<Option<usize>, S::Error> {
+        let child_level = level - 1;
+        let capacity = capacity::<K>(child_level);
+        for right_index in [index, index + 1] {
+            if right_index == 0 || right_index >= count {
+                continue;
+            }
+            let (left, right) = {
+                let parent = self.load(store, block, Some(level))?;
+                (parent.child(right_index - 1), parent.child(right_index))
+            };
+            let left_count = self.load(store, left, Some(child_level))?.count;
+            let right_count = self.load(store, right, Some(child_level))?.count;
+            if left_count + right_count <= capacity - capacity / MERGE_BELOW {
+                self.append_node(store, left, left_count, right, right_count, child_level)?;
+                store.free(right).map_err(TreeError::Store)?;
+                return Ok(Some(right_index));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the entries of `right` after those of its left neighbour
+    /// `left` (both validated at `level`).
+    fn append_node<S: Blocks>(
+        &self,
+        store: &mut S,
+        left: u64,
+        left_count: usize,
+        right: u64,
+        right_count: usize,
+        level: u8,
+    ) -> TResult<(), S::Error> {
+        // Appending keeps the order: everything below the right child is
+        // at or above the parent's separator, above everything on the left.
+        // An internal right child's first key bounds its first subtree
+        // from below, so it stays a valid separator inside the left node.
+        let size = entry_size::<K>(level);
+        let mut entry = [0u8; MAX_ENTRY_BYTES];
+        let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
+        for moved in 0..right_count {
+            let from = HEADER_BYTES + moved * size;
+            let to = HEADER_BYTES + (left_count + moved) * size;
+            entry.copy_from_slice(
+                store
+                    .node(right)
+                    .map_err(TreeError::Store)?
+                    .get(from..from + size)
+                    .ok_or(TreeError::BadArgument)?,
+            );
+            put(store.node_mut(left).map_err(TreeError::Store)?, to, entry);
+        }
+        let node = store.node_mut(left).map_err(TreeError::Store)?;
+        put(
+            node,
+            OFF_COUNT,
+            &((left_count + right_count) as u16).to_le_bytes(),
+        );
+        seal(node);
+        Ok(())
+    }
+
+    /// Deletes entry `index` of `block` (validated by the caller, at
+    /// `level`, holding `count` entries).
+    fn remove_entry<S: Blocks>(
+        &self,
+        store: &mut S,
+        block: u64,
+        level: u8,
+        count: usize,
+        index: usize,
+    ) -> TResult<(), S::Error> {
         let size = entry_size::<K>(level);
         let bytes = store.node_mut(block).map_err(TreeError::Store)?;
-        // Entries `found..count` (validated on load) shift down by one.
-        let entries = bytes.get_mut(HEADER_BYTES + found * size..HEADER_BYTES + count * size);
+        // Entries `index..count` shift down by one.
+        let entries = bytes.get_mut(HEADER_BYTES + index * size..HEADER_BYTES + count * size);
         let Some(entries) = entries.filter(|e| e.len() >= size) else {
             return corrupt(block, Corruption::Count);
         };
@@ -531,7 +635,7 @@ impl<K: TreeKind> Tree<K> {
         entries[last..].fill(0);
         put(bytes, OFF_COUNT, &((count - 1) as u16).to_le_bytes());
         seal(bytes);
-        Ok((removed, count == 1 && block != self.root))
+        Ok(())
     }
 
     /// Visits entries with keys `>= from` in order until `visit` breaks.
@@ -852,6 +956,68 @@ mod tests {
             assert_eq!(store.live, 1);
             check_matches(&tree, &store, &BTreeMap::new());
         }
+    }
+
+    /// Nodes reachable from the root, level by level (leaves first).
+    fn nodes_per_level(tree: &Tree<Fat>, store: &Memory) -> Vec<usize> {
+        let mut levels = Vec::new();
+        tree.check(store, &mut |block| {
+            let level = usize::from(store.node(block).unwrap()[OFF_LEVEL]);
+            if levels.len() <= level {
+                levels.resize(level + 1, 0);
+            }
+            levels[level] += 1;
+        })
+        .unwrap();
+        levels
+    }
+
+    #[test]
+    fn deleting_most_entries_merges_the_tree_back() {
+        for seed in 1..=4u64 {
+            let mut store = Memory::default();
+            let mut tree = Tree::<Fat>::create(&mut store, 3).unwrap();
+            let mut model = BTreeMap::new();
+            for k in 0..3000u64 {
+                tree.insert(&mut store, &key(k), &value(k, 0)).unwrap();
+                model.insert(k, value(k, 0));
+            }
+            assert!(nodes_per_level(&tree, &store).len() >= 3);
+            // Remove all but every 1000th key, in random order.
+            let mut doomed: Vec<u64> = (0..3000).filter(|k| k % 1000 != 7).collect();
+            let mut rng = Lcg(seed);
+            for i in (1..doomed.len()).rev() {
+                doomed.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            }
+            for k in doomed {
+                assert!(tree.remove(&mut store, &key(k)).unwrap());
+                model.remove(&k);
+            }
+            check_matches(&tree, &store, &model);
+            // Merges and root collapses bring the tree back to one leaf.
+            assert_eq!(nodes_per_level(&tree, &store), [1], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_leaf_that_never_empties_still_merges() {
+        // The reverse map's shape: entries at the far end (records of the
+        // tree's own nodes) stay while everything between them goes.
+        let mut store = Memory::default();
+        let mut tree = Tree::<Fat>::create(&mut store, 4).unwrap();
+        for k in 0..40u64 {
+            tree.insert(&mut store, &key(k), &value(k, 0)).unwrap();
+        }
+        assert_eq!(nodes_per_level(&tree, &store).len(), 2);
+        for k in 3..38u64 {
+            assert!(tree.remove(&mut store, &key(k)).unwrap());
+        }
+        let model: BTreeMap<u64, [u8; 248]> = [0, 1, 2, 38, 39]
+            .into_iter()
+            .map(|k| (k, value(k, 0)))
+            .collect();
+        check_matches(&tree, &store, &model);
+        assert_eq!(nodes_per_level(&tree, &store), [1]);
     }
 
     #[test]

@@ -503,11 +503,9 @@ fn random_namespace_operations_match_a_model() {
         v.evict(gone.ino).unwrap();
     }
     // Nothing of any file or directory is left: only the filesystem-wide
-    // trees and the root's own tree own blocks (trees do not merge
-    // underfull nodes, so the reverse map may keep a few more nodes than
-    // at the start).
+    // trees and the root's own tree own blocks, and they shrank back.
     assert_eq!(owners(&v), [v.root()].into_iter().collect());
-    assert!(v.statfs().free_blocks <= free_at_start);
+    assert_eq!(v.statfs().free_blocks, free_at_start);
     unmount_and_check(v);
 }
 
