@@ -541,3 +541,48 @@ void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes)
 	inode_set_bytes(inode, bytes);
 	spin_unlock(&inode->i_lock);
 }
+
+/*
+ * An active reference on @sb if it is mounted and not being unmounted
+ * (SB_BORN is set once the mount finished; s_active reaches zero when the
+ * unmount starts). Dropped with deactivate_super().
+ */
+bool oxdax_sb_get_active(struct super_block *sb)
+{
+	if (!(READ_ONCE(sb->s_flags) & SB_BORN))
+		return false;
+	smp_rmb(); /* pairs with vfs_get_tree()'s smp_wmb() before SB_BORN */
+	return atomic_inc_not_zero(&sb->s_active);
+}
+
+/*
+ * Calls @visit with every inode of @sb that has DAX entries, holding a
+ * reference on it and no lock (drop_pagecache_sb()'s walk: the list lock
+ * is dropped around each call; the previous inode's reference is dropped
+ * after the next one is taken, so the walk's position stays valid).
+ */
+void oxdax_sb_for_each_mapped_inode(struct super_block *sb,
+				    void (*visit)(struct inode *, void *), void *data)
+{
+	struct inode *inode, *previous = NULL;
+
+	spin_lock(&sb->s_inode_list_lock);
+	list_for_each_entry(inode, &sb->s_inodes, i_sb_list) {
+		spin_lock(&inode->i_lock);
+		if ((inode->i_state & (I_FREEING | I_WILL_FREE | I_NEW)) ||
+		    !READ_ONCE(inode->i_mapping->nrpages)) {
+			spin_unlock(&inode->i_lock);
+			continue;
+		}
+		atomic_inc(&inode->i_count); /* __iget(), not exported */
+		spin_unlock(&inode->i_lock);
+		spin_unlock(&sb->s_inode_list_lock);
+		visit(inode, data);
+		iput(previous);
+		previous = inode;
+		cond_resched();
+		spin_lock(&sb->s_inode_list_lock);
+	}
+	spin_unlock(&sb->s_inode_list_lock);
+	iput(previous);
+}

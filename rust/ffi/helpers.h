@@ -96,7 +96,10 @@ size_t oxdax_iov_iter_count(const struct iov_iter *iter);
 void oxdax_pmem_wmb(void);
 bool oxdax_ratelimit(void);
 
-#endif /* OXDAX_HELPERS_H */
+bool oxdax_sb_get_active(struct super_block *sb);
+void oxdax_sb_for_each_mapped_inode(struct super_block *sb,
+				    void (*visit)(struct inode *, void *), void *data);
+
 
 /* mappings and page faults (the fault engine) */
 struct address_space;
@@ -125,3 +128,5 @@ void oxdax_invalidate_unlock_shared(struct address_space *mapping);
 int oxdax_wait_page_idle(struct page *page, struct address_space *mapping);
 bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn);
 void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes);
+
+#endif /* OXDAX_HELPERS_H */

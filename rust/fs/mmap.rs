@@ -38,7 +38,7 @@ impl BlockMapper for Info {
             let mapping = if write {
                 v.map_write(ino, first, pages)?
             } else {
-                v.map_read(ino, first, pages)?
+                v.map_data(ino, first, pages)?
             };
             // New blocks show in stat(2)'s block count.
             let record = if mapping.new { v.inode(ino).ok() } else { None };

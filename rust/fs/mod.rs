@@ -11,6 +11,7 @@
 //! touches user memory with the mutex held.
 
 mod extents;
+mod failure;
 mod media;
 mod mmap;
 
@@ -137,6 +138,9 @@ impl Info {
             FsError::TooBig => EFBIG,
             FsError::ReadOnly => EROFS,
             FsError::Shutdown => EIO,
+            // Reads and writes turn it into EIO; faults into SIGBUS
+            // BUS_MCEERR_AR.
+            FsError::Poisoned => sys_errno::ehwpoison(),
             FsError::Corrupt(block, what) => {
                 let first = self.last_damaged.swap(block, Ordering::Relaxed) != block;
                 if first && memory::log_ratelimit() {
@@ -344,6 +348,29 @@ impl OxdaxFs {
     }
 }
 
+/// The errno of a failed read or write: `EIO` for failed memory.
+fn io_errno(e: Error) -> Error {
+    if e == sys_errno::ehwpoison() {
+        EIO
+    } else {
+        e
+    }
+}
+
+impl OxdaxFs {
+    /// Takes block `block` (with failed memory) out of `inode`'s file, as a
+    /// punched hole: its mappings go first.
+    fn drop_poisoned_block(inode: &Inode<Self>, block: u64, now: Timestamp) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let start = block * BLOCK;
+        let _faults_off = mmap::quiesce(inode, start, start + BLOCK, false)?;
+        let record = info.call(|v| v.punch_hole(ino, start, BLOCK, now))?;
+        refresh(inode, &record);
+        Ok(())
+    }
+}
+
 impl FileSystem for OxdaxFs {
     type Options = Options;
     type Info = Info;
@@ -482,15 +509,14 @@ impl FileSystem for OxdaxFs {
         Ok(())
     }
 
-    fn dax_failure(info: &Info, _offset: u64, _len: u64, pre_remove: bool) -> Result {
-        if !pre_remove {
-            // Which files own the failed blocks is a later issue (the
-            // reverse map): the kernel's generic handling applies.
-            return Err(sys_errno::eopnotsupp());
-        }
-        pr_warn!("{}: device is being removed: shutting down\n", info.id());
-        info.volume.lock().shut_down();
-        Ok(())
+    fn dax_failure(
+        sb: &SuperBlock<Self>,
+        info: &Info,
+        offset: u64,
+        len: u64,
+        mf_flags: i32,
+    ) -> Result {
+        failure::dax_failure(sb, info, offset, len, mf_flags)
     }
 
     fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
@@ -695,10 +721,10 @@ impl FileSystem for OxdaxFs {
         let mut failure = None;
         while pos < end {
             let (first, count) = Self::blocks(pos, end);
-            let mapping = match info.call(|v| v.map_read(ino, first, count)) {
+            let mapping = match info.call(|v| v.map_data(ino, first, count)) {
                 Ok(mapping) => mapping,
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(io_errno(e));
                     break;
                 }
             };
@@ -753,9 +779,20 @@ impl FileSystem for OxdaxFs {
             // never answers with shared ones: the copy can go in place.
             let mapping = match info.call(|v| v.map_write(ino, first, count)) {
                 Ok(mapping) => mapping,
+                Err(e)
+                    if e == sys_errno::ehwpoison()
+                        && pos <= first * BLOCK
+                        && end >= (first + 1) * BLOCK =>
+                {
+                    // The whole block is overwritten: the file gets a new
+                    // one and the failed one (freed, remembered as
+                    // poisoned) is never used again.
+                    Self::drop_poisoned_block(inode, first, now)?;
+                    continue;
+                }
                 Err(e) => {
                     // ENOSPC mid-write: what was written is kept.
-                    failure = Some(e);
+                    failure = Some(io_errno(e));
                     break;
                 }
             };

@@ -107,6 +107,9 @@ pub enum Error {
     Corrupt(u64, Damage),
     /// `EIO`: the volume was shut down after an earlier error.
     Shutdown,
+    /// The block holds failed memory (`EIO` for reads and writes, a
+    /// machine-check `SIGBUS` for a fault).
+    Poisoned,
 }
 
 /// What is wrong with a damaged block.
@@ -291,6 +294,7 @@ pub struct DirEntry<'a> {
 }
 
 mod check;
+mod poison;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -301,4 +305,5 @@ pub use check::{check_files, Fact, FileReport, Problem};
 /// Owner of the reverse map's own nodes.
 const OWNER_REVERSE_MAP: u64 = crate::logic::format::kinds::OWNER_REVERSE_MAP;
 
+pub use poison::{Poisoned, MAX_POISONED};
 pub use volume::{Volume, END_POSITION, FIRST_POSITION};

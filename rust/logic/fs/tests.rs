@@ -1694,3 +1694,55 @@ fn clone_within_a_file_splitting_the_root() {
         unmount_and_check(v);
     }
 }
+
+#[test]
+fn poisoned_blocks_are_never_read_mapped_or_reused() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    let data = pattern(21, 8 * 4096);
+    write(&mut v, f, 0, &data).unwrap();
+    let m = v.map_read(f, 0, 8).unwrap();
+    assert_eq!((m.kind, m.len), (MapKind::Data, 8));
+    let bad = m.physical + 3;
+    v.poison(bad, 1).unwrap();
+
+    // Mappings stop before the poisoned block; the block itself fails, for
+    // reads and writes alike (a write must not copy or convert it).
+    assert_eq!(v.map_data(f, 0, 8).unwrap().len, 3);
+    assert_eq!(v.map_data(f, 3, 1), Err(Error::Poisoned));
+    assert_eq!(v.map_write(f, 3, 5), Err(Error::Poisoned));
+    assert_eq!(v.map_data(f, 4, 4).unwrap().physical, bad + 1);
+    // What the file maps is still told as it is (SEEK_DATA, FIEMAP).
+    assert_eq!(v.map_read(f, 0, 8).unwrap().len, 8);
+
+    // Punched, it is free on the device but never handed out again, by
+    // small or chunk-sized allocations.
+    v.punch_hole(f, 3 * 4096, 4096, T0).unwrap();
+    assert_eq!(read(&v, f, 3 * 4096, 4096), vec![0u8; 4096]);
+    let (g, _) = v.create(root, b"g", &file(REG)).unwrap();
+    for i in 0..64u64 {
+        let m = v.map_write(g, i * 7, 1).unwrap();
+        assert_ne!(m.physical, bad);
+    }
+    write(&mut v, f, 3 * 4096, &data[3 * 4096..4 * 4096]).unwrap();
+    let m = v.map_read(f, 3, 1).unwrap();
+    assert_ne!(m.physical, bad, "the rewrite got another block");
+    assert_eq!(read(&v, f, 0, data.len()), data);
+    let used_before = v.statfs().free_blocks;
+    v.allocate(g, 8 << 20, 8 << 20, false, T0).unwrap();
+    assert!(v.statfs().free_blocks < used_before);
+    let bad_chunk = bad / CHUNK_BLOCKS;
+    for i in 0..4 {
+        let m = v
+            .map_read(g, (8 << 20) / 4096 + i * CHUNK_BLOCKS, 1)
+            .unwrap();
+        assert_ne!(m.physical / CHUNK_BLOCKS, bad_chunk);
+    }
+
+    // Everything freed: the device's maps agree with the reverse map (the
+    // poisoned block's bit stayed clear), the check is clean.
+    v.unlink(root, b"g", T0).unwrap();
+    v.evict(g).unwrap();
+    unmount_and_check(v);
+}

@@ -18,7 +18,9 @@
 //! handed out (and zeroed on the device) by the transaction that unmaps it,
 //! which a crash before the commit would expose.
 
-use super::{Damage, Error, Media, Parts, MAX_DEFERRED};
+use super::{Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED};
+
+static NO_POISON: Poisoned = Poisoned::NONE;
 use crate::logic::format::{
     btree::{Blocks, Nodes, Tree, TreeError, TreeKind, Visitor},
     inode::{self, Inode, INODE_BYTES},
@@ -133,6 +135,9 @@ pub(super) struct Tx<'a, M: Media> {
     /// A free 2 MiB chunk the allocator must not hand out (the volume's
     /// zero chunk, reserved in memory only): it reads as fully used.
     pub(super) hidden_chunk: Option<u64>,
+    /// Blocks with failed memory: free ones read as used, so that they are
+    /// never handed out (their bits stay clear on the device).
+    pub(super) poisoned: &'a Poisoned,
 }
 
 impl<'a, M: Media> Tx<'a, M> {
@@ -152,6 +157,7 @@ impl<'a, M: Media> Tx<'a, M> {
             rmap_count: 0,
             wrote_direct: false,
             hidden_chunk: None,
+            poisoned: &NO_POISON,
         }
     }
 
@@ -523,6 +529,32 @@ impl Iterator for ChangedRuns {
     }
 }
 
+impl<M: Media> Tx<'_, M> {
+    /// Bitmap word `index` as the device has it.
+    fn media_word(&self, index: u64) -> Result<u64, Error> {
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        let bytes = self.read(block)?;
+        Ok(u64::from_le_bytes(array(bytes, offset)?))
+    }
+
+    /// Poisoned blocks of chunk `chunk` that are free on the device (the
+    /// allocator sees them as used).
+    fn poisoned_free(&self, chunk: u64) -> Result<u32, Error> {
+        if self.poisoned.is_empty() {
+            return Ok(0);
+        }
+        let words = CHUNK_BLOCKS / 64;
+        let mut count = 0;
+        for index in chunk * words..(chunk + 1) * words {
+            let mask = self.poisoned.word_mask(index);
+            if mask != 0 {
+                count += (mask & !self.media_word(index)?).count_ones();
+            }
+        }
+        Ok(count)
+    }
+}
+
 impl<M: Media> SpaceStore for Tx<'_, M> {
     type Error = Error;
     fn word(&self, index: u64) -> Result<u64, Error> {
@@ -531,22 +563,31 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         if self.hidden_chunk == Some(index * 64 / CHUNK_BLOCKS) {
             return Ok(u64::MAX);
         }
-        let (block, offset) = bitmap_word(&self.layout, index)?;
-        let bytes = self.read(block)?;
-        Ok(u64::from_le_bytes(array(bytes, offset)?))
+        Ok(self.media_word(index)? | self.poisoned.word_mask(index))
     }
     fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
+        // Poisoned blocks free on the device stay free there: only the
+        // allocator's view has them used.
+        let keep_free = self.poisoned.word_mask(index) & !self.media_word(index)?;
         let (block, offset) = bitmap_word(&self.layout, index)?;
-        put(self.write(block)?, offset, &value.to_le_bytes())
+        put(
+            self.write(block)?,
+            offset,
+            &(value & !keep_free).to_le_bytes(),
+        )
     }
     fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
         if self.hidden_chunk == Some(chunk) {
             return Ok(0);
         }
         let (block, offset) = summary_entry(&self.layout, chunk)?;
-        Ok(u32::from_le_bytes(array(self.read(block)?, offset)?))
+        let free = u32::from_le_bytes(array(self.read(block)?, offset)?);
+        Ok(free.saturating_sub(self.poisoned_free(chunk)?))
     }
     fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
+        // The count the device keeps includes the hidden poisoned blocks
+        // (`set_word` already left their bits as the device has them).
+        let free = free.saturating_add(self.poisoned_free(chunk)?);
         let (block, offset) = summary_entry(&self.layout, chunk)?;
         put(self.write(block)?, offset, &free.to_le_bytes())
     }

@@ -7,7 +7,7 @@ use core::ops::ControlFlow;
 use super::{
     tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
     AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
-    NewInode, Owned, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
+    NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
 };
 use crate::logic::format::{
     btree::{Nodes, Tree},
@@ -91,6 +91,8 @@ pub struct Volume<M: Media, S: Scratch> {
     orphans: u64,
     /// The zero chunk (`reserve_zero_chunk`), if any.
     zero_chunk: Option<u64>,
+    /// Blocks with failed memory (`poison`).
+    poisoned: Poisoned,
 }
 
 fn to_name_error(error: NameError) -> Error {
@@ -333,6 +335,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             chunk_hint: 0,
             orphans: 0,
             zero_chunk: None,
+            poisoned: Poisoned::NONE,
         };
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -563,6 +566,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
+        tx.poisoned = &self.poisoned;
         let value = op(&mut tx)?;
         match tx.commit(&mut self.journal) {
             Ok(sb) => {
@@ -1409,6 +1413,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// Where file blocks `file_block..file_block + len` of `ino` live (the
     /// first run of one kind).
+    /// Blocks with failed memory are reported like the others (for
+    /// `SEEK_DATA` and `FIEMAP`); [`Self::map_data`] is for reaching data.
     pub fn map_read(&self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
         let inode = self.inode(ino)?;
         map_in(
@@ -1421,6 +1427,46 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         )
     }
 
+    /// [`Self::map_read`] for reading or mapping the data: `Poisoned` if
+    /// the first block holds failed memory (`poison`), else the run ends
+    /// before the first block that does.
+    pub fn map_data(&self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
+        self.healthy_part(self.map_read(ino, file_block, len)?)
+    }
+
+    /// `mapping` up to its first poisoned block; `Poisoned` if that is the
+    /// first one.
+    fn healthy_part(&self, mut mapping: Mapping) -> Result<Mapping, Error> {
+        if mapping.kind == MapKind::Hole {
+            return Ok(mapping);
+        }
+        match self.poisoned.first_in(mapping.physical, mapping.len) {
+            None => Ok(mapping),
+            Some(bad) if bad == mapping.physical => Err(Error::Poisoned),
+            Some(bad) => {
+                mapping.len = bad - mapping.physical;
+                Ok(mapping)
+            }
+        }
+    }
+
+    /// Records that device blocks `start..start + len` hold failed memory:
+    /// from now on they are never read or mapped for a file, nor handed
+    /// out once free. `NoSpace` when the list of poisoned blocks is full
+    /// (the caller shuts the volume down: the device is failing).
+    pub fn poison(&mut self, start: u64, len: u64) -> Result<(), Error> {
+        if self.poisoned.add(start, len) {
+            Ok(())
+        } else {
+            Err(Error::NoSpace)
+        }
+    }
+
+    /// The blocks `poison` recorded.
+    pub fn poisoned(&self) -> &Poisoned {
+        &self.poisoned
+    }
+
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// copies shared blocks; new or converted blocks are zeroed and durable
@@ -1430,10 +1476,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
             return Err(Error::TooBig);
         }
-        let current = self.map_read(ino, file_block, len)?;
+        let current = self.map_data(ino, file_block, len)?;
         if current.kind == MapKind::Data && !current.shared {
             return Ok(current);
         }
+        // Never past a poisoned block (`map_data` stopped before it).
+        let len = current.len;
         self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
             if inode.file_type() != Some(FileType::Regular) {

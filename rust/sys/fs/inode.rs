@@ -9,7 +9,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering},
 };
 
-use kernel::prelude::*;
+use kernel::{error::to_result, prelude::*};
 
 use super::{
     dentry::Dentry, file, timespec, timestamp, to_c_int, Attributes, FileSystem, NewOwner,
@@ -166,6 +166,22 @@ impl<T: FileSystem> Inode<T> {
                 .cast::<T::Info>()
                 .as_ref()
         }
+    }
+
+    /// Memory failure of pages `first..first + count` of the file: the
+    /// processes mapping them get `SIGBUS` and lose those mappings
+    /// (`mf_dax_kill_procs`; `mf_flags` as the failure came).
+    pub(crate) fn kill_mapping_procs(&self, first: u64, count: u64, mf_flags: i32) -> Result {
+        // SAFETY: The inode and its mapping are live; the kernel locks the
+        // entries (fs/dax.c's encoding, which the fault engine keeps).
+        to_result(unsafe {
+            ffi::mf_dax_kill_procs(
+                (*self.inode.as_ptr()).i_mapping,
+                first as _,
+                count as _,
+                mf_flags,
+            )
+        })
     }
 
     /// Its super block.
@@ -408,6 +424,43 @@ pub(crate) fn iget<T: FileSystem>(sb: &SuperBlock<T>, ino: u64) -> Result<InodeR
             Err(e)
         }
     }
+}
+
+/// The inode `ino` of `sb` if it is in memory (never read from the media:
+/// an inode nobody holds has no mappings to revoke).
+pub(crate) fn cached<T: FileSystem>(sb: &SuperBlock<T>, ino: u64) -> Option<InodeRef<T>> {
+    // SAFETY: `sb` is live; `ilookup` returns a referenced, filled inode or
+    // null, and never creates one.
+    let inode = unsafe { ffi::ilookup(sb.as_ptr(), ino as _) };
+    // SAFETY: As above: ours to release.
+    NonNull::new(inode).map(|inode| InodeRef(unsafe { Inode::from_raw(inode.as_ptr()) }))
+}
+
+/// Calls `visit` with every inode of `sb` that has DAX mapping entries
+/// (held referenced during the call, no lock held).
+pub(crate) fn for_each_mapped<T: FileSystem, F: FnMut(&Inode<T>)>(sb: &SuperBlock<T>, visit: F) {
+    /// # Safety
+    ///
+    /// `data` is the `F` below; `inode` a referenced inode of `T`.
+    unsafe extern "C" fn trampoline<T: FileSystem, F: FnMut(&Inode<T>)>(
+        inode: *mut ffi::inode,
+        data: *mut kernel::ffi::c_void,
+    ) {
+        // SAFETY: See the function's contract.
+        let visit = unsafe { &mut *data.cast::<F>() };
+        // SAFETY: Referenced by the walk for the call.
+        visit(&unsafe { Inode::from_raw(inode) });
+    }
+    let mut visit = visit;
+    // SAFETY: `sb` is live; the walk calls the trampoline with `visit`,
+    // which outlives it, from this thread only.
+    unsafe {
+        ffi::oxdax_sb_for_each_mapped_inode(
+            sb.as_ptr(),
+            Some(trampoline::<T, F>),
+            core::ptr::from_mut(&mut visit).cast(),
+        )
+    };
 }
 
 /// Address-space operations of DAX files: no page cache, so nothing to

@@ -142,9 +142,17 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Options for /proc/mounts (each with a leading comma).
     fn show_options(sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result;
 
-    /// The DAX device reports failed memory; `pre_remove`: the whole device
-    /// is going away. `EOPNOTSUPP` leaves the failure to the kernel.
-    fn dax_failure(info: &Self::Info, offset: u64, len: u64, pre_remove: bool) -> Result;
+    /// The DAX device reports failed memory at device bytes
+    /// `offset..offset + len` (`mf_flags`: `MF_*`; `MF_MEM_PRE_REMOVE`: the
+    /// whole device is going away). `sb` is mounted and stays so during the
+    /// call. `EOPNOTSUPP` leaves the failure to the kernel.
+    fn dax_failure(
+        sb: &SuperBlock<Self>,
+        info: &Self::Info,
+        offset: u64,
+        len: u64,
+        mf_flags: i32,
+    ) -> Result;
 
     /// The attributes of inode `ino`, to fill a new VFS inode.
     fn read_inode(info: &Self::Info, ino: u64) -> Result<Attributes>;

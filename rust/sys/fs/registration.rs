@@ -19,7 +19,11 @@ use kernel::{
     types::Opaque,
 };
 
-use super::{inode, super_block, to_c_int, FileSystem, SuperBlock};
+use super::{
+    inode,
+    super_block::{self, ActiveSuperBlock},
+    to_c_int, FileSystem, SuperBlock,
+};
 use crate::ffi;
 
 /// The `file_system_type` of a filesystem, in static memory: lockdep only
@@ -58,6 +62,9 @@ impl FsType {
 /// A super block's entry in the holder registry.
 struct Holder<T: FileSystem> {
     dax: usize,
+    /// The super block (a `*mut super_block`): valid while the entry is
+    /// registered, which `put_super` ends.
+    sb: usize,
     info: Arc<T::Info>,
 }
 
@@ -186,9 +193,15 @@ impl<T: FileSystem> Registration<T> {
     }
 
     /// Records that `info` holds DAX device `dax`.
-    pub(crate) fn add_holder(&self, dax: *mut ffi::dax_device, info: Arc<T::Info>) -> Result {
+    pub(crate) fn add_holder(
+        &self,
+        dax: *mut ffi::dax_device,
+        sb: *mut ffi::super_block,
+        info: Arc<T::Info>,
+    ) -> Result {
         let holder = Holder {
             dax: dax as usize,
+            sb: sb as usize,
             info,
         };
         let mut holders = self.holders.lock();
@@ -212,14 +225,18 @@ impl<T: FileSystem> Registration<T> {
         drop(removed);
     }
 
-    /// The info of whoever holds `dax`.
-    fn holder_of(&self, dax: *mut ffi::dax_device) -> Option<Arc<T::Info>> {
+    /// The mounted super block holding `dax`, with an active reference
+    /// (`None` before its mount finished or once its unmount began).
+    fn active_holder(
+        &self,
+        dax: *mut ffi::dax_device,
+    ) -> Option<(ActiveSuperBlock<T>, Arc<T::Info>)> {
         let holders = self.holders.lock();
-        holders
-            .iter()
-            .flatten()
-            .find(|h| h.dax == dax as usize)
-            .map(|h| h.info.clone())
+        let holder = holders.iter().flatten().find(|h| h.dax == dax as usize)?;
+        // SAFETY: Registered, so not freed yet (`put_super` unregisters it
+        // under the lock held here).
+        let sb = unsafe { ActiveSuperBlock::get(holder.sb as *mut ffi::super_block) }?;
+        Some((sb, holder.info.clone()))
     }
 
     /// What to pass as holder and holder operations to
@@ -383,15 +400,15 @@ unsafe extern "C" fn notify_failure_callback<T: FileSystem>(
     mf_flags: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
     // The holder pointer is the registration, which outlives every super
-    // block of the type. The super block itself is found in the registry:
-    // before `fill_super` registered it, or after `put_super` removed it,
-    // there is none and the kernel's generic handling applies.
+    // block of the type. The super block itself is found in the registry
+    // and pinned with an active reference: before its mount finished, or
+    // once its unmount began, there is none and the kernel's generic
+    // handling applies.
     let Some(registration) = Registration::<T>::of() else {
         return crate::sys::errno::eopnotsupp().to_errno();
     };
-    let Some(info) = registration.holder_of(dax) else {
+    let Some((sb, info)) = registration.active_holder(dax) else {
         return crate::sys::errno::eopnotsupp().to_errno();
     };
-    let pre_remove = mf_flags & ffi::MF_MEM_PRE_REMOVE != 0;
-    to_c_int(T::dax_failure(&info, offset, len, pre_remove))
+    to_c_int(T::dax_failure(&sb, &info, offset, len, mf_flags))
 }

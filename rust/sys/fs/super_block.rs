@@ -35,6 +35,44 @@ pub(crate) struct SuperBlock<T: FileSystem> {
     _type: PhantomData<T>,
 }
 
+/// A mounted super block pinned with an active reference (unmount cannot
+/// begin until it is dropped).
+pub(crate) struct ActiveSuperBlock<T: FileSystem>(SuperBlock<T>);
+
+impl<T: FileSystem> ActiveSuperBlock<T> {
+    /// An active reference on `sb` if it is mounted and its unmount has
+    /// not begun.
+    ///
+    /// # Safety
+    ///
+    /// `sb` is a super block of `T` that is not freed during the call.
+    pub(crate) unsafe fn get(sb: *mut ffi::super_block) -> Option<Self> {
+        // SAFETY: Not freed (contract); the helper only reads the flags and
+        // takes the reference if `s_active` is not zero.
+        if unsafe { ffi::oxdax_sb_get_active(sb) } {
+            // SAFETY: Alive as long as the active reference is held.
+            Some(Self(unsafe { SuperBlock::from_raw(sb) }))
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: FileSystem> core::ops::Deref for ActiveSuperBlock<T> {
+    type Target = SuperBlock<T>;
+    fn deref(&self) -> &SuperBlock<T> {
+        &self.0
+    }
+}
+
+impl<T: FileSystem> Drop for ActiveSuperBlock<T> {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `get`; dropping the last one unmounts (the
+        // caller holds no lock the unmount takes).
+        unsafe { ffi::deactivate_super(self.0.as_ptr()) };
+    }
+}
+
 impl<T: FileSystem> SuperBlock<T> {
     /// # Safety
     ///
@@ -114,7 +152,7 @@ pub(super) unsafe fn fill_super<T: FileSystem>(
     let info = T::fill_super(&this, options)?;
     let dax = T::dax(&info).as_ptr();
     let registration = Registration::<T>::of().ok_or(ENODEV)?;
-    registration.add_holder(dax, info.clone())?;
+    registration.add_holder(dax, sb, info.clone())?;
     // SAFETY: Published for the callbacks below and every later one;
     // `release_info` takes it back.
     unsafe { (*sb).s_fs_info = Arc::into_raw(info).cast_mut().cast() };

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory failures on the device (`->notify_failure`): who owns the failed
+//! blocks, and what happens to them (Documentation/oxdax/failure.rst).
+//!
+//! - File data: every file sharing the blocks (the reverse map names each
+//!   sharer and file offset) has the processes mapping those pages killed
+//!   (`mf_dax_kill_procs`: `BUS_MCEERR_AR` for the task that consumed the
+//!   poison, `BUS_MCEERR_AO` for others that asked for early kills).
+//! - Metadata: the filesystem shuts down.
+//! - Free blocks: nothing to kill.
+//!
+//! In every case the blocks are remembered as poisoned (`Volume::poison`):
+//! never read or mapped again for a file (reads fail with `EIO`, faults
+//! raise `SIGBUS`), never handed out once free.
+//!
+//! Device removal (`MF_MEM_PRE_REMOVE`) shuts the filesystem down and
+//! takes every mapping of the device's memory away, killing the processes
+//! that have them, before the memory goes.
+
+use kernel::{fmt, prelude::*};
+
+use super::{mmap, Info, OxdaxFs, BLOCK};
+use crate::{
+    ffi,
+    logic::fs::{Error as FsError, Owned},
+    sys::{
+        errno as sys_errno,
+        fs::{inode, Inode, SuperBlock},
+    },
+};
+
+/// Most owners one failure reports to (each sharer of a reflinked block is
+/// one): a failure cannot allocate without bound.
+const MAX_OWNERS: usize = 65536;
+
+/// What the reverse map says of a failed range.
+#[derive(Default)]
+struct Damage {
+    /// File ranges mapping the failed blocks.
+    data: KVec<Owned>,
+    /// A failed metadata block, if any.
+    metadata: Option<u64>,
+    /// The list of poisoned blocks is full.
+    too_many: bool,
+    /// Not every owner could be recorded.
+    incomplete: bool,
+}
+
+/// `->notify_failure` of a mounted oxdax filesystem.
+pub(super) fn dax_failure(
+    sb: &SuperBlock<OxdaxFs>,
+    info: &Info,
+    offset: u64,
+    len: u64,
+    mf_flags: i32,
+) -> Result {
+    if mf_flags & ffi::MF_MEM_PRE_REMOVE != 0 {
+        revoke_everything(sb, info);
+        return Ok(());
+    }
+    let first = offset / BLOCK;
+    let end = offset.saturating_add(len).div_ceil(BLOCK);
+    if end <= first {
+        return Err(EINVAL);
+    }
+    let damage = match assess(info, first, end - first) {
+        Ok(damage) => damage,
+        // Shut down already: the volume answers nothing, the kernel's
+        // generic handling still finds the mappers through the pages.
+        Err(FsError::Shutdown) => return Err(sys_errno::eopnotsupp()),
+        Err(e) => return Err(info.errno(e)),
+    };
+    let mut result = Ok(());
+    for owned in damage.data.iter() {
+        // Not in memory: nobody maps it.
+        if let Some(inode) = inode::cached(sb, owned.owner) {
+            if let Err(e) = inode.kill_mapping_procs(owned.file_block, owned.len, mf_flags) {
+                result = result.and(Err(e));
+            }
+        }
+    }
+    if let Some(block) = damage.metadata {
+        shut_down(info, fmt!("memory failure in metadata block {}", block));
+    } else if damage.too_many {
+        shut_down(info, fmt!("too many blocks with failed memory"));
+    } else if damage.incomplete {
+        shut_down(
+            info,
+            fmt!("cannot list every owner of failed block {}", first),
+        );
+    }
+    result
+}
+
+/// Records blocks `first..first + count` as poisoned and lists their owners.
+fn assess(info: &Info, first: u64, count: u64) -> Result<Damage, FsError> {
+    let Some(_alive) = info.dax.read_lock() else {
+        return Err(FsError::Shutdown);
+    };
+    let mut volume = info.volume.lock();
+    let mut damage = Damage::default();
+    let data_start = volume.superblock().layout.data_start;
+    if first < data_start {
+        // The fixed areas (superblocks, journal, free-space maps) are not
+        // in the reverse map.
+        damage.metadata = Some(first);
+    }
+    match volume.poison(first, count) {
+        Ok(()) => {}
+        Err(FsError::NoSpace) => damage.too_many = true,
+        Err(e) => return Err(e),
+    }
+    let start = first.max(data_start);
+    let end = first + count;
+    if start < end {
+        volume.owners(start, end - start, &mut |owned| {
+            if owned.metadata {
+                damage.metadata.get_or_insert(owned.start);
+            } else if damage.data.len() >= MAX_OWNERS
+                || damage.data.push(*owned, GFP_KERNEL).is_err()
+            {
+                damage.incomplete = true;
+                return false;
+            }
+            true
+        })?;
+    }
+    Ok(damage)
+}
+
+/// Shuts the filesystem down, with one line saying why.
+fn shut_down(info: &Info, why: core::fmt::Arguments<'_>) {
+    let mut volume = info.volume.lock();
+    if !volume.is_shut_down() {
+        pr_crit!("{}: {}: shutting down\n", info.id(), why);
+        volume.shut_down();
+    }
+}
+
+/// The device is going away: no new fault may map its memory (the volume
+/// is shut down, so every fault fails), and every mapping there is goes,
+/// its processes killed as xfs does.
+fn revoke_everything(sb: &SuperBlock<OxdaxFs>, info: &Info) {
+    shut_down(info, fmt!("device is being removed"));
+    inode::for_each_mapped(sb, |inode: &Inode<OxdaxFs>| {
+        // Exclusive: waits for the faults in flight, which may have mapped
+        // blocks before the shutdown.
+        let Some(_faults_off) = inode.invalidate_lock(true) else {
+            return;
+        };
+        let Some(entries) = inode.entries() else {
+            return;
+        };
+        let mut index = 0;
+        while let Ok(Some((entry, at))) = entries.first_in(index, u64::MAX >> 12) {
+            // One page of each entry: the kill unmaps the whole PMD.
+            let _ = inode.kill_mapping_procs(at, 1, ffi::MF_MEM_PRE_REMOVE);
+            index = at + entry.pages();
+        }
+        if let Err(e) = mmap::quiesce_locked(inode, 0, u64::MAX, true) {
+            pr_err!(
+                "{}: inode {}: mappings not removed: {:?}\n",
+                info.id(),
+                inode.ino(),
+                e
+            );
+        }
+    });
+}
