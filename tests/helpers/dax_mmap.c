@@ -15,6 +15,13 @@
  *   dax_mmap poison FILE                    madvise(MADV_HWPOISON) on a mapped
  *                                           page must raise SIGBUS BUS_MCEERR_AR
  *                                           at that page
+ *   dax_mmap pfn    FILE                    print the page frame number of
+ *                                           FILE's first page (for
+ *                                           /sys/kernel/debug/hwpoison)
+ *   dax_mmap hold   FILE SIZE               map FILE (created SIZE long),
+ *                                           store to every page, print "ready",
+ *                                           then keep loading from the mapping
+ *                                           until a signal ends the process
  *
  * Exit status 0 when everything is as expected; messages on stderr.
  */
@@ -195,6 +202,55 @@ static int do_poison(const char *path)
 	return 0;
 }
 
+static int do_hold(const char *path, size_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	volatile unsigned char *map;
+	unsigned long sum = 0;
+
+	if (fd < 0)
+		return die("open");
+	if (ftruncate(fd, size))
+		return die("ftruncate");
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap");
+	for (size_t i = 0; i < size; i += 4096)
+		map[i] = 0x5a;
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		for (size_t i = 0; i < size; i += 4096)
+			sum += map[i];
+		usleep(10000);
+	}
+	return sum == 0;
+}
+
+static int do_pfn(const char *path)
+{
+	int fd = open(path, O_RDONLY), pagemap = open("/proc/self/pagemap", O_RDONLY);
+	volatile unsigned char *map;
+	uint64_t entry;
+
+	if (fd < 0 || pagemap < 0)
+		return die("open");
+	map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return die("mmap");
+	(void)map[0];
+	if (pread(pagemap, &entry, sizeof(entry), (uintptr_t)map / 4096 * sizeof(entry)) !=
+	    sizeof(entry))
+		return die("pagemap");
+	/* Bit 63: present; bits 0-54: the frame (root sees it). */
+	if (!(entry >> 63) || !(entry & ((1ull << 55) - 1))) {
+		fprintf(stderr, "dax_mmap: %s: page not present in pagemap\n", path);
+		return 1;
+	}
+	printf("%#llx\n", (unsigned long long)(entry & ((1ull << 55) - 1)));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "write"))
@@ -208,6 +264,10 @@ int main(int argc, char **argv)
 		return do_nosync(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "poison"))
 		return do_poison(argv[2]);
-	fprintf(stderr, "usage: dax_mmap write|verify|flags|nosync|poison FILE [SIZE SEED [sync]]\n");
+	if (argc == 3 && !strcmp(argv[1], "pfn"))
+		return do_pfn(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "hold"))
+		return do_hold(argv[2], strtoull(argv[3], NULL, 0));
+	fprintf(stderr, "usage: dax_mmap write|verify|flags|nosync|poison|pfn|hold FILE [SIZE [SEED [sync]]]\n");
 	return 2;
 }
