@@ -424,28 +424,17 @@ impl<K: TreeKind> Tree<K> {
         let right = store.allocate().map_err(TreeError::Store)?;
         self.init_node(store, right, level)?;
         let keep = count / 2;
-        // Entries move one at a time through a small buffer: this code runs
-        // on kernel stacks, where a node-sized buffer does not belong.
-        let mut entry = [0u8; MAX_ENTRY_BYTES];
-        let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
+        copy_entries(store, size, (block, keep), (right, 0), count - keep)?;
         // The right sibling's first key, the separator for the parent: the
         // new entry never lands before it (an index <= keep goes left).
         let mut separator = [0u8; MAX_KEY_BYTES];
-        for moved in 0..count - keep {
-            let from = HEADER_BYTES + (keep + moved) * size;
-            let to = HEADER_BYTES + moved * size;
-            entry.copy_from_slice(
-                store
-                    .node(block)
-                    .map_err(TreeError::Store)?
-                    .get(from..from + size)
-                    .ok_or(TreeError::BadArgument)?,
-            );
-            if moved == 0 {
-                separator[..K::KEY].copy_from_slice(&entry[..K::KEY]);
-            }
-            put(store.node_mut(right).map_err(TreeError::Store)?, to, entry);
-        }
+        separator[..K::KEY].copy_from_slice(
+            store
+                .node(right)
+                .map_err(TreeError::Store)?
+                .get(HEADER_BYTES..HEADER_BYTES + K::KEY)
+                .ok_or(TreeError::BadArgument)?,
+        );
         {
             let left = store.node_mut(block).map_err(TreeError::Store)?;
             if let Some(tail) =
@@ -589,20 +578,7 @@ impl<K: TreeKind> Tree<K> {
         // An internal right child's first key bounds its first subtree
         // from below, so it stays a valid separator inside the left node.
         let size = entry_size::<K>(level);
-        let mut entry = [0u8; MAX_ENTRY_BYTES];
-        let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
-        for moved in 0..right_count {
-            let from = HEADER_BYTES + moved * size;
-            let to = HEADER_BYTES + (left_count + moved) * size;
-            entry.copy_from_slice(
-                store
-                    .node(right)
-                    .map_err(TreeError::Store)?
-                    .get(from..from + size)
-                    .ok_or(TreeError::BadArgument)?,
-            );
-            put(store.node_mut(left).map_err(TreeError::Store)?, to, entry);
-        }
+        copy_entries(store, size, (right, 0), (left, left_count), right_count)?;
         let node = store.node_mut(left).map_err(TreeError::Store)?;
         put(
             node,
@@ -794,6 +770,37 @@ impl<K: TreeKind> Tree<K> {
         }
         Ok(entries)
     }
+}
+
+/// Copies `count` entries of `size` bytes from entry `from.1` of node
+/// `from.0` to entry `to.1` of node `to.0` (another node). One entry at a
+/// time through a small buffer: this runs on kernel stacks, where a
+/// node-sized buffer does not belong.
+fn copy_entries<S: Blocks>(
+    store: &mut S,
+    size: usize,
+    from: (u64, usize),
+    to: (u64, usize),
+    count: usize,
+) -> TResult<(), S::Error> {
+    let mut entry = [0u8; MAX_ENTRY_BYTES];
+    let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
+    for i in 0..count {
+        let at = HEADER_BYTES + (from.1 + i) * size;
+        entry.copy_from_slice(
+            store
+                .node(from.0)
+                .map_err(TreeError::Store)?
+                .get(at..at + size)
+                .ok_or(TreeError::BadArgument)?,
+        );
+        put(
+            store.node_mut(to.0).map_err(TreeError::Store)?,
+            HEADER_BYTES + (to.1 + i) * size,
+            entry,
+        );
+    }
+    Ok(())
 }
 
 /// Inserts an entry at `index` of a node holding `count`; `false` (nothing
