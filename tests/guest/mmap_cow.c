@@ -49,20 +49,6 @@ static void remount_reopen(struct __test_metadata *_metadata, const char *x, int
 	ASSERT_EQ(0, (ret)) TH_LOG("clone: %s", strerror(errno)); \
 } while (0)
 
-/* Creates @name holding @size bytes of the pattern under @seed. */
-static int make_file(const char *name, size_t size, uint64_t seed)
-{
-	int fd = open(fs_path("%s", name), O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		return -1;
-	if (fs_write_pattern(fd, 0, size, seed) != size || fsync(fd)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* One range of a file that a child process checks through its own mapping. */
 struct expect {
 	const char *name;
@@ -109,7 +95,7 @@ TEST_F(mm, store_through_clone_keeps_source)
 	const size_t size = MIB;
 	struct mm_snap a, b;
 	unsigned char *pa, *pb;
-	int fa = make_file("a", size, 30), fb;
+	int fa = fs_make_pattern_file("a", size, 30), fb;
 
 	ASSERT_LE(0, fa);
 	fb = open(fs_path("b"), O_RDWR | O_CREAT, 0644);
@@ -164,7 +150,7 @@ TEST_F(mm, store_through_source_after_clone_keeps_clone)
 	const size_t size = MIB;
 	struct mm_snap a, b;
 	unsigned char *pa;
-	int fa = make_file("a", size, 32), fb;
+	int fa = fs_make_pattern_file("a", size, 32), fb;
 
 	ASSERT_LE(0, fa);
 	fb = open(fs_path("b"), O_RDWR | O_CREAT, 0644);
@@ -217,7 +203,7 @@ TEST_F(mm, clone_again_copies_again)
 	const size_t size = 512 * KIB;
 	struct mm_snap a, b, c, d;
 	unsigned char *pb;
-	int fa = make_file("a", size, 35), fb, fc;
+	int fa = fs_make_pattern_file("a", size, 35), fb, fc;
 
 	ASSERT_LE(0, fa);
 	fb = open(fs_path("b"), O_RDWR | O_CREAT, 0644);
@@ -275,7 +261,7 @@ TEST_F(mm, write_to_shared_range_shows_in_other_mapping)
 {
 	const size_t size = MIB;
 	unsigned char buf[8 * KIB], go = 1;
-	int fa = make_file("a", size, 40), fb, ready[2], start[2], status;
+	int fa = fs_make_pattern_file("a", size, 40), fb, ready[2], start[2], status;
 	pid_t pid;
 
 	ASSERT_LE(0, fa);
@@ -341,8 +327,8 @@ TEST_F(mm, clone_into_mapped_destination)
 {
 	const size_t size = MIB;
 	unsigned char *pb, *pd;
-	int fa = make_file("a", size, 50), fb = make_file("b", size, 51);
-	int fd = make_file("d", size, 52);
+	int fa = fs_make_pattern_file("a", size, 50), fb = fs_make_pattern_file("b", size, 51);
+	int fd = fs_make_pattern_file("d", size, 52);
 
 	ASSERT_LE(0, fa);
 	ASSERT_LE(0, fb);

@@ -173,21 +173,6 @@ static void expect_mce(struct __test_metadata *_metadata, const char *who,
 		TH_LOG("%s: expected si_addr_lsb %d, got %d", who, lsb, m->lsb);
 }
 
-/* Creates @name holding @size bytes of the pattern under @seed, fsynced;
- * returns it open read-write, or -1. */
-static int make_file(const char *name, size_t size, uint64_t seed)
-{
-	int fd = open(fs_path("%s", name), O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		return -1;
-	if (fs_write_pattern(fd, 0, size, seed) != size || fsync(fd)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Whether the page at @p, a mapping of file offset @off, loads without a
  * signal and holds the pattern under @seed. */
 static bool page_reads(void *p, off_t off, uint64_t seed)
@@ -218,7 +203,7 @@ static unsigned char *map_touched(int fd, uint64_t seed)
  */
 static int poisoned_file(struct __test_metadata *_metadata, uint64_t seed)
 {
-	int fd = make_file("f", 4 * MM_PAGE, seed);
+	int fd = fs_make_pattern_file("f", 4 * MM_PAGE, seed);
 	unsigned char *p;
 	struct mce got;
 
@@ -238,7 +223,7 @@ static int poisoned_file(struct __test_metadata *_metadata, uint64_t seed)
 
 TEST_F(mm, hwpoison_data_page_sigbus_ar)
 {
-	int fd = make_file("f", 4 * MM_PAGE, 1);
+	int fd = fs_make_pattern_file("f", 4 * MM_PAGE, 1);
 	unsigned char *p;
 	struct mce got;
 	int ret;
@@ -360,7 +345,7 @@ static bool sharer_ready(struct sharer *s)
  */
 static bool generic_handling(struct __test_metadata *_metadata)
 {
-	int fd = make_file("probe", MM_PAGE, 12);
+	int fd = fs_make_pattern_file("probe", MM_PAGE, 12);
 	struct kmsg_watch w;
 	unsigned char *p;
 	struct mce got;
@@ -395,7 +380,7 @@ TEST_F(mm, reflinked_sharer_gets_sigbus_others_untouched)
 	struct sharer *s = mmap(NULL, 2 * sizeof(*s), PROT_READ | PROT_WRITE,
 				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct sharer *sb = &s[0], *sc = &s[1];
-	int fa = make_file("a", 4 * MM_PAGE, 2), fb, fc;
+	int fa = fs_make_pattern_file("a", 4 * MM_PAGE, 2), fb, fc;
 	unsigned char *pa;
 	struct mce got;
 	int status;
@@ -412,7 +397,7 @@ TEST_F(mm, reflinked_sharer_gets_sigbus_others_untouched)
 		ASSERT_EQ(0, errno) TH_LOG("FICLONE a -> b: %s", strerror(errno));
 	}
 	ASSERT_EQ(0, fsync(fb));
-	fc = make_file("c", 4 * MM_PAGE, 3);
+	fc = fs_make_pattern_file("c", 4 * MM_PAGE, 3);
 	ASSERT_LE(0, fc);
 	ASSERT_FALSE(generic_handling(_metadata))
 		TH_LOG("%s leaves data failures to the kernel's generic handling, which would oops "
@@ -671,7 +656,7 @@ static long long device_offset(int fd)
 
 TEST_F(mm, metadata_poison_shuts_down)
 {
-	int fd = make_file("f", MM_PAGE, 11);
+	int fd = fs_make_pattern_file("f", MM_PAGE, 11);
 	struct kmsg_watch w;
 	unsigned char *p;
 	long long phys;

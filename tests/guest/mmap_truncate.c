@@ -23,24 +23,11 @@
 
 MM_FIXTURE(mm);
 
-static int make_file(const char *name, size_t size, uint64_t seed)
-{
-	int fd = open(fs_path("%s", name), O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		return -1;
-	if (fs_write_pattern(fd, 0, size, seed) != size || fsync(fd)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 TEST_F(mm, truncate_smaller_then_larger)
 {
 	const size_t size = MIB, small = 256 * KIB + 100;
 	const size_t eof_page_end = 260 * KIB;
-	int fd = make_file("f", size, 100);
+	int fd = fs_make_pattern_file("f", size, 100);
 	unsigned char *p, buf[64];
 
 	ASSERT_LE(0, fd);
@@ -88,7 +75,7 @@ static void zero_while_mapped(struct __test_metadata *_metadata, int mode)
 	static const struct { off_t off; size_t len; } r[] = {
 		{ 64 * KIB, 64 * KIB }, { 300 * KIB + 100, 10000 }, { 2 * MIB + 512 * KIB, 256 * KIB },
 	};
-	int fd = make_file("f", size, 101);
+	int fd = fs_make_pattern_file("f", size, 101);
 	unsigned char *p, buf[64];
 	long long blocks;
 
@@ -154,7 +141,7 @@ TEST_F(mm, unlinked_file_stays_mapped)
 {
 	const size_t size = 8 * MIB;
 	uint64_t before, unlinked, unmapped;
-	int fd = make_file("f", size, 104);
+	int fd = fs_make_pattern_file("f", size, 104);
 	unsigned char *p;
 
 	ASSERT_LE(0, fd);
@@ -187,7 +174,7 @@ TEST_F(mm, unlinked_file_stays_mapped)
 static void io_through_mapping(struct __test_metadata *_metadata, int flags)
 {
 	const size_t size = 4 * MIB;
-	int fd = make_file("f", size, 106), io;
+	int fd = fs_make_pattern_file("f", size, 106), io;
 	unsigned char *p;
 
 	ASSERT_LE(0, fd);

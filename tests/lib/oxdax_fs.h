@@ -343,7 +343,6 @@ static inline long long fs_check_fill(const void *buf, size_t len, uint64_t offs
 	return -1;
 }
 
-/* Whether @len bytes at @buf are all zero. */
 /* Writes the pattern under @seed to [@off, @off + @len) of @fd; returns
  * the bytes written (short at ENOSPC), with errno set if short. */
 static inline size_t fs_write_pattern(int fd, off_t off, size_t len, uint64_t seed)
@@ -366,6 +365,21 @@ static inline size_t fs_write_pattern(int fd, off_t off, size_t len, uint64_t se
 		}
 	}
 	return done;
+}
+
+/* Creates @name (under the mount) holding @size bytes of the pattern under
+ * @seed, fsynced; returns it open read-write, or -1. */
+static inline int fs_make_pattern_file(const char *name, size_t size, uint64_t seed)
+{
+	int fd = open(fs_path("%s", name), O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		return -1;
+	if (fs_write_pattern(fd, 0, size, seed) != size || fsync(fd)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* First offset in [@off, @off + @len) of @fd whose byte is not the pattern
