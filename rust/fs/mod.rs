@@ -323,6 +323,18 @@ fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol
 }
 
 impl OxdaxFs {
+    /// Takes block `block` (with failed memory) out of `inode`'s file, as a
+    /// punched hole: its mappings go first.
+    fn drop_poisoned_block(inode: &Inode<Self>, block: u64, now: Timestamp) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let start = block * BLOCK;
+        let _faults_off = mmap::quiesce(inode, start, start + BLOCK, false)?;
+        let record = info.call(|v| v.punch_hole(ino, start, BLOCK, now))?;
+        refresh(inode, &record);
+        Ok(())
+    }
+
     /// The block range a transfer of `pos..end` still needs.
     fn blocks(pos: u64, end: u64) -> (u64, u64) {
         let first = pos / BLOCK;
@@ -354,20 +366,6 @@ fn io_errno(e: Error) -> Error {
         EIO
     } else {
         e
-    }
-}
-
-impl OxdaxFs {
-    /// Takes block `block` (with failed memory) out of `inode`'s file, as a
-    /// punched hole: its mappings go first.
-    fn drop_poisoned_block(inode: &Inode<Self>, block: u64, now: Timestamp) -> Result {
-        let info = inode_info(inode)?;
-        let ino = inode.ino();
-        let start = block * BLOCK;
-        let _faults_off = mmap::quiesce(inode, start, start + BLOCK, false)?;
-        let record = info.call(|v| v.punch_hole(ino, start, BLOCK, now))?;
-        refresh(inode, &record);
-        Ok(())
     }
 }
 
@@ -787,7 +785,10 @@ impl FileSystem for OxdaxFs {
                     // The whole block is overwritten: the file gets a new
                     // one and the failed one (freed, remembered as
                     // poisoned) is never used again.
-                    Self::drop_poisoned_block(inode, first, now)?;
+                    if let Err(e) = Self::drop_poisoned_block(inode, first, now) {
+                        failure = Some(io_errno(e));
+                        break;
+                    }
                     continue;
                 }
                 Err(e) => {

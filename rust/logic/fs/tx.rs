@@ -568,7 +568,12 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
         // Poisoned blocks free on the device stay free there: only the
         // allocator's view has them used.
-        let keep_free = self.poisoned.word_mask(index) & !self.media_word(index)?;
+        let poisoned = self.poisoned.word_mask(index);
+        let keep_free = if poisoned == 0 {
+            0
+        } else {
+            poisoned & !self.media_word(index)?
+        };
         let (block, offset) = bitmap_word(&self.layout, index)?;
         put(
             self.write(block)?,

@@ -1462,11 +1462,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
-    /// The blocks `poison` recorded.
-    pub fn poisoned(&self) -> &Poisoned {
-        &self.poisoned
-    }
-
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// copies shared blocks; new or converted blocks are zeroed and durable
