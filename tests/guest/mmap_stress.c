@@ -72,7 +72,7 @@
 #include <sys/uio.h>
 
 #include "kselftest_harness.h"
-#include "oxdax_fs.h"
+#include "oxdax_mmap.h"
 
 #ifndef MAP_SHARED_VALIDATE
 #define MAP_SHARED_VALIDATE 0x03
@@ -408,36 +408,6 @@ static void report_sigbus(const char *how, int f, const unsigned char *base, uin
 	     (long long)sh->size[f]);
 }
 
-/*
- * Maps [@off, @off + @len) of @fd at an address that is 2 MiB-aligned plus
- * @misalign (a multiple of the page size): aligned with a 2 MiB-aligned
- * @off, the mapping is PMD-eligible. Returns MAP_FAILED with errno set.
- */
-static void *map_aligned(int fd, uint64_t off, size_t len, int prot, int flags, size_t misalign)
-{
-	size_t total = len + PMD_SIZE + misalign;
-	unsigned char *res, *at;
-	void *p;
-	int err;
-
-	res = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (res == MAP_FAILED)
-		return MAP_FAILED;
-	at = (unsigned char *)round_up((uintptr_t)res, PMD_SIZE) + misalign;
-	p = mmap(at, len, prot, flags | MAP_FIXED, fd, off);
-	if (p == MAP_FAILED) {
-		err = errno;
-		munmap(res, total);
-		errno = err;
-		return MAP_FAILED;
-	}
-	if (at > res)
-		munmap(res, at - res);
-	if (res + total > at + len)
-		munmap(at + len, res + total - (at + len));
-	return p;
-}
-
 /* ------------------------------------------------------------------ */
 /* The model                                                           */
 
@@ -703,7 +673,7 @@ static void op_pmd_window(struct worker *w, int f)
 	if (pick_stripe(w, f, sh->size[f]) < 0)
 		return;
 	chunk = round_down(pick_stripe(w, f, sh->size[f]), PMD_SIZE);
-	m = map_aligned(w->fd[f], chunk, PMD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	m = mm_mmap_aligned(PMD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd[f], chunk, 0);
 	if (m == MAP_FAILED) {
 		fail("mmap 2 MiB of %s at %#llx: %s", file_name(f), (unsigned long long)chunk,
 		     strerror(errno));
@@ -1024,8 +994,8 @@ static void do_op(struct worker *w)
 static int map_process_wide(size_t misalign)
 {
 	for (int f = 0; f < MAX_FILES; f++) {
-		pmap[f] = map_aligned(map_fd[f], 0, cfg.max_size, PROT_READ | PROT_WRITE,
-				      MAP_SHARED, misalign);
+		pmap[f] = mm_mmap_aligned(cfg.max_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+					  map_fd[f], 0, misalign);
 		if (pmap[f] == MAP_FAILED)
 			return -errno;
 	}
@@ -1154,7 +1124,7 @@ static int check_file_map(struct coord *c, int f, const char *when)
 
 	if (!len)
 		return 0;
-	m = map_aligned(c->fd[f], 0, len, PROT_READ, MAP_SHARED, 0);
+	m = mm_mmap_aligned(len, PROT_READ, MAP_SHARED, c->fd[f], 0, 0);
 	if (m == MAP_FAILED) {
 		fail("%s: mmap %s: %s", when, file_name(f), strerror(errno));
 		return -1;

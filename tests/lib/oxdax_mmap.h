@@ -3,12 +3,12 @@
  * Helpers for the mmap_* guest tests (DAX mappings of files on the
  * filesystem named by OXDAX_FS, see oxdax_fs.h):
  *
- *  - mm_map(): mmap() that says why it failed; the one failure expected on
- *    oxdax before its DAX fault engine lands is ENODEV, reported as such.
- *    Mappings made with it are remembered so that a test's teardown can
- *    unmap what a failed ASSERT left mapped (else the unmount is busy).
+ *  - mm_map(): mmap() that says why it failed. Mappings made with it are
+ *    remembered so that a test's teardown can unmap what a failed ASSERT
+ *    left mapped (else the unmount is busy).
  *  - mm_map_aligned(): the same at a 2 MiB-aligned address (PMD-eligible
- *    when the file offset is 2 MiB-aligned too).
+ *    when the file offset is 2 MiB-aligned too); mm_mmap_aligned(): a plain
+ *    mmap() there, or at a chosen distance past such an address.
  *  - mm_touch(): one load or store that reports the signal it raised
  *    (SIGBUS, SIGSEGV) instead of dying of it.
  *  - struct mm_snap: oxdax's fault counters (debugfs, per disk) and this
@@ -195,44 +195,49 @@ static inline void mm_forget(void *addr)
 			mm_maps[i].addr = NULL;
 }
 
+/* Says why an mmap() of the filesystem under test failed; keeps errno. */
+static inline void mm_map_failed(size_t len, int prot, int flags, off_t off)
+{
+	int err = errno;
+
+	fprintf(stderr, "# mmap(%zu bytes at file offset %lld, prot %#x, flags %#x) on %s: %s\n",
+		len, (long long)off, prot, flags, fs_type(), strerror(err));
+	errno = err;
+}
+
 /*
- * mmap() of a file of the filesystem under test. On failure prints why
- * (with a word on oxdax's missing fault engine for ENODEV) and returns
- * MAP_FAILED with errno kept.
+ * mmap() of a file of the filesystem under test. On failure prints why and
+ * returns MAP_FAILED with errno kept.
  */
 static inline void *mm_map(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	void *p = mmap(addr, len, prot, flags, fd, off);
-	int err = errno;
 
 	if (p == MAP_FAILED) {
-		const char *why = "";
-
-		if (fs_is("oxdax") && err == ENODEV)
-			why = " -- oxdax files cannot be mapped yet (no DAX fault engine)";
-		else if (fs_is("oxdax") && err == EOPNOTSUPP && (flags & MAP_SYNC))
-			why = " -- oxdax does not take MAP_SYNC yet (FOP_MMAP_SYNC)";
-		fprintf(stderr, "# mmap(%zu bytes at file offset %lld, prot %#x, flags %#x) on %s: %s%s\n",
-			len, (long long)off, prot, flags, fs_type(), strerror(err), why);
-		errno = err;
+		mm_map_failed(len, prot, flags, off);
 		return p;
 	}
 	mm_remember(p, len);
 	return p;
 }
 
-/* mm_map() at a 2 MiB-aligned address chosen here. */
-static inline void *mm_map_aligned(size_t len, int prot, int flags, int fd, off_t off)
+/*
+ * Plain mmap() of [@off, @off + @len) of @fd at an address that is 2 MiB
+ * aligned plus @misalign (a multiple of the page size): with a 2 MiB-aligned
+ * @off the mapping is PMD-eligible. Returns MAP_FAILED with errno set.
+ */
+static inline void *mm_mmap_aligned(size_t len, int prot, int flags, int fd, off_t off,
+				    size_t misalign)
 {
-	size_t span = len + MM_PMD;
+	size_t span = len + MM_PMD + misalign;
 	char *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			  -1, 0);
 	char *at, *p;
 
 	if (base == MAP_FAILED)
 		return MAP_FAILED;
-	at = (char *)(((uintptr_t)base + MM_PMD - 1) & ~(uintptr_t)(MM_PMD - 1));
-	p = mm_map(at, len, prot, flags | MAP_FIXED, fd, off);
+	at = (char *)(((uintptr_t)base + MM_PMD - 1) & ~(uintptr_t)(MM_PMD - 1)) + misalign;
+	p = mmap(at, len, prot, flags | MAP_FIXED, fd, off);
 	if (p == MAP_FAILED) {
 		int err = errno;
 
@@ -244,6 +249,19 @@ static inline void *mm_map_aligned(size_t len, int prot, int flags, int fd, off_
 		munmap(base, at - base);
 	if (base + span > at + len)
 		munmap(at + len, base + span - (at + len));
+	return p;
+}
+
+/* mm_map() at a 2 MiB-aligned address chosen here. */
+static inline void *mm_map_aligned(size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = mm_mmap_aligned(len, prot, flags, fd, off, 0);
+
+	if (p == MAP_FAILED) {
+		mm_map_failed(len, prot, flags, off);
+		return p;
+	}
+	mm_remember(p, len);
 	return p;
 }
 
