@@ -141,8 +141,6 @@ TEST_F(fs, clone_cow_through_mmap)
 
 	/* Both mapped and read first, so both map the shared blocks. */
 	s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, src, 0);
-	if (s == MAP_FAILED && errno == ENODEV && fs_is("oxdax"))
-		SKIP(return, "oxdax files cannot be mapped until its fault engine lands");
 	d = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, dst, 0);
 	ASSERT_NE(MAP_FAILED, s);
 	ASSERT_NE(MAP_FAILED, d);

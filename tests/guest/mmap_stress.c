@@ -54,8 +54,7 @@
  * (OXDAX_TEST_TIMEOUT, 600 s).
  *
  * ext4 has no reflink: its FICLONE(RANGE) refusals are counted, not failed.
- * oxdax files that cannot be mapped yet (ENODEV) skip the test. OXDAX_FS
- * chooses the filesystem (tests/lib/oxdax_fs.h).
+ * OXDAX_FS chooses the filesystem (tests/lib/oxdax_fs.h).
  */
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -1337,8 +1336,6 @@ TEST_F_TIMEOUT(fs, stress, 3600)
 	{
 		void *probe = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, c.fd[0], 0);
 
-		if (probe == MAP_FAILED && errno == ENODEV && fs_is("oxdax"))
-			SKIP(return, "oxdax files cannot be mapped until its fault engine lands");
 		ASSERT_NE(MAP_FAILED, probe) TH_LOG("mmap: %s", strerror(errno));
 		munmap(probe, PAGE);
 	}
