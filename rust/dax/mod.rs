@@ -172,6 +172,22 @@ impl Engine {
         }
     }
 
+    /// Stops mapping holes to the zero chunk if it lies in device bytes
+    /// `start..end` (its memory failed); returns whether it did.
+    pub(crate) fn drop_zero_chunk_in(&self, start: u64, end: u64) -> bool {
+        let chunk = self.zero_chunk.load(Ordering::Relaxed);
+        let hit = chunk != u64::MAX && chunk < end && start < chunk + PMD_PAGES * PAGE;
+        if hit {
+            self.zero_chunk.store(u64::MAX, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// The page frames of device bytes `start..end`.
+    pub(crate) fn frames(&self, start: u64, end: u64) -> core::ops::Range<u64> {
+        self.frame(start)..self.frame(end.saturating_add(PAGE - 1))
+    }
+
     /// The mapped device.
     pub(crate) fn memory(&self) -> &PmemMemory {
         &self.memory

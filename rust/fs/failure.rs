@@ -10,6 +10,13 @@
 //! - Metadata: the filesystem shuts down.
 //! - Free blocks: nothing to kill.
 //!
+//! When the reverse map cannot answer (shut down, damaged), the mappers
+//! are found through the mapping entries of every inode in memory instead.
+//! A failure in the zero chunk the engine maps over 2 MiB holes (no file
+//! owns it) kills nobody: its mappings are removed, and holes get zero
+//! pages from then on. The kernel's generic handling is never left to do it: it
+//! dereferences the shared-page marker fs/dax.c puts in pages' `mapping`.
+//!
 //! In every case the blocks are remembered as poisoned (`Volume::poison`):
 //! never read or mapped again for a file (reads fail with `EIO`, faults
 //! raise `SIGBUS`), never handed out once free.
@@ -24,10 +31,7 @@ use super::{mmap, Info, OxdaxFs, BLOCK};
 use crate::{
     ffi,
     logic::fs::{Error as FsError, Owned},
-    sys::{
-        errno as sys_errno,
-        fs::{inode, Inode, SuperBlock},
-    },
+    sys::fs::{inode, Inode, SuperBlock},
 };
 
 /// Most owners one failure reports to (each sharer of a reflinked block is
@@ -64,12 +68,28 @@ pub(super) fn dax_failure(
     if end <= first {
         return Err(EINVAL);
     }
+    let zero_chunk = info.engine.drop_zero_chunk_in(first * BLOCK, end * BLOCK);
     let damage = match assess(info, first, end - first) {
-        Ok(damage) => damage,
-        // Shut down already: the volume answers nothing, the kernel's
-        // generic handling still finds the mappers through the pages.
-        Err(FsError::Shutdown) => return Err(sys_errno::eopnotsupp()),
-        Err(e) => return Err(info.errno(e)),
+        Ok(damage) if !zero_chunk && !damage.incomplete => damage,
+        // The zeros mapped over holes (no owner in the reverse map), an
+        // owner list that could not be completed, nothing to ask (shut
+        // down), or a reverse map that failed to answer: the mappers are
+        // found through the mapping entries instead.
+        outcome => {
+            match outcome {
+                Ok(damage) if damage.incomplete => shut_down(
+                    info,
+                    fmt!("cannot list every owner of failed block {}", first),
+                ),
+                Err(e) if e != FsError::Shutdown => shut_down(
+                    info,
+                    fmt!("cannot list the owners of failed block {}", first),
+                ),
+                _ => {}
+            }
+            kill_mappers_of(sb, info, first, end, mf_flags);
+            return Ok(());
+        }
     };
     let mut result = Ok(());
     for owned in damage.data.iter() {
@@ -84,13 +104,41 @@ pub(super) fn dax_failure(
         shut_down(info, fmt!("memory failure in metadata block {}", block));
     } else if damage.too_many {
         shut_down(info, fmt!("too many blocks with failed memory"));
-    } else if damage.incomplete {
-        shut_down(
-            info,
-            fmt!("cannot list every owner of failed block {}", first),
-        );
     }
     result
+}
+
+/// Kills the processes mapping device blocks `first..end`, found through
+/// the mapping entries of every inode in memory (no reverse map needed);
+/// mappings of the zero chunk there are removed instead.
+fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, mf_flags: i32) {
+    let failed = info.engine.frames(first * BLOCK, end * BLOCK);
+    inode::for_each_mapped(sb, |inode: &Inode<OxdaxFs>| {
+        let Some(entries) = inode.entries() else {
+            return;
+        };
+        let mut index = 0;
+        while let Ok(Some((entry, at))) = entries.first_in(index, u64::MAX >> 12) {
+            let frames = entry.frame()..entry.frame() + entry.pages();
+            let (low, high) = (frames.start.max(failed.start), frames.end.min(failed.end));
+            if entry.maps_blocks() && low < high {
+                let _ = inode.kill_mapping_procs(at + (low - frames.start), high - low, mf_flags);
+            } else if entry.is_zero() && low < high {
+                // The zero chunk: nothing is lost, so nobody is killed. Its
+                // mappings go and the next access maps a zero page.
+                let (start, end) = (at * BLOCK, (at + entry.pages()) * BLOCK);
+                if let Err(e) = mmap::quiesce(inode, start, end, false) {
+                    pr_err!(
+                        "{}: inode {}: zero chunk still mapped: {:?}\n",
+                        info.id(),
+                        inode.ino(),
+                        e
+                    );
+                }
+            }
+            index = at + entry.pages();
+        }
+    });
 }
 
 /// Records blocks `first..first + count` as poisoned and lists their owners.

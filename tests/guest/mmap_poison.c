@@ -606,6 +606,51 @@ TEST_F(mm, pmd_mapped_page_poison)
 }
 
 /* Whether a line of @text holds both @a and @b. */
+/*
+ * oxdax maps 2 MiB holes to a 2 MiB chunk of zeros on the device (the huge
+ * zero page is not exported), which no file owns. When it fails nothing is
+ * lost: nobody is killed, its mappings go, and holes are served by the
+ * (4 KiB) zero page from then on. Not on ext4 or xfs: there the huge zero
+ * page is ordinary RAM, which this must not poison.
+ */
+TEST_F(mm, zero_chunk_poison)
+{
+	const size_t size = 4 * MIB;
+	int fd = open(fs_path("f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	struct mm_snap a, b;
+	unsigned char *p;
+	struct mce got;
+
+	if (!fs_is("oxdax") || !mm_counted())
+		SKIP(return, "holes of %s are the kernel's huge zero page, ordinary memory",
+		     fs_is("oxdax") ? "oxdax with fault_engine=iomap" : fs_type());
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, size));
+	p = mm_map_aligned(size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	mm_snap(&a);
+	ASSERT_EQ(0, mm_load_sig(p));
+	mm_snap_end(&b);
+	ASSERT_EQ(1, mm_delta(&a, &b, MM_FAULT_ZERO_PMD))
+		TH_LOG("a hole read of an aligned 2 MiB maps the zero chunk");
+
+	ASSERT_EQ(0, poison(p + 3 * MM_PAGE, &got));
+	EXPECT_EQ(0, got.sig) TH_LOG("zeros are not lost: %s", mce_describe(&got));
+
+	/* Holes still read as zeros, through 4 KiB zero pages now. */
+	mm_snap(&a);
+	EXPECT_EQ(0, mm_load_sig(p + MM_PMD));
+	EXPECT_EQ(0, p[MM_PMD]);
+	EXPECT_EQ(0, mm_load_sig(p + 5 * MM_PAGE));
+	EXPECT_EQ(0, p[5 * MM_PAGE]);
+	mm_snap_end(&b);
+	EXPECT_EQ(0, mm_delta(&a, &b, MM_FAULT_ZERO_PMD))
+		TH_LOG("the failed zero chunk is not mapped again");
+	EXPECT_EQ(2, mm_delta(&a, &b, MM_FAULT_ZERO))
+		TH_LOG("both halves map zero pages (the first lost its zero chunk)");
+	close(fd);
+}
+
 static bool log_has(const char *text, const char *a, const char *b)
 {
 	while (*text) {

@@ -225,18 +225,26 @@ impl<T: FileSystem> Registration<T> {
         drop(removed);
     }
 
-    /// The mounted super block holding `dax`, with an active reference
-    /// (`None` before its mount finished or once its unmount began).
+    /// The mounted super block holding `dax`, with an active reference.
+    /// `EOPNOTSUPP` if none holds it; `EBUSY` if its mount has not finished
+    /// or its unmount began: nothing maps its files then, but pages may
+    /// still be associated with them, which the kernel's generic handling
+    /// must not see (it takes the shared-page marker for a mapping).
     fn active_holder(
         &self,
         dax: *mut ffi::dax_device,
-    ) -> Option<(ActiveSuperBlock<T>, Arc<T::Info>)> {
+    ) -> Result<(ActiveSuperBlock<T>, Arc<T::Info>)> {
         let holders = self.holders.lock();
-        let holder = holders.iter().flatten().find(|h| h.dax == dax as usize)?;
+        let holder = holders
+            .iter()
+            .flatten()
+            .find(|h| h.dax == dax as usize)
+            .ok_or_else(crate::sys::errno::eopnotsupp)?;
         // SAFETY: Registered, so not freed yet (`put_super` unregisters it
         // under the lock held here).
-        let sb = unsafe { ActiveSuperBlock::get(holder.sb as *mut ffi::super_block) }?;
-        Some((sb, holder.info.clone()))
+        let sb =
+            unsafe { ActiveSuperBlock::get(holder.sb as *mut ffi::super_block) }.ok_or(EBUSY)?;
+        Ok((sb, holder.info.clone()))
     }
 
     /// What to pass as holder and holder operations to
@@ -401,14 +409,13 @@ unsafe extern "C" fn notify_failure_callback<T: FileSystem>(
 ) -> kernel::ffi::c_int {
     // The holder pointer is the registration, which outlives every super
     // block of the type. The super block itself is found in the registry
-    // and pinned with an active reference: before its mount finished, or
-    // once its unmount began, there is none and the kernel's generic
-    // handling applies.
+    // and pinned with an active reference (`active_holder`).
     let Some(registration) = Registration::<T>::of() else {
         return crate::sys::errno::eopnotsupp().to_errno();
     };
-    let Some((sb, info)) = registration.active_holder(dax) else {
-        return crate::sys::errno::eopnotsupp().to_errno();
+    let (sb, info) = match registration.active_holder(dax) {
+        Ok(holder) => holder,
+        Err(e) => return e.to_errno(),
     };
     to_c_int(T::dax_failure(&sb, &info, offset, len, mf_flags))
 }
