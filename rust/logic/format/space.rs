@@ -171,7 +171,22 @@ impl<'a, S: SpaceStore> Space<'a, S> {
 
     /// Allocates up to `want` blocks, near `goal` when possible.
     pub fn allocate(&mut self, want: u64, goal: u64) -> SResult<Extent, S::Error> {
-        if want == 0 {
+        self.allocate_run(want, goal, 1)
+    }
+
+    /// Allocates exactly `len` contiguous blocks (at most a chunk), near
+    /// `goal` when possible: for metadata that must be one run. Fails only
+    /// when no free run is that long, however many shorter ones there are.
+    pub fn allocate_contiguous(&mut self, len: u64, goal: u64) -> SResult<Extent, S::Error> {
+        if len > CHUNK_BLOCKS {
+            return Err(SpaceError::OutOfRange);
+        }
+        self.allocate_run(len, goal, len)
+    }
+
+    /// Allocates a run of `min..=want` blocks near `goal`.
+    fn allocate_run(&mut self, want: u64, goal: u64, min: u64) -> SResult<Extent, S::Error> {
+        if want == 0 || min > want {
             return Err(SpaceError::OutOfRange);
         }
         let (first_chunk, end_chunk) = self.chunks();
@@ -212,12 +227,12 @@ impl<'a, S: SpaceStore> Space<'a, S> {
             } else {
                 start
             };
-            if let Some(extent) = self.first_free_run(from, end, want)? {
+            if let Some(extent) = self.first_free_run(from, end, want, min)? {
                 self.mark_used(extent)?;
                 return Ok(extent);
             }
             if from > start {
-                if let Some(extent) = self.first_free_run(start, from, want)? {
+                if let Some(extent) = self.first_free_run(start, from, want, min)? {
                     self.mark_used(extent)?;
                     return Ok(extent);
                 }
@@ -226,9 +241,15 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         Err(SpaceError::NoSpace)
     }
 
-    /// The first free run in `[from, end)`, at most `want` long. Runs may
-    /// continue past `end` into the next chunk.
-    fn first_free_run(&self, from: u64, end: u64, want: u64) -> SResult<Option<Extent>, S::Error> {
+    /// The first free run starting in `[from, end)` at least `min` and at
+    /// most `want` long. Runs may continue past `end` into the next chunk.
+    fn first_free_run(
+        &self,
+        from: u64,
+        end: u64,
+        want: u64,
+        min: u64,
+    ) -> SResult<Option<Extent>, S::Error> {
         let mut block = from;
         while block < end {
             if self.is_used(block)? {
@@ -248,7 +269,10 @@ impl<'a, S: SpaceStore> Space<'a, S> {
             while len < want && block + len < self.block_count && !self.is_used(block + len)? {
                 len += 1;
             }
-            return Ok(Some(Extent { start: block, len }));
+            if len >= min {
+                return Ok(Some(Extent { start: block, len }));
+            }
+            block += len;
         }
         Ok(None)
     }
@@ -339,6 +363,43 @@ mod tests {
         assert_eq!(big.start % CHUNK_BLOCKS, 0);
         assert_eq!(big.len, 3 * CHUNK_BLOCKS);
         assert!(big.start > small.start);
+    }
+
+    #[test]
+    fn contiguous_requests_skip_short_runs() {
+        let layout = Layout::for_device(64 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        // Every other block of the first 64 in use: 32 one-block holes,
+        // then free space.
+        let start = layout.data_start;
+        let mut used = Vec::new();
+        for i in 0..64 {
+            let extent = space.allocate(1, start + i).unwrap();
+            assert_eq!(extent.start, start + i);
+            used.push(extent);
+        }
+        for extent in used.iter().step_by(2) {
+            space.free(*extent).unwrap();
+        }
+        assert_eq!(space.allocate(4, start).unwrap().len, 1);
+        let run = space.allocate_contiguous(4, start).unwrap();
+        assert_eq!(
+            run,
+            Extent {
+                start: start + 64,
+                len: 4
+            }
+        );
+        // Near a goal past the end, it wraps round to the first long run.
+        let run = space
+            .allocate_contiguous(3, layout.block_count - 1)
+            .unwrap();
+        assert!(run.len == 3 && run.start >= start + 64);
+        assert_eq!(
+            space.allocate_contiguous(CHUNK_BLOCKS + 1, start),
+            Err(SpaceError::OutOfRange)
+        );
     }
 
     #[test]

@@ -1746,3 +1746,28 @@ fn poisoned_blocks_are_never_read_mapped_or_reused() {
     v.evict(g).unwrap();
     unmount_and_check(v);
 }
+
+/// A new inode chunk needs four contiguous blocks: one-block holes left
+/// near the start of the data area by a deleted file, however many, must
+/// not make creating files fail while there is room further on.
+#[test]
+fn inode_chunks_are_found_past_many_one_block_holes() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+    let block = pattern(3, 4096);
+    // Interleaved one-block writes: a's and b's blocks alternate on disk.
+    for i in 0..40u64 {
+        write(&mut v, a, i * 2 * 4096, &block).unwrap();
+        write(&mut v, b, i * 2 * 4096, &block).unwrap();
+    }
+    v.unlink(root, b"b", T0).unwrap();
+    v.evict(b).unwrap();
+    for i in 0..300u32 {
+        let name = alloc::format!("f{i}");
+        v.create(root, name.as_bytes(), &file(REG))
+            .unwrap_or_else(|e| panic!("creating file {i}: {e:?}"));
+    }
+    unmount_and_check(v);
+}

@@ -262,13 +262,27 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Allocates up to `want` blocks near `goal`; the caller records their
     /// owner in the reverse map.
     pub(super) fn allocate_data(&mut self, want: u64, goal: u64) -> Result<Extent, Error> {
+        self.allocate(want, goal, false)
+    }
+
+    /// Allocates exactly `len` contiguous blocks (at most a chunk) near
+    /// `goal`; the caller records their owner in the reverse map.
+    pub(super) fn allocate_contiguous(&mut self, len: u64, goal: u64) -> Result<Extent, Error> {
+        self.allocate(len, goal, true)
+    }
+
+    fn allocate(&mut self, want: u64, goal: u64, contiguous: bool) -> Result<Extent, Error> {
         if self.deferred_room() < 4 {
             return Err(Error::NoSpace);
         }
         let layout = self.layout;
-        let extent = Space::new(self, &layout)
-            .allocate(want, goal)
-            .map_err(space_error)?;
+        let mut space = Space::new(self, &layout);
+        let extent = if contiguous {
+            space.allocate_contiguous(want, goal)
+        } else {
+            space.allocate(want, goal)
+        }
+        .map_err(space_error)?;
         self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
         Ok(extent)
     }

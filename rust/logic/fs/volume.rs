@@ -1954,26 +1954,18 @@ fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>, hint: u64) -> Result<(u64, u64),
 
 /// Allocates and zeroes a new inode chunk (four contiguous blocks).
 fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
-    let goal = tx.sb.layout.data_start;
-    for _ in 0..8 {
-        let extent = tx.allocate_data(CHUNK_INODE_BLOCKS, goal)?;
-        if extent.len == CHUNK_INODE_BLOCKS {
-            zero_blocks(tx, extent.start, extent.len)?;
-            tx.rmap_add(
-                RmapKey {
-                    start: extent.start,
-                    owner: OWNER_INODE_CHUNKS,
-                    offset: 0,
-                },
-                CHUNK_INODE_BLOCKS,
-                RMAP_METADATA,
-            )?;
-            return Ok(extent.start);
-        }
-        // Too short: keep it out of the way until the commit frees it.
-        tx.free(extent)?;
-    }
-    Err(Error::NoSpace)
+    let extent = tx.allocate_contiguous(CHUNK_INODE_BLOCKS, tx.sb.layout.data_start)?;
+    zero_blocks(tx, extent.start, extent.len)?;
+    tx.rmap_add(
+        RmapKey {
+            start: extent.start,
+            owner: OWNER_INODE_CHUNKS,
+            offset: 0,
+        },
+        CHUNK_INODE_BLOCKS,
+        RMAP_METADATA,
+    )?;
+    Ok(extent.start)
 }
 
 /// Gives inode `ino`'s slot back; an emptied chunk (other than the root's)
