@@ -22,6 +22,7 @@
 #include <linux/pagemap.h>
 #include <linux/pfn_t.h>
 #include <linux/ratelimit.h>
+#include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
 
@@ -130,6 +131,12 @@ void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start)
 void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n)
 {
 	memcpy_flushcache(dst, src, n);
+}
+
+/* cond_resched() is a macro (might_resched check, then _cond_resched). */
+void oxdax_cond_resched(void)
+{
+	cond_resched();
 }
 
 u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags)

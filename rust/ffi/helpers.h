@@ -55,6 +55,7 @@ struct kernfs_node *oxdax_disk_badblocks_dirent(struct gendisk *disk);
 /* memory */
 void oxdax_memcpy_flushcache(void *dst, const void *src, size_t n);
 u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags);
+void oxdax_cond_resched(void);
 void oxdax_pmem_mkpage_present(unsigned long pfn, unsigned long nr_pages);
 bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages);
 

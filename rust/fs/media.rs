@@ -49,6 +49,10 @@ impl Media for PmemMedia {
     fn fence(&self) {
         memory::fence();
     }
+
+    fn relax(&self) {
+        crate::sys::cond_resched();
+    }
 }
 
 /// Transaction buffers, allocated once per mount (about 1 MiB: vmalloc).

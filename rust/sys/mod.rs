@@ -35,6 +35,15 @@ pub(crate) mod errno {
     }
 }
 
+/// Lets the scheduler run another task if this one has run long enough;
+/// may sleep, so only for process context without spinlocks held (the
+/// debug kernel's `might_resched` check says so loudly otherwise).
+pub(crate) fn cond_resched() {
+    // SAFETY: no arguments, no memory touched; sleeping is allowed in the
+    // contexts documented above.
+    unsafe { crate::ffi::oxdax_cond_resched() }
+}
+
 /// Turns a C `long` result (count or negative errno) into a `Result`.
 pub(crate) fn to_count(ret: i64) -> Result<u64> {
     if ret < 0 {

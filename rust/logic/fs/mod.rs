@@ -43,6 +43,10 @@ pub trait Media {
     /// Orders every earlier write before every later one and makes them
     /// durable (a store fence on pmem).
     fn fence(&self);
+    /// Called before every transaction: an operation that takes many
+    /// (truncating a file of 100,000 extents) lets the kernel run other
+    /// tasks in between rather than hog the CPU (`cond_resched`).
+    fn relax(&self) {}
 }
 
 /// Working memory a volume needs, handed over at mount so that no

@@ -564,6 +564,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        self.media.relax();
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
