@@ -22,7 +22,9 @@
  *  - oxdax only: poison of the superblock (metadata, injected by page frame
  *    through debugfs hwpoison/corrupt-pfn) shuts the filesystem down: the
  *    kernel log says so, creating and writing fail with EIO, the filesystem
- *    still unmounts and checks clean (nothing is written after the shutdown).
+ *    still unmounts and checks clean (nothing is written after the shutdown);
+ *    a data page mapped since before then and poisoned after still brings
+ *    its consumer SIGBUS BUS_MCEERR_AR (found without the reverse map).
  *
  * The poison is simulated: PageHWPoison stays set on the device page but the
  * memory is fine, and oxdax's pmem block driver refuses only the blocks in
@@ -703,7 +705,8 @@ TEST_F(mm, metadata_poison_shuts_down)
 {
 	int fd = fs_make_pattern_file("f", MM_PAGE, 11);
 	struct kmsg_watch w;
-	unsigned char *p;
+	unsigned char *p, *kept;
+	struct mce got;
 	long long phys;
 	uint64_t pfn, base;
 	char text[32];
@@ -729,6 +732,10 @@ TEST_F(mm, metadata_poison_shuts_down)
 	base = pfn * MM_PAGE - phys;
 	TH_LOG("file page at pfn %#llx, device offset %#llx: the device starts at %#llx",
 	       (unsigned long long)pfn, phys, (unsigned long long)base);
+	/* Mapped across the shutdown, for the data poison below. */
+	kept = mm_map(NULL, MM_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, kept);
+	ASSERT_TRUE(page_reads(kept, 0, 11));
 
 	/* Poison block 0, the superblock. */
 	ASSERT_EQ(0, access(HWPOISON_INJECT, W_OK))
@@ -754,6 +761,17 @@ TEST_F(mm, metadata_poison_shuts_down)
 	err = n < 0 ? errno : 0;
 	EXPECT_EQ(EIO, err) TH_LOG("writing a file after the shutdown: expected EIO, got %s",
 				   n < 0 ? strerror(err) : "written");
+
+	/*
+	 * A data page mapped since before the shutdown fails now: the reverse
+	 * map cannot be asked any more, so oxdax finds the mappers through the
+	 * mapping entries of the inodes in memory; the consumer still gets
+	 * its SIGBUS at that page.
+	 */
+	ret = poison(kept, &got);
+	EXPECT_EQ(0, ret) TH_LOG("madvise(MADV_HWPOISON) after the shutdown: %s", strerror(-ret));
+	expect_mce(_metadata, "poisoning a mapped data page after the shutdown", &got,
+		   BUS_MCEERR_AR, kept, 12);
 	close(fd);
 	/* The teardown unmounts and checks: clean, as oxdax wrote nothing since. */
 }
