@@ -14,6 +14,9 @@
 #   make host-test   cargo test of the pure logic
 #   make fmt         format the Rust sources   make fmt-check  check only
 #   make vm          interactive guest shell (scripts/vm has more options)
+#   make bench       oxdax vs ext4 -o dax and xfs -o dax in one guest, on the
+#                    benchmark kernel: build/bench/report.md (BENCH_REPS=N,
+#                    BENCH_SECTIONS="fault pmd ..."; see scripts/bench)
 #   make bench-pmem  block throughput: oxdax vs the in-tree pmem driver
 #   make fuzz        10,000 mutated images, host logic and guest kernel
 #                    (IMAGES=N for another count)
@@ -40,7 +43,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
 .PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
-	fmt fmt-check vm bench-pmem crash fuzz clean
+	fmt fmt-check vm bench bench-pmem crash fuzz clean
 
 all: initramfs
 
@@ -69,10 +72,16 @@ GUEST_SH_TESTS := $(patsubst tests/guest/%,$(BUILD)/tests/guest/%,$(wildcard tes
 GUEST_FILES := $(BUILD)/tests/run $(BUILD)/tests/kernel-report.re $(BUILD)/tests/VERSION
 # Helper programs the shell tests call (not tests themselves).
 GUEST_HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/bin/%,$(wildcard tests/helpers/*.c))
+# The benchmark programs `make bench` runs in the guest.
+GUEST_BENCH := $(patsubst tests/bench/%.c,$(BUILD)/tests/bin/%,$(wildcard tests/bench/*.c))
 
-tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES) $(GUEST_HELPERS)
+tests: kernel $(GUEST_C_TESTS) $(GUEST_SH_TESTS) $(GUEST_FILES) $(GUEST_HELPERS) $(GUEST_BENCH)
 
 $(BUILD)/tests/bin/%: tests/helpers/%.c tests/lib/*.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -o $@ $<
+
+$(BUILD)/tests/bin/%: tests/bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $<
 
@@ -117,6 +126,10 @@ fmt-check:
 
 vm: initramfs
 	scripts/vm
+
+# Builds its own kernel flavour and module in a copy of the tree.
+bench:
+	@scripts/bench
 
 bench-pmem: initramfs
 	scripts/bench-pmem

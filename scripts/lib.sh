@@ -51,13 +51,29 @@ oxdax_kernel_src() {
 	echo "$OXDAX_CACHE/src/linux-source-6.12_$(oxdax_kernel_pkg_version)"
 }
 
+# Two guest kernels: "debug" (default) runs every test, with lockdep, KASAN
+# and friends; "bench" is the same kernel without debug.config, so that
+# benchmarks compare filesystems rather than their debugging overheads.
+OXDAX_KERNEL_FLAVOUR=${OXDAX_KERNEL_FLAVOUR:-debug}
+
+# The configuration fragments merged over tinyconfig, in order.
+oxdax_kconfig_fragments() {
+	echo "$OXDAX_ROOT/scripts/kconfig/oxdax.config"
+	case $OXDAX_KERNEL_FLAVOUR in
+	debug) echo "$OXDAX_ROOT/scripts/kconfig/debug.config" ;;
+	bench) echo "$OXDAX_ROOT/scripts/kconfig/bench.config" ;;
+	*) oxdax_die "unknown OXDAX_KERNEL_FLAVOUR '$OXDAX_KERNEL_FLAVOUR' (debug or bench)" ;;
+	esac
+}
+
 # Everything that changes the guest kernel's bits goes into its key, so an
 # unchanged configuration is never rebuilt and a changed one never reused.
 oxdax_kernel_key() {
+	local fragments
+	mapfile -t fragments < <(oxdax_kconfig_fragments)
 	{
 		oxdax_kernel_pkg_version; echo
-		cat "$OXDAX_ROOT"/scripts/kconfig/oxdax.config \
-			"$OXDAX_ROOT"/scripts/kconfig/debug.config
+		cat "${fragments[@]}"
 		"$OXDAX_RUSTC" --version
 		clang-19 --version | head -n1
 		"$OXDAX_BINDGEN" --version

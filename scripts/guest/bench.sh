@@ -1,0 +1,119 @@
+#!/bin/sh
+# Guest side of scripts/bench: oxdax, ext4 -o dax and xfs -o dax (reflink,
+# rmapbt) on three equally sized namespaces served by oxdax's pmem driver,
+# measured by daxbench. Repetitions are interleaved across the filesystems
+# (rep 1 of each, then rep 2, ...) so that a drift of the host hits all of
+# them alike. Prints "R SECTION:CASE FS REP METRIC VALUE..." lines.
+#   BENCH_REPS      repetitions (default 5)
+#   BENCH_SECTIONS  space-separated subset of: fault pmd cow bw io fsync meta failure
+set -eu -o pipefail
+reps=${BENCH_REPS:-5}
+sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta failure}
+
+# Only emergencies on the (serial, synchronous) console: the failure cases
+# log a line per signalled mapping, which the console would turn into most
+# of what is measured. dmesg keeps everything for the runner's checks.
+echo 1 > /proc/sys/kernel/printk
+insmod /oxdax/oxdax.ko
+echo "bench: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+for d in /sys/block/oxpmem*; do
+	echo "bench: /dev/${d##*/} $(($(cat $d/size) / 2048)) MiB"
+done
+
+mkfs_fs() { # FS
+	case $1 in
+	oxdax) mkfs.oxdax -f /dev/oxpmem0 > /dev/null ;;
+	ext4) mkfs.ext4 -F -q /dev/oxpmem1 ;;
+	xfs) mkfs.xfs -f -q -m reflink=1,rmapbt=1 /dev/oxpmem2 ;;
+	esac
+}
+mount_fs() { # FS
+	mkdir -p /mnt/$1
+	case $1 in
+	oxdax) mount -t oxdax /dev/oxpmem0 /mnt/oxdax ;;
+	ext4) mount -t ext4 -o dax /dev/oxpmem1 /mnt/ext4 ;;
+	xfs) mount -t xfs -o dax=always /dev/oxpmem2 /mnt/xfs ;;
+	esac
+	grep -q " /mnt/$1 $1 .*dax" /proc/mounts || [ "$1" = oxdax ] || {
+		echo "bench: $1 did not mount with DAX"; exit 1; }
+}
+fresh() { # FS: a new filesystem
+	umount /mnt/$1 2>/dev/null || true
+	mkfs_fs $1
+	mount_fs $1
+}
+
+run() { # CASE FS REP DAXBENCH-ARGS...
+	case_=$1 fs=$2 rep=$3
+	shift 3
+	daxbench "$@" | sed "s|^|R $case_ $fs $rep |"
+}
+
+for fs in oxdax ext4 xfs; do
+	fresh $fs
+done
+
+for section in $sections; do
+	echo "bench: section $section"
+	rep=1
+	while [ $rep -le $reps ]; do
+		case $section in
+		fault)
+			for kind in prealloc empty "empty sync"; do
+				for load in "" copy; do
+					name=fault:$(echo $kind $load | tr ' ' +)
+					for fs in oxdax ext4 xfs; do
+						run $name $fs $rep fault /mnt/$fs $kind $load
+					done
+				done
+			done ;;
+		pmd)
+			for kind in sparse fallocated; do
+				for fs in oxdax ext4 xfs; do
+					run pmd:$kind $fs $rep pmd /mnt/$fs $kind
+				done
+			done ;;
+		cow) # ext4 cannot reflink
+			for size in 4k 2m; do
+				for fs in oxdax xfs; do
+					run cow:$size $fs $rep cow /mnt/$fs $size
+				done
+			done ;;
+		bw)
+			run bw:mmap ceiling $rep bw anon
+			for fs in oxdax ext4 xfs; do
+				run bw:mmap $fs $rep bw /mnt/$fs
+			done ;;
+		io|fsync|meta)
+			for fs in oxdax ext4 xfs; do
+				run $section:- $fs $rep $section /mnt/$fs
+			done ;;
+		failure) ;; # below: each case on a new filesystem
+		*) echo "bench: unknown section $section"; exit 1 ;;
+		esac
+		rep=$((rep + 1))
+	done
+	# notify_failure poisons blocks for good (until the next mkfs): each
+	# (sharers, fragments) case gets a new filesystem, its repetitions one
+	# poisoned block each. ext4 has neither reflink nor a reverse map.
+	[ $section = failure ] || continue
+	for fragments in 0 100000; do
+		for sharers in 1 1000; do
+			for fs in oxdax xfs; do
+				fresh $fs
+				rep=1
+				while [ $rep -le $reps ]; do
+					run failure:${sharers}+sharers+${fragments}+extents $fs $rep \
+						failure /mnt/$fs $sharers $fragments
+					rep=$((rep + 1))
+				done
+			done
+		done
+	done
+done
+
+for fs in oxdax ext4 xfs; do
+	umount /mnt/$fs
+done
+fsck.oxdax /dev/oxpmem0 > /dev/null && echo "bench: fsck.oxdax clean"
+echo "bench: done"
