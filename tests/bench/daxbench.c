@@ -30,14 +30,16 @@
  *	4096).
  *   daxbench meta DIR
  *	Create, stat and unlink 10,000 empty files.
- *   daxbench failure DIR SHARERS FRAGMENTS
+ *   daxbench failure DIR SHARERS
  *	notify_failure latency: a block shared by SHARERS reflinked files, all
  *	mapped by a child process, is poisoned through debugfs
  *	hwpoison/corrupt-pfn; the write returns when the filesystem has found
  *	every owner, every mapping is gone and the child (early kill) is
- *	signalled. Before that, FRAGMENTS one-block extents of another file
- *	grow the reverse map. The child must find its mappings gone and have
- *	had its SIGBUS (else the failure was not handled).
+ *	signalled. The child must find its mappings gone and have had its
+ *	SIGBUS (else the failure was not handled).
+ *   daxbench fragment DIR COUNT
+ *	A file of COUNT one-block extents (every other block written), to
+ *	grow the reverse map before "failure" runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -512,13 +514,11 @@ static uint64_t pfn_of(const void *addr)
 }
 
 /* One-block extents of "fragments": every other block, so none merge. */
-static void fragment(long fragments)
+static int cmd_fragment(long fragments)
 {
 	static char buf[PAGE];
 	int fd;
 
-	if (!fragments)
-		return;
 	fd = create("fragments");
 	memset(buf, 0x33, sizeof(buf));
 	for (long i = 0; i < fragments; i++)
@@ -526,6 +526,7 @@ static void fragment(long fragments)
 			die("write %s", path("fragments"));
 	fsync(fd);
 	close(fd);
+	return 0;
 }
 
 static volatile sig_atomic_t action_optional_signals;
@@ -581,7 +582,7 @@ static int sharers_child(long sharers, int ready, int go)
 	return 0;
 }
 
-static int cmd_failure(long sharers, long fragments)
+static int cmd_failure(long sharers)
 {
 	int ready[2], go[2], fd, src, status;
 	static char block[PAGE];
@@ -589,7 +590,6 @@ static int cmd_failure(long sharers, long fragments)
 	uint64_t pfn, t;
 	pid_t child;
 
-	fragment(fragments);
 	src = create("share0");
 	memset(block, 0x77, sizeof(block));
 	if (pwrite(src, block, PAGE, 0) != PAGE || fsync(src))
@@ -641,8 +641,6 @@ static int cmd_failure(long sharers, long fragments)
 		snprintf(name, sizeof(name), "share%ld", i);
 		unlink(path(name));
 	}
-	if (fragments)
-		unlink(path("fragments"));
 	return 0;
 }
 
@@ -653,7 +651,8 @@ static void __attribute__((noreturn)) usage(void)
 			"       daxbench cow DIR 4k|2m\n"
 			"       daxbench bw DIR|anon\n"
 			"       daxbench io|fsync|meta DIR\n"
-			"       daxbench failure DIR SHARERS FRAGMENTS\n");
+			"       daxbench failure DIR SHARERS\n"
+			"       daxbench fragment DIR COUNT\n");
 	exit(2);
 }
 
@@ -689,7 +688,9 @@ int main(int argc, char **argv)
 		return cmd_fsync();
 	if (!strcmp(cmd, "meta"))
 		return cmd_meta();
-	if (!strcmp(cmd, "failure") && argc == 5)
-		return cmd_failure(atol(argv[3]), atol(argv[4]));
+	if (!strcmp(cmd, "failure") && argc == 4)
+		return cmd_failure(atol(argv[3]));
+	if (!strcmp(cmd, "fragment") && argc == 4)
+		return cmd_fragment(atol(argv[3]));
 	usage();
 }
