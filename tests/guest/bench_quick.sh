@@ -1,0 +1,73 @@
+#!/bin/sh
+# The quick tier of `make bench`: every daxbench measurement once, sizes
+# divided by 16 (DAXBENCH_QUICK=1), on oxdax, and the notify_failure
+# measurement on xfs (rmapbt) too, on the debug kernel. Checks that each
+# one runs and reports what scripts/bench-report reads, and that the
+# poisoned block shared by 100 reflinked files was handled: daxbench's
+# child, which maps all of them and asked for early kill, must have been
+# signalled with BUS_MCEERR_AO and see no page of them mapped any more.
+# No timing is asserted.
+set -eu
+disk=/dev/oxpmem0
+export DAXBENCH_QUICK=1
+lsmod | grep -q '^oxdax ' || insmod /oxdax/oxdax.ko
+mkdir -p /mnt/bench
+# The failures log a line per signalled mapping: keep them off the serial
+# console (dmesg keeps them for the runner).
+console_level=$(cut -f1 /proc/sys/kernel/printk)
+trap 'echo $console_level > /proc/sys/kernel/printk' EXIT
+echo 1 > /proc/sys/kernel/printk
+
+expect() { # OUTPUT-FILE METRIC...: each metric reported with a number
+	out=$1
+	shift
+	for metric in "$@"; do
+		grep -Eq "^$metric [0-9]+(\.[0-9]+)?$" "$out" || {
+			echo "no '$metric N' in daxbench's output:"; cat "$out"; exit 1; }
+	done
+}
+
+mkfs.oxdax -f $disk > /dev/null
+mount -t oxdax $disk /mnt/bench
+for kind in prealloc empty "empty sync copy"; do
+	daxbench fault /mnt/bench $kind > /tmp/out
+	expect /tmp/out fault.min_us fault.avg_us fault.max_us
+	# 512 faults in the histogram, whatever their buckets.
+	[ "$(awk '$1 == "fault.hist" { n += $3 } END { print n }' /tmp/out)" = 512 ] || {
+		echo "fault ($kind): the histogram does not count 512 faults:"; cat /tmp/out; exit 1; }
+done
+daxbench pmd /mnt/bench sparse > /tmp/out
+expect /tmp/out pmd_fault.avg_us pmd_mapped_fraction
+# oxdax allocates 2 MiB-aligned extents for a sparse file: all PMDs.
+grep -q '^pmd_mapped_fraction 1.0000$' /tmp/out || {
+	echo "oxdax did not map the sparse file with PMDs only:"; cat /tmp/out; exit 1; }
+daxbench cow /mnt/bench 4k > /tmp/out
+expect /tmp/out cow_fault.avg_us
+daxbench cow /mnt/bench 2m > /tmp/out
+expect /tmp/out cow_fault.avg_us pmd_mapped_fraction
+daxbench bw /mnt/bench > /tmp/out
+expect /tmp/out mmap_write_MBps mmap_read_MBps
+daxbench bw anon > /tmp/out
+expect /tmp/out mmap_write_MBps mmap_read_MBps
+daxbench io /mnt/bench > /tmp/out
+expect /tmp/out write_4k_random_MBps read_4k_random_MBps write_1m_seq_MBps read_1m_seq_MBps
+daxbench fsync /mnt/bench > /tmp/out
+expect /tmp/out fsync_1_dirty_us fsync_16_dirty_us fsync_256_dirty_us fsync_4096_dirty_us
+daxbench meta /mnt/bench > /tmp/out
+expect /tmp/out create_per_s stat_per_s unlink_per_s
+daxbench fragment /mnt/bench 2000
+for sharers in 1 100; do
+	daxbench failure /mnt/bench $sharers > /tmp/out
+	expect /tmp/out notify_failure_us
+done
+rm /mnt/bench/fragments
+umount /mnt/bench
+fsck.oxdax $disk
+echo "# oxdax: every measurement ran"
+
+mkfs.xfs -q -f -m reflink=1,rmapbt=1 $disk
+mount -o dax=always $disk /mnt/bench
+daxbench failure /mnt/bench 100 > /tmp/out
+expect /tmp/out notify_failure_us
+umount /mnt/bench
+echo "# xfs: notify_failure measured"
