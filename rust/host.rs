@@ -23,6 +23,7 @@ pub struct HeapScratch {
     log: alloc::vec::Vec<u8>,
     deferred: alloc::vec::Vec<u64>,
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
+    checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
 }
 
 impl HeapScratch {
@@ -34,6 +35,9 @@ impl HeapScratch {
             log: alloc::vec![0; fs::TX_LOG_BYTES],
             deferred: alloc::vec![0; fs::DEFERRED_WORDS],
             spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
+            checked: (0..fs::CHECKED_NODE_SLOTS)
+                .map(|_| core::sync::atomic::AtomicU64::new(0))
+                .collect(),
         }
     }
 }
@@ -52,7 +56,12 @@ impl fs::Scratch for HeapScratch {
             log: &mut self.log,
             deferred: &mut self.deferred,
             spare: &mut self.spare,
+            checked: &self.checked,
         }
+    }
+
+    fn checked_nodes(&self) -> &[core::sync::atomic::AtomicU64] {
+        &self.checked
     }
 }
 

@@ -3,12 +3,15 @@
 //! The device as the filesystem logic sees it: the whole DAX mapping
 //! ([`Media`]) and the working memory of its transactions ([`Scratch`]).
 
+use core::sync::atomic::AtomicU64;
 use kernel::prelude::*;
 
 use crate::{
     logic::{
         format::BLOCK_SIZE,
-        fs::{Media, Parts, Scratch, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS},
+        fs::{
+            Media, Parts, Scratch, CHECKED_NODE_SLOTS, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+        },
     },
     sys::memory::{self, PmemMemory},
 };
@@ -62,6 +65,7 @@ pub(crate) struct Buffers {
     log: VVec<u8>,
     deferred: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
+    checked: KVec<AtomicU64>,
 }
 
 impl Buffers {
@@ -76,12 +80,17 @@ impl Buffers {
         let mut deferred = KVec::new();
         deferred.extend_with(DEFERRED_WORDS, 0u64, GFP_KERNEL)?;
         let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
+        let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
+        for _ in 0..CHECKED_NODE_SLOTS {
+            checked.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
         Ok(Self {
             shadows,
             numbers,
             log,
             deferred,
             spare,
+            checked,
         })
     }
 }
@@ -94,6 +103,11 @@ impl Scratch for Buffers {
             log: &mut self.log,
             deferred: &mut self.deferred,
             spare: &mut self.spare,
+            checked: &self.checked,
         }
+    }
+
+    fn checked_nodes(&self) -> &[AtomicU64] {
+        &self.checked
     }
 }

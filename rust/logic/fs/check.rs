@@ -76,7 +76,7 @@ pub fn check_files<M: Media>(
     sb: &Superblock,
     tally: &mut dyn FnMut(Fact),
 ) -> Result<FileReport, Problem> {
-    let nodes = Committed(media);
+    let nodes = Committed::checking_all(media);
     let mut report = FileReport::default();
     let mut tree_nodes = 0u64;
     let chunks = Tree::<InodeChunks>::open(sb.inode_tree_root, OWNER_INODE_CHUNKS);
@@ -149,7 +149,7 @@ fn check_chunk<M: Media>(
     tree_nodes: &mut u64,
     tally: &mut dyn FnMut(Fact),
 ) -> Result<(), Problem> {
-    let nodes = Committed(media);
+    let nodes = Committed::checking_all(media);
     if !has_rmap(&nodes, sb, chunk, OWNER_INODE_CHUNKS, 0, 4, true) {
         return problem(0, "inode chunk without its reverse-map record");
     }
@@ -232,7 +232,7 @@ fn check_nodes<M: Media, K: crate::logic::format::btree::TreeKind>(
     ino: u64,
     tree: &Tree<K>,
 ) -> Result<u64, Problem> {
-    let nodes = Committed(media);
+    let nodes = Committed::checking_all(media);
     let mut count = 0u64;
     let mut missing = false;
     tree.check(&nodes, &mut |block| {
@@ -266,7 +266,7 @@ fn check_directory<M: Media>(
     if inode.blocks != count {
         return problem(ino, "directory block count");
     }
-    let nodes = Committed(media);
+    let nodes = Committed::checking_all(media);
     let (mut entries, mut subdirs) = (0u64, 0u32);
     let mut failure = None;
     let _ = tree
@@ -346,7 +346,7 @@ fn check_extents<M: Media>(
     let tree = Tree::<Extents>::open(inode.map_root, ino);
     let count = check_nodes(media, sb, ino, &tree)?;
     *tree_nodes += count;
-    let nodes = Committed(media);
+    let nodes = Committed::checking_all(media);
     let mut blocks = count;
     let mut next_free = 0u64;
     let mut failure = None;

@@ -13,6 +13,9 @@
 //! The host tests run the same code against memory, including crashes at
 //! every 8-byte store of a transaction.
 
+pub use checked::CHECKED_NODE_SLOTS;
+use core::sync::atomic::AtomicU64;
+
 use crate::logic::format::{
     btree::Corruption,
     inode::{Inode, Timestamp},
@@ -54,6 +57,8 @@ pub trait Media {
 pub trait Scratch {
     /// The buffers; each must have the length its field documents.
     fn parts(&mut self) -> Parts<'_>;
+    /// The slots of [`Parts::checked`], for lookups outside transactions.
+    fn checked_nodes(&self) -> &[AtomicU64];
 }
 
 /// The buffers of a [`Scratch`].
@@ -69,6 +74,9 @@ pub struct Parts<'a> {
     pub deferred: &'a mut [u64],
     /// One block to encode whole superblocks and journal headers in.
     pub spare: &'a mut [u8; BLOCK_SIZE],
+    /// [`CHECKED_NODE_SLOTS`] slots, zero at mount, that remember the tree
+    /// nodes already checked (shared by every transaction and lookup).
+    pub checked: &'a [AtomicU64],
 }
 
 /// Blocks a transaction may change; a larger operation is split into
@@ -298,6 +306,7 @@ pub struct DirEntry<'a> {
 }
 
 mod check;
+mod checked;
 mod poison;
 #[cfg(test)]
 mod tests;

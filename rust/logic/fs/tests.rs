@@ -516,13 +516,17 @@ fn owners(v: &TestVolume) -> alloc::collections::BTreeSet<u64> {
     let rmap = Tree::<kinds::ReverseMap>::open(sb.rmap_root, kinds::OWNER_REVERSE_MAP);
     let mut owners = alloc::collections::BTreeSet::new();
     let _complete = rmap
-        .scan(&super::tx::Committed(v.media()), &[0u8; 24], &mut |k, _| {
-            let key = kinds::RmapKey::decode(k).unwrap();
-            if key.owner < kinds::OWNER_REFCOUNTS {
-                owners.insert(key.owner);
-            }
-            core::ops::ControlFlow::Continue(())
-        })
+        .scan(
+            &super::tx::Committed::checking_all(v.media()),
+            &[0u8; 24],
+            &mut |k, _| {
+                let key = kinds::RmapKey::decode(k).unwrap();
+                if key.owner < kinds::OWNER_REFCOUNTS {
+                    owners.insert(key.owner);
+                }
+                core::ops::ControlFlow::Continue(())
+            },
+        )
         .unwrap();
     owners
 }
@@ -1196,10 +1200,14 @@ fn reflink_shares_blocks_and_copies_on_write() {
             crate::logic::format::kinds::OWNER_REFCOUNTS,
         );
     let mut records = 0;
-    let _ = refcounts.scan(&super::tx::Committed(v.media()), &[0u8; 8], &mut |_, _| {
-        records += 1;
-        core::ops::ControlFlow::Continue(())
-    });
+    let _ = refcounts.scan(
+        &super::tx::Committed::checking_all(v.media()),
+        &[0u8; 8],
+        &mut |_, _| {
+            records += 1;
+            core::ops::ControlFlow::Continue(())
+        },
+    );
     assert_eq!(records, 0);
     unmount_and_check(v);
 }
@@ -1383,7 +1391,7 @@ fn fuzz_base() -> (Vec<u8>, Vec<u64>) {
     let rmap = Tree::<kinds::ReverseMap>::open(v.superblock().rmap_root, kinds::OWNER_REVERSE_MAP);
     let _complete = rmap
         .scan(
-            &super::tx::Committed(v.media()),
+            &super::tx::Committed::checking_all(v.media()),
             &[0u8; 24],
             &mut |k, val| {
                 let key = kinds::RmapKey::decode(k).unwrap();

@@ -18,7 +18,7 @@
 //! handed out (and zeroed on the device) by the transaction that unmaps it,
 //! which a crash before the commit would expose.
 
-use super::{Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED};
+use super::{checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED};
 
 static NO_POISON: Poisoned = Poisoned::NONE;
 use crate::logic::format::{
@@ -101,14 +101,35 @@ fn space_error(error: SpaceError<Error>) -> Error {
 }
 
 /// Reads blocks of the committed state.
-pub(super) struct Committed<'a, M: Media>(pub(super) &'a M);
+pub(super) struct Committed<'a, M: Media> {
+    media: &'a M,
+    checked: CheckedNodes<'a>,
+}
+
+impl<'a, M: Media> Committed<'a, M> {
+    /// A reader that trusts the nodes in `checked`.
+    pub(super) fn new(media: &'a M, checked: CheckedNodes<'a>) -> Self {
+        Self { media, checked }
+    }
+
+    /// A reader that checks every node in full (fsck, tests).
+    pub(super) fn checking_all(media: &'a M) -> Self {
+        Self::new(media, CheckedNodes::none())
+    }
+}
 
 impl<M: Media> Nodes for Committed<'_, M> {
     type Error = Error;
     fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
-        self.0
+        self.media
             .block(block)
             .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+    fn checked(&self, block: u64) -> bool {
+        self.checked.contains(block)
+    }
+    fn set_checked(&self, block: u64) {
+        self.checked.insert(block);
     }
 }
 
@@ -122,6 +143,8 @@ pub(super) struct Tx<'a, M: Media> {
     spare: &'a mut [u8; BLOCK_SIZE],
     /// Frees (two words each) then reverse-map changes (six each).
     deferred: &'a mut [u64],
+    /// Nodes checked since mount (home blocks only: shadows are checked).
+    checked: CheckedNodes<'a>,
     used: usize,
     /// The superblock as this transaction leaves it.
     pub(super) sb: Superblock,
@@ -150,6 +173,7 @@ impl<'a, M: Media> Tx<'a, M> {
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
+            checked: CheckedNodes::new(parts.checked),
             used: 0,
             sb,
             base: sb,
@@ -200,6 +224,19 @@ impl<'a, M: Media> Tx<'a, M> {
                 .media
                 .block(block)
                 .ok_or(Error::Corrupt(block, Damage::Address)),
+        }
+    }
+
+    /// Whether `block` is a node checked since mount, as this transaction
+    /// sees it: a block it changed (a shadow) is always checked again.
+    pub(super) fn checked(&self, block: u64) -> bool {
+        self.slot(block).is_none() && self.checked.contains(block)
+    }
+
+    /// Records that the home copy of `block` passed the node checks.
+    pub(super) fn set_checked(&self, block: u64) {
+        if self.slot(block).is_none() {
+            self.checked.insert(block);
         }
     }
 
@@ -364,6 +401,7 @@ impl<'a, M: Media> Tx<'a, M> {
             Space::new(self, &layout)
                 .free(extent)
                 .map_err(space_error)?;
+            self.checked.forget(extent.start, extent.len);
             self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
         }
         Ok(())
@@ -689,6 +727,12 @@ impl<M: Media> Nodes for TreeStore<'_, '_, M> {
     type Error = Error;
     fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.tx.read(block)
+    }
+    fn checked(&self, block: u64) -> bool {
+        self.tx.checked(block)
+    }
+    fn set_checked(&self, block: u64) {
+        self.tx.set_checked(block);
     }
 }
 

@@ -5,6 +5,7 @@
 use core::ops::ControlFlow;
 
 use super::{
+    checked::CheckedNodes,
     tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
     AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
     NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
@@ -583,6 +584,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
+    /// A reader of the committed state that trusts the nodes checked since
+    /// mount.
+    fn committed(&self) -> Committed<'_, M> {
+        Committed::new(&self.media, CheckedNodes::new(self.scratch.checked_nodes()))
+    }
+
     /// The record of inode `ino` (`NotFound` for a free slot or a number
     /// that cannot be an inode).
     pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
@@ -598,11 +605,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let chunks = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
         let mut value = [0u8; 16];
         let recorded = chunks
-            .get(
-                &Committed(&self.media),
-                &block_key(location.chunk),
-                &mut value,
-            )
+            .get(&self.committed(), &block_key(location.chunk), &mut value)
             .map_err(tree_error)?;
         let bits = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
         if !recorded || bits & 1 << location.slot == 0 {
@@ -630,7 +633,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<u64, Error> {
         check_name(name).map_err(to_name_error)?;
         let (_, tree) = self.directory(dir)?;
-        let (found, _) = dir_find(&tree, &Committed(&self.media), &self.sb.uuid, name)?;
+        let (found, _) = dir_find(&tree, &self.committed(), &self.sb.uuid, name)?;
         found.map(|f| f.ino).ok_or(Error::NotFound)
     }
 
@@ -973,7 +976,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let mut from = [0u8; 12];
         from[..8].copy_from_slice(&hash_from.to_be_bytes());
         let mut damaged = false;
-        scan(&tree, &Committed(&self.media), &from, &mut |key, value| {
+        scan(&tree, &self.committed(), &from, &mut |key, value| {
             let Some(entry) = Dirent::decode(value) else {
                 damaged = true;
                 return ControlFlow::Break(());
@@ -1420,7 +1423,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let inode = self.inode(ino)?;
         map_in(
             &self.sb,
-            &Committed(&self.media),
+            &self.committed(),
             ino,
             &inode,
             file_block,
@@ -1592,7 +1595,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     ) -> Result<(), Error> {
         self.check_live()?;
         let end = start.checked_add(len).ok_or(Error::Invalid)?;
-        let store = Committed(&self.media);
+        let store = self.committed();
         let rmap = Tree::<ReverseMap>::open(self.sb.rmap_root, kinds::OWNER_REVERSE_MAP);
         let mut any_shared = false;
         let mut at = start;
@@ -1738,18 +1741,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let tree = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
         let mut inodes = 0u64;
-        scan(
-            &tree,
-            &Committed(&self.media),
-            &block_key(0),
-            &mut |_, value| {
-                inodes += value
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, |b| u64::from(u64::from_le_bytes(b).count_ones()));
-                ControlFlow::Continue(())
-            },
-        )?;
+        scan(&tree, &self.committed(), &block_key(0), &mut |_, value| {
+            inodes += value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u64::from(u64::from_le_bytes(b).count_ones()));
+            ControlFlow::Continue(())
+        })?;
         self.transact(|tx| {
             tx.sb.free_blocks = free_total;
             tx.sb.inode_count = inodes;
@@ -1808,7 +1806,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut failure = None;
             scan(
                 &tree,
-                &Committed(media),
+                &Committed::checking_all(media),
                 &block_key(from),
                 &mut |key, value| {
                     let chunk = parse_block_key(key).unwrap_or(0);
@@ -1865,6 +1863,12 @@ impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     type Error = Error;
     fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.0.read(block)
+    }
+    fn checked(&self, block: u64) -> bool {
+        self.0.checked(block)
+    }
+    fn set_checked(&self, block: u64) {
+        self.0.set_checked(block);
     }
 }
 
