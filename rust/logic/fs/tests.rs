@@ -1779,3 +1779,41 @@ fn inode_chunks_are_found_past_many_one_block_holes() {
     }
     unmount_and_check(v);
 }
+
+/// An overwrite within the file at the time the file already has changes
+/// nothing on the device (no transaction); a later time or a larger size
+/// is committed.
+#[test]
+fn writes_that_change_no_time_or_size_commit_nothing() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+    write(&mut v, f, 0, &pattern(5, 8192)).unwrap();
+    let later = Timestamp {
+        sec: T0.sec + 1,
+        ..T0
+    };
+    v.write_done(f, 8192, later).unwrap();
+
+    let writes = *v.media().writes.borrow();
+    let inode = v.write_done(f, 4096, later).unwrap();
+    assert_eq!(*v.media().writes.borrow(), writes, "nothing to commit");
+    assert_eq!((inode.size, inode.mtime), (8192, later));
+
+    v.write_done(f, 12288, later).unwrap();
+    assert!(*v.media().writes.borrow() > writes, "the size grew");
+    assert_eq!(v.inode(f).unwrap().size, 12288);
+    let even_later = Timestamp {
+        sec: T0.sec + 2,
+        ..T0
+    };
+    let writes = *v.media().writes.borrow();
+    v.write_done(f, 100, even_later).unwrap();
+    assert!(*v.media().writes.borrow() > writes, "the times moved");
+    let inode = v.inode(f).unwrap();
+    assert_eq!(
+        (inode.size, inode.mtime, inode.ctime),
+        (12288, even_later, even_later)
+    );
+    unmount_and_check(v);
+}
