@@ -1294,10 +1294,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         // transaction is needed, as the VFS skips updating times that are
         // current (`inode_needs_update_time`).
         let current = self.inode(ino)?;
-        if grow_to.unwrap_or(0) <= current.size
-            && current.mtime == now
-            && current.ctime == now
-        {
+        if grow_to.unwrap_or(0) <= current.size && current.mtime == now && current.ctime == now {
             return Ok(current);
         }
         self.transact(|tx| {
