@@ -240,11 +240,11 @@ impl<T: FileSystem> Registration<T> {
             .flatten()
             .find(|h| h.dax == dax as usize)
             .ok_or_else(crate::sys::errno::eopnotsupp)?;
+        let sb = holder.sb as *mut ffi::super_block;
         // SAFETY: Registered, so not freed yet (`put_super` unregisters it
         // under the lock held here).
-        let sb =
-            unsafe { ActiveSuperBlock::get(holder.sb as *mut ffi::super_block) }.ok_or(EBUSY)?;
-        Ok((sb, holder.info.clone()))
+        let active = unsafe { ActiveSuperBlock::get(sb) };
+        Ok((active.ok_or(EBUSY)?, holder.info.clone()))
     }
 
     /// What to pass as holder and holder operations to
