@@ -223,6 +223,27 @@ static int poisoned_file(struct __test_metadata *_metadata, uint64_t seed)
 	return fd;
 }
 
+/*
+ * A new mapping of the 4-page file @fd shows page 1 with the pattern under
+ * @new_seed (it replaced the poisoned page) and the other pages with the
+ * file's pattern under @seed.
+ */
+static void expect_page_1_replaced(struct __test_metadata *_metadata, int fd,
+				   uint64_t new_seed, uint64_t seed)
+{
+	unsigned char *q = mm_map(NULL, 4 * MM_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+
+	ASSERT_NE(MAP_FAILED, q);
+	EXPECT_TRUE(page_reads(q + MM_PAGE, MM_PAGE, new_seed))
+		TH_LOG("a new mapping of the replaced page: %s",
+		       mm_sig ? "expected no signal" : "expected the new data");
+	for (int i = 0; i < 4; i += 1 + (i == 0)) {
+		EXPECT_TRUE(page_reads(q + i * MM_PAGE, i * MM_PAGE, seed))
+			TH_LOG("page %d of a new mapping: expected its old data", i);
+	}
+	mm_unmap(q, 4 * MM_PAGE);
+}
+
 TEST_F(mm, hwpoison_data_page_sigbus_ar)
 {
 	int fd = fs_make_pattern_file("f", 4 * MM_PAGE, 1);
@@ -502,20 +523,13 @@ TEST_F(mm, poisoned_block_reads_eio_until_punched)
 		TH_LOG("writing the punched page: %s", strerror(errno));
 	EXPECT_EQ(-1, fs_check_pattern(fd, MM_PAGE, MM_PAGE, 5))
 		TH_LOG("read(2) of the rewritten page: expected the new data");
-	q = mm_map(NULL, 4 * MM_PAGE, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, q);
-	EXPECT_TRUE(page_reads(q + MM_PAGE, MM_PAGE, 5))
-		TH_LOG("a new mapping of the rewritten page: %s",
-		       mm_sig ? "expected no signal" : "expected the new data");
-	EXPECT_TRUE(page_reads(q, 0, 4));
-	EXPECT_TRUE(page_reads(q + 2 * MM_PAGE, 2 * MM_PAGE, 4));
-	EXPECT_TRUE(page_reads(q + 3 * MM_PAGE, 3 * MM_PAGE, 4));
+	expect_page_1_replaced(_metadata, fd, 5, 4);
 	close(fd);
 }
 
 TEST_F(mm, overwrite_clears_poison)
 {
-	unsigned char buf[MM_PAGE], *q;
+	unsigned char buf[MM_PAGE];
 	int fd = poisoned_file(_metadata, 6);
 	ssize_t n;
 
@@ -540,13 +554,7 @@ TEST_F(mm, overwrite_clears_poison)
 	EXPECT_EQ(-1, fs_check_pattern(fd, MM_PAGE, MM_PAGE, 8))
 		TH_LOG("read(2) of the overwritten page: expected the new data (%s)",
 		       strerror(errno));
-	q = mm_map(NULL, 4 * MM_PAGE, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, q);
-	EXPECT_TRUE(page_reads(q + MM_PAGE, MM_PAGE, 8))
-		TH_LOG("a new mapping of the overwritten page: %s",
-		       mm_sig ? "expected no signal" : "expected the new data");
-	EXPECT_TRUE(page_reads(q, 0, 6));
-	EXPECT_TRUE(page_reads(q + 2 * MM_PAGE, 2 * MM_PAGE, 6));
+	expect_page_1_replaced(_metadata, fd, 8, 6);
 	close(fd);
 }
 
