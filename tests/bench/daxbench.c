@@ -250,10 +250,17 @@ static pid_t background_copy(void)
 	}
 }
 
+/* Stops the copier; a copier that had died (say ENOSPC) fails the run:
+ * the measurement was not taken under load. */
 static void background_stop(pid_t pid)
 {
+	int status;
+
 	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+		errno = ECHILD;
+		die("the background copy stopped before the measurement ended");
+	}
 	unlink(path("copy-src"));
 	unlink(path("copy-dst"));
 }
