@@ -126,6 +126,17 @@ impl Geometry {
     }
 }
 
+/// A failed range `offset..offset + len` of a DAX device, as the bytes
+/// `(offset, len)` of a filesystem on a block device that covers `size`
+/// bytes of it from byte `start` (a partition starts past 0, as xfs's
+/// `bt_dax_part_off` says); clipped to those bytes, `None` if none of the
+/// failure is there.
+pub fn failure_in_partition(offset: u64, len: u64, start: u64, size: u64) -> Option<(u64, u64)> {
+    let end = offset.saturating_add(len).min(start.saturating_add(size));
+    let first = offset.max(start);
+    (first < end).then(|| (first - start, end - first))
+}
+
 /// How many pages a recovery-mode DAX access at `sector` may cover when the
 /// first bad sector at or after it is `first_bad`: the pages before the bad
 /// one, or the one page that holds it, so the caller recovers one page at a
@@ -192,6 +203,45 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn failures_are_told_in_the_partitions_bytes() {
+        // A partition of 64 MiB from 16 MiB.
+        let (start, size) = (16 * MIB, 64 * MIB);
+        assert_eq!(failure_in_partition(0, 4096, start, size), None);
+        assert_eq!(
+            failure_in_partition(16 * MIB - 4096, 4096, start, size),
+            None
+        );
+        assert_eq!(
+            failure_in_partition(16 * MIB, 4096, start, size),
+            Some((0, 4096))
+        );
+        assert_eq!(
+            failure_in_partition(20 * MIB + 8192, 4096, start, size),
+            Some((4 * MIB + 8192, 4096))
+        );
+        // Straddling either edge: the part inside.
+        assert_eq!(
+            failure_in_partition(16 * MIB - 4096, 8192, start, size),
+            Some((0, 4096))
+        );
+        assert_eq!(
+            failure_in_partition(80 * MIB - 4096, 8192, start, size),
+            Some((64 * MIB - 4096, 4096))
+        );
+        assert_eq!(failure_in_partition(80 * MIB, 4096, start, size), None);
+        // The whole device (device removal): the whole partition.
+        assert_eq!(
+            failure_in_partition(0, u64::MAX, start, size),
+            Some((0, size))
+        );
+        // Whole devices start at 0.
+        assert_eq!(
+            failure_in_partition(8192, 4096, 0, size),
+            Some((8192, 4096))
+        );
+    }
 
     #[test]
     fn aligned_namespace_is_all_data() {

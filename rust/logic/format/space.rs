@@ -105,41 +105,46 @@ impl<'a, S: SpaceStore> Space<'a, S> {
                 return Err(SpaceError::Inconsistent { block });
             }
         }
-        let mut block = extent.start;
+        // Chunk by chunk: a chunk's summary entry moves by the bits that
+        // really changed in its words, read back after they were set. A
+        // store may keep some bits as they were (a poisoned block stays in
+        // use in the allocator's view when freed) and its summary entry
+        // may depend on its words: it is read before them and set after.
         let end = extent.start + extent.len;
-        while block < end {
-            let index = block / WORD_BITS;
-            let first = block % WORD_BITS;
-            let count = (WORD_BITS - first).min(end - block);
-            let mask = if count == WORD_BITS {
-                u64::MAX
-            } else {
-                ((1u64 << count) - 1) << first
-            };
-            let word = self.store.word(index).map_err(SpaceError::Store)?;
-            let word = if used { word | mask } else { word & !mask };
-            self.store
-                .set_word(index, word)
-                .map_err(SpaceError::Store)?;
-            block += count;
-        }
         let mut block = extent.start;
         while block < end {
             let chunk = block / CHUNK_BLOCKS;
-            let count = ((chunk + 1) * CHUNK_BLOCKS).min(end) - block;
+            let chunk_end = ((chunk + 1) * CHUNK_BLOCKS).min(end);
             let free = self.store.chunk_free(chunk).map_err(SpaceError::Store)?;
-            let count = u32::try_from(count).map_err(|_| SpaceError::OutOfRange)?;
+            let mut changed = 0u32;
+            while block < chunk_end {
+                let index = block / WORD_BITS;
+                let first = block % WORD_BITS;
+                let count = (WORD_BITS - first).min(chunk_end - block);
+                let mask = if count == WORD_BITS {
+                    u64::MAX
+                } else {
+                    ((1u64 << count) - 1) << first
+                };
+                let before = self.store.word(index).map_err(SpaceError::Store)?;
+                let word = if used { before | mask } else { before & !mask };
+                self.store
+                    .set_word(index, word)
+                    .map_err(SpaceError::Store)?;
+                let after = self.store.word(index).map_err(SpaceError::Store)?;
+                changed += ((before ^ after) & mask).count_ones();
+                block += count;
+            }
             let free = if used {
-                free.checked_sub(count)
+                free.checked_sub(changed)
             } else {
-                free.checked_add(count)
+                free.checked_add(changed)
                     .filter(|&f| u64::from(f) <= CHUNK_BLOCKS)
             }
             .ok_or(SpaceError::Inconsistent { block })?;
             self.store
                 .set_chunk_free(chunk, free)
                 .map_err(SpaceError::Store)?;
-            block += u64::from(count);
         }
         Ok(())
     }

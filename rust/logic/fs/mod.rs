@@ -267,11 +267,26 @@ pub struct Mapping {
     /// The blocks were allocated by this call (and zeroed).
     pub new: bool,
     /// The blocks are shared with another file or range (reflink): a write
-    /// must copy them first (`map_write` never returns shared blocks).
+    /// must copy them first (`map_write` returns shared blocks only when
+    /// asked to report them, [`SharedWrite::Report`]).
     pub shared: bool,
     /// `map_write` copied shared blocks to these new ones: whatever mapped
     /// the old ones for this file (page tables) must go.
     pub copied: bool,
+}
+
+/// What `Volume::map_write` does with blocks shared with another file or
+/// range (copy-on-write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedWrite {
+    /// Copies them to new blocks and maps those (`copied` in the answer).
+    Copy,
+    /// Answers them as they are (`shared`), changing nothing. The old blocks
+    /// may be handed to their other owner (and freed or rewritten there) the
+    /// moment the copy commits, so a caller that maps blocks into page
+    /// tables removes every mapping of the range first, then asks again
+    /// with [`SharedWrite::Copy`].
+    Report,
 }
 
 /// An owner of device blocks, as the reverse map answers (`Volume::owners`).

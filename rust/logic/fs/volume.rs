@@ -8,7 +8,7 @@ use super::{
     checked::CheckedNodes,
     tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
     AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
-    NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, StatFs, Unlinked,
+    NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, SharedWrite, StatFs, Unlinked,
 };
 use crate::logic::format::{
     btree::{Nodes, Tree},
@@ -21,10 +21,20 @@ use crate::logic::format::{
         Extents, InodeChunks, NameError, RefCounts, ReverseMap, RmapKey, EXTENT_UNWRITTEN,
         OWNER_INODE_CHUNKS, RMAP_METADATA,
     },
+    layout::Layout,
     space::{self, SpaceStore},
     superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
     BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
+
+/// Which blocks of a range [`Volume::unmap_range`] releases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blocks {
+    /// Every block.
+    All,
+    /// Written blocks only (unwritten ones are preallocations to keep).
+    Written,
+}
 
 /// Readdir positions 0 and 1 are `.` and `..` (the VFS emits them); the
 /// first entry's position is at least this.
@@ -167,6 +177,7 @@ enum Lookup {
 fn find_extent<S: Nodes<Error = Error>>(
     tree: &Tree<Extents>,
     store: &S,
+    layout: &Layout,
     block: u64,
 ) -> Result<Lookup, Error> {
     let mut key = [0u8; 8];
@@ -176,7 +187,7 @@ fn find_extent<S: Nodes<Error = Error>>(
         .map_err(tree_error)?
     {
         let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        let extent = valid_extent(tree, start, &value)?;
+        let extent = valid_extent(tree, layout, start, &value)?;
         if block < start + u64::from(extent.len) {
             return Ok(Lookup::Extent(start, extent));
         }
@@ -189,15 +200,28 @@ fn find_extent<S: Nodes<Error = Error>>(
     Ok(Lookup::Hole(next))
 }
 
-/// The extent stored under file block `start`, if it makes sense: its
-/// file range inside the largest file and its device range representable
-/// (the caller checks the device range against the data area).
-fn valid_extent(tree: &Tree<Extents>, start: u64, value: &[u8]) -> Result<Extent, Error> {
+/// The extent stored under file block `start`, if it makes sense: not
+/// empty, its file range inside the largest file and its device range
+/// inside the data area. Every extent read from the media passes here
+/// before any arithmetic on it.
+fn valid_extent(
+    tree: &Tree<Extents>,
+    layout: &Layout,
+    start: u64,
+    value: &[u8],
+) -> Result<Extent, Error> {
     let damaged = Error::Corrupt(tree.root, Damage::Record);
     let extent = Extent::decode(value).ok_or(damaged)?;
     let len = u64::from(extent.len);
     match (start.checked_add(len), extent.physical.checked_add(len)) {
-        (Some(end), Some(_)) if end <= MAX_FILE_BLOCKS => Ok(extent),
+        (Some(end), Some(device_end))
+            if len > 0
+                && end <= MAX_FILE_BLOCKS
+                && extent.physical >= layout.data_start
+                && device_end <= layout.block_count =>
+        {
+            Ok(extent)
+        }
         _ => Err(damaged),
     }
 }
@@ -206,6 +230,7 @@ fn valid_extent(tree: &Tree<Extents>, start: u64, value: &[u8]) -> Result<Extent
 fn last_extent<S: Nodes<Error = Error>>(
     tree: &Tree<Extents>,
     store: &S,
+    layout: &Layout,
 ) -> Result<Option<(u64, Extent)>, Error> {
     let mut key = [0u8; 8];
     let mut value = [0u8; 16];
@@ -216,7 +241,7 @@ fn last_extent<S: Nodes<Error = Error>>(
         return Ok(None);
     }
     let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-    let extent = valid_extent(tree, start, &value)?;
+    let extent = valid_extent(tree, layout, start, &value)?;
     Ok(Some((start, extent)))
 }
 
@@ -509,7 +534,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// read-only or no chunk is free.
     pub fn reserve_zero_chunk(&mut self) -> Option<u64> {
         if let Some(chunk) = self.zero_chunk {
-            return Some(chunk * CHUNK_BLOCKS);
+            // Kept hidden but never mapped again if its memory failed.
+            let start = chunk * CHUNK_BLOCKS;
+            return self
+                .poisoned
+                .first_in(start, CHUNK_BLOCKS)
+                .is_none()
+                .then_some(start);
         }
         if self.read_only || self.check_live().is_err() {
             return None;
@@ -519,9 +550,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let end = layout.block_count / CHUNK_BLOCKS;
         // From the end of the device: where allocations come last.
         let tx = Tx::new(&self.media, self.sb, self.scratch.parts());
-        let chunk = (first..end)
-            .rev()
-            .find(|&chunk| tx.chunk_free(chunk) == Ok(CHUNK_BLOCKS as u32))?;
+        // Not a chunk with failed memory, free or not: it is never
+        // written, nor is a zero chunk that failed reused (`poison`).
+        let chunk = (first..end).rev().find(|&chunk| {
+            tx.chunk_free(chunk) == Ok(CHUNK_BLOCKS as u32)
+                && self
+                    .poisoned
+                    .first_in(chunk * CHUNK_BLOCKS, CHUNK_BLOCKS)
+                    .is_none()
+        })?;
         let start = chunk * CHUNK_BLOCKS;
         if !self
             .media
@@ -1020,6 +1057,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             // Zero the rest of the new last block so that a later extension
             // reads zeros there; blocks past it are freed below.
             self.zero_tail(ino, new_size)?;
+        } else if new_size > old.size {
+            self.zero_past_eof(ino, new_size)?;
         }
         let inode = self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
@@ -1034,6 +1073,28 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Ok(inode)
     }
 
+    /// Makes bytes `size..upto` of `ino` read as zeros, where `size` is its
+    /// size, before the file grows over them. What lies past the end of
+    /// file is not the file's: stores through a mapping of the end-of-file
+    /// page past its end, or blocks of a write or truncation that a crash
+    /// cut short. ext4 and xfs zero this gap too. The end-of-file block's
+    /// tail is zeroed in place (copied first if shared: the caller has
+    /// removed its mappings); written blocks inside the gap are released
+    /// (unwritten ones, preallocations, stay: they read as zeros).
+    pub fn zero_past_eof(&mut self, ino: u64, upto: u64) -> Result<(), Error> {
+        let size = self.regular(ino)?.size;
+        if upto <= size {
+            return Ok(());
+        }
+        self.zero_tail(ino, size)?;
+        let first = size.div_ceil(BLOCK_SIZE as u64);
+        let end = upto.div_ceil(BLOCK_SIZE as u64);
+        if first < end {
+            self.unmap_range(ino, first, end - first, Blocks::Written)?;
+        }
+        Ok(())
+    }
+
     /// Zeroes bytes `size..` of the block holding byte `size`, if written.
     fn zero_tail(&mut self, ino: u64, size: u64) -> Result<(), Error> {
         let within = size % BLOCK_SIZE as u64;
@@ -1044,15 +1105,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     }
 
     /// Zeroes `len` bytes at byte `offset` of `ino`, inside one block, if
-    /// that block holds written data (a shared block is copied first).
+    /// that block holds written data (a shared block is copied first: the
+    /// caller has removed its mappings). `Poisoned` if the block holds
+    /// failed memory: it is never written (the caller punches whole blocks
+    /// out instead).
     fn zero_in_block(&mut self, ino: u64, offset: u64, len: u64) -> Result<(), Error> {
         let block = offset >> BLOCK_SHIFT;
-        let mut mapping = self.map_read(ino, block, 1)?;
+        let mut mapping = self.map_data(ino, block, 1)?;
         if mapping.kind != MapKind::Data || len == 0 {
             return Ok(());
         }
         if mapping.shared {
-            mapping = self.map_write(ino, block, 1)?;
+            mapping = self.map_write(ino, block, 1, SharedWrite::Copy)?;
         }
         let at = (mapping.physical << BLOCK_SHIFT) + offset % BLOCK_SIZE as u64;
         if !self.media.zero(at, len) {
@@ -1094,7 +1158,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     ) -> Result<Inode, Error> {
         self.regular(ino)?;
         let (first, count) = self.zero_edges(ino, offset, len)?;
-        self.unmap_range(ino, first, count)?;
+        self.unmap_range(ino, first, count, Blocks::All)?;
         self.modified(ino, None, now)
     }
 
@@ -1110,7 +1174,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     ) -> Result<Inode, Error> {
         self.regular(ino)?;
         let (first, count) = self.zero_edges(ino, offset, len)?;
-        self.unmap_range(ino, first, count)?;
+        self.unmap_range(ino, first, count, Blocks::All)?;
         self.allocate(ino, offset, len, keep_size, now)
     }
 
@@ -1135,6 +1199,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 Error::TooBig
             });
         }
+        if !keep_size {
+            self.zero_past_eof(ino, end)?;
+        }
         let mut block = offset >> BLOCK_SHIFT;
         let last = end.div_ceil(BLOCK_SIZE as u64);
         let mut budget = Budget::new();
@@ -1157,7 +1224,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         } else {
                             mapping.len.min(CHUNK_BLOCKS - at % CHUNK_BLOCKS)
                         };
-                        let goal = goal_for(&tree, &TxNodes(tx), at, tx.sb.layout.data_start)?;
+                        let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, at)?;
                         let extent = tx.allocate_data(want, goal)?;
                         put_extent(
                             tx,
@@ -1216,7 +1283,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         self.regular(src)?;
         self.regular(dst)?;
-        self.unmap_range(dst, dst_first, count)?;
+        self.zero_past_eof(dst, dst_offset)?;
+        self.unmap_range(dst, dst_first, count, Blocks::All)?;
         let mut done = 0;
         let mut budget = Budget::new();
         while done < count {
@@ -1274,7 +1342,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             });
             done = budget.settle(result, steps)?.unwrap_or(done);
         }
-        self.modified(dst, Some(dst_offset.saturating_add(len)), now)
+        // A clone that ends at the source's end of file inside a block
+        // brings that block's tail, which is not the source's data, into
+        // the middle of a larger destination: zero it there.
+        let end = dst_offset.saturating_add(len);
+        let tail = end % bs;
+        if tail != 0 && self.inode(dst)?.size > end {
+            self.zero_in_block(dst, end, bs - tail)?;
+        }
+        self.modified(dst, Some(end), now)
     }
 
     /// `ino`, which must be a regular file.
@@ -1307,9 +1383,16 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         })
     }
 
-    /// Releases the blocks mapped at file blocks `first..first + count`
-    /// (they become a hole), in bounded transactions.
-    fn unmap_range(&mut self, ino: u64, first: u64, count: u64) -> Result<(), Error> {
+    /// Releases the blocks (`which` of them) mapped at file blocks
+    /// `first..first + count` (they become a hole), in bounded
+    /// transactions.
+    fn unmap_range(
+        &mut self,
+        ino: u64,
+        first: u64,
+        count: u64,
+        which: Blocks,
+    ) -> Result<(), Error> {
         let end = first.saturating_add(count);
         let mut cursor = first;
         let mut budget = Budget::new();
@@ -1324,8 +1407,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut at = cursor;
                 while at < end && budget.allows(steps, tx) {
                     steps += 1;
-                    match find_extent(&tree, &TxNodes(tx), at)? {
+                    match find_extent(&tree, &TxNodes(tx), &tx.sb.layout, at)? {
                         Lookup::Hole(next) => at = next.map_or(end, |n| n.min(end)),
+                        Lookup::Extent(start, extent)
+                            if which == Blocks::Written && extent.flags & EXTENT_UNWRITTEN != 0 =>
+                        {
+                            at = (start + u64::from(extent.len)).min(end);
+                        }
                         Lookup::Extent(start, extent) => {
                             let stop = (start + u64::from(extent.len)).min(end);
                             let len = stop - at;
@@ -1362,7 +1450,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut done = false;
                 while budget.allows(steps, tx) {
                     steps += 1;
-                    let Some((start, extent)) = last_extent(&tree, &TxNodes(tx))? else {
+                    let Some((start, extent)) = last_extent(&tree, &TxNodes(tx), &tx.sb.layout)?
+                    else {
                         done = true;
                         break;
                     };
@@ -1466,25 +1555,49 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// from now on they are never read or mapped for a file, nor handed
     /// out once free. `NoSpace` when the list of poisoned blocks is full
     /// (the caller shuts the volume down: the device is failing).
+    ///
+    /// A failure in the zero chunk retires it for the rest of the mount: its
+    /// whole 2 MiB joins the list, so that the allocator never hands out
+    /// blocks that mappings of it may still show (the caller removes them),
+    /// and [`Self::reserve_zero_chunk`] picks another.
     pub fn poison(&mut self, start: u64, len: u64) -> Result<(), Error> {
-        if self.poisoned.add(start, len) {
-            Ok(())
-        } else {
-            Err(Error::NoSpace)
+        if !self.poisoned.add(start, len) {
+            return Err(Error::NoSpace);
         }
+        if let Some(chunk) = self.zero_chunk {
+            let first = chunk * CHUNK_BLOCKS;
+            if start < first + CHUNK_BLOCKS && first < start.saturating_add(len) {
+                if !self.poisoned.add(first, CHUNK_BLOCKS) {
+                    // Stays hidden as the zero chunk instead, unused.
+                    return Err(Error::NoSpace);
+                }
+                self.zero_chunk = None;
+            }
+        }
+        Ok(())
     }
 
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
-    /// copies shared blocks; new or converted blocks are zeroed and durable
-    /// before the mapping is committed. May map fewer blocks than asked.
-    pub fn map_write(&mut self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
+    /// and copies shared blocks or reports them (`shared`). New or
+    /// converted blocks are zeroed and durable before the mapping is
+    /// committed. May map fewer blocks than asked.
+    pub fn map_write(
+        &mut self,
+        ino: u64,
+        file_block: u64,
+        len: u64,
+        shared: SharedWrite,
+    ) -> Result<Mapping, Error> {
         let len = len.clamp(1, MAX_ALLOCATION);
         if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
             return Err(Error::TooBig);
         }
         let current = self.map_data(ino, file_block, len)?;
         if current.kind == MapKind::Data && !current.shared {
+            return Ok(current);
+        }
+        if current.shared && shared == SharedWrite::Report {
             return Ok(current);
         }
         // Never past a poisoned block (`map_data` stopped before it).
@@ -1530,7 +1643,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     }
                 }
                 MapKind::Hole => {
-                    let goal = goal_for(&tree, &TxNodes(tx), file_block, tx.sb.layout.data_start)?;
+                    let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, file_block)?;
                     let want = if file_block % CHUNK_BLOCKS == 0 {
                         mapping.len
                     } else {
@@ -2049,7 +2162,7 @@ fn map_in<S: Nodes<Error = Error>>(
         return Ok(hole(len));
     }
     let tree = Tree::<Extents>::open(inode.map_root, ino);
-    match find_extent(&tree, store, file_block)? {
+    match find_extent(&tree, store, &sb.layout, file_block)? {
         // The next extent starts after `file_block`, or the tree's order
         // is broken (a zero-length hole would loop its callers forever).
         Lookup::Hole(Some(next)) if next <= file_block => {
@@ -2087,8 +2200,8 @@ fn map_in<S: Nodes<Error = Error>>(
 fn goal_for<S: Nodes<Error = Error>>(
     tree: &Tree<Extents>,
     store: &S,
+    layout: &Layout,
     file_block: u64,
-    default: u64,
 ) -> Result<u64, Error> {
     let mut key = [0u8; 8];
     let mut value = [0u8; 16];
@@ -2098,11 +2211,12 @@ fn goal_for<S: Nodes<Error = Error>>(
             .map_err(tree_error)?
     {
         let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Ok(extent) = valid_extent(tree, start, &value) {
-            return Ok(extent.physical + (file_block - start));
+        if let Ok(extent) = valid_extent(tree, layout, start, &value) {
+            // A goal past the device is clamped by the allocator.
+            return Ok(extent.physical.saturating_add(file_block - start));
         }
     }
-    Ok(default)
+    Ok(layout.data_start)
 }
 
 /// Zeroes blocks on the device before the transaction that maps them
@@ -2171,7 +2285,7 @@ fn put_extent<M: Media>(
             .map_err(tree_error)?
     {
         let before_start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Ok(before) = valid_extent(tree, before_start, &value) {
+        if let Ok(before) = valid_extent(tree, &tx.sb.layout, before_start, &value) {
             let before_len = u64::from(before.len);
             let merged = before_len + len;
             if before_start + before_len == file_block
@@ -2215,7 +2329,9 @@ fn convert_unwritten<M: Media>(
     ino: u64,
     mapping: &Mapping,
 ) -> Result<(), Error> {
-    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), mapping.file_block)? else {
+    let Lookup::Extent(start, extent) =
+        find_extent(tree, &TxNodes(tx), &tx.sb.layout, mapping.file_block)?
+    else {
         return Err(Error::Invalid);
     };
     split_out(
@@ -2317,7 +2433,8 @@ fn replace_range<M: Media>(
     len: u64,
     physical: u64,
 ) -> Result<(), Error> {
-    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), file_block)? else {
+    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, file_block)?
+    else {
         return Err(Error::Invalid);
     };
     let old = extent.physical + (file_block - start);
