@@ -18,7 +18,7 @@ use crate::{
     logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
     sys::{
         debugfs,
-        memory::PmemMemory,
+        memory::{self, PmemMemory},
         mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS},
     },
 };
@@ -50,8 +50,9 @@ pub(crate) struct BlockMap {
     pub(crate) blocks: Blocks,
     /// Allocated (and zeroed) or converted by this call.
     pub(crate) new: bool,
-    /// Shared with other files or ranges (reflink): read mappings only;
-    /// a write answer never is.
+    /// Shared with other files or ranges (reflink). A write answer that
+    /// is shared asks for copy-on-write: the engine removes this file's
+    /// mappings of the pages, then calls [`BlockMapper::unshare`].
     pub(crate) shared: bool,
     /// This write answer replaced shared blocks by private copies
     /// (copy-on-write done, data copied): the old blocks must not stay
@@ -70,9 +71,17 @@ pub(crate) trait BlockMapper {
 
     /// Maps `pages` pages of `file` from page `first`. `write`: the pages
     /// are about to be written in place: allocate holes (zeroed), convert
-    /// unwritten blocks, copy shared ones; never answer shared blocks.
-    /// May answer fewer pages than asked.
+    /// unwritten blocks; shared blocks are answered as they are (`shared`,
+    /// nothing changed). May answer fewer pages than asked.
     fn map(&self, file: &Self::File, first: u64, pages: u64, write: bool) -> Result<BlockMap>;
+
+    /// Copies the shared blocks of `pages` pages of `file` from page
+    /// `first` (a `shared` write answer) to new blocks and maps them
+    /// (`copied`). The old blocks may be freed or rewritten by their other
+    /// owners as soon as this returns: the engine calls it only after it
+    /// removed every mapping of these pages, with the fault's region lock
+    /// held so that none comes back.
+    fn unshare(&self, file: &Self::File, first: u64, pages: u64) -> Result<BlockMap>;
 
     /// Makes `file`'s metadata durable (after an `unsynced` answer).
     fn persist(&self, file: &Self::File) -> Result;
@@ -127,6 +136,15 @@ pub(crate) struct Counters {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Fences the write-backs issued before it is dropped (on every way out).
+struct Fence;
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        memory::fence();
+    }
 }
 
 /// Locks serializing faults, writeback and invalidation per 2 MiB of a
@@ -301,7 +319,9 @@ impl Engine {
         }
     }
 
-    /// Asks the mapper; a `MAP_SYNC` write waits for durable metadata.
+    /// Asks the mapper; a write to shared blocks copies them once their
+    /// mappings are gone; a `MAP_SYNC` write waits for durable metadata.
+    /// The caller holds the region lock of `first`.
     fn map_for<M: BlockMapper>(
         &self,
         target: &Faulting<'_, M>,
@@ -310,7 +330,16 @@ impl Engine {
         pages: u64,
         write: bool,
     ) -> Result<BlockMap> {
-        let map = target.mapper.map(target.file, first, pages, write)?;
+        let mut map = target.mapper.map(target.file, first, pages, write)?;
+        if write && map.shared && map.first == first && map.pages > 0 {
+            // Copy-on-write: once the copy commits the old blocks are
+            // their other owners' alone, to free or rewrite; no page table
+            // may still map them for this file (fs/dax.c unmaps in
+            // dax_insert_entry before xfs remaps in ->iomap_end). Faults on
+            // these pages wait for our region lock.
+            target.entries.unmap(map.first, map.pages, false);
+            map = target.mapper.unshare(target.file, map.first, map.pages)?;
+        }
         if map.pages == 0 || map.first != first || (write && map.shared) {
             return Err(EIO);
         }
@@ -329,9 +358,10 @@ impl Engine {
     }
 
     /// Removes `old` (at `base`) from the file's page tables and entries;
-    /// its dirty cache lines are written back first.
-    fn evict(&self, entries: &Entries, old: Entry, base: u64, even_cows: bool) -> Result<bool> {
-        entries.unmap(base, old.pages(), even_cows);
+    /// its dirty cache lines are written back first. Private copies of its
+    /// pages stay (they are the processes' own).
+    fn evict(&self, entries: &Entries, old: Entry, base: u64) -> Result<bool> {
+        entries.unmap(base, old.pages(), false);
         self.flush(old);
         entries.exchange(base, old.order(), Some(old), None, false, Tags::default())
     }
@@ -351,7 +381,7 @@ impl Engine {
         if let Some((old, base)) = found {
             if old.order() != order || base != index {
                 // A 2 MiB entry gives way to a 4 KiB one.
-                if !self.evict(entries, old, base, false)? {
+                if !self.evict(entries, old, base)? {
                     return Ok(false);
                 }
                 return entries.exchange(index, order, None, entry, shared, tags);
@@ -540,6 +570,10 @@ impl Engine {
     /// are written back and it is marked clean.
     pub(crate) fn writeback(&self, entries: &Entries, first: u64, last: u64) -> Result {
         entries.tag_for_writeback(first, last);
+        // The cache-line write-backs are ordered and complete only after a
+        // fence (`pmem_wmb`), which must come before writeback reports
+        // success to fsync or msync.
+        let _fence = Fence;
         let mut index = first;
         while index <= last {
             let Some(tagged) = entries.next_towrite(&mut index, last)? else {
@@ -570,14 +604,16 @@ impl Engine {
     /// Removes every entry and mapping of pages `first..=last` (whole
     /// 2 MiB entries that overlap), writing back dirty cache lines: before
     /// blocks are freed or shared, or after `write(2)` put new blocks
-    /// under mapped zero pages. `even_cows`: private copies go too
-    /// (truncation).
+    /// under mapped zero pages. `private_from`: private copies (anonymous
+    /// pages of `MAP_PRIVATE` mappings) of the pages from this one to
+    /// `last` go too, as truncation needs past the new end of file; below
+    /// it they are kept (core mm's `truncate_pagecache` keeps them too).
     pub(crate) fn invalidate(
         &self,
         entries: &Entries,
         first: u64,
         last: u64,
-        even_cows: bool,
+        private_from: Option<u64>,
     ) -> Result {
         let mut index = first;
         while index <= last {
@@ -587,14 +623,18 @@ impl Engine {
             {
                 let _region = self.region(entries, base).lock();
                 if let Some((current, at)) = self.settled(entries, base)? {
-                    if at == base && !self.evict(entries, current, base, even_cows)? {
+                    if at == base && !self.evict(entries, current, base)? {
                         continue;
                     }
                 }
             }
             index = base.saturating_add(entry.pages());
         }
-        entries.unmap(first, last.wrapping_sub(first).wrapping_add(1), even_cows);
+        let pages = |from: u64| last.wrapping_sub(from).wrapping_add(1);
+        entries.unmap(first, pages(first), false);
+        if let Some(from) = private_from.filter(|&from| from <= last) {
+            entries.unmap(from, pages(from), true);
+        }
         Ok(())
     }
 }

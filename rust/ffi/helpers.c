@@ -500,6 +500,13 @@ int oxdax_wait_page_idle(struct page *page, struct address_space *mapping)
 				 filemap_invalidate_lock(mapping));
 }
 
+/* The same with no lock held (the caller dropped all of them). */
+int oxdax_wait_page_unpinned(struct page *page)
+{
+	return ___wait_var_event(&page->_refcount, atomic_read(&page->_refcount) == 1,
+				 TASK_INTERRUPTIBLE, 0, 0, schedule());
+}
+
 
 /*
  * Makes the PTE just inserted for @pfn at the fault address writable and

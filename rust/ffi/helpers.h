@@ -127,6 +127,7 @@ void oxdax_invalidate_unlock(struct address_space *mapping);
 void oxdax_invalidate_lock_shared(struct address_space *mapping);
 void oxdax_invalidate_unlock_shared(struct address_space *mapping);
 int oxdax_wait_page_idle(struct page *page, struct address_space *mapping);
+int oxdax_wait_page_unpinned(struct page *page);
 bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn);
 void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes);
 

@@ -9,7 +9,11 @@
 
 use kernel::prelude::*;
 
-use super::{inode_info, refresh, OxdaxFs, BLOCK};
+use super::{
+    inode_info,
+    mmap::{quiesce, quiesce_two, Quiet},
+    refresh, OxdaxFs, BLOCK,
+};
 use crate::{
     logic::fs::MapKind,
     sys::fs::{ExtentFlags, Fallocate, Fiemap, Inode},
@@ -20,18 +24,26 @@ pub(super) fn fallocate(inode: &Inode<OxdaxFs>, mode: Fallocate, offset: u64, le
     let info = inode_info(inode)?;
     let ino = inode.ino();
     let now = inode.now();
+    let end = offset.saturating_add(len);
+    // A file that grows has the bytes past its old end zeroed first.
+    let growth = match mode {
+        Fallocate::Allocate { keep_size: false } | Fallocate::ZeroRange { keep_size: false }
+            if end > inode.size() =>
+        {
+            Quiet::growth(inode.size())
+        }
+        _ => None,
+    };
     // Punching and zeroing free or rewrite blocks: no mapping of the range
     // may stay (allocation only turns holes into unwritten blocks, which
     // read as the zero pages that may map them).
-    let _quiet = match mode {
-        Fallocate::PunchHole | Fallocate::ZeroRange { .. } => Some(super::mmap::quiesce(
-            inode,
-            offset,
-            offset.saturating_add(len),
-            false,
-        )?),
-        Fallocate::Allocate { .. } => None,
+    let quiet = match mode {
+        Fallocate::PunchHole | Fallocate::ZeroRange { .. } => {
+            Some(Quiet::range(offset, end).union(growth))
+        }
+        Fallocate::Allocate { .. } => growth,
     };
+    let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
     let record = info.call(|v| match mode {
         Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
         Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
@@ -93,13 +105,17 @@ pub(super) fn remap(
     let info = inode_info(dst)?;
     let (from, to) = (src.ino(), dst.ino());
     let now = dst.now();
-    // The destination's blocks are replaced, the source's become shared:
-    // neither may stay mapped (a write through a source mapping must fault
-    // and copy), nor be pinned for I/O that would land after the clone.
-    let _quiet = src.invalidate_lock_two(dst);
+    // The destination's blocks are replaced (and, cloned past its end, the
+    // bytes past its old end zeroed), the source's become shared: neither
+    // may stay mapped (a write through a source mapping must fault and
+    // copy), nor be pinned for I/O that would land after the clone.
     let end = |pos: u64| pos.saturating_add(len.max(1));
-    super::mmap::quiesce_locked(dst, dst_pos, end(dst_pos), false)?;
-    super::mmap::quiesce_locked(src, src_pos, end(src_pos), false)?;
+    let dst_range = Quiet::range(dst_pos, end(dst_pos)).union(if dst_pos > dst.size() {
+        Quiet::growth(dst.size())
+    } else {
+        None
+    });
+    let _faults_off = quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
     let result = info.call(|v| v.reflink(from, src_pos, to, dst_pos, len, now));
     // Part of a large clone may be done when a later step fails.
     let record = match result {

@@ -27,11 +27,21 @@
 
 use kernel::{fmt, prelude::*};
 
-use super::{mmap, Info, OxdaxFs, BLOCK};
+use super::{
+    mmap::{self, Quiet},
+    Info, OxdaxFs, BLOCK,
+};
 use crate::{
     ffi,
-    logic::fs::{Error as FsError, Owned},
-    sys::fs::{inode, Inode, SuperBlock},
+    logic::{
+        fs::{Error as FsError, Owned},
+        pmem::failure_in_partition,
+    },
+    sys::{
+        cond_resched,
+        errno::eopnotsupp,
+        fs::{inode, Inode, SuperBlock},
+    },
 };
 
 /// Most owners one failure reports to (each sharer of a reflinked block is
@@ -63,6 +73,16 @@ pub(super) fn dax_failure(
         revoke_everything(sb, info);
         return Ok(());
     }
+    // The DAX device's offsets; the filesystem may be on a partition.
+    let Some((offset, len)) =
+        failure_in_partition(offset, len, info.dax.start(), info.engine.memory().len())
+    else {
+        // Another partition's memory: none of our pages failed. The
+        // kernel's generic handling serves whoever maps it (a filesystem
+        // on another partition that is not the device's holder, ext4 say);
+        // xfs answers ENXIO, which leaves those mappers unsignalled.
+        return Err(eopnotsupp());
+    };
     let first = offset / BLOCK;
     let end = offset.saturating_add(len).div_ceil(BLOCK);
     if end <= first {
@@ -127,7 +147,7 @@ fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, 
                 // The zero chunk: nothing is lost, so nobody is killed. Its
                 // mappings go and the next access maps a zero page.
                 let (start, end) = (at * BLOCK, (at + entry.pages()) * BLOCK);
-                if let Err(e) = mmap::quiesce(inode, start, end, false) {
+                if let Err(e) = mmap::quiesce(inode, Quiet::range(start, end)) {
                     pr_err!(
                         "{}: inode {}: zero chunk still mapped: {:?}\n",
                         info.id(),
@@ -137,6 +157,8 @@ fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, 
                 }
             }
             index = at + entry.pages();
+            // A large file has many entries; others may want the CPU.
+            cond_resched();
         }
     });
 }
@@ -205,8 +227,14 @@ fn revoke_everything(sb: &SuperBlock<OxdaxFs>, info: &Info) {
             // One page of each entry: the kill unmaps the whole PMD.
             let _ = inode.kill_mapping_procs(at, 1, ffi::MF_MEM_PRE_REMOVE);
             index = at + entry.pages();
+            cond_resched();
         }
-        if let Err(e) = mmap::quiesce_locked(inode, 0, u64::MAX, true) {
+        let everything = Quiet {
+            start: 0,
+            end: u64::MAX,
+            private_from: Some(0),
+        };
+        if let Err(e) = mmap::quiesce_locked(inode, everything) {
             pr_err!(
                 "{}: inode {}: mappings not removed: {:?}\n",
                 info.id(),

@@ -16,29 +16,38 @@ use kernel::prelude::*;
 use super::{attributes, inode_info, Info, OxdaxFs, BLOCK};
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks, Faulting},
-    logic::{format::BLOCK_SIZE, fs::MapKind, params::FaultEngine},
+    logic::{
+        format::BLOCK_SIZE,
+        fs::{MapKind, SharedWrite},
+        params::FaultEngine,
+    },
     sys::{
         self,
         errno::eopnotsupp,
         fs::{mmap::IomapExtent, Inode},
         memory,
-        mm::{FaultCode, InvalidateGuard, VmFault, FAULT_SIGBUS},
+        mm::{Entries, FaultCode, InvalidateGuard, InvalidateTwo, VmFault, FAULT_SIGBUS},
     },
 };
 
 // The engine maps pages; the volume maps blocks: one and the same.
 const _: () = assert!(BLOCK_SIZE == 4096);
 
-impl BlockMapper for Info {
-    type File = Inode<OxdaxFs>;
-
-    fn map(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64, write: bool) -> Result<BlockMap> {
+impl Info {
+    /// The volume's answer for pages `first..first + pages` of `inode`, as
+    /// the fault engines want it (`shared` write answers copy nothing).
+    fn block_map(
+        &self,
+        inode: &Inode<OxdaxFs>,
+        first: u64,
+        pages: u64,
+        write: Option<SharedWrite>,
+    ) -> Result<BlockMap> {
         let ino = inode.ino();
         let (mapping, record) = self.call(|v| {
-            let mapping = if write {
-                v.map_write(ino, first, pages)?
-            } else {
-                v.map_data(ino, first, pages)?
+            let mapping = match write {
+                Some(shared) => v.map_write(ino, first, pages, shared)?,
+                None => v.map_data(ino, first, pages)?,
             };
             // New blocks show in stat(2)'s block count.
             let record = if mapping.new { v.inode(ino).ok() } else { None };
@@ -64,6 +73,18 @@ impl BlockMapper for Info {
             // Every volume transaction is durable when it returns.
             unsynced: false,
         })
+    }
+}
+
+impl BlockMapper for Info {
+    type File = Inode<OxdaxFs>;
+
+    fn map(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64, write: bool) -> Result<BlockMap> {
+        self.block_map(inode, first, pages, write.then_some(SharedWrite::Report))
+    }
+
+    fn unshare(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64) -> Result<BlockMap> {
+        self.block_map(inode, first, pages, Some(SharedWrite::Copy))
     }
 
     fn persist(&self, _inode: &Inode<OxdaxFs>) -> Result {
@@ -127,7 +148,16 @@ pub(super) fn iomap(
     write: bool,
 ) -> Result<IomapExtent> {
     let info = inode_info(inode)?;
-    let map = info.map(inode, first, pages, write)?;
+    let mut map = info.map(inode, first, pages, write)?;
+    if write && map.shared {
+        // Copy-on-write, as the engine does it: this file's mappings of
+        // the old blocks go before the copy commits (fs/dax.c holds the
+        // entry locked, so no fault maps them again meanwhile).
+        if let Some(entries) = inode.entries() {
+            entries.unmap(map.first, map.pages, false);
+        }
+        map = info.unshare(inode, map.first, map.pages)?;
+    }
     Ok(IomapExtent {
         first: map.first,
         pages: map.pages,
@@ -154,59 +184,146 @@ pub(super) fn writeback(inode: &Inode<OxdaxFs>, first: u64, last: u64) -> Result
     info.engine.writeback(&entries, first, last)
 }
 
-/// Pages of bytes `start..end` (at least one page).
+/// Pages of bytes `start..end` (at least one page); to the last page a
+/// file can have with `end == u64::MAX`.
 fn pages(start: u64, end: u64) -> (u64, u64) {
     let first = start / BLOCK;
+    if end == u64::MAX {
+        return (first, u64::MAX / BLOCK);
+    }
     let last = (end.max(start + 1) - 1) / BLOCK;
     (first, last)
 }
 
 /// Removes every mapping of bytes `start..end` of `inode` (after `write`
-/// allocated or copied blocks there: zero pages and old copies must go).
+/// allocated blocks there: zero pages mapped over the hole must go).
 pub(super) fn remove_mappings(inode: &Inode<OxdaxFs>, start: u64, end: u64) -> Result {
     let info = inode_info(inode)?;
     let Some(entries) = inode.entries() else {
         return Ok(());
     };
     let (first, last) = pages(start, end);
-    info.engine.invalidate(&entries, first, last, false)
+    info.engine.invalidate(&entries, first, last, None)
 }
 
-/// Keeps faults off `inode` while the blocks of bytes `start..end` (to
-/// the end of file with `end == u64::MAX`) are freed or shared: takes the
-/// invalidate lock exclusively, waits for pinned pages of the range, and
-/// removes its mappings (`even_cows`: private copies too, as truncation
-/// needs). Holds faults off until the guard is dropped.
-pub(super) fn quiesce(
-    inode: &Inode<OxdaxFs>,
-    start: u64,
-    end: u64,
-    even_cows: bool,
-) -> Result<InvalidateGuard> {
+/// Bytes of a file whose blocks are about to be freed, shared, copied or
+/// zeroed: no page may stay mapped or pinned there.
+#[derive(Clone, Copy)]
+pub(super) struct Quiet {
+    /// First byte.
+    pub(super) start: u64,
+    /// End (exclusive; `u64::MAX`: to the end of any file).
+    pub(super) end: u64,
+    /// Private copies (`MAP_PRIVATE` pages written by their process) of
+    /// pages from this byte on go too (truncation, past the new end of
+    /// file); below it they stay theirs.
+    pub(super) private_from: Option<u64>,
+}
+
+impl Quiet {
+    /// Bytes `start..end`; private copies stay.
+    pub(super) fn range(start: u64, end: u64) -> Self {
+        Self {
+            start,
+            end,
+            private_from: None,
+        }
+    }
+
+    /// Truncation to `size`: the page holding the new end of file (its
+    /// tail is zeroed, perhaps in a new copy of a shared block) and all
+    /// after; private copies from the first page wholly past the end.
+    pub(super) fn truncation(size: u64) -> Self {
+        Self {
+            start: size - size % BLOCK,
+            end: u64::MAX,
+            private_from: Some(size.next_multiple_of(BLOCK)),
+        }
+    }
+
+    /// Growth of a file of `size` bytes: the page holding the end of file,
+    /// whose tail past the end is zeroed (none if `size` is block aligned).
+    pub(super) fn growth(size: u64) -> Option<Self> {
+        (size % BLOCK != 0).then(|| Self::range(size, size + 1))
+    }
+
+    /// The smallest range covering `self` and `other`.
+    pub(super) fn union(self, other: Option<Self>) -> Self {
+        let Some(other) = other else {
+            return self;
+        };
+        Self {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+            private_from: match (self.private_from, other.private_from) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// Keeps faults off `inode` while the blocks of `range` are freed, shared,
+/// copied or zeroed: takes the invalidate lock exclusively, waits for
+/// pinned pages of the range, and removes its entries and mappings. Holds
+/// faults off until the guard is dropped.
+pub(super) fn quiesce(inode: &Inode<OxdaxFs>, range: Quiet) -> Result<InvalidateGuard> {
     let guard = inode.invalidate_lock(true).ok_or(EIO)?;
-    quiesce_locked(inode, start, end, even_cows)?;
+    quiesce_locked(inode, range)?;
     Ok(guard)
 }
 
 /// [`quiesce`] for a caller that holds the invalidate lock exclusively.
-pub(super) fn quiesce_locked(
-    inode: &Inode<OxdaxFs>,
-    start: u64,
-    end: u64,
-    even_cows: bool,
-) -> Result {
-    let info = inode_info(inode)?;
+pub(super) fn quiesce_locked(inode: &Inode<OxdaxFs>, range: Quiet) -> Result {
     let Some(entries) = inode.entries() else {
         return Ok(());
     };
-    let (first, last) = if end == u64::MAX {
-        (start / BLOCK, u64::MAX >> 12)
-    } else {
-        pages(start, end)
-    };
+    let (first, last) = pages(range.start, range.end);
     entries.wait_unpinned(first, last)?;
+    invalidate(inode, &entries, range)
+}
+
+/// Removes the entries and mappings of `range` of `inode`.
+fn invalidate(inode: &Inode<OxdaxFs>, entries: &Entries, range: Quiet) -> Result {
+    let info = inode_info(inode)?;
+    let (first, last) = pages(range.start, range.end);
+    let private_from = range.private_from.map(|at| at / BLOCK);
     let Some(_alive) = info.dax.read_lock() else {
         return Err(EIO);
     };
-    info.engine.invalidate(&entries, first, last, even_cows)
+    info.engine.invalidate(entries, first, last, private_from)
+}
+
+/// [`quiesce`] for two ranges at once (reflink's destination and source,
+/// perhaps in one file): both invalidate locks exclusively. A page pinned
+/// in either range is waited for with neither lock held, since whoever
+/// holds the pin may need to fault on either file to let go of it; then
+/// both ranges are looked at again, so no fault got in unseen.
+pub(super) fn quiesce_two(
+    (a, a_range): (&Inode<OxdaxFs>, Quiet),
+    (b, b_range): (&Inode<OxdaxFs>, Quiet),
+) -> Result<InvalidateTwo> {
+    let (Some(a_entries), Some(b_entries)) = (a.entries(), b.entries()) else {
+        return Err(EIO);
+    };
+    loop {
+        let guard = a.invalidate_lock_two(b);
+        let busy = [(&a_entries, a_range), (&b_entries, b_range)]
+            .into_iter()
+            .find_map(|(entries, range)| {
+                let (first, last) = pages(range.start, range.end);
+                entries.pinned_page(first, last)
+            });
+        match busy {
+            Some(page) => {
+                drop(guard);
+                page.wait_unpinned()?;
+            }
+            None => {
+                invalidate(a, &a_entries, a_range)?;
+                invalidate(b, &b_entries, b_range)?;
+                return Ok(guard);
+            }
+        }
+    }
 }

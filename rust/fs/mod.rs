@@ -22,7 +22,10 @@ use core::{
 
 use kernel::{c_str, fmt, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc, sync::Mutex};
 
-use self::media::{Buffers, PmemMedia};
+use self::{
+    media::{Buffers, PmemMedia},
+    mmap::Quiet,
+};
 use crate::{
     dax::Engine,
     logic::{
@@ -33,7 +36,7 @@ use crate::{
         },
         fs::{
             AttrChange, Error as FsError, MapKind, Mapping, MountError, NewInode, RenameFlags,
-            Volume, END_POSITION, FIRST_POSITION,
+            SharedWrite, Volume, END_POSITION, FIRST_POSITION,
         },
         params::FaultEngine,
     },
@@ -329,10 +332,27 @@ impl OxdaxFs {
         let info = inode_info(inode)?;
         let ino = inode.ino();
         let start = block * BLOCK;
-        let _faults_off = mmap::quiesce(inode, start, start + BLOCK, false)?;
+        let _faults_off = mmap::quiesce(inode, Quiet::range(start, start + BLOCK))?;
         let record = info.call(|v| v.punch_hole(ino, start, BLOCK, now))?;
         refresh(inode, &record);
         Ok(())
+    }
+
+    /// Blocks `first..first + count` of `inode`, writable in place for
+    /// `write(2)`. Shared blocks are copied first, with faults held off
+    /// and the old blocks' mappings and pins gone: they belong to their
+    /// other owners once the copy commits.
+    fn map_write(inode: &Inode<Self>, first: u64, count: u64) -> Result<Mapping> {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let mapping = info.call(|v| v.map_write(ino, first, count, SharedWrite::Report))?;
+        if !mapping.shared {
+            return Ok(mapping);
+        }
+        let start = mapping.file_block * BLOCK;
+        let range = Quiet::range(start, start + mapping.len * BLOCK);
+        let _faults_off = mmap::quiesce(inode, range)?;
+        info.call(|v| v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy))
     }
 
     /// The block range a transfer of `pos..end` still needs.
@@ -640,16 +660,15 @@ impl FileSystem for OxdaxFs {
         let info = inode_info(inode)?;
         let ino = inode.ino();
         // Shrinking: nothing may map the pages past the new end when
-        // their blocks are freed (private copies go too: SIGBUS there).
-        let _quiet = match change.size {
-            Some(size) if size < inode.size() => Some(mmap::quiesce(
-                inode,
-                size.next_multiple_of(BLOCK),
-                u64::MAX,
-                true,
-            )?),
+        // their blocks are freed (private copies there go too: SIGBUS), nor
+        // the page of the new end, whose tail is zeroed (in a copy if it is
+        // shared). Growing: the old end's page, whose tail is zeroed.
+        let quiet = match change.size {
+            Some(size) if size < inode.size() => Some(Quiet::truncation(size)),
+            Some(size) if size > inode.size() => Quiet::growth(inode.size()),
             _ => None,
         };
+        let _faults_off = quiet.map(|range| mmap::quiesce(inode, range)).transpose()?;
         let mut current = None;
         let result = info.call(|v| match v.set_attr(ino, change) {
             Ok(record) => Ok(record),
@@ -766,6 +785,15 @@ impl FileSystem for OxdaxFs {
             return Ok(0);
         }
         let now: Timestamp = inode.now();
+        let size = inode.size();
+        if start > size {
+            // What lies past the old end of file is not the file's: the
+            // gap reads as zeros once the file grows over it.
+            let _faults_off = Quiet::growth(size)
+                .map(|range| mmap::quiesce(inode, range))
+                .transpose()?;
+            info.call(|v| v.zero_past_eof(ino, start))?;
+        }
         let Some(_alive) = info.dax.read_lock() else {
             return Err(EIO);
         };
@@ -773,9 +801,8 @@ impl FileSystem for OxdaxFs {
         let mut failure = None;
         while pos < end {
             let (first, count) = Self::blocks(pos, end);
-            // Allocates (zeroed, durable) or converts blocks as needed and
-            // never answers with shared ones: the copy can go in place.
-            let mapping = match info.call(|v| v.map_write(ino, first, count)) {
+            // Allocates (zeroed, durable) or converts blocks as needed.
+            let mapping = match Self::map_write(inode, first, count) {
                 Ok(mapping) => mapping,
                 Err(e)
                     if e == sys_errno::ehwpoison()
@@ -797,11 +824,13 @@ impl FileSystem for OxdaxFs {
                     break;
                 }
             };
-            if mapping.new || mapping.copied {
-                // Zero pages mapped over the old hole, or the shared blocks
-                // this file no longer has, must not stay mapped.
+            if mapping.new && !mapping.copied {
+                // Zero pages mapped over the old hole must not stay.
                 let start = mapping.file_block * BLOCK;
-                mmap::remove_mappings(inode, start, start + mapping.len * BLOCK)?;
+                if let Err(e) = mmap::remove_mappings(inode, start, start + mapping.len * BLOCK) {
+                    failure = Some(e);
+                    break;
+                }
             }
             let span = Self::span(&mapping, pos, end)
                 .filter(|_| mapping.kind == MapKind::Data && !mapping.shared);

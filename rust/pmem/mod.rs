@@ -481,13 +481,13 @@ impl MemoryFailure for PmemDevice {
                 len
             ),
             Err(e) if *e == ENXIO => pr_warn!(
-                "{}: memory failure at {:#x}+{:#x}: device going away\n",
+                "{}: memory failure at {:#x}+{:#x}: not handled (outside the holder's filesystem, or the device is going away)\n",
                 self.name(),
                 offset,
                 len
             ),
             Err(e) if *e == errno::eopnotsupp() => pr_warn!(
-                "{}: memory failure at {:#x}+{:#x}: no DAX holder, generic handling\n",
+                "{}: memory failure at {:#x}+{:#x}: no DAX holder, or not its filesystem's: generic handling\n",
                 self.name(),
                 offset,
                 len

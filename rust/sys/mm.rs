@@ -442,33 +442,68 @@ impl Entries {
         unsafe { ffi::__mark_inode_dirty((*self.mapping.as_ptr()).host, ffi::I_DIRTY_PAGES as _) };
     }
 
-    /// Waits until no page of `first..=last` is pinned (direct I/O, GUP)
-    /// and unmaps the range, as filesystems do before they free blocks
-    /// (`xfs_break_dax_layouts`). The caller holds the invalidate lock
-    /// exclusively; it is dropped while waiting.
-    pub(crate) fn wait_unpinned(&self, first: u64, last: u64) -> Result {
-        let start = first.saturating_mul(4096);
+    /// Unmaps pages `first..=last` in every process and returns one of
+    /// them that is still pinned (direct I/O, GUP, a pipe), if any
+    /// (`dax_layout_busy_page_range`). With the invalidate lock held
+    /// exclusively no new pin can appear in the range: pins are taken
+    /// through page tables, which faults would have to fill.
+    pub(crate) fn pinned_page(&self, first: u64, last: u64) -> Option<PinnedPage> {
+        let start = first.saturating_mul(4096).min(i64::MAX as u64);
+        // `LLONG_MAX`: to the end of the file.
         let end = last
             .saturating_add(1)
             .saturating_mul(4096)
-            .saturating_sub(1);
-        loop {
-            // SAFETY: Live mapping; fs/dax.c walks entries it can read
-            // (ours use its encoding and are never left locked).
-            let page = unsafe {
-                ffi::dax_layout_busy_page_range(self.mapping.as_ptr(), start as _, end as _)
-            };
-            if page.is_null() {
-                return Ok(());
-            }
-            // SAFETY: `page` is a ZONE_DEVICE page of the device, whose
+            .saturating_sub(1)
+            .min(i64::MAX as u64);
+        // SAFETY: Live mapping; fs/dax.c walks entries it can read
+        // (ours use its encoding and are never left locked).
+        let page =
+            unsafe { ffi::dax_layout_busy_page_range(self.mapping.as_ptr(), start as _, end as _) };
+        NonNull::new(page).map(|page| PinnedPage { page })
+    }
+
+    /// Waits until no page of `first..=last` is pinned and unmaps the
+    /// range, as filesystems do before they free blocks
+    /// (`xfs_break_dax_layouts`). The caller holds the invalidate lock
+    /// exclusively; it is dropped while waiting.
+    pub(crate) fn wait_unpinned(&self, first: u64, last: u64) -> Result {
+        while let Some(pinned) = self.pinned_page(first, last) {
+            // SAFETY: `pinned` is a ZONE_DEVICE page of the device, whose
             // memmap lives as long as the device we hold; the invalidate
             // lock is held exclusively by the caller.
-            let ret = unsafe { ffi::oxdax_wait_page_idle(page, self.mapping.as_ptr()) };
+            let ret =
+                unsafe { ffi::oxdax_wait_page_idle(pinned.page.as_ptr(), self.mapping.as_ptr()) };
             if ret != 0 {
                 return Err(Error::from_errno(ret));
             }
         }
+        Ok(())
+    }
+}
+
+/// A page of a DAX file's device memory that something other than page
+/// tables holds a reference to (a pin).
+///
+/// # Invariants
+///
+/// `page` is a ZONE_DEVICE page of the filesystem's device: its `struct
+/// page` lives as long as the device's memory map, which the mounted
+/// filesystem keeps (as fs/dax.c's and xfs's waits assume).
+pub(crate) struct PinnedPage {
+    page: NonNull<ffi::page>,
+}
+
+impl PinnedPage {
+    /// Waits (interruptibly: `ERESTARTSYS` on a signal) until the pin is
+    /// gone. The caller holds no lock the pin's holder may need.
+    pub(crate) fn wait_unpinned(self) -> Result {
+        // SAFETY: The page's memmap is live (type invariant); the wait
+        // only reads its reference count.
+        let ret = unsafe { ffi::oxdax_wait_page_unpinned(self.page.as_ptr()) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
     }
 }
 
