@@ -17,6 +17,11 @@
  *    overwritten by write(2)); punch + write + fault then show the new data
  *    (ext4 and xfs keep serving the simulated-poisoned block: there only
  *    punch + write + fault, and the overwrite, are checked);
+ *  - oxdax remembers the poisoned block in every sharer: a process touching
+ *    the page through the clone later gets SIGBUS BUS_MCEERR_AR there (ext4
+ *    and xfs serve it again), a second MADV_HWPOISON of it fails with EFAULT;
+ *    early-kill processes mapping only other pages of both files are left
+ *    alone;
  *  - poison of a page inside a PMD mapping: SIGBUS BUS_MCEERR_AR at that
  *    page with si_addr_lsb 21 when the range was PMD-mapped (12 when not);
  *  - oxdax only: poison of the superblock (metadata, injected by page frame
@@ -707,6 +712,165 @@ static long long device_offset(int fd)
 	    e.ext[0].fe_logical != 0)
 		return -1;
 	return e.ext[0].fe_physical;
+}
+
+/*
+ * A process that maps pages [@first, @first + @count) of file @name (early
+ * kill asked), touches them, says so, and waits for "quit"; it exits 0 if
+ * it got no signal and its pages still hold the pattern under @seed.
+ */
+struct bystander {
+	const char *name;
+	uint64_t seed;
+	size_t first, count;
+	int ready[2], quit[2];
+};
+
+static volatile sig_atomic_t bystander_signals;
+
+static void on_bystander_sigbus(int sig)
+{
+	(void)sig;
+	bystander_signals++;
+}
+
+static int bystander_main(struct bystander *b)
+{
+	int fd = open(fs_path("%s", b->name), O_RDONLY);
+	size_t len = b->count * MM_PAGE;
+	off_t off = b->first * MM_PAGE;
+	unsigned char *p;
+	char c;
+
+	close(b->ready[0]);
+	close(b->quit[1]);
+	signal(SIGBUS, on_bystander_sigbus);
+	if (fd < 0 || prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0))
+		return 10;
+	p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, off);
+	if (p == MAP_FAILED || fs_check_fill(p, len, off, b->seed) != -1)
+		return 11;
+	if (write(b->ready[1], "r", 1) != 1)
+		return 12;
+	while (read(b->quit[0], &c, 1) < 0)
+		if (errno != EINTR)
+			return 13;
+	if (bystander_signals)
+		return 14;
+	return fs_check_fill(p, len, off, b->seed) == -1 ? 0 : 15;
+}
+
+static pid_t bystander_start(struct bystander *b)
+{
+	pid_t pid;
+
+	if (pipe(b->ready) || pipe(b->quit))
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		alarm(60);
+		_exit(bystander_main(b));
+	}
+	close(b->ready[1]);
+	close(b->quit[0]);
+	return pid;
+}
+
+/* A process that maps file "b" and touches page 1 after the poison. */
+static int touch_clone_page_1(void *arg)
+{
+	int fd = open(fs_path("b"), O_RDONLY);
+	struct mce *got = arg;
+	unsigned char *p;
+
+	if (fd < 0)
+		return 10;
+	p = mmap(NULL, 4 * MM_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return 11;
+	mm_load_sig(p + MM_PAGE);
+	got->sig = mm_sig;
+	got->code = mm_sig_code;
+	got->addr = mm_sig_addr;
+	got->lsb = mm_sig_addr == p + MM_PAGE;	/* the right address */
+	if (!page_reads(p, 0, 2) || !page_reads(p + 2 * MM_PAGE, 2 * MM_PAGE, 2))
+		return 12;
+	return 0;
+}
+
+/*
+ * oxdax remembers a poisoned block until it is rewritten or freed, in every
+ * file that shares it: a process touching the poisoned page through the
+ * clone afterwards gets SIGBUS BUS_MCEERR_AR there, where ext4 and xfs serve
+ * the (software-poisoned) page again. Processes that map only other pages
+ * of the two files, even with early kill, are left alone. A second
+ * MADV_HWPOISON of the page fails with EFAULT on oxdax (get_user_pages meets
+ * the refused fault). Documentation/oxdax/failure.rst says why.
+ */
+TEST_F(mm, poisoned_page_of_any_sharer_sigbus_others_untouched)
+{
+	struct bystander *by = mmap(NULL, 2 * sizeof(*by), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct mce *got = mmap(NULL, sizeof(*got), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int fa = fs_make_pattern_file("a", 4 * MM_PAGE, 2), fb, status, ret;
+	unsigned char *pa;
+	struct mce mine;
+
+	ASSERT_NE(MAP_FAILED, by);
+	ASSERT_NE(MAP_FAILED, got);
+	ASSERT_LE(0, fa);
+	fb = open(fs_path("b"), O_RDWR | O_CREAT, 0644);
+	ASSERT_LE(0, fb);
+	if (ioctl(fb, FICLONE, fa)) {
+		if (errno == EOPNOTSUPP && fs_is("ext4"))
+			SKIP(return, "ext4 has no reflink");
+		ASSERT_EQ(0, errno) TH_LOG("FICLONE a -> b: %s", strerror(errno));
+	}
+	ASSERT_EQ(0, fsync(fb));
+	/* Pages 2 and 3 of a, page 0 of b. */
+	by[0] = (struct bystander){ .name = "a", .seed = 2, .first = 2, .count = 2 };
+	by[1] = (struct bystander){ .name = "b", .seed = 2, .first = 0, .count = 1 };
+	for (int i = 0; i < 2; i++) {
+		char c;
+
+		self->kids[i] = bystander_start(&by[i]);
+		ASSERT_LT(0, self->kids[i]);
+		ASSERT_EQ(1, read(by[i].ready[0], &c, 1)) TH_LOG("bystander %d not ready", i);
+	}
+
+	pa = map_touched(fa, 2);
+	ASSERT_NE(MAP_FAILED, pa);
+	ASSERT_EQ(0, poison(pa + MM_PAGE, &mine));
+	expect_mce(_metadata, "the poisoning process (a)", &mine, BUS_MCEERR_AR, pa + MM_PAGE, 12);
+
+	memset(got, 0, sizeof(*got));
+	EXPECT_EQ(0, mm_child(touch_clone_page_1, got, 30))
+		TH_LOG("the process touching b's page 1 could not read b's other pages");
+	TH_LOG("%s: a later touch of the clone's poisoned page: %s", fs_type(), mce_describe(got));
+	if (fs_is("oxdax")) {
+		EXPECT_EQ(SIGBUS, got->sig);
+		EXPECT_EQ(BUS_MCEERR_AR, got->code);
+		EXPECT_EQ(1, got->lsb) TH_LOG("the signal's address is not the touched page");
+		ret = poison(pa + MM_PAGE, &mine);
+		EXPECT_EQ(-EFAULT, ret) TH_LOG("a second MADV_HWPOISON: %s",
+					       ret ? strerror(-ret) : mce_describe(&mine));
+	}
+
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(1, write(by[i].quit[1], "q", 1));
+		ASSERT_EQ(self->kids[i], waitpid(self->kids[i], &status, 0));
+		self->kids[i] = 0;
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			TH_LOG("the process mapping other pages of %s: %s %d", by[i].name,
+			       WIFEXITED(status) ? "exit status" : "killed by signal",
+			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	}
+	munmap(by, 2 * sizeof(*by));
+	munmap(got, sizeof(*got));
+	close(fa);
+	close(fb);
 }
 
 TEST_F(mm, metadata_poison_shuts_down)
