@@ -17,6 +17,8 @@
  *    overwritten by write(2)); punch + write + fault then show the new data
  *    (ext4 and xfs keep serving the simulated-poisoned block: there only
  *    punch + write + fault, and the overwrite, are checked);
+ *  - oxdax only: a failed zero chunk (2 MiB of zeros mapped over holes) is
+ *    never mapped again, also after a read-only remount made read-write;
  *  - oxdax remembers the poisoned block in every sharer: a process touching
  *    the page through the clone later gets SIGBUS BUS_MCEERR_AR there (ext4
  *    and xfs serve it again), a second MADV_HWPOISON of it fails with EFAULT;
@@ -694,6 +696,56 @@ static uint64_t pagemap_pfn(const void *addr)
 	if (!(entry >> 63))
 		return 0;		/* not present */
 	return entry & ((1ull << 55) - 1);
+}
+
+/*
+ * A zero chunk that failed is never mapped again, also not after the
+ * filesystem was remounted read-only and then read-write (which reserves
+ * a zero chunk again): the next 2 MiB hole read maps another chunk.
+ */
+TEST_F(mm, failed_zero_chunk_not_reused_after_remount)
+{
+	const size_t size = 4 * MIB;
+	int fd = open(fs_path("f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	uint64_t failed, now;
+	struct mm_snap a, b;
+	unsigned char *p;
+	struct mce got;
+
+	if (!fs_is("oxdax") || !mm_counted())
+		SKIP(return, "holes of %s are the kernel's huge zero page, ordinary memory",
+		     fs_is("oxdax") ? "oxdax with fault_engine=iomap" : fs_type());
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, size));
+	p = mm_map_aligned(size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, mm_load_sig(p));
+	failed = pagemap_pfn(p);
+	ASSERT_NE(0, failed);
+	ASSERT_EQ(0, poison(p + 3 * MM_PAGE, &got));
+	EXPECT_EQ(0, got.sig) TH_LOG("zeros are not lost: %s", mce_describe(&got));
+	ASSERT_EQ(0, mm_unmap(p, size));
+	close(fd);
+
+	ASSERT_EQ(0, mount(NULL, FS_MNT, NULL, MS_REMOUNT | MS_RDONLY, NULL))
+		TH_LOG("remount read-only: %s", strerror(errno));
+	ASSERT_EQ(0, mount(NULL, FS_MNT, NULL, MS_REMOUNT, NULL))
+		TH_LOG("remount read-write: %s", strerror(errno));
+	fd = open(fs_path("f"), O_RDONLY);
+	ASSERT_LE(0, fd);
+	p = mm_map_aligned(size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	mm_snap(&a);
+	ASSERT_EQ(0, mm_load_sig(p + MM_PMD));
+	mm_snap_end(&b);
+	now = pagemap_pfn(p + MM_PMD);
+	TH_LOG("failed zero chunk at pfn %#llx, a hole maps pfn %#llx now",
+	       (unsigned long long)failed, (unsigned long long)now);
+	EXPECT_EQ(1, mm_delta(&a, &b, MM_FAULT_ZERO_PMD)) TH_LOG("a new zero chunk maps 2 MiB holes");
+	EXPECT_FALSE(now >= failed && now < failed + MM_PMD / MM_PAGE)
+		TH_LOG("the failed zero chunk is mapped again");
+	EXPECT_EQ(0, p[MM_PMD + 5]);
+	close(fd);
 }
 
 /* The device byte offset of file offset 0 of @fd (FIEMAP), or -1. */
