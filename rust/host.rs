@@ -19,11 +19,25 @@ extern crate alloc;
 /// tests and the userspace tools (the module allocates its own).
 pub struct HeapScratch {
     shadows: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
+    originals: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
     tags: alloc::vec::Vec<u64>,
     log: alloc::vec::Vec<u8>,
     deferred: alloc::vec::Vec<u64>,
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
+    cache: core::cell::RefCell<HeapCache>,
+}
+
+/// A metadata cache's memory on the heap.
+struct HeapCache {
+    slots: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
+    tags: alloc::vec::Vec<u64>,
+}
+
+impl fs::CacheSlots for HeapCache {
+    fn slots(&mut self) -> (&mut [[u8; format::BLOCK_SIZE]], &mut [u64]) {
+        (&mut self.slots, &mut self.tags)
+    }
 }
 
 impl HeapScratch {
@@ -31,6 +45,7 @@ impl HeapScratch {
     pub fn new() -> Self {
         Self {
             shadows: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
+            originals: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
             tags: alloc::vec![0; fs::TX_MAX_BLOCKS],
             log: alloc::vec![0; fs::TX_LOG_BYTES],
             deferred: alloc::vec![0; fs::DEFERRED_WORDS],
@@ -38,6 +53,10 @@ impl HeapScratch {
             checked: (0..fs::CHECKED_NODE_SLOTS)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
                 .collect(),
+            cache: core::cell::RefCell::new(HeapCache {
+                slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::CACHE_SLOTS],
+                tags: alloc::vec![0; fs::CACHE_SLOTS],
+            }),
         }
     }
 }
@@ -52,16 +71,22 @@ impl fs::Scratch for HeapScratch {
     fn parts(&mut self) -> fs::Parts<'_> {
         fs::Parts {
             shadows: &mut self.shadows,
+            originals: &mut self.originals,
             tags: &mut self.tags,
             log: &mut self.log,
             deferred: &mut self.deferred,
             spare: &mut self.spare,
             checked: &self.checked,
+            cache: &self.cache,
         }
     }
 
     fn checked_nodes(&self) -> &[core::sync::atomic::AtomicU64] {
         &self.checked
+    }
+
+    fn cache(&self) -> &core::cell::RefCell<dyn fs::CacheSlots + '_> {
+        &self.cache
     }
 }
 

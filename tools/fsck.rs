@@ -16,7 +16,7 @@
 //! Exit status as e2fsck's: 0 clean, 1 errors corrected, 4 errors left
 //! uncorrected, 8 operational error, 16 usage error.
 
-use std::cell::{Cell, OnceCell, UnsafeCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -29,7 +29,7 @@ use oxdax::format::{
     superblock::Superblock,
     BLOCK_SIZE,
 };
-use oxdax::fs::{check_files, Fact, Media, Volume};
+use oxdax::fs::{check_files, Fact, Media, MediaFault, Volume};
 
 const USAGE: &str = "usage: fsck.oxdax [-n | -p | -y] DEVICE";
 
@@ -100,8 +100,21 @@ impl DeviceImage {
         for block in layout.journal_start + 1..layout.journal_start + layout.journal_blocks {
             log.extend_from_slice(self.read(block)?);
         }
+        let read = |offset: usize, buf: &mut [u8]| match log.get(offset..offset + buf.len()) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        };
+        let mut buffer = vec![0u8; oxdax::fs::TX_LOG_BYTES];
+        let mut log = journal::Log {
+            read: &read,
+            len: log_len,
+            buffer: &mut buffer,
+        };
         let mut bad = false;
-        let end = journal::replay(&log, &header, &mut |block, offset, data| match self
+        let end = journal::replay(&mut log, &header, &mut |block, offset, data| match self
             .block_mut(block)
         {
             Ok(bytes) => bytes[offset..offset + data.len()].copy_from_slice(data),
@@ -146,11 +159,18 @@ impl Media for DeviceImage {
     fn size(&self) -> u64 {
         self.blocks.len() as u64 * BLOCK_SIZE as u64
     }
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        // The checks read blocks only.
-        let within = (offset % BLOCK_SIZE as u64) as usize;
-        let block = Image::block(self, offset / BLOCK_SIZE as u64).ok()?;
-        block.get(within..within.checked_add(len)?)
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let within = (at % BLOCK_SIZE as u64) as usize;
+            let part = (BLOCK_SIZE - within).min(buf.len() - done);
+            let block =
+                Image::block(self, at / BLOCK_SIZE as u64).map_err(|()| MediaFault::OutOfRange)?;
+            buf[done..done + part].copy_from_slice(&block[within..within + part]);
+            done += part;
+        }
+        Ok(())
     }
     fn write(&self, _offset: u64, _data: &[u8]) -> bool {
         false
@@ -158,17 +178,17 @@ impl Media for DeviceImage {
     fn zero(&self, _offset: u64, _len: u64) -> bool {
         false
     }
+    fn copy(&self, _from: u64, _to: u64, _len: u64) -> Result<(), MediaFault> {
+        Err(MediaFault::OutOfRange)
+    }
     fn fence(&self) {}
 }
 
-/// The device opened for repair: blocks cached on first use, the journal
-/// region kept contiguous (the volume reads the log as one slice), and
-/// every write sent to the device at once, a whole aligned block at a time.
+/// The device opened for repair: blocks cached on first use, and every
+/// write sent to the device at once, a whole aligned block at a time.
 struct RepairDevice {
     file: File,
-    blocks: Vec<OnceCell<Box<UnsafeCell<Aligned>>>>,
-    log_start: u64,
-    log: UnsafeCell<Vec<u8>>,
+    blocks: Vec<OnceCell<RefCell<Box<Aligned>>>>,
     failed: Cell<bool>,
 }
 
@@ -187,30 +207,15 @@ impl RepairDevice {
                     .open(path)
             })?;
         let blocks = device_size(&mut file)? / BLOCK_SIZE as u64;
-        let mut device = Self {
+        Ok(Self {
             file,
             blocks: (0..blocks).map(|_| OnceCell::new()).collect(),
-            log_start: 0,
-            log: UnsafeCell::new(Vec::new()),
             failed: Cell::new(false),
-        };
-        // The journal's place comes from either superblock (same layout).
-        let layout = [0u64, 1]
-            .iter()
-            .find_map(|&n| device.cached(n).and_then(|b| Superblock::decode(b).ok()))
-            .map(|sb| sb.layout);
-        if let Some(layout) = layout {
-            let mut log = Vec::new();
-            for n in layout.journal_start + 1..layout.journal_start + layout.journal_blocks {
-                log.extend_from_slice(device.cached(n).map_or(&[0u8; BLOCK_SIZE][..], |b| &b[..]));
-            }
-            device.log_start = (layout.journal_start + 1) * BLOCK_SIZE as u64;
-            device.log = UnsafeCell::new(log);
-        }
-        Ok(device)
+        })
     }
 
-    fn cell(&self, n: u64) -> Option<&UnsafeCell<Aligned>> {
+    /// Block `n`, read from the device on first use.
+    fn cell(&self, n: u64) -> Option<&RefCell<Box<Aligned>>> {
         let cell = self.blocks.get(n as usize)?;
         Some(cell.get_or_init(|| {
             let mut aligned = Box::new(Aligned([0u8; BLOCK_SIZE]));
@@ -221,15 +226,8 @@ impl RepairDevice {
             {
                 self.failed.set(true);
             }
-            Box::new(UnsafeCell::new(*aligned))
+            RefCell::new(aligned)
         }))
-    }
-
-    fn cached(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
-        // SAFETY: Blocks change only in `write`, which the volume never
-        // calls while it holds a reference to the block being written (the
-        // same rule as for the kernel's pmem mapping).
-        self.cell(n).map(|c| unsafe { &(*c.get()).0 })
     }
 }
 
@@ -237,17 +235,19 @@ impl Media for RepairDevice {
     fn size(&self) -> u64 {
         self.blocks.len() as u64 * BLOCK_SIZE as u64
     }
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        let end = offset.checked_add(len as u64)?;
-        // SAFETY: As in `cached`: the log changes only in `write`.
-        let log = unsafe { &*self.log.get() };
-        if offset >= self.log_start && end <= self.log_start + log.len() as u64 {
-            let at = (offset - self.log_start) as usize;
-            return log.get(at..at + len);
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let within = (at % BLOCK_SIZE as u64) as usize;
+            let part = (BLOCK_SIZE - within).min(buf.len() - done);
+            let cell = self
+                .cell(at / BLOCK_SIZE as u64)
+                .ok_or(MediaFault::OutOfRange)?;
+            buf[done..done + part].copy_from_slice(&cell.borrow().0[within..within + part]);
+            done += part;
         }
-        let within = (offset % BLOCK_SIZE as u64) as usize;
-        self.cached(offset / BLOCK_SIZE as u64)?
-            .get(within..within.checked_add(len)?)
+        Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> bool {
         let mut done = 0usize;
@@ -258,8 +258,7 @@ impl Media for RepairDevice {
             let Some(cell) = self.cell(n) else {
                 return false;
             };
-            // SAFETY: See `cached`; no reference to this block is live.
-            let block = unsafe { &mut *cell.get() };
+            let mut block = cell.borrow_mut();
             block.0[within..within + part].copy_from_slice(&data[done..done + part]);
             if self
                 .file
@@ -269,18 +268,21 @@ impl Media for RepairDevice {
                 self.failed.set(true);
                 return false;
             }
-            // SAFETY: As above, for the log copy.
-            let log = unsafe { &mut *self.log.get() };
-            if at >= self.log_start && at + (part as u64) <= self.log_start + log.len() as u64 {
-                let l = (at - self.log_start) as usize;
-                log[l..l + part].copy_from_slice(&data[done..done + part]);
-            }
             done += part;
         }
         true
     }
     fn zero(&self, offset: u64, len: u64) -> bool {
         self.write(offset, &vec![0u8; len as usize])
+    }
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
+        let mut data = vec![0u8; len as usize];
+        self.read(from, &mut data)?;
+        if self.write(to, &data) {
+            Ok(())
+        } else {
+            Err(MediaFault::OutOfRange)
+        }
     }
     fn fence(&self) {
         if self.file.sync_data().is_err() {

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The device as the filesystem logic sees it: the whole DAX mapping
-//! ([`Media`]) and the working memory of its transactions ([`Scratch`]).
+//! ([`Media`], read only by machine-check-safe copies) and the working
+//! memory of its transactions and metadata cache ([`Scratch`]).
 
-use core::sync::atomic::AtomicU64;
+use core::{cell::RefCell, sync::atomic::AtomicU64};
 use kernel::prelude::*;
 
 use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
-            Media, Parts, Scratch, CHECKED_NODE_SLOTS, DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            CacheSlots, Media, MediaFault, Parts, Scratch, CACHE_SLOTS, CHECKED_NODE_SLOTS,
+            DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::memory::{self, PmemMemory},
@@ -34,8 +36,13 @@ impl Media for PmemMedia {
         self.memory.len()
     }
 
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        self.memory.region(offset, len)
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
+        self.memory.read(offset, buf).map_err(fault)
+    }
+
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
+        let len = usize::try_from(len).map_err(|_| MediaFault::OutOfRange)?;
+        self.memory.copy_within(from, to, len).map_err(fault)
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> bool {
@@ -58,14 +65,42 @@ impl Media for PmemMedia {
     }
 }
 
-/// Transaction buffers, allocated once per mount (about 1 MiB: vmalloc).
+/// A failed access's kind: `EIO` is failed memory, anything else a range
+/// outside the device.
+fn fault(e: Error) -> MediaFault {
+    if e == EIO {
+        MediaFault::Failed
+    } else {
+        MediaFault::OutOfRange
+    }
+}
+
+/// The metadata cache's memory.
+struct CacheMemory {
+    slots: VVec<u8>,
+    tags: KVec<u64>,
+}
+
+impl CacheSlots for CacheMemory {
+    fn slots(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64]) {
+        (
+            memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.slots),
+            &mut self.tags,
+        )
+    }
+}
+
+/// A volume's working memory, allocated once per mount (about 3 MiB:
+/// vmalloc): transaction buffers and the metadata cache.
 pub(crate) struct Buffers {
     shadows: VVec<u8>,
+    originals: VVec<u8>,
     numbers: KVec<u64>,
     log: VVec<u8>,
     deferred: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
     checked: KVec<AtomicU64>,
+    cache: RefCell<CacheMemory>,
 }
 
 impl Buffers {
@@ -73,6 +108,12 @@ impl Buffers {
     pub(crate) fn new() -> Result<Self> {
         let mut shadows = VVec::new();
         shadows.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
+        let mut originals = VVec::new();
+        originals.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
+        let mut slots = VVec::new();
+        slots.extend_with(CACHE_SLOTS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
+        let mut tags = KVec::new();
+        tags.extend_with(CACHE_SLOTS, 0u64, GFP_KERNEL)?;
         let mut numbers = KVec::new();
         numbers.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
         let mut log = VVec::new();
@@ -86,11 +127,13 @@ impl Buffers {
         }
         Ok(Self {
             shadows,
+            originals,
             numbers,
             log,
             deferred,
             spare,
             checked,
+            cache: RefCell::new(CacheMemory { slots, tags }),
         })
     }
 }
@@ -99,15 +142,21 @@ impl Scratch for Buffers {
     fn parts(&mut self) -> Parts<'_> {
         Parts {
             shadows: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.shadows),
+            originals: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.originals),
             tags: &mut self.numbers,
             log: &mut self.log,
             deferred: &mut self.deferred,
             spare: &mut self.spare,
             checked: &self.checked,
+            cache: &self.cache,
         }
     }
 
     fn checked_nodes(&self) -> &[AtomicU64] {
         &self.checked
+    }
+
+    fn cache(&self) -> &RefCell<dyn CacheSlots + '_> {
+        &self.cache
     }
 }

@@ -213,16 +213,39 @@ impl PmemMemory {
         self.len
     }
 
-    /// The `len` bytes at `offset`, to read, if inside the mapping.
-    ///
-    /// Writes through this mapping (`write`, `zero`) while the reference
-    /// lives change what it shows: only callers that order their own
-    /// accesses (a filesystem under its metadata lock) may use both.
-    pub(crate) fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        let addr = self.at(offset, len).ok()?;
-        // SAFETY: `addr..addr + len` is inside the mapping (checked), which
-        // lives as long as `self`.
-        Some(unsafe { core::slice::from_raw_parts(addr, len) })
+    /// Copies the `buf.len()` bytes at `offset` into `buf`, surviving
+    /// machine checks (`copy_mc_to_kernel`, as the pmem driver reads): a
+    /// load of failed memory is `EIO` here, not a kernel machine check.
+    pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result {
+        let src = self.at(offset, buf.len())?;
+        // SAFETY: The source range is inside the mapping; `buf` is ours.
+        let left =
+            unsafe { ffi::copy_mc_to_kernel(buf.as_mut_ptr().cast(), src.cast(), buf.len() as _) };
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
+    }
+
+    /// Copies `len` bytes from `from` to `to` within the mapping, reading
+    /// as [`Self::read`] does; the copy's cache lines are written back
+    /// (durable after the next [`fence`]). The ranges must not overlap.
+    pub(crate) fn copy_within(&self, from: u64, to: u64, len: usize) -> Result {
+        let src = self.at(from, len)?;
+        let dst = self.at(to, len)?;
+        if from < to.saturating_add(len as u64) && to < from.saturating_add(len as u64) {
+            return Err(EINVAL);
+        }
+        // SAFETY: Both ranges are inside the mapping and disjoint.
+        let left = unsafe { ffi::copy_mc_to_kernel(dst.cast(), src.cast(), len as _) };
+        // SAFETY: The range is inside the mapping.
+        unsafe { ffi::arch_wb_cache_pmem(dst.cast(), len) };
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
     }
 
     /// Copies `data` to `offset`, bypassing the CPU cache (durable after

@@ -15,7 +15,9 @@
  * the first allocations put tree nodes and inode chunks — with bit flips,
  * crafted integers, zeros or a block copied over another, recomputing the
  * checksum half the time so the crafted values reach the checks behind
- * it; then mount, walk, read, write, rename, unlink, truncate, fallocate
+ * it, or with one field of a tree record (an extent's device block or
+ * length, a refcount or reverse-map range, ...) set to an edge value and
+ * the node resealed; then mount, walk, read, write, rename, unlink, truncate, fallocate
  * and clone whatever is there, and unmount. Every step may fail with an
  * errno; the kernel must not oops, WARN, hang or report KASAN (the test
  * runner checks the log), and unmount must always work.
@@ -70,6 +72,50 @@ static void reseal(unsigned char *block, uint64_t number)
 	}
 }
 
+/*
+ * Crafts one field of one record of the tree leaf at @block (if it is one)
+ * to a value at an edge (past the device, its last block, zero, near
+ * UINT64_MAX) and reseals the node, so the record passes the checksum and
+ * reaches the checks behind it: extents' device blocks and lengths,
+ * refcount and reverse-map ranges and counts, inode-chunk keys and maps,
+ * directory entries' inode numbers. Returns whether it did.
+ */
+static int craft_record(unsigned char *image, uint64_t block, uint64_t blocks)
+{
+	/* Per tree kind (1..5): entry size, and fields (offset, width,
+	 * big-endian key field) worth crafting. */
+	static const struct {
+		int size, count;
+		struct { int offset, width, big_endian; } field[4];
+	} kinds[6] = {
+		[1] = { 24, 2, { { 0, 8, 1 }, { 8, 8, 0 } } },
+		[2] = { 24, 3, { { 0, 8, 1 }, { 8, 8, 0 }, { 16, 4, 0 } } },
+		[3] = { 12 + 268, 1, { { 12, 8, 0 } } },
+		[4] = { 40, 4, { { 0, 8, 1 }, { 8, 8, 1 }, { 16, 8, 1 }, { 24, 8, 0 } } },
+		[5] = { 24, 3, { { 0, 8, 1 }, { 8, 8, 0 }, { 16, 8, 0 } } },
+	};
+	const uint64_t edges[] = {
+		UINT64_MAX, UINT64_MAX - 1, UINT64_MAX - 512, 1ull << 63, UINT32_MAX,
+		blocks, blocks - 1, 0, 1, 2,
+	};
+	unsigned char *node = image + block * BLOCK, bytes[8];
+	uint64_t value = edges[next_random() % (sizeof(edges) / sizeof(edges[0]))];
+	int kind = node[4], count = node[6] | node[7] << 8, f, at;
+
+	if (memcmp(node, "OXBT", 4) || node[5] != 0 || count == 0 || kind < 1 || kind > 5)
+		return 0;
+	f = next_random() % kinds[kind].count;
+	at = 32 + (next_random() % count) * kinds[kind].size + kinds[kind].field[f].offset;
+	for (int i = 0; i < 8; i++)
+		bytes[i] = value >> (8 * (kinds[kind].field[f].big_endian ? 7 - i : i));
+	if (kinds[kind].field[f].big_endian)
+		memcpy(node + at, bytes + 8 - kinds[kind].field[f].width, kinds[kind].field[f].width);
+	else
+		memcpy(node + at, bytes, kinds[kind].field[f].width);
+	reseal(node, block);
+	return 1;
+}
+
 static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
 {
 	int changes = 1 + next_random() % 4;
@@ -84,6 +130,8 @@ static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
 			block = next_random() % blocks;
 		if (next_random() % 3 == 0)
 			block = next_random() % 3; /* superblocks, journal header */
+		if (next_random() % 3 == 0 && craft_record(image, block, blocks))
+			continue;
 		at = image + block * BLOCK + (next_random() % (BLOCK / 8)) * 8;
 		switch (next_random() % 5) {
 		case 0:

@@ -13,8 +13,13 @@
 //! grew could keep its nodes for good: the reverse map holds the records
 //! of its own nodes, so the leaf holding them never empties.
 //!
-//! The tree reaches storage through [`Blocks`]: in the module a journal
-//! transaction (reads see the transaction's own writes), in tests memory.
+//! The tree reaches storage through [`Nodes`] and [`Blocks`]: in the module
+//! a journal transaction (reads see the transaction's own writes) or the
+//! committed state, in tests memory. Reads copy the bytes they need out of
+//! the store: no reference into a node outlives one read, so the module's
+//! store can copy nodes out of persistent memory with the kernel's
+//! machine-check-safe copy (a failed read is an error, not a crash) and
+//! keep them in a cache it may refill at any read.
 
 use core::cmp::Ordering;
 use core::ops::ControlFlow;
@@ -62,8 +67,9 @@ pub trait TreeKind {
 pub trait Nodes {
     /// The storage's own error (I/O, poison, no memory).
     type Error;
-    /// The current contents of `block`.
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Self::Error>;
+    /// Copies the `buf.len()` bytes at byte `offset` of `block`, as it is
+    /// now, into `buf` (`offset + buf.len()` is at most the block size).
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error>;
     /// Whether `block` passed the full checks (checksum, key order) since
     /// it was last written by anyone but this filesystem: they are skipped.
     fn checked(&self, _block: u64) -> bool {
@@ -71,6 +77,18 @@ pub trait Nodes {
     }
     /// Records that `block` passed them.
     fn set_checked(&self, _block: u64) {}
+}
+
+/// [`Nodes::read`] for a store that holds its nodes in memory: copies what
+/// lies inside `node` (callers stay inside; anything past it reads as
+/// zeros, which no node check accepts).
+pub fn copy_from_node(node: &[u8; BLOCK_SIZE], offset: usize, buf: &mut [u8]) {
+    let inside = node
+        .get(offset..)
+        .map_or(0, |rest| rest.len().min(buf.len()));
+    let (head, tail) = buf.split_at_mut(inside);
+    head.copy_from_slice(node.get(offset..offset + inside).unwrap_or(&[]));
+    tail.fill(0);
 }
 
 /// Where the tree's nodes are written and allocated.
@@ -149,53 +167,110 @@ fn node_crc(node: &[u8; BLOCK_SIZE]) -> u32 {
     crc32c::update(crc, &node[OFF_CRC + 4..])
 }
 
-/// A validated view of one node.
-struct Node<'a, K: TreeKind> {
-    bytes: &'a [u8; BLOCK_SIZE],
+/// Bytes of a node read at a time to check it whole (its checksum): a
+/// small buffer, for kernel stacks.
+const CHECK_CHUNK: usize = 512;
+
+/// A key copied out of a node (its first `K::KEY` bytes are the key).
+type KeyBuf = [u8; MAX_KEY_BYTES];
+
+/// A validated node: where it is and what its header says. Its entries
+/// are read from the store when asked for.
+struct Node<'s, S: Nodes, K: TreeKind> {
+    store: &'s S,
+    block: u64,
     level: u8,
     count: usize,
     _kind: core::marker::PhantomData<K>,
 }
 
-impl<'a, K: TreeKind> Node<'a, K> {
-    fn entry(&self, i: usize) -> &'a [u8] {
-        let size = entry_size::<K>(self.level);
-        let start = HEADER_BYTES + i * size;
-        self.bytes.get(start..start + size).unwrap_or(&[])
+impl<S: Nodes, K: TreeKind> Node<'_, S, K> {
+    /// Copies `buf.len()` bytes of entry `i` from byte `within` of it.
+    fn read_entry(&self, i: usize, within: usize, buf: &mut [u8]) -> TResult<(), S::Error> {
+        let start = HEADER_BYTES + i * entry_size::<K>(self.level) + within;
+        if i >= self.count || start + buf.len() > BLOCK_SIZE {
+            return Err(TreeError::BadArgument);
+        }
+        self.store
+            .read(self.block, start, buf)
+            .map_err(TreeError::Store)
     }
 
-    fn key(&self, i: usize) -> &'a [u8] {
-        self.entry(i).get(..K::KEY).unwrap_or(&[])
+    /// Key `i` (in the first `K::KEY` bytes).
+    fn key(&self, i: usize) -> TResult<KeyBuf, S::Error> {
+        let mut key = [0u8; MAX_KEY_BYTES];
+        let buf = key.get_mut(..K::KEY).ok_or(TreeError::BadArgument)?;
+        self.read_entry(i, 0, buf)?;
+        Ok(key)
     }
 
-    fn value(&self, i: usize) -> &'a [u8] {
-        self.entry(i).get(K::KEY..).unwrap_or(&[])
+    /// Copies the value of leaf entry `i` into `value`.
+    fn value(&self, i: usize, value: &mut [u8]) -> TResult<(), S::Error> {
+        self.read_entry(i, K::KEY, value)
     }
 
-    fn child(&self, i: usize) -> u64 {
-        get_u64(self.entry(i), K::KEY).unwrap_or(0)
+    /// Child `i` of an internal node.
+    fn child(&self, i: usize) -> TResult<u64, S::Error> {
+        let mut child = [0u8; CHILD_BYTES];
+        self.read_entry(i, K::KEY, &mut child)?;
+        Ok(u64::from_le_bytes(child))
     }
 
     /// Leaf: index of `key` or where it would go. Internal: the child whose
     /// subtree holds `key` (key 0 counts as minus infinity).
-    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+    fn search(&self, key: &[u8]) -> TResult<Result<usize, usize>, S::Error> {
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let mid = (low + high) / 2;
-            match self.key(mid).cmp(key) {
+            match self.key(mid)?.get(..K::KEY).cmp(&Some(key)) {
                 Ordering::Less => low = mid + 1,
                 Ordering::Greater => high = mid,
-                Ordering::Equal => return Ok(mid),
+                Ordering::Equal => return Ok(Ok(mid)),
             }
         }
-        Err(low)
+        Ok(Err(low))
     }
 
-    fn child_index(&self, key: &[u8]) -> usize {
-        match self.search(key) {
+    fn child_index(&self, key: &[u8]) -> TResult<usize, S::Error> {
+        Ok(match self.search(key)? {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
+        })
+    }
+
+    /// Whether the node's checksum is right (the node read a chunk at a
+    /// time; `header` is its first bytes, already read).
+    fn check_sum(&self, header: &[u8; HEADER_BYTES]) -> TResult<(), S::Error> {
+        let mut crc = crc32c::update(0, &header[..OFF_CRC]);
+        crc = crc32c::update(crc, &header[OFF_CRC + 4..]);
+        let mut chunk = [0u8; CHECK_CHUNK];
+        let mut at = HEADER_BYTES;
+        while at < BLOCK_SIZE {
+            let len = CHECK_CHUNK.min(BLOCK_SIZE - at);
+            let buf = chunk.get_mut(..len).ok_or(TreeError::BadArgument)?;
+            self.store
+                .read(self.block, at, buf)
+                .map_err(TreeError::Store)?;
+            crc = crc32c::update(crc, buf);
+            at += len;
         }
+        if get_u32(header, OFF_CRC) != Some(crc) {
+            return corrupt(self.block, Corruption::Checksum);
+        }
+        Ok(())
+    }
+
+    /// Whether the node's keys are in order.
+    fn check_order(&self) -> TResult<(), S::Error> {
+        let mut previous: Option<KeyBuf> = None;
+        for i in 0..self.count {
+            let key = self.key(i)?;
+            if previous.is_some_and(|p| p[..K::KEY] >= key[..K::KEY]) {
+                return corrupt(self.block, Corruption::Order);
+            }
+            previous = Some(key);
+        }
+        Ok(())
     }
 }
 
@@ -232,51 +307,53 @@ impl<K: TreeKind> Tree<K> {
         Ok(())
     }
 
-    /// Reads and validates `block`; `level` is what the parent implies.
+    /// Reads and validates `block`'s header (and, the first time since it
+    /// was last written, the whole node); `level` is what the parent
+    /// implies.
     fn load<'s, S: Nodes>(
         &self,
         store: &'s S,
         block: u64,
         level: Option<u8>,
-    ) -> TResult<Node<'s, K>, S::Error> {
-        let bytes = store.node(block).map_err(TreeError::Store)?;
+    ) -> TResult<Node<'s, S, K>, S::Error> {
+        let mut bytes = [0u8; HEADER_BYTES];
+        store.read(block, 0, &mut bytes).map_err(TreeError::Store)?;
         let checked = store.checked(block);
-        if get_u32(bytes, OFF_MAGIC) != Some(NODE_MAGIC) {
+        if get_u32(&bytes, OFF_MAGIC) != Some(NODE_MAGIC) {
             return corrupt(block, Corruption::Magic);
         }
-        if !checked && get_u32(bytes, OFF_CRC) != Some(node_crc(bytes)) {
-            return corrupt(block, Corruption::Checksum);
+        let mut node = Node {
+            store,
+            block,
+            level: bytes[OFF_LEVEL],
+            count: 0,
+            _kind: core::marker::PhantomData,
+        };
+        if !checked {
+            node.check_sum(&bytes)?;
         }
         if bytes[OFF_KIND] != K::KIND {
             return corrupt(block, Corruption::Kind);
         }
-        if get_u64(bytes, OFF_BLOCK) != Some(block) {
+        if get_u64(&bytes, OFF_BLOCK) != Some(block) {
             return corrupt(block, Corruption::Block);
         }
-        if get_u64(bytes, OFF_OWNER) != Some(self.owner) {
+        if get_u64(&bytes, OFF_OWNER) != Some(self.owner) {
             return corrupt(block, Corruption::Owner);
         }
-        if get_u32(bytes, OFF_RESERVED) != Some(0) {
+        if get_u32(&bytes, OFF_RESERVED) != Some(0) {
             return corrupt(block, Corruption::Reserved);
         }
-        let node_level = bytes[OFF_LEVEL];
-        if node_level >= MAX_LEVELS || level.is_some_and(|l| l != node_level) {
+        if node.level >= MAX_LEVELS || level.is_some_and(|l| l != node.level) {
             return corrupt(block, Corruption::Level);
         }
-        let count = usize::from(get_u16(bytes, OFF_COUNT).unwrap_or(u16::MAX));
-        if count > capacity::<K>(node_level) || (node_level > 0 && count == 0) {
+        let count = usize::from(get_u16(&bytes, OFF_COUNT).unwrap_or(u16::MAX));
+        if count > capacity::<K>(node.level) || (node.level > 0 && count == 0) {
             return corrupt(block, Corruption::Count);
         }
-        let node = Node {
-            bytes,
-            level: node_level,
-            count,
-            _kind: core::marker::PhantomData,
-        };
+        node.count = count;
         if !checked {
-            if (1..count).any(|i| node.key(i - 1) >= node.key(i)) {
-                return corrupt(block, Corruption::Order);
-            }
+            node.check_order()?;
             store.set_checked(block);
         }
         Ok(node)
@@ -305,15 +382,15 @@ impl<K: TreeKind> Tree<K> {
         loop {
             let node = self.load(store, block, level)?;
             if node.level == 0 {
-                return Ok(match node.search(key) {
+                return Ok(match node.search(key)? {
                     Ok(i) => {
-                        value.copy_from_slice(node.value(i));
+                        node.value(i, value)?;
                         true
                     }
                     Err(_) => false,
                 });
             }
-            block = node.child(node.child_index(key));
+            block = node.child(node.child_index(key)?)?;
             level = Some(node.level - 1);
         }
     }
@@ -334,7 +411,7 @@ impl<K: TreeKind> Tree<K> {
             let first_key = first_key.get_mut(..K::KEY).ok_or(TreeError::BadArgument)?;
             let root_level = {
                 let old_root = self.load(store, self.root, None)?;
-                first_key.copy_from_slice(old_root.key(0));
+                first_key.copy_from_slice(&old_root.key(0)?[..K::KEY]);
                 old_root.level
             };
             let new_root = store.allocate().map_err(TreeError::Store)?;
@@ -368,7 +445,7 @@ impl<K: TreeKind> Tree<K> {
         let node = self.load(store, block, level)?;
         let (level, count) = (node.level, node.count);
         if level == 0 {
-            return match node.search(key) {
+            return match node.search(key)? {
                 Ok(i) => {
                     let size = entry_size::<K>(0);
                     let bytes = store.node_mut(block).map_err(TreeError::Store)?;
@@ -383,9 +460,9 @@ impl<K: TreeKind> Tree<K> {
                 )),
             };
         }
-        let index = node.child_index(key);
-        let child = node.child(index);
-        let lowers_first = index == 0 && key < node.key(0);
+        let index = node.child_index(key)?;
+        let child = node.child(index)?;
+        let lowers_first = index == 0 && key < &node.key(0)?[..K::KEY];
         if lowers_first {
             // Key 0 stays a lower bound of its subtree, so separators added
             // after it by a split of child 0 stay ordered.
@@ -439,13 +516,13 @@ impl<K: TreeKind> Tree<K> {
         // The right sibling's first key, the separator for the parent: the
         // new entry never lands before it (an index <= keep goes left).
         let mut separator = [0u8; MAX_KEY_BYTES];
-        separator[..K::KEY].copy_from_slice(
-            store
-                .node(right)
-                .map_err(TreeError::Store)?
-                .get(HEADER_BYTES..HEADER_BYTES + K::KEY)
-                .ok_or(TreeError::BadArgument)?,
-        );
+        store
+            .read(
+                right,
+                HEADER_BYTES,
+                separator.get_mut(..K::KEY).ok_or(TreeError::BadArgument)?,
+            )
+            .map_err(TreeError::Store)?;
         {
             let left = store.node_mut(block).map_err(TreeError::Store)?;
             if let Some(tail) =
@@ -484,7 +561,7 @@ impl<K: TreeKind> Tree<K> {
             if root.level == 0 || root.count != 1 {
                 break;
             }
-            let child = root.child(0);
+            let child = root.child(0)?;
             store.free(self.root).map_err(TreeError::Store)?;
             self.root = child;
         }
@@ -506,13 +583,13 @@ impl<K: TreeKind> Tree<K> {
             let node = self.load(store, block, level)?;
             let level = node.level;
             if level == 0 {
-                match node.search(key) {
+                match node.search(key)? {
                     Ok(i) => (level, node.count, i, None),
                     Err(_) => return Ok((false, node.count)),
                 }
             } else {
-                let index = node.child_index(key);
-                (level, node.count, index, Some(node.child(index)))
+                let index = node.child_index(key)?;
+                (level, node.count, index, Some(node.child(index)?))
             }
         };
         let Some(child) = child else {
@@ -560,7 +637,7 @@ impl<K: TreeKind> Tree<K> {
             }
             let (left, right) = {
                 let parent = self.load(store, block, Some(level))?;
-                (parent.child(right_index - 1), parent.child(right_index))
+                (parent.child(right_index - 1)?, parent.child(right_index)?)
             };
             let left_count = self.load(store, left, Some(child_level))?.count;
             let right_count = self.load(store, right, Some(child_level))?.count;
@@ -646,17 +723,23 @@ impl<K: TreeKind> Tree<K> {
     ) -> TResult<ControlFlow<()>, S::Error> {
         let node = self.load(store, block, level)?;
         if node.level == 0 {
-            let first = node.search(from).unwrap_or_else(|i| i);
+            let first = node.search(from)?.unwrap_or_else(|i| i);
+            let mut entry = [0u8; MAX_ENTRY_BYTES];
+            let entry = entry
+                .get_mut(..K::KEY + K::VALUE)
+                .ok_or(TreeError::BadArgument)?;
             for i in first..node.count {
-                if visit(node.key(i), node.value(i)).is_break() {
+                node.read_entry(i, 0, entry)?;
+                let (key, value) = entry.split_at(K::KEY);
+                if visit(key, value).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
             }
             return Ok(ControlFlow::Continue(()));
         }
-        for i in node.child_index(from)..node.count {
+        for i in node.child_index(from)?..node.count {
             if self
-                .scan_at(store, node.child(i), Some(node.level - 1), from, visit)?
+                .scan_at(store, node.child(i)?, Some(node.level - 1), from, visit)?
                 .is_break()
             {
                 return Ok(ControlFlow::Break(()));
@@ -691,23 +774,23 @@ impl<K: TreeKind> Tree<K> {
     ) -> TResult<bool, S::Error> {
         let node = self.load(store, block, level)?;
         if node.level == 0 {
-            let index = match node.search(key) {
+            let index = match node.search(key)? {
                 Ok(i) => i,
                 Err(0) => return Ok(false),
                 Err(i) => i - 1,
             };
-            found_key.copy_from_slice(node.key(index));
-            value.copy_from_slice(node.value(index));
+            node.read_entry(index, 0, found_key)?;
+            node.value(index, value)?;
             return Ok(true);
         }
         // The entry may sit in an earlier child when this one has nothing
         // at or below `key` (underfull or with a stale lower bound).
-        let mut i = node.child_index(key) + 1;
+        let mut i = node.child_index(key)? + 1;
         while i > 0 {
             i -= 1;
             if self.last_at(
                 store,
-                node.child(i),
+                node.child(i)?,
                 Some(node.level - 1),
                 key,
                 found_key,
@@ -751,16 +834,17 @@ impl<K: TreeKind> Tree<K> {
         let node = self.load(store, block, level)?;
         visit(block);
         if let Some(lower) = lower {
-            if node.count > 0 && node.key(0) < lower {
+            if node.count > 0 && &node.key(0)?[..K::KEY] < lower {
                 return corrupt(block, Corruption::Order);
             }
         }
         if node.level == 0 {
             for i in 0..node.count {
-                if *have_last && node.key(i) <= &last[..K::KEY] {
+                let key = node.key(i)?;
+                if *have_last && key[..K::KEY] <= last[..K::KEY] {
                     return corrupt(block, Corruption::Order);
                 }
-                last[..K::KEY].copy_from_slice(node.key(i));
+                last[..K::KEY].copy_from_slice(&key[..K::KEY]);
                 *have_last = true;
             }
             return Ok(node.count as u64);
@@ -768,10 +852,11 @@ impl<K: TreeKind> Tree<K> {
         let mut entries = 0;
         for i in 0..node.count {
             // Key 0 of an internal node bounds nothing (minus infinity).
-            let bound = if i == 0 { lower } else { Some(node.key(i)) };
+            let key = node.key(i)?;
+            let bound = if i == 0 { lower } else { Some(&key[..K::KEY]) };
             entries += self.check_at(
                 store,
-                node.child(i),
+                node.child(i)?,
                 Some(node.level - 1),
                 bound,
                 visit,
@@ -798,13 +883,10 @@ fn copy_entries<S: Blocks>(
     let entry = entry.get_mut(..size).ok_or(TreeError::BadArgument)?;
     for i in 0..count {
         let at = HEADER_BYTES + (from.1 + i) * size;
-        entry.copy_from_slice(
-            store
-                .node(from.0)
-                .map_err(TreeError::Store)?
-                .get(at..at + size)
-                .ok_or(TreeError::BadArgument)?,
-        );
+        if at + size > BLOCK_SIZE {
+            return Err(TreeError::BadArgument);
+        }
+        store.read(from.0, at, entry).map_err(TreeError::Store)?;
         put(
             store.node_mut(to.0).map_err(TreeError::Store)?,
             HEADER_BYTES + (to.1 + i) * size,
@@ -867,13 +949,20 @@ mod tests {
         live: usize,
     }
 
-    impl Nodes for Memory {
-        type Error = ();
+    impl Memory {
         fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
             self.blocks
                 .get(block as usize)
                 .and_then(|b| b.as_deref())
                 .ok_or(())
+        }
+    }
+
+    impl Nodes for Memory {
+        type Error = ();
+        fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), ()> {
+            copy_from_node(self.node(block)?, offset, buf);
+            Ok(())
         }
     }
 

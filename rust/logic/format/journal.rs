@@ -204,28 +204,89 @@ pub struct ReplayEnd {
     pub transactions: u64,
 }
 
-/// The committed transaction at `offset` with sequence `seq`: its records'
-/// range and end, or `None` if there is none (torn, stale, damaged).
-fn committed(log: &[u8], offset: usize, seq: u64) -> Option<(u32, Range<usize>, usize)> {
-    if get_u32(log, offset)? != TX_MAGIC || get_u64(log, offset + 8)? != seq {
-        return None;
+/// Reads the log: `read(offset, buf)` copies the `buf.len()` bytes at log
+/// byte `offset` into `buf`, `false` if it cannot (outside the log, or
+/// memory that failed). Recovery reads one transaction at a time into a
+/// buffer of [`TX_LOG_BYTES`](crate::logic::fs::TX_LOG_BYTES) or more
+/// instead of holding a reference into the whole log.
+pub type LogReader<'a> = dyn Fn(usize, &mut [u8]) -> bool + 'a;
+
+/// Called with each committed transaction a walk finds: its bytes, record
+/// count, the records' range in the bytes, and its offset in the log.
+type TxVisitor<'a> = dyn FnMut(&[u8], u32, Range<usize>, usize) + 'a;
+
+/// The log being recovered: how to read it, how long it is, and a buffer
+/// for one transaction (a transaction larger than the buffer was never
+/// written).
+pub struct Log<'r, 'b> {
+    /// Reads log bytes.
+    pub read: &'r LogReader<'r>,
+    /// Bytes of log.
+    pub len: usize,
+    /// Room for the largest transaction.
+    pub buffer: &'b mut [u8],
+}
+
+impl Log<'_, '_> {
+    /// Reads the committed transaction at `offset` with sequence `seq` into
+    /// the buffer: its record count, its records' range in the buffer and
+    /// its end in the log; `None` if there is none (torn, stale, damaged).
+    fn committed(&mut self, offset: usize, seq: u64) -> Option<(u32, Range<usize>, usize)> {
+        let mut header = [0u8; TX_HEADER_BYTES];
+        if offset.checked_add(TX_HEADER_BYTES)? > self.len || !(self.read)(offset, &mut header) {
+            return None;
+        }
+        if get_u32(&header, 0)? != TX_MAGIC || get_u64(&header, 8)? != seq {
+            return None;
+        }
+        let records = get_u32(&header, 4)?;
+        let body = usize::try_from(get_u64(&header, 16)?).ok()?;
+        let body_end = TX_HEADER_BYTES.checked_add(body)?;
+        let total = body_end.checked_add(COMMIT_BYTES)?;
+        if body % ALIGN != 0 || offset.checked_add(total)? > self.len || total > self.buffer.len() {
+            return None;
+        }
+        let tx = self.buffer.get_mut(..total)?;
+        if !(self.read)(offset, tx) {
+            return None;
+        }
+        let crc = crc32c::checksum(tx.get(..body_end)?);
+        if get_u32(tx, body_end)? != COMMIT_MAGIC
+            || get_u32(tx, body_end + 4)? != crc
+            || get_u64(tx, body_end + 8)? != seq
+        {
+            return None;
+        }
+        Some((records, TX_HEADER_BYTES..body_end, offset + total))
     }
-    let records = get_u32(log, offset + 4)?;
-    let body = usize::try_from(get_u64(log, offset + 16)?).ok()?;
-    let body_start = offset.checked_add(TX_HEADER_BYTES)?;
-    let body_end = body_start.checked_add(body)?;
-    let commit_end = body_end.checked_add(COMMIT_BYTES)?;
-    if body % ALIGN != 0 || commit_end > log.len() {
-        return None;
+
+    /// Walks the committed transactions from the header's tail, in order,
+    /// calling `visit(transaction, records, body)` for each whose records
+    /// are well formed (the transaction's bytes, its record count, and the
+    /// records' range in them). A transaction whose records are malformed
+    /// despite a valid commit (a bug, not a crash) ends the walk.
+    fn walk(
+        &mut self,
+        header: &JournalHeader,
+        visit: &mut TxVisitor<'_>,
+    ) -> ReplayEnd {
+        let mut end = ReplayEnd {
+            next_seq: header.tail_seq,
+            next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
+            transactions: 0,
+        };
+        while let Some((records, body, next)) = self.committed(end.next_offset, end.next_seq) {
+            let tx = &*self.buffer;
+            if !for_each_record(tx, records, body.clone(), &mut |_, _, _| {}) {
+                break;
+            }
+            visit(tx, records, body, end.next_offset);
+            end.next_seq += 1;
+            end.next_offset = next;
+            end.transactions += 1;
+        }
+        end
     }
-    let crc = crc32c::checksum(log.get(offset..body_end)?);
-    if get_u32(log, body_end)? != COMMIT_MAGIC
-        || get_u32(log, body_end + 4)? != crc
-        || get_u64(log, body_end + 8)? != seq
-    {
-        return None;
-    }
-    Some((records, body_start..body_end, commit_end))
 }
 
 /// Calls `visit(block, offset, data)` for each record of `body`; `false` if
@@ -260,37 +321,15 @@ fn for_each_record(
     at == body.end
 }
 
-/// Walks the committed transactions from the header's tail, in order,
-/// calling `visit(records, body)` for each whose records are well formed.
-/// A transaction whose records are malformed despite a valid commit (a
-/// bug, not a crash) ends the walk.
-fn walk(log: &[u8], header: &JournalHeader, visit: &mut dyn FnMut(u32, Range<usize>)) -> ReplayEnd {
-    let mut end = ReplayEnd {
-        next_seq: header.tail_seq,
-        next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
-        transactions: 0,
-    };
-    while let Some((records, body, next)) = committed(log, end.next_offset, end.next_seq) {
-        if !for_each_record(log, records, body.clone(), &mut |_, _, _| {}) {
-            break;
-        }
-        visit(records, body);
-        end.next_seq += 1;
-        end.next_offset = next;
-        end.transactions += 1;
-    }
-    end
-}
-
 /// Replays every committed transaction from the header's tail, in order,
 /// calling `apply(block, offset, data)` for each record.
 pub fn replay(
-    log: &[u8],
+    log: &mut Log<'_, '_>,
     header: &JournalHeader,
     apply: &mut dyn FnMut(u64, usize, &[u8]),
 ) -> ReplayEnd {
-    walk(log, header, &mut |records, body| {
-        for_each_record(log, records, body, apply);
+    log.walk(header, &mut |tx, records, body, _| {
+        for_each_record(tx, records, body, apply);
     })
 }
 
@@ -305,16 +344,17 @@ pub fn replay(
 /// replaying the old record would overwrite that data (what jbd2's revoke
 /// records prevent; oxdax avoids the case instead).
 pub fn replay_last(
-    log: &[u8],
+    log: &mut Log<'_, '_>,
     header: &JournalHeader,
     apply: &mut dyn FnMut(u64, usize, &[u8]),
 ) -> ReplayEnd {
     let mut last = None;
-    let end = walk(log, header, &mut |records, body| {
-        last = Some((records, body))
-    });
-    if let Some((records, body)) = last {
-        for_each_record(log, records, body, apply);
+    let end = log.walk(header, &mut |_, _, _, offset| last = Some(offset));
+    if let Some(offset) = last {
+        // The walk read it and checked it; the buffer has held others since.
+        if let Some((records, body, _)) = log.committed(offset, end.next_seq - 1) {
+            for_each_record(log.buffer, records, body, apply);
+        }
     }
     end
 }
@@ -371,7 +411,20 @@ mod tests {
 
     fn replayed(log: &[u8], header: &JournalHeader) -> (Vec<u8>, ReplayEnd) {
         let mut device = vec![0u8; DEVICE_BLOCKS as usize * BLOCK_SIZE];
-        let end = replay(log, header, &mut |block, at, data| {
+        let read = |offset: usize, buf: &mut [u8]| match log.get(offset..offset + buf.len()) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        };
+        let mut buffer = vec![0u8; LOG];
+        let mut log = Log {
+            read: &read,
+            len: log.len(),
+            buffer: &mut buffer,
+        };
+        let end = replay(&mut log, header, &mut |block, at, data| {
             let start = block as usize * BLOCK_SIZE + at;
             device[start..start + data.len()].copy_from_slice(data);
         });

@@ -11,7 +11,7 @@
 use core::ops::ControlFlow;
 
 use super::{
-    btree::{Blocks, Nodes, Tree, TreeError},
+    btree::{copy_from_node, Blocks, Nodes, Tree, TreeError},
     inode::{self, Inode, Timestamp, CHUNK_INODE_BLOCKS, INODE_BYTES},
     journal::JournalHeader,
     kinds::{
@@ -135,8 +135,10 @@ pub enum NodeError<E> {
 
 impl<I: Image> Nodes for MkfsNodes<'_, I> {
     type Error = NodeError<I::Error>;
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Self::Error> {
-        self.maps.image.block(block).map_err(NodeError::Device)
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error> {
+        let node = self.maps.image.block(block).map_err(NodeError::Device)?;
+        copy_from_node(node, offset, buf);
+        Ok(())
     }
 }
 
@@ -346,8 +348,9 @@ struct ReadNodes<'a, I: Image>(&'a I);
 
 impl<I: Image> Nodes for ReadNodes<'_, I> {
     type Error = I::Error;
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], I::Error> {
-        self.0.block(block)
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), I::Error> {
+        copy_from_node(self.0.block(block)?, offset, buf);
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use crate::logic::format::{
         RmapKey, OWNER_INODE_CHUNKS, OWNER_REFCOUNTS, OWNER_REVERSE_MAP, RMAP_METADATA,
     },
     superblock::Superblock,
-    BLOCK_SHIFT,
+    BLOCK_SHIFT, BLOCK_SIZE,
 };
 
 /// Something the caller must tally.
@@ -161,14 +161,17 @@ fn check_chunk<M: Media>(
             ino,
             what: "inode number",
         })?;
-        let record = media
-            .block(location.block)
-            .and_then(|b| b.get(location.offset..location.offset + INODE_BYTES))
+        let mut record = [0u8; INODE_BYTES];
+        let at = location
+            .block
+            .checked_mul(BLOCK_SIZE as u64)
+            .and_then(|b| b.checked_add(location.offset as u64));
+        at.and_then(|at| media.read(at, &mut record).ok())
             .ok_or(Problem {
                 ino,
-                what: "inode outside the device",
+                what: "inode outside the device, or unreadable",
             })?;
-        let decoded = Inode::decode(ino, record).map_err(|_| Problem {
+        let decoded = Inode::decode(ino, &record).map_err(|_| Problem {
             ino,
             what: "damaged inode record",
         })?;
@@ -286,8 +289,7 @@ fn check_directory<M: Media>(
                 failure = Some("directory entry under the wrong hash");
                 return ControlFlow::Break(());
             }
-            let target =
-                super::tx::read_inode(|b| media.block(b).ok_or(super::Error::NotFound), entry.ino);
+            let target = nodes.inode(entry.ino);
             match target {
                 Ok(target) => {
                     let dtype = target.file_type().map_or(0, FileType::dtype);

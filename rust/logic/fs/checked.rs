@@ -3,10 +3,11 @@
 //! Tree nodes already checked during this mount.
 //!
 //! A node read from the device is checked in full before it is trusted: its
-//! checksum over 4 KiB and the order of its keys. oxdax reads metadata in
-//! place, with no buffer cache, so without memory of what it checked every
-//! lookup paid that again for every node on its path (make bench: a 4 KiB
-//! fault on a preallocated file cost five times ext4's). ext4 and xfs check
+//! checksum over 4 KiB and the order of its keys. Without memory of what it
+//! checked every lookup paid that again for every node on its path (make
+//! bench: a 4 KiB fault on a preallocated file cost five times ext4's); the
+//! metadata cache (`cache.rs`) holds far fewer blocks than this table
+//! remembers, and a block it evicts needs no new check. ext4 and xfs check
 //! a block when it comes into their buffer cache, not on every use; this is
 //! the same trust: a node that passed stays trusted until its block is
 //! freed, since only this mount writes it and every node it writes is

@@ -13,8 +13,9 @@
 //! The host tests run the same code against memory, including crashes at
 //! every 8-byte store of a transaction.
 
+pub use cache::{CacheSlots, CACHE_SLOTS};
 pub use checked::CHECKED_NODE_SLOTS;
-use core::sync::atomic::AtomicU64;
+use core::{cell::RefCell, sync::atomic::AtomicU64};
 
 use crate::logic::format::{
     btree::Corruption,
@@ -25,24 +26,25 @@ use crate::logic::format::{
 /// The device as memory: the whole filesystem mapped at once.
 ///
 /// Writes go straight to persistent memory with the cache lines written
-/// back; they are durable after the next [`Media::fence`].
+/// back; they are durable after the next [`Media::fence`]. Reads copy: the
+/// filesystem never holds a reference into the device, so that memory
+/// that failed is an error where it is read ([`MediaFault::Failed`]), not
+/// a machine check in the kernel.
 pub trait Media {
     /// Device size in bytes.
     fn size(&self) -> u64;
-    /// `len` bytes at byte `offset`, to read (metadata and the journal
-    /// only: the filesystem never reads file data through references).
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]>;
-    /// Block `n`, to read.
-    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
-        self.region(n.checked_mul(BLOCK_SIZE as u64)?, BLOCK_SIZE)?
-            .try_into()
-            .ok()
-    }
+    /// Copies the `buf.len()` bytes at byte `offset` into `buf` (in the
+    /// kernel with the machine-check-safe copy).
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault>;
     /// Writes `data` at byte `offset` of the device and writes the cache
     /// lines back. `false` if the range is outside the device.
     fn write(&self, offset: u64, data: &[u8]) -> bool;
     /// Zeroes `len` bytes at `offset`, cache lines written back.
     fn zero(&self, offset: u64, len: u64) -> bool;
+    /// Copies `len` bytes from byte `from` to byte `to` of the device (file
+    /// data, copy-on-write), reading as [`Media::read`] does, the copy's
+    /// cache lines written back.
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault>;
     /// Orders every earlier write before every later one and makes them
     /// durable (a store fence on pmem).
     fn fence(&self);
@@ -52,6 +54,15 @@ pub trait Media {
     fn relax(&self) {}
 }
 
+/// Why the media could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaFault {
+    /// The range is not inside the device.
+    OutOfRange,
+    /// The memory failed (poison: the copy survived the machine check).
+    Failed,
+}
+
 /// Working memory a volume needs, handed over at mount so that no
 /// operation allocates and none keeps large buffers on the (kernel) stack.
 pub trait Scratch {
@@ -59,12 +70,17 @@ pub trait Scratch {
     fn parts(&mut self) -> Parts<'_>;
     /// The slots of [`Parts::checked`], for lookups outside transactions.
     fn checked_nodes(&self) -> &[AtomicU64];
+    /// The cache of [`Parts::cache`], for lookups outside transactions.
+    fn cache(&self) -> &RefCell<dyn CacheSlots + '_>;
 }
 
 /// The buffers of a [`Scratch`].
 pub struct Parts<'a> {
     /// `TX_MAX_BLOCKS` shadow copies of the blocks a transaction changes.
     pub shadows: &'a mut [[u8; BLOCK_SIZE]],
+    /// `TX_MAX_BLOCKS` copies of those blocks as they were before the
+    /// transaction (what its commit compares the shadows with).
+    pub originals: &'a mut [[u8; BLOCK_SIZE]],
     /// `TX_MAX_BLOCKS` block numbers of those shadows.
     pub tags: &'a mut [u64],
     /// `TX_LOG_BYTES` to build a transaction's log bytes in.
@@ -77,6 +93,9 @@ pub struct Parts<'a> {
     /// [`CHECKED_NODE_SLOTS`] slots, zero at mount, that remember the tree
     /// nodes already checked (shared by every transaction and lookup).
     pub checked: &'a [AtomicU64],
+    /// The metadata cache ([`CACHE_SLOTS`] slots, empty at mount; shared
+    /// by every transaction and lookup).
+    pub cache: &'a RefCell<dyn CacheSlots + 'a>,
 }
 
 /// Blocks a transaction may change; a larger operation is split into
@@ -138,6 +157,8 @@ pub enum Damage {
     Space,
     /// A block number outside the device.
     Address,
+    /// The memory holding it failed (a machine check survived by the copy).
+    Unreadable,
 }
 
 /// Why a mount was refused.
@@ -320,6 +341,7 @@ pub struct DirEntry<'a> {
     pub next_cookie: u64,
 }
 
+mod cache;
 mod check;
 mod checked;
 mod poison;

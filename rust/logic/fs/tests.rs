@@ -33,6 +33,9 @@ struct Pmem {
     crash_at: Cell<Option<u64>>,
     crash_image: RefCell<Option<Vec<u8>>>,
     rng: RefCell<Lcg>,
+    /// Byte ranges whose memory failed: reads of them fail, as the
+    /// kernel's machine-check-safe copy does.
+    failed: RefCell<Vec<core::ops::Range<u64>>>,
 }
 
 impl Pmem {
@@ -46,7 +49,37 @@ impl Pmem {
             crash_at: Cell::new(None),
             crash_image: RefCell::new(None),
             rng: RefCell::new(Lcg(7)),
+            failed: RefCell::new(Vec::new()),
         }
+    }
+
+    /// `len` bytes at `offset`, for the tests to look at.
+    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        self.bytes()
+            .get(offset as usize..(offset as usize).checked_add(len)?)
+    }
+
+    /// Block `n`, for the tests to look at.
+    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
+        self.region(n * BLOCK_SIZE as u64, BLOCK_SIZE)?
+            .try_into()
+            .ok()
+    }
+
+    /// Makes block `n`'s memory fail: reads of it fail from now on.
+    fn fail_block(&self, n: u64) {
+        let start = n * BLOCK_SIZE as u64;
+        self.failed
+            .borrow_mut()
+            .push(start..start + BLOCK_SIZE as u64);
+    }
+
+    /// Whether any byte of `offset..offset + len` failed.
+    fn has_failed(&self, offset: u64, len: u64) -> bool {
+        self.failed
+            .borrow()
+            .iter()
+            .any(|r| r.start < offset + len && offset < r.end)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -108,9 +141,24 @@ impl Media for Pmem {
     fn size(&self) -> u64 {
         self.bytes().len() as u64
     }
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        self.bytes()
-            .get(offset as usize..(offset as usize).checked_add(len)?)
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
+        if self.has_failed(offset, buf.len() as u64) {
+            return Err(MediaFault::Failed);
+        }
+        buf.copy_from_slice(
+            self.region(offset, buf.len())
+                .ok_or(MediaFault::OutOfRange)?,
+        );
+        Ok(())
+    }
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
+        let mut data = vec![0u8; len as usize];
+        self.read(from, &mut data)?;
+        if self.store(to, &data) {
+            Ok(())
+        } else {
+            Err(MediaFault::OutOfRange)
+        }
     }
     fn write(&self, offset: u64, data: &[u8]) -> bool {
         self.store(offset, data)
@@ -1528,6 +1576,9 @@ fn fuzzed_images_never_panic() {
         for _ in 0..1 + rng.next() % 4 {
             let block = metadata[rng.next() as usize % metadata.len()] as usize;
             let at = block * BLOCK_SIZE + (rng.next() as usize % (BLOCK_SIZE / 8)) * 8;
+            if rng.next() % 3 == 0 && craft_record(&mut image, block, &mut rng) {
+                continue;
+            }
             match rng.next() % 5 {
                 0 => image[at + rng.next() as usize % 8] ^= 1 << (rng.next() % 8),
                 1 => image[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes()),
@@ -1562,6 +1613,64 @@ fn fuzzed_images_never_panic() {
         mounted > 0 && refused > 0,
         "{mounted} mounted, {refused} refused"
     );
+}
+
+/// Crafts one field of one record of tree leaf `block` (if it is one) to
+/// a value at an edge — past the device, at its last block, zero, near
+/// `u64::MAX` — and reseals the node, so the crafted record passes the
+/// checksum and reaches the checks behind it: extents' device blocks and
+/// lengths, refcount and reverse-map ranges and counts, inode-chunk maps,
+/// directory entries' inode numbers. Returns whether it did.
+fn craft_record(image: &mut [u8], block: usize, rng: &mut Lcg) -> bool {
+    let block_count = (image.len() / BLOCK_SIZE) as u64;
+    let node = &mut image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE];
+    let count = u16::from_le_bytes([node[6], node[7]]) as usize;
+    if node[..4] != *b"OXBT" || node[5] != 0 || count == 0 {
+        return false;
+    }
+    let edges = [
+        u64::MAX,
+        u64::MAX - 1,
+        u64::MAX - 512,
+        1 << 63,
+        u64::from(u32::MAX),
+        block_count,
+        block_count - 1,
+        0,
+        1,
+        2,
+    ];
+    let value = edges[rng.next() as usize % edges.len()];
+    // (key bytes, value bytes) per kind, and the fields worth crafting:
+    // (offset in the entry, width, big-endian key field).
+    let fields: &[(usize, usize, bool)] = match node[4] {
+        1 => &[(0, 8, true), (8, 8, false)],
+        2 => &[(0, 8, true), (8, 8, false), (16, 4, false)],
+        3 => &[(12, 8, false)],
+        4 => &[(0, 8, true), (8, 8, true), (16, 8, true), (24, 8, false)],
+        5 => &[(0, 8, true), (8, 8, false), (16, 8, false)],
+        _ => return false,
+    };
+    let entry_size = match node[4] {
+        1 | 2 | 5 => 24,
+        3 => 12 + crate::logic::format::kinds::DIRENT_BYTES,
+        _ => 40,
+    };
+    let (offset, width, big_endian) = fields[rng.next() as usize % fields.len()];
+    let at = 32 + (rng.next() as usize % count) * entry_size + offset;
+    let bytes = if big_endian {
+        value.to_be_bytes()
+    } else {
+        value.to_le_bytes()
+    };
+    let bytes = if big_endian {
+        &bytes[8 - width..]
+    } else {
+        &bytes[..width]
+    };
+    node[at..at + width].copy_from_slice(bytes);
+    reseal(node, block as u64);
+    true
 }
 
 /// Recomputes the checksum of a superblock or tree node in place (inode
@@ -2069,4 +2178,59 @@ fn freeing_a_poisoned_block_of_a_full_chunk_keeps_the_summary() {
         v.evict(g).unwrap();
     }
     unmount_and_check(v);
+}
+
+/// Metadata and data are read only by copying, and a copy of failed memory
+/// is an error: a damaged tree node fails the operations that need it with
+/// "unreadable" (EIO), a copy-on-write from a failed block with
+/// `Poisoned`, a failed primary superblock mounts from the backup. Nothing
+/// panics, nothing else is affected.
+#[test]
+fn failed_memory_is_an_error_where_it_is_read() {
+    const BS: u64 = BLOCK_SIZE as u64;
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+    for i in 0..40 {
+        // Enough extents for a tree of its own, not a single leaf.
+        write(&mut v, a, i * 2 * BS, &pattern(i, BLOCK_SIZE)).unwrap();
+    }
+    let data = pattern(9, 3 * BLOCK_SIZE);
+    write(&mut v, b, 0, &data).unwrap();
+    let (c, _) = v.create(root, b"c", &file(REG)).unwrap();
+    v.reflink(b, 0, c, 0, 3 * BS, T0).unwrap();
+    let a_root = v.inode(a).unwrap().map_root;
+    let shared = v.map_read(c, 1, 1).unwrap().physical;
+    let image = unmount_and_check(v);
+
+    let mut v = mount(image.clone());
+    v.media().fail_block(a_root);
+    assert_eq!(
+        v.map_read(a, 0, 1).map(|_| ()),
+        Err(Error::Corrupt(a_root, Damage::Unreadable))
+    );
+    assert!(v.map_write(a, 200, 1, SharedWrite::Copy).is_err());
+    assert_eq!(read(&v, b, 0, data.len()), data, "other files still read");
+    v.media().fail_block(shared);
+    assert_eq!(
+        v.map_write(c, 1, 1, SharedWrite::Copy).map(|_| ()),
+        Err(Error::Poisoned),
+        "copy-on-write from a failed block"
+    );
+    assert!(v.map_read(c, 0, 3).is_ok(), "the mapping is still told");
+    v.unmount();
+
+    let v = Volume::mount(Pmem::new(image), Buffers::new(), false);
+    let (mut v, report) = match v {
+        Ok(mounted) => mounted,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert!(!report.used_backup);
+    v.unmount();
+    let pmem = Pmem::new(unmount_and_check(mount(formatted(64, None))));
+    pmem.fail_block(0);
+    let (mut v, report) = Volume::mount(pmem, Buffers::new(), false).unwrap();
+    assert!(report.used_backup, "the primary superblock failed");
+    v.unmount();
 }

@@ -18,7 +18,9 @@
 //! handed out (and zeroed on the device) by the transaction that unmaps it,
 //! which a crash before the commit would expose.
 
-use super::{checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED};
+use super::{
+    cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+};
 
 static NO_POISON: Poisoned = Poisoned::NONE;
 use crate::logic::format::{
@@ -103,27 +105,39 @@ fn space_error(error: SpaceError<Error>) -> Error {
 /// Reads blocks of the committed state.
 pub(super) struct Committed<'a, M: Media> {
     media: &'a M,
+    cache: BlockCache<'a>,
     checked: CheckedNodes<'a>,
 }
 
 impl<'a, M: Media> Committed<'a, M> {
-    /// A reader that trusts the nodes in `checked`.
-    pub(super) fn new(media: &'a M, checked: CheckedNodes<'a>) -> Self {
-        Self { media, checked }
+    /// A reader through `cache` that trusts the nodes in `checked`.
+    pub(super) fn new(media: &'a M, cache: BlockCache<'a>, checked: CheckedNodes<'a>) -> Self {
+        Self {
+            media,
+            cache,
+            checked,
+        }
     }
 
-    /// A reader that checks every node in full (fsck, tests).
+    /// A reader that copies every node from the media and checks it in
+    /// full (fsck, mount, tests).
     pub(super) fn checking_all(media: &'a M) -> Self {
-        Self::new(media, CheckedNodes::none())
+        Self::new(media, BlockCache::none(), CheckedNodes::none())
+    }
+
+    /// Inode `ino`'s record.
+    pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        read_inode(
+            |block, offset, buf| self.cache.read(self.media, block, offset, buf),
+            ino,
+        )
     }
 }
 
 impl<M: Media> Nodes for Committed<'_, M> {
     type Error = Error;
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
-        self.media
-            .block(block)
-            .ok_or(Error::Corrupt(block, Damage::Address))
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.cache.read(self.media, block, offset, buf)
     }
     fn checked(&self, block: u64) -> bool {
         self.checked.contains(block)
@@ -138,7 +152,11 @@ pub(super) struct Tx<'a, M: Media> {
     media: &'a M,
     layout: Layout,
     shadows: &'a mut [[u8; BLOCK_SIZE]],
+    /// The shadowed blocks as they were (and still are on the media).
+    originals: &'a mut [[u8; BLOCK_SIZE]],
     tags: &'a mut [u64],
+    /// Committed blocks (the ones not shadowed) are read through it.
+    cache: BlockCache<'a>,
     log: &'a mut [u8],
     spare: &'a mut [u8; BLOCK_SIZE],
     /// Frees (two words each) then reverse-map changes (six each).
@@ -146,6 +164,8 @@ pub(super) struct Tx<'a, M: Media> {
     /// Nodes checked since mount (home blocks only: shadows are checked).
     checked: CheckedNodes<'a>,
     used: usize,
+    /// Shadows (by index) whose block could not be read: written whole.
+    unknown: u128,
     /// The superblock as this transaction leaves it.
     pub(super) sb: Superblock,
     /// The superblock as committed before this transaction.
@@ -169,12 +189,15 @@ impl<'a, M: Media> Tx<'a, M> {
             media,
             layout: sb.layout,
             shadows: parts.shadows,
+            originals: parts.originals,
             tags: parts.tags,
+            cache: BlockCache::new(parts.cache),
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
             checked: CheckedNodes::new(parts.checked),
             used: 0,
+            unknown: 0,
             sb,
             base: sb,
             free_count: 0,
@@ -201,7 +224,11 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Shadow slots still free: operations that loop commit before this
     /// runs low.
     pub(super) fn room(&self) -> usize {
-        self.shadows.len().min(self.tags.len()) - self.used
+        self.shadows
+            .len()
+            .min(self.originals.len())
+            .min(self.tags.len())
+            .saturating_sub(self.used)
     }
 
     /// Deferred-work slots still free.
@@ -213,17 +240,20 @@ impl<'a, M: Media> Tx<'a, M> {
         self.tags.get(..self.used)?.iter().position(|&b| b == block)
     }
 
-    /// Block `block` as this transaction sees it.
-    pub(super) fn read(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
+    /// Copies the `buf.len()` bytes at byte `offset` of block `block`, as
+    /// this transaction sees it, into `buf`.
+    pub(super) fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         match self.slot(block) {
-            Some(i) => self
-                .shadows
-                .get(i)
-                .ok_or(Error::Corrupt(block, Damage::Address)),
-            None => self
-                .media
-                .block(block)
-                .ok_or(Error::Corrupt(block, Damage::Address)),
+            Some(i) => {
+                let bytes = self
+                    .shadows
+                    .get(i)
+                    .and_then(|shadow| shadow.get(offset..offset.checked_add(buf.len())?))
+                    .ok_or(Error::Invalid)?;
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => self.cache.read(self.media, block, offset, buf),
         }
     }
 
@@ -242,21 +272,38 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// Block `block`, to change in this transaction.
     pub(super) fn write(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.shadow(block, false)
+    }
+
+    /// Block `block`, to overwrite whole in this transaction: its memory
+    /// may have failed (the commit then writes the whole block, not only
+    /// what changed).
+    pub(super) fn write_whole(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.shadow(block, true)
+    }
+
+    fn shadow(&mut self, block: u64, whole: bool) -> Result<&mut [u8; BLOCK_SIZE], Error> {
         let index = match self.slot(block) {
             Some(i) => i,
             None => {
-                let home = self
-                    .media
-                    .block(block)
-                    .ok_or(Error::Corrupt(block, Damage::Address))?;
                 let i = self.used;
-                let (Some(shadow), Some(tag)) = (self.shadows.get_mut(i), self.tags.get_mut(i))
-                else {
+                let (Some(shadow), Some(original), Some(tag)) = (
+                    self.shadows.get_mut(i),
+                    self.originals.get_mut(i),
+                    self.tags.get_mut(i),
+                ) else {
                     // An operation larger than a transaction can hold:
                     // operations that can grow split themselves first.
                     return Err(Error::NoSpace);
                 };
-                shadow.copy_from_slice(home);
+                match self.cache.read(self.media, block, 0, &mut original[..]) {
+                    Ok(()) => shadow.copy_from_slice(&original[..]),
+                    Err(Error::Corrupt(_, Damage::Unreadable)) if whole => {
+                        shadow.fill(0);
+                        self.unknown |= 1 << i;
+                    }
+                    Err(e) => return Err(e),
+                }
                 *tag = block;
                 self.used += 1;
                 i
@@ -269,7 +316,7 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// The record of inode `ino`.
     pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
-        read_inode(|block| self.read(block), ino)
+        read_inode(|block, offset, buf| self.read(block, offset, buf), ino)
     }
 
     /// Stores the record of inode `ino`.
@@ -402,6 +449,7 @@ impl<'a, M: Media> Tx<'a, M> {
                 .free(extent)
                 .map_err(space_error)?;
             self.checked.forget(extent.start, extent.len);
+            self.cache.forget(extent.start, extent.len);
             self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
         }
         Ok(())
@@ -422,20 +470,19 @@ impl<'a, M: Media> Tx<'a, M> {
         // of them valid, and both have the same layout, which is all that
         // mount needs before replaying the journal.
         let sb = self.sb;
-        sb.encode(self.write(PRIMARY_BLOCK)?);
+        sb.encode(self.write_whole(PRIMARY_BLOCK)?);
 
         let media = self.media;
         let mut writer =
             TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
         let mut changes = 0usize;
         for i in 0..self.used {
-            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
+            let (Some(&block), Some(shadow), Some(home)) =
+                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
+            else {
                 break;
             };
-            let home = media
-                .block(block)
-                .ok_or(Error::Corrupt(block, Damage::Address))?;
-            for run in changed_runs(home, shadow) {
+            for run in runs(self.unknown, i, home, shadow) {
                 let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
                 writer
                     .record(block, run.start, data)
@@ -484,21 +531,36 @@ impl<'a, M: Media> Tx<'a, M> {
         journal.next_offset += end;
 
         for i in 0..self.used {
-            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
+            let (Some(&block), Some(shadow), Some(home)) =
+                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
+            else {
                 break;
             };
-            let runs = {
-                let home = media
-                    .block(block)
-                    .ok_or(Error::Corrupt(block, Damage::Address))?;
-                changed_runs(home, shadow)
-            };
-            for run in runs {
+            for run in runs(self.unknown, i, home, shadow) {
                 let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
                 media.write(block * BLOCK_SIZE as u64 + run.start as u64, data);
             }
+            // What the media holds now (or the journal, if a home write
+            // failed: recovery writes it).
+            self.cache.put(block, shadow);
         }
         Ok(sb)
+    }
+}
+
+/// What shadow `i` changed in its block: the runs that differ from `home`,
+/// or the whole block if its memory could not be read (bit `i` of
+/// `unknown`).
+fn runs(
+    unknown: u128,
+    i: usize,
+    home: &[u8; BLOCK_SIZE],
+    shadow: &[u8; BLOCK_SIZE],
+) -> ChangedRuns {
+    if unknown & 1 << i != 0 {
+        ChangedRuns::whole()
+    } else {
+        changed_runs(home, shadow)
     }
 }
 
@@ -569,6 +631,19 @@ struct ChangedRuns {
     next: usize,
 }
 
+impl ChangedRuns {
+    /// The whole block as one run.
+    fn whole() -> Self {
+        let mut runs = [(0, 0); MAX_RUNS];
+        runs[0] = (0, BLOCK_SIZE / ALIGN);
+        Self {
+            runs,
+            count: 1,
+            next: 0,
+        }
+    }
+}
+
 impl Iterator for ChangedRuns {
     type Item = core::ops::Range<usize>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -585,8 +660,9 @@ impl<M: Media> Tx<'_, M> {
     /// Bitmap word `index` as the device has it.
     fn media_word(&self, index: u64) -> Result<u64, Error> {
         let (block, offset) = bitmap_word(&self.layout, index)?;
-        let bytes = self.read(block)?;
-        Ok(u64::from_le_bytes(array(bytes, offset)?))
+        let mut word = [0u8; 8];
+        self.read(block, offset, &mut word)?;
+        Ok(u64::from_le_bytes(word))
     }
 
     /// Poisoned blocks of chunk `chunk` that are free on the device (the
@@ -638,8 +714,9 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
             return Ok(0);
         }
         let (block, offset) = summary_entry(&self.layout, chunk)?;
-        let free = u32::from_le_bytes(array(self.read(block)?, offset)?);
-        Ok(free.saturating_sub(self.poisoned_free(chunk)?))
+        let mut free = [0u8; 4];
+        self.read(block, offset, &mut free)?;
+        Ok(u32::from_le_bytes(free).saturating_sub(self.poisoned_free(chunk)?))
     }
     fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
         // The count the device keeps includes the hidden poisoned blocks
@@ -648,13 +725,6 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         let (block, offset) = summary_entry(&self.layout, chunk)?;
         put(self.write(block)?, offset, &free.to_le_bytes())
     }
-}
-
-fn array<const N: usize>(bytes: &[u8], offset: usize) -> Result<[u8; N], Error> {
-    bytes
-        .get(offset..offset + N)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Error::Invalid)
 }
 
 fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> Result<(), Error> {
@@ -687,17 +757,16 @@ fn summary_entry(layout: &Layout, chunk: u64) -> Result<(u64, usize), Error> {
     ))
 }
 
-/// Reads inode `ino` through `block`.
-pub(super) fn read_inode<'b>(
-    block: impl FnOnce(u64) -> Result<&'b [u8; BLOCK_SIZE], Error>,
+/// Reads inode `ino` through `read(block, offset, buf)`, which copies bytes
+/// of a block.
+pub(super) fn read_inode(
+    read: impl FnOnce(u64, usize, &mut [u8]) -> Result<(), Error>,
     ino: u64,
 ) -> Result<Inode, Error> {
     let location = inode::location(ino).ok_or(Error::NotFound)?;
-    let bytes = block(location.block)?;
-    let record = bytes
-        .get(location.offset..location.offset + INODE_BYTES)
-        .ok_or(Error::Corrupt(location.block, Damage::Address))?;
-    match Inode::decode(ino, record) {
+    let mut record = [0u8; INODE_BYTES];
+    read(location.block, location.offset, &mut record)?;
+    match Inode::decode(ino, &record) {
         Ok(Some(inode)) => Ok(inode),
         Ok(None) => Err(Error::NotFound),
         Err(_) => Err(Error::Corrupt(location.block, Damage::Inode)),
@@ -725,8 +794,8 @@ impl<'t, 'a, M: Media> TreeStore<'t, 'a, M> {
 
 impl<M: Media> Nodes for TreeStore<'_, '_, M> {
     type Error = Error;
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
-        self.tx.read(block)
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.tx.read(block, offset, buf)
     }
     fn checked(&self, block: u64) -> bool {
         self.tx.checked(block)

@@ -5,13 +5,16 @@
 use core::ops::ControlFlow;
 
 use super::{
+    cache::BlockCache,
     checked::CheckedNodes,
-    tx::{read_inode, scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
-    AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MountError, MountReport,
-    NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, SharedWrite, StatFs, Unlinked,
+    tx::{scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
+    AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MediaFault, MountError,
+    MountReport, NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, SharedWrite, StatFs,
+    Unlinked,
 };
 use crate::logic::format::{
     btree::{Nodes, Tree},
+    get_u64,
     inode::{
         self, FileType, Inode, Timestamp, CHUNK_INODE_BLOCKS, INODES_PER_CHUNK, MAX_FILE_SIZE,
     },
@@ -245,6 +248,43 @@ fn last_extent<S: Nodes<Error = Error>>(
     Ok(Some((start, extent)))
 }
 
+/// A refcount record: device blocks `start..end` are shared `count` times.
+#[derive(Clone, Copy)]
+struct RefCount {
+    start: u64,
+    end: u64,
+    count: u64,
+}
+
+/// The refcount record starting at or before device block `block`, if any.
+/// Every record read passes here: inside the data area, not empty, shared
+/// at least twice, or the tree is damaged.
+fn refcount_at_or_before<S: Nodes<Error = Error>>(
+    sb: &Superblock,
+    store: &S,
+    block: u64,
+) -> Result<Option<RefCount>, Error> {
+    let tree = Tree::<RefCounts>::open(sb.refcount_root, kinds::OWNER_REFCOUNTS);
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if !tree
+        .last_at_or_before(store, &block_key(block), &mut key, &mut value)
+        .map_err(tree_error)?
+    {
+        return Ok(None);
+    }
+    let damaged = Error::Corrupt(sb.refcount_root, Damage::Record);
+    let start = parse_block_key(&key).ok_or(damaged)?;
+    let len = get_u64(&value, 0).ok_or(damaged)?;
+    let count = get_u64(&value, 8).ok_or(damaged)?;
+    let end = start.checked_add(len).ok_or(damaged)?;
+    let layout = &sb.layout;
+    if len == 0 || count < 2 || start < layout.data_start || end > layout.block_count {
+        return Err(damaged);
+    }
+    Ok(Some(RefCount { start, end, count }))
+}
+
 /// Whether device block `block` is shared (has a refcount record), and for
 /// how many blocks from it that stays the same (at most `len`).
 fn shared_run<S: Nodes<Error = Error>>(
@@ -254,17 +294,9 @@ fn shared_run<S: Nodes<Error = Error>>(
     len: u64,
 ) -> Result<(bool, u64), Error> {
     let tree = Tree::<RefCounts>::open(sb.refcount_root, kinds::OWNER_REFCOUNTS);
-    let mut key = [0u8; 8];
-    let mut value = [0u8; 16];
-    if tree
-        .last_at_or_before(store, &block_key(block), &mut key, &mut value)
-        .map_err(tree_error)?
-    {
-        let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        let count_len = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
-        let end = start.saturating_add(count_len);
-        if block < end {
-            return Ok((true, len.min(end - block)));
+    if let Some(record) = refcount_at_or_before(sb, store, block)? {
+        if block < record.end {
+            return Ok((true, len.min(record.end - block)));
         }
     }
     let mut next = None;
@@ -306,9 +338,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// unclean shutdown, frees orphans. `read_only`: the device must not be
     /// written; a journal with transactions to replay then refuses the
     /// mount.
-    pub fn mount(media: M, scratch: S, read_only: bool) -> Result<(Self, MountReport), MountError> {
+    pub fn mount(
+        media: M,
+        mut scratch: S,
+        read_only: bool,
+    ) -> Result<(Self, MountReport), MountError> {
         let device_blocks = media.size() >> BLOCK_SHIFT;
-        let (mut sb, used_backup) = Self::read_superblock(&media)?;
+        let parts = scratch.parts();
+        let (mut sb, used_backup) = Self::read_superblock(&media, parts.spare)?;
         if sb.layout.block_count > device_blocks {
             return Err(MountError::TooSmall);
         }
@@ -317,19 +354,25 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let log_start = header_byte + BLOCK_SIZE as u64;
         let log_len = ((layout.journal_blocks - 1) << BLOCK_SHIFT) as usize;
         let header = media
-            .block(layout.journal_start)
-            .ok_or(MountError::Journal)
-            .and_then(|b| JournalHeader::decode(b, log_len).map_err(|_| MountError::Journal))?;
-        let log = media
-            .region(log_start, log_len)
-            .ok_or(MountError::Journal)?;
-        let pending = journal::replay(log, &header, &mut |_, _, _| {});
+            .read(header_byte, &mut parts.spare[..])
+            .map_err(|_| MountError::Journal)
+            .and_then(|()| {
+                JournalHeader::decode(&parts.spare[..], log_len).map_err(|_| MountError::Journal)
+            })?;
+        let read =
+            |offset: usize, buf: &mut [u8]| media.read(log_start + offset as u64, buf).is_ok();
+        let mut log = journal::Log {
+            read: &read,
+            len: log_len,
+            buffer: parts.log,
+        };
+        let pending = journal::replay(&mut log, &header, &mut |_, _, _| {});
         if pending.transactions > 0 {
             if read_only {
                 return Err(MountError::Journal);
             }
             let mut bad = false;
-            journal::replay_last(log, &header, &mut |block, offset, data| {
+            journal::replay_last(&mut log, &header, &mut |block, offset, data| {
                 let inside = block >= layout.data_start
                     || block < layout.journal_start
                     || block >= layout.journal_start + layout.journal_blocks;
@@ -343,7 +386,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if bad {
                 return Err(MountError::Journal);
             }
-            sb = Self::read_superblock(&media)?.0;
+            sb = Self::read_superblock(&media, parts.spare)?.0;
         }
         let was_dirty = sb.state & STATE_CLEAN == 0;
         let mut volume = Self {
@@ -394,11 +437,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         ))
     }
 
-    fn read_superblock(media: &M) -> Result<(Superblock, bool), MountError> {
-        let decode = |n| {
-            media
-                .block(n)
-                .map_or(Err(SuperblockError::Truncated), |b| Superblock::decode(b))
+    /// The primary superblock, else the backup (`true`), read through
+    /// `buffer`.
+    fn read_superblock(
+        media: &M,
+        buffer: &mut [u8; BLOCK_SIZE],
+    ) -> Result<(Superblock, bool), MountError> {
+        let mut decode = |n: u64| match media.read(n << BLOCK_SHIFT, &mut buffer[..]) {
+            Ok(()) => Superblock::decode(&buffer[..]),
+            Err(_) => Err(SuperblockError::Truncated),
         };
         match decode(PRIMARY_BLOCK) {
             Ok(sb) => Ok((sb, false)),
@@ -621,10 +668,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
-    /// A reader of the committed state that trusts the nodes checked since
-    /// mount.
+    /// A reader of the committed state, through the cache, that trusts the
+    /// nodes checked since mount.
     fn committed(&self) -> Committed<'_, M> {
-        Committed::new(&self.media, CheckedNodes::new(self.scratch.checked_nodes()))
+        Committed::new(
+            &self.media,
+            BlockCache::new(self.scratch.cache()),
+            CheckedNodes::new(self.scratch.checked_nodes()),
+        )
     }
 
     /// The record of inode `ino` (`NotFound` for a free slot or a number
@@ -648,14 +699,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if !recorded || bits & 1 << location.slot == 0 {
             return Err(Error::NotFound);
         }
-        read_inode(
-            |b| {
-                self.media
-                    .block(b)
-                    .ok_or(Error::Corrupt(b, Damage::Address))
-            },
-            ino,
-        )
+        self.committed().inode(ino)
     }
 
     fn directory(&self, ino: u64) -> Result<(Inode, Tree<Directory>), Error> {
@@ -1942,10 +1986,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         let Some(ino) = inode::ino(chunk, slot) else {
                             continue;
                         };
-                        match read_inode(
-                            |b| media.block(b).ok_or(Error::Corrupt(b, Damage::Address)),
-                            ino,
-                        ) {
+                        match Committed::checking_all(media).inode(ino) {
                             Ok(inode) if inode.nlink == 0 => {
                                 if let Some(slot) = batch.get_mut(count) {
                                     *slot = ino;
@@ -1982,8 +2023,8 @@ struct TxNodes<'t, 'a, M: Media>(&'t Tx<'a, M>);
 
 impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     type Error = Error;
-    fn node(&self, block: u64) -> Result<&[u8; BLOCK_SIZE], Error> {
-        self.0.read(block)
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.0.read(block, offset, buf)
     }
     fn checked(&self, block: u64) -> bool {
         self.0.checked(block)
@@ -2229,24 +2270,17 @@ fn zero_blocks<M: Media>(tx: &mut Tx<'_, M>, start: u64, len: u64) -> Result<(),
     Ok(())
 }
 
-/// Copies blocks on the device (copy-on-write of shared data).
+/// Copies blocks on the device (copy-on-write of shared data): `Poisoned`
+/// if the source's memory failed (found by the copy, which survives it).
 fn copy_blocks<M: Media>(tx: &mut Tx<'_, M>, from: u64, to: u64, len: u64) -> Result<(), Error> {
-    let media = tx.media();
-    for i in 0..len {
-        let Some(source) = media.block(from + i) else {
-            return Err(Error::Corrupt(from + i, Damage::Address));
-        };
-        // The source is shared, hence not written in place by anyone; copy
-        // through a buffer anyway so no reference into it is held while
-        // the device is written.
-        let mut buffer = [0u8; 512];
-        for part in 0..BLOCK_SIZE / buffer.len() {
-            let range = part * buffer.len()..(part + 1) * buffer.len();
-            buffer.copy_from_slice(source.get(range.clone()).ok_or(Error::Invalid)?);
-            if !media.write(((to + i) << BLOCK_SHIFT) + range.start as u64, &buffer) {
-                return Err(Error::Corrupt(to + i, Damage::Address));
-            }
-        }
+    let at = |block: u64| block.checked_mul(BLOCK_SIZE as u64);
+    let (Some(source), Some(target), Some(bytes)) = (at(from), at(to), at(len)) else {
+        return Err(Error::Corrupt(from, Damage::Address));
+    };
+    match tx.media().copy(source, target, bytes) {
+        Ok(()) => {}
+        Err(MediaFault::Failed) => return Err(Error::Poisoned),
+        Err(MediaFault::OutOfRange) => return Err(Error::Corrupt(from, Damage::Address)),
     }
     tx.wrote_direct = true;
     Ok(())
@@ -2474,25 +2508,15 @@ fn adjust_refcount<M: Media>(
     delta: i64,
 ) -> Result<(), Error> {
     let mut tree = Tree::<RefCounts>::open(tx.sb.refcount_root, kinds::OWNER_REFCOUNTS);
-    let mut key = [0u8; 8];
-    let mut value = [0u8; 16];
-    let (record_start, record_len, count) = if tree
-        .last_at_or_before(&TxNodes(tx), &block_key(start), &mut key, &mut value)
-        .map_err(tree_error)?
-    {
-        let record_start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        let record_len = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
-        let count = u64::from_le_bytes(value[8..].try_into().map_err(|_| Error::Invalid)?);
-        if start < record_start + record_len {
-            (record_start, record_len, count)
-        } else {
-            (start, len, 1)
-        }
-    } else {
-        (start, len, 1)
-    };
-    if start + len > record_start + record_len {
-        return Err(Error::Corrupt(tx.sb.refcount_root, Damage::Record));
+    let damaged = Error::Corrupt(tx.sb.refcount_root, Damage::Record);
+    let end = start.checked_add(len).ok_or(damaged)?;
+    let (record_start, record_end, count) =
+        match refcount_at_or_before(&tx.sb, &TxNodes(tx), start)? {
+            Some(record) if start < record.end => (record.start, record.end, record.count),
+            _ => (start, end, 1),
+        };
+    if end > record_end {
+        return Err(damaged);
     }
     let new_count = count
         .checked_add_signed(delta)
@@ -2502,14 +2526,11 @@ fn adjust_refcount<M: Media>(
         tree.remove(&mut store, &block_key(record_start))
             .map_err(tree_error)?;
     }
+    // Inside the record: record_start <= start < end <= record_end.
     let pieces = [
         (record_start, start - record_start, count),
         (start, len, new_count),
-        (
-            start + len,
-            record_start + record_len - (start + len),
-            count,
-        ),
+        (end, record_end - end, count),
     ];
     for (piece_start, piece_len, piece_count) in pieces {
         if piece_len == 0 || piece_count < 2 {

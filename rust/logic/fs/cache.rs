@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Metadata blocks in DRAM: the one way the filesystem reads its metadata.
+//!
+//! Persistent memory can fail under the filesystem's feet, and a plain CPU
+//! load of failed memory in the kernel is a machine check the kernel cannot
+//! recover from (a panic). So the filesystem never reads the device
+//! through references: [`Media::read`] copies (in the module with
+//! `copy_mc_to_kernel`, as the pmem driver's read path does), and a failed
+//! copy is an error. Copying a node for every look would cost a 4 KiB copy
+//! per tree level; this cache keeps the blocks it copied, as ext4's and
+//! xfs's buffer caches keep theirs (a block is copied from the device the
+//! first time it is read and whenever its slot was taken by another).
+//!
+//! A slot holds a block as the committed state has it. Commits put the
+//! blocks they write home into the cache; freed blocks are forgotten (they
+//! may be written as file data next). Direct-mapped by block number: a
+//! collision only costs a copy. Callers copy bytes out; no reference into
+//! a slot outlives a call, so a slot may be refilled at any read.
+
+use core::cell::RefCell;
+
+use super::{Damage, Error, Media, MediaFault};
+use crate::logic::format::BLOCK_SIZE;
+
+/// Slots a mount's cache has (1 MiB of blocks).
+pub const CACHE_SLOTS: usize = 256;
+
+/// The memory of a cache: its blocks and their tags (block number + 1; 0
+/// is an empty slot), of equal length.
+pub trait CacheSlots {
+    /// The blocks and their tags.
+    fn slots(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64]);
+}
+
+/// Blocks of [`Media`] as last copied from it or written to it.
+#[derive(Clone, Copy)]
+pub(super) struct BlockCache<'a> {
+    slots: Option<&'a RefCell<dyn CacheSlots + 'a>>,
+}
+
+/// The error of a failed read of block `block` of the media.
+pub(super) fn read_error(block: u64, fault: MediaFault) -> Error {
+    Error::Corrupt(
+        block,
+        match fault {
+            MediaFault::OutOfRange => Damage::Address,
+            MediaFault::Failed => Damage::Unreadable,
+        },
+    )
+}
+
+impl<'a> BlockCache<'a> {
+    /// A cache in `slots`.
+    pub(super) fn new(slots: &'a RefCell<dyn CacheSlots + 'a>) -> Self {
+        Self { slots: Some(slots) }
+    }
+
+    /// No cache: every read copies from the media (fsck, mount).
+    pub(super) fn none() -> Self {
+        Self { slots: None }
+    }
+
+    /// The slot of `block` among `count`.
+    fn slot(block: u64, count: usize) -> Option<usize> {
+        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
+        usize::try_from(block % count).ok()
+    }
+
+    /// Copies `buf.len()` bytes at byte `offset` of block `block` into
+    /// `buf`, from the cache, or from `media` into the cache first.
+    pub(super) fn read<M: Media>(
+        &self,
+        media: &M,
+        block: u64,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
+        let end = offset
+            .checked_add(buf.len())
+            .filter(|&end| end <= BLOCK_SIZE)
+            .ok_or(Error::Invalid)?;
+        let at = block
+            .checked_mul(BLOCK_SIZE as u64)
+            .and_then(|b| b.checked_add(offset as u64))
+            .ok_or(Error::Corrupt(block, Damage::Address))?;
+        let Some(cell) = self.slots else {
+            return media.read(at, buf).map_err(|f| read_error(block, f));
+        };
+        // Never held across a call that reads again: cannot be taken.
+        let mut store = cell.try_borrow_mut().map_err(|_| Error::Invalid)?;
+        let (slots, tags) = store.slots();
+        let i = Self::slot(block, slots.len().min(tags.len())).ok_or(Error::Invalid)?;
+        let (Some(data), Some(tag)) = (slots.get_mut(i), tags.get_mut(i)) else {
+            return Err(Error::Invalid);
+        };
+        if *tag != block.wrapping_add(1) {
+            *tag = 0;
+            let start = block
+                .checked_mul(BLOCK_SIZE as u64)
+                .ok_or(Error::Corrupt(block, Damage::Address))?;
+            media
+                .read(start, &mut data[..])
+                .map_err(|f| read_error(block, f))?;
+            *tag = block.wrapping_add(1);
+        }
+        buf.copy_from_slice(data.get(offset..end).ok_or(Error::Invalid)?);
+        Ok(())
+    }
+
+    /// Records that block `block` now holds `content` on the media.
+    pub(super) fn put(&self, block: u64, content: &[u8; BLOCK_SIZE]) {
+        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+            return;
+        };
+        let (slots, tags) = store.slots();
+        let Some(i) = Self::slot(block, slots.len().min(tags.len())) else {
+            return;
+        };
+        if let (Some(data), Some(tag)) = (slots.get_mut(i), tags.get_mut(i)) {
+            data.copy_from_slice(content);
+            *tag = block.wrapping_add(1);
+        }
+    }
+
+    /// Forgets blocks `start..start + len`.
+    pub(super) fn forget(&self, start: u64, len: u64) {
+        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+            return;
+        };
+        let (_, tags) = store.slots();
+        let end = start.saturating_add(len);
+        for tag in tags.iter_mut() {
+            let block = tag.wrapping_sub(1);
+            if *tag != 0 && (start..end).contains(&block) {
+                *tag = 0;
+            }
+        }
+    }
+}
