@@ -265,11 +265,7 @@ impl Log<'_, '_> {
     /// are well formed (the transaction's bytes, its record count, and the
     /// records' range in them). A transaction whose records are malformed
     /// despite a valid commit (a bug, not a crash) ends the walk.
-    fn walk(
-        &mut self,
-        header: &JournalHeader,
-        visit: &mut TxVisitor<'_>,
-    ) -> ReplayEnd {
+    fn walk(&mut self, header: &JournalHeader, visit: &mut TxVisitor<'_>) -> ReplayEnd {
         let mut end = ReplayEnd {
             next_seq: header.tail_seq,
             next_offset: usize::try_from(header.tail_offset).unwrap_or(usize::MAX),
