@@ -1556,6 +1556,10 @@ fn exercise(v: &mut TestVolume) {
         let _ = v.evict(gone.ino);
     }
     let _ = v.statfs();
+    // What a memory failure and fsck's repair ask of the reverse map.
+    let data_start = v.superblock().layout.data_start;
+    let _ = v.owners(data_start, 4096, &mut |_| true);
+    let _ = v.repair_space();
     v.unmount();
 }
 

@@ -1836,7 +1836,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     file_block: if metadata {
                         0
                     } else {
-                        key.offset + (first - key.start)
+                        // A crafted offset must not overflow: the owner's
+                        // own lookups bound file blocks.
+                        key.offset.saturating_add(first - key.start)
                     },
                     metadata,
                 };
