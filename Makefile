@@ -23,6 +23,11 @@
 #   make crash       crash campaign: 200 guest kills during a metadata
 #                    workload (KILLS=N for another count; MMAP_SYNC=1: during
 #                    stores through a MAP_SYNC mapping, on OXDAX_FS)
+#   make difftest    differential run: the same random operations on oxdax,
+#                    xfs -o dax and ext4 -o dax in one guest, compared after
+#                    every step, 1,000,000 of them (DIFFTEST_OPS=N,
+#                    DIFFTEST_SEED=S, DIFFTEST_PROCS="1 2",
+#                    DIFFTEST_FLAGS="--no-CLASS ..."; see scripts/difftest)
 #   make clean
 
 SHELL := /bin/bash
@@ -43,7 +48,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
 .PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
-	fmt fmt-check vm bench bench-pmem crash fuzz clean
+	fmt fmt-check vm bench bench-pmem crash fuzz difftest clean
 
 all: initramfs
 
@@ -139,6 +144,10 @@ fuzz: initramfs
 
 crash: initramfs
 	scripts/crash-campaign $(if $(MMAP_SYNC),--mmap-sync) $(or $(KILLS),200)
+
+# DIFFTEST_* settings reach scripts/difftest through the environment.
+difftest: initramfs
+	scripts/difftest
 
 demo: initramfs
 	scripts/demo
