@@ -32,10 +32,11 @@ while [ "$done" -lt "$total" ] && { [ "$max_seeds" = 0 ] || [ "$n" -lt "$max_see
 	shift $((n % $#))
 	procs=$1
 	before=$(dmesg | wc -l)
+	# Shown as it runs (progress lines); busybox sh has no pipefail.
 	# shellcheck disable=SC2086
-	difftest --seed "$seed" --ops "$ops" --procs "$procs" $flags > /tmp/seed.out 2>&1
-	rc=$?
-	cat /tmp/seed.out
+	{ difftest --seed "$seed" --ops "$ops" --procs "$procs" $flags 2>&1; echo $? > /tmp/seed.rc; } |
+		tee /tmp/seed.out
+	rc=$(cat /tmp/seed.rc)
 	ran=$(sed -n 's/^difftest: seed [0-9]*: \([0-9]*\) operations in .*/\1/p' /tmp/seed.out | tail -n1)
 	step=$(sed -n 's/^difftest: seed [0-9]*: difference at step \([0-9]*\)$/\1/p' /tmp/seed.out |
 		head -n1)

@@ -470,19 +470,24 @@ static void pat_fill(unsigned char *dst, uint64_t len, uint64_t off, uint64_t st
 static const char *tag_name(unsigned int tag)
 {
 	switch (tag) {
-	case TAG_WRITE: return "write";
-	case TAG_MAP: return "MAP_SHARED store";
-	case TAG_PRIV: return "MAP_PRIVATE store";
-	case TAG_FORK ... TAG_FORK + 3: return "fork child's MAP_SHARED store";
-	case TAG_FORK_PRIV ... TAG_FORK_PRIV + 3: return "fork child's MAP_PRIVATE store";
+	case TAG_WRITE:
+		return "write";
+	case TAG_MAP:
+		return "MAP_SHARED store";
+	case TAG_PRIV:
+		return "MAP_PRIVATE store";
+	case TAG_FORK ... TAG_FORK + 3:
+		return "fork child's MAP_SHARED store";
+	case TAG_FORK_PRIV ... TAG_FORK_PRIV + 3:
+		return "fork child's MAP_PRIVATE store";
 	}
 	return "?";
 }
 
 /*
- * What the 8 bytes at @buf[@pos] are, in words (@buf holds @len bytes
- * standing for file offsets from a multiple of 8 on). Copied data may sit
- * off its words' alignment: the bytes before @pos are tried too.
+ * What the 8 bytes at @buf[@pos] are, in words (@buf holds @len bytes).
+ * Copied data may sit off its words' alignment: the word is found by its
+ * magic top byte among the bytes around @pos.
  */
 static void describe(char *out, size_t n, const unsigned char *buf, uint64_t len, uint64_t pos)
 {
@@ -493,16 +498,20 @@ static void describe(char *out, size_t n, const unsigned char *buf, uint64_t len
 		snprintf(out, n, "zeros");
 		return;
 	}
-	for (uint64_t shift = 0; shift < 8 && shift <= pos && pos - shift + 8 <= len; shift++) {
+	for (uint64_t k = pos; k < pos + 16 && k < len; k++) {
 		uint64_t v;
+		unsigned int tag;
 
-		memcpy(&v, buf + pos - shift, 8);
-		if (v >> 56 != MAGIC)
+		if (buf[k] != MAGIC || k < 7)
+			continue;
+		memcpy(&v, buf + k - 7, 8);
+		tag = v >> 48 & 0xff;
+		if (tag < TAG_WRITE || tag > TAG_FORK_PRIV + 3)
 			continue;
 		snprintf(out, n, "%016llx: step %llu's %s of offset %#llx%s",
 			 (unsigned long long)w, (unsigned long long)(v >> 24 & 0xffffff),
-			 tag_name(v >> 48 & 0xff), (unsigned long long)((v & 0xffffff) * 8),
-			 shift ? " (shifted)" : "");
+			 tag_name(tag), (unsigned long long)((v & 0xffffff) * 8),
+			 k - 7 != pos ? " (not at its offset: copied)" : "");
 		return;
 	}
 	snprintf(out, n, "%016llx: not written by this run", (unsigned long long)w);
@@ -675,7 +684,8 @@ static void model_truncate(int f, uint64_t size)
 /* ------------------------------------------------------------------ */
 /* Guarded access to mappings                                          */
 
-static __thread sigjmp_buf *volatile guard;	/* volatile: set around accesses only the handler sees */
+/* volatile: set around accesses that only the signal handler sees */
+static __thread sigjmp_buf * volatile guard;
 static __thread void *volatile fault_addr;
 static __thread volatile int fault_sig;
 
@@ -1764,7 +1774,7 @@ static long long do_sys(struct worker *w, int i, const struct op *op)
 		return ret < 0 ? -errno : ret;
 	}
 	}
-	return -ENOSYS;
+	return -EINVAL;	/* not a kind do_sys() runs */
 }
 
 /*
@@ -2469,11 +2479,21 @@ static void ex_sync(struct worker *w, const struct op *op)
 		int fd = op->f >= 0 ? fss[i].fd[op->f] : -1, r;
 
 		switch (op->sub) {
-		case 0: r = fsync(fd); break;
-		case 1: r = fdatasync(fd); break;
-		case 2: r = msync(m->addr[i] + op->off, op->len, MS_SYNC); break;
-		case 3: r = msync(m->addr[i] + op->off, op->len, MS_ASYNC); break;
-		default: r = syncfs(fd); break;
+		case 0:
+			r = fsync(fd);
+			break;
+		case 1:
+			r = fdatasync(fd);
+			break;
+		case 2:
+			r = msync(m->addr[i] + op->off, op->len, MS_SYNC);
+			break;
+		case 3:
+			r = msync(m->addr[i] + op->off, op->len, MS_ASYNC);
+			break;
+		default:
+			r = syncfs(fd);
+			break;
 		}
 		got[i] = r ? -errno : 0;
 	}
@@ -2798,7 +2818,10 @@ static void maybe_pin(struct worker *w, struct op *op, int dest, uint64_t lo, ui
 	struct mapping *m;
 	uint64_t eofp, lim, p, fo;
 
-	if (!en(CL_PINS) || !chance(&w->rng, 5) || !(m = pick_map(w, false)))
+	if (!en(CL_PINS) || !chance(&w->rng, 5))
+		return;
+	m = pick_map(w, false);
+	if (!m)
 		return;
 	eofp = round_up(fm(m->file)->size, PAGE);
 	lim = eofp > m->off ? min64(eofp - m->off, m->len) : 0;
@@ -2872,24 +2895,40 @@ static bool pick_store(struct worker *w, const struct mapping *m, uint64_t maxn,
 static bool kind_enabled(const struct worker *w, int k)
 {
 	switch (k) {
-	case K_READ: return en(CL_READ);
-	case K_WRITE: return en(CL_WRITE);
-	case K_TRUNCATE: return en(CL_TRUNCATE);
+	case K_READ:
+		return en(CL_READ);
+	case K_WRITE:
+		return en(CL_WRITE);
+	case K_TRUNCATE:
+		return en(CL_TRUNCATE);
 	case K_FALLOC:
 		for (int s = 0; s < NR_FALLOC; s++)
 			if (falloc_ok[s] && en(falloc_class[s]))
 				return true;
 		return false;
-	case K_CLONE: return en(CL_CLONE);
-	case K_COPY: return en(CL_COPY);
-	case K_MAP: case K_UNMAP: case K_MSTORE: case K_MLOAD: return en(CL_MMAP);
-	case K_MREMAP: return en(CL_MMAP) && en(CL_MREMAP);
-	case K_FORK: return en(CL_MMAP) && en(CL_FORK);
-	case K_SYNC: return en(CL_SYNC);
-	case K_DIO: return en(CL_DIRECT) || (en(CL_MAPBUF) && en(CL_MMAP));
-	case K_URING: return en(CL_MMAP) && en(CL_URING) && w->ring_fd >= 0;
-	case K_SEEK: return en(CL_SEEK);
-	case K_REMOUNT: return en(CL_REMOUNT) && cfg.procs == 1 && cfg.setup;
+	case K_CLONE:
+		return en(CL_CLONE);
+	case K_COPY:
+		return en(CL_COPY);
+	case K_MAP:
+	case K_UNMAP:
+	case K_MSTORE:
+	case K_MLOAD:
+		return en(CL_MMAP);
+	case K_MREMAP:
+		return en(CL_MMAP) && en(CL_MREMAP);
+	case K_FORK:
+		return en(CL_MMAP) && en(CL_FORK);
+	case K_SYNC:
+		return en(CL_SYNC);
+	case K_DIO:
+		return en(CL_DIRECT) || (en(CL_MAPBUF) && en(CL_MMAP));
+	case K_URING:
+		return en(CL_MMAP) && en(CL_URING) && w->ring_fd >= 0;
+	case K_SEEK:
+		return en(CL_SEEK);
+	case K_REMOUNT:
+		return en(CL_REMOUNT) && cfg.procs == 1 && cfg.setup;
 	}
 	return false;
 }
@@ -3366,7 +3405,10 @@ static void say_users(const char *dir)
 
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		n = readlink(path, target, sizeof(target) - 1);
-		if (n > 0 && (target[n] = 0, strstr(target, dir)))
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		if (strstr(target, dir))
 			say("  open: fd %d %s", fd, target);
 	}
 }
@@ -3590,23 +3632,57 @@ static void run_op(struct worker *w, const struct op *op)
 	w->ntouch = 0;
 	ring_add(op);
 	switch (op->kind) {
-	case K_READ: ex_read(w, op); break;
-	case K_WRITE: ex_write(w, op); break;
-	case K_TRUNCATE: ex_truncate(w, op); break;
-	case K_FALLOC: ex_falloc(w, op); break;
-	case K_CLONE: ex_clone(w, op); break;
-	case K_COPY: ex_copy(w, op); break;
-	case K_MAP: ex_map(w, op); break;
-	case K_UNMAP: ex_unmap(w, op); break;
-	case K_MREMAP: ex_mremap(w, op); break;
-	case K_MSTORE: ex_mstore(w, op); break;
-	case K_MLOAD: ex_mload(w, op); break;
-	case K_FORK: ex_fork(w, op); break;
-	case K_SYNC: ex_sync(w, op); break;
-	case K_DIO: ex_dio(w, op); break;
-	case K_URING: ex_uring(w, op); break;
-	case K_SEEK: ex_seek(w, op); break;
-	case K_REMOUNT: ex_remount(w); break;
+	case K_READ:
+		ex_read(w, op);
+		break;
+	case K_WRITE:
+		ex_write(w, op);
+		break;
+	case K_TRUNCATE:
+		ex_truncate(w, op);
+		break;
+	case K_FALLOC:
+		ex_falloc(w, op);
+		break;
+	case K_CLONE:
+		ex_clone(w, op);
+		break;
+	case K_COPY:
+		ex_copy(w, op);
+		break;
+	case K_MAP:
+		ex_map(w, op);
+		break;
+	case K_UNMAP:
+		ex_unmap(w, op);
+		break;
+	case K_MREMAP:
+		ex_mremap(w, op);
+		break;
+	case K_MSTORE:
+		ex_mstore(w, op);
+		break;
+	case K_MLOAD:
+		ex_mload(w, op);
+		break;
+	case K_FORK:
+		ex_fork(w, op);
+		break;
+	case K_SYNC:
+		ex_sync(w, op);
+		break;
+	case K_DIO:
+		ex_dio(w, op);
+		break;
+	case K_URING:
+		ex_uring(w, op);
+		break;
+	case K_SEEK:
+		ex_seek(w, op);
+		break;
+	case K_REMOUNT:
+		ex_remount(w);
+		break;
 	}
 	w->op = op;
 	t1 = now();
@@ -4017,11 +4093,6 @@ static void parse_args(int argc, char **argv)
 		die("%u files: at most %d", nfiles, MAX_FILES);
 	if (cfg.max_size < PMD || cfg.max_size % PMD || cfg.max_size > 256 * MIB)
 		die("--max-size: a multiple of 2 between 2 and 256");
-	if (cfg.replay_path && cfg.procs > 1) {
-		/* A log of several workers replays in one process: operations of
-		 * different workers touch different files (or were serialized). */
-		cfg.round_ops = 0;
-	}
 	if (ndirs) {
 		cfg.setup = false;
 		cfg.enabled[CL_REMOUNT] = false;
