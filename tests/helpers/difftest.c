@@ -133,13 +133,13 @@ static double now(void)
 
 enum {
 	CL_READ, CL_WRITE, CL_TRUNCATE, CL_FALLOC, CL_PUNCH, CL_ZERO, CL_CLONE, CL_COPY,
-	CL_MMAP, CL_PRIVATE, CL_HUGE, CL_MREMAP, CL_TAIL, CL_FORK, CL_SYNC, CL_DIRECT,
+	CL_MMAP, CL_PRIVATE, CL_HUGE, CL_MREMAP, CL_GROW, CL_TAIL, CL_FORK, CL_SYNC, CL_DIRECT,
 	CL_MAPBUF, CL_PINS, CL_URING, CL_SEEK, CL_FIEMAP, CL_REMOUNT, NR_CLASSES
 };
 
 static const char *const class_names[NR_CLASSES] = {
 	"read", "write", "truncate", "falloc", "punch", "zero", "clone", "copy",
-	"mmap", "private", "huge", "mremap", "tail", "fork", "sync", "direct",
+	"mmap", "private", "huge", "mremap", "mremap-grow", "tail", "fork", "sync", "direct",
 	"mapbuf", "pins", "uring", "seek", "fiemap", "remount",
 };
 
@@ -156,6 +156,7 @@ static const char *const class_help[NR_CLASSES] = {
 	"MAP_PRIVATE mappings",
 	"2 MiB-aligned mappings of 2 MiB and more",
 	"mremap: shrink, grow, move",
+	"mremap growth (in place where there is room, else a move)",
 	"stores through MAP_SHARED past EOF in the EOF page",
 	"fork, the child storing through inherited mappings",
 	"fsync, fdatasync, msync, syncfs",
@@ -3166,6 +3167,8 @@ static bool gen_kind(struct worker *w, struct op *op, int kind)
 			return false;
 		op->map = m->id;
 		op->sub = below(r, 3);
+		if (op->sub == 1 && !en(CL_GROW))
+			op->sub = 2;
 		if (op->sub == 0) {
 			if (m->len <= PAGE)
 				return false;
@@ -3977,7 +3980,7 @@ static void usage(FILE *out)
 "\n"
 "Classes:\n", MAX_PROCS - 1);
 	for (int c = 0; c < NR_CLASSES; c++)
-		fprintf(out, "  %-9s %s\n", class_names[c], class_help[c]);
+		fprintf(out, "  %-11s %s\n", class_names[c], class_help[c]);
 }
 
 static int class_by_name(const char *name, size_t len)
