@@ -289,6 +289,7 @@ static struct config {
 	const char *log_path, *replay_path;
 	char *dirs[MAX_FS];	/* --dir NAME=PATH: no mkfs, no mount */
 	const char *fs_list;
+	const char *oxdax_opts;	/* mount options of oxdax (fault_engine=iomap) */
 } cfg = {
 	.ops = 0,	/* 0: 10000, or a whole --replay log */
 	.files = 4,
@@ -3389,7 +3390,11 @@ static int do_umount(const char *dir)
 
 static int do_mount(struct fs *fs)
 {
-	return mount(fs->dev, fs->mnt, fs->kind->type, 0, fs->kind->opts) ? -errno : 0;
+	const char *opts = fs->kind->opts;
+
+	if (!strcmp(fs->name, "oxdax") && cfg.oxdax_opts)
+		opts = cfg.oxdax_opts;
+	return mount(fs->dev, fs->mnt, fs->kind->type, 0, opts) ? -errno : 0;
 }
 
 /* What of this process still refers to @dir (a busy unmount). */
@@ -3968,6 +3973,7 @@ static void usage(FILE *out)
 "                    --no-private to run past a known MAP_PRIVATE bug\n"
 "  --only C1,C2,...  only these classes (plus read and write)\n"
 "  --fs A,B,...      filesystems among oxdax,xfs,ext4 (default all three)\n"
+"  --oxdax-opts O    mount oxdax with options O (e.g. fault_engine=iomap)\n"
 "  --dir NAME=PATH   use the directory PATH as filesystem NAME (no mkfs, mount,\n"
 "                    remount or fsck; repeatable; for trying the tester itself)\n"
 "  --log FILE        write every operation as a line\n"
@@ -4041,6 +4047,10 @@ static void parse_args(int argc, char **argv)
 			if (!v)
 				die("--fs needs a list");
 			cfg.fs_list = v, i++;
+		} else if (!strcmp(a, "--oxdax-opts")) {
+			if (!v)
+				die("--oxdax-opts needs mount options");
+			cfg.oxdax_opts = v, i++;
 		} else if (!strcmp(a, "--dir")) {
 			if (!v || !strchr(v, '=') || ndirs == MAX_FS)
 				die("--dir NAME=PATH (at most %d)", MAX_FS);
@@ -4191,7 +4201,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)(cfg.max_size / MIB), cfg.procs, cfg.procs > 1 ? "es" : "",
 	       cfg.replay_path ? " (replaying, in one)" : "");
 	for (int i = 0; i < nfs; i++)
-		printf(" %s%s", fss[i].name, i + 1 < nfs ? "," : "");
+		printf(" %s%s%s%s", fss[i].name,
+		       !strcmp(fss[i].name, "oxdax") && cfg.oxdax_opts ? " -o " : "",
+		       !strcmp(fss[i].name, "oxdax") && cfg.oxdax_opts ? cfg.oxdax_opts : "",
+		       i + 1 < nfs ? "," : "");
 	printf("%s%s\n", *disabled ? "; left out:" : "", disabled);
 
 	t_start = now();
