@@ -449,9 +449,16 @@ unsigned long oxdax_vma_flags(const struct vm_area_struct *vma)
 	return vma->vm_flags;
 }
 
+/*
+ * DAX mappings as ext4 and xfs make them: VM_HUGEPAGE only. The pages are
+ * devmap pfns (PFN_DEV | PFN_MAP), which vmf_insert_mixed() and
+ * vmf_insert_pfn_pmd() take without VM_MIXEDMAP; VM_MIXEDMAP would keep
+ * mremap() from growing a mapping in place (vma_merge_extend() refuses
+ * special mappings).
+ */
 void oxdax_vma_set_dax_flags(struct vm_area_struct *vma)
 {
-	vm_flags_set(vma, VM_MIXEDMAP | VM_HUGEPAGE);
+	vm_flags_set(vma, VM_HUGEPAGE);
 }
 
 void oxdax_sb_start_pagefault(struct super_block *sb)

@@ -140,8 +140,9 @@ impl VmFault {
     /// Maps `frame` (device memory) at the faulting address, read-only in
     /// a mapping that tracks writes (`pfn_mkwrite` makes it writable).
     pub(crate) fn insert_page(&self, frame: u64) -> FaultCode {
-        // SAFETY: A device frame the caller's entry describes; the VMA is
-        // VM_MIXEDMAP (set at mmap) and live.
+        // SAFETY: A device frame the caller's entry describes, inserted as
+        // a devmap pfn (what vmf_insert_mixed accepts without VM_MIXEDMAP);
+        // the VMA is live.
         unsafe {
             let pfn = ffi::pfn_t {
                 val: ffi::oxdax_pfn_t_dev(frame as _),

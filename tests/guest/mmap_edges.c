@@ -18,6 +18,7 @@
  *    file, never the file that reused the old blocks;
  *  - a clone between two files whose pinned page's holder must fault on the
  *    other file to let go finishes (no lock is held while it waits);
+ *  - mremap grows a mapping in place where the addresses after it are free;
  *  - copy-on-write by write(2) and by faults never lets a mapping of this
  *    file show the other sharer's later data (stress, several processes).
  *
@@ -353,6 +354,35 @@ TEST_F(mm, clone_between_files_with_pins_finishes)
 	EXPECT_EQ(0, status) TH_LOG("%s", status == 128 + SIGALRM ?
 			"deadlock: the clone held one file's lock while it waited" :
 			"see the status in clone_with_pins_in_both");
+}
+
+/*
+ * mremap() grows a mapping in place where the addresses after it are free,
+ * as on ext4 and xfs (a VM_MIXEDMAP mapping cannot be extended: without
+ * MREMAP_MAYMOVE that was ENOMEM), and the grown part maps the file.
+ */
+TEST_F(mm, mremap_grows_in_place)
+{
+	int fd = fs_make_pattern_file("f", 8 * MM_PAGE, 209);
+	unsigned char *p, *q, buf[1];
+
+	ASSERT_LE(0, fd);
+	/* Eight pages of address space, the first two mapping the file. */
+	p = mmap(NULL, 8 * MM_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, munmap(p + 2 * MM_PAGE, 6 * MM_PAGE));
+	q = mmap(p, 2 * MM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	ASSERT_EQ(p, q);
+	mm_remember(p, 8 * MM_PAGE);
+	EXPECT_EQ(-1, fs_check_fill(p, 2 * MM_PAGE, 0, 209));
+	q = mremap(p, 2 * MM_PAGE, 8 * MM_PAGE, 0);
+	ASSERT_EQ(p, q) TH_LOG("mremap in place: %s", strerror(errno));
+	EXPECT_EQ(-1, fs_check_fill(p, 8 * MM_PAGE, 0, 209));
+	p[6 * MM_PAGE] = 0x61;
+	ASSERT_EQ(0, msync(p, 8 * MM_PAGE, MS_SYNC));
+	ASSERT_EQ(1, pread(fd, buf, 1, 6 * MM_PAGE));
+	EXPECT_EQ(0x61, buf[0]) TH_LOG("a store through the grown part missed the file");
+	close(fd);
 }
 
 /*
