@@ -113,15 +113,22 @@ impl DeviceImage {
             len: log_len,
             buffer: &mut buffer,
         };
+        // As mount recovers: only the last committed transaction (the
+        // others are home), never into the journal itself.
+        let journal_blocks = layout.journal_start..layout.journal_start + layout.journal_blocks;
         let mut bad = false;
-        let end = journal::replay(&mut log, &header, &mut |block, offset, data| match self
-            .block_mut(block)
-        {
-            Ok(bytes) => bytes[offset..offset + data.len()].copy_from_slice(data),
-            Err(()) => bad = true,
+        let end = journal::replay_last(&mut log, &header, &mut |block, offset, data| {
+            if journal_blocks.contains(&block) || block >= layout.block_count {
+                bad = true;
+                return;
+            }
+            match self.block_mut(block) {
+                Ok(bytes) => bytes[offset..offset + data.len()].copy_from_slice(data),
+                Err(()) => bad = true,
+            }
         });
         if bad {
-            return Err("journal record outside the device");
+            return Err("journal record outside the device or inside the journal");
         }
         Ok(end.transactions)
     }

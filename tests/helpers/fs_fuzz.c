@@ -15,9 +15,12 @@
  * the first allocations put tree nodes and inode chunks — with bit flips,
  * crafted integers, zeros or a block copied over another, recomputing the
  * checksum half the time so the crafted values reach the checks behind
- * it, or with one field of a tree record (an extent's device block or
- * length, a refcount or reverse-map range, ...) set to an edge value and
- * the node resealed; then mount, walk, read, write, rename, unlink, truncate, fallocate
+ * it (superblocks, the journal header, tree nodes, and the inode records
+ * whose checksum was right), or with one field of a tree record (an
+ * extent's device block or length, a refcount or reverse-map range, ...)
+ * set to an edge value, or an internal node's separator moved to a
+ * neighbour's key or one off it, or its child pointer elsewhere, and the
+ * node resealed; then mount, walk, read, write, rename, unlink, truncate, fallocate
  * and clone whatever is there, and unmount. Every step may fail with an
  * errno; the kernel must not oops, WARN, hang or report KASAN (the test
  * runner checks the log), and unmount must always work.
@@ -58,12 +61,13 @@ static uint32_t crc32c(uint32_t crc, const unsigned char *p, size_t len)
 	return ~crc;
 }
 
-/* Recomputes the checksum of a superblock or tree node (oxdax's format). */
+/* Recomputes the checksum of a superblock, the journal header (block 2) or
+ * a tree node (oxdax's format). */
 static void reseal(unsigned char *block, uint64_t number)
 {
 	uint32_t crc;
 
-	if (number <= 1) {
+	if (number <= 2) {
 		crc = crc32c(0, block, BLOCK - 4);
 		memcpy(block + BLOCK - 4, &crc, 4);
 	} else if (!memcmp(block, "OXBT", 4)) {
@@ -80,7 +84,8 @@ static void reseal(unsigned char *block, uint64_t number)
  * refcount and reverse-map ranges and counts, inode-chunk keys and maps,
  * directory entries' inode numbers. Returns whether it did.
  */
-static int craft_record(unsigned char *image, uint64_t block, uint64_t blocks)
+static int craft_record(unsigned char *image, uint64_t block, uint64_t blocks,
+			uint64_t data_start)
 {
 	/* Per tree kind (1..5): entry size, and fields (offset, width,
 	 * big-endian key field) worth crafting. */
@@ -102,8 +107,32 @@ static int craft_record(unsigned char *image, uint64_t block, uint64_t blocks)
 	uint64_t value = edges[next_random() % (sizeof(edges) / sizeof(edges[0]))];
 	int kind = node[4], count = node[6] | node[7] << 8, f, at;
 
-	if (memcmp(node, "OXBT", 4) || node[5] != 0 || count == 0 || kind < 1 || kind > 5)
+	if (memcmp(node, "OXBT", 4) || count == 0 || kind < 1 || kind > 5)
 		return 0;
+	if (node[5] > 0) {
+		/* Internal: a separator moved to a neighbour's key or one off it,
+		 * or a child pointer to another block of the data area. */
+		int key = kind == 3 ? 12 : kind == 4 ? 24 : 8, size = key + 8;
+		int i = next_random() % count, j = i + 1 < count ? i + 1 : (i ? i - 1 : 0);
+		uint64_t word, to;
+
+		at = 32 + i * size;
+		if (next_random() % 2) {
+			to = data_start + next_random() % 64;
+			memcpy(node + at + key, &to, 8);
+		} else {
+			for (int b = 0; b < 8; b++)
+				bytes[b] = node[32 + j * size + key - 8 + b];
+			word = 0;
+			for (int b = 0; b < 8; b++)
+				word = word << 8 | bytes[b];
+			word += (int)(next_random() % 3) - 1;
+			for (int b = 0; b < 8; b++)
+				node[at + key - 8 + b] = word >> (8 * (7 - b));
+		}
+		reseal(node, block);
+		return 1;
+	}
 	f = next_random() % kinds[kind].count;
 	at = 32 + (next_random() % count) * kinds[kind].size + kinds[kind].field[f].offset;
 	for (int i = 0; i < 8; i++)
@@ -116,8 +145,44 @@ static int craft_record(unsigned char *image, uint64_t block, uint64_t blocks)
 	return 1;
 }
 
+/* The checksum of the inode record @rec of inode @ino. */
+static uint32_t inode_crc(uint64_t ino, const unsigned char *rec)
+{
+	unsigned char le[8];
+
+	for (int i = 0; i < 8; i++)
+		le[i] = ino >> (8 * i);
+	return crc32c(crc32c(0, le, 8), rec, 252);
+}
+
+/*
+ * Reseals the inode records of block @number whose checksum was right in
+ * @before: the checksum is seeded with the inode number, which the block
+ * alone does not tell (it may be any of a chunk's four blocks), so each
+ * possible one is tried.
+ */
+static void reseal_inodes(const unsigned char *before, unsigned char *after, uint64_t number)
+{
+	for (int r = 0; r < BLOCK / 256; r++) {
+		uint32_t stored, crc;
+
+		memcpy(&stored, before + r * 256 + 252, 4);
+		for (uint64_t back = 0; back < 4 && back < number; back++) {
+			uint64_t ino = (number - back) << 6 | (back * 16 + r);
+
+			if (inode_crc(ino, before + r * 256) == stored) {
+				crc = inode_crc(ino, after + r * 256);
+				memcpy(after + r * 256 + 252, &crc, 4);
+				break;
+			}
+		}
+	}
+}
+
 static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
 {
+	static unsigned char before[BLOCK];
+
 	int changes = 1 + next_random() % 4;
 
 	for (int i = 0; i < changes; i++) {
@@ -130,9 +195,10 @@ static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
 			block = next_random() % blocks;
 		if (next_random() % 3 == 0)
 			block = next_random() % 3; /* superblocks, journal header */
-		if (next_random() % 3 == 0 && craft_record(image, block, blocks))
+		if (next_random() % 3 == 0 && craft_record(image, block, blocks, data_start))
 			continue;
 		at = image + block * BLOCK + (next_random() % (BLOCK / 8)) * 8;
+		memcpy(before, image + block * BLOCK, BLOCK);
 		switch (next_random() % 5) {
 		case 0:
 			at[next_random() % 8] ^= 1 << (next_random() % 8);
@@ -151,8 +217,10 @@ static void mutate(unsigned char *image, uint64_t blocks, uint64_t data_start)
 			memcpy(image + block * BLOCK,
 			       image + (data_start + next_random() % 64) % blocks * BLOCK, BLOCK);
 		}
-		if (next_random() % 2)
+		if (next_random() % 2) {
 			reseal(image + block * BLOCK, block);
+			reseal_inodes(before, image + block * BLOCK, block);
+		}
 	}
 }
 

@@ -70,6 +70,11 @@ pub trait Nodes {
     /// Copies the `buf.len()` bytes at byte `offset` of `block`, as it is
     /// now, into `buf` (`offset + buf.len()` is at most the block size).
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Whether `block` may hold a node at all (a filesystem's data area):
+    /// a pointer elsewhere is damage, never followed.
+    fn may_hold_node(&self, _block: u64) -> bool {
+        true
+    }
     /// Whether `block` passed the full checks (checksum, key order) since
     /// it was last written by anyone but this filesystem: they are skipped.
     fn checked(&self, _block: u64) -> bool {
@@ -174,6 +179,19 @@ const CHECK_CHUNK: usize = 512;
 /// A key copied out of a node (its first `K::KEY` bytes are the key).
 type KeyBuf = [u8; MAX_KEY_BYTES];
 
+/// What a parent says of the child it points to: its level, and the range
+/// of keys it may hold (`lower <= key < upper`; `None`: unbounded). Every
+/// child is loaded with it: a node reached through a pointer that breaks
+/// the order (a crafted tree whose nodes share children, or a separator
+/// that does not separate) is damage, so that lookups, scans and removals
+/// all find each key in the one place it can be.
+#[derive(Clone, Copy)]
+struct Within {
+    level: u8,
+    lower: Option<KeyBuf>,
+    upper: Option<KeyBuf>,
+}
+
 /// A validated node: where it is and what its header says. Its entries
 /// are read from the store when asked for.
 struct Node<'s, S: Nodes, K: TreeKind> {
@@ -229,6 +247,26 @@ impl<S: Nodes, K: TreeKind> Node<'_, S, K> {
             }
         }
         Ok(Err(low))
+    }
+
+    /// What this internal node says of child `i`; `outer` is what its own
+    /// parent said of it (key 0 bounds nothing below its parent's bound).
+    fn within_child(&self, i: usize, outer: Option<&Within>) -> TResult<Within, S::Error> {
+        let lower = if i == 0 {
+            outer.and_then(|w| w.lower)
+        } else {
+            Some(self.key(i)?)
+        };
+        let upper = if i + 1 < self.count {
+            Some(self.key(i + 1)?)
+        } else {
+            outer.and_then(|w| w.upper)
+        };
+        Ok(Within {
+            level: self.level.checked_sub(1).ok_or(TreeError::BadArgument)?,
+            lower,
+            upper,
+        })
     }
 
     fn child_index(&self, key: &[u8]) -> TResult<usize, S::Error> {
@@ -308,14 +346,17 @@ impl<K: TreeKind> Tree<K> {
     }
 
     /// Reads and validates `block`'s header (and, the first time since it
-    /// was last written, the whole node); `level` is what the parent
-    /// implies.
+    /// was last written, the whole node); `within` is what the parent says
+    /// of it (`None` for the root).
     fn load<'s, S: Nodes>(
         &self,
         store: &'s S,
         block: u64,
-        level: Option<u8>,
+        within: Option<&Within>,
     ) -> TResult<Node<'s, S, K>, S::Error> {
+        if !store.may_hold_node(block) {
+            return corrupt(block, Corruption::Block);
+        }
         let mut bytes = [0u8; HEADER_BYTES];
         store.read(block, 0, &mut bytes).map_err(TreeError::Store)?;
         let checked = store.checked(block);
@@ -344,17 +385,28 @@ impl<K: TreeKind> Tree<K> {
         if get_u32(&bytes, OFF_RESERVED) != Some(0) {
             return corrupt(block, Corruption::Reserved);
         }
-        if node.level >= MAX_LEVELS || level.is_some_and(|l| l != node.level) {
+        if node.level >= MAX_LEVELS || within.is_some_and(|w| w.level != node.level) {
             return corrupt(block, Corruption::Level);
         }
         let count = usize::from(get_u16(&bytes, OFF_COUNT).unwrap_or(u16::MAX));
-        if count > capacity::<K>(node.level) || (node.level > 0 && count == 0) {
+        // Only a root leaf is ever empty: emptied children are freed.
+        if count > capacity::<K>(node.level) || (count == 0 && (node.level > 0 || within.is_some()))
+        {
             return corrupt(block, Corruption::Count);
         }
         node.count = count;
         if !checked {
             node.check_order()?;
             store.set_checked(block);
+        }
+        if let Some(within) = within {
+            let first = node.key(0)?;
+            let last = node.key(count - 1)?;
+            let below = within.lower.is_some_and(|l| first[..K::KEY] < l[..K::KEY]);
+            let above = within.upper.is_some_and(|u| last[..K::KEY] >= u[..K::KEY]);
+            if below || above {
+                return corrupt(block, Corruption::Order);
+            }
         }
         Ok(node)
     }
@@ -378,9 +430,9 @@ impl<K: TreeKind> Tree<K> {
     ) -> TResult<bool, S::Error> {
         Self::check_sizes(key, Some(value))?;
         let mut block = self.root;
-        let mut level = None;
+        let mut within = None;
         loop {
-            let node = self.load(store, block, level)?;
+            let node = self.load(store, block, within.as_ref())?;
             if node.level == 0 {
                 return Ok(match node.search(key)? {
                     Ok(i) => {
@@ -390,8 +442,9 @@ impl<K: TreeKind> Tree<K> {
                     Err(_) => false,
                 });
             }
-            block = node.child(node.child_index(key)?)?;
-            level = Some(node.level - 1);
+            let i = node.child_index(key)?;
+            block = node.child(i)?;
+            within = Some(node.within_child(i, within.as_ref())?);
         }
     }
 
@@ -438,11 +491,11 @@ impl<K: TreeKind> Tree<K> {
         &self,
         store: &mut S,
         block: u64,
-        level: Option<u8>,
+        within: Option<&Within>,
         key: &[u8],
         value: &[u8],
     ) -> TResult<(bool, Option<([u8; MAX_KEY_BYTES], u64)>), S::Error> {
-        let node = self.load(store, block, level)?;
+        let node = self.load(store, block, within)?;
         let (level, count) = (node.level, node.count);
         if level == 0 {
             return match node.search(key)? {
@@ -462,6 +515,7 @@ impl<K: TreeKind> Tree<K> {
         }
         let index = node.child_index(key)?;
         let child = node.child(index)?;
+        let child_within = node.within_child(index, within)?;
         let lowers_first = index == 0 && key < &node.key(0)?[..K::KEY];
         if lowers_first {
             // Key 0 stays a lower bound of its subtree, so separators added
@@ -470,7 +524,7 @@ impl<K: TreeKind> Tree<K> {
             put(bytes, HEADER_BYTES, key);
             seal(bytes);
         }
-        let (replaced, split) = self.insert_at(store, child, Some(level - 1), key, value)?;
+        let (replaced, split) = self.insert_at(store, child, Some(&child_within), key, value)?;
         let Some((separator, right)) = split else {
             return Ok((replaced, None));
         };
@@ -561,7 +615,9 @@ impl<K: TreeKind> Tree<K> {
             if root.level == 0 || root.count != 1 {
                 break;
             }
+            // The child is checked as the new root's level implies.
             let child = root.child(0)?;
+            self.load(store, child, Some(&root.within_child(0, None)?))?;
             store.free(self.root).map_err(TreeError::Store)?;
             self.root = child;
         }
@@ -576,11 +632,11 @@ impl<K: TreeKind> Tree<K> {
         &self,
         store: &mut S,
         block: u64,
-        level: Option<u8>,
+        within: Option<&Within>,
         key: &[u8],
     ) -> TResult<(bool, usize), S::Error> {
         let (level, count, index, child) = {
-            let node = self.load(store, block, level)?;
+            let node = self.load(store, block, within)?;
             let level = node.level;
             if level == 0 {
                 match node.search(key)? {
@@ -589,14 +645,15 @@ impl<K: TreeKind> Tree<K> {
                 }
             } else {
                 let index = node.child_index(key)?;
-                (level, node.count, index, Some(node.child(index)?))
+                let child = (node.child(index)?, node.within_child(index, within)?);
+                (level, node.count, index, Some(child))
             }
         };
-        let Some(child) = child else {
+        let Some((child, child_within)) = child else {
             self.remove_entry(store, block, level, count, index)?;
             return Ok((true, count - 1));
         };
-        let (removed, child_left) = self.remove_at(store, child, Some(level - 1), key)?;
+        let (removed, child_left) = self.remove_at(store, child, Some(&child_within), key)?;
         if !removed {
             return Ok((false, count));
         }
@@ -635,12 +692,20 @@ impl<K: TreeKind> Tree<K> {
             if right_index == 0 || right_index >= count {
                 continue;
             }
+            let unbounded = Within {
+                level: child_level,
+                lower: None,
+                upper: None,
+            };
             let (left, right) = {
-                let parent = self.load(store, block, Some(level))?;
+                let parent = self.load(store, block, None)?;
+                if parent.level != level {
+                    return corrupt(block, Corruption::Level);
+                }
                 (parent.child(right_index - 1)?, parent.child(right_index)?)
             };
-            let left_count = self.load(store, left, Some(child_level))?.count;
-            let right_count = self.load(store, right, Some(child_level))?.count;
+            let left_count = self.load(store, left, Some(&unbounded))?.count;
+            let right_count = self.load(store, right, Some(&unbounded))?.count;
             if left_count + right_count <= capacity - capacity / MERGE_BELOW {
                 self.append_node(store, left, left_count, right, right_count, child_level)?;
                 store.free(right).map_err(TreeError::Store)?;
@@ -717,11 +782,11 @@ impl<K: TreeKind> Tree<K> {
         &self,
         store: &S,
         block: u64,
-        level: Option<u8>,
+        within: Option<&Within>,
         from: &[u8],
         visit: &mut Visitor<'_>,
     ) -> TResult<ControlFlow<()>, S::Error> {
-        let node = self.load(store, block, level)?;
+        let node = self.load(store, block, within)?;
         if node.level == 0 {
             let first = node.search(from)?.unwrap_or_else(|i| i);
             let mut entry = [0u8; MAX_ENTRY_BYTES];
@@ -738,8 +803,9 @@ impl<K: TreeKind> Tree<K> {
             return Ok(ControlFlow::Continue(()));
         }
         for i in node.child_index(from)?..node.count {
+            let child_within = node.within_child(i, within)?;
             if self
-                .scan_at(store, node.child(i)?, Some(node.level - 1), from, visit)?
+                .scan_at(store, node.child(i)?, Some(&child_within), from, visit)?
                 .is_break()
             {
                 return Ok(ControlFlow::Break(()));
@@ -767,12 +833,12 @@ impl<K: TreeKind> Tree<K> {
         &self,
         store: &S,
         block: u64,
-        level: Option<u8>,
+        within: Option<&Within>,
         key: &[u8],
         found_key: &mut [u8],
         value: &mut [u8],
     ) -> TResult<bool, S::Error> {
-        let node = self.load(store, block, level)?;
+        let node = self.load(store, block, within)?;
         if node.level == 0 {
             let index = match node.search(key)? {
                 Ok(i) => i,
@@ -791,7 +857,7 @@ impl<K: TreeKind> Tree<K> {
             if self.last_at(
                 store,
                 node.child(i)?,
-                Some(node.level - 1),
+                Some(&node.within_child(i, within)?),
                 key,
                 found_key,
                 value,
@@ -809,15 +875,7 @@ impl<K: TreeKind> Tree<K> {
     pub fn check<S: Nodes>(&self, store: &S, node: &mut dyn FnMut(u64)) -> TResult<u64, S::Error> {
         let mut last = [0u8; MAX_KEY_BYTES];
         let mut have_last = false;
-        self.check_at(
-            store,
-            self.root,
-            None,
-            None,
-            node,
-            &mut last,
-            &mut have_last,
-        )
+        self.check_at(store, self.root, None, node, &mut last, &mut have_last)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -825,19 +883,14 @@ impl<K: TreeKind> Tree<K> {
         &self,
         store: &S,
         block: u64,
-        level: Option<u8>,
-        lower: Option<&[u8]>,
+        within: Option<&Within>,
         visit: &mut dyn FnMut(u64),
         last: &mut [u8; MAX_KEY_BYTES],
         have_last: &mut bool,
     ) -> TResult<u64, S::Error> {
-        let node = self.load(store, block, level)?;
+        // Level, bounds and a non-empty child are the load's checks.
+        let node = self.load(store, block, within)?;
         visit(block);
-        if let Some(lower) = lower {
-            if node.count > 0 && &node.key(0)?[..K::KEY] < lower {
-                return corrupt(block, Corruption::Order);
-            }
-        }
         if node.level == 0 {
             for i in 0..node.count {
                 let key = node.key(i)?;
@@ -851,14 +904,10 @@ impl<K: TreeKind> Tree<K> {
         }
         let mut entries = 0;
         for i in 0..node.count {
-            // Key 0 of an internal node bounds nothing (minus infinity).
-            let key = node.key(i)?;
-            let bound = if i == 0 { lower } else { Some(&key[..K::KEY]) };
             entries += self.check_at(
                 store,
                 node.child(i)?,
-                Some(node.level - 1),
-                bound,
+                Some(&node.within_child(i, within)?),
                 visit,
                 last,
                 have_last,
@@ -1191,5 +1240,64 @@ mod tests {
             tree.get(&store, &[0u8; 3], &mut v),
             Err(TreeError::BadArgument)
         );
+    }
+
+    /// A crafted tree whose internal nodes all point at one child (levels
+    /// decrease, so no cycle) would be walked once per path: fan-out to
+    /// the power of the depth. Bounds and non-empty children make the
+    /// second path to a node an error at once.
+    #[test]
+    fn shared_children_are_damage_not_work() {
+        struct Counting {
+            nodes: Vec<Box<[u8; BLOCK_SIZE]>>,
+            reads: core::cell::Cell<u64>,
+        }
+        impl Nodes for Counting {
+            type Error = ();
+            fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), ()> {
+                if offset == 0 {
+                    self.reads.set(self.reads.get() + 1);
+                }
+                copy_from_node(self.nodes.get(block as usize).ok_or(())?, offset, buf);
+                Ok(())
+            }
+        }
+        let (fan, top) = (8usize, 6u8);
+        let mut nodes = Vec::new();
+        for level in 0..=top {
+            let mut n = Box::new([0u8; BLOCK_SIZE]);
+            put(&mut *n, OFF_MAGIC, &NODE_MAGIC.to_le_bytes());
+            put(&mut *n, OFF_KIND, &[Fat::KIND, level]);
+            put(&mut *n, OFF_OWNER, &42u64.to_le_bytes());
+            put(&mut *n, OFF_BLOCK, &u64::from(level).to_le_bytes());
+            if level > 0 {
+                let base = 1000 * u64::from(top - level);
+                for i in 0..fan {
+                    let at = HEADER_BYTES + i * 16;
+                    put(&mut *n, at, &(base + i as u64).to_be_bytes());
+                    put(&mut *n, at + 8, &(u64::from(level) - 1).to_le_bytes());
+                }
+                put(&mut *n, OFF_COUNT, &(fan as u16).to_le_bytes());
+            }
+            seal(&mut n);
+            nodes.push(n);
+        }
+        let store = Counting {
+            nodes,
+            reads: core::cell::Cell::new(0),
+        };
+        let tree = Tree::<Fat>::open(u64::from(top), 42);
+        assert!(tree.check(&store, &mut |_| {}).is_err());
+        let mut k = [0u8; 8];
+        let mut v = [0u8; 248];
+        assert!(tree
+            .last_at_or_before(&store, &u64::MAX.to_be_bytes(), &mut k, &mut v)
+            .is_err());
+        assert!(tree
+            .scan(&store, &0u64.to_be_bytes(), &mut |_, _| {
+                ControlFlow::Continue(())
+            })
+            .is_err());
+        assert!(store.reads.get() < 100, "{} node reads", store.reads.get());
     }
 }

@@ -99,7 +99,13 @@ impl JournalHeader {
             tail_seq: get_u64(block, Self::OFF_TAIL_SEQ).ok_or(JournalError::BadHeader)?,
             tail_offset: get_u64(block, Self::OFF_TAIL_OFFSET).ok_or(JournalError::BadHeader)?,
         };
-        if header.tail_offset % ALIGN as u64 != 0 || header.tail_offset >= log_len as u64 {
+        // Sequence numbers count transactions: half the range is more
+        // than a filesystem writes, and a crafted one near the end must not
+        // wrap (sequences are compared for equality only, and add wrapping).
+        if header.tail_offset % ALIGN as u64 != 0
+            || header.tail_offset >= log_len as u64
+            || header.tail_seq > u64::MAX / 2
+        {
             return Err(JournalError::BadHeader);
         }
         Ok(header)
@@ -277,7 +283,7 @@ impl Log<'_, '_> {
                 break;
             }
             visit(tx, records, body, end.next_offset);
-            end.next_seq += 1;
+            end.next_seq = end.next_seq.wrapping_add(1);
             end.next_offset = next;
             end.transactions += 1;
         }
@@ -348,7 +354,7 @@ pub fn replay_last(
     let end = log.walk(header, &mut |_, _, _, offset| last = Some(offset));
     if let Some(offset) = last {
         // The walk read it and checked it; the buffer has held others since.
-        if let Some((records, body, _)) = log.committed(offset, end.next_seq - 1) {
+        if let Some((records, body, _)) = log.committed(offset, end.next_seq.wrapping_sub(1)) {
             for_each_record(log.buffer, records, body, apply);
         }
     }

@@ -307,6 +307,14 @@ impl Superblock {
         if self.root_ino == 0 || self.inode_count == 0 {
             return Err(SuperblockError::BadField("root_ino"));
         }
+        // Inodes live in four-block chunks of the data area.
+        let most = self
+            .layout
+            .data_blocks()
+            .saturating_mul(super::inode::INODES_PER_CHUNK / super::inode::CHUNK_INODE_BLOCKS);
+        if self.inode_count > most {
+            return Err(SuperblockError::BadField("inode_count"));
+        }
         if self.state & !(STATE_CLEAN | STATE_ERROR) != 0 {
             return Err(SuperblockError::BadField("state"));
         }

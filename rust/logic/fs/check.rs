@@ -18,7 +18,7 @@ use crate::logic::format::{
         RmapKey, OWNER_INODE_CHUNKS, OWNER_REFCOUNTS, OWNER_REVERSE_MAP, RMAP_METADATA,
     },
     superblock::Superblock,
-    BLOCK_SHIFT, BLOCK_SIZE,
+    BLOCK_SIZE,
 };
 
 /// Something the caller must tally.
@@ -76,7 +76,7 @@ pub fn check_files<M: Media>(
     sb: &Superblock,
     tally: &mut dyn FnMut(Fact),
 ) -> Result<FileReport, Problem> {
-    let nodes = Committed::checking_all(media);
+    let nodes = Committed::checking_all(media).in_area(&sb.layout);
     let mut report = FileReport::default();
     let mut tree_nodes = 0u64;
     let chunks = Tree::<InodeChunks>::open(sb.inode_tree_root, OWNER_INODE_CHUNKS);
@@ -149,7 +149,7 @@ fn check_chunk<M: Media>(
     tree_nodes: &mut u64,
     tally: &mut dyn FnMut(Fact),
 ) -> Result<(), Problem> {
-    let nodes = Committed::checking_all(media);
+    let nodes = Committed::checking_all(media).in_area(&sb.layout);
     if !has_rmap(&nodes, sb, chunk, OWNER_INODE_CHUNKS, 0, 4, true) {
         return problem(0, "inode chunk without its reverse-map record");
     }
@@ -235,7 +235,7 @@ fn check_nodes<M: Media, K: crate::logic::format::btree::TreeKind>(
     ino: u64,
     tree: &Tree<K>,
 ) -> Result<u64, Problem> {
-    let nodes = Committed::checking_all(media);
+    let nodes = Committed::checking_all(media).in_area(&sb.layout);
     let mut count = 0u64;
     let mut missing = false;
     tree.check(&nodes, &mut |block| {
@@ -269,7 +269,7 @@ fn check_directory<M: Media>(
     if inode.blocks != count {
         return problem(ino, "directory block count");
     }
-    let nodes = Committed::checking_all(media);
+    let nodes = Committed::checking_all(media).in_area(&sb.layout);
     let (mut entries, mut subdirs) = (0u64, 0u32);
     let mut failure = None;
     let _ = tree
@@ -348,7 +348,7 @@ fn check_extents<M: Media>(
     let tree = Tree::<Extents>::open(inode.map_root, ino);
     let count = check_nodes(media, sb, ino, &tree)?;
     *tree_nodes += count;
-    let nodes = Committed::checking_all(media);
+    let nodes = Committed::checking_all(media).in_area(&sb.layout);
     let mut blocks = count;
     let mut next_free = 0u64;
     let mut failure = None;
@@ -361,9 +361,13 @@ fn check_extents<M: Media>(
             };
             let len = u64::from(extent.len);
             let end = extent.physical.saturating_add(len);
-            if start < next_free
-                || (start.saturating_add(len) << BLOCK_SHIFT) > MAX_FILE_SIZE.next_multiple_of(4096)
-            {
+            let past_largest = start
+                .checked_add(len)
+                .and_then(|end| end.checked_mul(BLOCK_SIZE as u64))
+                .map_or(true, |end| {
+                    end > MAX_FILE_SIZE.next_multiple_of(BLOCK_SIZE as u64)
+                });
+            if start < next_free || past_largest {
                 failure = Some("extents overlap or pass the largest file");
                 return ControlFlow::Break(());
             }

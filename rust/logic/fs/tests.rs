@@ -1574,15 +1574,16 @@ fn fuzzed_images_never_panic() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
     let mut rng = Lcg(0xf022);
-    let (mut mounted, mut refused) = (0, 0);
-    for _ in 0..images {
+    let (mut mounted, mut refused, mut consistent) = (0, 0, 0);
+    for round in 0..images {
         let mut image = base.clone();
         for _ in 0..1 + rng.next() % 4 {
             let block = metadata[rng.next() as usize % metadata.len()] as usize;
             let at = block * BLOCK_SIZE + (rng.next() as usize % (BLOCK_SIZE / 8)) * 8;
-            if rng.next() % 3 == 0 && craft_record(&mut image, block, &mut rng) {
+            if rng.next() % 3 == 0 && craft_record(&mut image, block, &metadata, &mut rng) {
                 continue;
             }
+            let before = image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE].to_vec();
             match rng.next() % 5 {
                 0 => image[at + rng.next() as usize % 8] ^= 1 << (rng.next() % 8),
                 1 => image[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes()),
@@ -1599,38 +1600,141 @@ fn fuzzed_images_never_panic() {
             // Keep a checksummed block's checksum right half the time, so
             // the crafted values get past it and test the checks behind.
             if rng.next() % 2 == 0 {
-                reseal(
-                    &mut image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE],
-                    block as u64,
-                );
+                let new = &mut image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE];
+                reseal(new, block as u64);
+                reseal_inodes(&before, new, block as u64);
             }
         }
-        match Volume::mount(Pmem::new(image), Buffers::new(), false) {
-            Ok((mut v, _)) => {
+        // The oracle: an image that passes every check fsck runs must still
+        // pass them after everything a user could do with it.
+        let checks = |image: &[u8]| {
+            let media = Pmem::new(image.to_vec());
+            check_filesystem(&Flat(image.to_vec())).is_ok()
+                && media.block(0).is_some_and(|b| {
+                    crate::logic::format::superblock::Superblock::decode(b)
+                        .is_ok_and(|sb| check_files(&media, &sb, &mut |_| {}).is_ok())
+                })
+        };
+        let clean = checks(&image);
+        // A hang fails the test instead of blocking it.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = match Volume::mount(Pmem::new(image), Buffers::new(), false) {
+                Ok((mut v, _)) => {
+                    exercise(&mut v);
+                    Some(v.media().bytes().to_vec())
+                }
+                Err(_) => None,
+            };
+            let _ = done.send(outcome);
+        });
+        let outcome = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("image {round}: still running after 60 s"));
+        match outcome {
+            Some(after) => {
                 mounted += 1;
-                exercise(&mut v);
+                if clean {
+                    consistent += 1;
+                    assert!(
+                        checks(&after),
+                        "image {round} checked clean, but not after use"
+                    );
+                }
             }
-            Err(_) => refused += 1,
+            None => refused += 1,
         }
     }
     assert!(
-        mounted > 0 && refused > 0,
-        "{mounted} mounted, {refused} refused"
+        mounted > 0 && refused > 0 && consistent > 0,
+        "{mounted} mounted, {refused} refused, {consistent} checked clean"
     );
 }
 
-/// Crafts one field of one record of tree leaf `block` (if it is one) to
-/// a value at an edge — past the device, at its last block, zero, near
-/// `u64::MAX` — and reseals the node, so the crafted record passes the
-/// checksum and reaches the checks behind it: extents' device blocks and
-/// lengths, refcount and reverse-map ranges and counts, inode-chunk maps,
-/// directory entries' inode numbers. Returns whether it did.
-fn craft_record(image: &mut [u8], block: usize, rng: &mut Lcg) -> bool {
+/// Reseals the inode records of block `block` whose checksum was right in
+/// `before`: a record's checksum is seeded with its inode number, which
+/// the block alone does not tell (it may be any of the four blocks of a
+/// chunk), so it is found by trying them.
+fn reseal_inodes(before: &[u8], after: &mut [u8], block: u64) {
+    use crate::logic::format::{
+        crc32c::{checksum, update},
+        inode::INODE_BYTES,
+    };
+    let crc =
+        |ino: u64, record: &[u8]| update(checksum(&ino.to_le_bytes()), &record[..INODE_BYTES - 4]);
+    for r in 0..BLOCK_SIZE / INODE_BYTES {
+        let span = r * INODE_BYTES..(r + 1) * INODE_BYTES;
+        let stored = u32::from_le_bytes(before[span.end - 4..span.end].try_into().unwrap());
+        for back in 0..4u64 {
+            let Some(chunk) = block.checked_sub(back).filter(|&c| c > 0) else {
+                continue;
+            };
+            let ino = chunk << 6 | (back * 16 + r as u64);
+            if crc(ino, &before[span.clone()]) == stored {
+                let new = crc(ino, &after[span.clone()]);
+                after[span.end - 4..span.end].copy_from_slice(&new.to_le_bytes());
+                break;
+            }
+        }
+    }
+}
+
+/// Crafts one field of one record of tree node `block` (if it is one)
+/// and reseals the node, so the crafted record passes the checksum and
+/// reaches the checks behind it. In a leaf, a value at an edge — past the
+/// device, at its last block, zero, near `u64::MAX` — or a length one
+/// longer: extents' device blocks and lengths, refcount and reverse-map
+/// ranges and counts, inode-chunk maps, directory entries' inode numbers.
+/// In an internal node, a separator moved to a neighbour's key or one off
+/// it, or a child pointer to another node (of `metadata`). Returns whether
+/// it did.
+fn craft_record(image: &mut [u8], block: usize, metadata: &[u64], rng: &mut Lcg) -> bool {
     let block_count = (image.len() / BLOCK_SIZE) as u64;
     let node = &mut image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE];
     let count = u16::from_le_bytes([node[6], node[7]]) as usize;
-    if node[..4] != *b"OXBT" || node[5] != 0 || count == 0 {
+    if node[..4] != *b"OXBT" || count == 0 {
         return false;
+    }
+    if node[5] > 0 {
+        let key = match node[4] {
+            3 => 12,
+            4 => 24,
+            _ => 8,
+        };
+        let size = key + 8;
+        let i = rng.next() as usize % count;
+        let at = 32 + i * size;
+        if rng.next() % 2 == 0 {
+            // The child pointer: another metadata block, or a neighbour's.
+            let to = if rng.next() % 2 == 0 {
+                metadata[rng.next() as usize % metadata.len()]
+            } else {
+                let j = rng.next() as usize % count;
+                u64::from_le_bytes(
+                    node[32 + j * size + key..32 + j * size + size]
+                        .try_into()
+                        .unwrap(),
+                )
+            };
+            node[at + key..at + size].copy_from_slice(&to.to_le_bytes());
+        } else {
+            // The separator's last 8 bytes: a neighbour's, or one off.
+            let j = if i + 1 < count && rng.next() % 2 == 0 {
+                i + 1
+            } else {
+                i.saturating_sub(1)
+            };
+            let from = 32 + j * size + key - 8;
+            let mut word = u64::from_be_bytes(node[from..from + 8].try_into().unwrap());
+            word = match rng.next() % 3 {
+                0 => word,
+                1 => word.wrapping_add(1),
+                _ => word.wrapping_sub(1),
+            };
+            node[at + key - 8..at + key].copy_from_slice(&word.to_be_bytes());
+        }
+        reseal(node, block as u64);
+        return true;
     }
     let edges = [
         u64::MAX,
@@ -1644,7 +1748,7 @@ fn craft_record(image: &mut [u8], block: usize, rng: &mut Lcg) -> bool {
         1,
         2,
     ];
-    let value = edges[rng.next() as usize % edges.len()];
+    let mut value = edges[rng.next() as usize % edges.len()];
     // (key bytes, value bytes) per kind, and the fields worth crafting:
     // (offset in the entry, width, big-endian key field).
     let fields: &[(usize, usize, bool)] = match node[4] {
@@ -1662,6 +1766,17 @@ fn craft_record(image: &mut [u8], block: usize, rng: &mut Lcg) -> bool {
     };
     let (offset, width, big_endian) = fields[rng.next() as usize % fields.len()];
     let at = 32 + (rng.next() as usize % count) * entry_size + offset;
+    if rng.next() % 3 == 0 {
+        // In range but inconsistent: the field one more than it was.
+        let mut old = [0u8; 8];
+        if big_endian {
+            old[8 - width..].copy_from_slice(&node[at..at + width]);
+            value = u64::from_be_bytes(old).wrapping_add(1);
+        } else {
+            old[..width].copy_from_slice(&node[at..at + width]);
+            value = u64::from_le_bytes(old).wrapping_add(1);
+        }
+    }
     let bytes = if big_endian {
         value.to_be_bytes()
     } else {
@@ -1681,7 +1796,8 @@ fn craft_record(image: &mut [u8], block: usize, rng: &mut Lcg) -> bool {
 /// records are seeded by their number and left as they are).
 fn reseal(block: &mut [u8], number: u64) {
     use crate::logic::format::crc32c::{checksum, update};
-    if number <= 1 {
+    // Superblocks, and the journal header (always block 2).
+    if number <= 2 {
         let crc = checksum(&block[..BLOCK_SIZE - 4]);
         block[BLOCK_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
     } else if block[..4] == *b"OXBT" {
@@ -2237,4 +2353,143 @@ fn failed_memory_is_an_error_where_it_is_read() {
     let (mut v, report) = Volume::mount(pmem, Buffers::new(), false).unwrap();
     assert!(report.used_backup, "the primary superblock failed");
     v.unmount();
+}
+
+/// Crafted images an audit of the media-derived values found dangerous,
+/// each now an error where it is read (the first two panicked, the third
+/// looped forever, the last two freed blocks another file still used).
+mod crafted {
+    use super::*;
+    use crate::logic::format::{crc32c, journal::JournalHeader, superblock::Superblock};
+
+    fn reseal_superblock(image: &mut [u8], block: usize) {
+        let b = &mut image[block * BLOCK_SIZE..(block + 1) * BLOCK_SIZE];
+        let crc = crc32c::checksum(&b[..BLOCK_SIZE - 4]);
+        b[BLOCK_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn node(image: &mut [u8], block: u64) -> &mut [u8] {
+        &mut image[block as usize * BLOCK_SIZE..(block as usize + 1) * BLOCK_SIZE]
+    }
+
+    #[test]
+    fn a_journal_sequence_near_its_end_is_refused() {
+        let mut image = formatted(32, None);
+        let sb = Superblock::decode(&image[..BLOCK_SIZE]).unwrap();
+        let mut block = [0u8; BLOCK_SIZE];
+        JournalHeader {
+            tail_seq: u64::MAX,
+            tail_offset: 0,
+        }
+        .encode(&mut block);
+        node(&mut image, sb.layout.journal_start).copy_from_slice(&block);
+        let mounted = Volume::mount(Pmem::new(image), Buffers::new(), false);
+        assert_eq!(mounted.err(), Some(MountError::Journal));
+    }
+
+    #[test]
+    fn an_inode_count_past_what_fits_is_refused() {
+        let mut image = formatted(32, None);
+        for b in 0..2 {
+            image[b * BLOCK_SIZE + 0xc0..b * BLOCK_SIZE + 0xc8]
+                .copy_from_slice(&u64::MAX.to_le_bytes());
+            reseal_superblock(&mut image, b);
+        }
+        assert!(Volume::mount(Pmem::new(image), Buffers::new(), false).is_err());
+    }
+
+    /// A file of 200 one-block extents at even file blocks: a two-level
+    /// extent tree. Returns the image, the file and its root node.
+    fn two_level_file() -> (Vec<u8>, u64, u64) {
+        let mut v = mount(formatted(64, None));
+        let root = v.root();
+        let (f, _) = v.create(root, b"f", &file(REG)).unwrap();
+        for i in 0..200u64 {
+            write(&mut v, f, 2 * i * 4096, &pattern(i, 4096)).unwrap();
+        }
+        let top = v.inode(f).unwrap().map_root;
+        (unmount_and_check(v), f, top)
+    }
+
+    #[test]
+    fn a_raised_separator_fails_instead_of_looping() {
+        let (mut image, f, top) = two_level_file();
+        let n = node(&mut image, top);
+        assert_eq!(n[5], 1, "the root is internal");
+        let k1 = u64::from_be_bytes(n[48..56].try_into().unwrap());
+        n[48..56].copy_from_slice(&(k1 + 1).to_be_bytes());
+        reseal(n, top);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut v = mount(image);
+            let _ = done.send(v.punch_hole(f, k1 * 4096, 4096, T0).map(|_| ()));
+        });
+        let result = finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("punch_hole still running after 20 s");
+        assert!(matches!(result, Err(Error::Corrupt(..))), "{result:?}");
+    }
+
+    #[test]
+    fn a_lowered_separator_frees_nothing_still_mapped() {
+        let (mut image, f, top) = two_level_file();
+        let k1 = u64::from_be_bytes(node(&mut image, top)[48..56].try_into().unwrap());
+        // The left leaf's last key (extents at even blocks).
+        let target = k1 - 2;
+        let physical = {
+            let v = mount(image.clone());
+            v.map_read(f, target, 1).unwrap().physical
+        };
+        let n = node(&mut image, top);
+        n[48..56].copy_from_slice(&target.to_be_bytes());
+        reseal(n, top);
+        let mut v = mount(image);
+        let root = v.root();
+        assert!(matches!(
+            v.punch_hole(f, target * 4096, 4096, T0),
+            Err(Error::Corrupt(..))
+        ));
+        let (g, _) = v.create(root, b"g", &file(REG)).unwrap();
+        for i in 0..400 {
+            if let Ok(m) = v.map_write(g, i, 1, SharedWrite::Copy) {
+                assert_ne!(m.physical, physical, "f's block handed to g");
+            }
+        }
+    }
+
+    #[test]
+    fn an_extent_longer_than_its_reverse_map_record_frees_nothing() {
+        let mut v = mount(formatted(32, None));
+        let root = v.root();
+        let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+        write(&mut v, a, 0, &pattern(1, 4096)).unwrap();
+        let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+        write(&mut v, b, 0, &pattern(2, 4096)).unwrap();
+        let pa = v.map_read(a, 0, 1).unwrap().physical;
+        let pb = v.map_read(b, 0, 1).unwrap().physical;
+        assert!(pb > pa);
+        let leaf = v.inode(a).unwrap().map_root;
+        let mut image = unmount_and_check(v);
+        let n = node(&mut image, leaf);
+        n[48..52].copy_from_slice(&((pb - pa + 1) as u32).to_le_bytes());
+        reseal(n, leaf);
+        let mut v = mount(image);
+        let gone = v.unlink(root, b"a", T0).unwrap();
+        // Found at the commit: nothing of the transaction is applied, and
+        // the volume shuts down (the media and memory may disagree).
+        assert!(matches!(v.evict(gone.ino), Err(Error::Corrupt(..))));
+        assert!(v.is_shut_down());
+        assert_eq!(
+            v.media().region(pb * BLOCK_SIZE as u64, 4096).unwrap(),
+            &pattern(2, 4096)[..],
+            "b's block untouched"
+        );
+        let image = v.media().bytes().to_vec();
+        let media = Pmem::new(image);
+        let sb = Superblock::decode(media.block(0).unwrap()).unwrap();
+        assert!(
+            check_files(&media, &sb, &mut |_| {}).is_err(),
+            "fsck sees the damage"
+        );
+    }
 }

@@ -25,9 +25,10 @@ use super::{
 static NO_POISON: Poisoned = Poisoned::NONE;
 use crate::logic::format::{
     btree::{Blocks, Nodes, Tree, TreeError, TreeKind, Visitor},
+    get_u64,
     inode::{self, Inode, INODE_BYTES},
     journal::{JournalHeader, TxWriter, ALIGN},
-    kinds::{ReverseMap, RmapKey, RMAP_METADATA},
+    kinds::{block_key, InodeChunks, ReverseMap, RmapKey, OWNER_INODE_CHUNKS, RMAP_METADATA},
     layout::Layout,
     space::{Extent, Space, SpaceError, SpaceStore},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
@@ -53,7 +54,8 @@ pub(super) struct JournalState {
 #[derive(Clone, Copy, Debug)]
 enum RmapChange {
     Add(RmapKey, u64, u64),
-    Remove(RmapKey),
+    /// The record of this key, which must say this many blocks.
+    Remove(RmapKey, u64),
 }
 
 impl RmapChange {
@@ -62,7 +64,7 @@ impl RmapChange {
     fn encode(self) -> [u64; Self::WORDS] {
         match self {
             Self::Add(k, len, flags) => [0, k.start, k.owner, k.offset, len, flags],
-            Self::Remove(k) => [1, k.start, k.owner, k.offset, 0, 0],
+            Self::Remove(k, len) => [1, k.start, k.owner, k.offset, len, 0],
         }
     }
 
@@ -78,7 +80,7 @@ impl RmapChange {
         Some(if kind == 0 {
             Self::Add(key, len, flags)
         } else {
-            Self::Remove(key)
+            Self::Remove(key, len)
         })
     }
 }
@@ -107,6 +109,8 @@ pub(super) struct Committed<'a, M: Media> {
     media: &'a M,
     cache: BlockCache<'a>,
     checked: CheckedNodes<'a>,
+    /// Blocks that may hold tree nodes (the data area, once known).
+    nodes: core::ops::Range<u64>,
 }
 
 impl<'a, M: Media> Committed<'a, M> {
@@ -116,6 +120,16 @@ impl<'a, M: Media> Committed<'a, M> {
             media,
             cache,
             checked,
+            nodes: 0..u64::MAX,
+        }
+    }
+
+    /// The same reader, following tree pointers only into `layout`'s data
+    /// area.
+    pub(super) fn in_area(self, layout: &Layout) -> Self {
+        Self {
+            nodes: layout.data_start..layout.block_count,
+            ..self
         }
     }
 
@@ -138,6 +152,9 @@ impl<M: Media> Nodes for Committed<'_, M> {
     type Error = Error;
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.cache.read(self.media, block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        self.nodes.contains(&block)
     }
     fn checked(&self, block: u64) -> bool {
         self.checked.contains(block)
@@ -257,6 +274,11 @@ impl<'a, M: Media> Tx<'a, M> {
         }
     }
 
+    /// Whether `block` lies in the data area, where tree nodes live.
+    pub(super) fn may_hold_node(&self, block: u64) -> bool {
+        (self.layout.data_start..self.layout.block_count).contains(&block)
+    }
+
     /// Whether `block` is a node checked since mount, as this transaction
     /// sees it: a block it changed (a shadow) is always checked again.
     pub(super) fn checked(&self, block: u64) -> bool {
@@ -316,12 +338,22 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// The record of inode `ino`.
     pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        if !slot_in_use(self, &self.sb, ino)? {
+            return Err(Error::NotFound);
+        }
+        self.inode_record(ino)
+    }
+
+    /// The record in inode `ino`'s slot, whether the slot is in use or not
+    /// (allocation checks that a free slot is blank).
+    pub(super) fn inode_record(&self, ino: u64) -> Result<Inode, Error> {
+        inode_location(&self.layout, ino)?;
         read_inode(|block, offset, buf| self.read(block, offset, buf), ino)
     }
 
     /// Stores the record of inode `ino`.
     pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
-        let location = inode::location(ino).ok_or(Error::NotFound)?;
+        let location = inode_location(&self.layout, ino)?;
         let mut record = [0u8; INODE_BYTES];
         inode.encode(ino, &mut record);
         let block = self.write(location.block)?;
@@ -334,7 +366,7 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// Clears the record of inode `ino` (a free slot is all zeros).
     pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
-        let location = inode::location(ino).ok_or(Error::NotFound)?;
+        let location = inode_location(&self.layout, ino)?;
         let block = self.write(location.block)?;
         block
             .get_mut(location.offset..location.offset + INODE_BYTES)
@@ -388,9 +420,10 @@ impl<'a, M: Media> Tx<'a, M> {
         self.queue_rmap(RmapChange::Add(key, len, flags))
     }
 
-    /// Removes the reverse-map record `key`.
-    pub(super) fn rmap_remove(&mut self, key: RmapKey) -> Result<(), Error> {
-        self.queue_rmap(RmapChange::Remove(key))
+    /// Removes the reverse-map record `key`, which must be of `len`
+    /// blocks.
+    pub(super) fn rmap_remove(&mut self, key: RmapKey, len: u64) -> Result<(), Error> {
+        self.queue_rmap(RmapChange::Remove(key, len))
     }
 
     fn queue_rmap(&mut self, change: RmapChange) -> Result<(), Error> {
@@ -423,7 +456,17 @@ impl<'a, M: Media> Tx<'a, M> {
                     tree.insert(&mut store, &key.encode(), &value)
                         .map_err(tree_error)?;
                 }
-                RmapChange::Remove(key) => {
+                RmapChange::Remove(key, len) => {
+                    // The blocks freed with this record are the ones it
+                    // names: a longer extent (damaged, or crafted) must
+                    // not free another owner's blocks.
+                    let mut value = [0u8; 16];
+                    let found = tree
+                        .get(&store, &key.encode(), &mut value)
+                        .map_err(tree_error)?;
+                    if !found || get_u64(&value, 0) != Some(len) {
+                        return Err(Error::Corrupt(key.start, Damage::Record));
+                    }
                     if !tree.remove(&mut store, &key.encode()).map_err(tree_error)? {
                         return Err(Error::Corrupt(key.start, Damage::Record));
                     }
@@ -527,7 +570,7 @@ impl<'a, M: Media> Tx<'a, M> {
             return Err(Error::Corrupt(at >> 12, Damage::Address));
         }
         media.fence();
-        journal.next_seq += 1;
+        journal.next_seq = journal.next_seq.wrapping_add(1);
         journal.next_offset += end;
 
         for i in 0..self.used {
@@ -757,6 +800,41 @@ fn summary_entry(layout: &Layout, chunk: u64) -> Result<(u64, usize), Error> {
     ))
 }
 
+/// Where inode `ino` lives, if it can live there: inside an inode chunk's
+/// place in the data area (`NotFound` otherwise, for numbers taken from
+/// damaged or crafted records).
+pub(super) fn inode_location(layout: &Layout, ino: u64) -> Result<inode::Location, Error> {
+    let location = inode::location(ino).ok_or(Error::NotFound)?;
+    let chunk_end = location.chunk.checked_add(inode::CHUNK_INODE_BLOCKS);
+    if location.chunk < layout.data_start || !chunk_end.is_some_and(|end| end <= layout.block_count)
+    {
+        return Err(Error::NotFound);
+    }
+    Ok(location)
+}
+
+/// Whether inode `ino`'s slot is marked in use in a recorded inode chunk:
+/// a damaged directory entry or parent pointer must not make a data block
+/// pass for an inode.
+pub(super) fn slot_in_use<S: Nodes<Error = Error>>(
+    store: &S,
+    sb: &Superblock,
+    ino: u64,
+) -> Result<bool, Error> {
+    let location = match inode_location(&sb.layout, ino) {
+        Ok(location) => location,
+        Err(Error::NotFound) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let chunks = Tree::<InodeChunks>::open(sb.inode_tree_root, OWNER_INODE_CHUNKS);
+    let mut value = [0u8; 16];
+    let recorded = chunks
+        .get(store, &block_key(location.chunk), &mut value)
+        .map_err(tree_error)?;
+    let bits = get_u64(&value, 0).ok_or(Error::Invalid)?;
+    Ok(recorded && bits & 1 << location.slot != 0)
+}
+
 /// Reads inode `ino` through `read(block, offset, buf)`, which copies bytes
 /// of a block.
 pub(super) fn read_inode(
@@ -770,6 +848,22 @@ pub(super) fn read_inode(
         Ok(Some(inode)) => Ok(inode),
         Ok(None) => Err(Error::NotFound),
         Err(_) => Err(Error::Corrupt(location.block, Damage::Inode)),
+    }
+}
+
+impl<M: Media> Nodes for Tx<'_, M> {
+    type Error = Error;
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        Tx::read(self, block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        Tx::may_hold_node(self, block)
+    }
+    fn checked(&self, block: u64) -> bool {
+        Tx::checked(self, block)
+    }
+    fn set_checked(&self, block: u64) {
+        Tx::set_checked(self, block);
     }
 }
 
@@ -796,6 +890,9 @@ impl<M: Media> Nodes for TreeStore<'_, '_, M> {
     type Error = Error;
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.tx.read(block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        self.tx.may_hold_node(block)
     }
     fn checked(&self, block: u64) -> bool {
         self.tx.checked(block)
@@ -829,11 +926,14 @@ impl<M: Media> Blocks for TreeStore<'_, '_, M> {
             start: block,
             len: 1,
         })?;
-        self.tx.rmap_remove(RmapKey {
-            start: block,
-            owner: self.owner,
-            offset: 0,
-        })?;
+        self.tx.rmap_remove(
+            RmapKey {
+                start: block,
+                owner: self.owner,
+                offset: 0,
+            },
+            1,
+        )?;
         self.node_delta -= 1;
         Ok(())
     }

@@ -7,7 +7,7 @@ use core::ops::ControlFlow;
 use super::{
     cache::BlockCache,
     checked::CheckedNodes,
-    tx::{scan, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
+    tx::{scan, slot_in_use, tree_error, write_backup, Committed, JournalState, TreeStore, Tx},
     AttrChange, Damage, DirEntry, Error, MapKind, Mapping, Media, MediaFault, MountError,
     MountReport, NewInode, Owned, Poisoned, RenameFlags, Renamed, Scratch, SharedWrite, StatFs,
     Unlinked,
@@ -200,6 +200,11 @@ fn find_extent<S: Nodes<Error = Error>>(
         next = parse_block_key(key);
         ControlFlow::Break(())
     })?;
+    // The next extent starts after `block`, or the tree's order is broken
+    // (a hole that ends where it starts would stop its callers' loops).
+    if next.is_some_and(|next| next <= block) {
+        return Err(Error::Corrupt(tree.root, Damage::Record));
+    }
     Ok(Lookup::Hole(next))
 }
 
@@ -386,7 +391,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if bad {
                 return Err(MountError::Journal);
             }
-            sb = Self::read_superblock(&media, parts.spare)?.0;
+            // The journal's place and the device's size were decided by the
+            // superblock before recovery: the one after must agree.
+            let recovered = Self::read_superblock(&media, parts.spare)?.0;
+            if recovered.layout != sb.layout || recovered.uuid != sb.uuid {
+                return Err(MountError::Journal);
+            }
+            sb = recovered;
         }
         let was_dirty = sb.state & STATE_CLEAN == 0;
         let mut volume = Self {
@@ -676,27 +687,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             BlockCache::new(self.scratch.cache()),
             CheckedNodes::new(self.scratch.checked_nodes()),
         )
+        .in_area(&self.sb.layout)
     }
 
     /// The record of inode `ino` (`NotFound` for a free slot or a number
     /// that cannot be an inode).
     pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
         self.check_live()?;
-        let location = inode::location(ino).ok_or(Error::NotFound)?;
-        if location.block < self.sb.layout.data_start
-            || location.block >= self.sb.layout.block_count
-        {
-            return Err(Error::NotFound);
-        }
-        // A damaged entry must not make a data block pass for an inode:
-        // the slot must be marked in a recorded chunk.
-        let chunks = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
-        let mut value = [0u8; 16];
-        let recorded = chunks
-            .get(&self.committed(), &block_key(location.chunk), &mut value)
-            .map_err(tree_error)?;
-        let bits = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
-        if !recorded || bits & 1 << location.slot == 0 {
+        if !slot_in_use(&self.committed(), &self.sb, ino)? {
             return Err(Error::NotFound);
         }
         self.committed().inode(ino)
@@ -779,14 +777,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let delta = store.node_delta;
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
-            parent.size += 1;
+            parent.size = parent.size.saturating_add(1);
             if new_dir {
                 parent.nlink += 1;
             }
             parent.mtime = new.now;
             parent.ctime = new.now;
             tx.put_inode(dir, &parent)?;
-            tx.sb.inode_count += 1;
+            tx.sb.inode_count = tx
+                .sb
+                .inode_count
+                .checked_add(1)
+                .ok_or(Error::Corrupt(PRIMARY_BLOCK, Damage::Record))?;
             Ok((ino, record))
         })?;
         self.chunk_hint = used_chunk;
@@ -833,7 +835,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let delta = store.node_delta;
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
-            parent.size += 1;
+            parent.size = parent.size.saturating_add(1);
             parent.mtime = now;
             parent.ctime = now;
             tx.put_inode(dir, &parent)?;
@@ -1507,8 +1509,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     let keep = first.saturating_sub(start);
                     let mut store = TreeStore::new(tx, ino);
                     if keep == 0 {
-                        tree.remove(&mut store, &block_key(start))
-                            .map_err(tree_error)?;
+                        if !tree
+                            .remove(&mut store, &block_key(start))
+                            .map_err(tree_error)?
+                        {
+                            return Err(Error::Corrupt(tree.root, Damage::Record));
+                        }
                     } else {
                         let shorter = Extent {
                             len: keep as u32,
@@ -1524,9 +1530,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         owner: ino,
                         offset: start,
                     };
-                    if keep == 0 {
-                        tx.rmap_remove(rmap)?;
-                    } else {
+                    tx.rmap_remove(rmap, u64::from(extent.len))?;
+                    if keep > 0 {
                         tx.rmap_add(rmap, keep, 0)?;
                     }
                     let freed = u64::from(extent.len) - keep;
@@ -1539,11 +1544,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         start: tree.root,
                         len: 1,
                     })?;
-                    tx.rmap_remove(RmapKey {
-                        start: tree.root,
-                        owner: ino,
-                        offset: 0,
-                    })?;
+                    tx.rmap_remove(
+                        RmapKey {
+                            start: tree.root,
+                            owner: ino,
+                            offset: 0,
+                        },
+                        1,
+                    )?;
                     inode.map_root = 0;
                     inode.blocks = inode.blocks.saturating_sub(1);
                 }
@@ -1945,11 +1953,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     start: inode.map_root,
                     len: 1,
                 })?;
-                tx.rmap_remove(RmapKey {
-                    start: inode.map_root,
-                    owner: ino,
-                    offset: 0,
-                })?;
+                tx.rmap_remove(
+                    RmapKey {
+                        start: inode.map_root,
+                        owner: ino,
+                        offset: 0,
+                    },
+                    1,
+                )?;
             }
             tx.clear_inode(ino)?;
             free_inode_slot(tx, ino)?;
@@ -1973,7 +1984,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut failure = None;
             scan(
                 &tree,
-                &Committed::checking_all(media),
+                &Committed::checking_all(media).in_area(&self.sb.layout),
                 &block_key(from),
                 &mut |key, value| {
                     let chunk = parse_block_key(key).unwrap_or(0);
@@ -2027,6 +2038,9 @@ impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     type Error = Error;
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.0.read(block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        self.0.may_hold_node(block)
     }
     fn checked(&self, block: u64) -> bool {
         self.0.checked(block)
@@ -2107,7 +2121,7 @@ fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>, hint: u64) -> Result<(u64, u64),
     let ino = inode::ino(chunk, slot).ok_or(Error::Corrupt(chunk, Damage::Record))?;
     // The slot must really be free: a damaged map must not hand out a
     // live inode twice.
-    match tx.inode(ino) {
+    match tx.inode_record(ino) {
         Err(Error::NotFound) => {}
         Ok(_) => return Err(Error::Corrupt(chunk, Damage::Record)),
         Err(e) => return Err(e),
@@ -2155,18 +2169,25 @@ fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> 
     let root_chunk = inode::location(tx.sb.root_ino).map(|l| l.chunk);
     let mut store = TreeStore::new(tx, OWNER_INODE_CHUNKS);
     if remaining == 0 && root_chunk != Some(chunk) {
-        tree.remove(&mut store, &block_key(chunk))
-            .map_err(tree_error)?;
+        if !tree
+            .remove(&mut store, &block_key(chunk))
+            .map_err(tree_error)?
+        {
+            return Err(Error::Corrupt(tree.root, Damage::Record));
+        }
         tx.sb.inode_tree_root = tree.root;
         tx.free(space::Extent {
             start: chunk,
             len: CHUNK_INODE_BLOCKS,
         })?;
-        tx.rmap_remove(RmapKey {
-            start: chunk,
-            owner: OWNER_INODE_CHUNKS,
-            offset: 0,
-        })?;
+        tx.rmap_remove(
+            RmapKey {
+                start: chunk,
+                owner: OWNER_INODE_CHUNKS,
+                offset: 0,
+            },
+            CHUNK_INODE_BLOCKS,
+        )?;
     } else {
         value[..8].copy_from_slice(&remaining.to_le_bytes());
         tree.insert(&mut store, &block_key(chunk), &value)
@@ -2411,14 +2432,21 @@ fn split_out<M: Media>(
     if from < start || from + len > end {
         return Err(Error::Invalid);
     }
-    tx.rmap_remove(RmapKey {
-        start: extent.physical,
-        owner: ino,
-        offset: start,
-    })?;
+    tx.rmap_remove(
+        RmapKey {
+            start: extent.physical,
+            owner: ino,
+            offset: start,
+        },
+        u64::from(extent.len),
+    )?;
     let mut store = TreeStore::new(tx, ino);
-    tree.remove(&mut store, &block_key(start))
-        .map_err(tree_error)?;
+    if !tree
+        .remove(&mut store, &block_key(start))
+        .map_err(tree_error)?
+    {
+        return Err(Error::Corrupt(tree.root, Damage::Record));
+    }
     let pieces = [
         (start, extent.physical, from - start),
         (
@@ -2524,9 +2552,12 @@ fn adjust_refcount<M: Media>(
         .checked_add_signed(delta)
         .ok_or(Error::Corrupt(tx.sb.refcount_root, Damage::Record))?;
     let mut store = TreeStore::new(tx, kinds::OWNER_REFCOUNTS);
-    if count >= 2 {
-        tree.remove(&mut store, &block_key(record_start))
-            .map_err(tree_error)?;
+    if count >= 2
+        && !tree
+            .remove(&mut store, &block_key(record_start))
+            .map_err(tree_error)?
+    {
+        return Err(damaged);
     }
     // Inside the record: record_start <= start < end <= record_end.
     let pieces = [
