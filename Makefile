@@ -27,7 +27,8 @@
 #                    xfs -o dax and ext4 -o dax in one guest, compared after
 #                    every step, 1,000,000 of them (DIFFTEST_OPS=N,
 #                    DIFFTEST_SEED=S, DIFFTEST_PROCS="1 2",
-#                    DIFFTEST_FLAGS="--no-CLASS ..."; see scripts/difftest)
+#                    DIFFTEST_FLAGS="--no-CLASS ...", DIFFTEST_KERNEL=bench;
+#                    see scripts/difftest)
 #   make clean
 
 SHELL := /bin/bash
@@ -146,7 +147,7 @@ crash: initramfs
 	scripts/crash-campaign $(if $(MMAP_SYNC),--mmap-sync) $(or $(KILLS),200)
 
 # DIFFTEST_* settings reach scripts/difftest through the environment.
-difftest: initramfs
+difftest: setup
 	scripts/difftest
 
 demo: initramfs

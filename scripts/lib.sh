@@ -83,3 +83,18 @@ oxdax_kernel_key() {
 oxdax_kernel_build_dir() {
 	echo "$OXDAX_CACHE/kbuild/6.12-$(oxdax_kernel_key)"
 }
+
+# The module is built against one kernel per tree: to boot another
+# flavour, copy this tree (tracked and new files, modification times kept
+# so that a second run rebuilds only what changed) to $2, build its guest
+# image there for flavour $1 and leave this tree's build products alone.
+# Prints the copy's root; its scripts/vm boots that flavour's kernel.
+oxdax_flavour_tree() {
+	local flavour=$1 tree=$2
+	mkdir -p "$tree"
+	git -C "$OXDAX_ROOT" ls-files -z -co --exclude-standard |
+		tar -C "$OXDAX_ROOT" --null --ignore-failed-read -T - -cf - |
+		tar -C "$tree" -xf -
+	OXDAX_KERNEL_FLAVOUR=$flavour make -C "$tree" --no-print-directory initramfs >&2
+	echo "$tree"
+}
