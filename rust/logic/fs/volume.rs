@@ -154,10 +154,15 @@ fn dir_find<S: Nodes<Error = Error>>(
             free_index = free_index.saturating_add(1);
         }
         if entry.name == name {
-            let mut k = [0u8; 12];
-            k.copy_from_slice(key);
+            // A directory key is 12 bytes; `copy_from_slice` would panic
+            // on any other length (and leaves objtool a call it does not
+            // know to be noreturn).
+            let Ok(key) = <[u8; 12]>::try_from(key) else {
+                damaged = true;
+                return ControlFlow::Break(());
+            };
             found = Some(Found {
-                key: k,
+                key,
                 ino: entry.ino,
             });
             return ControlFlow::Break(());
