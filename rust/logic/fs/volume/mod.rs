@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A mounted filesystem: its life (mount, read-only, shutdown, unmount),
+//! the transactions every operation runs in, and the operations, one file
+//! per concern:
+//!
+//! - [`namei`]: names in directories (lookup, create, link, unlink, rename,
+//!   readdir);
+//! - [`inodes`]: inode records: slots, attributes;
+//! - [`extents`]: a file's block map as records (find, insert, split,
+//!   convert) and the blocks it takes from the allocator;
+//! - [`data`]: a file's data: mapping it for reads, writes and faults,
+//!   fallocate, punch, zero, truncate;
+//! - [`reflink`]: sharing blocks between files and their reference counts;
+//! - [`rmap`]: the reverse map's answers (who owns a block), memory
+//!   failures and fsck's space repair;
+//! - [`orphans`]: inodes with no links left, freed at eviction or mount.
+
+mod data;
+mod extents;
+mod inodes;
+mod namei;
+mod orphans;
+mod reflink;
+mod rmap;
+
+pub use namei::{END_POSITION, FIRST_POSITION};
+
+use super::{
+    cache::BlockCache,
+    checked::CheckedNodes,
+    tx::{write_backup, Committed, JournalState, Tx},
+    Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
+};
+use crate::logic::format::{
+    btree::Nodes,
+    inode::{CHUNK_INODE_BLOCKS, INODES_PER_CHUNK},
+    journal::{self, JournalHeader},
+    space::SpaceStore,
+    superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
+    BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
+};
+use inodes::is_dir;
+
+/// Shadow slots a step of a long operation leaves unused, for the
+/// superblocks, free-space blocks and tree splits of its last change.
+const STEP_RESERVE: usize = 48;
+
+/// How many steps of a long operation one transaction takes. A step that
+/// needs more room than [`STEP_RESERVE`] guessed (several trees splitting
+/// at once) fails the whole transaction with `NoSpace` (nothing of it is
+/// written): the operation then retries with half as many steps, down to
+/// one, and only a single step that cannot fit is a real `NoSpace`.
+struct Budget {
+    steps: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self { steps: usize::MAX }
+    }
+
+    /// Whether one more step may go into `tx` after `taken`.
+    fn allows<M: Media>(&self, taken: usize, tx: &Tx<'_, M>) -> bool {
+        taken < self.steps && tx.room() > STEP_RESERVE && tx.deferred_room() > 8
+    }
+
+    /// The result of a transaction of `taken` steps: its progress, `None`
+    /// to retry it smaller, or the error.
+    fn settle<T>(&mut self, result: Result<T, Error>, taken: usize) -> Result<Option<T>, Error> {
+        match result {
+            Ok(progress) => Ok(Some(progress)),
+            Err(Error::NoSpace) if taken > 1 => {
+                self.steps = taken / 2;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A mounted filesystem.
+pub struct Volume<M: Media, S: Scratch> {
+    media: M,
+    scratch: S,
+    sb: Superblock,
+    journal: JournalState,
+    read_only: bool,
+    shut_down: bool,
+    /// A chunk that had a free inode slot, where the next search starts.
+    chunk_hint: u64,
+    /// Inodes that lost their last link and are not evicted yet: while
+    /// there are any, the filesystem is never marked clean, so that the
+    /// next mount frees them if this one cannot.
+    orphans: u64,
+    /// The zero chunk (`reserve_zero_chunk`), if any.
+    zero_chunk: Option<u64>,
+    /// Blocks with failed memory (`poison`).
+    poisoned: Poisoned,
+}
+
+impl<M: Media, S: Scratch> Volume<M, S> {
+    /// Mounts the filesystem on `media`: validates the superblock (primary,
+    /// else backup), replays the journal, checks the root and, after an
+    /// unclean shutdown, frees orphans. `read_only`: the device must not be
+    /// written; a journal with transactions to replay then refuses the
+    /// mount.
+    pub fn mount(
+        media: M,
+        mut scratch: S,
+        read_only: bool,
+    ) -> Result<(Self, MountReport), MountError> {
+        let device_blocks = media.size() >> BLOCK_SHIFT;
+        let parts = scratch.parts();
+        let (mut sb, used_backup) = Self::read_superblock(&media, parts.spare)?;
+        if sb.layout.block_count > device_blocks {
+            return Err(MountError::TooSmall);
+        }
+        let layout = sb.layout;
+        let header_byte = layout.journal_start << BLOCK_SHIFT;
+        let log_start = header_byte + BLOCK_SIZE as u64;
+        let log_len = ((layout.journal_blocks - 1) << BLOCK_SHIFT) as usize;
+        let header = media
+            .read(header_byte, &mut parts.spare[..])
+            .map_err(|_| MountError::Journal)
+            .and_then(|()| {
+                JournalHeader::decode(&parts.spare[..], log_len).map_err(|_| MountError::Journal)
+            })?;
+        let read =
+            |offset: usize, buf: &mut [u8]| media.read(log_start + offset as u64, buf).is_ok();
+        let mut log = journal::Log {
+            read: &read,
+            len: log_len,
+            buffer: parts.log,
+        };
+        let pending = journal::replay(&mut log, &header, &mut |_, _, _| {});
+        if pending.transactions > 0 {
+            if read_only {
+                return Err(MountError::Journal);
+            }
+            let mut bad = false;
+            journal::replay_last(&mut log, &header, &mut |block, offset, data| {
+                let inside = block >= layout.data_start
+                    || block < layout.journal_start
+                    || block >= layout.journal_start + layout.journal_blocks;
+                if block < layout.block_count && inside {
+                    bad |= !media.write((block << BLOCK_SHIFT) + offset as u64, data);
+                } else {
+                    bad = true;
+                }
+            });
+            media.fence();
+            if bad {
+                return Err(MountError::Journal);
+            }
+            // The journal's place and the device's size were decided by the
+            // superblock before recovery: the one after must agree.
+            let recovered = Self::read_superblock(&media, parts.spare)?.0;
+            if recovered.layout != sb.layout || recovered.uuid != sb.uuid {
+                return Err(MountError::Journal);
+            }
+            sb = recovered;
+        }
+        let was_dirty = sb.state & STATE_CLEAN == 0;
+        let mut volume = Self {
+            media,
+            scratch,
+            sb,
+            journal: JournalState {
+                log_start,
+                log_len,
+                next_seq: pending.next_seq,
+                next_offset: pending.next_offset,
+            },
+            read_only,
+            shut_down: false,
+            chunk_hint: 0,
+            orphans: 0,
+            zero_chunk: None,
+            poisoned: Poisoned::NONE,
+        };
+        let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
+            Error::Corrupt(block, what) => MountError::Corrupt(block, what),
+            _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
+        })?;
+        if !is_dir(&root) {
+            return Err(MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode));
+        }
+        if !read_only {
+            let mark = volume.transact(|tx| {
+                tx.sb.state &= !STATE_CLEAN;
+                Ok(())
+            });
+            let orphans = if was_dirty {
+                volume.free_orphans()
+            } else {
+                Ok(())
+            };
+            if let Err(Error::Corrupt(block, what)) = mark.and(orphans) {
+                return Err(MountError::Corrupt(block, what));
+            }
+        }
+        Ok((
+            volume,
+            MountReport {
+                used_backup,
+                recovered: pending.transactions > 0,
+                was_dirty,
+            },
+        ))
+    }
+
+    /// The primary superblock, else the backup (`true`), read through
+    /// `buffer`.
+    fn read_superblock(
+        media: &M,
+        buffer: &mut [u8; BLOCK_SIZE],
+    ) -> Result<(Superblock, bool), MountError> {
+        let mut decode = |n: u64| match media.read(n << BLOCK_SHIFT, &mut buffer[..]) {
+            Ok(()) => Superblock::decode(&buffer[..]),
+            Err(_) => Err(SuperblockError::Truncated),
+        };
+        match decode(PRIMARY_BLOCK) {
+            Ok(sb) => Ok((sb, false)),
+            Err(primary) => match decode(BACKUP_BLOCK) {
+                Ok(sb) => Ok((sb, true)),
+                Err(_) => Err(match primary {
+                    SuperblockError::UnsupportedVersion(_)
+                    | SuperblockError::UnsupportedBlockSize(_)
+                    | SuperblockError::UnknownIncompat(_) => MountError::Unsupported,
+                    _ => MountError::NoFilesystem,
+                }),
+            },
+        }
+    }
+
+    /// Marks the filesystem clean (if writable); every later call fails.
+    pub fn unmount(&mut self) {
+        self.mark_clean();
+        self.shut_down = true;
+    }
+
+    /// Switches between read-write and read-only (remount). Going
+    /// read-only marks the filesystem clean, as an unmount would; going
+    /// read-write marks it in use.
+    pub fn set_read_only(&mut self, read_only: bool) -> Result<(), Error> {
+        self.check_live()?;
+        if read_only == self.read_only {
+            return Ok(());
+        }
+        if read_only {
+            self.mark_clean();
+            self.read_only = true;
+            return Ok(());
+        }
+        self.read_only = false;
+        let marked = self.transact(|tx| {
+            tx.sb.state &= !STATE_CLEAN;
+            Ok(())
+        });
+        if marked.is_err() {
+            self.read_only = true;
+        }
+        marked
+    }
+
+    fn mark_clean(&mut self) {
+        if !self.read_only && !self.shut_down && self.orphans == 0 {
+            // Best effort: if this fails the next mount sees a dirty
+            // filesystem and checks for orphans, which is still correct.
+            let clean = self.transact(|tx| {
+                tx.sb.state |= STATE_CLEAN;
+                Ok(())
+            });
+            let spare = self.scratch.parts().spare;
+            if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
+                // Everything is home: the next mount has nothing to replay.
+                self.media.fence();
+                // A log filled exactly to its end continues at its start.
+                let offset = self.journal.next_offset;
+                JournalHeader {
+                    tail_seq: self.journal.next_seq,
+                    tail_offset: if offset < self.journal.log_len {
+                        offset as u64
+                    } else {
+                        0
+                    },
+                }
+                .encode(spare);
+                if self
+                    .media
+                    .write(self.journal.log_start - BLOCK_SIZE as u64, &spare[..])
+                {
+                    self.media.fence();
+                }
+            }
+        }
+    }
+
+    /// After an error the caller cannot recover from: everything fails with
+    /// `Error::Shutdown` from now on.
+    pub fn shut_down(&mut self) {
+        self.shut_down = true;
+    }
+
+    /// Whether `shut_down` happened.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// The device.
+    pub fn media(&self) -> &M {
+        &self.media
+    }
+
+    /// The superblock as last committed.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// `statfs` numbers. Inodes are allocated from free space, so the
+    /// inode total is what a quarter of the filesystem could hold (as
+    /// xfs's `imaxpct`), or less when free space is short: the free count
+    /// does not fall with every data block written.
+    pub fn statfs(&self) -> StatFs {
+        let per_block = INODES_PER_CHUNK / CHUNK_INODE_BLOCKS;
+        let limit = (self.sb.layout.data_blocks() / 4).saturating_mul(per_block);
+        let possible = self
+            .sb
+            .inode_count
+            .saturating_add(self.sb.free_blocks.saturating_mul(per_block));
+        let files = possible.min(limit.max(self.sb.inode_count));
+        StatFs {
+            blocks: self.sb.layout.data_blocks(),
+            free_blocks: self
+                .sb
+                .free_blocks
+                .saturating_sub(if self.zero_chunk.is_some() {
+                    CHUNK_BLOCKS
+                } else {
+                    0
+                }),
+            files,
+            free_files: files - self.sb.inode_count,
+        }
+    }
+
+    /// Sets aside a free, 2 MiB-aligned chunk of zeros for this mount:
+    /// the fault engine maps it read-only for 2 MiB reads of holes (the
+    /// kernel's huge zero page is not available to modules). Nothing is
+    /// written to the maps or the journal: the chunk stays free on the
+    /// media (a crash or the next mount forgets it) and the allocator
+    /// skips it while mounted. Returns its first block; `None` when
+    /// read-only or no chunk is free.
+    pub fn reserve_zero_chunk(&mut self) -> Option<u64> {
+        if let Some(chunk) = self.zero_chunk {
+            // Kept hidden but never mapped again if its memory failed.
+            let start = chunk * CHUNK_BLOCKS;
+            return self
+                .poisoned
+                .first_in(start, CHUNK_BLOCKS)
+                .is_none()
+                .then_some(start);
+        }
+        if self.read_only || self.check_live().is_err() {
+            return None;
+        }
+        let layout = self.sb.layout;
+        let first = layout.data_start.div_ceil(CHUNK_BLOCKS);
+        let end = layout.block_count / CHUNK_BLOCKS;
+        // From the end of the device: where allocations come last.
+        let tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        // Not a chunk with failed memory, free or not: it is never
+        // written, nor is a zero chunk that failed reused (`poison`).
+        let chunk = (first..end).rev().find(|&chunk| {
+            tx.chunk_free(chunk) == Ok(CHUNK_BLOCKS as u32)
+                && self
+                    .poisoned
+                    .first_in(chunk * CHUNK_BLOCKS, CHUNK_BLOCKS)
+                    .is_none()
+        })?;
+        let start = chunk * CHUNK_BLOCKS;
+        if !self
+            .media
+            .zero(start << BLOCK_SHIFT, CHUNK_BLOCKS << BLOCK_SHIFT)
+        {
+            return None;
+        }
+        self.media.fence();
+        self.zero_chunk = Some(chunk);
+        Some(start)
+    }
+
+    /// Where the next transaction goes in the log (tests watch it wrap).
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn journal_offset(&self) -> usize {
+        self.journal.next_offset
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> u64 {
+        self.sb.root_ino
+    }
+
+    fn check_live(&self) -> Result<(), Error> {
+        if self.shut_down {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `op` as one transaction and commits it. A damaged structure
+    /// found on the way shuts nothing down by itself: it fails this
+    /// operation only (the damaged object gives `EIO`). A failed commit
+    /// does shut the volume down: the device and memory may disagree.
+    fn transact<T>(
+        &mut self,
+        op: impl FnOnce(&mut Tx<'_, M>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.check_live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.media.relax();
+        let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        tx.hidden_chunk = self.zero_chunk;
+        tx.poisoned = &self.poisoned;
+        let value = op(&mut tx)?;
+        match tx.commit(&mut self.journal) {
+            Ok(sb) => {
+                self.sb = sb;
+                Ok(value)
+            }
+            Err(e) => {
+                if matches!(e, Error::Corrupt(..)) {
+                    self.shut_down = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A reader of the committed state, through the cache, that trusts the
+    /// nodes checked since mount.
+    fn committed(&self) -> Committed<'_, M> {
+        Committed::new(
+            &self.media,
+            BlockCache::new(self.scratch.cache()),
+            CheckedNodes::new(self.scratch.checked_nodes()),
+        )
+        .in_area(&self.sb.layout)
+    }
+}
+
+/// A transaction as a node reader for directory and extent lookups.
+struct TxNodes<'t, 'a, M: Media>(&'t Tx<'a, M>);
+
+impl<M: Media> Nodes for TxNodes<'_, '_, M> {
+    type Error = Error;
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.0.read(block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        self.0.may_hold_node(block)
+    }
+    fn checked(&self, block: u64) -> bool {
+        self.0.checked(block)
+    }
+    fn set_checked(&self, block: u64) {
+        self.0.set_checked(block);
+    }
+}

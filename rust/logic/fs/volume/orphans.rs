@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Inodes with no links left: freed when their last user is gone, or at
+//! mount after a crash.
+
+use core::ops::ControlFlow;
+
+use super::inodes::free_inode_slot;
+use super::inodes::is_dir;
+use super::Volume;
+use crate::logic::format::{
+    btree::Tree,
+    inode::{self, INODES_PER_CHUNK},
+    kinds::{block_key, parse_block_key, InodeChunks, RmapKey, OWNER_INODE_CHUNKS},
+    space,
+};
+use crate::logic::fs::{
+    tx::{scan, Committed},
+    Damage, Error, Media, Scratch,
+};
+
+impl<M: Media, S: Scratch> Volume<M, S> {
+    /// Frees `ino` and its blocks if it has no links left (called when the
+    /// last user is gone); nothing otherwise.
+    pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
+        let inode = self.inode(ino)?;
+        if inode.nlink != 0 {
+            return Ok(());
+        }
+        if is_dir(&inode) {
+            if inode.size != 0 {
+                return Err(Error::Corrupt(inode.map_root, Damage::Record));
+            }
+        } else if inode.map_root != 0 {
+            self.trim(ino, 0, true)?;
+        }
+        self.transact(|tx| {
+            let inode = tx.inode(ino)?;
+            if inode.map_root != 0 {
+                // An empty directory's (or file's) single root node.
+                tx.free(space::Extent {
+                    start: inode.map_root,
+                    len: 1,
+                })?;
+                tx.rmap_remove(
+                    RmapKey {
+                        start: inode.map_root,
+                        owner: ino,
+                        offset: 0,
+                    },
+                    1,
+                )?;
+            }
+            tx.clear_inode(ino)?;
+            free_inode_slot(tx, ino)?;
+            tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
+            Ok(())
+        })?;
+        self.orphans = self.orphans.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Frees every inode with no links (left by a crash while they were
+    /// open). Runs at mount after an unclean shutdown.
+    pub(super) fn free_orphans(&mut self) -> Result<(), Error> {
+        let tree = Tree::<InodeChunks>::open(self.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+        let mut from = 0u64;
+        loop {
+            let mut batch = [0u64; 64];
+            let mut count = 0;
+            let mut next = None;
+            let media = &self.media;
+            let mut failure = None;
+            scan(
+                &tree,
+                &Committed::checking_all(media).in_area(&self.sb.layout),
+                &block_key(from),
+                &mut |key, value| {
+                    let chunk = parse_block_key(key).unwrap_or(0);
+                    let bits = value
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_le_bytes);
+                    for slot in 0..INODES_PER_CHUNK {
+                        if bits & (1 << slot) == 0 {
+                            continue;
+                        }
+                        let Some(ino) = inode::ino(chunk, slot) else {
+                            continue;
+                        };
+                        match Committed::checking_all(media).inode(ino) {
+                            Ok(inode) if inode.nlink == 0 => {
+                                if let Some(slot) = batch.get_mut(count) {
+                                    *slot = ino;
+                                    count += 1;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                    if count + INODES_PER_CHUNK as usize > batch.len() {
+                        next = Some(chunk + 1);
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                },
+            )?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            for &ino in batch.iter().take(count) {
+                self.evict(ino)?;
+            }
+            match next {
+                Some(n) => from = n,
+                None => return Ok(()),
+            }
+        }
+    }
+}
