@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Committing a transaction: the changed runs of each shadow are logged,
+//! fenced, sealed by the commit record, then written home; the backup
+//! superblock follows the primary one.
+
+use crate::logic::fs::{Damage, Error, Media};
+
+use super::{JournalState, Tx};
+use crate::logic::format::{
+    journal::{JournalHeader, TxWriter, ALIGN},
+    superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
+    BLOCK_SHIFT, BLOCK_SIZE,
+};
+
+/// What shadow `i` changed in its block: the runs that differ from `home`,
+/// or the whole block if its memory could not be read (bit `i` of
+/// `unknown`).
+pub(super) fn runs(
+    unknown: u128,
+    i: usize,
+    home: &[u8; BLOCK_SIZE],
+    shadow: &[u8; BLOCK_SIZE],
+) -> ChangedRuns {
+    if unknown & 1 << i != 0 {
+        ChangedRuns::whole()
+    } else {
+        changed_runs(home, shadow)
+    }
+}
+
+/// Writes `sb` whole into the backup superblock (durable at the next
+/// fence).
+pub(in crate::logic::fs) fn write_backup<M: Media>(
+    media: &M,
+    sb: &Superblock,
+    spare: &mut [u8; BLOCK_SIZE],
+) -> Result<(), Error> {
+    sb.encode(spare);
+    if media.write(BACKUP_BLOCK << BLOCK_SHIFT, &spare[..]) {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(BACKUP_BLOCK, Damage::Address))
+    }
+}
+
+/// Runs of 8-byte words where `new` differs from `old`; runs closer than a
+/// record header are merged (logging the gap is cheaper than a record).
+fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> ChangedRuns {
+    let mut runs = ChangedRuns {
+        runs: [(0, 0); MAX_RUNS],
+        count: 0,
+        next: 0,
+    };
+    let mut word = 0;
+    let words = BLOCK_SIZE / ALIGN;
+    while word < words {
+        let differs =
+            |w: usize| old.get(w * ALIGN..(w + 1) * ALIGN) != new.get(w * ALIGN..(w + 1) * ALIGN);
+        if !differs(word) {
+            word += 1;
+            continue;
+        }
+        let start = word;
+        let mut end = word + 1;
+        let mut probe = end;
+        while probe < words && probe - end <= MERGE_GAP_WORDS {
+            if differs(probe) {
+                end = probe + 1;
+            }
+            probe += 1;
+        }
+        if runs.count == MAX_RUNS {
+            // Too fragmented to list: log the rest of the block whole.
+            if let Some(last) = runs.runs.last_mut() {
+                last.1 = words;
+            }
+            break;
+        }
+        if let Some(slot) = runs.runs.get_mut(runs.count) {
+            *slot = (start, end);
+        }
+        runs.count += 1;
+        word = end;
+    }
+    runs
+}
+
+const MAX_RUNS: usize = 64;
+
+const MERGE_GAP_WORDS: usize = 2;
+
+/// Byte ranges of changed runs.
+pub(super) struct ChangedRuns {
+    runs: [(usize, usize); MAX_RUNS],
+    count: usize,
+    next: usize,
+}
+
+impl ChangedRuns {
+    /// The whole block as one run.
+    pub(super) fn whole() -> Self {
+        let mut runs = [(0, 0); MAX_RUNS];
+        runs[0] = (0, BLOCK_SIZE / ALIGN);
+        Self {
+            runs,
+            count: 1,
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for ChangedRuns {
+    type Item = core::ops::Range<usize>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let (start, end) = *self.runs.get(self.next)?;
+        self.next += 1;
+        Some(start * ALIGN..end * ALIGN)
+    }
+}
+
+impl<'a, M: Media> Tx<'a, M> {
+    /// Makes the transaction durable and applies it. On error nothing of
+    /// it is applied (the caller's in-memory state is not updated either).
+    pub(in crate::logic::fs) fn commit(
+        mut self,
+        journal: &mut JournalState,
+    ) -> Result<Superblock, Error> {
+        // Frees and reverse-map changes feed each other (a freed rmap node
+        // is a deferred free); each pass shrinks what is left.
+        while self.rmap_count > 0 || self.free_count > 0 {
+            self.settle_rmap()?;
+            self.apply_frees()?;
+        }
+        // Only the primary is journaled. The backup is rewritten whole
+        // when the log wraps (below) and at unmount, never while the
+        // primary's home write could be torn: a crash leaves at least one
+        // of them valid, and both have the same layout, which is all that
+        // mount needs before replaying the journal.
+        let sb = self.sb;
+        sb.encode(self.write_whole(PRIMARY_BLOCK)?);
+
+        let media = self.media;
+        let mut writer =
+            TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
+        let mut changes = 0usize;
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow), Some(home)) =
+                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
+            else {
+                break;
+            };
+            for run in runs(self.unknown, i, home, shadow) {
+                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
+                writer
+                    .record(block, run.start, data)
+                    .map_err(|_| Error::NoSpace)?;
+                changes += 1;
+            }
+        }
+        if changes == 0 && !self.wrote_direct {
+            return Ok(sb);
+        }
+        let body = writer.seal_body();
+        let (commit, end) = writer.commit();
+        if journal.next_offset + end > journal.log_len {
+            // Wrap: everything before is home (the fence below makes it
+            // durable), so recovery may start at the log's beginning. The
+            // backup superblock catches up with that state first.
+            write_backup(media, &self.base, self.spare)?;
+            media.fence();
+            JournalHeader {
+                tail_seq: journal.next_seq,
+                tail_offset: 0,
+            }
+            .encode(self.spare);
+            let header_byte = journal.log_start - BLOCK_SIZE as u64;
+            if !media.write(header_byte, &self.spare[..]) {
+                return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
+            }
+            journal.next_offset = 0;
+        }
+        let at = journal.log_start + journal.next_offset as u64;
+        let log = &*self.log;
+        let (Some(body_bytes), Some(commit_bytes)) =
+            (log.get(body.clone()), log.get(commit.clone()))
+        else {
+            return Err(Error::Invalid);
+        };
+        if !media.write(at + body.start as u64, body_bytes) {
+            return Err(Error::Corrupt(at >> 12, Damage::Address));
+        }
+        media.fence();
+        if !media.write(at + commit.start as u64, commit_bytes) {
+            return Err(Error::Corrupt(at >> 12, Damage::Address));
+        }
+        media.fence();
+        journal.next_seq = journal.next_seq.wrapping_add(1);
+        journal.next_offset += end;
+
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow), Some(home)) =
+                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
+            else {
+                break;
+            };
+            for run in runs(self.unknown, i, home, shadow) {
+                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
+                media.write(block * BLOCK_SIZE as u64 + run.start as u64, data);
+            }
+            // What the media holds now (or the journal, if a home write
+            // failed: recovery writes it).
+            self.cache.put(block, shadow);
+        }
+        Ok(sb)
+    }
+}

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Journal transactions: every metadata change of an operation is made to
+//! shadow copies of the blocks it touches, then committed at once.
+//!
+//! Commit: the shadows are compared with their home blocks 8 bytes at a
+//! time and only the changed runs are logged (a typical operation logs a
+//! few hundred bytes, not whole blocks); the log body is written and
+//! fenced, then the commit record, fenced again: from then on recovery
+//! applies the whole transaction. The changed runs are then written home.
+//! Home writes are not fenced on their own: the next transaction's first
+//! fence covers them, and until the log wraps recovery would redo them
+//! anyway. Before the log wraps to its start, the journal header's tail is
+//! moved past everything written home (and fenced first).
+//!
+//! Blocks a transaction frees are given back only at its commit, after its
+//! allocations: a block still mapped in the committed state is never
+//! handed out (and zeroed on the device) by the transaction that unmaps it,
+//! which a crash before the commit would expose.
+//!
+//! This file is the transaction and its shadow blocks; [`commit`] writes
+//! it to the journal and home, [`space`] allocates and frees blocks,
+//! [`rmap`] keeps the reverse map in step, [`stores`] gives the B+tree its
+//! view of the committed state and of a transaction.
+
+mod commit;
+mod rmap;
+mod space;
+mod stores;
+
+use super::{
+    cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+};
+use crate::logic::format::{
+    btree::{Nodes, TreeError},
+    inode::{Inode, INODE_BYTES},
+    layout::Layout,
+    space::SpaceError,
+    superblock::Superblock,
+    BLOCK_SIZE,
+};
+pub(super) use commit::write_backup;
+use rmap::RmapChange;
+pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed, TreeStore};
+
+/// A new transaction's poisoned blocks until the volume gives it its own
+/// list (`Volume::transact`); a read-only look at the free-space summary
+/// keeps none.
+static NO_POISON: Poisoned = Poisoned::NONE;
+
+/// Where the next transaction goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct JournalState {
+    /// Device byte where the log starts (after the header block).
+    pub(super) log_start: u64,
+    /// Bytes of log.
+    pub(super) log_len: usize,
+    /// Sequence number of the next transaction.
+    pub(super) next_seq: u64,
+    /// Log offset of the next transaction.
+    pub(super) next_offset: usize,
+}
+
+/// Converts a tree error.
+pub(super) fn tree_error(error: TreeError<Error>) -> Error {
+    match error {
+        TreeError::Store(e) => e,
+        TreeError::Corrupt { block, what } => Error::Corrupt(block, Damage::Node(what)),
+        TreeError::BadArgument => Error::Invalid,
+    }
+}
+
+fn space_error(error: SpaceError<Error>) -> Error {
+    match error {
+        SpaceError::Store(e) => e,
+        SpaceError::NoSpace => Error::NoSpace,
+        SpaceError::OutOfRange | SpaceError::Inconsistent { .. } => {
+            Error::Corrupt(0, Damage::Space)
+        }
+    }
+}
+
+/// One transaction in progress.
+pub(super) struct Tx<'a, M: Media> {
+    media: &'a M,
+    layout: Layout,
+    shadows: &'a mut [[u8; BLOCK_SIZE]],
+    /// The shadowed blocks as they were (and still are on the media).
+    originals: &'a mut [[u8; BLOCK_SIZE]],
+    tags: &'a mut [u64],
+    /// Committed blocks (the ones not shadowed) are read through it.
+    cache: BlockCache<'a>,
+    log: &'a mut [u8],
+    spare: &'a mut [u8; BLOCK_SIZE],
+    /// Frees (two words each) then reverse-map changes (six each).
+    deferred: &'a mut [u64],
+    /// Nodes checked since mount (home blocks only: shadows are checked).
+    checked: CheckedNodes<'a>,
+    used: usize,
+    /// Shadows (by index) whose block could not be read: written whole.
+    unknown: u128,
+    /// The superblock as this transaction leaves it.
+    pub(super) sb: Superblock,
+    /// The superblock as committed before this transaction.
+    base: Superblock,
+    free_count: usize,
+    rmap_count: usize,
+    /// The device blocks were written outside the shadows (new blocks
+    /// zeroed): the commit's first fence must cover them.
+    pub(super) wrote_direct: bool,
+    /// A free 2 MiB chunk the allocator must not hand out (the volume's
+    /// zero chunk, reserved in memory only): it reads as fully used.
+    pub(super) hidden_chunk: Option<u64>,
+    /// Blocks with failed memory: free ones read as used, so that they are
+    /// never handed out (their bits stay clear on the device).
+    pub(super) poisoned: &'a Poisoned,
+}
+
+fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> Result<(), Error> {
+    bytes
+        .get_mut(offset..offset + value.len())
+        .ok_or(Error::Invalid)?
+        .copy_from_slice(value);
+    Ok(())
+}
+
+impl<M: Media> Nodes for Tx<'_, M> {
+    type Error = Error;
+    fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        Tx::read(self, block, offset, buf)
+    }
+    fn may_hold_node(&self, block: u64) -> bool {
+        Tx::may_hold_node(self, block)
+    }
+    fn checked(&self, block: u64) -> bool {
+        Tx::checked(self, block)
+    }
+    fn set_checked(&self, block: u64) {
+        Tx::set_checked(self, block);
+    }
+}
+
+impl<'a, M: Media> Tx<'a, M> {
+    pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
+        Self {
+            media,
+            layout: sb.layout,
+            shadows: parts.shadows,
+            originals: parts.originals,
+            tags: parts.tags,
+            cache: BlockCache::new(parts.cache),
+            log: parts.log,
+            spare: parts.spare,
+            deferred: parts.deferred,
+            checked: CheckedNodes::new(parts.checked),
+            used: 0,
+            unknown: 0,
+            sb,
+            base: sb,
+            free_count: 0,
+            rmap_count: 0,
+            wrote_direct: false,
+            hidden_chunk: None,
+            poisoned: &NO_POISON,
+        }
+    }
+
+    fn free_words(&mut self, i: usize) -> Option<&mut [u64]> {
+        self.deferred.get_mut(2 * i..2 * i + 2)
+    }
+
+    fn rmap_words(&mut self, i: usize) -> Option<&mut [u64]> {
+        let at = 2 * MAX_DEFERRED + RmapChange::WORDS * i;
+        self.deferred.get_mut(at..at + RmapChange::WORDS)
+    }
+
+    pub(super) fn media(&self) -> &'a M {
+        self.media
+    }
+
+    /// Shadow slots still free: operations that loop commit before this
+    /// runs low.
+    pub(super) fn room(&self) -> usize {
+        self.shadows
+            .len()
+            .min(self.originals.len())
+            .min(self.tags.len())
+            .saturating_sub(self.used)
+    }
+
+    /// Deferred-work slots still free.
+    pub(super) fn deferred_room(&self) -> usize {
+        MAX_DEFERRED - self.free_count.max(self.rmap_count)
+    }
+
+    fn slot(&self, block: u64) -> Option<usize> {
+        self.tags.get(..self.used)?.iter().position(|&b| b == block)
+    }
+
+    /// Copies the `buf.len()` bytes at byte `offset` of block `block`, as
+    /// this transaction sees it, into `buf`.
+    pub(super) fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        match self.slot(block) {
+            Some(i) => {
+                let bytes = self
+                    .shadows
+                    .get(i)
+                    .and_then(|shadow| shadow.get(offset..offset.checked_add(buf.len())?))
+                    .ok_or(Error::Invalid)?;
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => self.cache.read(self.media, block, offset, buf),
+        }
+    }
+
+    /// Whether `block` lies in the data area, where tree nodes live.
+    pub(super) fn may_hold_node(&self, block: u64) -> bool {
+        (self.layout.data_start..self.layout.block_count).contains(&block)
+    }
+
+    /// Whether `block` is a node checked since mount, as this transaction
+    /// sees it: a block it changed (a shadow) is always checked again.
+    pub(super) fn checked(&self, block: u64) -> bool {
+        self.slot(block).is_none() && self.checked.contains(block)
+    }
+
+    /// Records that the home copy of `block` passed the node checks.
+    pub(super) fn set_checked(&self, block: u64) {
+        if self.slot(block).is_none() {
+            self.checked.insert(block);
+        }
+    }
+
+    /// Block `block`, to change in this transaction.
+    pub(super) fn write(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.shadow(block, false)
+    }
+
+    /// Block `block`, to overwrite whole in this transaction: its memory
+    /// may have failed (the commit then writes the whole block, not only
+    /// what changed).
+    pub(super) fn write_whole(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.shadow(block, true)
+    }
+
+    fn shadow(&mut self, block: u64, whole: bool) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        let index = match self.slot(block) {
+            Some(i) => i,
+            None => {
+                let i = self.used;
+                let (Some(shadow), Some(original), Some(tag)) = (
+                    self.shadows.get_mut(i),
+                    self.originals.get_mut(i),
+                    self.tags.get_mut(i),
+                ) else {
+                    // An operation larger than a transaction can hold:
+                    // operations that can grow split themselves first.
+                    return Err(Error::NoSpace);
+                };
+                match self.cache.read(self.media, block, 0, &mut original[..]) {
+                    Ok(()) => shadow.copy_from_slice(&original[..]),
+                    Err(Error::Corrupt(_, Damage::Unreadable)) if whole => {
+                        shadow.fill(0);
+                        self.unknown |= 1 << i;
+                    }
+                    Err(e) => return Err(e),
+                }
+                *tag = block;
+                self.used += 1;
+                i
+            }
+        };
+        self.shadows
+            .get_mut(index)
+            .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+
+    /// The record of inode `ino`.
+    pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        if !slot_in_use(self, &self.sb, ino)? {
+            return Err(Error::NotFound);
+        }
+        self.inode_record(ino)
+    }
+
+    /// The record in inode `ino`'s slot, whether the slot is in use or not
+    /// (allocation checks that a free slot is blank).
+    pub(super) fn inode_record(&self, ino: u64) -> Result<Inode, Error> {
+        inode_location(&self.layout, ino)?;
+        read_inode(|block, offset, buf| self.read(block, offset, buf), ino)
+    }
+
+    /// Stores the record of inode `ino`.
+    pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
+        let location = inode_location(&self.layout, ino)?;
+        let mut record = [0u8; INODE_BYTES];
+        inode.encode(ino, &mut record);
+        let block = self.write(location.block)?;
+        block
+            .get_mut(location.offset..location.offset + INODE_BYTES)
+            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+            .copy_from_slice(&record);
+        Ok(())
+    }
+
+    /// Clears the record of inode `ino` (a free slot is all zeros).
+    pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
+        let location = inode_location(&self.layout, ino)?;
+        let block = self.write(location.block)?;
+        block
+            .get_mut(location.offset..location.offset + INODE_BYTES)
+            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+            .fill(0);
+        Ok(())
+    }
+}

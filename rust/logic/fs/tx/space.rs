@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A transaction's blocks: allocation from the free-space bitmap and its
+//! per-chunk summary (never a poisoned block), and frees given back only
+//! at commit.
+
+use crate::logic::fs::{Damage, Error, Media, MAX_DEFERRED};
+
+use super::{put, space_error, Tx};
+use crate::logic::format::{
+    layout::Layout,
+    space::{Extent, Space, SpaceStore},
+    BLOCK_SIZE, CHUNK_BLOCKS,
+};
+
+impl<M: Media> Tx<'_, M> {
+    /// Bitmap word `index` as the device has it.
+    fn media_word(&self, index: u64) -> Result<u64, Error> {
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        let mut word = [0u8; 8];
+        self.read(block, offset, &mut word)?;
+        Ok(u64::from_le_bytes(word))
+    }
+
+    /// Poisoned blocks of chunk `chunk` that are free on the device (the
+    /// allocator sees them as used).
+    fn poisoned_free(&self, chunk: u64) -> Result<u32, Error> {
+        if self.poisoned.is_empty() {
+            return Ok(0);
+        }
+        let words = CHUNK_BLOCKS / 64;
+        let mut count = 0;
+        for index in chunk * words..(chunk + 1) * words {
+            let mask = self.poisoned.word_mask(index);
+            if mask != 0 {
+                count += (mask & !self.media_word(index)?).count_ones();
+            }
+        }
+        Ok(count)
+    }
+}
+
+impl<M: Media> SpaceStore for Tx<'_, M> {
+    type Error = Error;
+    fn word(&self, index: u64) -> Result<u64, Error> {
+        // A chunk's bitmap words are its own (512 blocks = 8 words), so a
+        // hidden chunk's words are never written back with these bits.
+        if self.hidden_chunk == Some(index * 64 / CHUNK_BLOCKS) {
+            return Ok(u64::MAX);
+        }
+        Ok(self.media_word(index)? | self.poisoned.word_mask(index))
+    }
+    fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
+        // Poisoned blocks free on the device stay free there: only the
+        // allocator's view has them used.
+        let poisoned = self.poisoned.word_mask(index);
+        let keep_free = if poisoned == 0 {
+            0
+        } else {
+            poisoned & !self.media_word(index)?
+        };
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        put(
+            self.write(block)?,
+            offset,
+            &(value & !keep_free).to_le_bytes(),
+        )
+    }
+    fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
+        if self.hidden_chunk == Some(chunk) {
+            return Ok(0);
+        }
+        let (block, offset) = summary_entry(&self.layout, chunk)?;
+        let mut free = [0u8; 4];
+        self.read(block, offset, &mut free)?;
+        Ok(u32::from_le_bytes(free).saturating_sub(self.poisoned_free(chunk)?))
+    }
+    fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
+        // The count the device keeps includes the hidden poisoned blocks
+        // (`set_word` already left their bits as the device has them).
+        let free = free.saturating_add(self.poisoned_free(chunk)?);
+        let (block, offset) = summary_entry(&self.layout, chunk)?;
+        put(self.write(block)?, offset, &free.to_le_bytes())
+    }
+}
+
+fn bitmap_word(layout: &Layout, index: u64) -> Result<(u64, usize), Error> {
+    let per_block = (BLOCK_SIZE / 8) as u64;
+    if index / per_block >= layout.bitmap_blocks {
+        return Err(Error::Corrupt(index / per_block, Damage::Space));
+    }
+    Ok((
+        layout.bitmap_start + index / per_block,
+        (index % per_block) as usize * 8,
+    ))
+}
+
+fn summary_entry(layout: &Layout, chunk: u64) -> Result<(u64, usize), Error> {
+    let per_block = (BLOCK_SIZE / 4) as u64;
+    if chunk / per_block >= layout.summary_blocks {
+        return Err(Error::Corrupt(chunk / per_block, Damage::Space));
+    }
+    Ok((
+        layout.summary_start + chunk / per_block,
+        (chunk % per_block) as usize * 4,
+    ))
+}
+
+impl<'a, M: Media> Tx<'a, M> {
+    /// Allocates up to `want` blocks near `goal`; the caller records their
+    /// owner in the reverse map.
+    pub(in crate::logic::fs) fn allocate_data(
+        &mut self,
+        want: u64,
+        goal: u64,
+    ) -> Result<Extent, Error> {
+        self.allocate(want, goal, false)
+    }
+
+    /// Allocates exactly `len` contiguous blocks (at most a chunk) near
+    /// `goal`; the caller records their owner in the reverse map.
+    pub(in crate::logic::fs) fn allocate_contiguous(
+        &mut self,
+        len: u64,
+        goal: u64,
+    ) -> Result<Extent, Error> {
+        self.allocate(len, goal, true)
+    }
+
+    pub(super) fn allocate(
+        &mut self,
+        want: u64,
+        goal: u64,
+        contiguous: bool,
+    ) -> Result<Extent, Error> {
+        if self.deferred_room() < 4 {
+            return Err(Error::NoSpace);
+        }
+        let layout = self.layout;
+        let mut space = Space::new(self, &layout);
+        let extent = if contiguous {
+            space.allocate_contiguous(want, goal)
+        } else {
+            space.allocate(want, goal)
+        }
+        .map_err(space_error)?;
+        self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
+        Ok(extent)
+    }
+
+    /// Frees `extent` at commit; the caller removes its reverse-map record
+    /// (`rmap_remove`).
+    pub(in crate::logic::fs) fn free(&mut self, extent: Extent) -> Result<(), Error> {
+        if self.free_count >= MAX_DEFERRED {
+            return Err(Error::NoSpace);
+        }
+        let slot = self.free_words(self.free_count).ok_or(Error::NoSpace)?;
+        slot.copy_from_slice(&[extent.start, extent.len]);
+        self.free_count += 1;
+        Ok(())
+    }
+
+    /// Gives the deferred frees back to the free-space maps.
+    pub(super) fn apply_frees(&mut self) -> Result<(), Error> {
+        let layout = self.layout;
+        let count = self.free_count;
+        self.free_count = 0;
+        for i in 0..count {
+            let extent = match self.free_words(i) {
+                Some(&mut [start, len]) => Extent { start, len },
+                _ => return Err(Error::NoSpace),
+            };
+            Space::new(self, &layout)
+                .free(extent)
+                .map_err(space_error)?;
+            self.checked.forget(extent.start, extent.len);
+            self.cache.forget(extent.start, extent.len);
+            self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
+        }
+        Ok(())
+    }
+}
