@@ -43,11 +43,11 @@ use crate::{
     params,
     sys::{
         dax::{FsDax, FsDaxError, MapError},
-        debugfs, errno as sys_errno,
+        debugfs, errno,
         fs::mmap::IomapExtent,
         fs::{
-            errno, Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter,
-            Kiocb, NewOwner, SeqFile, StatFs, SuperBlock,
+            Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter, Kiocb,
+            NewOwner, SeqFile, StatFs, SuperBlock,
         },
         memory::{self, PmemMemory},
         mm::{FaultCode, VmFault},
@@ -131,11 +131,11 @@ impl Info {
         match e {
             FsError::NotFound => ENOENT,
             FsError::Exists => EEXIST,
-            FsError::NotEmpty => Error::from_errno(-39),
+            FsError::NotEmpty => errno::enotempty(),
             FsError::NotDir => ENOTDIR,
             FsError::IsDir => EISDIR,
             FsError::NoSpace => ENOSPC,
-            FsError::NameTooLong => Error::from_errno(-36),
+            FsError::NameTooLong => errno::enametoolong(),
             FsError::Invalid => EINVAL,
             FsError::TooManyLinks => EMLINK,
             FsError::TooBig => EFBIG,
@@ -143,7 +143,7 @@ impl Info {
             FsError::Shutdown => EIO,
             // Reads and writes turn it into EIO; faults into SIGBUS
             // BUS_MCEERR_AR.
-            FsError::Poisoned => sys_errno::ehwpoison(),
+            FsError::Poisoned => errno::ehwpoison(),
             FsError::Corrupt(block, what) => {
                 let first = self.last_damaged.swap(block, Ordering::Relaxed) != block;
                 if first && memory::log_ratelimit() {
@@ -382,7 +382,7 @@ impl OxdaxFs {
 
 /// The errno of a failed read or write: `EIO` for failed memory.
 fn io_errno(e: Error) -> Error {
-    if e == sys_errno::ehwpoison() {
+    if e == errno::ehwpoison() {
         EIO
     } else {
         e
@@ -541,7 +541,7 @@ impl FileSystem for OxdaxFs {
         let record = info.call(|v| v.inode(ino)).map_err(|e| {
             if e == ENOENT {
                 // A name or handle refers to a free inode.
-                Error::from_errno(-116) // ESTALE
+                errno::estale()
             } else {
                 e
             }
@@ -805,7 +805,7 @@ impl FileSystem for OxdaxFs {
             let mapping = match Self::map_write(inode, first, count) {
                 Ok(mapping) => mapping,
                 Err(e)
-                    if e == sys_errno::ehwpoison()
+                    if e == errno::ehwpoison()
                         && pos <= first * BLOCK
                         && end >= (first + 1) * BLOCK =>
                 {

@@ -11,6 +11,7 @@ pub(crate) mod badblocks;
 pub(crate) mod block;
 pub(crate) mod dax;
 pub(crate) mod debugfs;
+pub(crate) mod errno;
 pub(crate) mod fs;
 pub(crate) mod memory;
 pub(crate) mod mm;
@@ -19,21 +20,6 @@ pub(crate) mod once;
 pub(crate) mod pagemap;
 
 use kernel::error::{Error, Result};
-
-/// Errno values the `kernel` crate of 6.12 has no constant for.
-pub(crate) mod errno {
-    use kernel::error::Error;
-
-    /// Operation not supported.
-    pub(crate) fn eopnotsupp() -> Error {
-        Error::from_errno(-95)
-    }
-
-    /// Memory page has hardware error.
-    pub(crate) fn ehwpoison() -> Error {
-        Error::from_errno(-133)
-    }
-}
 
 /// Lets the scheduler run another task if this one has run long enough;
 /// may sleep, so only for process context without spinlocks held (the

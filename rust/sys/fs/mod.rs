@@ -247,21 +247,6 @@ pub(crate) trait FileSystem: Sized + 'static {
         -> Result<mmap::IomapExtent>;
 }
 
-/// Errno values the `kernel` crate of 6.12 has no constant for.
-pub(crate) mod errno {
-    use kernel::error::Error;
-
-    /// Structure needs cleaning.
-    pub(crate) fn euclean() -> Error {
-        Error::from_errno(-117)
-    }
-
-    /// Unknown mount parameter: the VFS decides (`source`) or refuses it.
-    pub(crate) fn enoparam() -> Error {
-        Error::from_errno(-(crate::ffi::ENOPARAM as i32))
-    }
-}
-
 /// A VFS time as a filesystem timestamp.
 fn timestamp(ts: &crate::ffi::timespec64) -> Timestamp {
     Timestamp {

@@ -330,7 +330,7 @@ unsafe extern "C" fn parse_param_callback<T: FileSystem>(
     // SAFETY: `param` is live; the out pointers are valid.
     if unsafe { ffi::oxdax_fs_param(param, &mut key, &mut value) } != 0 {
         // A file descriptor or binary blob: no oxdax option takes one.
-        return super::errno::enoparam().to_errno();
+        return crate::sys::errno::enoparam().to_errno();
     }
     // SAFETY: The key is a NUL-terminated string that outlives the call.
     let key = unsafe { CStr::from_char_ptr(key) };
