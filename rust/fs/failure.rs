@@ -38,7 +38,6 @@ use crate::{
         pmem::failure_in_partition,
     },
     sys::{
-        cond_resched,
         errno::eopnotsupp,
         fs::{inode, Inode, SuperBlock},
     },
@@ -137,8 +136,7 @@ fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, 
         let Some(entries) = inode.entries() else {
             return;
         };
-        let mut index = 0;
-        while let Ok(Some((entry, at))) = entries.first_in(index, u64::MAX >> 12) {
+        entries.for_each(|entry, at| {
             let frames = entry.frame()..entry.frame() + entry.pages();
             let (low, high) = (frames.start.max(failed.start), frames.end.min(failed.end));
             if entry.maps_blocks() && low < high {
@@ -156,10 +154,7 @@ fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, 
                     );
                 }
             }
-            index = at + entry.pages();
-            // A large file has many entries; others may want the CPU.
-            cond_resched();
-        }
+        });
     });
 }
 
@@ -222,13 +217,10 @@ fn revoke_everything(sb: &SuperBlock<OxdaxFs>, info: &Info) {
         let Some(entries) = inode.entries() else {
             return;
         };
-        let mut index = 0;
-        while let Ok(Some((entry, at))) = entries.first_in(index, u64::MAX >> 12) {
-            // One page of each entry: the kill unmaps the whole PMD.
+        // One page of each entry: the kill unmaps the whole PMD.
+        entries.for_each(|_, at| {
             let _ = inode.kill_mapping_procs(at, 1, ffi::MF_MEM_PRE_REMOVE);
-            index = at + entry.pages();
-            cond_resched();
-        }
+        });
         let everything = Quiet {
             start: 0,
             end: u64::MAX,

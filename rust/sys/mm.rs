@@ -317,6 +317,23 @@ impl Entries {
         Ok(from_xa(raw)?.map(|entry| (entry, index as u64 & !(entry.pages() - 1))))
     }
 
+    /// Calls `visit` with every entry of the file and its first index, in
+    /// index order, rescheduling between entries (a large file has many;
+    /// others may want the CPU), so only where sleeping is allowed. Each
+    /// entry is a snapshot: entries may change during the walk (callers
+    /// that must see a stable set hold the invalidate lock). Stops at an
+    /// entry that cannot be decoded.
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(Entry, u64)) {
+        // The last page index of a file (MAX_LFS_FILESIZE in pages).
+        const LAST_INDEX: u64 = u64::MAX >> kernel::page::PAGE_SHIFT;
+        let mut index = 0;
+        while let Ok(Some((entry, at))) = self.first_in(index, LAST_INDEX) {
+            visit(entry, at);
+            index = at.saturating_add(entry.pages());
+            crate::sys::cond_resched();
+        }
+    }
+
     /// The first entry tagged for writeback (`TOWRITE`) from `*index` to
     /// `last`; moves `index` to it.
     pub(crate) fn next_towrite(&self, index: &mut u64, last: u64) -> Result<Option<Entry>> {
