@@ -9,10 +9,35 @@
 //! to map, and maps it (PTEs, PMDs, zero pages). Its decisions are pure
 //! logic ([`crate::logic::dax`]); Documentation/oxdax/fault-engine.rst has
 //! the design, the locking and why.
+//!
+//! # Lock order
+//!
+//! Outermost first; each function below says which of these it takes and
+//! which its caller must hold.
+//!
+//! ```text
+//! mmap lock (core mm)
+//!   sb_start_pagefault                (write faults)
+//!     mapping->invalidate_lock        shared: faults; exclusive: truncate,
+//!                                     punch, zero range, reflink
+//!       region lock                   Engine::regions, by (file, 2 MiB);
+//!                                     nobody holds two
+//!         volume mutex                inside BlockMapper calls
+//!           i_pages lock              inside Entries (exchange, tags)
+//! ```
+//!
+//! A fault holds its region lock from the mapping question to the page
+//! table insertion, so that two faults on one index allocate once and
+//! PTE and PMD faults of one 2 MiB region see each other's entries.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::{new_mutex, prelude::*, str::CStr, sync::Mutex};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    str::CStr,
+    sync::{Arc, Mutex},
+};
 
 use crate::{
     logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
@@ -108,6 +133,37 @@ struct Install {
     tags: Tags,
 }
 
+/// What one fault maps: the page `first` (`order` 0), or the 2 MiB from
+/// `first` (`order` [`PMD_ORDER`]; `first` 2 MiB-aligned in the file).
+#[derive(Clone, Copy)]
+struct Span {
+    first: u64,
+    order: u32,
+}
+
+impl Span {
+    fn pages(self) -> u64 {
+        1 << self.order
+    }
+
+    fn is_pmd(self) -> bool {
+        self.order == PMD_ORDER
+    }
+}
+
+/// Why a try at a fault stopped: a 2 MiB fault falls back to pages, or
+/// the fault failed.
+enum Stop {
+    Fallback(Fallback),
+    Error(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Error(e)
+    }
+}
+
 /// Fault and writeback counters (debugfs `oxdax/<device>/`).
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -166,20 +222,21 @@ pub(crate) struct Engine {
     /// kernel's huge zero page is not exported to modules); `u64::MAX`
     /// until the filesystem has one (read-only mounts): 4 KiB zero pages.
     zero_chunk: AtomicU64,
-    /// Counters.
-    counters: Counters,
+    /// Counters (shared with their debugfs directory).
+    counters: Arc<Counters>,
 }
 
 impl Engine {
     /// An engine over the device mapped at `memory` (frame `first_frame`).
-    pub(crate) fn new(memory: PmemMemory, first_frame: u64) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
+    pub(crate) fn new(memory: PmemMemory, first_frame: u64) -> Result<impl PinInit<Self, Error>> {
+        let counters = Arc::new(Counters::default(), GFP_KERNEL)?;
+        Ok(try_pin_init!(Self {
             regions <- kernel::init::pin_init_array_from_fn(|_| new_mutex!((), "oxdax_region")),
             memory,
             first_frame,
             zero_chunk: AtomicU64::new(u64::MAX),
-            counters: Counters::default(),
-        }? Error)
+            counters,
+        }? Error))
     }
 
     /// Maps 2 MiB holes to the zeros at device offset `offset` (2 MiB
@@ -211,29 +268,24 @@ impl Engine {
         &self.memory
     }
 
-    /// Publishes the counters in debugfs as `oxdax/<name>/<counter>`.
-    /// Returns the directory, to be dropped before the engine.
-    pub(crate) fn publish(&self, name: &CStr) -> debugfs::Dir {
-        let dir = debugfs::Root::subdir(name);
-        let c = &self.counters;
-        let files: [(&CStr, &AtomicU64); 10] = [
-            (kernel::c_str!("fault_pte"), &c.fault_pte),
-            (kernel::c_str!("fault_pmd"), &c.fault_pmd),
-            (kernel::c_str!("fault_zero"), &c.fault_zero),
-            (kernel::c_str!("fault_zero_pmd"), &c.fault_zero_pmd),
-            (kernel::c_str!("fault_cow"), &c.fault_cow),
-            (kernel::c_str!("fault_sync"), &c.fault_sync),
-            (kernel::c_str!("fault_fallback"), &c.fault_fallback),
-            (kernel::c_str!("fault_mkwrite"), &c.fault_mkwrite),
-            (kernel::c_str!("fault_sigbus"), &c.fault_sigbus),
-            (kernel::c_str!("writeback_entries"), &c.writeback_entries),
+    /// Publishes the counters in debugfs as `oxdax/<name>/<counter>`; the
+    /// directory keeps them alive.
+    pub(crate) fn publish(&self, name: &CStr) -> debugfs::CounterDir<Counters> {
+        let files: [debugfs::CounterFile<'_, Counters>; 10] = [
+            (kernel::c_str!("fault_pte"), |c| &c.fault_pte),
+            (kernel::c_str!("fault_pmd"), |c| &c.fault_pmd),
+            (kernel::c_str!("fault_zero"), |c| &c.fault_zero),
+            (kernel::c_str!("fault_zero_pmd"), |c| &c.fault_zero_pmd),
+            (kernel::c_str!("fault_cow"), |c| &c.fault_cow),
+            (kernel::c_str!("fault_sync"), |c| &c.fault_sync),
+            (kernel::c_str!("fault_fallback"), |c| &c.fault_fallback),
+            (kernel::c_str!("fault_mkwrite"), |c| &c.fault_mkwrite),
+            (kernel::c_str!("fault_sigbus"), |c| &c.fault_sigbus),
+            (kernel::c_str!("writeback_entries"), |c| {
+                &c.writeback_entries
+            }),
         ];
-        for (name, value) in files {
-            // SAFETY: The caller drops the directory before the engine
-            // (contract of the return value).
-            unsafe { dir.add_u64(name, value) };
-        }
-        dir
+        debugfs::CounterDir::new(name, self.counters.clone(), &files)
     }
 
     /// The region lock of `index` in `entries`' file.
@@ -261,7 +313,8 @@ impl Engine {
     }
 
     /// The entry covering `index`, waiting while fs/dax.c holds it locked
-    /// (memory failure handling, briefly).
+    /// (memory failure handling, briefly). Locking: the caller holds the
+    /// region lock of `index` (what it finds stays until it lets go).
     fn settled(&self, entries: &Entries, index: u64) -> Result<Option<(Entry, u64)>> {
         loop {
             match entries.load(index)? {
@@ -272,7 +325,9 @@ impl Engine {
     }
 
     /// Serves a page fault on `target`. `order`: 0 or [`PMD_ORDER`];
-    /// `present`: a write to a read-only PTE (`pfn_mkwrite`).
+    /// `present`: a write to a read-only PTE (`pfn_mkwrite`). Locking: the
+    /// caller holds the mmap lock (core mm) and the file's invalidate lock
+    /// shared; takes the region lock.
     pub(crate) fn fault<M: BlockMapper>(
         &self,
         target: &Faulting<'_, M>,
@@ -289,10 +344,19 @@ impl Engine {
             return FAULT_SIGBUS;
         }
         let result = if order == PMD_ORDER {
-            pmd_range(&vmf.window(), vmf.is_write(), size_pages)
-                .and_then(|first| self.fault_pmd(target, vmf, first))
+            pmd_range(&vmf.window(), vmf.is_write(), size_pages).and_then(|first| {
+                let span = Span {
+                    first,
+                    order: PMD_ORDER,
+                };
+                self.fault_span(target, vmf, span, present)
+            })
         } else if order == 0 {
-            Ok(self.fault_pte(target, vmf, present))
+            let span = Span {
+                first: vmf.index(),
+                order: 0,
+            };
+            self.fault_span(target, vmf, span, present)
         } else {
             // PUD faults: always 2 MiB or less.
             return FAULT_FALLBACK;
@@ -308,14 +372,6 @@ impl Engine {
                 bump(&self.counters.fault_fallback);
                 FAULT_FALLBACK
             }
-        }
-    }
-
-    /// What a fault maps for an answer, at `index` (in `map`).
-    fn want(&self, map: &BlockMap, index: u64, vmf: &VmFault) -> Want {
-        match map.blocks {
-            Blocks::Hole | Blocks::Unwritten(_) => Want::Zero(vmf.zero_frame()),
-            Blocks::Data(offset) => Want::Blocks(self.frame(offset) + (index - map.first)),
         }
     }
 
@@ -359,7 +415,8 @@ impl Engine {
 
     /// Removes `old` (at `base`) from the file's page tables and entries;
     /// its dirty cache lines are written back first. Private copies of its
-    /// pages stay (they are the processes' own).
+    /// pages stay (they are the processes' own). Locking: the caller holds
+    /// the region lock of `base`.
     fn evict(&self, entries: &Entries, old: Entry, base: u64) -> Result<bool> {
         entries.unmap(base, old.pages(), false);
         self.flush(old);
@@ -368,7 +425,8 @@ impl Engine {
 
     /// Makes the entry at `index` (`order`) say `new`, replacing what
     /// `found` says is there. `Ok(false)`: it changed meanwhile (fs/dax.c
-    /// truncated or locked it): retry.
+    /// truncated or locked it): retry. Locking: the caller holds the
+    /// region lock of `index`.
     fn install(
         &self,
         entries: &Entries,
@@ -392,174 +450,160 @@ impl Engine {
         entries.exchange(index, order, found.map(|(e, _)| e), entry, shared, tags)
     }
 
-    fn fault_pte<M: BlockMapper>(
+    /// Serves a fault of `span`: one routine for both sizes, as fs/dax.c's
+    /// `dax_fault_iter`. Takes the region lock of `span.first` (the caller
+    /// holds the file's invalidate lock shared). `present`: a write to a
+    /// read-only PTE. A 2 MiB fault that cannot be served whole says why,
+    /// and core mm retries it with pages; a page fault never falls back.
+    fn fault_span<M: BlockMapper>(
         &self,
         target: &Faulting<'_, M>,
         vmf: &VmFault,
+        span: Span,
         present: bool,
-    ) -> FaultCode {
-        let entries = target.entries;
-        let index = vmf.index();
+    ) -> Result<FaultCode, Fallback> {
         // A private mapping's write copies the page into anonymous memory
-        // (core mm does, from a read-only mapping of the file's page).
+        // (core mm does, from a read-only mapping of the file's page); a
+        // 2 MiB private write fell back already (`pmd_range`).
         let write = vmf.is_write() && vmf.is_shared();
-        let _region = self.region(entries, index).lock();
+        let _region = self.region(target.entries, span.first).lock();
         loop {
-            let step = (|| -> Result<Option<FaultCode>> {
-                let found = self.settled(entries, index)?;
-                let map = self.map_for(target, vmf, index, 1, write)?;
-                let want = self.want(&map, index, vmf);
-                let tags = Tags {
-                    dirty: write,
-                    towrite: write && map.copied,
-                };
-                let kept = match plan(found, index, 0, want) {
-                    Plan::Keep => {
-                        if write {
-                            if let Some((entry, base)) = found {
-                                if !entries.retag(base, entry, tags, true)? {
-                                    return Ok(None);
-                                }
-                            }
-                        }
-                        true
-                    }
-                    Plan::Store | Plan::Replace => {
-                        let entry = match want {
-                            Want::Blocks(frame) => Entry::pfn(frame, false),
-                            Want::Zero(frame) => Entry::zero(frame, false),
-                        };
-                        let new = Install {
-                            entry,
-                            shared: map.shared,
-                            tags,
-                        };
-                        if !self.install(entries, found, index, new)? {
-                            return Ok(None);
-                        }
-                        false
-                    }
-                    Plan::Fallback => return Err(EIO),
-                };
-                if write {
-                    entries.mark_inode_dirty();
-                }
-                Ok(Some(match want {
-                    Want::Zero(_) => {
-                        bump(&self.counters.fault_zero);
-                        vmf.insert_zero_page()
-                    }
-                    // The PTE there maps this entry: core mm makes it
-                    // writable once we return 0.
-                    Want::Blocks(_) if present && kept => 0,
-                    Want::Blocks(frame) => {
-                        bump(&self.counters.fault_pte);
-                        let code = vmf.insert_page(frame);
-                        // Mappings that track writes get read-only PTEs;
-                        // this write is tracked (tagged dirty) already.
-                        if write && code & !FAULT_NOPAGE == 0 {
-                            vmf.make_writable(frame);
-                        }
-                        code
-                    }
-                }))
-            })();
-            match step {
-                Ok(Some(code)) => return code,
+            match self.try_fault(target, vmf, span, write, present) {
+                Ok(Some(code)) => return Ok(code),
+                // An entry changed under us (fs/dax.c truncated or locked
+                // it): look again.
                 Ok(None) => continue,
-                Err(e) => return mm::fault_code(e),
+                Err(Stop::Fallback(why)) if span.is_pmd() => return Err(why),
+                Err(Stop::Fallback(_)) => return Ok(mm::fault_code(EIO)),
+                Err(Stop::Error(e)) => return Ok(mm::fault_code(e)),
             }
         }
     }
 
-    fn fault_pmd<M: BlockMapper>(
+    /// One try of [`Self::fault_span`] (region lock held): `Ok(None)` if an
+    /// entry changed meanwhile.
+    fn try_fault<M: BlockMapper>(
         &self,
         target: &Faulting<'_, M>,
         vmf: &VmFault,
-        first: u64,
-    ) -> Result<FaultCode, Fallback> {
+        span: Span,
+        write: bool,
+        present: bool,
+    ) -> Result<Option<FaultCode>, Stop> {
         let entries = target.entries;
-        let write = vmf.is_write();
-        let _region = self.region(entries, first).lock();
+        let found = self.entry_in(entries, span)?;
+        let map = self.map_for(target, vmf, span.first, span.pages(), write)?;
+        let want = self.want(&map, span, vmf, write)?;
+        let tags = Tags {
+            dirty: write,
+            towrite: write && map.copied,
+        };
+        let kept = match plan(found, span.first, span.order, want) {
+            Plan::Keep => {
+                if let (true, Some((entry, base))) = (write, found) {
+                    if !entries.retag(base, entry, tags, true)? {
+                        return Ok(None);
+                    }
+                }
+                true
+            }
+            Plan::Store | Plan::Replace => {
+                let entry = match want {
+                    Want::Blocks(frame) => Entry::pfn(frame, span.is_pmd()),
+                    Want::Zero(frame) => Entry::zero(frame, span.is_pmd()),
+                };
+                let new = Install {
+                    entry,
+                    shared: map.shared,
+                    tags,
+                };
+                if !self.install(entries, found, span.first, new)? {
+                    return Ok(None);
+                }
+                false
+            }
+            Plan::Fallback => return Err(Stop::Fallback(Fallback::SmallEntries)),
+        };
+        if write {
+            entries.mark_inode_dirty();
+        }
+        Ok(Some(self.insert(vmf, span, want, write, present && kept)))
+    }
+
+    /// The entry a fault of `span` meets, once fs/dax.c no longer holds it
+    /// locked: for a page, the entry covering it; for 2 MiB, the first in
+    /// the range, which must be a 2 MiB one.
+    fn entry_in(&self, entries: &Entries, span: Span) -> Result<Option<(Entry, u64)>, Stop> {
+        if !span.is_pmd() {
+            return Ok(self.settled(entries, span.first)?);
+        }
         loop {
-            let step = (|| -> Result<Option<FaultCode>, Result<Fallback, Error>> {
-                let found = loop {
-                    match entries
-                        .first_in(first, first + PMD_PAGES - 1)
-                        .map_err(Err)?
-                    {
-                        Some((entry, _)) if entry.is_locked() => mm::nap(),
-                        Some((entry, _)) if !entry.is_pmd() => {
-                            return Err(Ok(Fallback::SmallEntries))
-                        }
-                        found => break found,
-                    }
-                };
-                let map = self
-                    .map_for(target, vmf, first, PMD_PAGES, write)
-                    .map_err(Err)?;
-                let want = match map.blocks {
-                    Blocks::Data(offset)
-                        if map.pages >= PMD_PAGES && self.frame(offset) % PMD_PAGES == 0 =>
-                    {
-                        Want::Blocks(self.frame(offset))
-                    }
-                    Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
-                        match self.zero_chunk.load(Ordering::Relaxed) {
-                            u64::MAX => return Err(Ok(Fallback::Extent)),
-                            offset => Want::Zero(self.frame(offset)),
-                        }
-                    }
-                    _ => return Err(Ok(Fallback::Extent)),
-                };
-                let tags = Tags {
-                    dirty: write,
-                    towrite: write && map.copied,
-                };
-                match plan(found, first, PMD_ORDER, want) {
-                    Plan::Keep => {
-                        if let (true, Some((entry, base))) = (write, found) {
-                            if !entries.retag(base, entry, tags, true).map_err(Err)? {
-                                return Ok(None);
-                            }
-                        }
-                    }
-                    Plan::Store | Plan::Replace => {
-                        let entry = match want {
-                            Want::Blocks(frame) => Entry::pfn(frame, true),
-                            Want::Zero(frame) => Entry::zero(frame, true),
-                        };
-                        let new = Install {
-                            entry,
-                            shared: map.shared,
-                            tags,
-                        };
-                        if !self.install(entries, found, first, new).map_err(Err)? {
-                            return Ok(None);
-                        }
-                    }
-                    Plan::Fallback => return Err(Ok(Fallback::SmallEntries)),
+            match entries.first_in(span.first, span.first + PMD_PAGES - 1)? {
+                Some((entry, _)) if entry.is_locked() => mm::nap(),
+                Some((entry, _)) if !entry.is_pmd() => {
+                    return Err(Stop::Fallback(Fallback::SmallEntries))
                 }
-                if write {
-                    entries.mark_inode_dirty();
+                found => return Ok(found),
+            }
+        }
+    }
+
+    /// What a fault of `span` maps for the mapper's answer `map` (which
+    /// starts at `span.first`): a page of it, or its 2 MiB if they are one
+    /// aligned extent; zeros for a hole (a 2 MiB read of a hole maps the
+    /// zero chunk, if the filesystem gave one).
+    fn want(&self, map: &BlockMap, span: Span, vmf: &VmFault, write: bool) -> Result<Want, Stop> {
+        if !span.is_pmd() {
+            return Ok(match map.blocks {
+                Blocks::Hole | Blocks::Unwritten(_) => Want::Zero(vmf.zero_frame()),
+                Blocks::Data(offset) => Want::Blocks(self.frame(offset)),
+            });
+        }
+        match map.blocks {
+            Blocks::Data(offset)
+                if map.pages >= PMD_PAGES && self.frame(offset) % PMD_PAGES == 0 =>
+            {
+                Ok(Want::Blocks(self.frame(offset)))
+            }
+            Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
+                match self.zero_chunk.load(Ordering::Relaxed) {
+                    u64::MAX => Err(Stop::Fallback(Fallback::Extent)),
+                    offset => Ok(Want::Zero(self.frame(offset))),
                 }
-                Ok(Some(match want {
-                    Want::Zero(frame) => {
-                        bump(&self.counters.fault_zero);
-                        bump(&self.counters.fault_zero_pmd);
-                        vmf.insert_pmd(frame, false)
-                    }
-                    Want::Blocks(frame) => {
-                        bump(&self.counters.fault_pmd);
-                        vmf.insert_pmd(frame, write)
-                    }
-                }))
-            })();
-            match step {
-                Ok(Some(code)) => return Ok(code),
-                Ok(None) => continue,
-                Err(Ok(fallback)) => return Err(fallback),
-                Err(Err(e)) => return Ok(mm::fault_code(e)),
+            }
+            _ => Err(Stop::Fallback(Fallback::Extent)),
+        }
+    }
+
+    /// Maps `want` into the faulting page table and counts it. `kept`: a
+    /// write to a read-only PTE of the entry that is there, which core mm
+    /// makes writable once we return 0.
+    fn insert(&self, vmf: &VmFault, span: Span, want: Want, write: bool, kept: bool) -> FaultCode {
+        let c = &self.counters;
+        match (want, span.is_pmd()) {
+            (Want::Zero(frame), true) => {
+                bump(&c.fault_zero);
+                bump(&c.fault_zero_pmd);
+                vmf.insert_pmd(frame, false)
+            }
+            (Want::Zero(_), false) => {
+                bump(&c.fault_zero);
+                vmf.insert_zero_page()
+            }
+            (Want::Blocks(frame), true) => {
+                bump(&c.fault_pmd);
+                vmf.insert_pmd(frame, write)
+            }
+            (Want::Blocks(_), false) if kept => 0,
+            (Want::Blocks(frame), false) => {
+                bump(&c.fault_pte);
+                let code = vmf.insert_page(frame);
+                // Mappings that track writes get read-only PTEs; this
+                // write is tracked (tagged dirty) already.
+                if write && code & !FAULT_NOPAGE == 0 {
+                    vmf.make_writable(frame);
+                }
+                code
             }
         }
     }
@@ -567,7 +611,9 @@ impl Engine {
     /// Writes back what was written through mappings of pages
     /// `first..=last`: for every dirty entry, its mappings are removed (so
     /// the next store faults and dirties it again), then its cache lines
-    /// are written back and it is marked clean.
+    /// are written back and it is marked clean. Locking: takes each
+    /// entry's region lock in turn; needs no invalidate lock (reflink
+    /// calls it with the lock held exclusively).
     pub(crate) fn writeback(&self, entries: &Entries, first: u64, last: u64) -> Result {
         entries.tag_for_writeback(first, last);
         // The cache-line write-backs are ordered and complete only after a
@@ -608,6 +654,10 @@ impl Engine {
     /// pages of `MAP_PRIVATE` mappings) of the pages from this one to
     /// `last` go too, as truncation needs past the new end of file; below
     /// it they are kept (core mm's `truncate_pagecache` keeps them too).
+    /// Locking: takes each entry's region lock in turn. Callers that need
+    /// the range to stay unmapped (blocks about to be freed or shared)
+    /// hold the file's invalidate lock exclusively; `write(2)` after it
+    /// allocated does not (faults may map the new blocks at once).
     pub(crate) fn invalidate(
         &self,
         entries: &Entries,

@@ -85,8 +85,8 @@ pub(crate) struct Info {
     /// The filesystem's metadata, one operation at a time.
     #[pin]
     volume: Mutex<Vol>,
-    /// The counters' debugfs directory (dropped before the engine).
-    counters_dir: SetOnce<debugfs::Dir>,
+    /// The engine's counters in debugfs.
+    counters_dir: SetOnce<debugfs::CounterDir<crate::dax::Counters>>,
     /// Page faults, and the mapping file data is copied through (the
     /// volume has its own).
     #[pin]
@@ -445,7 +445,7 @@ impl FileSystem for OxdaxFs {
             try_pin_init!(Info {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
-                engine <- Engine::new(data, first_frame),
+                engine <- Engine::new(data, first_frame)?,
                 fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,
                 id,

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kernel::str::CStr;
+use kernel::{str::CStr, sync::Arc};
 
 use crate::ffi;
 
@@ -42,7 +42,7 @@ impl Dir {
     /// # Safety
     ///
     /// `value` outlives this directory (drop the directory first).
-    pub(crate) unsafe fn add_u64(&self, name: &CStr, value: &AtomicU64) {
+    unsafe fn add_u64(&self, name: &CStr, value: &AtomicU64) {
         if !is_usable(self.dentry) {
             return;
         }
@@ -57,6 +57,38 @@ impl Drop for Dir {
         if is_usable(self.dentry) {
             // SAFETY: Created by `new`; removal waits for open files.
             unsafe { ffi::debugfs_remove(self.dentry) };
+        }
+    }
+}
+
+/// A directory in the module's debugfs directory of read-only files, each
+/// showing one counter of a `T` that the directory keeps alive.
+///
+/// # Invariants
+///
+/// The files point into `_counters`' allocation, which does not move and
+/// lives until `_dir` (declared first, so dropped first) has removed them.
+pub(crate) struct CounterDir<T> {
+    _dir: Dir,
+    _counters: Arc<T>,
+}
+
+/// One file of a [`CounterDir`]: its name and the counter it shows.
+pub(crate) type CounterFile<'a, T> = (&'a CStr, fn(&T) -> &AtomicU64);
+
+impl<T: Send + Sync> CounterDir<T> {
+    /// `name` in the module's directory, with one file per `(file name,
+    /// counter)` of `files`.
+    pub(crate) fn new(name: &CStr, counters: Arc<T>, files: &[CounterFile<'_, T>]) -> Self {
+        let dir = Root::subdir(name);
+        for (file, counter) in files {
+            // SAFETY: The counter is inside `counters`, which this
+            // directory holds until the files are removed (invariants).
+            unsafe { dir.add_u64(file, counter(&counters)) };
+        }
+        Self {
+            _dir: dir,
+            _counters: counters,
         }
     }
 }
