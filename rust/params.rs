@@ -3,15 +3,16 @@
 //! Module parameters.
 //!
 //! 6.12's `module!` macro has no parameters, so ffi/helpers.c registers them
-//! with `module_param_cb()` and forwards to the functions here. The kernel
+//! with `module_param_cb()` and forwards to the callbacks `sys::param`
+//! defines around the functions here. The kernel
 //! calls them while loading the module, before `init` runs, which is why the
 //! values live in statics rather than in the module object.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use kernel::{error::code::EINVAL, ffi, str::CStr};
+use kernel::{error::code::EINVAL, prelude::*, str::CStr};
 
-use crate::logic::params::FaultEngine;
+use crate::{logic::params::FaultEngine, sys::param::param_ops};
 
 static FAULT_ENGINE: AtomicU8 = AtomicU8::new(FaultEngine::DEFAULT as u8);
 
@@ -20,31 +21,25 @@ pub(crate) fn fault_engine() -> FaultEngine {
     FaultEngine::from_u8(FAULT_ENGINE.load(Ordering::Relaxed)).unwrap_or(FaultEngine::DEFAULT)
 }
 
-/// `kernel_param_ops::set` for `fault_engine`. A bad value returns -EINVAL;
-/// the kernel then fails the load with one line naming oxdax and the value.
-///
-/// # Safety
-///
-/// `val` is NULL or a NUL-terminated string valid for the duration of the call.
-#[no_mangle]
-unsafe extern "C" fn oxdax_param_fault_engine_set(val: *const ffi::c_char) -> ffi::c_int {
-    if val.is_null() {
-        return EINVAL.to_errno();
-    }
-    // SAFETY: `val` is a NUL-terminated string valid for this call (above).
-    let val = unsafe { CStr::from_char_ptr(val) };
-    match FaultEngine::parse(val.as_bytes()) {
-        Some(engine) => {
-            FAULT_ENGINE.store(engine as u8, Ordering::Relaxed);
-            0
-        }
-        None => EINVAL.to_errno(),
-    }
+/// Sets `fault_engine` from the user's text; a value that names no engine
+/// is `EINVAL` (the kernel then fails the load, or the write to sysfs, with
+/// one line naming oxdax and the value).
+fn set_fault_engine(value: &[u8]) -> Result {
+    let engine = FaultEngine::parse(value).ok_or(EINVAL)?;
+    FAULT_ENGINE.store(engine as u8, Ordering::Relaxed);
+    Ok(())
 }
 
-/// The current `fault_engine` as a static NUL-terminated string, for
-/// `kernel_param_ops::get`.
-#[no_mangle]
-extern "C" fn oxdax_param_fault_engine_name() -> *const ffi::c_char {
-    fault_engine().c_name().as_ptr().cast()
+/// The current `fault_engine`'s name.
+fn fault_engine_name() -> &'static CStr {
+    // Every name is NUL-terminated without an inner NUL (a logic test
+    // checks); an empty string would show if one were not.
+    CStr::from_bytes_with_nul(fault_engine().c_name()).unwrap_or(kernel::c_str!(""))
 }
+
+param_ops!(
+    oxdax_param_fault_engine_set,
+    set_fault_engine,
+    oxdax_param_fault_engine_name,
+    fault_engine_name
+);

@@ -18,6 +18,7 @@ pub(crate) mod mm;
 pub(crate) mod nd;
 pub(crate) mod once;
 pub(crate) mod pagemap;
+pub(crate) mod param;
 
 use kernel::error::{Error, Result};
 
