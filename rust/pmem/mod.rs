@@ -16,7 +16,7 @@ use crate::{
     sys::{
         badblocks::BadBlocks,
         block::{BadBlocksNode, Bio, BioHandler, BioOp, BioStatus, Disk, DiskOps, Limits, Segment},
-        dax::{Access, AccessMode, DaxDevice, DaxFlags, DaxOperations},
+        dax::{self, Access, AccessMode, DaxDevice, DaxFlags, DaxOperations},
         errno,
         memory::{self, IomemClaim, PmemMemory},
         nd::{FlushSupport, Namespace, NdDriver, NvdimmEvent, Region},
@@ -378,8 +378,7 @@ impl DaxOperations for PmemDevice {
         let memory = self.memory()?;
         let kaddr = memory.kaddr(offset)?;
         let phys = self.geometry.data_phys() + offset;
-        // SAFETY: Pure arithmetic on the address (helper for an inline).
-        let pfn = unsafe { ffi::oxdax_phys_to_pfn_t(phys, ffi::PFN_DEV | ffi::PFN_MAP) };
+        let pfn = dax::devmap_pfn(phys);
         // badblocks_check() takes an int count of sectors.
         let wanted = nr_pages
             .min(available)

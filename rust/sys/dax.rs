@@ -31,6 +31,14 @@ pub(crate) struct Access {
     pub(crate) pfn: u64,
 }
 
+/// The `pfn_t` of device memory with a page map at physical address
+/// `phys` (`PFN_DEV | PFN_MAP`), as `direct_access` answers it.
+pub(crate) fn devmap_pfn(phys: u64) -> u64 {
+    // SAFETY: Arithmetic on the number only (a helper for the static
+    // inline `phys_to_pfn_t`); nothing is dereferenced.
+    unsafe { ffi::oxdax_phys_to_pfn_t(phys, ffi::PFN_DEV | ffi::PFN_MAP) }
+}
+
 /// Operations of a DAX device's provider (a pmem driver).
 pub(crate) trait DaxOperations: Sync {
     /// Where `pgoff` is and how many of the `nr_pages` pages from there can
