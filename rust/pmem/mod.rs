@@ -434,7 +434,10 @@ impl DaxOperations for PmemDevice {
         };
         match self.clear_media_poison(&memory, offset, len) {
             Ok(cleared) if cleared == len => {
-                // SAFETY: As above; the range is no longer poisoned.
+                // SAFETY: `addr` was returned by `direct_access` for `pgoff`
+                // in recovery mode and covers `bytes`, and `iter` is the DAX
+                // core's live iterator (this method's `# Safety`); the
+                // range's poison was just cleared.
                 let copied = unsafe { memory::copy_from_iter_flushcache(addr, bytes, iter) };
                 // Readers keep getting EIO until the new data is in place.
                 self.forget_bad(offset, cleared);

@@ -16,7 +16,9 @@ pub(crate) struct BadBlocks {
 // SAFETY: `badblocks_*` functions take the list's own seqlock; the list may
 // be used from any thread.
 unsafe impl Send for BadBlocks {}
-// SAFETY: As above.
+// SAFETY: Shared use only calls `badblocks_check`, `badblocks_clear` and
+// `nvdimm_badblocks_populate`, which take the list's seqlock (`bb->lock`), or
+// reads `count` racily on purpose (`is_empty`); init and exit are not shared.
 unsafe impl Sync for BadBlocks {}
 
 impl BadBlocks {

@@ -76,7 +76,9 @@ pub(crate) struct Disk {
 // SAFETY: gendisk functions may be called from any thread; `Disk` only
 // changes the gendisk before it is added, and `added` is atomic.
 unsafe impl Send for Disk {}
-// SAFETY: As above.
+// SAFETY: `&Disk` only reads the gendisk pointer: `add` and `remove` go
+// through the atomic `added`, the block layer locks the disk's state itself,
+// and `Disk` writes gendisk fields only before the disk is added.
 unsafe impl Sync for Disk {}
 
 impl Disk {
@@ -179,7 +181,9 @@ pub(crate) struct BadBlocksNode {
 // SAFETY: kernfs nodes are reference counted and may be notified from any
 // thread.
 unsafe impl Send for BadBlocksNode {}
-// SAFETY: As above.
+// SAFETY: `&BadBlocksNode` only calls kernfs_notify(), which any CPU may call
+// at once (RCU for the poll wakeup, `kernfs_notify_lock` for the rest); the
+// reference taken in `of` keeps the node alive.
 unsafe impl Sync for BadBlocksNode {}
 
 impl BadBlocksNode {

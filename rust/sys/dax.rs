@@ -72,7 +72,9 @@ pub(crate) struct DaxDevice {
 
 // SAFETY: dax functions are callable from any thread; `host` is atomic.
 unsafe impl Send for DaxDevice {}
-// SAFETY: As above.
+// SAFETY: `&DaxDevice` only calls DAX core functions that synchronize
+// themselves (atomic flag bits, the `dax_srcu` section, the `dax_hosts`
+// xarray), `host` and `killed` are atomics, and the provider is `Sync`.
 unsafe impl Sync for DaxDevice {}
 
 struct Table<T: DaxOperations>(core::marker::PhantomData<T>);
@@ -266,7 +268,9 @@ pub(crate) struct FsDax {
 // SAFETY: DAX functions are callable from any thread; the holder pointer
 // is only compared, never dereferenced here.
 unsafe impl Send for FsDax {}
-// SAFETY: As above.
+// SAFETY: `&FsDax` only tests the device's flag bits, enters `dax_srcu` read
+// sections and calls `dax_direct_access` in them, all of which the DAX core
+// allows concurrently; `holder` is never dereferenced here.
 unsafe impl Sync for FsDax {}
 
 /// A DAX read section (`dax_read_lock`) in which the device was alive:

@@ -15,7 +15,8 @@ pub(crate) struct Dir {
 
 // SAFETY: debugfs calls may come from any thread.
 unsafe impl Send for Dir {}
-// SAFETY: As above; `&Dir` offers nothing that mutates.
+// SAFETY: `&Dir` only passes the dentry as parent to debugfs_create_*(),
+// which lock the parent inode themselves; removing it takes the owned `Dir`.
 unsafe impl Sync for Dir {}
 
 /// `debugfs_create_dir` returns `ERR_PTR` on failure (or when debugfs is

@@ -18,7 +18,9 @@ pub(crate) struct PmemMemory {
 // SAFETY: The mapping is plain memory; concurrent accesses to the same bytes
 // are the block layer's or the filesystem's to order, as for any disk.
 unsafe impl Send for PmemMemory {}
-// SAFETY: As above.
+// SAFETY: `&PmemMemory` touches the memory only through C copies (flushcache,
+// machine-check-safe) on raw pointers, never Rust references, as a DMA engine
+// would; ordering accesses to the same bytes is the users' job.
 unsafe impl Sync for PmemMemory {}
 
 impl PmemMemory {
@@ -280,7 +282,10 @@ impl PmemMemory {
         iter: &mut IovIter,
     ) -> Result<usize> {
         let dst = self.at(offset, len)?;
-        // SAFETY: As in `copy_to_iter`.
+        // SAFETY: `dst..dst + len` is inside the mapping (checked by `at`),
+        // which stays mapped while `self` exists (`new`'s contract); `iter`
+        // is the live iterator of the current read or write (`IovIter`
+        // invariant), borrowed mutably.
         Ok(unsafe { ffi::_copy_from_iter_flushcache(dst.cast(), len, iter.as_ptr()) })
     }
 }

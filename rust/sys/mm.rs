@@ -338,7 +338,9 @@ impl Entries {
     /// `last`; moves `index` to it.
     pub(crate) fn next_towrite(&self, index: &mut u64, last: u64) -> Result<Option<Entry>> {
         let mut at = *index as kernel::ffi::c_ulong;
-        // SAFETY: As `first_in`.
+        // SAFETY: `xa_find` takes the RCU read lock itself; the xarray is the
+        // `i_pages` of a mapping live while `self` is (`Entries` invariant),
+        // and `at` is a local.
         let raw = unsafe { ffi::xa_find(self.xarray(), &mut at, last as _, TAG_TOWRITE) };
         *index = at as u64;
         from_xa(raw)

@@ -64,7 +64,8 @@ pub(crate) struct Registration<T: NdDriver> {
 // SAFETY: The registration is only touched at creation and drop; the driver
 // core synchronizes its own use of the structure.
 unsafe impl<T: NdDriver> Send for Registration<T> {}
-// SAFETY: As above; `&Registration` gives no access at all.
+// SAFETY: `&Registration` has no method, so sharing it gives no access; the
+// driver core reads the registered driver under its own locks.
 unsafe impl<T: NdDriver> Sync for Registration<T> {}
 
 impl<T: NdDriver> Registration<T> {
@@ -159,7 +160,9 @@ unsafe extern "C" fn remove_callback<T: NdDriver>(dev: *mut ffi::device) {
 unsafe extern "C" fn shutdown_callback<T: NdDriver>(dev: *mut ffi::device) {
     // SAFETY: Bound and live (caller).
     if let Some(data) = unsafe { driver_data::<T>(dev) } {
-        // SAFETY: As above.
+        // SAFETY: `dev` is live for this call: device_shutdown() holds a
+        // reference and the device lock around `->shutdown`; the `Namespace`
+        // is a temporary that dies with the statement.
         T::shutdown(data, &unsafe { Namespace::from_raw(dev) });
     }
 }
@@ -175,7 +178,9 @@ unsafe extern "C" fn notify_callback<T: NdDriver>(dev: *mut ffi::device, event: 
     };
     // SAFETY: Bound, live and locked (caller).
     if let Some(data) = unsafe { driver_data::<T>(dev) } {
-        // SAFETY: As above.
+        // SAFETY: `dev` is live and locked for this call (this callback's
+        // `# Safety`: nd_device_notify() holds the device lock); the
+        // `Namespace` is a temporary that dies with the statement.
         T::notify(data, &unsafe { Namespace::from_raw(dev) }, event);
     }
 }
@@ -286,7 +291,10 @@ pub(crate) struct Region {
 // the namespaces bound in it, and a `Region` is only kept while its
 // namespace is bound.
 unsafe impl Send for Region {}
-// SAFETY: As above.
+// SAFETY: Shared use only passes the pointers to libnvdimm functions that
+// pmem also calls from concurrent bio submissions: they read the region or
+// serialize themselves (per-CPU flush index, bus commands). Both devices live
+// while the namespace is bound, the only time a `Region` is kept.
 unsafe impl Sync for Region {}
 
 /// Whether a region can make writes durable, and how.

@@ -34,7 +34,10 @@ pub(crate) struct PageMap<T: MemoryFailure> {
 // SAFETY: The page map is set up once (`map`, which the atomic guards) and
 // otherwise only read by the kernel.
 unsafe impl<T: MemoryFailure> Send for PageMap<T> {}
-// SAFETY: As above.
+// SAFETY: `&PageMap` writes the `dev_pagemap` only in `map`, before any of
+// its pages exist, and in `unmap`, once (the swap of `mapped`); otherwise the
+// kernel only reads it. The callback's `&T` may be used on any CPU:
+// `T: Sync`.
 unsafe impl<T: MemoryFailure> Sync for PageMap<T> {}
 
 impl<T: MemoryFailure> PageMap<T> {

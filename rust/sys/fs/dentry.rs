@@ -39,7 +39,10 @@ impl Dentry {
         // SAFETY: The dentry is live; a positive dentry of a super block of
         // `T` refers to an inode of `T`, alive as long as the dentry.
         let inode = unsafe { (*self.0.as_ptr()).d_inode };
-        // SAFETY: As above.
+        // SAFETY: Not null, so the dentry is positive and holds a reference
+        // on `inode`, which stays attached while the `Dentry` is usable (its
+        // invariant: parent's i_rwsem or lookup); a dentry of `T`'s super
+        // block has an inode of `T`.
         (!inode.is_null()).then(|| unsafe { Inode::from_raw(inode) })
     }
 }

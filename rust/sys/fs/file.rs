@@ -146,7 +146,9 @@ unsafe extern "C" fn read_iter_callback<T: FileSystem>(
 ) -> isize {
     // SAFETY: Live during the call.
     let file = unsafe { (*iocb).ki_filp };
-    // SAFETY: As above.
+    // SAFETY: `iter` is this `read_iter` call's iterator (VFS contract), live
+    // until it returns; the wrapper is a local that does not outlive the
+    // call.
     let mut iter = unsafe { IovIter::from_raw(iter) };
     if iter.count() == 0 {
         return 0;
@@ -187,7 +189,9 @@ unsafe extern "C" fn write_iter_callback<T: FileSystem>(
     let result = if checked <= 0 {
         checked
     } else {
-        // SAFETY: As above.
+        // SAFETY: `file` is the open file of the live `iocb`, and its inode's
+        // i_rwsem is held exclusively (locked above), as file_remove_privs()
+        // needs.
         match unsafe { ffi::file_remove_privs(file) } {
             0 => {
                 // SAFETY: Live during the call.
@@ -270,7 +274,9 @@ unsafe extern "C" fn iterate_shared_callback<T: FileSystem>(
     if !unsafe { ffi::oxdax_dir_emit_dots(file, ctx) } {
         return 0;
     }
-    // SAFETY: As above.
+    // SAFETY: `file` is an open directory of `T` (this is `T`'s directory
+    // table), which pins its inode; `ctx` is this call's live context, and
+    // both wrappers are locals that do not outlive the call.
     let (dir, mut ctx) = unsafe { (file_inode::<T>(file), DirContext::from_raw(ctx)) };
     to_c_int(T::readdir(&dir, &mut ctx))
 }

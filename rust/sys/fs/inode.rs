@@ -432,7 +432,8 @@ pub(crate) fn cached<T: FileSystem>(sb: &SuperBlock<T>, ino: u64) -> Option<Inod
     // SAFETY: `sb` is live; `ilookup` returns a referenced, filled inode or
     // null, and never creates one.
     let inode = unsafe { ffi::ilookup(sb.as_ptr(), ino as _) };
-    // SAFETY: As above: ours to release.
+    // SAFETY: `ilookup` found `inode` on `sb`, a super block of `T`, and took
+    // a reference for us, which the `InodeRef` owns and drops.
     NonNull::new(inode).map(|inode| InodeRef(unsafe { Inode::from_raw(inode.as_ptr()) }))
 }
 
@@ -566,7 +567,9 @@ unsafe fn make_node<T: FileSystem>(
     }
     // SAFETY: `inode` is new and ours; `dir` and `idmap` are live.
     unsafe { ffi::inode_init_owner(idmap, inode, dir, mode) };
-    // SAFETY: As above.
+    // SAFETY: `inode` was allocated by `new_inode` on `sb`, a super block of
+    // `T`, and our reference keeps it live until `iput` or
+    // `d_instantiate_new` below, after the last use of `new`.
     let new = unsafe { Inode::<T>::from_raw(inode) };
     let owner = NewOwner {
         mode: new.mode(),
@@ -584,7 +587,9 @@ unsafe fn make_node<T: FileSystem>(
     };
     // SAFETY: Still ours: give it its number and hash it, locked new.
     unsafe { (*inode).i_ino = ino as _ };
-    // SAFETY: As above.
+    // SAFETY: `inode` is live (our reference from `new_inode`) and not hashed
+    // yet, so nobody else sees it; this hashes it locked (`I_NEW`) for the
+    // fill.
     if unsafe { ffi::insert_inode_locked(inode) } != 0 {
         // Another inode with this number is cached: the media handed out a
         // number in use, which only damage explains.

@@ -42,7 +42,10 @@ pub(super) unsafe extern "C" fn mmap_callback<T: FileSystem>(
     if let Err(e) = T::mmap(&inode, sync) {
         return e.to_errno();
     }
-    // SAFETY: As above: ours to set up; the table is static.
+    // SAFETY: `file` is open (`->mmap` contract), so its atime may be
+    // updated; `vma` is being set up under the mmap write lock, so its
+    // `vm_ops` and flags are ours to set; `VmOps::<T>::OPS` is a `'static`
+    // constant.
     unsafe {
         ffi::oxdax_file_accessed(file);
         (*vma).vm_ops = &VmOps::<T>::OPS;
@@ -57,9 +60,13 @@ pub(super) unsafe extern "C" fn mmap_callback<T: FileSystem>(
 ///
 /// `vmf` is the live fault of a VMA set up by `mmap_callback::<T>`.
 unsafe fn fault_parts<T: FileSystem>(vmf: *mut ffi::vm_fault) -> Option<(Inode<T>, VmFault)> {
-    // SAFETY: Contract: live fault of our VMA, whose file is open.
+    // SAFETY: `vmf` is the live fault of a VMA of `T` (this function's
+    // `# Safety`), and the three callbacks that call this use the result only
+    // during their call, as `VmFault::from_raw` requires.
     let fault = unsafe { VmFault::from_raw(vmf) }?;
-    // SAFETY: As above.
+    // SAFETY: The fault's VMA is live while core mm holds its mmap or VMA
+    // lock; set up by `mmap_callback::<T>`, it holds a reference on
+    // `vm_file`, an open file of `T` whose inode lives as long as the file.
     let inode = unsafe { Inode::from_raw((*(*(*vmf).__bindgen_anon_1.vma).vm_file).f_inode) };
     Some((inode, fault))
 }
@@ -68,7 +75,9 @@ unsafe fn fault_parts<T: FileSystem>(vmf: *mut ffi::vm_fault) -> Option<(Inode<T
 ///
 /// `vm_operations_struct::fault` contract for a VMA of `T`.
 unsafe extern "C" fn fault_callback<T: FileSystem>(vmf: *mut ffi::vm_fault) -> FaultCode {
-    // SAFETY: Contract.
+    // SAFETY: Core mm passes the live fault of a VMA whose `vm_ops` is
+    // `VmOps::<T>::OPS`, which only `mmap_callback::<T>` installs (splits and
+    // forks copy it with the file): what `fault_parts::<T>` requires.
     match unsafe { fault_parts::<T>(vmf) } {
         Some((inode, fault)) => T::fault(&inode, &fault, 0, false),
         None => FAULT_SIGBUS,
@@ -82,7 +91,8 @@ unsafe extern "C" fn huge_fault_callback<T: FileSystem>(
     vmf: *mut ffi::vm_fault,
     order: kernel::ffi::c_uint,
 ) -> FaultCode {
-    // SAFETY: Contract.
+    // SAFETY: As for `fault`: core mm passes the live fault of a VMA whose
+    // `vm_ops` is `VmOps::<T>::OPS`, only installed by `mmap_callback::<T>`.
     match unsafe { fault_parts::<T>(vmf) } {
         Some((inode, fault)) => T::fault(&inode, &fault, order, false),
         None => FAULT_SIGBUS,
@@ -93,7 +103,9 @@ unsafe extern "C" fn huge_fault_callback<T: FileSystem>(
 ///
 /// `pfn_mkwrite`/`page_mkwrite` contract for a VMA of `T`.
 unsafe extern "C" fn mkwrite_callback<T: FileSystem>(vmf: *mut ffi::vm_fault) -> FaultCode {
-    // SAFETY: Contract.
+    // SAFETY: Core mm calls `pfn_mkwrite`/`page_mkwrite` with the live fault
+    // of a VMA whose `vm_ops` is `VmOps::<T>::OPS`, only installed by
+    // `mmap_callback::<T>`: what `fault_parts::<T>` requires.
     match unsafe { fault_parts::<T>(vmf) } {
         Some((inode, fault)) => T::fault(&inode, &fault, 0, true),
         None => FAULT_SIGBUS,
@@ -165,7 +177,9 @@ pub(crate) fn iomap_fault<T: FileSystem>(vmf: &VmFault, order: u32) -> FaultCode
         )
     };
     if code & ffi::vm_fault_reason_VM_FAULT_NEEDDSYNC != 0 {
-        // SAFETY: As above; `pfn` is what dax_iomap_fault asked to insert.
+        // SAFETY: `vmf` is still the live fault of a VMA of `T` (`VmFault`
+        // invariant), in the locks ext4 and xfs hold here; `pfn` is the frame
+        // `dax_iomap_fault` filled when it answered `VM_FAULT_NEEDDSYNC`.
         return unsafe { ffi::dax_finish_sync_fault(vmf.as_raw(), order, pfn) };
     }
     code

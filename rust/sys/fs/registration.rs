@@ -114,7 +114,9 @@ pub(crate) struct Registration<T: FileSystem> {
 // SAFETY: The cache pointer is only used through kmem_cache functions,
 // which are thread-safe; the holders are under a mutex.
 unsafe impl<T: FileSystem> Send for Registration<T> {}
-// SAFETY: As above.
+// SAFETY: `&Registration` only hands out the cache pointer, for the
+// thread-safe kmem_cache_alloc/free, and reaches `holders` through its mutex
+// (`T::Info` is `Send + Sync`); the cache is destroyed only in `drop`.
 unsafe impl<T: FileSystem> Sync for Registration<T> {}
 
 /// Context operations, one table per filesystem type.
@@ -313,7 +315,10 @@ unsafe extern "C" fn context_free<T: FileSystem>(fc: *mut ffi::fs_context) {
     // SAFETY: `fs_private` is null or the options `init_fs_context` boxed.
     let options = unsafe { (*fc).fs_private.cast::<T::Options>() };
     if !options.is_null() {
-        // SAFETY: As above; nothing uses them after `free`.
+        // SAFETY: Not null, so `options` is the `KBox<T::Options>` that
+        // `init_fs_context::<T>` leaked into `fs_private`; `free` is the
+        // context's last operation and runs once, so nothing uses the options
+        // afterwards.
         drop(unsafe { KBox::from_raw(options) });
     }
 }
@@ -334,7 +339,8 @@ unsafe extern "C" fn parse_param_callback<T: FileSystem>(
     }
     // SAFETY: The key is a NUL-terminated string that outlives the call.
     let key = unsafe { CStr::from_char_ptr(key) };
-    // SAFETY: As above, if present.
+    // SAFETY: When not null, `value` is `param->string`, NUL-terminated and
+    // owned by `param`, which the VFS keeps alive for this call.
     let value = (!value.is_null()).then(|| unsafe { CStr::from_char_ptr(value) });
     // SAFETY: `fc` is a context of this type (caller).
     to_c_int(T::parse_param(unsafe { options::<T>(fc) }, key, value))
@@ -376,7 +382,10 @@ unsafe extern "C" fn reconfigure_callback<T: FileSystem>(
             (*fc).sb_flags & ffi::SB_RDONLY as u32 != 0,
         )
     };
-    // SAFETY: As above.
+    // SAFETY: `sb` is the super block of `fc->root`, a mount of `T` (this
+    // callback is only in `T`'s context table); the reconfiguration context
+    // holds an active reference on it and the caller `s_umount` for writing,
+    // across this call, which `sb` does not outlive.
     let sb = unsafe { SuperBlock::<T>::from_raw(sb) };
     // SAFETY: Pending writes reach the filesystem before its state changes.
     unsafe { ffi::sync_filesystem(sb.as_ptr()) };
