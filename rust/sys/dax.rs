@@ -201,7 +201,9 @@ unsafe extern "C" fn direct_access_callback<T: DaxOperations>(
     let Ok(nr_pages) = u64::try_from(nr_pages) else {
         return EINVAL.to_errno() as _;
     };
-    // SAFETY: See `provider`.
+    // SAFETY: `dax` was allocated by `DaxDevice::alloc::<T>`, the only place
+    // that installs `Table::<T>::OPS`, whose callback this is, so its private
+    // data is a `T` that outlives the device (`alloc`'s contract).
     match unsafe { provider::<T>(dax) }.direct_access(pgoff as u64, nr_pages, mode) {
         Ok(access) => {
             // SAFETY: The out pointers are null or valid (DAX core contract).
@@ -227,7 +229,9 @@ unsafe extern "C" fn zero_page_range_callback<T: DaxOperations>(
     pgoff: kernel::ffi::c_ulong,
     nr_pages: usize,
 ) -> kernel::ffi::c_int {
-    // SAFETY: See `provider`.
+    // SAFETY: `dax` was allocated by `DaxDevice::alloc::<T>`, the only place
+    // that installs `Table::<T>::OPS`, whose callback this is, so its private
+    // data is a `T` that outlives the device (`alloc`'s contract).
     match unsafe { provider::<T>(dax) }.zero_page_range(pgoff as u64, nr_pages as u64) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -245,8 +249,11 @@ unsafe extern "C" fn recovery_write_callback<T: DaxOperations>(
     bytes: usize,
     iter: *mut ffi::iov_iter,
 ) -> usize {
-    // SAFETY: See `provider`; the address and iterator are as the trait
-    // method requires (caller).
+    // SAFETY: `dax` was allocated by `DaxDevice::alloc::<T>`, the only place
+    // that installs `Table::<T>::OPS`, whose callback this is, so its private
+    // data is a `T` that outlives the device (`alloc`'s contract); `addr`
+    // came from `direct_access` for `pgoff` in recovery mode and `iter` is
+    // live (this callback's `# Safety`), as `recovery_write` needs.
     unsafe { provider::<T>(dax).recovery_write(pgoff as u64, addr.cast(), bytes, iter.cast()) }
 }
 
@@ -314,7 +321,10 @@ impl FsDax {
         ops: *const ffi::dax_holder_operations,
     ) -> Result<Self, FsDaxError> {
         let mut start = 0u64;
-        // SAFETY: See the contract; `start` is valid for writes.
+        // SAFETY: `bdev` is an open block device, and `holder` and `ops`
+        // outlive the result and any callback still running after it is
+        // dropped (this function's `# Safety`); `start` is a local valid for
+        // writes.
         let dax = unsafe { ffi::fs_dax_get_by_bdev(bdev.cast(), &mut start, holder, ops) };
         let dax = NonNull::new(dax).ok_or(FsDaxError::NotDax)?;
         Ok(Self { dax, holder, start })

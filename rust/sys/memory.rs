@@ -189,7 +189,9 @@ pub(crate) unsafe fn copy_from_iter_flushcache(
     bytes: usize,
     iter: *mut ffi::iov_iter,
 ) -> usize {
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: `addr..addr + bytes` is mapped persistent memory from
+    // `direct_access` and `iter` a live iterator (this function's
+    // `# Safety`): the destination and source the copy needs.
     unsafe { ffi::_copy_from_iter_flushcache(addr.cast(), bytes, iter) }
 }
 

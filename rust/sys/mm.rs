@@ -531,7 +531,8 @@ impl PinnedPage {
 ///
 /// `xas` is positioned on an entry and the i_pages lock is held.
 unsafe fn set_tags(xas: &ffi::xa_state, tags: Tags) {
-    // SAFETY: See the contract.
+    // SAFETY: `xas` is positioned on an entry and the i_pages lock is held
+    // (this function's `# Safety`), as `xas_set_mark` requires.
     unsafe {
         if tags.dirty {
             ffi::xas_set_mark(xas, TAG_DIRTY);

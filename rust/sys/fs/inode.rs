@@ -447,7 +447,9 @@ pub(crate) fn for_each_mapped<T: FileSystem, F: FnMut(&Inode<T>)>(sb: &SuperBloc
         inode: *mut ffi::inode,
         data: *mut kernel::ffi::c_void,
     ) {
-        // SAFETY: See the function's contract.
+        // SAFETY: `data` is the `&mut visit` that `for_each_mapped` passed,
+        // live for the whole walk, which calls this on that thread, one call
+        // at a time: the `&mut` is the only reference.
         let visit = unsafe { &mut *data.cast::<F>() };
         // SAFETY: Referenced by the walk for the call.
         visit(&unsafe { Inode::from_raw(inode) });
@@ -619,7 +621,9 @@ unsafe extern "C" fn create_callback<T: FileSystem>(
     mode: ffi::umode_t,
     _excl: bool,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS calls this with `dir`, a directory of `T` (the table is
+    // `T`'s) whose i_rwsem it holds, a negative `dentry` in it and the
+    // mount's `idmap`, all live for the call: what `make_node` requires.
     to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode | ffi::S_IFREG as ffi::umode_t, 0) })
 }
 
@@ -632,7 +636,9 @@ unsafe extern "C" fn mkdir_callback<T: FileSystem>(
     dentry: *mut ffi::dentry,
     mode: ffi::umode_t,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS calls this with `dir`, a directory of `T` (the table is
+    // `T`'s) whose i_rwsem it holds, a negative `dentry` in it and the
+    // mount's `idmap`, all live for the call: what `make_node` requires.
     to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode | ffi::S_IFDIR as ffi::umode_t, 0) })
 }
 
@@ -646,7 +652,9 @@ unsafe extern "C" fn mknod_callback<T: FileSystem>(
     mode: ffi::umode_t,
     rdev: ffi::dev_t,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS calls this with `dir`, a directory of `T` (the table is
+    // `T`'s) whose i_rwsem it holds, a negative `dentry` in it and the
+    // mount's `idmap`, all live for the call: what `make_node` requires.
     to_c_int(unsafe { make_node::<T>(idmap, dir, dentry, mode, rdev) })
 }
 
@@ -658,7 +666,10 @@ unsafe extern "C" fn link_callback<T: FileSystem>(
     dir: *mut ffi::inode,
     new: *mut ffi::dentry,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS holds `dir`'s i_rwsem (a directory of `T`: the table is
+    // `T`'s), references `old`, positive, with its inode locked, and `new`,
+    // negative in `dir`; all live for the call, and only `new`'s name, stable
+    // under `dir`'s lock, is read.
     let (old, dir, new) = unsafe {
         (
             Dentry::from_raw(old),
@@ -687,7 +698,9 @@ unsafe extern "C" fn unlink_callback<T: FileSystem>(
     dir: *mut ffi::inode,
     dentry: *mut ffi::dentry,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS holds the i_rwsem of `dir` (a directory of `T`: the
+    // table is `T`'s) and of the victim, and a reference on `dentry`; both
+    // live for the call, and `dentry`'s name is stable under `dir`'s lock.
     let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
     match dentry.inode::<T>() {
         Some(victim) => to_c_int(T::unlink(&dir, dentry.name(), &victim)),
@@ -702,7 +715,9 @@ unsafe extern "C" fn rmdir_callback<T: FileSystem>(
     dir: *mut ffi::inode,
     dentry: *mut ffi::dentry,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS holds the i_rwsem of `dir` (a directory of `T`: the
+    // table is `T`'s) and of the victim, and a reference on `dentry`; both
+    // live for the call, and `dentry`'s name is stable under `dir`'s lock.
     let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
     match dentry.inode::<T>() {
         Some(victim) => to_c_int(T::rmdir(&dir, dentry.name(), &victim)),
@@ -725,7 +740,10 @@ unsafe extern "C" fn rename_callback<T: FileSystem>(
     if flags & !ffi::RENAME_NOREPLACE != 0 {
         return EINVAL.to_errno();
     }
-    // SAFETY: VFS contract.
+    // SAFETY: The VFS holds both directories' i_rwsem (`lock_rename`;
+    // directories of `T`: the table is `T`'s) and references on both
+    // dentries; all live for the call, and their names are stable under the
+    // directory locks.
     let (old_dir, old_dentry, new_dir, new_dentry) = unsafe {
         (
             Inode::<T>::from_raw(old_dir),
@@ -757,12 +775,16 @@ unsafe extern "C" fn setattr_callback<T: FileSystem>(
     dentry: *mut ffi::dentry,
     attr: *mut ffi::iattr,
 ) -> kernel::ffi::c_int {
-    // SAFETY: VFS contract.
+    // SAFETY: `notify_change` holds a reference on `dentry`, a dentry of `T`,
+    // and its inode's i_rwsem for the call; only the inode is read, not the
+    // name.
     let dentry_ref = unsafe { Dentry::from_raw(dentry) };
     let Some(inode) = dentry_ref.inode::<T>() else {
         return ENOENT.to_errno();
     };
-    // SAFETY: VFS contract: all live.
+    // SAFETY: `idmap`, `dentry` and `attr` are this call's live arguments,
+    // and the inode's i_rwsem is held (`notify_change`), as setattr_prepare
+    // expects.
     let ret = unsafe { ffi::setattr_prepare(idmap, dentry, attr) };
     if ret != 0 {
         return ret;

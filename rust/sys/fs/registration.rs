@@ -282,8 +282,10 @@ impl<T: FileSystem> PinnedDrop for Registration<T> {
 /// `fc` is a context of `T`'s type whose private data `init_fs_context`
 /// set.
 unsafe fn options<'a, T: FileSystem>(fc: *mut ffi::fs_context) -> &'a mut T::Options {
-    // SAFETY: See the function's contract; the VFS serializes the context's
-    // operations.
+    // SAFETY: `fc` is a context of `T`'s type, so its `fs_private` is the
+    // boxed `T::Options` that `init_fs_context::<T>` set, freed only by
+    // `free` (this function's `# Safety`); the VFS serializes the context's
+    // operations, so the `&mut` is the only reference.
     unsafe { &mut *(*fc).fs_private.cast::<T::Options>() }
 }
 

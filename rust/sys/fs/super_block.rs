@@ -175,7 +175,9 @@ pub(super) unsafe fn fill_super<T: FileSystem>(
 /// `sb` is a super block of `T` that the VFS no longer calls into for
 /// inodes or files (shut down or never mounted).
 pub(super) unsafe fn release_info<T: FileSystem>(sb: *mut ffi::super_block) {
-    // SAFETY: See the contract; `s_fs_info` is null or our `Arc`.
+    // SAFETY: The VFS no longer calls into `sb` for inodes or files (this
+    // function's `# Safety`), so nothing races with reading `s_fs_info`,
+    // which is null or our `Arc`.
     let raw = unsafe { (*sb).s_fs_info.cast::<T::Info>() };
     if raw.is_null() {
         return;
