@@ -31,6 +31,10 @@ pub const PMD_PAGES: u64 = 1 << PMD_ORDER;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry(u64);
 
+/// An xarray slot of a DAX file that holds a pointer, not a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAValue;
+
 impl Entry {
     /// The entry of an xarray value.
     pub const fn from_value(value: u64) -> Self {
@@ -51,6 +55,24 @@ impl Entry {
     /// The xarray value.
     pub const fn value(self) -> u64 {
         self.0
+    }
+
+    /// The entry as the xarray stores it (`xa_mk_value`: shifted up, low
+    /// bit set, so it can never be mistaken for a pointer).
+    pub const fn to_xa(self) -> u64 {
+        self.0 << 1 | 1
+    }
+
+    /// The entry an xarray slot holds: `Ok(None)` if it is empty, `Err` if
+    /// it is not a value (a pointer: a folio, never in a DAX file).
+    pub const fn from_xa(bits: u64) -> Result<Option<Self>, NotAValue> {
+        if bits == 0 {
+            Ok(None)
+        } else if bits & 1 == 1 {
+            Ok(Some(Self(bits >> 1)))
+        } else {
+            Err(NotAValue)
+        }
     }
 
     /// First page frame.
@@ -225,6 +247,23 @@ pub fn plan(found: Option<(Entry, u64)>, index: u64, order: u32, want: Want) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_round_trip_through_xarray_values() {
+        for entry in [
+            Entry::pfn(0x12_3456, false),
+            Entry::pfn(0x20_0000, true),
+            Entry::zero(7, false),
+            Entry::zero(0x40_0000, true),
+        ] {
+            let bits = entry.to_xa();
+            assert_eq!(bits & 1, 1);
+            assert_eq!(Entry::from_xa(bits), Ok(Some(entry)));
+        }
+        assert_eq!(Entry::from_xa(0), Ok(None));
+        // A folio pointer (aligned, low bit clear) is not an entry.
+        assert_eq!(Entry::from_xa(0xffff_8880_1234_5000), Err(NotAValue));
+    }
 
     const MIB: u64 = 1 << 20;
 

@@ -219,22 +219,15 @@ pub(crate) struct Tags {
     pub(crate) towrite: bool,
 }
 
-/// Encodes an entry as an xarray value (`xa_mk_value`).
+/// An entry as an xarray slot holds it ([`Entry::to_xa`]).
 fn to_xa(entry: Entry) -> *mut core::ffi::c_void {
-    ((entry.value() << 1) | 1) as usize as *mut core::ffi::c_void
+    entry.to_xa() as usize as *mut core::ffi::c_void
 }
 
-/// Decodes an xarray entry: `None` if empty, `Err` if it is not a value
-/// (a folio: never in a DAX file).
+/// The entry of an xarray slot: `None` if empty, `EIO` if it is not a
+/// value (a folio: never in a DAX file).
 fn from_xa(raw: *mut core::ffi::c_void) -> Result<Option<Entry>> {
-    let bits = raw as usize as u64;
-    if bits == 0 {
-        Ok(None)
-    } else if bits & 1 == 1 {
-        Ok(Some(Entry::from_value(bits >> 1)))
-    } else {
-        Err(EIO)
-    }
+    Entry::from_xa(raw as usize as u64).map_err(|_| EIO)
 }
 
 /// `XAS_RESTART`: a state that has not walked the array yet.

@@ -140,7 +140,8 @@ pub struct Inode {
     pub btime: Timestamp,
     /// Generation, for file handles.
     pub generation: u32,
-    /// Device number of device files.
+    /// Device number of device files, in the kernel's 32-bit encoding
+    /// ([`encode_dev`]).
     pub rdev: u32,
     /// Root of the extent tree (files, symlinks) or entry tree
     /// (directories); 0 when there is none yet.
@@ -269,9 +270,43 @@ impl Inode {
     }
 }
 
+/// A kernel `dev_t` (major in the top 12 bits, minor in the low 20) in
+/// the 32-bit encoding inode records keep (`new_encode_dev`: stable across
+/// kernels, and what `stat` and `mknod` exchange).
+pub const fn encode_dev(dev: u32) -> u32 {
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The kernel `dev_t` of a record's 32-bit device number
+/// (`new_decode_dev`).
+pub const fn decode_dev(encoded: u32) -> u32 {
+    let major = (encoded & 0xfff00) >> 8;
+    let minor = (encoded & 0xff) | ((encoded >> 12) & 0xfff00);
+    (major << 20) | minor
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `makedev(major, minor)` as the kernel's `dev_t` (`MKDEV`).
+    fn mkdev(major: u32, minor: u32) -> u32 {
+        major << 20 | minor
+    }
+
+    #[test]
+    fn device_numbers_encode_as_the_kernel_does() {
+        // Values `new_encode_dev` gives (and `stat`'s st_rdev shows):
+        // /dev/sda1 8:1, /dev/null 1:3, a large minor 259:65536.
+        assert_eq!(encode_dev(mkdev(8, 1)), 0x801);
+        assert_eq!(encode_dev(mkdev(1, 3)), 0x103);
+        assert_eq!(encode_dev(mkdev(259, 65536)), 0x1001_0300);
+        for (major, minor) in [(0, 0), (8, 1), (4095, 0xfffff), (259, 65536), (1, 256)] {
+            let dev = mkdev(major, minor);
+            assert_eq!(decode_dev(encode_dev(dev)), dev, "{major}:{minor}");
+        }
+    }
 
     fn sample() -> Inode {
         Inode {

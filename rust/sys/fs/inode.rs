@@ -284,7 +284,7 @@ impl<T: FileSystem> Inode<T> {
                 &timespec(&attrs.ctime),
             );
             (*inode).i_generation = attrs.generation;
-            (*inode).i_rdev = decode_dev(attrs.rdev);
+            (*inode).i_rdev = crate::logic::format::inode::decode_dev(attrs.rdev);
             let container = container_of(inode);
             (*container)
                 .btime_sec
@@ -344,19 +344,6 @@ impl<T: FileSystem> Drop for InodeRef<T> {
         // SAFETY: We own one reference.
         unsafe { ffi::iput(self.0.as_ptr()) };
     }
-}
-
-/// The kernel's 32-bit device number encoding (`new_encode_dev`).
-fn encode_dev(dev: u32) -> u32 {
-    let (major, minor) = (dev >> 20, dev & 0xfffff);
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
-}
-
-/// `new_decode_dev`.
-fn decode_dev(dev: u32) -> u32 {
-    let major = (dev & 0xfff00) >> 8;
-    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-    (major << 20) | minor
 }
 
 /// Fills a new (`I_NEW`) inode from its record and sets its operations.
@@ -577,7 +564,7 @@ unsafe fn make_node<T: FileSystem>(
         mode: new.mode(),
         uid: new.uid(),
         gid: new.gid(),
-        rdev: encode_dev(rdev),
+        rdev: crate::logic::format::inode::encode_dev(rdev),
     };
     let ino = match T::create(&dir_ref, dentry_ref.name(), &owner) {
         Ok(ino) => ino,
