@@ -191,6 +191,7 @@ enum {
 	KNOWN_EXT4_TAIL,
 	KNOWN_XFS_COWEXTSIZE,
 	KNOWN_EXT4_STALE_ZERO,
+	KNOWN_XFS_COW_SELF_BUFFER,
 	NR_KNOWN
 };
 
@@ -270,6 +271,16 @@ static const struct known {
 		"page mapped, so loads keep reading zeros; difftest drops ext4's page "
 		"table entries over the written range (MADV_DONTNEED, pages that are "
 		"not private copies) before it compares" },
+	[KNOWN_XFS_COW_SELF_BUFFER] = { "xfs",
+		"a write into a shared block from a buffer mapping that same block",
+		"xfs -o dax=always (6.12) stores wrong bytes when a write(2) or "
+		"O_DIRECT write to a reflinked block takes its bytes from a mapping of "
+		"the same page of the same file (other bytes of it): fs/dax.c's "
+		"dax_iomap_iter invalidates the page and copies the head and tail into "
+		"the new copy-on-write block before it copies from the buffer, whose "
+		"fault re-enters xfs mid-copy; the 1,000,000-operation run met it at "
+		"seed 1022, step 396 (61 bytes of zeros and other data where oxdax, "
+		"ext4 and the model have the buffer's bytes). Such writes are not made" },
 };
 
 /* ------------------------------------------------------------------ */
@@ -3121,6 +3132,10 @@ static bool gen_dio(struct worker *w, struct op *op)
 		}
 		/* ... apart from the range read or written, ... */
 		if (m->file == op->f && fo < op->off + n && op->off < fo + n)
+			continue;
+		/* ... a write's not on a page it writes (KNOWN_XFS_COW_SELF_BUFFER), ... */
+		if (op->sub == 1 && m->file == op->f && fo / PAGE <= (op->off + n - 1) / PAGE &&
+		    op->off / PAGE <= (fo + n - 1) / PAGE)
 			continue;
 		/* ... and a write's bytes are all known. */
 		if (op->sub == 1 && (m->flags & M_PRIVATE)) {
