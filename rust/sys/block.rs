@@ -2,14 +2,11 @@
 
 //! Bio-based block devices: `struct gendisk` and `struct bio`.
 
-use core::{
-    ptr::NonNull,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use core::ptr::NonNull;
 
 use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
-use crate::ffi;
+use crate::{ffi, sys::once::Stages};
 
 /// Size of `gendisk::disk_name`, terminating NUL included.
 const DISK_NAME_LEN: usize = 32;
@@ -70,14 +67,16 @@ pub(crate) struct Limits {
 /// A gendisk: allocated, then added (visible) until dropped.
 pub(crate) struct Disk {
     disk: NonNull<ffi::gendisk>,
-    added: AtomicBool,
+    /// Added once, removed once (`device_add_disk`, `del_gendisk`).
+    stages: Stages,
 }
 
 // SAFETY: gendisk functions may be called from any thread; `Disk` only
-// changes the gendisk before it is added, and `added` is atomic.
+// changes the gendisk before it is added, and `stages` is atomic.
 unsafe impl Send for Disk {}
 // SAFETY: `&Disk` only reads the gendisk pointer: `add` and `remove` go
-// through the atomic `added`, the block layer locks the disk's state itself,
+// through the atomic `stages` (one add, one removal), the block layer locks
+// the disk's state itself,
 // and `Disk` writes gendisk fields only before the disk is added.
 unsafe impl Sync for Disk {}
 
@@ -107,7 +106,7 @@ impl Disk {
         let name = name.split(|&b| b == 0).next().unwrap_or(name);
         let this = Self {
             disk,
-            added: AtomicBool::new(false),
+            stages: Stages::new(),
         };
         let raw = this.disk.as_ptr();
         if name.is_empty() || name.len() >= DISK_NAME_LEN {
@@ -151,24 +150,23 @@ impl Disk {
         parent: *mut ffi::device,
         groups: *mut *const ffi::attribute_group,
     ) -> Result {
-        if self.added.load(Ordering::Acquire) {
-            return Err(EBUSY);
-        }
-        // SAFETY: The disk is allocated and not added; `parent` is live.
-        kernel::error::to_result(unsafe {
-            ffi::device_add_disk(parent, self.disk.as_ptr(), groups)
-        })?;
-        self.added.store(true, Ordering::Release);
-        Ok(())
+        // A disk is added once: never again, nor after `remove`.
+        self.stages.set_up(|| {
+            // SAFETY: The disk is allocated and, `stages` says, neither
+            // added nor being added elsewhere; `parent` is live.
+            kernel::error::to_result(unsafe {
+                ffi::device_add_disk(parent, self.disk.as_ptr(), groups)
+            })
+        })
     }
 
     /// Removes the disk from the system (idempotent). Bios may still arrive
     /// while this runs (final writeback); none after it returns.
     pub(crate) fn remove(&self) {
-        if self.added.swap(false, Ordering::AcqRel) {
-            // SAFETY: The disk was added and is removed exactly once.
+        self.stages.tear_down(|| {
+            // SAFETY: The disk was added (`stages`), and this runs once.
             unsafe { ffi::del_gendisk(self.disk.as_ptr()) };
-        }
+        });
     }
 }
 

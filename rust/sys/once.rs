@@ -75,3 +75,53 @@ impl<T> Drop for SetOnce<T> {
         }
     }
 }
+
+/// The life of a kernel object that is set up once and torn down once
+/// (a disk added then deleted, a page map mapped then unmapped), through
+/// shared references: a second set-up, one racing another, or one after
+/// the tear-down is refused, and the tear-down runs only after a set-up
+/// that succeeded.
+pub(crate) struct Stages(AtomicU8);
+
+const NEW: u8 = 0;
+const SETTING_UP: u8 = 1;
+const LIVE: u8 = 2;
+const DONE: u8 = 3;
+
+impl Stages {
+    /// Not set up yet.
+    pub(crate) const fn new() -> Self {
+        Self(AtomicU8::new(NEW))
+    }
+
+    /// Runs `set_up` if nothing was set up, nor is being set up, nor was
+    /// torn down; `EBUSY` otherwise. A failed `set_up` leaves it new.
+    pub(crate) fn set_up<R>(
+        &self,
+        set_up: impl FnOnce() -> kernel::error::Result<R>,
+    ) -> kernel::error::Result<R> {
+        if self
+            .0
+            .compare_exchange(NEW, SETTING_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(kernel::error::code::EBUSY);
+        }
+        let result = set_up();
+        let next = if result.is_ok() { LIVE } else { NEW };
+        self.0.store(next, Ordering::Release);
+        result
+    }
+
+    /// Runs `tear_down` once, if the set-up succeeded; later calls (and
+    /// calls before a set-up) do nothing.
+    pub(crate) fn tear_down(&self, tear_down: impl FnOnce()) {
+        if self
+            .0
+            .compare_exchange(LIVE, DONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tear_down();
+        }
+    }
+}

@@ -11,7 +11,7 @@ use core::{
 
 use kernel::{error::from_err_ptr, prelude::*, types::Opaque};
 
-use crate::ffi;
+use crate::{ffi, sys::once::Stages};
 
 /// Who hears about memory failures in the mapped pages.
 pub(crate) trait MemoryFailure: Sync {
@@ -28,14 +28,17 @@ pub(crate) struct PageMap<T: MemoryFailure> {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
     mapped: AtomicPtr<u8>,
+    /// Mapped once, unmapped once.
+    stages: Stages,
     _owner: PhantomData<T>,
 }
 
-// SAFETY: The page map is set up once (`map`, which the atomic guards) and
-// otherwise only read by the kernel.
+// SAFETY: The page map is set up once and torn down once (`map` and
+// `unmap`, which `stages` lets run once each) and otherwise only read by
+// the kernel.
 unsafe impl<T: MemoryFailure> Send for PageMap<T> {}
 // SAFETY: `&PageMap` writes the `dev_pagemap` only in `map`, before any of
-// its pages exist, and in `unmap`, once (the swap of `mapped`); otherwise the
+// its pages exist, and in `unmap`, each once (`stages`); otherwise the
 // kernel only reads it. The callback's `&T` may be used on any CPU:
 // `T: Sync`.
 unsafe impl<T: MemoryFailure> Sync for PageMap<T> {}
@@ -66,6 +69,7 @@ impl<T: MemoryFailure> PageMap<T> {
                 }
             }),
             mapped: AtomicPtr::new(core::ptr::null_mut()),
+            stages: Stages::new(),
             _owner: PhantomData,
         })
     }
@@ -76,19 +80,25 @@ impl<T: MemoryFailure> PageMap<T> {
     /// `owner` must outlive the page map (it lives in the same pinned
     /// allocation, dropped after the page map is unmapped).
     pub(crate) fn map(&self, owner: &T) -> Result<NonNull<u8>> {
-        if !self.mapped.load(Ordering::Acquire).is_null() {
-            return Err(EBUSY);
-        }
-        let pgmap = self.pgmap.get();
-        // SAFETY: `pgmap` is initialized and pinned; `owner` outlives it
-        // (caller). NUMA_NO_NODE lets the kernel choose.
-        let addr = unsafe {
-            (*pgmap).owner = core::ptr::from_ref(owner).cast_mut().cast();
-            from_err_ptr(ffi::memremap_pages(pgmap, -1))?
-        };
-        let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
-        self.mapped.store(addr.as_ptr(), Ordering::Release);
-        Ok(addr)
+        // Mapped once: never again, nor after `unmap`.
+        self.stages.set_up(|| {
+            let pgmap = self.pgmap.get();
+            // SAFETY: `pgmap` is initialized and pinned, and `stages` says no
+            // other call maps or mapped it, so nothing reads `owner` while it
+            // is written; `owner` outlives the page map (caller).
+            // NUMA_NO_NODE lets the kernel choose.
+            let addr = unsafe {
+                (*pgmap).owner = core::ptr::from_ref(owner).cast_mut().cast();
+                from_err_ptr(ffi::memremap_pages(pgmap, -1))?
+            };
+            let Some(addr) = NonNull::new(addr.cast::<u8>()) else {
+                // SAFETY: Mapped just above, and not published: undone once.
+                unsafe { ffi::memunmap_pages(pgmap) };
+                return Err(ENOMEM);
+            };
+            self.mapped.store(addr.as_ptr(), Ordering::Release);
+            Ok(addr)
+        })
     }
 
     /// The kernel address of the mapped range, once `map` succeeded.
@@ -122,14 +132,11 @@ impl<T: MemoryFailure> PageMap<T> {
     /// go once this returns. The owner's users of the pages (the DAX
     /// device's holder) must be gone first.
     pub(crate) fn unmap(&self) {
-        if !self
-            .mapped
-            .swap(core::ptr::null_mut(), Ordering::AcqRel)
-            .is_null()
-        {
-            // SAFETY: The map was created by `map` and is unmapped once.
+        self.stages.tear_down(|| {
+            self.mapped.store(core::ptr::null_mut(), Ordering::Release);
+            // SAFETY: `map` succeeded (`stages`), and this runs once.
             unsafe { ffi::memunmap_pages(self.pgmap.get()) };
-        }
+        });
     }
 }
 
