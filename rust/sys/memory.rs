@@ -222,9 +222,9 @@ impl PmemMemory {
     /// load of failed memory is `EIO` here, not a kernel machine check.
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result {
         let src = self.at(offset, buf.len())?;
+        let (dst, len) = (buf.as_mut_ptr().cast(), buf.len() as _);
         // SAFETY: The source range is inside the mapping; `buf` is ours.
-        let left =
-            unsafe { ffi::copy_mc_to_kernel(buf.as_mut_ptr().cast(), src.cast(), buf.len() as _) };
+        let left = unsafe { ffi::copy_mc_to_kernel(dst, src.cast(), len) };
         if left == 0 {
             Ok(())
         } else {

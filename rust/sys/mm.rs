@@ -468,10 +468,10 @@ impl Entries {
             .saturating_mul(4096)
             .saturating_sub(1)
             .min(i64::MAX as u64);
+        let mapping = self.mapping.as_ptr();
         // SAFETY: Live mapping; fs/dax.c walks entries it can read
         // (ours use its encoding and are never left locked).
-        let page =
-            unsafe { ffi::dax_layout_busy_page_range(self.mapping.as_ptr(), start as _, end as _) };
+        let page = unsafe { ffi::dax_layout_busy_page_range(mapping, start as _, end as _) };
         NonNull::new(page).map(|page| PinnedPage { page })
     }
 
@@ -481,11 +481,11 @@ impl Entries {
     /// exclusively; it is dropped while waiting.
     pub(crate) fn wait_unpinned(&self, first: u64, last: u64) -> Result {
         while let Some(pinned) = self.pinned_page(first, last) {
+            let (page, mapping) = (pinned.page.as_ptr(), self.mapping.as_ptr());
             // SAFETY: `pinned` is a ZONE_DEVICE page of the device, whose
             // memmap lives as long as the device we hold; the invalidate
             // lock is held exclusively by the caller.
-            let ret =
-                unsafe { ffi::oxdax_wait_page_idle(pinned.page.as_ptr(), self.mapping.as_ptr()) };
+            let ret = unsafe { ffi::oxdax_wait_page_idle(page, mapping) };
             if ret != 0 {
                 return Err(Error::from_errno(ret));
             }
