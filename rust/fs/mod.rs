@@ -46,9 +46,10 @@ use crate::{
         debugfs, errno,
         fs::mmap::IomapExtent,
         fs::{
-            Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, IovIter, Kiocb,
-            NewOwner, SeqFile, StatFs, SuperBlock,
+            Attributes, DirContext, Fallocate, Fiemap, FileSystem, FsType, Inode, Kiocb, NewOwner,
+            SeqFile, StatFs, SuperBlock,
         },
+        iov::IovIter,
         memory::{self, PmemMemory},
         mm::{FaultCode, VmFault},
         once::SetOnce,

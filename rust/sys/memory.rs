@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use crate::{ffi, logic::pmem::page_chunks, sys::fs::IovIter};
+use crate::{ffi, logic::pmem::page_chunks, sys::iov::IovIter};
 
 /// A mapped range of persistent memory: `len` bytes at `base` in the
 /// kernel's direct map. Offsets are checked against `len` on every access.

@@ -4,7 +4,8 @@
 
 use core::{marker::PhantomData, ptr::NonNull};
 
-use super::{dir::DirContext, iov::IovIter, to_c_int, FileSystem, Inode};
+use super::{dir::DirContext, to_c_int, FileSystem, Inode};
+use crate::sys::iov::IovIter;
 use crate::{ffi, sys::errno::eopnotsupp};
 
 /// What `fallocate` asks for (the modes oxdax implements).

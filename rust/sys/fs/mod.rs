@@ -13,21 +13,22 @@ pub(crate) mod dentry;
 pub(crate) mod dir;
 pub(crate) mod file;
 pub(crate) mod inode;
-pub(crate) mod iov;
 pub(crate) mod mmap;
 pub(crate) mod registration;
 pub(crate) mod super_block;
 
 use kernel::{prelude::*, str::CStr, sync::Arc};
 
-use crate::logic::{format::inode::Timestamp, fs::AttrChange};
+use crate::{
+    logic::{format::inode::Timestamp, fs::AttrChange},
+    sys::iov::IovIter,
+};
 
 pub(crate) use self::{
     dir::DirContext,
     file::{Fallocate, Kiocb},
     inode::Inode,
     inode::{ExtentFlags, Fiemap},
-    iov::IovIter,
     registration::{FsType, Registration},
     super_block::{SeqFile, SuperBlock},
 };

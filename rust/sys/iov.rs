@@ -15,7 +15,7 @@ impl IovIter {
     ///
     /// `iter` is the live iterator of a `read_iter`/`write_iter` call, used
     /// only during it.
-    pub(super) unsafe fn from_raw(iter: *mut ffi::iov_iter) -> Self {
+    pub(crate) unsafe fn from_raw(iter: *mut ffi::iov_iter) -> Self {
         // SAFETY: The VFS passes a valid iterator.
         Self(unsafe { NonNull::new_unchecked(iter) })
     }
