@@ -30,6 +30,8 @@
 //! table insertion, so that two faults on one index allocate once and
 //! PTE and PMD faults of one 2 MiB region see each other's entries.
 
+pub(crate) mod iomap;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::{

@@ -10,125 +10,180 @@
 use kernel::prelude::*;
 
 use super::{
-    inode_info,
+    info::{inode_info, refresh, OxdaxFs, BLOCK},
     mmap::{quiesce, quiesce_two, Quiet},
-    refresh, OxdaxFs, BLOCK,
 };
 use crate::{
     logic::fs::MapKind,
-    sys::fs::{ExtentFlags, Fallocate, Fiemap, Inode},
+    sys::fs::{ExtentFlags, ExtentOperations, Fallocate, Fiemap, Inode},
 };
-
-/// `fallocate` in one of the modes [`Fallocate`] names.
-pub(super) fn fallocate(inode: &Inode<OxdaxFs>, mode: Fallocate, offset: u64, len: u64) -> Result {
-    let info = inode_info(inode)?;
-    let ino = inode.ino();
-    let now = inode.now();
-    let end = offset.saturating_add(len);
-    // A file that grows has the bytes past its old end zeroed first.
-    let growth = match mode {
-        Fallocate::Allocate { keep_size: false } | Fallocate::ZeroRange { keep_size: false }
-            if end > inode.size() =>
-        {
-            Quiet::growth(inode.size())
-        }
-        _ => None,
-    };
-    // Punching and zeroing free or rewrite blocks: no mapping of the range
-    // may stay (allocation only turns holes into unwritten blocks, which
-    // read as the zero pages that may map them).
-    let quiet = match mode {
-        Fallocate::PunchHole | Fallocate::ZeroRange { .. } => {
-            Some(Quiet::range(offset, end).union(growth))
-        }
-        Fallocate::Allocate { .. } => growth,
-    };
-    let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
-    let record = info.call(|v| match mode {
-        Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
-        Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
-        Fallocate::ZeroRange { keep_size } => v.zero_range(ino, offset, len, keep_size, now),
-    });
-    // A failed allocation may still have allocated part of the range (as
-    // ext4 and xfs leave it): show the inode as it is either way.
-    match record {
-        Ok(record) => {
-            refresh(inode, &record);
-            Ok(())
-        }
-        Err(e) => {
-            if let Ok(record) = info.call(|v| v.inode(ino)) {
+#[vtable]
+impl ExtentOperations for OxdaxFs {
+    /// `fallocate` in one of the modes [`Fallocate`] names.
+    fn fallocate(inode: &Inode<Self>, mode: Fallocate, offset: u64, len: u64) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let now = inode.now();
+        let end = offset.saturating_add(len);
+        // A file that grows has the bytes past its old end zeroed first.
+        let growth = match mode {
+            Fallocate::Allocate { keep_size: false }
+            | Fallocate::ZeroRange { keep_size: false }
+                if end > inode.size() =>
+            {
+                Quiet::growth(inode.size())
+            }
+            _ => None,
+        };
+        // Punching and zeroing free or rewrite blocks: no mapping of the range
+        // may stay (allocation only turns holes into unwritten blocks, which
+        // read as the zero pages that may map them).
+        let quiet = match mode {
+            Fallocate::PunchHole | Fallocate::ZeroRange { .. } => {
+                Some(Quiet::range(offset, end).union(growth))
+            }
+            Fallocate::Allocate { .. } => growth,
+        };
+        let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
+        let record = info.call(|v| match mode {
+            Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
+            Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
+            Fallocate::ZeroRange { keep_size } => v.zero_range(ino, offset, len, keep_size, now),
+        });
+        // A failed allocation may still have allocated part of the range (as
+        // ext4 and xfs leave it): show the inode as it is either way.
+        match record {
+            Ok(record) => {
                 refresh(inode, &record);
+                Ok(())
             }
-            Err(e)
+            Err(e) => {
+                if let Ok(record) = info.call(|v| v.inode(ino)) {
+                    refresh(inode, &record);
+                }
+                Err(e)
+            }
         }
     }
-}
 
-/// The first data (`data`) or hole at or after `offset`. Unwritten blocks
-/// read as zeros and count as a hole, as on ext4 and xfs with DAX; the end
-/// of file is a hole.
-pub(super) fn seek(inode: &Inode<OxdaxFs>, offset: u64, data: bool) -> Result<u64> {
-    let size = inode.size();
-    if offset >= size {
-        return Err(ENXIO);
+    /// The first data (`data`) or hole at or after `offset`. Unwritten blocks
+    /// read as zeros and count as a hole, as on ext4 and xfs with DAX; the end
+    /// of file is a hole.
+    fn seek(inode: &Inode<Self>, offset: u64, data: bool) -> Result<u64> {
+        let size = inode.size();
+        if offset >= size {
+            return Err(ENXIO);
+        }
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let last = size.div_ceil(BLOCK);
+        info.call(|v| {
+            let mut block = offset / BLOCK;
+            while block < last {
+                let mapping = v.map_read(ino, block, last - block)?;
+                if (mapping.kind == MapKind::Data) == data {
+                    return Ok(offset.max(block * BLOCK));
+                }
+                block += mapping.len;
+            }
+            Ok(u64::MAX)
+        })
+        .and_then(|pos| match (pos, data) {
+            (u64::MAX, true) => Err(ENXIO),
+            (u64::MAX, false) => Ok(size),
+            (pos, _) => Ok(pos.min(size)),
+        })
     }
-    let info = inode_info(inode)?;
-    let ino = inode.ino();
-    let last = size.div_ceil(BLOCK);
-    info.call(|v| {
-        let mut block = offset / BLOCK;
-        while block < last {
-            let mapping = v.map_read(ino, block, last - block)?;
-            if (mapping.kind == MapKind::Data) == data {
-                return Ok(offset.max(block * BLOCK));
-            }
-            block += mapping.len;
-        }
-        Ok(u64::MAX)
-    })
-    .and_then(|pos| match (pos, data) {
-        (u64::MAX, true) => Err(ENXIO),
-        (u64::MAX, false) => Ok(size),
-        (pos, _) => Ok(pos.min(size)),
-    })
-}
 
-/// Shares `len` bytes of `src` at `src_pos` with `dst` at `dst_pos`.
-pub(super) fn remap(
-    src: &Inode<OxdaxFs>,
-    src_pos: u64,
-    dst: &Inode<OxdaxFs>,
-    dst_pos: u64,
-    len: u64,
-) -> Result {
-    let info = inode_info(dst)?;
-    let (from, to) = (src.ino(), dst.ino());
-    let now = dst.now();
-    // The destination's blocks are replaced (and, cloned past its end, the
-    // bytes past its old end zeroed), the source's become shared: neither
-    // may stay mapped (a write through a source mapping must fault and
-    // copy), nor be pinned for I/O that would land after the clone.
-    let end = |pos: u64| pos.saturating_add(len.max(1));
-    let dst_range = Quiet::range(dst_pos, end(dst_pos)).union(if dst_pos > dst.size() {
-        Quiet::growth(dst.size())
-    } else {
-        None
-    });
-    let _faults_off = quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
-    let result = info.call(|v| v.reflink(from, src_pos, to, dst_pos, len, now));
-    // Part of a large clone may be done when a later step fails.
-    let record = match result {
-        Ok(record) => Ok(record),
-        Err(e) => {
-            if let Ok(record) = info.call(|v| v.inode(to)) {
-                refresh(dst, &record);
+    /// Shares `len` bytes of `src` at `src_pos` with `dst` at `dst_pos`.
+    fn remap(src: &Inode<Self>, src_pos: u64, dst: &Inode<Self>, dst_pos: u64, len: u64) -> Result {
+        let info = inode_info(dst)?;
+        let (from, to) = (src.ino(), dst.ino());
+        let now = dst.now();
+        // The destination's blocks are replaced (and, cloned past its end, the
+        // bytes past its old end zeroed), the source's become shared: neither
+        // may stay mapped (a write through a source mapping must fault and
+        // copy), nor be pinned for I/O that would land after the clone.
+        let end = |pos: u64| pos.saturating_add(len.max(1));
+        let dst_range = Quiet::range(dst_pos, end(dst_pos)).union(if dst_pos > dst.size() {
+            Quiet::growth(dst.size())
+        } else {
+            None
+        });
+        let _faults_off =
+            quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
+        let result = info.call(|v| v.reflink(from, src_pos, to, dst_pos, len, now));
+        // Part of a large clone may be done when a later step fails.
+        let record = match result {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                if let Ok(record) = info.call(|v| v.inode(to)) {
+                    refresh(dst, &record);
+                }
+                Err(e)
             }
-            Err(e)
+        }?;
+        refresh(dst, &record);
+        Ok(())
+    }
+
+    /// Reports the extents of `start..start + len` with their device offsets
+    /// (physical offsets are 2 MiB aligned where the allocator could: tools
+    /// check PMD eligibility with them).
+    fn fiemap(inode: &Inode<Self>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let last = inode.size().div_ceil(BLOCK);
+        let end = start.saturating_add(len).div_ceil(BLOCK).min(last);
+        let mut block = start / BLOCK;
+        let mut pending: Option<Run> = None;
+        while block < end {
+            let mapping = info.call(|v| v.map_read(ino, block, end - block))?;
+            block = mapping.file_block + mapping.len;
+            if mapping.kind == MapKind::Hole {
+                continue;
+            }
+            let run = Run {
+                logical: mapping.file_block * BLOCK,
+                physical: mapping.physical * BLOCK,
+                len: mapping.len * BLOCK,
+                flags: ExtentFlags {
+                    unwritten: mapping.kind == MapKind::Unwritten,
+                    shared: mapping.shared,
+                    last: false,
+                },
+            };
+            match pending {
+                Some(p)
+                    if p.logical + p.len == run.logical
+                        && p.physical + p.len == run.physical
+                        && p.flags == run.flags =>
+                {
+                    pending = Some(Run {
+                        len: p.len + run.len,
+                        ..p
+                    });
+                }
+                Some(p) => {
+                    if !out.add(p.logical, p.physical, p.len, p.flags)? {
+                        return Ok(());
+                    }
+                    pending = Some(run);
+                }
+                None => pending = Some(run),
+            }
         }
-    }?;
-    refresh(dst, &record);
-    Ok(())
+        if let Some(mut p) = pending {
+            // The last extent of the file if nothing but holes follow it.
+            let after = p.logical / BLOCK + p.len / BLOCK;
+            p.flags.last = after >= last
+                || info
+                    .call(|v| v.map_read(ino, after, last - after))
+                    .is_ok_and(|m| m.kind == MapKind::Hole && m.file_block + m.len >= last);
+            out.add(p.logical, p.physical, p.len, p.flags)?;
+        }
+        Ok(())
+    }
 }
 
 /// One run of the file for `FIEMAP`: logical and physical byte offsets,
@@ -139,62 +194,4 @@ struct Run {
     physical: u64,
     len: u64,
     flags: ExtentFlags,
-}
-
-/// Reports the extents of `start..start + len` with their device offsets
-/// (physical offsets are 2 MiB aligned where the allocator could: tools
-/// check PMD eligibility with them).
-pub(super) fn fiemap(inode: &Inode<OxdaxFs>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result {
-    let info = inode_info(inode)?;
-    let ino = inode.ino();
-    let last = inode.size().div_ceil(BLOCK);
-    let end = start.saturating_add(len).div_ceil(BLOCK).min(last);
-    let mut block = start / BLOCK;
-    let mut pending: Option<Run> = None;
-    while block < end {
-        let mapping = info.call(|v| v.map_read(ino, block, end - block))?;
-        block = mapping.file_block + mapping.len;
-        if mapping.kind == MapKind::Hole {
-            continue;
-        }
-        let run = Run {
-            logical: mapping.file_block * BLOCK,
-            physical: mapping.physical * BLOCK,
-            len: mapping.len * BLOCK,
-            flags: ExtentFlags {
-                unwritten: mapping.kind == MapKind::Unwritten,
-                shared: mapping.shared,
-                last: false,
-            },
-        };
-        match pending {
-            Some(p)
-                if p.logical + p.len == run.logical
-                    && p.physical + p.len == run.physical
-                    && p.flags == run.flags =>
-            {
-                pending = Some(Run {
-                    len: p.len + run.len,
-                    ..p
-                });
-            }
-            Some(p) => {
-                if !out.add(p.logical, p.physical, p.len, p.flags)? {
-                    return Ok(());
-                }
-                pending = Some(run);
-            }
-            None => pending = Some(run),
-        }
-    }
-    if let Some(mut p) = pending {
-        // The last extent of the file if nothing but holes follow it.
-        let after = p.logical / BLOCK + p.len / BLOCK;
-        p.flags.last = after >= last
-            || info
-                .call(|v| v.map_read(ino, after, last - after))
-                .is_ok_and(|m| m.kind == MapKind::Hole && m.file_block + m.len >= last);
-        out.add(p.logical, p.physical, p.len, p.flags)?;
-    }
-    Ok(())
 }

@@ -28,8 +28,8 @@
 use kernel::{fmt, prelude::*};
 
 use super::{
+    info::{Info, OxdaxFs, BLOCK},
     mmap::{self, Quiet},
-    Info, OxdaxFs, BLOCK,
 };
 use crate::{
     ffi,
@@ -39,7 +39,7 @@ use crate::{
     },
     sys::{
         errno::eopnotsupp,
-        fs::{inode, Inode, SuperBlock},
+        fs::{inode, HolderOperations, Inode, SuperBlock},
     },
 };
 
@@ -60,71 +60,74 @@ struct Damage {
     incomplete: bool,
 }
 
-/// `->notify_failure` of a mounted oxdax filesystem.
-pub(super) fn dax_failure(
-    sb: &SuperBlock<OxdaxFs>,
-    info: &Info,
-    offset: u64,
-    len: u64,
-    mf_flags: i32,
-) -> Result {
-    if mf_flags & ffi::MF_MEM_PRE_REMOVE != 0 {
-        revoke_everything(sb, info);
-        return Ok(());
-    }
-    // The DAX device's offsets; the filesystem may be on a partition.
-    let Some((offset, len)) =
-        failure_in_partition(offset, len, info.dax.start(), info.engine.memory().len())
-    else {
-        // Another partition's memory: none of our pages failed. The
-        // kernel's generic handling serves whoever maps it (a filesystem
-        // on another partition that is not the device's holder, ext4 say);
-        // xfs answers ENXIO, which leaves those mappers unsignalled.
-        return Err(eopnotsupp());
-    };
-    let first = offset / BLOCK;
-    let end = offset.saturating_add(len).div_ceil(BLOCK);
-    if end <= first {
-        return Err(EINVAL);
-    }
-    let zero_chunk = info.engine.drop_zero_chunk_in(first * BLOCK, end * BLOCK);
-    let damage = match assess(info, first, end - first) {
-        Ok(damage) if !zero_chunk && !damage.incomplete => damage,
-        // The zeros mapped over holes (no owner in the reverse map), an
-        // owner list that could not be completed, nothing to ask (shut
-        // down), or a reverse map that failed to answer: the mappers are
-        // found through the mapping entries instead.
-        outcome => {
-            match outcome {
-                Ok(damage) if damage.incomplete => shut_down(
-                    info,
-                    fmt!("cannot list every owner of failed block {}", first),
-                ),
-                Err(e) if e != FsError::Shutdown => shut_down(
-                    info,
-                    fmt!("cannot list the owners of failed block {}", first),
-                ),
-                _ => {}
-            }
-            kill_mappers_of(sb, info, first, end, mf_flags);
+#[vtable]
+impl HolderOperations for OxdaxFs {
+    /// `->notify_failure` of a mounted oxdax filesystem.
+    fn dax_failure(
+        sb: &SuperBlock<Self>,
+        info: &Info,
+        offset: u64,
+        len: u64,
+        mf_flags: i32,
+    ) -> Result {
+        if mf_flags & ffi::MF_MEM_PRE_REMOVE != 0 {
+            revoke_everything(sb, info);
             return Ok(());
         }
-    };
-    let mut result = Ok(());
-    for owned in damage.data.iter() {
-        // Not in memory: nobody maps it.
-        if let Some(inode) = inode::cached(sb, owned.owner) {
-            if let Err(e) = inode.kill_mapping_procs(owned.file_block, owned.len, mf_flags) {
-                result = result.and(Err(e));
+        // The DAX device's offsets; the filesystem may be on a partition.
+        let Some((offset, len)) =
+            failure_in_partition(offset, len, info.dax.start(), info.engine.memory().len())
+        else {
+            // Another partition's memory: none of our pages failed. The
+            // kernel's generic handling serves whoever maps it (a filesystem
+            // on another partition that is not the device's holder, ext4 say);
+            // xfs answers ENXIO, which leaves those mappers unsignalled.
+            return Err(eopnotsupp());
+        };
+        let first = offset / BLOCK;
+        let end = offset.saturating_add(len).div_ceil(BLOCK);
+        if end <= first {
+            return Err(EINVAL);
+        }
+        let zero_chunk = info.engine.drop_zero_chunk_in(first * BLOCK, end * BLOCK);
+        let damage = match assess(info, first, end - first) {
+            Ok(damage) if !zero_chunk && !damage.incomplete => damage,
+            // The zeros mapped over holes (no owner in the reverse map), an
+            // owner list that could not be completed, nothing to ask (shut
+            // down), or a reverse map that failed to answer: the mappers are
+            // found through the mapping entries instead.
+            outcome => {
+                match outcome {
+                    Ok(damage) if damage.incomplete => shut_down(
+                        info,
+                        fmt!("cannot list every owner of failed block {}", first),
+                    ),
+                    Err(e) if e != FsError::Shutdown => shut_down(
+                        info,
+                        fmt!("cannot list the owners of failed block {}", first),
+                    ),
+                    _ => {}
+                }
+                kill_mappers_of(sb, info, first, end, mf_flags);
+                return Ok(());
+            }
+        };
+        let mut result = Ok(());
+        for owned in damage.data.iter() {
+            // Not in memory: nobody maps it.
+            if let Some(inode) = inode::cached(sb, owned.owner) {
+                if let Err(e) = inode.kill_mapping_procs(owned.file_block, owned.len, mf_flags) {
+                    result = result.and(Err(e));
+                }
             }
         }
+        if let Some(block) = damage.metadata {
+            shut_down(info, fmt!("memory failure in metadata block {}", block));
+        } else if damage.too_many {
+            shut_down(info, fmt!("too many blocks with failed memory"));
+        }
+        result
     }
-    if let Some(block) = damage.metadata {
-        shut_down(info, fmt!("memory failure in metadata block {}", block));
-    } else if damage.too_many {
-        shut_down(info, fmt!("too many blocks with failed memory"));
-    }
-    result
 }
 
 /// Kills the processes mapping device blocks `first..end`, found through

@@ -13,7 +13,7 @@
 
 use kernel::prelude::*;
 
-use super::{attributes, inode_info, Info, OxdaxFs, BLOCK};
+use super::info::{attributes, inode_info, Info, OxdaxFs, BLOCK};
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks, Faulting},
     logic::{
@@ -24,7 +24,8 @@ use crate::{
     sys::{
         self,
         errno::eopnotsupp,
-        fs::{mmap::IomapExtent, Inode},
+        fs::{Inode, MmapOperations},
+        iomap::{IomapExtent, IomapOperations},
         memory,
         mm::{Entries, FaultCode, InvalidateGuard, InvalidateTwo, VmFault, FAULT_SIGBUS},
     },
@@ -92,96 +93,86 @@ impl BlockMapper for Info {
     }
 }
 
-/// `mmap`: any mapping; `MAP_SYNC` only where CPU stores that left the
-/// caches are persistent (a synchronous DAX device).
-pub(super) fn mmap(inode: &Inode<OxdaxFs>, sync: bool) -> Result {
-    let info = inode_info(inode)?;
-    if sync && !info.dax.is_synchronous() {
-        if memory::log_ratelimit() {
-            pr_info!(
-                "{}: MAP_SYNC refused: the device is not synchronous\n",
-                info.id()
-            );
+#[vtable]
+impl MmapOperations for OxdaxFs {
+    /// `mmap`: any mapping; `MAP_SYNC` only where CPU stores that left the
+    /// caches are persistent (a synchronous DAX device).
+    fn mmap(inode: &Inode<Self>, sync: bool) -> Result {
+        let info = inode_info(inode)?;
+        if sync && !info.dax.is_synchronous() {
+            if memory::log_ratelimit() {
+                pr_info!(
+                    "{}: MAP_SYNC refused: the device is not synchronous\n",
+                    info.id()
+                );
+            }
+            return Err(eopnotsupp());
         }
-        return Err(eopnotsupp());
+        Ok(())
     }
-    Ok(())
-}
 
-/// A page fault on a mapping of `inode`.
-pub(super) fn fault(inode: &Inode<OxdaxFs>, vmf: &VmFault, order: u32, present: bool) -> FaultCode {
-    let (Ok(info), Some(entries)) = (inode_info(inode), inode.entries()) else {
-        return FAULT_SIGBUS;
-    };
-    let dirtying = vmf.is_write() && vmf.is_shared();
-    // As ext4 and xfs: a write fault is a write (freeze protection, times).
-    let _writing = dirtying.then(|| vmf.start_write());
-    if dirtying {
-        vmf.update_time();
-    }
-    let Some(_invalidate) = inode.invalidate_lock(false) else {
-        return FAULT_SIGBUS;
-    };
-    let Some(_alive) = info.dax.read_lock() else {
-        return FAULT_SIGBUS;
-    };
-    if info.fault_engine == FaultEngine::Iomap {
-        // The kernel's path, with the same block-mapping answers: a
-        // reference to compare the engine with. Past the end of file and
-        // pfn_mkwrite are its business too.
-        return sys::fs::mmap::iomap_fault::<OxdaxFs>(vmf, order);
-    }
-    let target = Faulting {
-        mapper: info,
-        file: inode,
-        entries: &entries,
-        size: inode.size(),
-    };
-    info.engine.fault(&target, vmf, order, present)
-}
-
-/// The volume's answer for the kernel's fault path (`fault_engine=iomap`).
-pub(super) fn iomap(
-    inode: &Inode<OxdaxFs>,
-    first: u64,
-    pages: u64,
-    write: bool,
-) -> Result<IomapExtent> {
-    let info = inode_info(inode)?;
-    let mut map = info.map(inode, first, pages, write)?;
-    if write && map.shared {
-        // Copy-on-write, as the engine does it: this file's mappings of
-        // the old blocks go before the copy commits (fs/dax.c holds the
-        // entry locked, so no fault maps them again meanwhile).
-        if let Some(entries) = inode.entries() {
-            entries.unmap(map.first, map.pages, false);
+    /// A page fault on a mapping of `inode`.
+    fn fault(inode: &Inode<Self>, vmf: &VmFault, order: u32, present: bool) -> FaultCode {
+        let (Ok(info), Some(entries)) = (inode_info(inode), inode.entries()) else {
+            return FAULT_SIGBUS;
+        };
+        let dirtying = vmf.is_write() && vmf.is_shared();
+        // As ext4 and xfs: a write fault is a write (freeze protection, times).
+        let _writing = dirtying.then(|| vmf.start_write());
+        if dirtying {
+            vmf.update_time();
         }
-        map = info.unshare(inode, map.first, map.pages)?;
+        let Some(_invalidate) = inode.invalidate_lock(false) else {
+            return FAULT_SIGBUS;
+        };
+        let Some(_alive) = info.dax.read_lock() else {
+            return FAULT_SIGBUS;
+        };
+        if info.fault_engine == FaultEngine::Iomap {
+            // The kernel's path, with the same block-mapping answers: a
+            // reference to compare the engine with. Past the end of file and
+            // pfn_mkwrite are its business too.
+            return sys::iomap::dax_iomap_fault::<OxdaxFs>(vmf, order);
+        }
+        let target = Faulting {
+            mapper: info,
+            file: inode,
+            entries: &entries,
+            size: inode.size(),
+        };
+        info.engine.fault(&target, vmf, order, present)
     }
-    Ok(IomapExtent {
-        first: map.first,
-        pages: map.pages,
-        device: match map.blocks {
-            Blocks::Hole => None,
-            Blocks::Unwritten(offset) | Blocks::Data(offset) => Some(offset),
-        },
-        unwritten: matches!(map.blocks, Blocks::Unwritten(_)),
-        new: map.new,
-        shared: map.shared,
-        copied: map.copied,
-    })
+
+    /// Writes back what was stored through mappings of pages `first..=last`.
+    fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result {
+        let info = inode_info(inode)?;
+        let Some(entries) = inode.entries() else {
+            return Ok(());
+        };
+        let Some(_alive) = info.dax.read_lock() else {
+            return Err(EIO);
+        };
+        info.engine.writeback(&entries, first, last)
+    }
 }
 
-/// Writes back what was stored through mappings of pages `first..=last`.
-pub(super) fn writeback(inode: &Inode<OxdaxFs>, first: u64, last: u64) -> Result {
-    let info = inode_info(inode)?;
-    let Some(entries) = inode.entries() else {
-        return Ok(());
-    };
-    let Some(_alive) = info.dax.read_lock() else {
-        return Err(EIO);
-    };
-    info.engine.writeback(&entries, first, last)
+impl IomapOperations for OxdaxFs {
+    /// The volume's answer for the kernel's fault path (`fault_engine=iomap`).
+    fn iomap_begin(
+        inode: &Inode<Self>,
+        first: u64,
+        pages: u64,
+        write: bool,
+    ) -> Result<IomapExtent> {
+        crate::dax::iomap::begin(
+            inode_info(inode)?,
+            inode,
+            inode.entries().as_ref(),
+            first,
+            pages,
+            write,
+        )
+    }
 }
 
 /// Pages of bytes `start..end` (at least one page); to the last page a

@@ -13,6 +13,7 @@ pub(crate) mod dax;
 pub(crate) mod debugfs;
 pub(crate) mod errno;
 pub(crate) mod fs;
+pub(crate) mod iomap;
 pub(crate) mod iov;
 pub(crate) mod memory;
 pub(crate) mod mm;

@@ -3,6 +3,8 @@
 //! DAX devices (`struct dax_device`): direct access to a block device's
 //! memory, and the holder (a filesystem) that hears about memory failures.
 
+pub(crate) mod holder;
+
 use core::{
     ptr::NonNull,
     sync::atomic::{AtomicBool, AtomicPtr, Ordering},

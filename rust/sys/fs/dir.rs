@@ -1,10 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Directory iteration (`struct dir_context`).
+//! Open directories: iteration (`iterate_shared`, `struct dir_context`)
+//! and positions, and the file operation table of directories. What a
+//! directory's entries are is the filesystem's [`DirOperations::readdir`].
+//!
+//! Locking: `iterate_shared` runs with the directory's i_rwsem held
+//! shared.
 
 use core::{marker::PhantomData, ptr::NonNull};
 
+use super::{file::file_inode, namei::DirOperations, to_c_int, FileOperations};
 use crate::ffi;
+
+/// The file operations of `T`'s directories.
+pub(super) struct DirFileOps<T>(PhantomData<T>);
+
+impl<T: DirOperations + FileOperations> DirFileOps<T> {
+    pub(super) const OPS: ffi::file_operations = ffi::file_operations {
+        llseek: Some(dir_llseek_callback),
+        read: Some(ffi::generic_read_dir),
+        iterate_shared: Some(iterate_shared_callback::<T>),
+        fsync: if T::HAS_FSYNC {
+            Some(super::file::fsync_callback::<T>)
+        } else {
+            None
+        },
+        // SAFETY: All-zero is a valid table: no operation.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
 
 /// Where a `getdents` call is and where its entries go.
 pub(crate) struct DirContext<'a> {
@@ -54,4 +78,45 @@ impl DirContext<'_> {
             )
         }
     }
+}
+
+/// Directory positions are cookies up to `i64::MAX` (the end), not
+/// bounded by the file size limit.
+///
+/// # Safety
+///
+/// VFS `llseek` contract.
+unsafe extern "C" fn dir_llseek_callback(
+    file: *mut ffi::file,
+    offset: ffi::loff_t,
+    whence: kernel::ffi::c_int,
+) -> ffi::loff_t {
+    // SAFETY: The file is open.
+    unsafe {
+        ffi::generic_file_llseek_size(
+            file,
+            offset,
+            whence,
+            ffi::MAX_LFS_FILESIZE,
+            ffi::MAX_LFS_FILESIZE,
+        )
+    }
+}
+
+/// # Safety
+///
+/// VFS `iterate_shared` contract (directory i_rwsem held shared).
+unsafe extern "C" fn iterate_shared_callback<T: DirOperations>(
+    file: *mut ffi::file,
+    ctx: *mut ffi::dir_context,
+) -> kernel::ffi::c_int {
+    // SAFETY: Both live during the call.
+    if !unsafe { ffi::oxdax_dir_emit_dots(file, ctx) } {
+        return 0;
+    }
+    // SAFETY: `file` is an open directory of `T` (this is `T`'s directory
+    // table), which pins its inode; `ctx` is this call's live context, and
+    // both wrappers are locals that do not outlive the call.
+    let (dir, mut ctx) = unsafe { (file_inode::<T>(file), DirContext::from_raw(ctx)) };
+    to_c_int(T::readdir(&dir, &mut ctx))
 }

@@ -4,31 +4,40 @@
 //! blocks, inodes, dentries, files, directory iteration and I/O iterators.
 //!
 //! 6.12's `kernel` crate has no filesystem abstractions; these are oxdax's.
-//! A filesystem implements [`FileSystem`]; the wrappers here install the
-//! C operation tables that call it, follow the VFS's protocols (locking,
+//! A filesystem implements [`Operations`]: [`FileSystem`] for its super
+//! blocks and one table per concern (directories, attributes, file data,
+//! block maps, mappings, memory failures), each defined with its C
+//! callbacks in the file of that concern. The wrappers install the C
+//! operation tables that call it, follow the VFS's protocols (locking,
 //! `I_NEW` inodes, dentry instantiation, generic checks) and hand it only
 //! safe references. See Documentation/oxdax/filesystem.rst.
 
+pub(crate) mod attr;
 pub(crate) mod dentry;
 pub(crate) mod dir;
+pub(crate) mod extents;
 pub(crate) mod file;
+pub(crate) mod holder;
 pub(crate) mod inode;
 pub(crate) mod mmap;
+pub(crate) mod namei;
 pub(crate) mod registration;
 pub(crate) mod super_block;
 
+use kernel::{build_error, error::VTABLE_DEFAULT_ERROR};
 use kernel::{prelude::*, str::CStr, sync::Arc};
 
-use crate::{
-    logic::{format::inode::Timestamp, fs::AttrChange},
-    sys::iov::IovIter,
-};
+use crate::logic::format::inode::Timestamp;
 
 pub(crate) use self::{
+    attr::AttrOperations,
     dir::DirContext,
-    file::{Fallocate, Kiocb},
+    extents::{ExtentFlags, ExtentOperations, Fallocate, Fiemap},
+    file::{FileOperations, Kiocb},
+    holder::HolderOperations,
     inode::Inode,
-    inode::{ExtentFlags, Fiemap},
+    mmap::MmapOperations,
+    namei::DirOperations,
     registration::{FsType, Registration},
     super_block::{SeqFile, SuperBlock},
 };
@@ -94,9 +103,14 @@ pub(crate) struct StatFs {
     pub(crate) fsid: u64,
 }
 
-/// What a filesystem implements. Every method runs in process context and
-/// may sleep; the wrappers have taken the VFS locks the VFS documents for
-/// each operation (Documentation/filesystems/locking.rst) before calling.
+/// A filesystem's super blocks: mounting, the super block operations and
+/// the life of its inodes. The other operations are tables of their own,
+/// one per concern, which [`Operations`] gathers. Every method runs in
+/// process context and may sleep; the wrappers have taken the VFS locks the
+/// VFS documents for each operation (Documentation/filesystems/locking.rst)
+/// before calling. Optional methods left out are NULL in the C tables: the
+/// VFS's own behaviour for a filesystem without them.
+#[vtable]
 pub(crate) trait FileSystem: Sized + 'static {
     /// Parsed mount options (the mount context's private data).
     type Options: Default + Send;
@@ -128,124 +142,65 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// The root directory's inode number.
     fn root(info: &Self::Info) -> u64;
 
-    /// `mount -o remount`: the read-only state may change.
-    fn reconfigure(sb: &SuperBlock<Self>, options: &Self::Options, read_only: bool) -> Result;
-
-    /// Last use of a mounted super block (inodes are gone).
-    fn put_super(sb: &SuperBlock<Self>);
-
-    /// `statfs`.
-    fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs>;
-
-    /// `sync(2)`, `syncfs(2)`, unmount.
-    fn sync_fs(sb: &SuperBlock<Self>) -> Result;
-
-    /// Options for /proc/mounts (each with a leading comma).
-    fn show_options(sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result;
-
-    /// The DAX device reports failed memory at device bytes
-    /// `offset..offset + len` (`mf_flags`: `MF_*`; `MF_MEM_PRE_REMOVE`: the
-    /// whole device is going away). `sb` is mounted and stays so during the
-    /// call. `EOPNOTSUPP` leaves the failure to the kernel.
-    fn dax_failure(
-        sb: &SuperBlock<Self>,
-        info: &Self::Info,
-        offset: u64,
-        len: u64,
-        mf_flags: i32,
-    ) -> Result;
-
     /// The attributes of inode `ino`, to fill a new VFS inode.
     fn read_inode(info: &Self::Info, ino: u64) -> Result<Attributes>;
 
-    /// A filled inode's last reference is gone and it has no links left.
-    fn evict_inode(inode: &Inode<Self>);
+    /// `mount -o remount`: the read-only state may change. Without it,
+    /// remounting changes nothing of the filesystem's.
+    fn reconfigure(_sb: &SuperBlock<Self>, _options: &Self::Options, _read_only: bool) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// `name` in `dir`, `None` if there is no such entry.
-    fn lookup(dir: &Inode<Self>, name: &[u8]) -> Result<Option<u64>>;
+    /// Last use of a mounted super block (inodes are gone).
+    fn put_super(_sb: &SuperBlock<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Creates `name` in `dir`; returns the new inode number.
-    fn create(dir: &Inode<Self>, name: &[u8], owner: &NewOwner) -> Result<u64>;
+    /// `statfs`.
+    fn statfs(_sb: &SuperBlock<Self>) -> Result<StatFs> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// A new name for `inode`.
-    fn link(inode: &Inode<Self>, dir: &Inode<Self>, name: &[u8]) -> Result;
+    /// `sync(2)`, `syncfs(2)`, unmount.
+    fn sync_fs(_sb: &SuperBlock<Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Removes `name` (which refers to `victim`, not a directory).
-    fn unlink(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result;
+    /// Options for /proc/mounts (each with a leading comma).
+    fn show_options(_sb: &SuperBlock<Self>, _seq: &mut SeqFile) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Removes the empty directory `name` (`victim`).
-    fn rmdir(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result;
+    /// A filled inode's last reference is gone and it has no links left:
+    /// its storage is the filesystem's to free.
+    fn evict_inode(_inode: &Inode<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
 
-    /// Renames; `replaced` is what `new_name` referred to.
-    #[allow(clippy::too_many_arguments)]
-    fn rename(
-        old_dir: &Inode<Self>,
-        old_name: &[u8],
-        moved: &Inode<Self>,
-        new_dir: &Inode<Self>,
-        new_name: &[u8],
-        replaced: Option<&Inode<Self>>,
-        no_replace: bool,
-    ) -> Result;
+/// Everything a mountable filesystem implements: its super blocks
+/// ([`FileSystem`]) and one operation table per concern, each in its own
+/// file here and implemented by one file of the filesystem.
+pub(crate) trait Operations:
+    FileSystem
+    + DirOperations
+    + AttrOperations
+    + FileOperations
+    + ExtentOperations
+    + MmapOperations
+    + HolderOperations
+{
+}
 
-    /// Stores an attribute change the VFS validated and already applied
-    /// to the VFS inode (`setattr_copy`); a size change truncates or
-    /// extends. On failure, the filesystem restores the VFS inode.
-    fn setattr(inode: &Inode<Self>, change: &AttrChange) -> Result;
-
-    /// Timestamps the VFS wants updated (`touch_atime`).
-    fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result;
-
-    /// Reads at the iocb's position (i_rwsem held shared, count non-zero).
-    fn read(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize>;
-
-    /// Writes at the iocb's position (i_rwsem held; checked, privileges
-    /// removed).
-    fn write(iocb: &mut Kiocb<'_, Self>, iter: &mut IovIter) -> Result<usize>;
-
-    /// `fsync` of a file or directory; `first..=last`: the pages whose
-    /// mapped stores must be written back.
-    fn fsync(inode: &Inode<Self>, first: u64, last: u64) -> Result;
-
-    /// Emits directory entries from `ctx.pos()` (at least 2: the wrapper
-    /// emitted `.` and `..`).
-    fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result;
-
-    /// `fallocate` (i_rwsem held; a growing size was checked against the
-    /// limits; times and privileges updated).
-    fn fallocate(inode: &Inode<Self>, mode: Fallocate, offset: u64, len: u64) -> Result;
-
-    /// `SEEK_DATA` (`data`) or `SEEK_HOLE` from `offset` (i_rwsem held
-    /// shared): the position found; `ENXIO` at or past the end of file.
-    fn seek(inode: &Inode<Self>, offset: u64, data: bool) -> Result<u64>;
-
-    /// Shares `len` bytes of `src` at `src_pos` with `dst` at `dst_pos`
-    /// (both locked; the VFS checked alignment, limits and overlap).
-    fn remap(src: &Inode<Self>, src_pos: u64, dst: &Inode<Self>, dst_pos: u64, len: u64) -> Result;
-
-    /// Reports the extents of `start..start + len` (i_rwsem held shared).
-    fn fiemap(inode: &Inode<Self>, start: u64, len: u64, out: &mut Fiemap<'_>) -> Result;
-
-    /// `mmap` of a regular file (`sync`: `MAP_SYNC`); may refuse.
-    fn mmap(inode: &Inode<Self>, sync: bool) -> Result;
-
-    /// A page fault on a mapping of `inode`: `order` 0 (a page) or a PMD;
-    /// `present`: a write to a page mapped read-only.
-    fn fault(
-        inode: &Inode<Self>,
-        vmf: &crate::sys::mm::VmFault,
-        order: u32,
-        present: bool,
-    ) -> crate::sys::mm::FaultCode;
-
-    /// Writes back what was stored through mappings of pages
-    /// `first..=last` (sync, fsync).
-    fn writeback(inode: &Inode<Self>, first: u64, last: u64) -> Result;
-
-    /// Block mapping for the kernel's fault path (`fault_engine=iomap`):
-    /// as the engine's `BlockMapper::map`.
-    fn iomap(inode: &Inode<Self>, first: u64, pages: u64, write: bool)
-        -> Result<mmap::IomapExtent>;
+impl<T> Operations for T where
+    T: FileSystem
+        + DirOperations
+        + AttrOperations
+        + FileOperations
+        + ExtentOperations
+        + MmapOperations
+        + HolderOperations
+{
 }
 
 /// A VFS time as a filesystem timestamp.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Filesystem registration (`struct file_system_type`), mount contexts
-//! (`struct fs_context`) and the DAX holder registry.
+//! Filesystem registration (`struct file_system_type`) with its inode
+//! cache and holder registry, and mount contexts (`struct fs_context`).
 
 use core::{
     marker::PhantomData,
@@ -10,21 +10,15 @@ use core::{
     sync::atomic::{AtomicPtr, Ordering},
 };
 
-use kernel::{
-    error::to_result,
-    new_mutex,
-    prelude::*,
-    str::CStr,
-    sync::{Arc, Mutex},
-    types::Opaque,
-};
+use kernel::{error::to_result, prelude::*, str::CStr, types::Opaque};
 
 use super::{
+    holder::SuperBlockHolder,
     inode,
-    super_block::{self, ActiveSuperBlock},
-    to_c_int, FileSystem, SuperBlock,
+    super_block::{self},
+    to_c_int, Operations, SuperBlock,
 };
-use crate::ffi;
+use crate::{ffi, sys::dax::holder::Holders};
 
 /// The `file_system_type` of a filesystem, in static memory: lockdep only
 /// accepts lock class keys there, and the super block locks take theirs
@@ -49,7 +43,7 @@ impl FsType {
     }
 
     /// The registration of `T` this type belongs to, while registered.
-    fn registration<T: FileSystem>(&self) -> Option<&Registration<T>> {
+    fn registration<T: Operations>(&self) -> Option<&Registration<T>> {
         let reg = self.registration.load(Ordering::Acquire);
         // SAFETY: Only `Registration::<T>::new` stores a pointer here (to
         // itself, pinned) and its drop clears it after unregistering the
@@ -59,20 +53,11 @@ impl FsType {
     }
 }
 
-/// A super block's entry in the holder registry.
-struct Holder<T: FileSystem> {
-    dax: usize,
-    /// The super block (a `*mut super_block`): valid while the entry is
-    /// registered, which `put_super` ends.
-    sb: usize,
-    info: Arc<T::Info>,
-}
-
 /// A `kmem_cache` of inode containers; destroyed when dropped.
 struct InodeCache(NonNull<ffi::kmem_cache>);
 
 impl InodeCache {
-    fn new<T: FileSystem>() -> Result<Self> {
+    fn new<T: Operations>() -> Result<Self> {
         // SAFETY: The name is static; the ctor initializes the VFS inode of
         // a container of this size, as `inode_init_once` requires.
         let cache = unsafe {
@@ -101,48 +86,44 @@ impl Drop for InodeCache {
 /// dropped (the module cannot be unloaded while a super block exists: each
 /// holds a module reference).
 #[pin_data(PinnedDrop)]
-pub(crate) struct Registration<T: FileSystem> {
+pub(crate) struct Registration<T: Operations> {
     inode_cache: InodeCache,
-    /// DAX devices this filesystem holds, and the super block info each
-    /// belongs to: the memory-failure callback finds its super block here
-    /// instead of dereferencing a holder pointer that unmount may free.
+    /// The DAX devices this filesystem's mounts hold: the memory-failure
+    /// callback finds its super block here instead of dereferencing a
+    /// holder pointer that unmount may free.
     #[pin]
-    holders: Mutex<KVec<Option<Holder<T>>>>,
+    holders: Holders<SuperBlockHolder<T>>,
     registered: bool,
 }
 
 // SAFETY: The cache pointer is only used through kmem_cache functions,
-// which are thread-safe; the holders are under a mutex.
-unsafe impl<T: FileSystem> Send for Registration<T> {}
+// which are thread-safe; the holder registry is under its mutex.
+unsafe impl<T: Operations> Send for Registration<T> {}
 // SAFETY: `&Registration` only hands out the cache pointer, for the
-// thread-safe kmem_cache_alloc/free, and reaches `holders` through its mutex
-// (`T::Info` is `Send + Sync`); the cache is destroyed only in `drop`.
-unsafe impl<T: FileSystem> Sync for Registration<T> {}
+// thread-safe kmem_cache_alloc/free, and the holder registry, which is
+// under its mutex (`T::Info` is `Send + Sync`); the cache is destroyed only
+// in `drop`.
+unsafe impl<T: Operations> Sync for Registration<T> {}
 
 /// Context operations, one table per filesystem type.
-struct ContextOps<T: FileSystem>(PhantomData<T>);
+struct ContextOps<T: Operations>(PhantomData<T>);
 
-impl<T: FileSystem> ContextOps<T> {
+impl<T: Operations> ContextOps<T> {
     const OPS: ffi::fs_context_operations = ffi::fs_context_operations {
         free: Some(context_free::<T>),
         dup: None,
         parse_param: Some(parse_param_callback::<T>),
         parse_monolithic: None,
         get_tree: Some(get_tree_callback::<T>),
-        reconfigure: Some(reconfigure_callback::<T>),
+        reconfigure: if T::HAS_RECONFIGURE {
+            Some(reconfigure_callback::<T>)
+        } else {
+            None
+        },
     };
 }
 
-/// The DAX holder operations of a filesystem type.
-struct HolderOps<T: FileSystem>(PhantomData<T>);
-
-impl<T: FileSystem> HolderOps<T> {
-    const OPS: ffi::dax_holder_operations = ffi::dax_holder_operations {
-        notify_failure: Some(notify_failure_callback::<T>),
-    };
-}
-
-impl<T: FileSystem> Registration<T> {
+impl<T: Operations> Registration<T> {
     /// Creates the inode cache and registers the type.
     pub(crate) fn new(module: &'static ThisModule) -> Result<Pin<KBox<Self>>> {
         let fs_type = T::fs_type();
@@ -152,7 +133,7 @@ impl<T: FileSystem> Registration<T> {
         let mut this = KBox::pin_init(
             try_pin_init!(Self {
                 inode_cache: InodeCache::new::<T>()?,
-                holders <- new_mutex!(KVec::new(), "oxdax_fs_holders"),
+                holders <- Holders::new(),
                 registered: false,
             }? Error),
             GFP_KERNEL,
@@ -194,73 +175,14 @@ impl<T: FileSystem> Registration<T> {
         T::fs_type().registration::<T>()
     }
 
-    /// Records that `info` holds DAX device `dax`.
-    pub(crate) fn add_holder(
-        &self,
-        dax: *mut ffi::dax_device,
-        sb: *mut ffi::super_block,
-        info: Arc<T::Info>,
-    ) -> Result {
-        let holder = Holder {
-            dax: dax as usize,
-            sb: sb as usize,
-            info,
-        };
-        let mut holders = self.holders.lock();
-        match holders.iter_mut().find(|slot| slot.is_none()) {
-            Some(slot) => *slot = Some(holder),
-            None => holders.push(Some(holder), GFP_KERNEL)?,
-        }
-        Ok(())
-    }
-
-    /// Forgets the holder of `dax`.
-    pub(crate) fn remove_holder(&self, dax: *mut ffi::dax_device) {
-        let removed = {
-            let mut holders = self.holders.lock();
-            holders
-                .iter_mut()
-                .find(|slot| slot.as_ref().is_some_and(|h| h.dax == dax as usize))
-                .and_then(Option::take)
-        };
-        // The info may be the last reference: dropped outside the lock.
-        drop(removed);
-    }
-
-    /// The mounted super block holding `dax`, with an active reference.
-    /// `EOPNOTSUPP` if none holds it; `EBUSY` if its mount has not finished
-    /// or its unmount began: nothing maps its files then, but pages may
-    /// still be associated with them, which the kernel's generic handling
-    /// must not see (it takes the shared-page marker for a mapping).
-    fn active_holder(
-        &self,
-        dax: *mut ffi::dax_device,
-    ) -> Result<(ActiveSuperBlock<T>, Arc<T::Info>)> {
-        let holders = self.holders.lock();
-        let holder = holders
-            .iter()
-            .flatten()
-            .find(|h| h.dax == dax as usize)
-            .ok_or_else(crate::sys::errno::eopnotsupp)?;
-        let sb = holder.sb as *mut ffi::super_block;
-        // SAFETY: Registered, so not freed yet (`put_super` unregisters it
-        // under the lock held here).
-        let active = unsafe { ActiveSuperBlock::get(sb) };
-        Ok((active.ok_or(EBUSY)?, holder.info.clone()))
-    }
-
-    /// What to pass as holder and holder operations to
-    /// `fs_dax_get_by_bdev`.
-    pub(crate) fn holder(&self) -> (*mut kernel::ffi::c_void, *const ffi::dax_holder_operations) {
-        (
-            core::ptr::from_ref(self).cast_mut().cast(),
-            &HolderOps::<T>::OPS,
-        )
+    /// The holder registry of `T`'s mounts, while `T` is registered.
+    pub(super) fn holders() -> Option<&'static Holders<SuperBlockHolder<T>>> {
+        Self::of().map(|registration| &registration.holders)
     }
 }
 
 #[pinned_drop]
-impl<T: FileSystem> PinnedDrop for Registration<T> {
+impl<T: Operations> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         if !self.registered {
             return;
@@ -281,7 +203,7 @@ impl<T: FileSystem> PinnedDrop for Registration<T> {
 ///
 /// `fc` is a context of `T`'s type whose private data `init_fs_context`
 /// set.
-unsafe fn options<'a, T: FileSystem>(fc: *mut ffi::fs_context) -> &'a mut T::Options {
+unsafe fn options<'a, T: Operations>(fc: *mut ffi::fs_context) -> &'a mut T::Options {
     // SAFETY: `fc` is a context of `T`'s type, so its `fs_private` is the
     // boxed `T::Options` that `init_fs_context::<T>` set, freed only by
     // `free` (this function's `# Safety`); the VFS serializes the context's
@@ -292,7 +214,7 @@ unsafe fn options<'a, T: FileSystem>(fc: *mut ffi::fs_context) -> &'a mut T::Opt
 /// # Safety
 ///
 /// Called by the VFS with a new context of this type.
-unsafe extern "C" fn init_fs_context<T: FileSystem>(
+unsafe extern "C" fn init_fs_context<T: Operations>(
     fc: *mut kernel::bindings::fs_context,
 ) -> kernel::ffi::c_int {
     // The kernel crate only declares the context; oxdax's bindings define it.
@@ -313,7 +235,7 @@ unsafe extern "C" fn init_fs_context<T: FileSystem>(
 /// # Safety
 ///
 /// Called by the VFS when the context goes away.
-unsafe extern "C" fn context_free<T: FileSystem>(fc: *mut ffi::fs_context) {
+unsafe extern "C" fn context_free<T: Operations>(fc: *mut ffi::fs_context) {
     // SAFETY: `fs_private` is null or the options `init_fs_context` boxed.
     let options = unsafe { (*fc).fs_private.cast::<T::Options>() };
     if !options.is_null() {
@@ -328,7 +250,7 @@ unsafe extern "C" fn context_free<T: FileSystem>(fc: *mut ffi::fs_context) {
 /// # Safety
 ///
 /// Called by the VFS with a context of this type and a live parameter.
-unsafe extern "C" fn parse_param_callback<T: FileSystem>(
+unsafe extern "C" fn parse_param_callback<T: Operations>(
     fc: *mut ffi::fs_context,
     param: *mut ffi::fs_parameter,
 ) -> kernel::ffi::c_int {
@@ -351,7 +273,7 @@ unsafe extern "C" fn parse_param_callback<T: FileSystem>(
 /// # Safety
 ///
 /// Called by the VFS with a context of this type.
-unsafe extern "C" fn get_tree_callback<T: FileSystem>(
+unsafe extern "C" fn get_tree_callback<T: Operations>(
     fc: *mut ffi::fs_context,
 ) -> kernel::ffi::c_int {
     // SAFETY: `fc` is live; `fill_super_callback` matches the prototype.
@@ -362,7 +284,7 @@ unsafe extern "C" fn get_tree_callback<T: FileSystem>(
 ///
 /// Called by `get_tree_bdev` with a new, locked super block (its device
 /// opened) and the context.
-unsafe extern "C" fn fill_super_callback<T: FileSystem>(
+unsafe extern "C" fn fill_super_callback<T: Operations>(
     sb: *mut ffi::super_block,
     fc: *mut ffi::fs_context,
 ) -> kernel::ffi::c_int {
@@ -373,7 +295,7 @@ unsafe extern "C" fn fill_super_callback<T: FileSystem>(
 /// # Safety
 ///
 /// Called by the VFS with a context for a mounted super block of this type.
-unsafe extern "C" fn reconfigure_callback<T: FileSystem>(
+unsafe extern "C" fn reconfigure_callback<T: Operations>(
     fc: *mut ffi::fs_context,
 ) -> kernel::ffi::c_int {
     // SAFETY: `fc->root` is the mounted root; its super block is live and
@@ -398,7 +320,7 @@ unsafe extern "C" fn reconfigure_callback<T: FileSystem>(
 /// # Safety
 ///
 /// Called by the VFS to destroy a super block of this type.
-unsafe extern "C" fn kill_sb_callback<T: FileSystem>(sb: *mut ffi::super_block) {
+unsafe extern "C" fn kill_sb_callback<T: Operations>(sb: *mut ffi::super_block) {
     // SAFETY: `sb` is live; this shuts it down (calling `put_super` if it
     // was mounted) and releases its device.
     unsafe { ffi::kill_block_super(sb) };
@@ -406,27 +328,4 @@ unsafe extern "C" fn kill_sb_callback<T: FileSystem>(sb: *mut ffi::super_block) 
     // `put_super`: release the info here.
     // SAFETY: `sb` is still allocated (the VFS frees it after `kill_sb`).
     unsafe { super_block::release_info::<T>(sb) };
-}
-
-/// # Safety
-///
-/// Called by the DAX core, within its SRCU read section, for a device
-/// this filesystem type holds or held.
-unsafe extern "C" fn notify_failure_callback<T: FileSystem>(
-    dax: *mut ffi::dax_device,
-    offset: u64,
-    len: u64,
-    mf_flags: kernel::ffi::c_int,
-) -> kernel::ffi::c_int {
-    // The holder pointer is the registration, which outlives every super
-    // block of the type. The super block itself is found in the registry
-    // and pinned with an active reference (`active_holder`).
-    let Some(registration) = Registration::<T>::of() else {
-        return crate::sys::errno::eopnotsupp().to_errno();
-    };
-    let (sb, info) = match registration.active_holder(dax) {
-        Ok(holder) => holder,
-        Err(e) => return e.to_errno(),
-    };
-    to_c_int(T::dax_failure(&sb, &info, offset, len, mf_flags))
 }

@@ -6,24 +6,36 @@ use core::{marker::PhantomData, ptr::NonNull};
 
 use kernel::{prelude::*, str::CStr, sync::Arc};
 
-use super::{inode, to_c_int, FileSystem, Registration};
+use super::{holder::SuperBlockHolder, inode, to_c_int, FileSystem, Operations, Registration};
 use crate::{
     ffi,
     sys::dax::{FsDax, FsDaxError},
 };
 
 /// Operations of every super block of `T`.
-struct SuperOps<T: FileSystem>(PhantomData<T>);
+struct SuperOps<T>(PhantomData<T>);
 
-impl<T: FileSystem> SuperOps<T> {
+impl<T: Operations> SuperOps<T> {
     const OPS: ffi::super_operations = ffi::super_operations {
         alloc_inode: Some(inode::alloc_inode_callback::<T>),
         free_inode: Some(inode::free_inode_callback::<T>),
         evict_inode: Some(inode::evict_inode_callback::<T>),
         put_super: Some(put_super_callback::<T>),
-        sync_fs: Some(sync_fs_callback::<T>),
-        statfs: Some(statfs_callback::<T>),
-        show_options: Some(show_options_callback::<T>),
+        sync_fs: if T::HAS_SYNC_FS {
+            Some(sync_fs_callback::<T>)
+        } else {
+            None
+        },
+        statfs: if T::HAS_STATFS {
+            Some(statfs_callback::<T>)
+        } else {
+            None
+        },
+        show_options: if T::HAS_SHOW_OPTIONS {
+            Some(show_options_callback::<T>)
+        } else {
+            None
+        },
         // SAFETY: All-zero is a valid table: no operation.
         ..unsafe { core::mem::zeroed() }
     };
@@ -118,9 +130,12 @@ impl<T: FileSystem> SuperBlock<T> {
 
     /// Takes the device's DAX device with this filesystem as its holder
     /// (memory failures are reported to `T::dax_failure`).
-    pub(crate) fn get_dax(&self) -> Result<FsDax, FsDaxError> {
-        let registration = Registration::<T>::of().ok_or(FsDaxError::NotDax)?;
-        let (holder, ops) = registration.holder();
+    pub(crate) fn get_dax(&self) -> Result<FsDax, FsDaxError>
+    where
+        T: Operations,
+    {
+        let holders = Registration::<T>::holders().ok_or(FsDaxError::NotDax)?;
+        let (holder, ops) = holders.holder();
         // SAFETY: The super block's device is open while it lives.
         unsafe { FsDax::get((*self.sb.as_ptr()).s_bdev, holder, ops) }
     }
@@ -132,7 +147,7 @@ impl<T: FileSystem> SuperBlock<T> {
 /// # Safety
 ///
 /// `sb` is a new super block of `T` being set up by `get_tree_bdev`.
-pub(super) unsafe fn fill_super<T: FileSystem>(
+pub(super) unsafe fn fill_super<T: Operations>(
     sb: *mut ffi::super_block,
     options: &T::Options,
 ) -> Result {
@@ -150,9 +165,8 @@ pub(super) unsafe fn fill_super<T: FileSystem>(
     // SAFETY: `sb` is live for the whole call.
     let this = unsafe { SuperBlock::<T>::from_raw(sb) };
     let info = T::fill_super(&this, options)?;
-    let dax = T::dax(&info).as_ptr();
-    let registration = Registration::<T>::of().ok_or(ENODEV)?;
-    registration.add_holder(dax, sb, info.clone())?;
+    let holders = Registration::<T>::holders().ok_or(ENODEV)?;
+    holders.add(T::dax(&info), SuperBlockHolder::new(&this, info.clone()))?;
     // SAFETY: Published for the callbacks below and every later one;
     // `release_info` takes it back.
     unsafe { (*sb).s_fs_info = Arc::into_raw(info).cast_mut().cast() };
@@ -174,7 +188,7 @@ pub(super) unsafe fn fill_super<T: FileSystem>(
 ///
 /// `sb` is a super block of `T` that the VFS no longer calls into for
 /// inodes or files (shut down or never mounted).
-pub(super) unsafe fn release_info<T: FileSystem>(sb: *mut ffi::super_block) {
+pub(super) unsafe fn release_info<T: Operations>(sb: *mut ffi::super_block) {
     // SAFETY: The VFS no longer calls into `sb` for inodes or files (this
     // function's `# Safety`), so nothing races with reading `s_fs_info`,
     // which is null or our `Arc`.
@@ -186,9 +200,10 @@ pub(super) unsafe fn release_info<T: FileSystem>(sb: *mut ffi::super_block) {
     unsafe { (*sb).s_fs_info = core::ptr::null_mut() };
     // SAFETY: `raw` came from `Arc::into_raw` in `fill_super`.
     let info = unsafe { Arc::from_raw(raw) };
-    if let Some(registration) = Registration::<T>::of() {
-        registration.remove_holder(T::dax(&info).as_ptr());
-    }
+    // The entry may hold the last reference but one to the info: dropped
+    // here, outside the registry lock.
+    let entry = Registration::<T>::holders().and_then(|holders| holders.remove(T::dax(&info)));
+    drop(entry);
     // A memory-failure callback may still hold a reference: the info (and
     // its DAX device reference) goes when that returns.
     drop(info);
@@ -198,9 +213,11 @@ pub(super) unsafe fn release_info<T: FileSystem>(sb: *mut ffi::super_block) {
 ///
 /// Called by `generic_shutdown_super` for a mounted super block, after its
 /// inodes were evicted.
-unsafe extern "C" fn put_super_callback<T: FileSystem>(sb: *mut ffi::super_block) {
-    // SAFETY: `sb` is live.
-    T::put_super(&unsafe { SuperBlock::<T>::from_raw(sb) });
+unsafe extern "C" fn put_super_callback<T: Operations>(sb: *mut ffi::super_block) {
+    if T::HAS_PUT_SUPER {
+        // SAFETY: `sb` is live.
+        T::put_super(&unsafe { SuperBlock::<T>::from_raw(sb) });
+    }
     // SAFETY: Nothing calls into the super block after `put_super`.
     unsafe { release_info::<T>(sb) };
 }
@@ -208,7 +225,7 @@ unsafe extern "C" fn put_super_callback<T: FileSystem>(sb: *mut ffi::super_block
 /// # Safety
 ///
 /// Called by the VFS with a mounted super block.
-unsafe extern "C" fn sync_fs_callback<T: FileSystem>(
+unsafe extern "C" fn sync_fs_callback<T: Operations>(
     sb: *mut ffi::super_block,
     _wait: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
@@ -220,7 +237,7 @@ unsafe extern "C" fn sync_fs_callback<T: FileSystem>(
 ///
 /// Called by the VFS with a dentry of a mounted super block and a zeroed
 /// `kstatfs`.
-unsafe extern "C" fn statfs_callback<T: FileSystem>(
+unsafe extern "C" fn statfs_callback<T: Operations>(
     dentry: *mut ffi::dentry,
     buf: *mut kernel::bindings::kstatfs,
 ) -> kernel::ffi::c_int {
@@ -263,7 +280,7 @@ impl SeqFile {
 /// # Safety
 ///
 /// Called by the VFS with a live seq file and a mounted root.
-unsafe extern "C" fn show_options_callback<T: FileSystem>(
+unsafe extern "C" fn show_options_callback<T: Operations>(
     seq: *mut ffi::seq_file,
     root: *mut ffi::dentry,
 ) -> kernel::ffi::c_int {

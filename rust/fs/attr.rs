@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! oxdax inode attributes ([`AttrOperations`]): `setattr` (chmod, chown,
+//! utimes, truncate and extension) and `update_time`.
+//!
+//! Locking: `setattr` runs under i_rwsem; a size change also holds faults
+//! off the affected pages (the invalidate lock, [`super::mmap::quiesce`])
+//! while the volume changes the blocks. `update_time` runs without i_rwsem
+//! and changes only the times.
+
+use kernel::prelude::*;
+
+use super::{
+    info::{attributes, inode_info, refresh, OxdaxFs},
+    mmap::{self, Quiet},
+};
+use crate::{
+    logic::fs::AttrChange,
+    sys::fs::{AttrOperations, Inode},
+};
+
+#[vtable]
+impl AttrOperations for OxdaxFs {
+    fn setattr(inode: &Inode<Self>, change: &AttrChange) -> Result {
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        // Shrinking: nothing may map the pages past the new end when
+        // their blocks are freed (private copies there go too: SIGBUS), nor
+        // the page of the new end, whose tail is zeroed (in a copy if it is
+        // shared). Growing: the old end's page, whose tail is zeroed.
+        let quiet = match change.size {
+            Some(size) if size < inode.size() => Some(Quiet::truncation(size)),
+            Some(size) if size > inode.size() => Quiet::growth(inode.size()),
+            _ => None,
+        };
+        let _faults_off = quiet.map(|range| mmap::quiesce(inode, range)).transpose()?;
+        let mut current = None;
+        let result = info.call(|v| match v.set_attr(ino, change) {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                // The VFS inode already shows the change: restore it.
+                current = v.inode(ino).ok();
+                Err(e)
+            }
+        });
+        match result {
+            Ok(record) => {
+                refresh(inode, &record);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(record) = current {
+                    refresh(inode, &record);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result {
+        // Called without i_rwsem (page faults, reads): only the times
+        // change, and only they are copied back; the record's size may
+        // already be older than a concurrent write's.
+        let info = inode_info(inode)?;
+        let ino = inode.ino();
+        let record = info.call(|v| v.set_attr(ino, change))?;
+        inode.set_times(&attributes(&record));
+        Ok(())
+    }
+}

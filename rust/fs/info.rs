@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A mounted oxdax filesystem's state ([`Info`]: the volume, the fault
+//! engine, the DAX device) and what every operation uses to reach it: one
+//! volume call at a time inside a DAX read section, errors turned into
+//! errnos, records copied into VFS inodes.
+//!
+//! Locking: [`Info::call`] enters a DAX read section, then takes the volume
+//! mutex for one `Volume` call; nothing calls back into the VFS or touches
+//! user memory with the mutex held.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::{prelude::*, str::CStr, str::CString, sync::Mutex};
+
+use super::media::{Buffers, PmemMedia};
+use crate::{
+    dax::Engine,
+    logic::{
+        format::{inode::Inode as Record, BLOCK_SIZE},
+        fs::{Error as FsError, Volume},
+        params::FaultEngine,
+    },
+    sys::{
+        dax::FsDax,
+        debugfs, errno,
+        fs::{Attributes, Inode, SuperBlock},
+        memory,
+        once::SetOnce,
+    },
+};
+
+/// Block size as a `u64`, for offset arithmetic.
+pub(super) const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// The oxdax filesystem type.
+pub(crate) struct OxdaxFs;
+
+pub(super) type Vol = Volume<PmemMedia, Buffers>;
+
+/// A mounted oxdax filesystem.
+#[pin_data]
+pub(crate) struct Info {
+    /// The filesystem's metadata, one operation at a time.
+    #[pin]
+    pub(super) volume: Mutex<Vol>,
+    /// The engine's counters in debugfs.
+    pub(super) counters_dir: SetOnce<debugfs::CounterDir<crate::dax::Counters>>,
+    /// Page faults, and the mapping file data is copied through (the
+    /// volume has its own).
+    #[pin]
+    pub(super) engine: Engine,
+    /// Who serves this mount's page faults.
+    pub(super) fault_engine: FaultEngine,
+    /// The DAX device: held, and checked alive around every access.
+    pub(super) dax: FsDax,
+    /// Device name, for log lines.
+    pub(super) id: CString,
+    /// The damaged block last reported, so that every access to one
+    /// damaged structure does not log again (its errno is still EIO).
+    pub(super) last_damaged: AtomicU64,
+}
+
+impl Info {
+    /// Device name, for log lines.
+    pub(super) fn id(&self) -> &CStr {
+        &self.id
+    }
+
+    /// Runs one volume operation: inside a DAX read section (the device is
+    /// alive and stays mapped), under the volume mutex. Errors become
+    /// errnos, damage is logged.
+    pub(super) fn call<R>(&self, op: impl FnOnce(&mut Vol) -> Result<R, FsError>) -> Result<R> {
+        let Some(_alive) = self.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let result = op(&mut self.volume.lock());
+        result.map_err(|e| self.errno(e))
+    }
+
+    /// Gives the fault engine the volume's zero chunk (writable mounts).
+    pub(super) fn reserve_zero_chunk(&self) {
+        if let Ok(Some(block)) = self.call(|v| Ok(v.reserve_zero_chunk())) {
+            self.engine.set_zero_chunk(block * BLOCK);
+        }
+    }
+
+    /// The errno of a volume error; damage gets a (rate-limited) line.
+    pub(super) fn errno(&self, e: FsError) -> Error {
+        match e {
+            FsError::NotFound => ENOENT,
+            FsError::Exists => EEXIST,
+            FsError::NotEmpty => errno::enotempty(),
+            FsError::NotDir => ENOTDIR,
+            FsError::IsDir => EISDIR,
+            FsError::NoSpace => ENOSPC,
+            FsError::NameTooLong => errno::enametoolong(),
+            FsError::Invalid => EINVAL,
+            FsError::TooManyLinks => EMLINK,
+            FsError::TooBig => EFBIG,
+            FsError::ReadOnly => EROFS,
+            FsError::Shutdown => EIO,
+            // Reads and writes turn it into EIO; faults into SIGBUS
+            // BUS_MCEERR_AR.
+            FsError::Poisoned => errno::ehwpoison(),
+            FsError::Corrupt(block, what) => {
+                let first = self.last_damaged.swap(block, Ordering::Relaxed) != block;
+                if first && memory::log_ratelimit() {
+                    pr_err!(
+                        "{}: damaged metadata in block {}: {:?}\n",
+                        self.id(),
+                        block,
+                        what
+                    );
+                }
+                EIO
+            }
+        }
+    }
+}
+
+/// Runs `op`, a change to directory `dir`, then shows the directory's new
+/// record (size, link count, times) in its VFS inode.
+pub(super) fn in_directory<R>(
+    info: &Info,
+    dir: &Inode<OxdaxFs>,
+    op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
+) -> Result<R> {
+    let (result, record) = info.call(|v| {
+        let result = op(v)?;
+        Ok((result, v.inode(dir.ino()).ok()))
+    })?;
+    if let Some(record) = record {
+        refresh(dir, &record);
+    }
+    Ok(result)
+}
+
+/// The info of a live super block.
+pub(super) fn info(sb: &SuperBlock<OxdaxFs>) -> Result<&Info> {
+    sb.info().ok_or(EIO)
+}
+
+/// The info of an inode's super block.
+pub(super) fn inode_info(inode: &Inode<OxdaxFs>) -> Result<&Info> {
+    inode.fs_info().ok_or(EIO)
+}
+
+/// What the VFS inode shows of a record.
+pub(super) fn attributes(record: &Record) -> Attributes {
+    Attributes {
+        mode: record.mode,
+        uid: record.uid,
+        gid: record.gid,
+        nlink: record.nlink,
+        size: record.size,
+        allocated: record.blocks.saturating_mul(BLOCK),
+        atime: record.atime,
+        mtime: record.mtime,
+        ctime: record.ctime,
+        generation: record.generation,
+        rdev: record.rdev,
+        btime: record.btime,
+    }
+}
+
+/// Copies a record into its VFS inode: the one place that does.
+pub(super) fn refresh(inode: &Inode<OxdaxFs>, record: &Record) {
+    inode.set_attributes(&attributes(record));
+}
+
+/// Like [`refresh`], when the volume returned a record for inode `ino`
+/// that should be `inode`'s.
+pub(super) fn refresh_checked(info: &Info, inode: &Inode<OxdaxFs>, ino: u64, record: &Record) {
+    if inode.ino() == ino {
+        refresh(inode, record);
+    } else {
+        pr_err!(
+            "{}: operation on inode {} changed inode {}\n",
+            info.id(),
+            inode.ino(),
+            ino
+        );
+    }
+}

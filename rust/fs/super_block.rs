@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mounting oxdax and its super block operations ([`FileSystem`]): mount
+//! options, mapping the device and mounting the volume on it, remount,
+//! unmount, `statfs`, `syncfs`, /proc/mounts, and reading and freeing
+//! inodes.
+//!
+//! Locking: the VFS serializes mount, remount and unmount (`s_umount`);
+//! each volume call is one [`Info::call`].
+
+use core::{
+    fmt::{self, Display},
+    sync::atomic::AtomicU64,
+};
+
+use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
+
+use super::{
+    info::{attributes, info, inode_info, Info, OxdaxFs, Vol},
+    media::{Buffers, PmemMedia},
+};
+use crate::{
+    dax::Engine,
+    logic::{
+        format::{inode::MAX_FILE_SIZE, kinds::NAME_MAX},
+        fs::{Error as FsError, MountError, Volume},
+        params::FaultEngine,
+    },
+    params,
+    sys::{
+        dax::{FsDax, FsDaxError, MapError},
+        errno,
+        fs::{Attributes, FileSystem, FsType, Inode, SeqFile, StatFs, SuperBlock},
+        memory::{self, PmemMemory},
+        once::SetOnce,
+    },
+};
+
+/// `statfs` magic: "OXDA".
+const OXDAX_MAGIC: u64 = 0x4f58_4441;
+
+static FS_TYPE: FsType = FsType::new();
+
+/// Mount options (`dax` is accepted and always on).
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `fault_engine=`: who serves page faults (default: the module
+    /// parameter).
+    fault_engine: Option<FaultEngine>,
+}
+
+/// The one log line of a refused mount, and its errno.
+fn mount_error(id: &CStr, e: MountError) -> Error {
+    match e {
+        MountError::NoFilesystem => {
+            pr_err!("{}: no oxdax filesystem\n", id);
+            EINVAL
+        }
+        MountError::Unsupported => {
+            pr_err!("{}: unsupported oxdax version or feature\n", id);
+            EINVAL
+        }
+        MountError::TooSmall => {
+            pr_err!("{}: filesystem larger than the device\n", id);
+            EINVAL
+        }
+        MountError::Journal => {
+            pr_err!("{}: damaged journal\n", id);
+            errno::euclean()
+        }
+        MountError::Corrupt(block, what) => {
+            pr_err!("{}: damaged metadata in block {}: {:?}\n", id, block, what);
+            errno::euclean()
+        }
+    }
+}
+
+/// A UUID in its usual text form.
+struct Uuid<'a>(&'a [u8; 16]);
+
+impl Display for Uuid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{:02x}", b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps the whole device; one log line if it cannot.
+fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, u64)> {
+    dax.map_all(len).map_err(|e| match e {
+        MapError::Partial(pages) => {
+            pr_err!(
+                "{}: only {} of {} pages map contiguously\n",
+                id,
+                pages,
+                len / crate::logic::pmem::PAGE_SIZE
+            );
+            EINVAL
+        }
+        MapError::Poisoned => {
+            pr_err!("{}: device has poisoned memory, not mounting\n", id);
+            EIO
+        }
+        MapError::Dead => {
+            pr_err!("{}: DAX device is gone\n", id);
+            ENXIO
+        }
+        MapError::Other(errno) => {
+            pr_err!("{}: cannot map the device (errno {})\n", id, errno);
+            Error::from_errno(errno)
+        }
+    })
+}
+
+/// Mounts a volume on a fresh mapping of `dax` (called inside a DAX read
+/// section).
+fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol> {
+    let media = PmemMedia::new(map_device(id, dax, len)?.0);
+    let (volume, report) =
+        Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
+    let sb = volume.superblock();
+    pr_info!(
+        "{}: mounted{} label \"{}\" uuid {}{}{}{}\n",
+        id,
+        if read_only { " read-only," } else { "" },
+        sb.label.as_str(),
+        Uuid(&sb.uuid),
+        if report.recovered {
+            ", journal recovered"
+        } else {
+            ""
+        },
+        if report.used_backup {
+            ", backup superblock used"
+        } else {
+            ""
+        },
+        if report.was_dirty {
+            ", was not unmounted cleanly"
+        } else {
+            ""
+        },
+    );
+    Ok(volume)
+}
+
+#[vtable]
+impl FileSystem for OxdaxFs {
+    type Options = Options;
+    type Info = Info;
+
+    const NAME: &'static CStr = c_str!("oxdax");
+    const MAGIC: u64 = OXDAX_MAGIC;
+    const MAX_BYTES: u64 = MAX_FILE_SIZE;
+
+    fn fs_type() -> &'static FsType {
+        &FS_TYPE
+    }
+
+    fn parse_param(options: &mut Options, key: &CStr, value: Option<&CStr>) -> Result {
+        if key.as_bytes() == b"fault_engine" {
+            let engine = value.and_then(|v| FaultEngine::parse(v.as_bytes()));
+            if engine.is_none() {
+                pr_err!("fault_engine= takes oxdax or iomap\n");
+                return Err(EINVAL);
+            }
+            options.fault_engine = engine;
+            return Ok(());
+        }
+        if key.as_bytes() != b"dax" {
+            // `source` is the VFS's; anything else it refuses, with one
+            // "oxdax: Unknown parameter" line.
+            return Err(errno::enoparam());
+        }
+        match value {
+            None => Ok(()),
+            Some(v) if v.as_bytes() == b"always" => Ok(()),
+            Some(v) => {
+                pr_err!("dax={} is not supported: DAX is always on\n", v);
+                Err(EINVAL)
+            }
+        }
+    }
+
+    fn fill_super(sb: &SuperBlock<Self>, options: &Options) -> Result<Arc<Info>> {
+        let id = CString::try_from_fmt(kernel::fmt!("{}", sb.id()))?;
+        let dax = sb.get_dax().map_err(|FsDaxError::NotDax| {
+            pr_err!("{}: not a DAX device\n", &*id);
+            EINVAL
+        })?;
+        let len = sb.device_bytes();
+        let (data, first_frame) = map_device(&id, &dax, len)?;
+        let volume = {
+            let Some(_alive) = dax.read_lock() else {
+                pr_err!("{}: DAX device is gone\n", &*id);
+                return Err(ENXIO);
+            };
+            mount_volume(&id, &dax, len, sb.is_read_only())?
+        };
+        let info = Arc::pin_init(
+            try_pin_init!(Info {
+                volume <- new_mutex!(volume, "oxdax_volume"),
+                counters_dir: SetOnce::new(),
+                engine <- Engine::new(data, first_frame)?,
+                fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
+                dax,
+                id,
+                last_damaged: AtomicU64::new(u64::MAX),
+            }? Error),
+            GFP_KERNEL,
+        )?;
+        let _ = info.counters_dir.set(info.engine.publish(&info.id));
+        info.reserve_zero_chunk();
+        Ok(info)
+    }
+
+    fn dax(info: &Info) -> &FsDax {
+        &info.dax
+    }
+
+    fn root(info: &Info) -> u64 {
+        info.volume.lock().root()
+    }
+
+    fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
+        let record = info.call(|v| v.inode(ino)).map_err(|e| {
+            if e == ENOENT {
+                // A name or handle refers to a free inode.
+                errno::estale()
+            } else {
+                e
+            }
+        })?;
+        Ok(attributes(&record))
+    }
+
+    fn reconfigure(sb: &SuperBlock<Self>, options: &Options, read_only: bool) -> Result {
+        if let (Ok(info), Some(engine)) = (info(sb), options.fault_engine) {
+            if engine != info.fault_engine {
+                pr_err!("{}: fault_engine cannot change on remount\n", info.id());
+                return Err(EINVAL);
+            }
+        }
+        if read_only == sb.is_read_only() {
+            return Ok(());
+        }
+        let info = info(sb)?;
+        info.call(|volume| volume.set_read_only(read_only))?;
+        info.reserve_zero_chunk();
+        Ok(())
+    }
+
+    fn put_super(sb: &SuperBlock<Self>) {
+        if let Ok(info) = info(sb) {
+            // A dead device is not written to: its memory may be unmapped.
+            if let Some(_alive) = info.dax.read_lock() {
+                info.volume.lock().unmount();
+            }
+        }
+    }
+
+    fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs> {
+        let info = info(sb)?;
+        let (stat, uuid) = info.call(|v| Ok((v.statfs(), v.superblock().uuid)))?;
+        let (low, high) = uuid.split_at(8);
+        let fold = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+        Ok(StatFs {
+            blocks: stat.blocks,
+            free_blocks: stat.free_blocks,
+            files: stat.files,
+            free_files: stat.free_files,
+            name_len: NAME_MAX as u64,
+            fsid: fold(low) ^ fold(high),
+        })
+    }
+
+    fn sync_fs(sb: &SuperBlock<Self>) -> Result {
+        // Every operation is durable when it returns: only report a
+        // filesystem that can no longer keep that promise.
+        let info = info(sb)?;
+        info.call(|v| {
+            if v.is_shut_down() {
+                Err(FsError::Shutdown)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn show_options(sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result {
+        seq.puts(c_str!(",dax"));
+        if info(sb)?.fault_engine == FaultEngine::Iomap {
+            seq.puts(c_str!(",fault_engine=iomap"));
+        }
+        Ok(())
+    }
+
+    fn evict_inode(inode: &Inode<Self>) {
+        let Ok(info) = inode_info(inode) else {
+            return;
+        };
+        let ino = inode.ino();
+        if let Err(e) = info.call(|v| v.evict(ino)) {
+            if e != EIO && memory::log_ratelimit() {
+                pr_warn!("{}: inode {} not freed: {:?}\n", info.id(), ino, e);
+            }
+        }
+    }
+}
