@@ -22,7 +22,7 @@ use crate::sys::{iomap::IomapExtent, mm::Entries};
 pub(crate) fn begin<M: BlockMapper>(
     mapper: &M,
     file: &M::File,
-    entries: Option<&Entries>,
+    entries: Option<&Entries<'_>>,
     first: u64,
     pages: u64,
     write: bool,

@@ -121,7 +121,7 @@ pub(crate) struct Faulting<'a, M: BlockMapper> {
     /// The file, as the mapper names it.
     pub(crate) file: &'a M::File,
     /// Its mapping entries.
-    pub(crate) entries: &'a Entries,
+    pub(crate) entries: &'a Entries<'a>,
     /// Its size in bytes (stable under the invalidate lock the caller
     /// holds shared).
     pub(crate) size: u64,
@@ -291,7 +291,7 @@ impl Engine {
     }
 
     /// The region lock of `index` in `entries`' file.
-    fn region(&self, entries: &Entries, index: u64) -> &Mutex<()> {
+    fn region(&self, entries: &Entries<'_>, index: u64) -> &Mutex<()> {
         let key = (entries.key() >> 6) ^ (index / PMD_PAGES).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let slot = (key ^ (key >> 29)) as usize % REGION_LOCKS;
         &self.regions[slot]
@@ -317,7 +317,7 @@ impl Engine {
     /// The entry covering `index`, waiting while fs/dax.c holds it locked
     /// (memory failure handling, briefly). Locking: the caller holds the
     /// region lock of `index` (what it finds stays until it lets go).
-    fn settled(&self, entries: &Entries, index: u64) -> Result<Option<(Entry, u64)>> {
+    fn settled(&self, entries: &Entries<'_>, index: u64) -> Result<Option<(Entry, u64)>> {
         loop {
             match entries.load(index)? {
                 Some((entry, _)) if entry.is_locked() => mm::nap(),
@@ -419,7 +419,7 @@ impl Engine {
     /// its dirty cache lines are written back first. Private copies of its
     /// pages stay (they are the processes' own). Locking: the caller holds
     /// the region lock of `base`.
-    fn evict(&self, entries: &Entries, old: Entry, base: u64) -> Result<bool> {
+    fn evict(&self, entries: &Entries<'_>, old: Entry, base: u64) -> Result<bool> {
         entries.unmap(base, old.pages(), false);
         self.flush(old);
         entries.exchange(base, old.order(), Some(old), None, false, Tags::default())
@@ -431,7 +431,7 @@ impl Engine {
     /// region lock of `index`.
     fn install(
         &self,
-        entries: &Entries,
+        entries: &Entries<'_>,
         found: Option<(Entry, u64)>,
         index: u64,
         new: Install,
@@ -535,7 +535,7 @@ impl Engine {
     /// The entry a fault of `span` meets, once fs/dax.c no longer holds it
     /// locked: for a page, the entry covering it; for 2 MiB, the first in
     /// the range, which must be a 2 MiB one.
-    fn entry_in(&self, entries: &Entries, span: Span) -> Result<Option<(Entry, u64)>, Stop> {
+    fn entry_in(&self, entries: &Entries<'_>, span: Span) -> Result<Option<(Entry, u64)>, Stop> {
         if !span.is_pmd() {
             return Ok(self.settled(entries, span.first)?);
         }
@@ -616,7 +616,7 @@ impl Engine {
     /// are written back and it is marked clean. Locking: takes each
     /// entry's region lock in turn; needs no invalidate lock (reflink
     /// calls it with the lock held exclusively).
-    pub(crate) fn writeback(&self, entries: &Entries, first: u64, last: u64) -> Result {
+    pub(crate) fn writeback(&self, entries: &Entries<'_>, first: u64, last: u64) -> Result {
         entries.tag_for_writeback(first, last);
         // The cache-line write-backs are ordered and complete only after a
         // fence (`pmem_wmb`), which must come before writeback reports
@@ -662,7 +662,7 @@ impl Engine {
     /// allocated does not (faults may map the new blocks at once).
     pub(crate) fn invalidate(
         &self,
-        entries: &Entries,
+        entries: &Entries<'_>,
         first: u64,
         last: u64,
         private_from: Option<u64>,

@@ -181,7 +181,7 @@ impl FileOperations for OxdaxFs {
         // durable per operation: what remains is what was stored through
         // mappings.
         Self::writeback(inode, first, last)?;
-        Self::sync_fs(&inode.super_block())
+        Self::sync_fs(inode.super_block())
     }
 }
 

@@ -258,7 +258,7 @@ impl Quiet {
 /// copied or zeroed: takes the invalidate lock exclusively, waits for
 /// pinned pages of the range, and removes its entries and mappings. Holds
 /// faults off until the guard is dropped.
-pub(super) fn quiesce(inode: &Inode<OxdaxFs>, range: Quiet) -> Result<InvalidateGuard> {
+pub(super) fn quiesce(inode: &Inode<OxdaxFs>, range: Quiet) -> Result<InvalidateGuard<'_>> {
     let guard = inode.invalidate_lock(true).ok_or(EIO)?;
     quiesce_locked(inode, range)?;
     Ok(guard)
@@ -275,7 +275,7 @@ pub(super) fn quiesce_locked(inode: &Inode<OxdaxFs>, range: Quiet) -> Result {
 }
 
 /// Removes the entries and mappings of `range` of `inode`.
-fn invalidate(inode: &Inode<OxdaxFs>, entries: &Entries, range: Quiet) -> Result {
+fn invalidate(inode: &Inode<OxdaxFs>, entries: &Entries<'_>, range: Quiet) -> Result {
     let info = inode_info(inode)?;
     let (first, last) = pages(range.start, range.end);
     let private_from = range.private_from.map(|at| at / BLOCK);
@@ -290,10 +290,10 @@ fn invalidate(inode: &Inode<OxdaxFs>, entries: &Entries, range: Quiet) -> Result
 /// in either range is waited for with neither lock held, since whoever
 /// holds the pin may need to fault on either file to let go of it; then
 /// both ranges are looked at again, so no fault got in unseen.
-pub(super) fn quiesce_two(
-    (a, a_range): (&Inode<OxdaxFs>, Quiet),
-    (b, b_range): (&Inode<OxdaxFs>, Quiet),
-) -> Result<InvalidateTwo> {
+pub(super) fn quiesce_two<'a>(
+    (a, a_range): (&'a Inode<OxdaxFs>, Quiet),
+    (b, b_range): (&'a Inode<OxdaxFs>, Quiet),
+) -> Result<InvalidateTwo<'a>> {
     let (Some(a_entries), Some(b_entries)) = (a.entries(), b.entries()) else {
         return Err(EIO);
     };

@@ -64,7 +64,7 @@ pub(crate) fn dax_iomap_fault<T: IomapOperations>(vmf: &VmFault, order: u32) -> 
     // operations table is static.
     let code = unsafe {
         ffi::dax_iomap_fault(
-            vmf.as_raw(),
+            vmf.as_ptr(),
             order,
             &mut pfn,
             &mut error,
@@ -75,7 +75,7 @@ pub(crate) fn dax_iomap_fault<T: IomapOperations>(vmf: &VmFault, order: u32) -> 
         // SAFETY: `vmf` is still the live fault of a VMA of `T` (`VmFault`
         // invariant), in the locks ext4 and xfs hold here; `pfn` is the frame
         // `dax_iomap_fault` filled when it answered `VM_FAULT_NEEDDSYNC`.
-        return unsafe { ffi::dax_finish_sync_fault(vmf.as_raw(), order, pfn) };
+        return unsafe { ffi::dax_finish_sync_fault(vmf.as_ptr(), order, pfn) };
     }
     code
 }
@@ -109,7 +109,7 @@ unsafe extern "C" fn iomap_begin_callback<T: IomapOperations>(
     let first = pos as u64 >> 12;
     let pages = ((pos as u64 + length as u64).div_ceil(4096) - first).max(1);
     let write = flags & ffi::IOMAP_WRITE != 0;
-    let extent = match T::iomap_begin(&file, first, pages, write) {
+    let extent = match T::iomap_begin(file, first, pages, write) {
         Ok(extent) => extent,
         Err(e) => return e.to_errno(),
     };

@@ -4,9 +4,9 @@
 //! the mapping entries a DAX file keeps in `mapping->i_pages`
 //! ([`Entries`]), and the locks around them.
 
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
-use kernel::prelude::*;
+use kernel::{prelude::*, types::Opaque};
 
 use crate::{
     ffi,
@@ -45,28 +45,41 @@ pub(crate) fn fault_code(e: Error) -> FaultCode {
     }
 }
 
-/// A page fault on a file mapping, borrowed for the fault callback.
-pub(crate) struct VmFault {
-    raw: NonNull<ffi::vm_fault>,
-}
+/// A page fault on a file mapping, handed out as a reference for the
+/// fault callback.
+///
+/// # Invariants
+///
+/// The wrapped `vm_fault` is the live fault of a `vm_operations_struct`
+/// callback for the lifetime of every reference to this wrapper, with the
+/// mmap lock or the VMA lock held, so that its VMA, the VMA's file (a
+/// reference of the VMA) and that file's inode are live and the VMA's
+/// bounds and flags stable.
+#[repr(transparent)]
+pub(crate) struct VmFault(Opaque<ffi::vm_fault>);
 
 impl VmFault {
+    /// The wrapper of a raw fault.
+    ///
     /// # Safety
     ///
     /// `raw` is the live `vm_fault` of a `vm_operations_struct` callback
-    /// (mmap lock or VMA lock held), and the result is used only during it.
-    pub(crate) unsafe fn from_raw(raw: *mut ffi::vm_fault) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Self { raw })
+    /// (mmap lock or VMA lock held) and `'a` ends before the callback
+    /// returns.
+    pub(crate) unsafe fn from_raw<'a>(raw: *mut ffi::vm_fault) -> &'a Self {
+        // SAFETY: `VmFault` is a transparent wrapper of the fault, which is
+        // live for `'a` (this function's `# Safety`).
+        unsafe { &*raw.cast::<Self>() }
     }
 
     /// The raw fault, for the kernel's DAX fault path.
-    pub(crate) fn as_raw(&self) -> *mut ffi::vm_fault {
-        self.raw.as_ptr()
+    pub(crate) fn as_ptr(&self) -> *mut ffi::vm_fault {
+        self.0.get()
     }
 
     fn vma(&self) -> *mut ffi::vm_area_struct {
         // SAFETY: Live for the callback (type invariant).
-        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.vma }
+        unsafe { (*self.as_ptr()).__bindgen_anon_1.vma }
     }
 
     fn vma_flags(&self) -> u64 {
@@ -78,19 +91,19 @@ impl VmFault {
     /// File page of the faulting address.
     pub(crate) fn index(&self) -> u64 {
         // SAFETY: Live for the callback.
-        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.pgoff as u64 }
+        unsafe { (*self.as_ptr()).__bindgen_anon_1.pgoff as u64 }
     }
 
     /// The faulting address, page aligned.
     pub(crate) fn address(&self) -> u64 {
         // SAFETY: Live for the callback.
-        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.address as u64 }
+        unsafe { (*self.as_ptr()).__bindgen_anon_1.address as u64 }
     }
 
     /// The access writes.
     pub(crate) fn is_write(&self) -> bool {
         // SAFETY: Live for the callback.
-        unsafe { (*self.raw.as_ptr()).flags & ffi::fault_flag_FAULT_FLAG_WRITE != 0 }
+        unsafe { (*self.as_ptr()).flags & ffi::fault_flag_FAULT_FLAG_WRITE != 0 }
     }
 
     /// A shared mapping.
@@ -157,7 +170,7 @@ impl VmFault {
     pub(crate) fn make_writable(&self, frame: u64) -> bool {
         // SAFETY: The fault's mm and VMA are live and locked (mmap or VMA
         // lock); the helper only upgrades a present PTE of this frame.
-        unsafe { ffi::oxdax_pte_mkwrite(self.raw.as_ptr(), frame as _) }
+        unsafe { ffi::oxdax_pte_mkwrite(self.as_ptr(), frame as _) }
     }
 
     /// Maps the zero page at the faulting address.
@@ -188,7 +201,7 @@ impl VmFault {
             let pfn = ffi::pfn_t {
                 val: ffi::oxdax_pfn_t_dev(frame as _),
             };
-            ffi::vmf_insert_pfn_pmd(self.raw.as_ptr(), pfn, write)
+            ffi::vmf_insert_pfn_pmd(self.as_ptr(), pfn, write)
         }
     }
 }
@@ -205,9 +218,15 @@ impl Drop for PagefaultGuard {
     }
 }
 
-/// A file's mapping entries (`mapping->i_pages` of a DAX inode).
-pub(crate) struct Entries {
+/// A file's mapping entries (`mapping->i_pages` of a DAX inode), borrowed
+/// from the inode for `'a`.
+///
+/// # Invariants
+///
+/// `mapping` is the address space of a DAX inode that is live for `'a`.
+pub(crate) struct Entries<'a> {
     mapping: NonNull<ffi::address_space>,
+    _inode: PhantomData<&'a ffi::address_space>,
 }
 
 /// Tags of an entry.
@@ -276,13 +295,18 @@ impl Drop for Locked {
     }
 }
 
-impl Entries {
+impl<'a> Entries<'a> {
+    /// The entries of a mapping; `None` for a null mapping.
+    ///
     /// # Safety
     ///
-    /// `mapping` is the live address space of a DAX inode, and stays live
-    /// while the result is used (the caller holds the inode).
+    /// `mapping` is null or the address space of a DAX inode that stays
+    /// live for `'a`.
     pub(crate) unsafe fn from_raw(mapping: *mut ffi::address_space) -> Option<Self> {
-        NonNull::new(mapping).map(|mapping| Self { mapping })
+        NonNull::new(mapping).map(|mapping| Self {
+            mapping,
+            _inode: PhantomData,
+        })
     }
 
     /// Identifies the file (for hashing locks).
@@ -552,18 +576,27 @@ unsafe fn is_xa_error(node: *mut ffi::xa_node) -> bool {
 /// The invalidate lock of a mapping (`mapping->invalidate_lock`): faults
 /// take it shared; truncation, hole punching and reflink exclusively, so
 /// that no fault maps blocks while they are freed or shared.
-pub(crate) struct InvalidateGuard {
+///
+/// # Invariants
+///
+/// `mapping` is live for `'a` and its invalidate lock is held by this
+/// guard, exclusively if `exclusive`.
+pub(crate) struct InvalidateGuard<'a> {
     mapping: NonNull<ffi::address_space>,
     exclusive: bool,
+    _inode: PhantomData<&'a ffi::address_space>,
 }
 
-impl InvalidateGuard {
+impl<'a> InvalidateGuard<'a> {
+    /// Takes the lock; `None` for a null mapping.
+    ///
     /// # Safety
     ///
-    /// `mapping` is live for the life of the guard.
+    /// `mapping` is null or an address space that stays live for `'a`.
     pub(crate) unsafe fn lock(mapping: *mut ffi::address_space, exclusive: bool) -> Option<Self> {
         let mapping = NonNull::new(mapping)?;
-        // SAFETY: Live (contract); may sleep (process context).
+        // SAFETY: Live for `'a` (this function's `# Safety`); may sleep
+        // (process context).
         unsafe {
             if exclusive {
                 ffi::oxdax_invalidate_lock(mapping.as_ptr());
@@ -571,13 +604,18 @@ impl InvalidateGuard {
                 ffi::oxdax_invalidate_lock_shared(mapping.as_ptr());
             }
         }
-        Some(Self { mapping, exclusive })
+        Some(Self {
+            mapping,
+            exclusive,
+            _inode: PhantomData,
+        })
     }
 }
 
-impl Drop for InvalidateGuard {
+impl Drop for InvalidateGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: Taken by `lock` in this mode.
+        // SAFETY: The mapping is live and its lock held in this mode (type
+        // invariant); released once.
         unsafe {
             if self.exclusive {
                 ffi::oxdax_invalidate_unlock(self.mapping.as_ptr());
@@ -591,28 +629,39 @@ impl Drop for InvalidateGuard {
 /// Two files' invalidate locks, exclusive, for reflink
 /// (`filemap_invalidate_lock_two`: address order, lockdep nesting; one
 /// lock if both are the same file).
-pub(crate) struct InvalidateTwo {
+///
+/// # Invariants
+///
+/// Both mappings are live for `'a` and this guard holds both invalidate
+/// locks exclusively.
+pub(crate) struct InvalidateTwo<'a> {
     first: *mut ffi::address_space,
     second: *mut ffi::address_space,
+    _inodes: PhantomData<&'a ffi::address_space>,
 }
 
-impl InvalidateTwo {
+impl<'a> InvalidateTwo<'a> {
+    /// Takes both locks.
+    ///
     /// # Safety
     ///
-    /// Both mappings are live for the life of the guard.
+    /// Both mappings are live for `'a`.
     pub(crate) unsafe fn lock(a: *mut ffi::address_space, b: *mut ffi::address_space) -> Self {
-        // SAFETY: Live (contract); the function orders and nests them.
+        // SAFETY: Both live for `'a` (this function's `# Safety`); the
+        // function orders and nests them.
         unsafe { ffi::filemap_invalidate_lock_two(a, b) };
         Self {
             first: a,
             second: b,
+            _inodes: PhantomData,
         }
     }
 }
 
-impl Drop for InvalidateTwo {
+impl Drop for InvalidateTwo<'_> {
     fn drop(&mut self) {
-        // SAFETY: Locked by `lock`.
+        // SAFETY: Both mappings are live and locked by this guard (type
+        // invariant); released once.
         unsafe { ffi::filemap_invalidate_unlock_two(self.first, self.second) };
     }
 }

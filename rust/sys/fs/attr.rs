@@ -64,8 +64,8 @@ unsafe extern "C" fn setattr_callback<T: AttrOperations>(
     // SAFETY: `notify_change` holds a reference on `dentry`, a dentry of `T`,
     // and its inode's i_rwsem for the call; only the inode is read, not the
     // name.
-    let dentry_ref = unsafe { Dentry::from_raw(dentry) };
-    let Some(inode) = dentry_ref.inode::<T>() else {
+    let dentry_ref = unsafe { Dentry::<T>::from_raw(dentry) };
+    let Some(inode) = dentry_ref.inode() else {
         return ENOENT.to_errno();
     };
     // SAFETY: `idmap`, `dentry` and `attr` are this call's live arguments,
@@ -96,7 +96,7 @@ unsafe extern "C" fn setattr_callback<T: AttrOperations>(
     if change == AttrChange::default() {
         return 0;
     }
-    to_c_int(T::setattr(&inode, &change))
+    to_c_int(T::setattr(inode, &change))
 }
 
 /// # Safety
@@ -139,5 +139,5 @@ unsafe extern "C" fn update_time_callback<T: AttrOperations>(
     if change == AttrChange::default() {
         return 0;
     }
-    to_c_int(T::update_time(&inode, &change))
+    to_c_int(T::update_time(inode, &change))
 }

@@ -118,5 +118,5 @@ unsafe extern "C" fn iterate_shared_callback<T: DirOperations>(
     // table), which pins its inode; `ctx` is this call's live context, and
     // both wrappers are locals that do not outlive the call.
     let (dir, mut ctx) = unsafe { (file_inode::<T>(file), DirContext::from_raw(ctx)) };
-    to_c_int(T::readdir(&dir, &mut ctx))
+    to_c_int(T::readdir(dir, &mut ctx))
 }

@@ -165,7 +165,7 @@ pub(super) unsafe extern "C" fn llseek_callback<T: ExtentOperations>(
     // SAFETY: The inode is live; shared, as reads: the mapping must not
     // change under the search.
     unsafe { ffi::oxdax_inode_lock_shared(inode.as_ptr()) };
-    let found = T::seek(&inode, offset, data);
+    let found = T::seek(inode, offset, data);
     // SAFETY: Locked above.
     unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
     match found {
@@ -208,7 +208,7 @@ pub(super) unsafe extern "C" fn fallocate_callback<T: ExtentOperations>(
         ret = unsafe { ffi::file_modified(file) };
     }
     if ret == 0 {
-        ret = to_c_int(T::fallocate(&inode, mode, offset, len));
+        ret = to_c_int(T::fallocate(inode, mode, offset, len));
     }
     // SAFETY: Locked above.
     unsafe { ffi::oxdax_inode_unlock(raw) };
@@ -254,7 +254,7 @@ pub(super) unsafe extern "C" fn remap_file_range_callback<T: ExtentOperations>(
         )
     } as ffi::loff_t;
     if ret == 0 && len > 0 {
-        ret = match T::remap(&src, pos_in as u64, &dst, pos_out as u64, len as u64) {
+        ret = match T::remap(src, pos_in as u64, dst, pos_out as u64, len as u64) {
             Ok(()) => len,
             Err(e) => e.to_errno().into(),
         };
@@ -292,7 +292,7 @@ pub(super) unsafe extern "C" fn fiemap_callback<T: ExtentOperations>(
         info,
         _call: PhantomData,
     };
-    let result = T::fiemap(&inode, start, len, &mut out);
+    let result = T::fiemap(inode, start, len, &mut out);
     // SAFETY: Locked above.
     unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
     to_c_int(result)

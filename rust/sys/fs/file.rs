@@ -39,29 +39,36 @@ pub(crate) trait FileOperations: FileSystem {
 }
 
 /// A read or write request: the file position it works at.
+///
+/// # Invariants
+///
+/// `iocb` is the live request of the current `read_iter`/`write_iter`
+/// call (`'a`), whose file is an open file of `T` with inode `inode`.
 pub(crate) struct Kiocb<'a, T: FileSystem> {
     iocb: NonNull<ffi::kiocb>,
-    inode: Inode<T>,
+    inode: &'a Inode<T>,
     _call: PhantomData<&'a mut ffi::kiocb>,
 }
 
-impl<T: FileSystem> Kiocb<'_, T> {
+impl<'a, T: FileSystem> Kiocb<'a, T> {
     /// # Safety
     ///
-    /// `iocb` is live for the call and its file is an open file of `T`.
+    /// `iocb` is live for `'a`, used by nobody else meanwhile, and its file
+    /// is an open file of `T`.
     unsafe fn from_raw(iocb: *mut ffi::kiocb) -> Self {
         Self {
-            // SAFETY: Live (caller), so not null.
+            // SAFETY: Live (this function's `# Safety`), so not null.
             iocb: unsafe { NonNull::new_unchecked(iocb) },
-            // SAFETY: The file is open (caller).
+            // SAFETY: The file is an open file of `T` for `'a` (this
+            // function's `# Safety`), which pins its inode.
             inode: unsafe { file_inode::<T>((*iocb).ki_filp) },
             _call: PhantomData,
         }
     }
 
     /// The file's inode.
-    pub(crate) fn inode(&self) -> &Inode<T> {
-        &self.inode
+    pub(crate) fn inode(&self) -> &'a Inode<T> {
+        self.inode
     }
 
     /// The position.
@@ -132,7 +139,7 @@ impl<T: Operations> FileTables<T> {
 /// # Safety
 ///
 /// `file` is live and belongs to `T`.
-pub(super) unsafe fn file_inode<T: FileSystem>(file: *mut ffi::file) -> Inode<T> {
+pub(super) unsafe fn file_inode<'a, T: FileSystem>(file: *mut ffi::file) -> &'a Inode<T> {
     // SAFETY: An open file's inode lives as long as the file.
     unsafe { Inode::from_raw((*file).f_inode) }
 }
@@ -245,5 +252,5 @@ pub(super) unsafe extern "C" fn fsync_callback<T: FileOperations>(
     let first = start.max(0) as u64 >> 12;
     let last = end.max(0) as u64 >> 12;
     // SAFETY: The file is open.
-    to_c_int(T::fsync(&unsafe { file_inode::<T>(file) }, first, last))
+    to_c_int(T::fsync(unsafe { file_inode::<T>(file) }, first, last))
 }

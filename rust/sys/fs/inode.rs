@@ -14,7 +14,11 @@ use core::{
     sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering},
 };
 
-use kernel::{error::to_result, prelude::*};
+use kernel::{
+    error::to_result,
+    prelude::*,
+    types::{ARef, AlwaysRefCounted, Opaque},
+};
 
 use super::{
     attr::AttrInodeOps, dir::DirFileOps, file::FileTables, namei::DirInodeOps, timespec, timestamp,
@@ -124,37 +128,69 @@ pub(super) unsafe extern "C" fn evict_inode_callback<T: Operations>(inode: *mut 
     };
     if T::HAS_EVICT_INODE && filled && unlinked && !bad {
         // SAFETY: The inode stays allocated until `free_inode`.
-        T::evict_inode(&unsafe { Inode::<T>::from_raw(inode) });
+        T::evict_inode(unsafe { Inode::<T>::from_raw(inode) });
     }
 }
 
-/// An inode of filesystem `T`, borrowed for a VFS call.
-pub(crate) struct Inode<T: FileSystem> {
-    inode: NonNull<ffi::inode>,
-    _type: PhantomData<T>,
+/// An inode of filesystem `T`, handed out as a reference for as long as
+/// the VFS keeps it alive (a call's argument, a dentry's inode) or as an
+/// [`ARef`] that owns a reference count (`ihold`/`iput`).
+///
+/// # Invariants
+///
+/// The wrapped `struct inode` is live for the lifetime of every reference
+/// to this wrapper, and it is an inode of a super block of `T`, allocated
+/// by `T`'s inode cache: the `vfs` field of a [`Container`].
+#[repr(transparent)]
+pub(crate) struct Inode<T: FileSystem>(Opaque<ffi::inode>, PhantomData<T>);
+
+// SAFETY: The VFS lets any thread use an inode it holds a reference to; the
+// wrapper's methods use only thread-safe accessors (the VFS's own, atomics,
+// or fields the VFS documents as stable), and dropping the last count
+// (`iput`) may happen on any thread.
+unsafe impl<T: FileSystem> Send for Inode<T> {}
+// SAFETY: `&Inode` methods are safe to call concurrently: they read fields
+// fixed while the inode lives or go through the VFS's locked setters.
+unsafe impl<T: FileSystem> Sync for Inode<T> {}
+
+// SAFETY: `ihold` and `iput` are the inode's reference count; an inode
+// stays allocated while a count is held (the type's invariant for `ARef`).
+unsafe impl<T: FileSystem> AlwaysRefCounted for Inode<T> {
+    fn inc_ref(&self) {
+        // SAFETY: The inode is live (type invariant) and already referenced
+        // by whoever lent `self`, as `ihold` requires.
+        unsafe { ffi::ihold(self.as_ptr()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller owns one count on this live inode, which
+        // `iput` drops (`Inode` is a transparent wrapper of the inode).
+        unsafe { ffi::iput(obj.as_ptr().cast()) };
+    }
 }
 
 impl<T: FileSystem> Inode<T> {
+    /// The wrapper of a raw inode.
+    ///
     /// # Safety
     ///
-    /// `inode` is a live inode of `T` while the result is used.
-    pub(crate) unsafe fn from_raw(inode: *mut ffi::inode) -> Self {
-        Self {
-            // SAFETY: The VFS never passes a null inode where one is due.
-            inode: unsafe { NonNull::new_unchecked(inode) },
-            _type: PhantomData,
-        }
+    /// `inode` is an inode of a super block of `T` that stays live for
+    /// `'a`.
+    pub(crate) unsafe fn from_raw<'a>(inode: *mut ffi::inode) -> &'a Self {
+        // SAFETY: `Inode` is a transparent wrapper of the inode, which is
+        // live for `'a` (this function's `# Safety`).
+        unsafe { &*inode.cast::<Self>() }
     }
 
     /// The raw inode, for the other wrappers.
     pub(crate) fn as_ptr(&self) -> *mut ffi::inode {
-        self.inode.as_ptr()
+        self.0.get()
     }
 
     /// Inode number.
     pub(crate) fn ino(&self) -> u64 {
         // SAFETY: The inode is live; the number is fixed once hashed.
-        unsafe { (*self.inode.as_ptr()).i_ino as u64 }
+        unsafe { (*self.as_ptr()).i_ino as u64 }
     }
 
     /// The filesystem's data of the inode's super block.
@@ -163,7 +199,7 @@ impl<T: FileSystem> Inode<T> {
         // null or the `Arc` `fill_super` stored, kept until `put_super`,
         // which runs after every inode was evicted.
         unsafe {
-            (*(*self.inode.as_ptr()).i_sb)
+            (*(*self.as_ptr()).i_sb)
                 .s_fs_info
                 .cast::<T::Info>()
                 .as_ref()
@@ -177,30 +213,27 @@ impl<T: FileSystem> Inode<T> {
         // SAFETY: The inode and its mapping are live; the kernel locks the
         // entries (fs/dax.c's encoding, which the fault engine keeps).
         to_result(unsafe {
-            ffi::mf_dax_kill_procs(
-                (*self.inode.as_ptr()).i_mapping,
-                first as _,
-                count as _,
-                mf_flags,
-            )
+            ffi::mf_dax_kill_procs((*self.as_ptr()).i_mapping, first as _, count as _, mf_flags)
         })
     }
 
     /// Its super block.
-    pub(crate) fn super_block(&self) -> SuperBlock<T> {
+    pub(crate) fn super_block(&self) -> &SuperBlock<T> {
         // SAFETY: A live inode's super block outlives it.
-        unsafe { SuperBlock::from_raw((*self.inode.as_ptr()).i_sb) }
+        unsafe { SuperBlock::from_raw((*self.as_ptr()).i_sb) }
     }
 
     /// Type and permission bits.
     pub(crate) fn mode(&self) -> u32 {
         // SAFETY: The inode is live.
-        unsafe { (*self.inode.as_ptr()).i_mode.into() }
+        unsafe { (*self.as_ptr()).i_mode.into() }
     }
 
     /// The mapping entries of a regular file (DAX).
-    pub(crate) fn entries(&self) -> Option<crate::sys::mm::Entries> {
-        // SAFETY: The inode, and so its mapping, lives as long as `self`.
+    pub(crate) fn entries(&self) -> Option<crate::sys::mm::Entries<'_>> {
+        // SAFETY: The inode's mapping lives as long as the inode, which is
+        // live for the borrow of `self` the entries are tied to (type
+        // invariant).
         unsafe { crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping) }
     }
 
@@ -208,16 +241,19 @@ impl<T: FileSystem> Inode<T> {
     pub(crate) fn invalidate_lock(
         &self,
         exclusive: bool,
-    ) -> Option<crate::sys::mm::InvalidateGuard> {
-        // SAFETY: The mapping lives as long as the inode; callers keep the
-        // inode (a VFS reference or call) while they hold the guard.
+    ) -> Option<crate::sys::mm::InvalidateGuard<'_>> {
+        // SAFETY: The inode's mapping lives as long as the inode, which is
+        // live for the borrow of `self` the guard is tied to (type invariant).
         unsafe { crate::sys::mm::InvalidateGuard::lock((*self.as_ptr()).i_mapping, exclusive) }
     }
 
     /// Takes this file's and `other`'s invalidate locks exclusively.
-    pub(crate) fn invalidate_lock_two(&self, other: &Self) -> crate::sys::mm::InvalidateTwo {
-        // SAFETY: Both inodes, and so their mappings, are live while the
-        // caller holds them (a VFS call).
+    pub(crate) fn invalidate_lock_two<'a>(
+        &'a self,
+        other: &'a Self,
+    ) -> crate::sys::mm::InvalidateTwo<'a> {
+        // SAFETY: Both inodes, and so their mappings, are live for `'a`,
+        // the borrows the guard is tied to (type invariant).
         unsafe {
             crate::sys::mm::InvalidateTwo::lock(
                 (*self.as_ptr()).i_mapping,
@@ -236,19 +272,19 @@ impl<T: FileSystem> Inode<T> {
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
         // SAFETY: The inode is live.
-        unsafe { ffi::oxdax_i_size_read(self.inode.as_ptr()) as u64 }
+        unsafe { ffi::oxdax_i_size_read(self.as_ptr()) as u64 }
     }
 
     /// Owner.
     pub(crate) fn uid(&self) -> u32 {
         // SAFETY: The inode is live.
-        unsafe { ffi::oxdax_i_uid_read(self.inode.as_ptr()) }
+        unsafe { ffi::oxdax_i_uid_read(self.as_ptr()) }
     }
 
     /// Group.
     pub(crate) fn gid(&self) -> u32 {
         // SAFETY: The inode is live.
-        unsafe { ffi::oxdax_i_gid_read(self.inode.as_ptr()) }
+        unsafe { ffi::oxdax_i_gid_read(self.as_ptr()) }
     }
 
     /// Access, modification and change times.
@@ -256,20 +292,20 @@ impl<T: FileSystem> Inode<T> {
         let mut t = [ffi::timespec64::default(); 3];
         let [a, m, c] = &mut t;
         // SAFETY: The inode is live; the outputs are valid.
-        unsafe { ffi::oxdax_inode_get_times(self.inode.as_ptr(), a, m, c) };
+        unsafe { ffi::oxdax_inode_get_times(self.as_ptr(), a, m, c) };
         (timestamp(a), timestamp(m), timestamp(c))
     }
 
     /// The current time, at the filesystem's granularity.
     pub(crate) fn now(&self) -> Timestamp {
         // SAFETY: The inode is live.
-        timestamp(&unsafe { ffi::current_time(self.inode.as_ptr()) })
+        timestamp(&unsafe { ffi::current_time(self.as_ptr()) })
     }
 
     /// Copies the filesystem's attributes into the VFS inode. The caller
     /// holds what makes them stable (the inode's i_rwsem, or `I_NEW`).
     pub(crate) fn set_attributes(&self, attrs: &Attributes) {
-        let inode = self.inode.as_ptr();
+        let inode = self.as_ptr();
         // SAFETY: The inode is live; these are the VFS's own setters, or
         // fields the VFS lets the filesystem write under i_rwsem.
         unsafe {
@@ -304,7 +340,7 @@ impl<T: FileSystem> Inode<T> {
         // without i_rwsem too (generic_update_time).
         unsafe {
             ffi::oxdax_inode_set_times(
-                self.inode.as_ptr(),
+                self.as_ptr(),
                 &timespec(&attrs.atime),
                 &timespec(&attrs.mtime),
                 &timespec(&attrs.ctime),
@@ -314,37 +350,11 @@ impl<T: FileSystem> Inode<T> {
 
     pub(super) fn btime(&self) -> ffi::timespec64 {
         // SAFETY: The inode is live and of this filesystem.
-        let container = unsafe { &*container_of(self.inode.as_ptr()) };
+        let container = unsafe { &*container_of(self.as_ptr()) };
         ffi::timespec64 {
             tv_sec: container.btime_sec.load(Ordering::Relaxed),
             tv_nsec: container.btime_nsec.load(Ordering::Relaxed) as _,
         }
-    }
-}
-
-/// A counted inode reference (`iput` when dropped).
-pub(crate) struct InodeRef<T: FileSystem>(Inode<T>);
-
-impl<T: FileSystem> InodeRef<T> {
-    /// Gives the reference to the caller (a dentry).
-    pub(crate) fn into_raw(self) -> *mut ffi::inode {
-        let raw = self.0.as_ptr();
-        core::mem::forget(self);
-        raw
-    }
-}
-
-impl<T: FileSystem> core::ops::Deref for InodeRef<T> {
-    type Target = Inode<T>;
-    fn deref(&self) -> &Inode<T> {
-        &self.0
-    }
-}
-
-impl<T: FileSystem> Drop for InodeRef<T> {
-    fn drop(&mut self) {
-        // SAFETY: We own one reference.
-        unsafe { ffi::iput(self.0.as_ptr()) };
     }
 }
 
@@ -387,27 +397,31 @@ pub(super) unsafe fn fill_new<T: Operations>(inode: *mut ffi::inode, info: &T::I
 }
 
 /// The inode `ino` of `sb`, read from the media if not cached.
-pub(crate) fn iget<T: Operations>(sb: &SuperBlock<T>, ino: u64) -> Result<InodeRef<T>> {
+pub(crate) fn iget<T: Operations>(sb: &SuperBlock<T>, ino: u64) -> Result<ARef<Inode<T>>> {
     let info = sb.info().ok_or(EINVAL)?;
     // SAFETY: `sb` is live; `ino` fits an unsigned long on 64-bit.
     let inode = unsafe { ffi::iget_locked(sb.as_ptr(), ino as _) };
     if inode.is_null() {
         return Err(ENOMEM);
     }
+    // SAFETY: `iget_locked` returned a live inode of `sb` (a super block of
+    // `T`) with a reference we own, which the `ARef` takes over.
+    let owned = unsafe { owned::<T>(inode) };
     // SAFETY: `iget_locked` returned a referenced inode.
     if unsafe { (*inode).i_state } & ffi::I_NEW == 0 {
-        // SAFETY: A cached inode was filled before it was unlocked.
-        return Ok(InodeRef(unsafe { Inode::from_raw(inode) }));
+        // A cached inode was filled before it was unlocked.
+        return Ok(owned);
     }
     // SAFETY: New and locked, ours to fill.
     match unsafe { fill_new::<T>(inode, info) } {
         Ok(()) => {
             // SAFETY: Filled; publish it.
             unsafe { ffi::unlock_new_inode(inode) };
-            // SAFETY: We own the reference `iget_locked` took.
-            Ok(InodeRef(unsafe { Inode::from_raw(inode) }))
+            Ok(owned)
         }
         Err(e) => {
+            // `iget_failed` drops the reference itself.
+            let _ = ARef::into_raw(owned);
             // SAFETY: Marks it bad, unlocks and drops our reference.
             unsafe { ffi::iget_failed(inode) };
             Err(e)
@@ -417,13 +431,26 @@ pub(crate) fn iget<T: Operations>(sb: &SuperBlock<T>, ino: u64) -> Result<InodeR
 
 /// The inode `ino` of `sb` if it is in memory (never read from the media:
 /// an inode nobody holds has no mappings to revoke).
-pub(crate) fn cached<T: Operations>(sb: &SuperBlock<T>, ino: u64) -> Option<InodeRef<T>> {
+pub(crate) fn cached<T: Operations>(sb: &SuperBlock<T>, ino: u64) -> Option<ARef<Inode<T>>> {
     // SAFETY: `sb` is live; `ilookup` returns a referenced, filled inode or
     // null, and never creates one.
     let inode = unsafe { ffi::ilookup(sb.as_ptr(), ino as _) };
     // SAFETY: `ilookup` found `inode` on `sb`, a super block of `T`, and took
-    // a reference for us, which the `InodeRef` owns and drops.
-    NonNull::new(inode).map(|inode| InodeRef(unsafe { Inode::from_raw(inode.as_ptr()) }))
+    // a reference for us, which the `ARef` owns and drops.
+    (!inode.is_null()).then(|| unsafe { owned::<T>(inode) })
+}
+
+/// Takes ownership of a counted reference to `inode`.
+///
+/// # Safety
+///
+/// `inode` is a live inode of a super block of `T` on which the caller owns
+/// one reference count, given to the result.
+pub(super) unsafe fn owned<T: FileSystem>(inode: *mut ffi::inode) -> ARef<Inode<T>> {
+    // SAFETY: Live, of `T`, with a count the caller gives away (this
+    // function's `# Safety`); `Inode` is a transparent wrapper, so the cast
+    // pointer is the wrapper's and not null.
+    unsafe { ARef::from_raw(NonNull::new_unchecked(inode.cast())) }
 }
 
 /// Calls `visit` with every inode of `sb` that has DAX mapping entries
@@ -441,7 +468,7 @@ pub(crate) fn for_each_mapped<T: FileSystem, F: FnMut(&Inode<T>)>(sb: &SuperBloc
         // at a time: the `&mut` is the only reference.
         let visit = unsafe { &mut *data.cast::<F>() };
         // SAFETY: Referenced by the walk for the call.
-        visit(&unsafe { Inode::from_raw(inode) });
+        visit(unsafe { Inode::from_raw(inode) });
     }
     let mut visit = visit;
     // SAFETY: `sb` is live; the walk calls the trampoline with `visit`,

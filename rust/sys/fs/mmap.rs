@@ -69,7 +69,7 @@ pub(super) unsafe extern "C" fn mmap_callback<T: MmapOperations>(
     // SAFETY: The VMA is being set up (contract).
     let sync = unsafe { ffi::oxdax_vma_flags(vma) } as u64 & u64::from(ffi::VM_SYNC) != 0;
     if T::HAS_MMAP {
-        if let Err(e) = T::mmap(&inode, sync) {
+        if let Err(e) = T::mmap(inode, sync) {
             return e.to_errno();
         }
     }
@@ -89,15 +89,22 @@ pub(super) unsafe extern "C" fn mmap_callback<T: MmapOperations>(
 ///
 /// # Safety
 ///
-/// `vmf` is the live fault of a VMA set up by `mmap_callback::<T>`.
-unsafe fn fault_parts<T: MmapOperations>(vmf: *mut ffi::vm_fault) -> Option<(Inode<T>, VmFault)> {
-    // SAFETY: `vmf` is the live fault of a VMA of `T` (this function's
-    // `# Safety`), and the three callbacks that call this use the result only
-    // during their call, as `VmFault::from_raw` requires.
-    let fault = unsafe { VmFault::from_raw(vmf) }?;
+/// `vmf` is the live fault of a VMA set up by `mmap_callback::<T>`, with
+/// the mmap or VMA lock held, and `'a` ends before the callback returns
+/// (the results are used only during the callback).
+unsafe fn fault_parts<'a, T: MmapOperations>(
+    vmf: *mut ffi::vm_fault,
+) -> Option<(&'a Inode<T>, &'a VmFault)> {
+    if vmf.is_null() {
+        return None;
+    }
+    // SAFETY: `vmf` is the live fault of a VMA of `T`, used only during the
+    // callback (this function's `# Safety`), as `VmFault::from_raw` requires.
+    let fault = unsafe { VmFault::from_raw(vmf) };
     // SAFETY: The fault's VMA is live while core mm holds its mmap or VMA
     // lock; set up by `mmap_callback::<T>`, it holds a reference on
-    // `vm_file`, an open file of `T` whose inode lives as long as the file.
+    // `vm_file`, an open file of `T` whose inode lives as long as the file,
+    // longer than `'a`.
     let inode = unsafe { Inode::from_raw((*(*(*vmf).__bindgen_anon_1.vma).vm_file).f_inode) };
     Some((inode, fault))
 }
@@ -110,7 +117,7 @@ unsafe extern "C" fn fault_callback<T: MmapOperations>(vmf: *mut ffi::vm_fault) 
     // `VmOps::<T>::OPS`, which only `mmap_callback::<T>` installs (splits and
     // forks copy it with the file): what `fault_parts::<T>` requires.
     match unsafe { fault_parts::<T>(vmf) } {
-        Some((inode, fault)) => T::fault(&inode, &fault, 0, false),
+        Some((inode, fault)) => T::fault(inode, fault, 0, false),
         None => FAULT_SIGBUS,
     }
 }
@@ -125,7 +132,7 @@ unsafe extern "C" fn huge_fault_callback<T: MmapOperations>(
     // SAFETY: As for `fault`: core mm passes the live fault of a VMA whose
     // `vm_ops` is `VmOps::<T>::OPS`, only installed by `mmap_callback::<T>`.
     match unsafe { fault_parts::<T>(vmf) } {
-        Some((inode, fault)) => T::fault(&inode, &fault, order, false),
+        Some((inode, fault)) => T::fault(inode, fault, order, false),
         None => FAULT_SIGBUS,
     }
 }
@@ -138,7 +145,7 @@ unsafe extern "C" fn mkwrite_callback<T: MmapOperations>(vmf: *mut ffi::vm_fault
     // of a VMA whose `vm_ops` is `VmOps::<T>::OPS`, only installed by
     // `mmap_callback::<T>`: what `fault_parts::<T>` requires.
     match unsafe { fault_parts::<T>(vmf) } {
-        Some((inode, fault)) => T::fault(&inode, &fault, 0, true),
+        Some((inode, fault)) => T::fault(inode, fault, 0, true),
         None => FAULT_SIGBUS,
     }
 }
@@ -161,7 +168,7 @@ pub(super) unsafe extern "C" fn writepages_callback<T: MmapOperations>(
     let inode = unsafe { Inode::<T>::from_raw((*mapping).host) };
     let first = (start.max(0) as u64) >> 12;
     let last = (end.max(0) as u64) >> 12;
-    match T::writeback(&inode, first, last) {
+    match T::writeback(inode, first, last) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }

@@ -8,8 +8,8 @@
 //! directories' i_rwsem (and the victims' for removals) around every
 //! callback here; the filesystem's methods run with them held.
 
-use kernel::prelude::*;
 use kernel::{build_error, error::VTABLE_DEFAULT_ERROR};
+use kernel::{prelude::*, types::ARef};
 
 use super::{
     dentry::Dentry,
@@ -126,10 +126,10 @@ unsafe extern "C" fn lookup_callback<T: Operations>(
     _flags: kernel::ffi::c_uint,
 ) -> *mut ffi::dentry {
     // SAFETY: Live (caller).
-    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
-    let inode = match T::lookup(&dir, dentry.name()) {
-        Ok(Some(ino)) => match iget(&dir.super_block(), ino) {
-            Ok(inode) => inode.into_raw(),
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
+    let inode = match T::lookup(dir, dentry.name()) {
+        Ok(Some(ino)) => match iget(dir.super_block(), ino) {
+            Ok(inode) => ARef::into_raw(inode).as_ptr().cast(),
             Err(e) => return err_ptr(e),
         },
         Ok(None) => core::ptr::null_mut(),
@@ -155,7 +155,8 @@ unsafe fn make_node<T: Operations>(
     rdev: ffi::dev_t,
 ) -> Result {
     // SAFETY: Live (caller).
-    let (dir_ref, dentry_ref) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+    let (dir_ref, dentry_ref) =
+        unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
     let sb = dir_ref.super_block();
     let info = sb.info().ok_or(EINVAL)?;
     // SAFETY: `sb` is live.
@@ -175,7 +176,7 @@ unsafe fn make_node<T: Operations>(
         gid: new.gid(),
         rdev: crate::logic::format::inode::encode_dev(rdev),
     };
-    let ino = match T::create(&dir_ref, dentry_ref.name(), &owner) {
+    let ino = match T::create(dir_ref, dentry_ref.name(), &owner) {
         Ok(ino) => ino,
         Err(e) => {
             // SAFETY: Not filled, so eviction leaves the media alone.
@@ -268,15 +269,15 @@ unsafe extern "C" fn link_callback<T: Operations>(
     // under `dir`'s lock, is read.
     let (old, dir, new) = unsafe {
         (
-            Dentry::from_raw(old),
+            Dentry::<T>::from_raw(old),
             Inode::<T>::from_raw(dir),
-            Dentry::from_raw(new),
+            Dentry::<T>::from_raw(new),
         )
     };
-    let Some(inode) = old.inode::<T>() else {
+    let Some(inode) = old.inode() else {
         return ENOENT.to_errno();
     };
-    if let Err(e) = T::link(&inode, &dir, new.name()) {
+    if let Err(e) = T::link(inode, dir, new.name()) {
         return e.to_errno();
     }
     // SAFETY: The new dentry takes a reference of its own.
@@ -297,9 +298,9 @@ unsafe extern "C" fn unlink_callback<T: Operations>(
     // SAFETY: The VFS holds the i_rwsem of `dir` (a directory of `T`: the
     // table is `T`'s) and of the victim, and a reference on `dentry`; both
     // live for the call, and `dentry`'s name is stable under `dir`'s lock.
-    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
-    match dentry.inode::<T>() {
-        Some(victim) => to_c_int(T::unlink(&dir, dentry.name(), &victim)),
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
+    match dentry.inode() {
+        Some(victim) => to_c_int(T::unlink(dir, dentry.name(), victim)),
         None => ENOENT.to_errno(),
     }
 }
@@ -314,9 +315,9 @@ unsafe extern "C" fn rmdir_callback<T: Operations>(
     // SAFETY: The VFS holds the i_rwsem of `dir` (a directory of `T`: the
     // table is `T`'s) and of the victim, and a reference on `dentry`; both
     // live for the call, and `dentry`'s name is stable under `dir`'s lock.
-    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
-    match dentry.inode::<T>() {
-        Some(victim) => to_c_int(T::rmdir(&dir, dentry.name(), &victim)),
+    let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
+    match dentry.inode() {
+        Some(victim) => to_c_int(T::rmdir(dir, dentry.name(), victim)),
         None => ENOENT.to_errno(),
     }
 }
@@ -343,22 +344,22 @@ unsafe extern "C" fn rename_callback<T: Operations>(
     let (old_dir, old_dentry, new_dir, new_dentry) = unsafe {
         (
             Inode::<T>::from_raw(old_dir),
-            Dentry::from_raw(old_dentry),
+            Dentry::<T>::from_raw(old_dentry),
             Inode::<T>::from_raw(new_dir),
-            Dentry::from_raw(new_dentry),
+            Dentry::<T>::from_raw(new_dentry),
         )
     };
-    let Some(moved) = old_dentry.inode::<T>() else {
+    let Some(moved) = old_dentry.inode() else {
         return ENOENT.to_errno();
     };
-    let replaced = new_dentry.inode::<T>();
+    let replaced = new_dentry.inode();
     to_c_int(T::rename(
-        &old_dir,
+        old_dir,
         old_dentry.name(),
-        &moved,
-        &new_dir,
+        moved,
+        new_dir,
         new_dentry.name(),
-        replaced.as_ref(),
+        replaced,
         flags & ffi::RENAME_NOREPLACE != 0,
     ))
 }

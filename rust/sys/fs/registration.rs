@@ -314,7 +314,7 @@ unsafe extern "C" fn reconfigure_callback<T: Operations>(
     // SAFETY: Pending writes reach the filesystem before its state changes.
     unsafe { ffi::sync_filesystem(sb.as_ptr()) };
     // SAFETY: `fc` is a context of this type.
-    to_c_int(T::reconfigure(&sb, unsafe { options::<T>(fc) }, read_only))
+    to_c_int(T::reconfigure(sb, unsafe { options::<T>(fc) }, read_only))
 }
 
 /// # Safety

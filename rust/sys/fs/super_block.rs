@@ -4,7 +4,12 @@
 
 use core::{marker::PhantomData, ptr::NonNull};
 
-use kernel::{prelude::*, str::CStr, sync::Arc};
+use kernel::{
+    prelude::*,
+    str::CStr,
+    sync::Arc,
+    types::{ARef, Opaque},
+};
 
 use super::{holder::SuperBlockHolder, inode, to_c_int, FileSystem, Operations, Registration};
 use crate::{
@@ -41,15 +46,32 @@ impl<T: Operations> SuperOps<T> {
     };
 }
 
-/// A super block of filesystem `T`, valid while the VFS calls into it.
-pub(crate) struct SuperBlock<T: FileSystem> {
-    sb: NonNull<ffi::super_block>,
-    _type: PhantomData<T>,
-}
+/// A super block of filesystem `T`, handed out as a reference for as long
+/// as the VFS keeps it alive (a call's argument, an inode's super block).
+///
+/// # Invariants
+///
+/// The wrapped `struct super_block` is a super block of `T`'s type, live
+/// for the lifetime of every reference to this wrapper.
+#[repr(transparent)]
+pub(crate) struct SuperBlock<T: FileSystem>(Opaque<ffi::super_block>, PhantomData<T>);
+
+// SAFETY: The VFS lets any thread use a live super block; the wrapper reads
+// fields fixed while it is mounted, or plain flag words.
+unsafe impl<T: FileSystem> Send for SuperBlock<T> {}
+// SAFETY: `&SuperBlock` methods only read fields that are fixed while the
+// super block lives (or flag words read whole), and `T::Info` is `Sync`.
+unsafe impl<T: FileSystem> Sync for SuperBlock<T> {}
 
 /// A mounted super block pinned with an active reference (unmount cannot
 /// begin until it is dropped).
-pub(crate) struct ActiveSuperBlock<T: FileSystem>(SuperBlock<T>);
+///
+/// # Invariants
+///
+/// `sb` is a super block of `T` on which this holds one active reference.
+pub(crate) struct ActiveSuperBlock<T: FileSystem> {
+    sb: NonNull<SuperBlock<T>>,
+}
 
 impl<T: FileSystem> ActiveSuperBlock<T> {
     /// An active reference on `sb` if it is mounted and its unmount has
@@ -59,11 +81,12 @@ impl<T: FileSystem> ActiveSuperBlock<T> {
     ///
     /// `sb` is a super block of `T` that is not freed during the call.
     pub(crate) unsafe fn get(sb: *mut ffi::super_block) -> Option<Self> {
-        // SAFETY: Not freed (contract); the helper only reads the flags and
-        // takes the reference if `s_active` is not zero.
+        // SAFETY: Not freed during the call (this function's `# Safety`);
+        // the helper only reads the flags and takes the reference if
+        // `s_active` is not zero.
         if unsafe { ffi::oxdax_sb_get_active(sb) } {
-            // SAFETY: Alive as long as the active reference is held.
-            Some(Self(unsafe { SuperBlock::from_raw(sb) }))
+            // The reference keeps it alive until dropped.
+            NonNull::new(sb.cast()).map(|sb| Self { sb })
         } else {
             None
         }
@@ -73,33 +96,36 @@ impl<T: FileSystem> ActiveSuperBlock<T> {
 impl<T: FileSystem> core::ops::Deref for ActiveSuperBlock<T> {
     type Target = SuperBlock<T>;
     fn deref(&self) -> &SuperBlock<T> {
-        &self.0
+        // SAFETY: The active reference keeps the super block alive while
+        // `self` lives (type invariant).
+        unsafe { self.sb.as_ref() }
     }
 }
 
 impl<T: FileSystem> Drop for ActiveSuperBlock<T> {
     fn drop(&mut self) {
-        // SAFETY: Taken by `get`; dropping the last one unmounts (the
-        // caller holds no lock the unmount takes).
-        unsafe { ffi::deactivate_super(self.0.as_ptr()) };
+        // SAFETY: This holds one active reference (type invariant), given
+        // back once; dropping the last one unmounts (the caller holds no
+        // lock the unmount takes).
+        unsafe { ffi::deactivate_super(self.as_ptr()) };
     }
 }
 
 impl<T: FileSystem> SuperBlock<T> {
+    /// The wrapper of a raw super block.
+    ///
     /// # Safety
     ///
-    /// `sb` is a live super block of `T` for as long as the result is used.
-    pub(crate) unsafe fn from_raw(sb: *mut ffi::super_block) -> Self {
-        Self {
-            // SAFETY: The VFS never passes a null super block.
-            sb: unsafe { NonNull::new_unchecked(sb) },
-            _type: PhantomData,
-        }
+    /// `sb` is a super block of `T` that stays live for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(sb: *mut ffi::super_block) -> &'a Self {
+        // SAFETY: `SuperBlock` is a transparent wrapper of the super block,
+        // which is live for `'a` (this function's `# Safety`).
+        unsafe { &*sb.cast::<Self>() }
     }
 
     /// The raw super block, for the other wrappers.
     pub(crate) fn as_ptr(&self) -> *mut ffi::super_block {
-        self.sb.as_ptr()
+        self.0.get()
     }
 
     /// The filesystem's data, once `fill_super` returned it.
@@ -107,25 +133,25 @@ impl<T: FileSystem> SuperBlock<T> {
         // SAFETY: `s_fs_info` is null or an `Arc<T::Info>` stored by
         // `fill_super` and released only by `put_super`/`kill_sb`, after
         // which the VFS calls nothing that reaches here.
-        unsafe { (*self.sb.as_ptr()).s_fs_info.cast::<T::Info>().as_ref() }
+        unsafe { (*self.as_ptr()).s_fs_info.cast::<T::Info>().as_ref() }
     }
 
     /// The device name (`oxpmem0`), for log lines.
     pub(crate) fn id(&self) -> &CStr {
         // SAFETY: `s_id` is a NUL-terminated array set before `fill_super`.
-        unsafe { CStr::from_char_ptr((*self.sb.as_ptr()).s_id.as_ptr()) }
+        unsafe { CStr::from_char_ptr((*self.as_ptr()).s_id.as_ptr()) }
     }
 
     /// Whether the super block is read-only.
     pub(crate) fn is_read_only(&self) -> bool {
         // SAFETY: The super block is live; the flags are a plain word.
-        unsafe { (*self.sb.as_ptr()).s_flags & ffi::SB_RDONLY != 0 }
+        unsafe { (*self.as_ptr()).s_flags & ffi::SB_RDONLY != 0 }
     }
 
     /// Size of the block device in bytes.
     pub(crate) fn device_bytes(&self) -> u64 {
         // SAFETY: A block-device super block keeps its device open.
-        unsafe { (*(*self.sb.as_ptr()).s_bdev).bd_nr_sectors << 9 }
+        unsafe { (*(*self.as_ptr()).s_bdev).bd_nr_sectors << 9 }
     }
 
     /// Takes the device's DAX device with this filesystem as its holder
@@ -137,7 +163,7 @@ impl<T: FileSystem> SuperBlock<T> {
         let holders = Registration::<T>::holders().ok_or(FsDaxError::NotDax)?;
         let (holder, ops) = holders.holder();
         // SAFETY: The super block's device is open while it lives.
-        unsafe { FsDax::get((*self.sb.as_ptr()).s_bdev, holder, ops) }
+        unsafe { FsDax::get((*self.as_ptr()).s_bdev, holder, ops) }
     }
 }
 
@@ -164,16 +190,16 @@ pub(super) unsafe fn fill_super<T: Operations>(
     }
     // SAFETY: `sb` is live for the whole call.
     let this = unsafe { SuperBlock::<T>::from_raw(sb) };
-    let info = T::fill_super(&this, options)?;
+    let info = T::fill_super(this, options)?;
     let holders = Registration::<T>::holders().ok_or(ENODEV)?;
-    holders.add(T::dax(&info), SuperBlockHolder::new(&this, info.clone()))?;
+    holders.add(T::dax(&info), SuperBlockHolder::new(this, info.clone()))?;
     // SAFETY: Published for the callbacks below and every later one;
     // `release_info` takes it back.
     unsafe { (*sb).s_fs_info = Arc::into_raw(info).cast_mut().cast() };
-    let root = inode::iget::<T>(&this, T::root(this.info().ok_or(EINVAL)?))?;
+    let root = inode::iget::<T>(this, T::root(this.info().ok_or(EINVAL)?))?;
     // SAFETY: `root` is a live, referenced inode; `d_make_root` consumes the
     // reference (also on failure).
-    let dentry = unsafe { ffi::d_make_root(root.into_raw()) };
+    let dentry = unsafe { ffi::d_make_root(ARef::into_raw(root).as_ptr().cast()) };
     if dentry.is_null() {
         return Err(ENOMEM);
     }
@@ -216,7 +242,7 @@ pub(super) unsafe fn release_info<T: Operations>(sb: *mut ffi::super_block) {
 unsafe extern "C" fn put_super_callback<T: Operations>(sb: *mut ffi::super_block) {
     if T::HAS_PUT_SUPER {
         // SAFETY: `sb` is live.
-        T::put_super(&unsafe { SuperBlock::<T>::from_raw(sb) });
+        T::put_super(unsafe { SuperBlock::<T>::from_raw(sb) });
     }
     // SAFETY: Nothing calls into the super block after `put_super`.
     unsafe { release_info::<T>(sb) };
@@ -230,7 +256,7 @@ unsafe extern "C" fn sync_fs_callback<T: Operations>(
     _wait: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
     // SAFETY: `sb` is live.
-    to_c_int(T::sync_fs(&unsafe { SuperBlock::<T>::from_raw(sb) }))
+    to_c_int(T::sync_fs(unsafe { SuperBlock::<T>::from_raw(sb) }))
 }
 
 /// # Safety
@@ -245,7 +271,7 @@ unsafe extern "C" fn statfs_callback<T: Operations>(
     let buf = buf.cast::<ffi::kstatfs>();
     // SAFETY: The dentry and its super block are live.
     let sb = unsafe { SuperBlock::<T>::from_raw((*dentry).d_sb) };
-    let stat = match T::statfs(&sb) {
+    let stat = match T::statfs(sb) {
         Ok(stat) => stat,
         Err(e) => return e.to_errno(),
     };
@@ -289,5 +315,5 @@ unsafe extern "C" fn show_options_callback<T: Operations>(
     };
     // SAFETY: The root and its super block are live.
     let sb = unsafe { SuperBlock::<T>::from_raw((*root).d_sb) };
-    to_c_int(T::show_options(&sb, &mut SeqFile(seq)))
+    to_c_int(T::show_options(sb, &mut SeqFile(seq)))
 }
