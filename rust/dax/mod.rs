@@ -44,6 +44,7 @@ use kernel::{
 use crate::{
     logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
     sys::{
+        dax::DeviceFrames,
         debugfs,
         memory::{self, PmemMemory},
         mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS},
@@ -217,8 +218,8 @@ pub(crate) struct Engine {
     regions: [Mutex<()>; REGION_LOCKS],
     /// The whole device, mapped (cache flushes, copies).
     memory: PmemMemory,
-    /// Page frame of device offset 0.
-    first_frame: u64,
+    /// The device's page frames.
+    frames: DeviceFrames,
     /// Device offset of a 2 MiB-aligned range of zeros that nothing
     /// writes while mounted, mapped read-only for 2 MiB hole reads (the
     /// kernel's huge zero page is not exported to modules); `u64::MAX`
@@ -229,13 +230,17 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// An engine over the device mapped at `memory` (frame `first_frame`).
-    pub(crate) fn new(memory: PmemMemory, first_frame: u64) -> Result<impl PinInit<Self, Error>> {
+    /// An engine over the device mapped at `memory`, whose page frames are
+    /// `frames`.
+    pub(crate) fn new(
+        memory: PmemMemory,
+        frames: DeviceFrames,
+    ) -> Result<impl PinInit<Self, Error>> {
         let counters = Arc::new(Counters::default(), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             regions <- kernel::init::pin_init_array_from_fn(|_| new_mutex!((), "oxdax_region")),
             memory,
-            first_frame,
+            frames,
             zero_chunk: AtomicU64::new(u64::MAX),
             counters,
         }? Error))
@@ -299,12 +304,12 @@ impl Engine {
 
     /// The page frame of device byte `offset`.
     fn frame(&self, offset: u64) -> u64 {
-        self.first_frame + offset / PAGE
+        self.frames.first() + offset / PAGE
     }
 
     /// Writes back the CPU cache lines of an entry's blocks.
     fn flush(&self, entry: Entry) {
-        if let Some(offset) = entry.frame().checked_sub(self.first_frame) {
+        if let Some(offset) = entry.frame().checked_sub(self.frames.first()) {
             if entry.maps_blocks() {
                 // Frames outside the device cannot be in an entry of ours.
                 let _ = self
@@ -569,8 +574,12 @@ impl Engine {
             }
             Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
                 match self.zero_chunk.load(Ordering::Relaxed) {
-                    u64::MAX => Err(Stop::Fallback(Fallback::Extent)),
-                    offset => Ok(Want::Zero(self.frame(offset))),
+                    // On a device whose frames are not 2 MiB aligned the
+                    // chunk cannot be PMD-mapped either.
+                    offset if offset != u64::MAX && self.frame(offset) % PMD_PAGES == 0 => {
+                        Ok(Want::Zero(self.frame(offset)))
+                    }
+                    _ => Err(Stop::Fallback(Fallback::Extent)),
                 }
             }
             _ => Err(Stop::Fallback(Fallback::Extent)),
@@ -580,10 +589,16 @@ impl Engine {
     /// Maps `want` into the faulting page table and counts it. `kept`: a
     /// write to a read-only PTE of the entry that is there, which core mm
     /// makes writable once we return 0.
+    ///
+    /// A frame that is not the device's (a damaged entry) is refused with
+    /// `SIGBUS`: only device memory is mapped.
     fn insert(&self, vmf: &VmFault, span: Span, want: Want, write: bool, kept: bool) -> FaultCode {
         let c = &self.counters;
         match (want, span.is_pmd()) {
             (Want::Zero(frame), true) => {
+                let Some(frame) = self.frames.pmd(frame) else {
+                    return FAULT_SIGBUS;
+                };
                 bump(&c.fault_zero);
                 bump(&c.fault_zero_pmd);
                 vmf.insert_pmd(frame, false)
@@ -593,11 +608,17 @@ impl Engine {
                 vmf.insert_zero_page()
             }
             (Want::Blocks(frame), true) => {
+                let Some(frame) = self.frames.pmd(frame) else {
+                    return FAULT_SIGBUS;
+                };
                 bump(&c.fault_pmd);
                 vmf.insert_pmd(frame, write)
             }
             (Want::Blocks(_), false) if kept => 0,
             (Want::Blocks(frame), false) => {
+                let Some(frame) = self.frames.frame(frame) else {
+                    return FAULT_SIGBUS;
+                };
                 bump(&c.fault_pte);
                 let code = vmf.insert_page(frame);
                 // Mappings that track writes get read-only PTEs; this

@@ -28,7 +28,7 @@ use crate::{
     },
     params,
     sys::{
-        dax::{FsDax, FsDaxError, MapError},
+        dax::{DeviceFrames, FsDax, FsDaxError, MapError},
         errno,
         fs::{Attributes, FileSystem, FsType, Inode, SeqFile, StatFs, SuperBlock},
         memory::{self, PmemMemory},
@@ -91,7 +91,7 @@ impl Display for Uuid<'_> {
 }
 
 /// Maps the whole device; one log line if it cannot.
-fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, u64)> {
+fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, DeviceFrames)> {
     dax.map_all(len).map_err(|e| match e {
         MapError::Partial(pages) => {
             pr_err!(
@@ -194,7 +194,7 @@ impl FileSystem for OxdaxFs {
             EINVAL
         })?;
         let len = sb.device_bytes();
-        let (data, first_frame) = map_device(&id, &dax, len)?;
+        let (data, frames) = map_device(&id, &dax, len)?;
         let volume = {
             let Some(_alive) = dax.read_lock() else {
                 pr_err!("{}: DAX device is gone\n", &*id);
@@ -206,7 +206,7 @@ impl FileSystem for OxdaxFs {
             try_pin_init!(Info {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
-                engine <- Engine::new(data, first_frame)?,
+                engine <- Engine::new(data, frames)?,
                 fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,
                 id,

@@ -11,6 +11,7 @@ use kernel::{prelude::*, types::Opaque};
 use crate::{
     ffi,
     logic::dax::{Entry, Window},
+    sys::dax::DeviceFrame,
 };
 
 /// `vm_fault_t` bits, as returned to core mm.
@@ -152,25 +153,26 @@ impl VmFault {
 
     /// Maps `frame` (device memory) at the faulting address, read-only in
     /// a mapping that tracks writes (`pfn_mkwrite` makes it writable).
-    pub(crate) fn insert_page(&self, frame: u64) -> FaultCode {
-        // SAFETY: A device frame the caller's entry describes, inserted as
-        // a devmap pfn (what vmf_insert_mixed accepts without VM_MIXEDMAP);
-        // the VMA is live.
-        unsafe {
-            let pfn = ffi::pfn_t {
-                val: ffi::oxdax_pfn_t_dev(frame as _),
-            };
-            ffi::vmf_insert_mixed(self.vma(), self.address() as _, pfn)
-        }
+    pub(crate) fn insert_page(&self, frame: DeviceFrame) -> FaultCode {
+        let pfn = ffi::pfn_t {
+            // SAFETY: Pure computation of the devmap pfn_t of a frame.
+            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
+        };
+        // SAFETY: The VMA and address are the live fault's (type
+        // invariant); `frame` is device memory (`DeviceFrame` invariant),
+        // ZONE_DEVICE pages that may be mapped into user space, inserted as
+        // a devmap pfn (what vmf_insert_mixed accepts without VM_MIXEDMAP).
+        unsafe { ffi::vmf_insert_mixed(self.vma(), self.address() as _, pfn) }
     }
 
     /// Makes the PTE that maps `frame` at the faulting address writable
     /// (after `insert_page`, for a write fault whose entry is tagged
     /// dirty). `false` if it is not there any more: the store faults again.
-    pub(crate) fn make_writable(&self, frame: u64) -> bool {
+    pub(crate) fn make_writable(&self, frame: DeviceFrame) -> bool {
         // SAFETY: The fault's mm and VMA are live and locked (mmap or VMA
-        // lock); the helper only upgrades a present PTE of this frame.
-        unsafe { ffi::oxdax_pte_mkwrite(self.as_ptr(), frame as _) }
+        // lock, type invariant); the helper only upgrades a present PTE of
+        // this frame.
+        unsafe { ffi::oxdax_pte_mkwrite(self.as_ptr(), frame.number() as _) }
     }
 
     /// Maps the zero page at the faulting address.
@@ -192,17 +194,26 @@ impl VmFault {
         unsafe { ffi::oxdax_zero_pfn(self.address() as _) as u64 }
     }
 
-    /// Maps 2 MiB of device memory from `frame` (aligned) at the faulting
-    /// PMD, writable if `write`.
-    pub(crate) fn insert_pmd(&self, frame: u64, write: bool) -> FaultCode {
-        // SAFETY: A 2 MiB-aligned run of device frames the caller's entry
-        // describes, inside the VMA (checked by `pmd_range`).
-        unsafe {
-            let pfn = ffi::pfn_t {
-                val: ffi::oxdax_pfn_t_dev(frame as _),
-            };
-            ffi::vmf_insert_pfn_pmd(self.as_ptr(), pfn, write)
+    /// Maps 2 MiB of device memory from `frame` (made by
+    /// [`DeviceFrames::pmd`](crate::sys::dax::DeviceFrames::pmd): aligned,
+    /// all device memory) at the faulting PMD, writable if `write`;
+    /// `FAULT_FALLBACK` if the PMD does not fit inside the VMA.
+    pub(crate) fn insert_pmd(&self, frame: DeviceFrame, write: bool) -> FaultCode {
+        const PMD_BYTES: u64 = crate::logic::dax::PMD_PAGES * 4096;
+        let window = self.window();
+        let start = window.address & !(PMD_BYTES - 1);
+        if start < window.start || start.saturating_add(PMD_BYTES) > window.end {
+            return FAULT_FALLBACK;
         }
+        let pfn = ffi::pfn_t {
+            // SAFETY: Pure computation of the devmap pfn_t of a frame.
+            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
+        };
+        // SAFETY: The fault is live (type invariant); `frame` starts a
+        // 2 MiB-aligned run of device memory (`DeviceFrame` made by
+        // `DeviceFrames::pmd`), and the aligned PMD lies inside the VMA
+        // (checked above).
+        unsafe { ffi::vmf_insert_pfn_pmd(self.as_ptr(), pfn, write) }
     }
 }
 

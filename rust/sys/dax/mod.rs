@@ -359,11 +359,11 @@ impl FsDax {
     }
 
     /// Maps `len` bytes from the block device's start, all contiguous;
-    /// returns their kernel address and the page frame of the first byte
-    /// (the frames of device memory are contiguous too: one `pfn_t` run).
-    /// The mapping is valid while the device is alive: use it only inside
-    /// `read_lock` sections.
-    pub(crate) fn map_all(&self, len: u64) -> Result<(PmemMemory, u64), MapError> {
+    /// returns their kernel mapping and their page frames (the frames of
+    /// device memory are contiguous too: one `pfn_t` run). The mapping is
+    /// valid while the device is alive: use it only inside `read_lock`
+    /// sections.
+    pub(crate) fn map_all(&self, len: u64) -> Result<(PmemMemory, DeviceFrames), MapError> {
         let page = crate::logic::pmem::PAGE_SIZE;
         let pages = len / page;
         let _guard = self.read_lock().ok_or(MapError::Dead)?;
@@ -397,8 +397,11 @@ impl FsDax {
         // device is alive, which users check through `read_lock`.
         let memory = unsafe { PmemMemory::new(base, pages * page) };
         // pfn_t keeps its flags in the top 12 bits (PFN_FLAGS_MASK).
-        let frame = pfn.val & ((1u64 << 52) - 1);
-        Ok((memory, frame))
+        let frames = DeviceFrames {
+            first: pfn.val & ((1u64 << 52) - 1),
+            pages,
+        };
+        Ok((memory, frames))
     }
 }
 
@@ -406,5 +409,56 @@ impl Drop for FsDax {
     fn drop(&mut self) {
         // SAFETY: Taken by `get` with this holder; released once.
         unsafe { ffi::fs_put_dax(self.dax.as_ptr(), self.holder) };
+    }
+}
+
+/// The page frames of a DAX device's memory, as [`FsDax::map_all`] found
+/// them: the only frames a fault may map besides the zero page.
+///
+/// # Invariants
+///
+/// `first..first + pages` are the frames of device memory (ZONE_DEVICE
+/// pages of a DAX device) that `map_all` mapped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeviceFrames {
+    first: u64,
+    pages: u64,
+}
+
+/// A page frame of device memory: one of [`DeviceFrames`], or the first of
+/// a 2 MiB run of them for [`DeviceFrames::pmd`]. Only those can make one,
+/// so a page table insertion of a `DeviceFrame` maps device memory, never
+/// arbitrary physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceFrame(u64);
+
+impl DeviceFrame {
+    /// The frame number.
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+}
+
+impl DeviceFrames {
+    /// Frame of device byte 0.
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Frame number `frame`, if it is device memory.
+    pub(crate) fn frame(&self, frame: u64) -> Option<DeviceFrame> {
+        let page = frame.checked_sub(self.first)?;
+        (page < self.pages).then_some(DeviceFrame(frame))
+    }
+
+    /// Frame number `frame` as the start of a PMD mapping, if it is 2 MiB
+    /// aligned and the whole 2 MiB is device memory.
+    pub(crate) fn pmd(&self, frame: u64) -> Option<DeviceFrame> {
+        let pmd_pages = crate::logic::dax::PMD_PAGES;
+        let page = frame.checked_sub(self.first)?;
+        let inside = page
+            .checked_add(pmd_pages)
+            .is_some_and(|end| end <= self.pages);
+        (frame % pmd_pages == 0 && inside).then_some(DeviceFrame(frame))
     }
 }
