@@ -44,9 +44,8 @@ use kernel::{
 use crate::{
     logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
     sys::{
-        dax::DeviceFrames,
-        debugfs,
-        memory::{self, PmemMemory},
+        dax::{DaxMemory, DeviceFrames},
+        debugfs, memory,
         mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS},
     },
 };
@@ -217,7 +216,7 @@ pub(crate) struct Engine {
     #[pin]
     regions: [Mutex<()>; REGION_LOCKS],
     /// The whole device, mapped (cache flushes, copies).
-    memory: PmemMemory,
+    memory: DaxMemory,
     /// The device's page frames.
     frames: DeviceFrames,
     /// Device offset of a 2 MiB-aligned range of zeros that nothing
@@ -233,7 +232,7 @@ impl Engine {
     /// An engine over the device mapped at `memory`, whose page frames are
     /// `frames`.
     pub(crate) fn new(
-        memory: PmemMemory,
+        memory: DaxMemory,
         frames: DeviceFrames,
     ) -> Result<impl PinInit<Self, Error>> {
         let counters = Arc::new(Counters::default(), GFP_KERNEL)?;
@@ -271,7 +270,7 @@ impl Engine {
     }
 
     /// The mapped device.
-    pub(crate) fn memory(&self) -> &PmemMemory {
+    pub(crate) fn memory(&self) -> &DaxMemory {
         &self.memory
     }
 
@@ -311,10 +310,12 @@ impl Engine {
     fn flush(&self, entry: Entry) {
         if let Some(offset) = entry.frame().checked_sub(self.frames.first()) {
             if entry.maps_blocks() {
-                // Frames outside the device cannot be in an entry of ours.
-                let _ = self
-                    .memory
-                    .write_back(offset * PAGE, (entry.pages() * PAGE) as usize);
+                // A dead device has nothing left to write back.
+                if let Some(memory) = self.memory.access() {
+                    // Frames outside the device cannot be in an entry of
+                    // ours.
+                    let _ = memory.write_back(offset * PAGE, (entry.pages() * PAGE) as usize);
+                }
             }
         }
     }

@@ -11,7 +11,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::{prelude::*, str::CStr, str::CString, sync::Mutex};
+use kernel::{
+    prelude::*,
+    str::CStr,
+    str::CString,
+    sync::{Arc, Mutex},
+};
 
 use super::media::{Buffers, PmemMedia};
 use crate::{
@@ -53,7 +58,7 @@ pub(crate) struct Info {
     /// Who serves this mount's page faults.
     pub(super) fault_engine: FaultEngine,
     /// The DAX device: held, and checked alive around every access.
-    pub(super) dax: FsDax,
+    pub(super) dax: Arc<FsDax>,
     /// Device name, for log lines.
     pub(super) id: CString,
     /// The damaged block last reported, so that every access to one

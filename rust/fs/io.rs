@@ -42,7 +42,7 @@ impl FileOperations for OxdaxFs {
         let end = size.min(pos.saturating_add(iter.count() as u64));
         // The mapping stays valid while this read section lasts: a removed
         // device waits for it before its memory is unmapped.
-        let Some(_alive) = info.dax.read_lock() else {
+        let Some(memory) = info.engine.memory().access() else {
             return Err(EIO);
         };
         let mut done = 0usize;
@@ -69,7 +69,7 @@ impl FileOperations for OxdaxFs {
             let len = len as usize;
             let copied = match mapping.kind {
                 MapKind::Hole | MapKind::Unwritten => iter.zero(len),
-                MapKind::Data => info.engine.memory().copy_to_iter(device, len, iter)?,
+                MapKind::Data => memory.copy_to_iter(device, len, iter)?,
             };
             pos += copied as u64;
             done += copied;
@@ -105,7 +105,7 @@ impl FileOperations for OxdaxFs {
                 .transpose()?;
             info.call(|v| v.zero_past_eof(ino, start))?;
         }
-        let Some(_alive) = info.dax.read_lock() else {
+        let Some(memory) = info.engine.memory().access() else {
             return Err(EIO);
         };
         let mut pos = start;
@@ -156,7 +156,7 @@ impl FileOperations for OxdaxFs {
                 break;
             };
             let len = len as usize;
-            let copied = info.engine.memory().copy_from_iter(device, len, iter)?;
+            let copied = memory.copy_from_iter(device, len, iter)?;
             pos += copied as u64;
             if copied < len {
                 failure = Some(EFAULT);

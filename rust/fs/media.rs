@@ -15,18 +15,20 @@ use crate::{
             DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
-    sys::memory::{self, PmemMemory},
+    sys::{dax::DaxMemory, memory},
 };
 
-/// The mapped device. Valid while the DAX device is alive: the filesystem
-/// calls the volume only inside a DAX read section that found it alive.
+/// The mapped device. Each access is inside a DAX read section that found
+/// the device alive (the filesystem calls the volume inside one too, so
+/// that a device cannot die in the middle of a transaction): after the
+/// device is gone, reads fail and writes do not happen.
 pub(crate) struct PmemMedia {
-    memory: PmemMemory,
+    memory: DaxMemory,
 }
 
 impl PmemMedia {
     /// The media over a whole-device mapping.
-    pub(crate) fn new(memory: PmemMemory) -> Self {
+    pub(crate) fn new(memory: DaxMemory) -> Self {
         Self { memory }
     }
 }
@@ -37,23 +39,27 @@ impl Media for PmemMedia {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
-        self.memory.read(offset, buf).map_err(fault)
+        let memory = self.memory.access().ok_or(MediaFault::Failed)?;
+        memory.read(offset, buf).map_err(fault)
     }
 
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
         let len = usize::try_from(len).map_err(|_| MediaFault::OutOfRange)?;
-        self.memory.copy_within(from, to, len).map_err(fault)
+        let memory = self.memory.access().ok_or(MediaFault::Failed)?;
+        memory.copy_within(from, to, len).map_err(fault)
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> bool {
-        self.memory.write(offset, data).is_ok()
+        self.memory
+            .access()
+            .is_some_and(|memory| memory.write(offset, data).is_ok())
     }
 
     fn zero(&self, offset: u64, len: u64) -> bool {
-        usize::try_from(len)
-            .ok()
-            .and_then(|len| self.memory.zero(offset, len).ok())
-            .is_some()
+        let (Ok(len), Some(memory)) = (usize::try_from(len), self.memory.access()) else {
+            return false;
+        };
+        memory.zero(offset, len).is_ok()
     }
 
     fn fence(&self) {

@@ -28,10 +28,10 @@ use crate::{
     },
     params,
     sys::{
-        dax::{DeviceFrames, FsDax, FsDaxError, MapError},
+        dax::{DaxMemory, DeviceFrames, FsDax, FsDaxError, MapError},
         errno,
         fs::{Attributes, FileSystem, FsType, Inode, SeqFile, StatFs, SuperBlock},
-        memory::{self, PmemMemory},
+        memory,
         once::SetOnce,
     },
 };
@@ -91,8 +91,8 @@ impl Display for Uuid<'_> {
 }
 
 /// Maps the whole device; one log line if it cannot.
-fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, DeviceFrames)> {
-    dax.map_all(len).map_err(|e| match e {
+fn map_device(id: &CStr, dax: &Arc<FsDax>, len: u64) -> Result<(DaxMemory, DeviceFrames)> {
+    FsDax::map_all(dax, len).map_err(|e| match e {
         MapError::Partial(pages) => {
             pr_err!(
                 "{}: only {} of {} pages map contiguously\n",
@@ -119,7 +119,7 @@ fn map_device(id: &CStr, dax: &FsDax, len: u64) -> Result<(PmemMemory, DeviceFra
 
 /// Mounts a volume on a fresh mapping of `dax` (called inside a DAX read
 /// section).
-fn mount_volume(id: &CStr, dax: &FsDax, len: u64, read_only: bool) -> Result<Vol> {
+fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Result<Vol> {
     let media = PmemMedia::new(map_device(id, dax, len)?.0);
     let (volume, report) =
         Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
@@ -193,6 +193,7 @@ impl FileSystem for OxdaxFs {
             pr_err!("{}: not a DAX device\n", &*id);
             EINVAL
         })?;
+        let dax = Arc::new(dax, GFP_KERNEL)?;
         let len = sb.device_bytes();
         let (data, frames) = map_device(&id, &dax, len)?;
         let volume = {

@@ -10,7 +10,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicPtr, Ordering},
 };
 
-use kernel::{error::from_err_ptr, error::to_result, prelude::*};
+use kernel::{error::from_err_ptr, error::to_result, prelude::*, sync::Arc};
 
 use crate::{ffi, sys::memory::PmemMemory};
 
@@ -359,22 +359,25 @@ impl FsDax {
     }
 
     /// Maps `len` bytes from the block device's start, all contiguous;
-    /// returns their kernel mapping and their page frames (the frames of
-    /// device memory are contiguous too: one `pfn_t` run). The mapping is
-    /// valid while the device is alive: use it only inside `read_lock`
-    /// sections.
-    pub(crate) fn map_all(&self, len: u64) -> Result<(PmemMemory, DeviceFrames), MapError> {
+    /// returns their mapping, reachable only while the device is alive
+    /// ([`DaxMemory::access`]), and their page frames (the frames of
+    /// device memory are contiguous too: one `pfn_t` run).
+    pub(crate) fn map_all(
+        dax: &Arc<Self>,
+        len: u64,
+    ) -> Result<(DaxMemory, DeviceFrames), MapError> {
+        let this = &**dax;
         let page = crate::logic::pmem::PAGE_SIZE;
         let pages = len / page;
-        let _guard = self.read_lock().ok_or(MapError::Dead)?;
+        let _guard = this.read_lock().ok_or(MapError::Dead)?;
         let mut kaddr = core::ptr::null_mut();
         let mut pfn = ffi::pfn_t { val: 0 };
         // SAFETY: We hold a reference on the live device and are in a read
         // section; `kaddr` and `pfn` are valid for writes.
         let got = unsafe {
             ffi::dax_direct_access(
-                self.dax.as_ptr(),
-                (self.start / page) as _,
+                this.dax.as_ptr(),
+                (this.start / page) as _,
                 pages as _,
                 ffi::dax_access_mode_DAX_ACCESS,
                 &mut kaddr,
@@ -394,8 +397,13 @@ impl FsDax {
         let base = NonNull::new(kaddr.cast()).ok_or(MapError::Other(-(ffi::EIO as i32)))?;
         // SAFETY: `direct_access` mapped `pages` pages (at least `len`
         // bytes rounded down) contiguously; they stay mapped while the
-        // device is alive, which users check through `read_lock`.
+        // device is alive, and `DaxMemory` hands the memory out only inside
+        // read sections that found it alive.
         let memory = unsafe { PmemMemory::new(base, pages * page) };
+        let memory = DaxMemory {
+            memory,
+            dax: dax.clone(),
+        };
         // pfn_t keeps its flags in the top 12 bits (PFN_FLAGS_MASK).
         let frames = DeviceFrames {
             first: pfn.val & ((1u64 << 52) - 1),
@@ -460,5 +468,47 @@ impl DeviceFrames {
             .checked_add(pmd_pages)
             .is_some_and(|end| end <= self.pages);
         (frame % pmd_pages == 0 && inside).then_some(DeviceFrame(frame))
+    }
+}
+
+/// A filesystem's mapping of its whole DAX device. The memory is reached
+/// only through [`DaxMemory::access`], a read section in which the device
+/// was found alive: `kill_dax` waits for such sections before the driver
+/// unmaps the memory, so no access can touch it after the device is gone.
+pub(crate) struct DaxMemory {
+    memory: PmemMemory,
+    /// The device the memory belongs to (kept held while mapped).
+    dax: Arc<FsDax>,
+}
+
+/// Access to a [`DaxMemory`]: the memory, valid until the guard is
+/// dropped.
+pub(crate) struct MemoryAccess<'a> {
+    memory: &'a PmemMemory,
+    _alive: DaxReadGuard,
+}
+
+impl DaxMemory {
+    /// Bytes mapped.
+    pub(crate) fn len(&self) -> u64 {
+        self.memory.len()
+    }
+
+    /// The memory, if the device is alive; it stays mapped until the
+    /// result is dropped. Read sections nest: a caller may hold one.
+    pub(crate) fn access(&self) -> Option<MemoryAccess<'_>> {
+        let alive = self.dax.read_lock()?;
+        Some(MemoryAccess {
+            memory: &self.memory,
+            _alive: alive,
+        })
+    }
+}
+
+impl core::ops::Deref for MemoryAccess<'_> {
+    type Target = PmemMemory;
+
+    fn deref(&self) -> &PmemMemory {
+        self.memory
     }
 }
