@@ -47,7 +47,8 @@ impl Dir {
         if !is_usable(self.dentry) {
             return;
         }
-        // SAFETY: `value` outlives the file (contract); debugfs reads it
+        // SAFETY: `value` outlives the file (the directory's owner keeps the
+        // counters alive until the directory is removed); debugfs reads it
         // as a u64, which `AtomicU64` is in memory.
         unsafe { ffi::debugfs_create_u64(name.as_char_ptr(), 0o444, self.dentry, value.as_ptr()) };
     }

@@ -101,7 +101,9 @@ unsafe extern "C" fn iomap_begin_callback<T: IomapOperations>(
     iomap: *mut ffi::iomap,
     srcmap: *mut ffi::iomap,
 ) -> kernel::ffi::c_int {
-    // SAFETY: Live inode of `T` (contract).
+    // SAFETY: fs/dax.c calls `iomap_begin` with the inode of the fault's
+    // file, a file of `T` (only `dax_iomap_fault::<T>` passes these
+    // operations), referenced by the VMA for the call.
     let file = unsafe { Inode::<T>::from_raw(inode) };
     let Some(info) = file.fs_info() else {
         return kernel::error::code::EIO.to_errno();

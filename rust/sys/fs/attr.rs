@@ -75,7 +75,8 @@ unsafe extern "C" fn setattr_callback<T: AttrOperations>(
     if ret != 0 {
         return ret;
     }
-    // SAFETY: Live (caller).
+    // SAFETY: `attr` is this `setattr` call's live request (`notify_change`
+    // passes it), only read here.
     let (valid, new_size) = unsafe { ((*attr).ia_valid, (*attr).ia_size) };
     let size = (valid & ffi::ATTR_SIZE != 0).then_some(new_size as u64);
     // A shrinking size: the filesystem unmaps what lies past the new end
@@ -127,7 +128,9 @@ unsafe extern "C" fn update_time_callback<T: AttrOperations>(
     inode: *mut ffi::inode,
     flags: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
-    // SAFETY: Live (caller).
+    // SAFETY: The VFS calls `update_time` on an inode of `T` (the table is
+    // `T`'s) that it holds a reference to for the call, which the wrapper
+    // does not outlive.
     let inode = unsafe { Inode::<T>::from_raw(inode) };
     let now = inode.now();
     let change = AttrChange {

@@ -162,12 +162,11 @@ pub(super) unsafe extern "C" fn llseek_callback<T: ExtentOperations>(
     };
     // SAFETY: The file is open.
     let inode = unsafe { file_inode::<T>(file) };
-    // SAFETY: The inode is live; shared, as reads: the mapping must not
-    // change under the search.
-    unsafe { ffi::oxdax_inode_lock_shared(inode.as_ptr()) };
-    let found = T::seek(inode, offset, data);
-    // SAFETY: Locked above.
-    unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
+    // Shared, as reads: the mapping must not change under the search.
+    let found = {
+        let _locked = inode.lock_shared();
+        T::seek(inode, offset, data)
+    };
     match found {
         // SAFETY: The file is open; `vfs_setpos` checks the limit.
         Ok(pos) => unsafe {
@@ -194,8 +193,8 @@ pub(super) unsafe extern "C" fn fallocate_callback<T: ExtentOperations>(
     // SAFETY: The file is open.
     let inode = unsafe { file_inode::<T>(file) };
     let raw = inode.as_ptr();
-    // SAFETY: Live; exclusive, as writes: the mapping changes.
-    unsafe { ffi::oxdax_inode_lock(raw) };
+    // Exclusive, as writes: the mapping changes.
+    let _locked = inode.lock();
     let end = offset.saturating_add(len);
     let mut ret = 0;
     if mode.grows() && end > inode.size() {
@@ -210,8 +209,6 @@ pub(super) unsafe extern "C" fn fallocate_callback<T: ExtentOperations>(
     if ret == 0 {
         ret = to_c_int(T::fallocate(inode, mode, offset, len));
     }
-    // SAFETY: Locked above.
-    unsafe { ffi::oxdax_inode_unlock(raw) };
     ret as kernel::ffi::c_long
 }
 
@@ -284,16 +281,14 @@ pub(super) unsafe extern "C" fn fiemap_callback<T: ExtentOperations>(
     let Some(info) = core::ptr::NonNull::new(info) else {
         return EINVAL.to_errno();
     };
-    // SAFETY: Live (caller).
+    // SAFETY: The VFS calls `fiemap` on a regular file of `T` (the table is
+    // `T`'s) it holds a reference to for the call, which the wrapper does
+    // not outlive.
     let inode = unsafe { Inode::<T>::from_raw(inode) };
-    // SAFETY: Live; shared, as reads.
-    unsafe { ffi::oxdax_inode_lock_shared(inode.as_ptr()) };
+    let _locked = inode.lock_shared();
     let mut out = Fiemap {
         info,
         _call: PhantomData,
     };
-    let result = T::fiemap(inode, start, len, &mut out);
-    // SAFETY: Locked above.
-    unsafe { ffi::oxdax_inode_unlock_shared(inode.as_ptr()) };
-    to_c_int(result)
+    to_c_int(T::fiemap(inode, start, len, &mut out))
 }

@@ -170,14 +170,11 @@ unsafe extern "C" fn read_iter_callback<T: FileOperations>(
     }
     // SAFETY: Live during the call, its file open.
     let mut kiocb = unsafe { Kiocb::<T>::from_raw(iocb) };
-    let inode = kiocb.inode.as_ptr();
     // Shared: reads run concurrently; writes and truncation, which change
     // where the blocks are, take it exclusively.
-    // SAFETY: The inode is live.
-    unsafe { ffi::oxdax_inode_lock_shared(inode) };
+    let locked = kiocb.inode().lock_shared();
     let result = T::read(&mut kiocb, &mut iter);
-    // SAFETY: Locked above.
-    unsafe { ffi::oxdax_inode_unlock_shared(inode) };
+    drop(locked);
     // SAFETY: The file is open; atime is updated outside i_rwsem, as
     // ext4's DAX read does.
     unsafe { ffi::oxdax_file_accessed(file) };
@@ -195,9 +192,7 @@ unsafe extern "C" fn write_iter_callback<T: FileOperations>(
     let file = unsafe { (*iocb).ki_filp };
     // SAFETY: Live during the call, its file open.
     let mut kiocb = unsafe { Kiocb::<T>::from_raw(iocb) };
-    let inode = kiocb.inode.as_ptr();
-    // SAFETY: The inode is live.
-    unsafe { ffi::oxdax_inode_lock(inode) };
+    let _locked = kiocb.inode().lock();
     // SAFETY: i_rwsem held: limits, O_APPEND position, then setuid/setgid
     // removal, as every write does.
     let checked = unsafe { ffi::generic_write_checks(iocb, iter) };
@@ -216,8 +211,6 @@ unsafe extern "C" fn write_iter_callback<T: FileOperations>(
             err => err as isize,
         }
     };
-    // SAFETY: Locked above.
-    unsafe { ffi::oxdax_inode_unlock(inode) };
     // Data and metadata are durable when `write` returns: O_SYNC/O_DSYNC
     // need nothing more.
     result

@@ -49,7 +49,8 @@ pub(super) fn container_size<T: Operations>() -> usize {
 /// `inode` belongs to a super block of this filesystem (allocated by
 /// `alloc_inode_callback`).
 unsafe fn container_of(inode: *mut ffi::inode) -> *mut Container {
-    // SAFETY: `inode` is the `vfs` field of a container (caller).
+    // SAFETY: `inode` is the `vfs` field of a container (this function's
+    // `# Safety`), so stepping back by its offset stays in that object.
     unsafe {
         inode
             .cast::<u8>()
@@ -358,13 +359,66 @@ impl<T: FileSystem> Inode<T> {
     }
 }
 
+/// An inode's i_rwsem, held (shared or exclusive) until dropped.
+///
+/// # Invariants
+///
+/// This guard holds `inode`'s i_rwsem in the mode `exclusive` says.
+pub(super) struct InodeLock<'a, T: FileSystem> {
+    inode: &'a Inode<T>,
+    exclusive: bool,
+}
+
+impl<T: FileSystem> Inode<T> {
+    /// Takes i_rwsem exclusively (writes, block map changes). The VFS calls
+    /// the filesystem with it held or not as each operation documents; only
+    /// the wrappers that must take it themselves do.
+    pub(super) fn lock(&self) -> InodeLock<'_, T> {
+        // SAFETY: The inode is live (type invariant); may sleep (every
+        // caller is a VFS callback in process context).
+        unsafe { ffi::oxdax_inode_lock(self.as_ptr()) };
+        InodeLock {
+            inode: self,
+            exclusive: true,
+        }
+    }
+
+    /// Takes i_rwsem shared (reads, lookups of the block map).
+    pub(super) fn lock_shared(&self) -> InodeLock<'_, T> {
+        // SAFETY: The inode is live (type invariant); may sleep (every
+        // caller is a VFS callback in process context).
+        unsafe { ffi::oxdax_inode_lock_shared(self.as_ptr()) };
+        InodeLock {
+            inode: self,
+            exclusive: false,
+        }
+    }
+}
+
+impl<T: FileSystem> Drop for InodeLock<'_, T> {
+    fn drop(&mut self) {
+        let inode = self.inode.as_ptr();
+        // SAFETY: The inode is live (borrowed by the guard) and its i_rwsem
+        // held in this mode (type invariant); released once.
+        unsafe {
+            if self.exclusive {
+                ffi::oxdax_inode_unlock(inode)
+            } else {
+                ffi::oxdax_inode_unlock_shared(inode)
+            }
+        };
+    }
+}
+
 /// Fills a new (`I_NEW`) inode from its record and sets its operations.
 ///
 /// # Safety
 ///
 /// `inode` is locked new, of `T`, with `i_ino` set.
 pub(super) unsafe fn fill_new<T: Operations>(inode: *mut ffi::inode, info: &T::Info) -> Result {
-    // SAFETY: Live (caller).
+    // SAFETY: `inode` is a new, locked inode of `T` we hold a reference to
+    // (this function's `# Safety`): live for the call the wrapper does not
+    // outlive.
     let this = unsafe { Inode::<T>::from_raw(inode) };
     let attrs = T::read_inode(info, this.ino())?;
     this.set_attributes(&attrs);

@@ -64,9 +64,11 @@ pub(super) unsafe extern "C" fn mmap_callback<T: MmapOperations>(
     file: *mut ffi::file,
     vma: *mut ffi::vm_area_struct,
 ) -> kernel::ffi::c_int {
-    // SAFETY: Open file (contract).
+    // SAFETY: `file` is an open regular file of `T` (`->mmap` is only in
+    // `T`'s file table), which pins its inode for the call.
     let inode = unsafe { Inode::<T>::from_raw((*file).f_inode) };
-    // SAFETY: The VMA is being set up (contract).
+    // SAFETY: `vma` is being set up under the mmap write lock (`->mmap`
+    // contract): live, its flags only read here.
     let sync = unsafe { ffi::oxdax_vma_flags(vma) } as u64 & u64::from(ffi::VM_SYNC) != 0;
     if T::HAS_MMAP {
         if let Err(e) = T::mmap(inode, sync) {
@@ -159,7 +161,8 @@ pub(super) unsafe extern "C" fn writepages_callback<T: MmapOperations>(
 ) -> kernel::ffi::c_int {
     // Only integrity writeback (sync, fsync) writes DAX data back: the
     // others would unmap pages for nothing (as fs/dax.c decides too).
-    // SAFETY: Live for the call (contract).
+    // SAFETY: `wbc` is this `writepages` call's live control structure,
+    // only read here.
     let (mode, start, end) = unsafe { ((*wbc).sync_mode, (*wbc).range_start, (*wbc).range_end) };
     if mode != ffi::writeback_sync_modes_WB_SYNC_ALL {
         return 0;

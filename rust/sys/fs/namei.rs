@@ -125,7 +125,10 @@ unsafe extern "C" fn lookup_callback<T: Operations>(
     dentry: *mut ffi::dentry,
     _flags: kernel::ffi::c_uint,
 ) -> *mut ffi::dentry {
-    // SAFETY: Live (caller).
+    // SAFETY: The VFS calls `lookup` with `dir`, a directory of `T` (the
+    // table is `T`'s) it holds with i_rwsem taken, and `dentry`, a negative
+    // dentry being looked up in it whose name is stable: both live for the
+    // call, which the wrappers do not outlive.
     let (dir, dentry) = unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
     let inode = match T::lookup(dir, dentry.name()) {
         Ok(Some(ino)) => match iget(dir.super_block(), ino) {
@@ -154,7 +157,9 @@ unsafe fn make_node<T: Operations>(
     mode: ffi::umode_t,
     rdev: ffi::dev_t,
 ) -> Result {
-    // SAFETY: Live (caller).
+    // SAFETY: `dir` is a live directory of `T` with i_rwsem held and
+    // `dentry` a negative dentry in it (this function's `# Safety`): both
+    // live, the name stable, for the call the wrappers do not outlive.
     let (dir_ref, dentry_ref) =
         unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
     let sb = dir_ref.super_block();

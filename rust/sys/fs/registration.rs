@@ -266,7 +266,9 @@ unsafe extern "C" fn parse_param_callback<T: Operations>(
     // SAFETY: When not null, `value` is `param->string`, NUL-terminated and
     // owned by `param`, which the VFS keeps alive for this call.
     let value = (!value.is_null()).then(|| unsafe { CStr::from_char_ptr(value) });
-    // SAFETY: `fc` is a context of this type (caller).
+    // SAFETY: The VFS calls `parse_param` only on contexts of `T`'s type,
+    // whose private data `init_fs_context::<T>` set: what `options`
+    // requires.
     to_c_int(T::parse_param(unsafe { options::<T>(fc) }, key, value))
 }
 

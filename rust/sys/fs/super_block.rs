@@ -222,7 +222,8 @@ pub(super) unsafe fn release_info<T: Operations>(sb: *mut ffi::super_block) {
     if raw.is_null() {
         return;
     }
-    // SAFETY: Nothing reads `s_fs_info` any more (contract).
+    // SAFETY: The VFS no longer calls into `sb` for inodes or files (this
+    // function's `# Safety`), so nothing reads `s_fs_info` any more.
     unsafe { (*sb).s_fs_info = core::ptr::null_mut() };
     // SAFETY: `raw` came from `Arc::into_raw` in `fill_super`.
     let info = unsafe { Arc::from_raw(raw) };
@@ -276,7 +277,8 @@ unsafe extern "C" fn statfs_callback<T: Operations>(
         Err(e) => return e.to_errno(),
     };
     let block_size = crate::logic::format::BLOCK_SIZE as isize;
-    // SAFETY: `buf` is valid for writes (caller).
+    // SAFETY: `buf` is the `kstatfs` the VFS passed for this call to fill,
+    // valid for writes and ours alone during it.
     unsafe {
         (*buf).f_type = T::MAGIC as _;
         (*buf).f_bsize = block_size;
