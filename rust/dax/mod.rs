@@ -10,6 +10,15 @@
 //! logic ([`crate::logic::dax`]); Documentation/oxdax/fault-engine.rst has
 //! the design, the locking and why.
 //!
+//! - `fault.rs`: page faults, PTE and PMD in one routine, with zero pages,
+//!   copy-on-write and `MAP_SYNC`;
+//! - `writeback.rs`: `fsync`/`msync` of what was stored through mappings
+//!   (dirty and `TOWRITE` tags);
+//! - `invalidate.rs`: mappings removed before blocks are freed or shared;
+//! - `iomap.rs`: the same block-mapping answers for the kernel's own fault
+//!   path (`fault_engine=iomap`);
+//! - this file: the engine's state, its entries and region locks.
+//!
 //! # Lock order
 //!
 //! Outermost first; each function below says which of these it takes and
@@ -30,7 +39,10 @@
 //! table insertion, so that two faults on one index allocate once and
 //! PTE and PMD faults of one 2 MiB region see each other's entries.
 
+mod fault;
+mod invalidate;
 pub(crate) mod iomap;
+mod writeback;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,11 +54,11 @@ use kernel::{
 };
 
 use crate::{
-    logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
+    logic::dax::{Entry, PMD_PAGES},
     sys::{
         dax::{DaxMemory, DeviceFrames},
-        debugfs, memory,
-        mm::{self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS},
+        debugfs,
+        mm::{self, Entries, Tags},
     },
 };
 
@@ -127,45 +139,6 @@ pub(crate) struct Faulting<'a, M: BlockMapper> {
     pub(crate) size: u64,
 }
 
-/// An entry to install and how.
-struct Install {
-    entry: Entry,
-    /// The blocks are shared with other files (page association).
-    shared: bool,
-    tags: Tags,
-}
-
-/// What one fault maps: the page `first` (`order` 0), or the 2 MiB from
-/// `first` (`order` [`PMD_ORDER`]; `first` 2 MiB-aligned in the file).
-#[derive(Clone, Copy)]
-struct Span {
-    first: u64,
-    order: u32,
-}
-
-impl Span {
-    fn pages(self) -> u64 {
-        1 << self.order
-    }
-
-    fn is_pmd(self) -> bool {
-        self.order == PMD_ORDER
-    }
-}
-
-/// Why a try at a fault stopped: a 2 MiB fault falls back to pages, or
-/// the fault failed.
-enum Stop {
-    Fallback(Fallback),
-    Error(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        Stop::Error(e)
-    }
-}
-
 /// Fault and writeback counters (debugfs `oxdax/<device>/`).
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -194,15 +167,6 @@ pub(crate) struct Counters {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Fences the write-backs issued before it is dropped (on every way out).
-struct Fence;
-
-impl Drop for Fence {
-    fn drop(&mut self) {
-        memory::fence();
-    }
 }
 
 /// Locks serializing faults, writeback and invalidation per 2 MiB of a
@@ -332,95 +296,6 @@ impl Engine {
         }
     }
 
-    /// Serves a page fault on `target`. `order`: 0 or [`PMD_ORDER`];
-    /// `present`: a write to a read-only PTE (`pfn_mkwrite`). Locking: the
-    /// caller holds the mmap lock (core mm) and the file's invalidate lock
-    /// shared; takes the region lock.
-    pub(crate) fn fault<M: BlockMapper>(
-        &self,
-        target: &Faulting<'_, M>,
-        vmf: &VmFault,
-        order: u32,
-        present: bool,
-    ) -> FaultCode {
-        let size_pages = target.size.div_ceil(PAGE);
-        if present {
-            bump(&self.counters.fault_mkwrite);
-        }
-        if vmf.index() >= size_pages {
-            bump(&self.counters.fault_sigbus);
-            return FAULT_SIGBUS;
-        }
-        let result = if order == PMD_ORDER {
-            pmd_range(&vmf.window(), vmf.is_write(), size_pages).and_then(|first| {
-                let span = Span {
-                    first,
-                    order: PMD_ORDER,
-                };
-                self.fault_span(target, vmf, span, present)
-            })
-        } else if order == 0 {
-            let span = Span {
-                first: vmf.index(),
-                order: 0,
-            };
-            self.fault_span(target, vmf, span, present)
-        } else {
-            // PUD faults: always 2 MiB or less.
-            return FAULT_FALLBACK;
-        };
-        match result {
-            Ok(code) => {
-                if code & FAULT_SIGBUS != 0 {
-                    bump(&self.counters.fault_sigbus);
-                }
-                code
-            }
-            Err(_) => {
-                bump(&self.counters.fault_fallback);
-                FAULT_FALLBACK
-            }
-        }
-    }
-
-    /// Asks the mapper; a write to shared blocks copies them once their
-    /// mappings are gone; a `MAP_SYNC` write waits for durable metadata.
-    /// The caller holds the region lock of `first`.
-    fn map_for<M: BlockMapper>(
-        &self,
-        target: &Faulting<'_, M>,
-        vmf: &VmFault,
-        first: u64,
-        pages: u64,
-        write: bool,
-    ) -> Result<BlockMap> {
-        let mut map = target.mapper.map(target.file, first, pages, write)?;
-        if write && map.shared && map.first == first && map.pages > 0 {
-            // Copy-on-write: once the copy commits the old blocks are
-            // their other owners' alone, to free or rewrite; no page table
-            // may still map them for this file (fs/dax.c unmaps in
-            // dax_insert_entry before xfs remaps in ->iomap_end). Faults on
-            // these pages wait for our region lock.
-            target.entries.unmap(map.first, map.pages, false);
-            map = target.mapper.unshare(target.file, map.first, map.pages)?;
-        }
-        if map.pages == 0 || map.first != first || (write && map.shared) {
-            return Err(EIO);
-        }
-        if write && map.copied {
-            bump(&self.counters.fault_cow);
-        }
-        if write && vmf.is_sync() {
-            if map.unsynced {
-                target.mapper.persist(target.file)?;
-            }
-            if map.new || map.copied || map.unsynced {
-                bump(&self.counters.fault_sync);
-            }
-        }
-        Ok(map)
-    }
-
     /// Removes `old` (at `base`) from the file's page tables and entries;
     /// its dirty cache lines are written back first. Private copies of its
     /// pages stay (they are the processes' own). Locking: the caller holds
@@ -429,286 +304,5 @@ impl Engine {
         entries.unmap(base, old.pages(), false);
         self.flush(old);
         entries.exchange(base, old.order(), Some(old), None, false, Tags::default())
-    }
-
-    /// Makes the entry at `index` (`order`) say `new`, replacing what
-    /// `found` says is there. `Ok(false)`: it changed meanwhile (fs/dax.c
-    /// truncated or locked it): retry. Locking: the caller holds the
-    /// region lock of `index`.
-    fn install(
-        &self,
-        entries: &Entries<'_>,
-        found: Option<(Entry, u64)>,
-        index: u64,
-        new: Install,
-    ) -> Result<bool> {
-        let order = new.entry.order();
-        let (entry, shared, tags) = (Some(new.entry), new.shared, new.tags);
-        if let Some((old, base)) = found {
-            if old.order() != order || base != index {
-                // A 2 MiB entry gives way to a 4 KiB one.
-                if !self.evict(entries, old, base)? {
-                    return Ok(false);
-                }
-                return entries.exchange(index, order, None, entry, shared, tags);
-            }
-            entries.unmap(base, old.pages(), false);
-            self.flush(old);
-        }
-        entries.exchange(index, order, found.map(|(e, _)| e), entry, shared, tags)
-    }
-
-    /// Serves a fault of `span`: one routine for both sizes, as fs/dax.c's
-    /// `dax_fault_iter`. Takes the region lock of `span.first` (the caller
-    /// holds the file's invalidate lock shared). `present`: a write to a
-    /// read-only PTE. A 2 MiB fault that cannot be served whole says why,
-    /// and core mm retries it with pages; a page fault never falls back.
-    fn fault_span<M: BlockMapper>(
-        &self,
-        target: &Faulting<'_, M>,
-        vmf: &VmFault,
-        span: Span,
-        present: bool,
-    ) -> Result<FaultCode, Fallback> {
-        // A private mapping's write copies the page into anonymous memory
-        // (core mm does, from a read-only mapping of the file's page); a
-        // 2 MiB private write fell back already (`pmd_range`).
-        let write = vmf.is_write() && vmf.is_shared();
-        let _region = self.region(target.entries, span.first).lock();
-        loop {
-            match self.try_fault(target, vmf, span, write, present) {
-                Ok(Some(code)) => return Ok(code),
-                // An entry changed under us (fs/dax.c truncated or locked
-                // it): look again.
-                Ok(None) => continue,
-                Err(Stop::Fallback(why)) if span.is_pmd() => return Err(why),
-                Err(Stop::Fallback(_)) => return Ok(mm::fault_code(EIO)),
-                Err(Stop::Error(e)) => return Ok(mm::fault_code(e)),
-            }
-        }
-    }
-
-    /// One try of [`Self::fault_span`] (region lock held): `Ok(None)` if an
-    /// entry changed meanwhile.
-    fn try_fault<M: BlockMapper>(
-        &self,
-        target: &Faulting<'_, M>,
-        vmf: &VmFault,
-        span: Span,
-        write: bool,
-        present: bool,
-    ) -> Result<Option<FaultCode>, Stop> {
-        let entries = target.entries;
-        let found = self.entry_in(entries, span)?;
-        let map = self.map_for(target, vmf, span.first, span.pages(), write)?;
-        let want = self.want(&map, span, vmf, write)?;
-        let tags = Tags {
-            dirty: write,
-            towrite: write && map.copied,
-        };
-        let kept = match plan(found, span.first, span.order, want) {
-            Plan::Keep => {
-                if let (true, Some((entry, base))) = (write, found) {
-                    if !entries.retag(base, entry, tags, true)? {
-                        return Ok(None);
-                    }
-                }
-                true
-            }
-            Plan::Store | Plan::Replace => {
-                let entry = match want {
-                    Want::Blocks(frame) => Entry::pfn(frame, span.is_pmd()),
-                    Want::Zero(frame) => Entry::zero(frame, span.is_pmd()),
-                };
-                let new = Install {
-                    entry,
-                    shared: map.shared,
-                    tags,
-                };
-                if !self.install(entries, found, span.first, new)? {
-                    return Ok(None);
-                }
-                false
-            }
-            Plan::Fallback => return Err(Stop::Fallback(Fallback::SmallEntries)),
-        };
-        if write {
-            entries.mark_inode_dirty();
-        }
-        Ok(Some(self.insert(vmf, span, want, write, present && kept)))
-    }
-
-    /// The entry a fault of `span` meets, once fs/dax.c no longer holds it
-    /// locked: for a page, the entry covering it; for 2 MiB, the first in
-    /// the range, which must be a 2 MiB one.
-    fn entry_in(&self, entries: &Entries<'_>, span: Span) -> Result<Option<(Entry, u64)>, Stop> {
-        if !span.is_pmd() {
-            return Ok(self.settled(entries, span.first)?);
-        }
-        loop {
-            match entries.first_in(span.first, span.first + PMD_PAGES - 1)? {
-                Some((entry, _)) if entry.is_locked() => mm::nap(),
-                Some((entry, _)) if !entry.is_pmd() => {
-                    return Err(Stop::Fallback(Fallback::SmallEntries))
-                }
-                found => return Ok(found),
-            }
-        }
-    }
-
-    /// What a fault of `span` maps for the mapper's answer `map` (which
-    /// starts at `span.first`): a page of it, or its 2 MiB if they are one
-    /// aligned extent; zeros for a hole (a 2 MiB read of a hole maps the
-    /// zero chunk, if the filesystem gave one).
-    fn want(&self, map: &BlockMap, span: Span, vmf: &VmFault, write: bool) -> Result<Want, Stop> {
-        if !span.is_pmd() {
-            return Ok(match map.blocks {
-                Blocks::Hole | Blocks::Unwritten(_) => Want::Zero(vmf.zero_frame()),
-                Blocks::Data(offset) => Want::Blocks(self.frame(offset)),
-            });
-        }
-        match map.blocks {
-            Blocks::Data(offset)
-                if map.pages >= PMD_PAGES && self.frame(offset) % PMD_PAGES == 0 =>
-            {
-                Ok(Want::Blocks(self.frame(offset)))
-            }
-            Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
-                match self.zero_chunk.load(Ordering::Relaxed) {
-                    // On a device whose frames are not 2 MiB aligned the
-                    // chunk cannot be PMD-mapped either.
-                    offset if offset != u64::MAX && self.frame(offset) % PMD_PAGES == 0 => {
-                        Ok(Want::Zero(self.frame(offset)))
-                    }
-                    _ => Err(Stop::Fallback(Fallback::Extent)),
-                }
-            }
-            _ => Err(Stop::Fallback(Fallback::Extent)),
-        }
-    }
-
-    /// Maps `want` into the faulting page table and counts it. `kept`: a
-    /// write to a read-only PTE of the entry that is there, which core mm
-    /// makes writable once we return 0.
-    ///
-    /// A frame that is not the device's (a damaged entry) is refused with
-    /// `SIGBUS`: only device memory is mapped.
-    fn insert(&self, vmf: &VmFault, span: Span, want: Want, write: bool, kept: bool) -> FaultCode {
-        let c = &self.counters;
-        match (want, span.is_pmd()) {
-            (Want::Zero(frame), true) => {
-                let Some(frame) = self.frames.pmd(frame) else {
-                    return FAULT_SIGBUS;
-                };
-                bump(&c.fault_zero);
-                bump(&c.fault_zero_pmd);
-                vmf.insert_pmd(frame, false)
-            }
-            (Want::Zero(_), false) => {
-                bump(&c.fault_zero);
-                vmf.insert_zero_page()
-            }
-            (Want::Blocks(frame), true) => {
-                let Some(frame) = self.frames.pmd(frame) else {
-                    return FAULT_SIGBUS;
-                };
-                bump(&c.fault_pmd);
-                vmf.insert_pmd(frame, write)
-            }
-            (Want::Blocks(_), false) if kept => 0,
-            (Want::Blocks(frame), false) => {
-                let Some(frame) = self.frames.frame(frame) else {
-                    return FAULT_SIGBUS;
-                };
-                bump(&c.fault_pte);
-                let code = vmf.insert_page(frame);
-                // Mappings that track writes get read-only PTEs; this
-                // write is tracked (tagged dirty) already.
-                if write && code & !FAULT_NOPAGE == 0 {
-                    vmf.make_writable(frame);
-                }
-                code
-            }
-        }
-    }
-
-    /// Writes back what was written through mappings of pages
-    /// `first..=last`: for every dirty entry, its mappings are removed (so
-    /// the next store faults and dirties it again), then its cache lines
-    /// are written back and it is marked clean. Locking: takes each
-    /// entry's region lock in turn; needs no invalidate lock (reflink
-    /// calls it with the lock held exclusively).
-    pub(crate) fn writeback(&self, entries: &Entries<'_>, first: u64, last: u64) -> Result {
-        entries.tag_for_writeback(first, last);
-        // The cache-line write-backs are ordered and complete only after a
-        // fence (`pmem_wmb`), which must come before writeback reports
-        // success to fsync or msync.
-        let _fence = Fence;
-        let mut index = first;
-        while index <= last {
-            let Some(tagged) = entries.next_towrite(&mut index, last)? else {
-                break;
-            };
-            let base = index & !(tagged.pages() - 1);
-            {
-                let _region = self.region(entries, base).lock();
-                if let Some((entry, at)) = self.settled(entries, base)? {
-                    if at == base {
-                        entries.unmap(base, entry.pages(), false);
-                        self.flush(entry);
-                        let all = Tags {
-                            dirty: true,
-                            towrite: true,
-                        };
-                        if entries.retag(base, entry, all, false)? {
-                            bump(&self.counters.writeback_entries);
-                        }
-                    }
-                }
-            }
-            index = base.saturating_add(tagged.pages());
-        }
-        Ok(())
-    }
-
-    /// Removes every entry and mapping of pages `first..=last` (whole
-    /// 2 MiB entries that overlap), writing back dirty cache lines: before
-    /// blocks are freed or shared, or after `write(2)` put new blocks
-    /// under mapped zero pages. `private_from`: private copies (anonymous
-    /// pages of `MAP_PRIVATE` mappings) of the pages from this one to
-    /// `last` go too, as truncation needs past the new end of file; below
-    /// it they are kept (core mm's `truncate_pagecache` keeps them too).
-    /// Locking: takes each entry's region lock in turn. Callers that need
-    /// the range to stay unmapped (blocks about to be freed or shared)
-    /// hold the file's invalidate lock exclusively; `write(2)` after it
-    /// allocated does not (faults may map the new blocks at once).
-    pub(crate) fn invalidate(
-        &self,
-        entries: &Entries<'_>,
-        first: u64,
-        last: u64,
-        private_from: Option<u64>,
-    ) -> Result {
-        let mut index = first;
-        while index <= last {
-            let Some((entry, base)) = entries.first_in(index, last)? else {
-                break;
-            };
-            {
-                let _region = self.region(entries, base).lock();
-                if let Some((current, at)) = self.settled(entries, base)? {
-                    if at == base && !self.evict(entries, current, base)? {
-                        continue;
-                    }
-                }
-            }
-            index = base.saturating_add(entry.pages());
-        }
-        let pages = |from: u64| last.wrapping_sub(from).wrapping_add(1);
-        entries.unmap(first, pages(first), false);
-        if let Some(from) = private_from.filter(|&from| from <= last) {
-            entries.unmap(from, pages(from), true);
-        }
-        Ok(())
     }
 }

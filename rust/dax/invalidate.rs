@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Removing a file range's entries and mappings before the filesystem
+//! frees, shares, copies or zeroes its blocks (truncate, hole punching,
+//! zeroing, reflink, writes over holes).
+
+use kernel::prelude::*;
+
+use super::Engine;
+use crate::sys::mm::Entries;
+
+impl Engine {
+    /// Removes every entry and mapping of pages `first..=last` (whole
+    /// 2 MiB entries that overlap), writing back dirty cache lines: before
+    /// blocks are freed or shared, or after `write(2)` put new blocks
+    /// under mapped zero pages. `private_from`: private copies (anonymous
+    /// pages of `MAP_PRIVATE` mappings) of the pages from this one to
+    /// `last` go too, as truncation needs past the new end of file; below
+    /// it they are kept (core mm's `truncate_pagecache` keeps them too).
+    /// Locking: takes each entry's region lock in turn. Callers that need
+    /// the range to stay unmapped (blocks about to be freed or shared)
+    /// hold the file's invalidate lock exclusively; `write(2)` after it
+    /// allocated does not (faults may map the new blocks at once).
+    pub(crate) fn invalidate(
+        &self,
+        entries: &Entries<'_>,
+        first: u64,
+        last: u64,
+        private_from: Option<u64>,
+    ) -> Result {
+        let mut index = first;
+        while index <= last {
+            let Some((entry, base)) = entries.first_in(index, last)? else {
+                break;
+            };
+            {
+                let _region = self.region(entries, base).lock();
+                if let Some((current, at)) = self.settled(entries, base)? {
+                    if at == base && !self.evict(entries, current, base)? {
+                        continue;
+                    }
+                }
+            }
+            index = base.saturating_add(entry.pages());
+        }
+        let pages = |from: u64| last.wrapping_sub(from).wrapping_add(1);
+        entries.unmap(first, pages(first), false);
+        if let Some(from) = private_from.filter(|&from| from <= last) {
+            entries.unmap(from, pages(from), true);
+        }
+        Ok(())
+    }
+}
