@@ -250,12 +250,20 @@ impl Engine {
                 if !self.evict(entries, old, base)? {
                     return Ok(false);
                 }
-                return entries.exchange(index, order, None, entry, shared, tags);
+                return entries.exchange(&self.frames, index, order, None, entry, shared, tags);
             }
             entries.unmap(base, old.pages(), false);
             self.flush(old);
         }
-        entries.exchange(index, order, found.map(|(e, _)| e), entry, shared, tags)
+        entries.exchange(
+            &self.frames,
+            index,
+            order,
+            found.map(|(e, _)| e),
+            entry,
+            shared,
+            tags,
+        )
     }
 
     /// The entry a fault of `span` meets, once fs/dax.c no longer holds it

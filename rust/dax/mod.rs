@@ -303,6 +303,14 @@ impl Engine {
     fn evict(&self, entries: &Entries<'_>, old: Entry, base: u64) -> Result<bool> {
         entries.unmap(base, old.pages(), false);
         self.flush(old);
-        entries.exchange(base, old.order(), Some(old), None, false, Tags::default())
+        entries.exchange(
+            &self.frames,
+            base,
+            old.order(),
+            Some(old),
+            None,
+            false,
+            Tags::default(),
+        )
     }
 }

@@ -11,7 +11,7 @@ use kernel::{prelude::*, types::Opaque};
 use crate::{
     ffi,
     logic::dax::{Entry, Window},
-    sys::dax::DeviceFrame,
+    sys::dax::{DeviceFrame, DeviceFrames},
 };
 
 /// `vm_fault_t` bits, as returned to core mm.
@@ -386,9 +386,12 @@ impl<'a> Entries<'a> {
     /// if it still is `old`. Pages of block entries change hands as
     /// fs/dax.c's `dax_(dis)associate_entry` do (`shared`: the new blocks
     /// are shared with other files); `nrpages` follows; the new entry gets
-    /// `tags`. Returns whether it was replaced.
+    /// `tags`. Returns whether it was replaced. A new block entry must lie
+    /// in `frames` (`EIO` otherwise): its pages' owner fields are written.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn exchange(
         &self,
+        frames: &DeviceFrames,
         base: u64,
         order: u32,
         old: Option<Entry>,
@@ -396,6 +399,11 @@ impl<'a> Entries<'a> {
         shared: bool,
         tags: Tags,
     ) -> Result<bool> {
+        if let Some(new) = new.filter(|e| e.maps_blocks()) {
+            if !frames.contains(new.frame(), new.pages()) {
+                return Err(EIO);
+            }
+        }
         let mut xas = XaState::new(self.mapping, base, order);
         loop {
             let locked = Locked::new(self.mapping);
@@ -421,7 +429,10 @@ impl<'a> Entries<'a> {
             }
             let mapping = self.mapping.as_ptr();
             // SAFETY: Locked: the pages' owner fields and `nrpages` are
-            // changed under the i_pages lock, as fs/dax.c does.
+            // changed under the i_pages lock, as fs/dax.c does. The pages
+            // are device memory (ZONE_DEVICE pages with a `struct page`): a
+            // new block entry was checked against `frames` above, and `old`
+            // is what the array held, which only this function stores.
             unsafe {
                 if let Some(old) = old.filter(|e| e.maps_blocks()) {
                     ffi::oxdax_dax_disassociate(old.frame() as _, old.pages() as _, mapping);

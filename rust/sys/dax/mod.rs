@@ -453,21 +453,24 @@ impl DeviceFrames {
         self.first
     }
 
+    /// Whether frames `frame..frame + count` are all device memory.
+    pub(crate) fn contains(&self, frame: u64, count: u64) -> bool {
+        frame
+            .checked_sub(self.first)
+            .and_then(|page| page.checked_add(count))
+            .is_some_and(|end| end <= self.pages)
+    }
+
     /// Frame number `frame`, if it is device memory.
     pub(crate) fn frame(&self, frame: u64) -> Option<DeviceFrame> {
-        let page = frame.checked_sub(self.first)?;
-        (page < self.pages).then_some(DeviceFrame(frame))
+        self.contains(frame, 1).then_some(DeviceFrame(frame))
     }
 
     /// Frame number `frame` as the start of a PMD mapping, if it is 2 MiB
     /// aligned and the whole 2 MiB is device memory.
     pub(crate) fn pmd(&self, frame: u64) -> Option<DeviceFrame> {
         let pmd_pages = crate::logic::dax::PMD_PAGES;
-        let page = frame.checked_sub(self.first)?;
-        let inside = page
-            .checked_add(pmd_pages)
-            .is_some_and(|end| end <= self.pages);
-        (frame % pmd_pages == 0 && inside).then_some(DeviceFrame(frame))
+        (frame % pmd_pages == 0 && self.contains(frame, pmd_pages)).then_some(DeviceFrame(frame))
     }
 }
 
