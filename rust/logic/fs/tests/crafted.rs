@@ -32,7 +32,7 @@ fn file_checks_catch_consistent_looking_damage() {
         bytes[offset..offset + INODE_BYTES].copy_from_slice(&record);
         let media = Pmem::new(bytes);
         let sb =
-            crate::logic::format::superblock::Superblock::decode(media.block(0).unwrap()).unwrap();
+            crate::logic::format::superblock::Superblock::decode(&media.block(0).unwrap()).unwrap();
         check_files(&media, &sb, &mut |_| {})
             .err()
             .map(|p| (p.ino, p.what))
@@ -179,7 +179,7 @@ fn an_extent_longer_than_its_reverse_map_record_frees_nothing() {
     );
     let image = v.media().bytes().to_vec();
     let media = Pmem::new(image);
-    let sb = Superblock::decode(media.block(0).unwrap()).unwrap();
+    let sb = Superblock::decode(&media.block(0).unwrap()).unwrap();
     assert!(
         check_files(&media, &sb, &mut |_| {}).is_err(),
         "fsck sees the damage"

@@ -128,7 +128,7 @@ fn fuzzed_images_never_panic() {
             let media = Pmem::new(image.to_vec());
             check_filesystem(&Flat(image.to_vec())).is_ok()
                 && media.block(0).is_some_and(|b| {
-                    crate::logic::format::superblock::Superblock::decode(b)
+                    crate::logic::format::superblock::Superblock::decode(&b)
                         .is_ok_and(|sb| check_files(&media, &sb, &mut |_| {}).is_ok())
                 })
         };

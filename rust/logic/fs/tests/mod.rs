@@ -15,7 +15,7 @@ mod namespace;
 mod poison;
 mod reflink;
 
-use alloc::{boxed::Box, collections::BTreeMap, string::String, vec, vec::Vec};
+use alloc::{collections::BTreeMap, string::String, vec, vec::Vec};
 use core::cell::{Cell, RefCell};
 
 use super::*;
@@ -32,10 +32,9 @@ use crate::logic::{
 /// Memory standing in for pmem: what the CPU sees, what is durable, and
 /// the stores between the two (not yet fenced).
 struct Pmem {
-    /// `Box<[u8]>` taken apart: written through the pointer while the
-    /// volume holds shared references to other bytes, as on real pmem.
-    base: *mut u8,
-    len: usize,
+    /// What the CPU sees. The volume reads by copying ([`Media::read`]),
+    /// so it never holds a reference into it while a store changes it.
+    memory: RefCell<Vec<u8>>,
     durable: RefCell<Vec<u8>>,
     pending: RefCell<Vec<(u64, Vec<u8>)>>,
     /// Writes so far, and the write at which to take a crash image.
@@ -51,8 +50,7 @@ struct Pmem {
 impl Pmem {
     fn new(bytes: Vec<u8>) -> Self {
         Self {
-            len: bytes.len(),
-            base: Box::into_raw(bytes.clone().into_boxed_slice()).cast::<u8>(),
+            memory: RefCell::new(bytes.clone()),
             durable: RefCell::new(bytes),
             pending: RefCell::new(Vec::new()),
             writes: RefCell::new(0),
@@ -63,14 +61,16 @@ impl Pmem {
         }
     }
 
-    /// `len` bytes at `offset`, for the tests to look at.
-    fn region(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        self.bytes()
+    /// A copy of the `len` bytes at `offset`, for the tests to look at.
+    fn region(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        self.memory
+            .borrow()
             .get(offset as usize..(offset as usize).checked_add(len)?)
+            .map(<[u8]>::to_vec)
     }
 
-    /// Block `n`, for the tests to look at.
-    fn block(&self, n: u64) -> Option<&[u8; BLOCK_SIZE]> {
+    /// A copy of block `n`, for the tests to look at.
+    fn block(&self, n: u64) -> Option<[u8; BLOCK_SIZE]> {
         self.region(n * BLOCK_SIZE as u64, BLOCK_SIZE)?
             .try_into()
             .ok()
@@ -92,11 +92,9 @@ impl Pmem {
             .any(|r| r.start < offset + len && offset < r.end)
     }
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `base` is a live allocation of `len` bytes; writes go
-        // through raw pointers and never to bytes the volume holds a
-        // reference to (the property the kernel's pmem mapping needs too).
-        unsafe { core::slice::from_raw_parts(self.base, self.len) }
+    /// A copy of the whole device.
+    fn bytes(&self) -> Vec<u8> {
+        self.memory.borrow().clone()
     }
 
     /// The durable bytes plus a random subset of the pending 8-byte words:
@@ -117,7 +115,7 @@ impl Pmem {
 
     fn store(&self, offset: u64, data: &[u8]) -> bool {
         let end = offset as usize + data.len();
-        if end > self.bytes().len() {
+        if end > self.memory.borrow().len() {
             return false;
         }
         {
@@ -127,36 +125,23 @@ impl Pmem {
                 *self.crash_image.borrow_mut() = Some(self.crash());
             }
         }
-        // SAFETY: in bounds (checked above); see `bytes`.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.base.add(offset as usize),
-                data.len(),
-            )
-        };
+        self.memory.borrow_mut()[offset as usize..end].copy_from_slice(data);
         self.pending.borrow_mut().push((offset, data.to_vec()));
         true
     }
 }
 
-impl Drop for Pmem {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` came from `Box::into_raw` of a boxed slice.
-        drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(self.base, self.len)) });
-    }
-}
-
 impl Media for Pmem {
     fn size(&self) -> u64 {
-        self.bytes().len() as u64
+        self.memory.borrow().len() as u64
     }
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
         if self.has_failed(offset, buf.len() as u64) {
             return Err(MediaFault::Failed);
         }
         buf.copy_from_slice(
-            self.region(offset, buf.len())
+            &self
+                .region(offset, buf.len())
                 .ok_or(MediaFault::OutOfRange)?,
         );
         Ok(())
@@ -388,7 +373,7 @@ fn read(v: &TestVolume, ino: u64, offset: u64, len: usize) -> Vec<u8> {
         let n = ((mapping.len * BLOCK_SIZE as u64 - within).min(end - at)) as usize;
         match mapping.kind {
             MapKind::Data => out.extend_from_slice(
-                v.media()
+                &v.media()
                     .region(mapping.physical * BLOCK_SIZE as u64 + within, n)
                     .unwrap(),
             ),
