@@ -16,9 +16,9 @@ use crate::{
     sys::{
         badblocks::BadBlocks,
         block::{BadBlocksNode, Bio, BioHandler, BioOp, BioStatus, Disk, DiskOps, Limits, Segment},
-        dax::{self, Access, AccessMode, DaxDevice, DaxFlags, DaxOperations},
+        dax::{self, Access, AccessMode, DaxDevice, DaxFlags, DaxOperations, RecoveryWrite},
         errno,
-        memory::{self, IomemClaim, PmemMemory},
+        memory::{IomemClaim, PmemMemory},
         nd::{FlushSupport, Namespace, NdDriver, NvdimmEvent, Region},
         once::SetOnce,
         pagemap::{MemoryFailure, PageMap},
@@ -114,13 +114,18 @@ impl PmemDevice {
         // From here on the device is only used through shared references:
         // the DAX device and disk keep pointers to it.
         let this: &Self = &device;
-        let dax = DaxDevice::alloc(
-            this,
-            &DaxFlags {
-                synchronous: region.is_synchronous(),
-                write_cache: region.has_cache(),
-            },
-        )?;
+        // SAFETY: `this` is the pinned device, freed only after `stop`
+        // killed the DAX device (`PinnedDrop`), which lives in one of its
+        // fields.
+        let dax = unsafe {
+            DaxDevice::alloc(
+                this,
+                &DaxFlags {
+                    synchronous: region.is_synchronous(),
+                    write_cache: region.has_cache(),
+                },
+            )
+        }?;
         this.dax.set(dax).map_err(|_| EBUSY)?;
         this.disk
             .set(this.alloc_disk(namespace)?)
@@ -153,34 +158,38 @@ impl PmemDevice {
                 namespace.name()
             ),
         }
-        let disk = Disk::alloc(
-            &Limits {
-                logical_block_size: 1 << SECTOR_SHIFT,
-                physical_block_size: PAGE_SIZE as u32,
-                features,
-            },
-            &DISK_OPS,
-            self,
-            &self.name,
-            self.geometry.capacity_sectors(),
-        )?;
-        // SAFETY: The list lives in this allocation, dropped after the disk;
-        // the disk is not added yet.
-        unsafe { disk.set_badblocks(self.badblocks.as_ptr()) };
+        // SAFETY: `self` (the handler) and its bad-block list live in this
+        // pinned allocation, which `PinnedDrop` frees only after `stop`
+        // removed the disk; the disk itself is a field dropped with it.
+        let disk = unsafe {
+            Disk::alloc(
+                &Limits {
+                    logical_block_size: 1 << SECTOR_SHIFT,
+                    physical_block_size: PAGE_SIZE as u32,
+                    features,
+                },
+                &DISK_OPS,
+                self,
+                &self.badblocks,
+                &self.name,
+                self.geometry.capacity_sectors(),
+            )
+        }?;
         Ok(disk)
     }
 
     fn publish(&self, namespace: &Namespace) -> Result {
-        self.pagemap.map(self)?;
+        // SAFETY: The page map is a field of `self`, a pinned allocation
+        // that `PinnedDrop` frees only after `stop` unmapped it.
+        unsafe { self.pagemap.map(self) }?;
         self.populate_badblocks();
         let (Some(dax), Some(disk)) = (self.dax.get(), self.disk.get()) else {
             return Err(EINVAL);
         };
-        dax.add_host(disk.as_ptr())?;
+        dax.add_host(disk)?;
         // The static, NULL-terminated table in ffi/helpers.c; only its
         // address is taken here, and the block layer only reads it.
-        let groups = (&raw mut ffi::oxdax_pmem_attribute_groups).cast();
-        disk.add(namespace.as_device(), groups)?;
+        disk.add(namespace)?;
         if let Some(node) = BadBlocksNode::of(disk) {
             let _ = self.badblocks_node.set(node);
         } else {
@@ -219,24 +228,23 @@ impl PmemDevice {
 
     fn memory(&self) -> Result<PmemMemory> {
         let base: NonNull<u8> = self.pagemap.mapped().ok_or(ENXIO)?;
-        // SAFETY: The data area stays mapped until the page map is dropped,
-        // after the disk and DAX device that call in here are gone.
+        // SAFETY: `base` maps the data area, which stays mapped until `stop`
+        // unmaps the page map, after the disk and DAX device whose callbacks
+        // use the memory are gone (their teardown waits for running
+        // callbacks); `memory` is called only from those callbacks.
         Ok(unsafe { PmemMemory::new(base, self.geometry.data_size()) })
     }
 
     fn populate_badblocks(&self) {
         let start = self.geometry.data_phys();
-        self.badblocks.populate(
-            self.region.as_ptr(),
-            start,
-            start + self.geometry.data_size() - 1,
-        );
+        self.badblocks
+            .populate(&self.region, start, start + self.geometry.data_size() - 1);
         self.notify_badblocks();
     }
 
     fn check_read_only(&self) {
         if let Some(disk) = self.disk.get() {
-            self.region.check_read_only(disk.as_ptr());
+            disk.check_read_only();
         }
     }
 
@@ -263,7 +271,7 @@ impl PmemDevice {
                 let pages = (phys & (PAGE_SIZE - 1))
                     .saturating_add(len)
                     .div_ceil(PAGE_SIZE);
-                if memory::any_page_hwpoisoned(phys >> PAGE_SHIFT, pages) {
+                if self.pagemap.any_hwpoisoned(phys >> PAGE_SHIFT, pages) {
                     return Err(EIO);
                 }
                 return Ok(len);
@@ -271,7 +279,8 @@ impl PmemDevice {
             Err(e) => return Err(e),
         };
         if cleared > 0 {
-            memory::mark_pages_present(phys >> PAGE_SHIFT, cleared >> PAGE_SHIFT);
+            self.pagemap
+                .mark_present(phys >> PAGE_SHIFT, cleared >> PAGE_SHIFT);
             memory.invalidate(offset, len as usize)?;
         }
         Ok(cleared)
@@ -362,7 +371,7 @@ impl BioHandler for PmemDevice {
         };
         bio.end_accounting(accounting);
         if status == BioStatus::Ok && bio.fua() {
-            match self.region.flush(Some(bio.as_ptr())) {
+            match self.region.flush(Some(&bio)) {
                 Ok(Some(_async)) => return bio.handed_over(),
                 Ok(None) => {}
                 Err(_) => return bio.end(BioStatus::IoError),
@@ -408,22 +417,14 @@ impl DaxOperations for PmemDevice {
         Ok(())
     }
 
-    unsafe fn recovery_write(
-        &self,
-        pgoff: u64,
-        addr: *mut u8,
-        bytes: usize,
-        iter: *mut ffi::iov_iter,
-    ) -> usize {
+    fn recovery_write(&self, pgoff: u64, write: RecoveryWrite<'_>) -> usize {
         let Some((offset, _)) = self.geometry.dax_range(pgoff, 1) else {
             return 0;
         };
-        let in_page = addr as usize % PAGE_SIZE as usize;
+        let (in_page, bytes) = (write.offset_in_page(), write.len());
         let len = (in_page + bytes).next_multiple_of(PAGE_SIZE as usize) as u64;
         if !self.is_bad(offset, len) {
-            // SAFETY: `addr` came from `direct_access` and `iter` is live
-            // (caller).
-            return unsafe { memory::copy_from_iter_flushcache(addr, bytes, iter) };
+            return write.copy();
         }
         // Poison is cleared a page at a time; a partial page cannot be.
         if in_page != 0 || bytes % PAGE_SIZE as usize != 0 {
@@ -434,11 +435,8 @@ impl DaxOperations for PmemDevice {
         };
         match self.clear_media_poison(&memory, offset, len) {
             Ok(cleared) if cleared == len => {
-                // SAFETY: `addr` was returned by `direct_access` for `pgoff`
-                // in recovery mode and covers `bytes`, and `iter` is the DAX
-                // core's live iterator (this method's `# Safety`); the
-                // range's poison was just cleared.
-                let copied = unsafe { memory::copy_from_iter_flushcache(addr, bytes, iter) };
+                // The range's poison was just cleared.
+                let copied = write.copy();
                 // Readers keep getting EIO until the new data is in place.
                 self.forget_bad(offset, cleared);
                 copied

@@ -4,7 +4,7 @@
 
 use kernel::{error::to_result, prelude::*, types::Opaque};
 
-use crate::ffi;
+use crate::{ffi, sys::nd::Region};
 
 /// A bad-block list. Pinned: the gendisk and libnvdimm keep pointers to it.
 #[pin_data(PinnedDrop)]
@@ -85,12 +85,12 @@ impl BadBlocks {
 
     /// Refills the list from the bus's record of media errors in the
     /// physical range `[start, end]` (inclusive, as `struct range`).
-    pub(crate) fn populate(&self, region: *mut ffi::nd_region, start: u64, end: u64) {
+    pub(crate) fn populate(&self, region: &Region, start: u64, end: u64) {
         let range = ffi::range { start, end };
-        // SAFETY: `region` is the live region of the namespace this list
-        // belongs to (the caller holds the namespace bound) and `range` is a
+        // SAFETY: `region` is live (`Region` invariant: kept only while its
+        // namespace is bound), the list is initialized, and `range` is a
         // valid pointer for the call.
-        unsafe { ffi::nvdimm_badblocks_populate(region.cast(), self.as_ptr(), &range) };
+        unsafe { ffi::nvdimm_badblocks_populate(region.as_ptr().cast(), self.as_ptr(), &range) };
     }
 }
 

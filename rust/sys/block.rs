@@ -6,6 +6,8 @@ use core::ptr::NonNull;
 
 use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
+use crate::sys::{badblocks::BadBlocks, nd::Namespace};
+
 use crate::{ffi, sys::once::Stages};
 
 /// Size of `gendisk::disk_name`, terminating NUL included.
@@ -82,14 +84,20 @@ unsafe impl Sync for Disk {}
 
 impl Disk {
     /// Allocates a disk whose bios go to `handler`, named `name` (a
-    /// NUL-terminated name of at most 31 bytes).
+    /// NUL-terminated name of at most 31 bytes), showing `badblocks` in
+    /// `/sys/block/NAME/badblocks`.
     ///
-    /// `handler` must outlive the disk's use of it: the caller keeps it in
-    /// the same pinned allocation, dropped after the disk is removed.
-    pub(crate) fn alloc<T: BioHandler>(
+    /// # Safety
+    ///
+    /// `handler` and `badblocks` outlive the disk's use of them: they stay
+    /// where they are until the disk was removed and dropped (the caller
+    /// keeps them in the same pinned allocation, and removes the disk before
+    /// dropping it).
+    pub(crate) unsafe fn alloc<T: BioHandler>(
         limits: &Limits,
         ops: &'static DiskOps,
         handler: &T,
+        badblocks: &BadBlocks,
         name: &[u8],
         capacity_sectors: u64,
     ) -> Result<Self> {
@@ -113,11 +121,13 @@ impl Disk {
             return Err(EINVAL);
         }
         // SAFETY: The disk is allocated and not yet visible to anyone. The
-        // name fits (checked above), `ops` is static and `handler`
-        // outlives the disk's use of it (caller).
+        // name fits (checked above), `ops` is static, and `handler` and
+        // `badblocks` outlive the disk's use of them (this function's
+        // `# Safety`).
         unsafe {
             (*raw).fops = &ops.table;
             (*raw).private_data = core::ptr::from_ref(handler).cast_mut().cast();
+            (*raw).bb = badblocks.as_ptr().cast();
             // Zeroed by the allocation, so the name stays NUL-terminated.
             for (dest, &byte) in (*raw).disk_name.iter_mut().zip(name) {
                 *dest = byte as _;
@@ -132,32 +142,34 @@ impl Disk {
         self.disk.as_ptr()
     }
 
-    /// Attaches the bad-block list shown in `/sys/block/NAME/badblocks`.
-    ///
-    /// # Safety
-    ///
-    /// `badblocks` outlives the disk and the disk is not added yet.
-    pub(crate) unsafe fn set_badblocks(&self, badblocks: *mut ffi::badblocks) {
-        // SAFETY: Not yet added, so nobody reads `bb` concurrently (caller).
-        unsafe { (*self.disk.as_ptr()).bb = badblocks.cast() };
-    }
-
-    /// Makes the disk visible (as a child of `parent`) with the extra sysfs
-    /// attribute `groups` (a NULL-terminated static table, or null);
-    /// partitions are scanned, so bios arrive before this returns.
-    pub(crate) fn add(
-        &self,
-        parent: *mut ffi::device,
-        groups: *mut *const ffi::attribute_group,
-    ) -> Result {
+    /// Makes the disk visible as a child of the namespace `parent`, with
+    /// pmem's `dax/write_cache` sysfs attribute; partitions are scanned, so
+    /// bios arrive before this returns.
+    pub(crate) fn add(&self, parent: &Namespace) -> Result {
+        // The static, NULL-terminated table in ffi/helpers.c; only its
+        // address is taken here, and the block layer only reads it.
+        let groups = (&raw mut ffi::oxdax_pmem_attribute_groups).cast();
         // A disk is added once: never again, nor after `remove`.
         self.stages.set_up(|| {
             // SAFETY: The disk is allocated and, `stages` says, neither
-            // added nor being added elsewhere; `parent` is live.
+            // added nor being added elsewhere; `parent` is a live namespace
+            // device (a `Namespace` exists only while it is probed or
+            // bound); `groups` is a static table.
             kernel::error::to_result(unsafe {
-                ffi::device_add_disk(parent, self.disk.as_ptr(), groups)
+                ffi::device_add_disk(parent.as_device(), self.disk.as_ptr(), groups)
             })
         })
+    }
+
+    /// Marks the disk read-only if its region is (only once it was added:
+    /// the check finds the region through the disk's parent).
+    pub(crate) fn check_read_only(&self) {
+        if self.stages.is_live() {
+            // SAFETY: The disk is allocated (until dropped) and was added
+            // under its namespace, whose parent is the region the check
+            // reads.
+            unsafe { ffi::nvdimm_check_and_set_ro(self.disk.as_ptr().cast()) };
+        }
     }
 
     /// Removes the disk from the system (idempotent). Bios may still arrive

@@ -4,7 +4,10 @@
 
 use core::ptr::NonNull;
 
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    str::{CStr, CString},
+};
 
 use crate::{ffi, logic::pmem::page_chunks, sys::iov::IovIter};
 
@@ -155,18 +158,26 @@ impl PmemMemory {
 pub(crate) struct IomemClaim {
     start: u64,
     len: u64,
+    /// The resource's name: the resource points at it until released.
+    _name: CString,
 }
 
 impl IomemClaim {
-    /// Claims `[start, start + len)` under `name`, which must outlive the
-    /// claim; `EBUSY` if someone else has it.
-    pub(crate) fn request(start: u64, len: u64, name: *const kernel::ffi::c_char) -> Result<Self> {
-        // SAFETY: `name` outlives the claim (caller).
-        let res = unsafe { ffi::oxdax_request_mem_region(start, len, name) };
+    /// Claims `[start, start + len)` under (a copy of) `name`; `EBUSY` if
+    /// someone else has it.
+    pub(crate) fn request(start: u64, len: u64, name: &CStr) -> Result<Self> {
+        let name = CString::try_from_fmt(kernel::fmt!("{}", name))?;
+        // SAFETY: `name` is a NUL-terminated string owned by the claim, so
+        // it outlives the resource, which `drop` releases first.
+        let res = unsafe { ffi::oxdax_request_mem_region(start, len, name.as_char_ptr()) };
         if res.is_null() {
             return Err(EBUSY);
         }
-        Ok(Self { start, len })
+        Ok(Self {
+            start,
+            len,
+            _name: name,
+        })
     }
 }
 
@@ -175,40 +186,6 @@ impl Drop for IomemClaim {
         // SAFETY: The range was claimed by `request`.
         unsafe { ffi::oxdax_release_mem_region(self.start, self.len) };
     }
-}
-
-/// Copies `bytes` from `iter` to `addr` (a DAX address) bypassing the cache;
-/// returns the bytes copied.
-///
-/// # Safety
-///
-/// `addr..addr + bytes` is mapped persistent memory handed out by
-/// `direct_access`, and `iter` is a live iterator.
-pub(crate) unsafe fn copy_from_iter_flushcache(
-    addr: *mut u8,
-    bytes: usize,
-    iter: *mut ffi::iov_iter,
-) -> usize {
-    // SAFETY: `addr..addr + bytes` is mapped persistent memory from
-    // `direct_access` and `iter` a live iterator (this function's
-    // `# Safety`): the destination and source the copy needs.
-    unsafe { ffi::_copy_from_iter_flushcache(addr.cast(), bytes, iter) }
-}
-
-/// Whether any of `nr_pages` pages from `pfn` is marked HWPoison (the kernel
-/// saw it fail: a machine check or an injected failure).
-pub(crate) fn any_page_hwpoisoned(pfn: u64, nr_pages: u64) -> bool {
-    // SAFETY: The helper only reads `struct page` flags of the range, which
-    // the caller's mapped pagemap covers.
-    unsafe { ffi::oxdax_any_page_hwpoisoned(pfn as _, nr_pages as _) }
-}
-
-/// Makes pages whose poison was cleared usable again: clears their
-/// HWPoison flag and restores their direct mapping.
-pub(crate) fn mark_pages_present(pfn: u64, nr_pages: u64) {
-    // SAFETY: The helper only touches `struct page`s of the range, which the
-    // caller's mapped pagemap covers.
-    unsafe { ffi::oxdax_pmem_mkpage_present(pfn as _, nr_pages as _) };
 }
 
 impl PmemMemory {

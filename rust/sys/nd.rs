@@ -11,7 +11,7 @@ use kernel::{
     types::Opaque,
 };
 
-use crate::ffi;
+use crate::{ffi, sys::block::Bio};
 
 /// A libnvdimm namespace driver.
 ///
@@ -219,7 +219,7 @@ impl Namespace {
     }
 
     /// The device, as libnvdimm and the block layer want it.
-    pub(crate) fn as_device(&self) -> *mut ffi::device {
+    pub(super) fn as_device(&self) -> *mut ffi::device {
         self.dev.as_ptr()
     }
 
@@ -274,9 +274,11 @@ impl Namespace {
 
 impl NamespaceInfo {
     /// The namespace's device name (`namespace0.0`), for resource names.
-    pub(crate) fn device_name(&self) -> *const kernel::ffi::c_char {
-        // SAFETY: The namespace is live while bound; its name lives as long.
-        unsafe { ffi::oxdax_dev_name(&raw mut (*self.common.as_ptr()).dev) }
+    pub(crate) fn device_name(&self) -> &CStr {
+        // SAFETY: The namespace is live while probed or bound, the only
+        // times a `NamespaceInfo` exists; its name is a NUL-terminated
+        // string that lives as long.
+        unsafe { CStr::from_char_ptr(ffi::oxdax_dev_name(&raw mut (*self.common.as_ptr()).dev)) }
     }
 }
 
@@ -319,10 +321,10 @@ impl Region {
 
     /// Flushes the region's write-pending queues. With `bio`, an
     /// asynchronous region (virtio-pmem) may take over the bio's completion.
-    pub(crate) fn flush(&self, bio: Option<*mut ffi::bio>) -> Result<Option<FlushAsync>> {
-        let bio = bio.unwrap_or(core::ptr::null_mut()).cast();
+    pub(crate) fn flush(&self, bio: Option<&Bio>) -> Result<Option<FlushAsync>> {
+        let bio = bio.map_or(core::ptr::null_mut(), Bio::as_ptr).cast();
         // SAFETY: The region is live (type invariant); `bio`, if any, is a
-        // bio being submitted by the caller.
+        // live bio being submitted (a `Bio` exists only until it is ended).
         let ret = unsafe { ffi::nvdimm_flush(self.region, bio) };
         if ret == ffi::NVDIMM_FLUSH_ASYNC as i32 {
             return Ok(Some(FlushAsync));
@@ -358,11 +360,5 @@ impl Region {
     pub(crate) fn clear_poison(&self, phys: u64, len: u32) -> Result<u64> {
         // SAFETY: The namespace device is live while bound.
         super::to_count(unsafe { ffi::nvdimm_clear_poison(self.namespace, phys, len) } as i64)
-    }
-
-    /// Marks `disk` read-only if the region is.
-    pub(crate) fn check_read_only(&self, disk: *mut ffi::gendisk) {
-        // SAFETY: `disk` is a live, added disk of this region.
-        unsafe { ffi::nvdimm_check_and_set_ro(disk.cast()) };
     }
 }

@@ -113,6 +113,11 @@ impl Stages {
         result
     }
 
+    /// Whether the set-up succeeded and nothing was torn down yet.
+    pub(crate) fn is_live(&self) -> bool {
+        self.0.load(Ordering::Acquire) == LIVE
+    }
+
     /// Runs `tear_down` once, if the set-up succeeded; later calls (and
     /// calls before a set-up) do nothing.
     pub(crate) fn tear_down(&self, tear_down: impl FnOnce()) {

@@ -28,6 +28,9 @@ pub(crate) struct PageMap<T: MemoryFailure> {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
     mapped: AtomicPtr<u8>,
+    /// The page frames of the range.
+    first_pfn: u64,
+    pages: u64,
     /// Mapped once, unmapped once.
     stages: Stages,
     _owner: PhantomData<T>,
@@ -69,6 +72,8 @@ impl<T: MemoryFailure> PageMap<T> {
                 }
             }),
             mapped: AtomicPtr::new(core::ptr::null_mut()),
+            first_pfn: phys >> kernel::page::PAGE_SHIFT,
+            pages: len >> kernel::page::PAGE_SHIFT,
             stages: Stages::new(),
             _owner: PhantomData,
         })
@@ -77,15 +82,19 @@ impl<T: MemoryFailure> PageMap<T> {
     /// Creates the `struct page`s and maps the range; memory failures in it
     /// go to `owner` from now on. Returns the range's kernel address.
     ///
-    /// `owner` must outlive the page map (it lives in the same pinned
-    /// allocation, dropped after the page map is unmapped).
-    pub(crate) fn map(&self, owner: &T) -> Result<NonNull<u8>> {
+    /// # Safety
+    ///
+    /// `owner` stays where it is until the page map was unmapped
+    /// ([`PageMap::unmap`], which waits for running callbacks) or dropped
+    /// (the caller keeps it in the same pinned allocation as the page map).
+    pub(crate) unsafe fn map(&self, owner: &T) -> Result<NonNull<u8>> {
         // Mapped once: never again, nor after `unmap`.
         self.stages.set_up(|| {
             let pgmap = self.pgmap.get();
             // SAFETY: `pgmap` is initialized and pinned, and `stages` says no
             // other call maps or mapped it, so nothing reads `owner` while it
-            // is written; `owner` outlives the page map (caller).
+            // is written; `owner` outlives the mapping (this function's
+            // `# Safety`).
             // NUMA_NO_NODE lets the kernel choose.
             let addr = unsafe {
                 (*pgmap).owner = core::ptr::from_ref(owner).cast_mut().cast();
@@ -99,6 +108,39 @@ impl<T: MemoryFailure> PageMap<T> {
             self.mapped.store(addr.as_ptr(), Ordering::Release);
             Ok(addr)
         })
+    }
+
+    /// Whether `nr_pages` frames from `pfn` are pages of this map while it
+    /// is mapped (their `struct page`s exist).
+    fn has_pages(&self, pfn: u64, nr_pages: u64) -> bool {
+        self.stages.is_live()
+            && pfn
+                .checked_sub(self.first_pfn)
+                .and_then(|page| page.checked_add(nr_pages))
+                .is_some_and(|end| end <= self.pages)
+    }
+
+    /// Whether any of `nr_pages` pages from `pfn` is marked HWPoison (the
+    /// kernel saw it fail: a machine check or an injected failure). Frames
+    /// that are not this map's count as failed.
+    pub(crate) fn any_hwpoisoned(&self, pfn: u64, nr_pages: u64) -> bool {
+        if !self.has_pages(pfn, nr_pages) {
+            return true;
+        }
+        // SAFETY: The frames are this map's and it is mapped, so their
+        // `struct page`s exist; the helper only reads their flags.
+        unsafe { ffi::oxdax_any_page_hwpoisoned(pfn as _, nr_pages as _) }
+    }
+
+    /// Makes this map's pages whose poison was cleared usable again: clears
+    /// their HWPoison flag and restores their direct mapping. Frames that
+    /// are not this map's are left alone.
+    pub(crate) fn mark_present(&self, pfn: u64, nr_pages: u64) {
+        if self.has_pages(pfn, nr_pages) {
+            // SAFETY: The frames are this map's and it is mapped, so their
+            // `struct page`s exist for the helper to update.
+            unsafe { ffi::oxdax_pmem_mkpage_present(pfn as _, nr_pages as _) };
+        }
     }
 
     /// The kernel address of the mapped range, once `map` succeeded.
@@ -118,7 +160,8 @@ unsafe extern "C" fn memory_failure_callback<T: MemoryFailure>(
     mf_flags: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
     // SAFETY: `owner` was set to a live `T` by `map` before any page existed,
-    // and the owner outlives the mapping (caller of `map`).
+    // and the owner outlives the mapping (`map`'s `# Safety`), which
+    // `unmap` ends only after running callbacks returned.
     let owner = unsafe { &*(*pgmap).owner.cast::<T>() };
     match owner.memory_failure(pfn as u64, nr_pages as u64, mf_flags) {
         Ok(()) => 0,

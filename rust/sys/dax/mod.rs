@@ -12,7 +12,10 @@ use core::{
 
 use kernel::{error::from_err_ptr, error::to_result, prelude::*, sync::Arc};
 
-use crate::{ffi, sys::memory::PmemMemory};
+use crate::{
+    ffi,
+    sys::{block::Disk, memory::PmemMemory},
+};
 
 /// How a DAX access is meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,20 +51,45 @@ pub(crate) trait DaxOperations: Sync {
     fn direct_access(&self, pgoff: u64, nr_pages: u64, mode: AccessMode) -> Result<Access>;
     /// Zeroes `nr_pages` pages from `pgoff`, clearing poison.
     fn zero_page_range(&self, pgoff: u64, nr_pages: u64) -> Result;
-    /// Copies `bytes` from `iter` to `addr` (at `pgoff`), clearing poison
-    /// first; returns the bytes copied.
-    ///
-    /// # Safety
-    ///
-    /// `addr` was returned by `direct_access` for `pgoff` in recovery mode
-    /// and `iter` is a live iterator.
-    unsafe fn recovery_write(
-        &self,
-        pgoff: u64,
-        addr: *mut u8,
-        bytes: usize,
-        iter: *mut ffi::iov_iter,
-    ) -> usize;
+    /// Carries out `write` (at `pgoff`), clearing poison first; returns
+    /// the bytes copied.
+    fn recovery_write(&self, pgoff: u64, write: RecoveryWrite<'_>) -> usize;
+}
+
+/// A write the DAX core asks a provider to make over poisoned memory
+/// (`dax_recovery_write`): bytes from the caller's iterator to an address
+/// `direct_access` gave in recovery mode. Only the DAX callback makes one,
+/// for the length of the call.
+///
+/// # Invariants
+///
+/// `addr..addr + bytes` is device memory `direct_access` mapped for the
+/// write's page offset in recovery mode, and `iter` is the live iterator of
+/// the call (`'a`).
+pub(crate) struct RecoveryWrite<'a> {
+    addr: *mut u8,
+    bytes: usize,
+    iter: *mut ffi::iov_iter,
+    _call: core::marker::PhantomData<&'a mut ffi::iov_iter>,
+}
+
+impl RecoveryWrite<'_> {
+    /// Offset of the destination in its page.
+    pub(crate) fn offset_in_page(&self) -> usize {
+        self.addr as usize % crate::logic::pmem::PAGE_SIZE as usize
+    }
+
+    /// Bytes to write.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// Copies the bytes, bypassing the CPU cache; returns the bytes copied.
+    pub(crate) fn copy(self) -> usize {
+        // SAFETY: The destination is mapped device memory for `bytes` bytes
+        // and `iter` the call's live iterator (type invariant).
+        unsafe { ffi::_copy_from_iter_flushcache(self.addr.cast(), self.bytes, self.iter) }
+    }
 }
 
 /// A DAX device, alive until dropped (then killed: holders are told the
@@ -99,9 +127,17 @@ pub(crate) struct DaxFlags {
 }
 
 impl DaxDevice {
-    /// Allocates a DAX device served by `provider`, which must outlive it.
-    pub(crate) fn alloc<T: DaxOperations>(provider: &T, flags: &DaxFlags) -> Result<Self> {
-        // SAFETY: `provider` outlives the device (caller); the table is static.
+    /// Allocates a DAX device served by `provider`.
+    ///
+    /// # Safety
+    ///
+    /// `provider` stays where it is until the device was killed
+    /// ([`DaxDevice::kill`]: no callback runs after it) and dropped (the
+    /// caller keeps it in the same pinned allocation and kills the device
+    /// before dropping it).
+    pub(crate) unsafe fn alloc<T: DaxOperations>(provider: &T, flags: &DaxFlags) -> Result<Self> {
+        // SAFETY: `provider` outlives every callback of the device (this
+        // function's `# Safety`); the table is static.
         let dax = from_err_ptr(unsafe {
             ffi::alloc_dax(
                 core::ptr::from_ref(provider).cast_mut().cast(),
@@ -133,9 +169,13 @@ impl DaxDevice {
     }
 
     /// Publishes the device as the DAX device of `disk`, so that
-    /// `fs_dax_get_by_bdev()` finds it. `disk` must outlive the device.
-    pub(crate) fn add_host(&self, disk: *mut ffi::gendisk) -> Result {
-        // SAFETY: The device is alive and `disk` outlives it (caller).
+    /// `fs_dax_get_by_bdev()` finds it, until [`DaxDevice::kill`]. The
+    /// table only keys on the disk's address: a disk dropped first leaves a
+    /// stale key, never dereferenced, that `kill` removes.
+    pub(crate) fn add_host(&self, disk: &Disk) -> Result {
+        let disk = disk.as_ptr();
+        // SAFETY: The device is alive (we hold it) and `disk` is a live
+        // gendisk for the call; the DAX core only stores its address.
         to_result(unsafe { ffi::dax_add_host(self.dax.as_ptr(), disk.cast()) })?;
         self.host.store(disk, Ordering::Release);
         Ok(())
@@ -251,12 +291,18 @@ unsafe extern "C" fn recovery_write_callback<T: DaxOperations>(
     bytes: usize,
     iter: *mut ffi::iov_iter,
 ) -> usize {
+    let write = RecoveryWrite {
+        addr: addr.cast(),
+        bytes,
+        iter: iter.cast(),
+        _call: core::marker::PhantomData,
+    };
     // SAFETY: `dax` was allocated by `DaxDevice::alloc::<T>`, the only place
     // that installs `Table::<T>::OPS`, whose callback this is, so its private
-    // data is a `T` that outlives the device (`alloc`'s contract); `addr`
-    // came from `direct_access` for `pgoff` in recovery mode and `iter` is
-    // live (this callback's `# Safety`), as `recovery_write` needs.
-    unsafe { provider::<T>(dax).recovery_write(pgoff as u64, addr.cast(), bytes, iter.cast()) }
+    // data is a `T` that outlives the device (`alloc`'s contract). `write`
+    // meets its invariant: `addr` came from `direct_access` for `pgoff` in
+    // recovery mode and `iter` is live (this callback's `# Safety`).
+    unsafe { provider::<T>(dax) }.recovery_write(pgoff as u64, write)
 }
 
 /// Why a block device's DAX device could not be taken.
