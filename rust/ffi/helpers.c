@@ -173,13 +173,21 @@ bool oxdax_any_page_hwpoisoned(unsigned long pfn, unsigned long nr_pages)
 /*
  * /sys/block/oxpmemN/dax/write_cache, as pmem has it: whether the DAX core
  * writes back CPU caches for persistence. Attribute tables are macros; the
- * DAX device comes from the Rust driver (oxdax_pmem_dax_of()). sysfs
+ * DAX device comes from the disk's operations (struct oxdax_disk_ops). sysfs
  * removes the attribute, waiting for running show/store, before the disk
  * and the DAX device go.
  */
+static struct dax_device *oxdax_disk_dax(struct gendisk *disk)
+{
+	const struct oxdax_disk_ops *ops =
+		container_of(disk->fops, struct oxdax_disk_ops, table);
+
+	return ops->dax_of(disk->private_data);
+}
+
 static ssize_t write_cache_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
-	struct dax_device *dax = oxdax_pmem_dax_of(dev_to_disk(dev)->private_data);
+	struct dax_device *dax = oxdax_disk_dax(dev_to_disk(dev));
 
 	return sysfs_emit(buf, "%d\n", dax && dax_write_cache_enabled(dax));
 }
@@ -187,7 +195,7 @@ static ssize_t write_cache_show(struct device *dev, struct device_attribute *att
 static ssize_t write_cache_store(struct device *dev, struct device_attribute *attr,
 				 const char *buf, size_t len)
 {
-	struct dax_device *dax = oxdax_pmem_dax_of(dev_to_disk(dev)->private_data);
+	struct dax_device *dax = oxdax_disk_dax(dev_to_disk(dev));
 	bool write_cache;
 	int rc = kstrtobool(buf, &write_cache);
 

@@ -49,7 +49,15 @@ void oxdax_bio_end_io_acct(struct bio *bio, unsigned long start);
 
 /* pmem disk attributes (sysfs) */
 extern const struct attribute_group *oxdax_pmem_attribute_groups[];
-struct dax_device *oxdax_pmem_dax_of(void *pmem);
+/*
+ * A bio-based disk's operations as the Rust side lays them out
+ * (rust/sys/block.rs, DiskOps, #[repr(C)]): the block device operations,
+ * then how to find the disk's DAX device from its private data.
+ */
+struct oxdax_disk_ops {
+	struct block_device_operations table;
+	struct dax_device *(*dax_of)(void *private_data);
+};
 struct kernfs_node *oxdax_disk_badblocks_dirent(struct gendisk *disk);
 
 /* memory */

@@ -357,6 +357,10 @@ impl PmemDevice {
 }
 
 impl BioHandler for PmemDevice {
+    fn dax_device(&self) -> Option<&DaxDevice> {
+        self.dax.get()
+    }
+
     fn submit_bio(&self, bio: Bio) {
         if bio.preflush() && self.region.flush(None).is_err() {
             bio.end(BioStatus::IoError);
@@ -444,23 +448,6 @@ impl DaxOperations for PmemDevice {
             _ => 0,
         }
     }
-}
-
-/// The DAX device of the pmem device `pmem` (a gendisk's private data), for
-/// the `dax/write_cache` attribute in ffi/helpers.c.
-///
-/// # Safety
-///
-/// `pmem` is the private data of a live oxpmem disk.
-#[no_mangle]
-unsafe extern "C" fn oxdax_pmem_dax_of(pmem: *mut kernel::ffi::c_void) -> *mut ffi::dax_device {
-    // SAFETY: The disk's private data is its `PmemDevice`, alive while the
-    // disk's sysfs attributes exist (caller).
-    let device = unsafe { &*pmem.cast::<PmemDevice>() };
-    device
-        .dax
-        .get()
-        .map_or(core::ptr::null_mut(), DaxDevice::as_ptr)
 }
 
 impl MemoryFailure for PmemDevice {

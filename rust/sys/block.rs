@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
-use crate::sys::{badblocks::BadBlocks, nd::Namespace};
+use crate::sys::{badblocks::BadBlocks, dax::DaxDevice, nd::Namespace};
 
 use crate::{ffi, sys::once::Stages};
 
@@ -17,6 +17,9 @@ const DISK_NAME_LEN: usize = 32;
 pub(crate) trait BioHandler: Sync {
     /// Handles `bio` to completion (`Bio::end`), now or later.
     fn submit_bio(&self, bio: Bio);
+
+    /// The disk's DAX device, for its `dax/write_cache` sysfs attribute.
+    fn dax_device(&self) -> Option<&DaxDevice>;
 }
 
 /// The operation table of a bio-based disk, in a `static`: an open block
@@ -24,8 +27,13 @@ pub(crate) trait BioHandler: Sync {
 /// deleted and the driver's data freed, so it must live as long as the
 /// module, which it names as owner. Naming the owner (the `kernel` crate's
 /// tables leave it NULL) makes an open disk pin the module.
+///
+/// Laid out as `struct oxdax_disk_ops` in ffi/helpers.h, whose sysfs
+/// attribute finds `dax_of` from the disk's `fops`.
+#[repr(C)]
 pub(crate) struct DiskOps {
     table: ffi::block_device_operations,
+    dax_of: unsafe extern "C" fn(*mut kernel::ffi::c_void) -> *mut ffi::dax_device,
 }
 
 // SAFETY: The table is immutable; its raw pointers (owner module, unset
@@ -42,8 +50,26 @@ impl DiskOps {
                 // SAFETY: All-zero is a valid table: no other operation.
                 ..unsafe { core::mem::zeroed() }
             },
+            dax_of: dax_of_callback::<T>,
         }
     }
+}
+
+/// # Safety
+///
+/// Called by the `dax/write_cache` sysfs attribute of a disk whose table is
+/// `DiskOps::new::<T>`'s, with its private data, while the attribute exists.
+unsafe extern "C" fn dax_of_callback<T: BioHandler>(
+    private_data: *mut kernel::ffi::c_void,
+) -> *mut ffi::dax_device {
+    // SAFETY: Only `Disk::alloc::<T>` installs this table, with a `T` as
+    // private data that outlives the disk's use of it (`alloc`'s
+    // `# Safety`); sysfs removes the attribute, waiting for running
+    // show/store calls, when the disk is deleted, before that.
+    let handler = unsafe { &*private_data.cast::<T>() };
+    handler
+        .dax_device()
+        .map_or(core::ptr::null_mut(), DaxDevice::as_ptr)
 }
 
 /// # Safety
@@ -51,7 +77,10 @@ impl DiskOps {
 /// Called by the block layer with a live bio for a disk whose `private_data`
 /// is a `T` (see `Disk::alloc`) that outlives the disk.
 unsafe extern "C" fn submit_bio_callback<T: BioHandler>(bio: *mut ffi::bio) {
-    // SAFETY: `bio` is live and targets one of our disks (caller).
+    // SAFETY: The block layer submits a live bio to a disk whose table is
+    // `DiskOps::new::<T>`'s, which only `Disk::alloc::<T>` installs, with a
+    // `T` as private data that outlives the disk's use of it (`alloc`'s
+    // `# Safety`).
     let handler = unsafe { &*(*(*(*bio).bi_bdev).bd_disk).private_data.cast::<T>() };
     handler.submit_bio(Bio { bio });
 }

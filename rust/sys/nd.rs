@@ -132,8 +132,9 @@ unsafe extern "C" fn probe_callback<T: NdDriver>(dev: *mut ffi::device) -> kerne
 ///
 /// `dev` is bound to the driver `T` and its device lock is held.
 unsafe fn driver_data<'a, T: NdDriver>(dev: *mut ffi::device) -> Option<&'a T::Data> {
-    // SAFETY: `dev` is live (caller); its drvdata is null or what `probe`
-    // stored, which stays valid until `remove`, excluded by the device lock.
+    // SAFETY: `dev` is a live device bound to `T` with its lock held (this
+    // function's `# Safety`); its drvdata is null or what `probe` stored,
+    // which stays valid until `remove`, excluded by the device lock.
     unsafe { ffi::oxdax_dev_get_drvdata(dev).cast::<T::Data>().as_ref() }
 }
 
@@ -158,7 +159,8 @@ unsafe extern "C" fn remove_callback<T: NdDriver>(dev: *mut ffi::device) {
 ///
 /// Called by the driver core with a live device bound to `T`.
 unsafe extern "C" fn shutdown_callback<T: NdDriver>(dev: *mut ffi::device) {
-    // SAFETY: Bound and live (caller).
+    // SAFETY: device_shutdown() calls this with a live device bound to `T`
+    // and its lock held, what `driver_data` requires.
     if let Some(data) = unsafe { driver_data::<T>(dev) } {
         // SAFETY: `dev` is live for this call: device_shutdown() holds a
         // reference and the device lock around `->shutdown`; the `Namespace`
@@ -176,7 +178,8 @@ unsafe extern "C" fn notify_callback<T: NdDriver>(dev: *mut ffi::device, event: 
         ffi::nvdimm_event_NVDIMM_REVALIDATE_REGION => NvdimmEvent::RevalidateRegion,
         _ => return,
     };
-    // SAFETY: Bound, live and locked (caller).
+    // SAFETY: nd_device_notify() calls this with a live device bound to `T`
+    // and its lock held, what `driver_data` requires.
     if let Some(data) = unsafe { driver_data::<T>(dev) } {
         // SAFETY: `dev` is live and locked for this call (this callback's
         // `# Safety`: nd_device_notify() holds the device lock); the
