@@ -249,7 +249,7 @@ impl PmemDevice {
     }
 
     fn flush(&self) {
-        if let Err(e) = self.region.flush(None) {
+        if let Err(e) = self.region.flush() {
             pr_warn!("{}: flush failed: {:?}\n", self.name(), e);
         }
     }
@@ -362,7 +362,7 @@ impl BioHandler for PmemDevice {
     }
 
     fn submit_bio(&self, bio: Bio) {
-        if bio.preflush() && self.region.flush(None).is_err() {
+        if bio.preflush() && self.region.flush().is_err() {
             bio.end(BioStatus::IoError);
             return;
         }
@@ -375,7 +375,7 @@ impl BioHandler for PmemDevice {
         };
         bio.end_accounting(accounting);
         if status == BioStatus::Ok && bio.fua() {
-            match self.region.flush(Some(&bio)) {
+            match bio.flush_region(&self.region) {
                 Ok(Some(_async)) => return bio.handed_over(),
                 Ok(None) => {}
                 Err(_) => return bio.end(BioStatus::IoError),

@@ -6,7 +6,11 @@ use core::ptr::NonNull;
 
 use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
-use crate::sys::{badblocks::BadBlocks, dax::DaxDevice, nd::Namespace};
+use crate::sys::{
+    badblocks::BadBlocks,
+    dax::DaxDevice,
+    nd::{FlushAsync, Namespace, Region},
+};
 
 use crate::{ffi, sys::once::Stages};
 
@@ -298,11 +302,14 @@ pub(crate) struct Bio {
 }
 
 impl Bio {
-    /// The raw bio, for `Region::flush`.
-    pub(crate) fn as_ptr(&self) -> *mut ffi::bio {
-        self.bio
+    /// Flushes `region`'s write-pending queues for this bio (`REQ_FUA`): an
+    /// asynchronous region (virtio-pmem) may take over its completion.
+    pub(crate) fn flush_region(&self, region: &Region) -> Result<Option<FlushAsync>> {
+        // SAFETY: The bio is live until ended (type invariant) and being
+        // submitted: what `flush_for` needs (the region only chains a flush
+        // to it, or ignores it).
+        unsafe { region.flush_for(self.bio) }
     }
-
     fn opf(&self) -> u32 {
         // SAFETY: The bio is live until ended (type invariant).
         unsafe { (*self.bio).bi_opf }

@@ -11,7 +11,7 @@ use kernel::{
     types::Opaque,
 };
 
-use crate::{ffi, sys::block::Bio};
+use crate::ffi;
 
 /// A libnvdimm namespace driver.
 ///
@@ -322,13 +322,23 @@ impl Region {
         self.region
     }
 
-    /// Flushes the region's write-pending queues. With `bio`, an
-    /// asynchronous region (virtio-pmem) may take over the bio's completion.
-    pub(crate) fn flush(&self, bio: Option<&Bio>) -> Result<Option<FlushAsync>> {
-        let bio = bio.map_or(core::ptr::null_mut(), Bio::as_ptr).cast();
-        // SAFETY: The region is live (type invariant); `bio`, if any, is a
-        // live bio being submitted (a `Bio` exists only until it is ended).
-        let ret = unsafe { ffi::nvdimm_flush(self.region, bio) };
+    /// Flushes the region's write-pending queues.
+    pub(crate) fn flush(&self) -> Result {
+        // SAFETY: A null bio asks for a synchronous flush.
+        unsafe { self.flush_for(core::ptr::null_mut()) }.map(|_| ())
+    }
+
+    /// Flushes the region's write-pending queues for `bio` (see
+    /// [`Bio::flush_region`](crate::sys::block::Bio::flush_region)): an
+    /// asynchronous region (virtio-pmem) may take over its completion.
+    ///
+    /// # Safety
+    ///
+    /// `bio` is null or a live bio being submitted.
+    pub(crate) unsafe fn flush_for(&self, bio: *mut ffi::bio) -> Result<Option<FlushAsync>> {
+        // SAFETY: The region is live (type invariant); `bio` is null or a
+        // live bio being submitted (this function's `# Safety`).
+        let ret = unsafe { ffi::nvdimm_flush(self.region, bio.cast()) };
         if ret == ffi::NVDIMM_FLUSH_ASYNC as i32 {
             return Ok(Some(FlushAsync));
         }
