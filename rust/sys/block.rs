@@ -2,7 +2,7 @@
 
 //! Bio-based block devices: `struct gendisk` and `struct bio`.
 
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
 use kernel::{error::from_err_ptr, prelude::*, ThisModule};
 
@@ -35,18 +35,20 @@ pub(crate) trait BioHandler: Sync {
 /// Laid out as `struct oxdax_disk_ops` in ffi/helpers.h, whose sysfs
 /// attribute finds `dax_of` from the disk's `fops`.
 #[repr(C)]
-pub(crate) struct DiskOps {
+pub(crate) struct DiskOps<T> {
     table: ffi::block_device_operations,
     dax_of: unsafe extern "C" fn(*mut kernel::ffi::c_void) -> *mut ffi::dax_device,
+    /// The handler type the callbacks expect as private data.
+    _handler: PhantomData<T>,
 }
 
 // SAFETY: The table is immutable; its raw pointers (owner module, unset
 // optional operations) are only read by the block layer.
-unsafe impl Sync for DiskOps {}
+unsafe impl<T> Sync for DiskOps<T> {}
 
-impl DiskOps {
+impl<T: BioHandler> DiskOps<T> {
     /// The table for handler type `T`, owned by `module`.
-    pub(crate) const fn new<T: BioHandler>(module: &'static ThisModule) -> Self {
+    pub(crate) const fn new(module: &'static ThisModule) -> Self {
         Self {
             table: ffi::block_device_operations {
                 owner: module.as_ptr(),
@@ -55,6 +57,7 @@ impl DiskOps {
                 ..unsafe { core::mem::zeroed() }
             },
             dax_of: dax_of_callback::<T>,
+            _handler: PhantomData,
         }
     }
 }
@@ -128,7 +131,7 @@ impl Disk {
     /// dropping it).
     pub(crate) unsafe fn alloc<T: BioHandler>(
         limits: &Limits,
-        ops: &'static DiskOps,
+        ops: &'static DiskOps<T>,
         handler: &T,
         badblocks: &BadBlocks,
         name: &[u8],

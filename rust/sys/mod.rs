@@ -10,6 +10,7 @@
 pub(crate) mod badblocks;
 pub(crate) mod block;
 pub(crate) mod dax;
+pub(crate) mod daxdisk;
 pub(crate) mod debugfs;
 pub(crate) mod errno;
 pub(crate) mod fs;

@@ -20,7 +20,7 @@ use crate::ffi;
 /// its own for them.
 pub(crate) trait NdDriver: 'static {
     /// What the driver keeps for each bound namespace.
-    type Data: Send + Sync;
+    type Data: NdData;
 
     /// Name under `/sys/bus/nd/drivers/`.
     const NAME: &'static CStr;
@@ -31,17 +31,26 @@ pub(crate) trait NdDriver: 'static {
     /// Binds a namespace.
     fn probe(namespace: &Namespace) -> Result<Pin<KBox<Self::Data>>>;
 
-    /// The namespace is being unbound: stop serving it. Runs before the
-    /// data is dropped, with only shared references to it, because the
-    /// subsystems being torn down may still call into it until they are gone.
-    fn unbind(_data: &Self::Data, _namespace: &Namespace) {}
-
     /// The bus asks to re-read media errors or region state.
     fn notify(_data: &Self::Data, _namespace: &Namespace, _event: NvdimmEvent) {}
 
     /// The system is going down: make what was written durable.
     fn shutdown(_data: &Self::Data, _namespace: &Namespace) {}
 }
+
+/// A bound namespace's data.
+pub(crate) trait NdData: Send + Sync {
+    /// The namespace is being unbound: stop serving it (tear down what
+    /// calls into the data, waiting for running callbacks). Runs before the
+    /// data is dropped, with only shared references to it, because what is
+    /// being torn down may still call into it until it is gone. Only the
+    /// binding can call it (`Unbinding`).
+    fn unbind(&self, unbinding: Unbinding);
+}
+
+/// Proof that the binding is ending: only `remove` makes one, so no driver
+/// can tear its data down while it still uses what the teardown frees.
+pub(crate) struct Unbinding(());
 
 /// What `notify` is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +156,9 @@ unsafe extern "C" fn remove_callback<T: NdDriver>(dev: *mut ffi::device) {
     if raw.is_null() {
         return;
     }
-    // SAFETY: `raw` is the live data stored by `probe`.
-    T::unbind(unsafe { &*raw }, &unsafe { Namespace::from_raw(dev) });
+    // SAFETY: `raw` is the live data stored by `probe`, freed only below;
+    // shared, as callbacks being torn down may still use it.
+    unsafe { &*raw }.unbind(Unbinding(()));
     // SAFETY: `dev` is live; the data is unreachable from here on.
     unsafe { ffi::oxdax_dev_set_drvdata(dev, core::ptr::null_mut()) };
     // SAFETY: `raw` came from `KBox::into_raw` in `probe` and is pinned.

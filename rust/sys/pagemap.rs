@@ -3,11 +3,7 @@
 //! ZONE_DEVICE page maps (`struct dev_pagemap`): `struct page`s for device
 //! memory, so that it can be mapped into page tables for DAX.
 
-use core::{
-    marker::PhantomData,
-    ptr::NonNull,
-    sync::atomic::{AtomicPtr, Ordering},
-};
+use core::{marker::PhantomData, ptr::NonNull};
 
 use kernel::{error::from_err_ptr, prelude::*, types::Opaque};
 
@@ -27,7 +23,6 @@ pub(crate) trait MemoryFailure: Sync {
 pub(crate) struct PageMap<T: MemoryFailure> {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
-    mapped: AtomicPtr<u8>,
     /// The page frames of the range.
     first_pfn: u64,
     pages: u64,
@@ -71,7 +66,6 @@ impl<T: MemoryFailure> PageMap<T> {
                     };
                 }
             }),
-            mapped: AtomicPtr::new(core::ptr::null_mut()),
             first_pfn: phys >> kernel::page::PAGE_SHIFT,
             pages: len >> kernel::page::PAGE_SHIFT,
             stages: Stages::new(),
@@ -105,7 +99,6 @@ impl<T: MemoryFailure> PageMap<T> {
                 unsafe { ffi::memunmap_pages(pgmap) };
                 return Err(ENOMEM);
             };
-            self.mapped.store(addr.as_ptr(), Ordering::Release);
             Ok(addr)
         })
     }
@@ -143,9 +136,9 @@ impl<T: MemoryFailure> PageMap<T> {
         }
     }
 
-    /// The kernel address of the mapped range, once `map` succeeded.
-    pub(crate) fn mapped(&self) -> Option<NonNull<u8>> {
-        NonNull::new(self.mapped.load(Ordering::Acquire))
+    /// Bytes of the range.
+    pub(crate) fn len(&self) -> u64 {
+        self.pages << kernel::page::PAGE_SHIFT
     }
 }
 
@@ -176,7 +169,6 @@ impl<T: MemoryFailure> PageMap<T> {
     /// device's holder) must be gone first.
     pub(crate) fn unmap(&self) {
         self.stages.tear_down(|| {
-            self.mapped.store(core::ptr::null_mut(), Ordering::Release);
             // SAFETY: `map` succeeded (`stages`), and this runs once.
             unsafe { ffi::memunmap_pages(self.pgmap.get()) };
         });
