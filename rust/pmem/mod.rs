@@ -235,24 +235,24 @@ impl PmemDevice {
         Ok(())
     }
 
-    fn read_segment(this: &DaxDisk<Self>, memory: &PmemMemory, segment: &Segment) -> Result {
+    fn read_segment(this: &DaxDisk<Self>, memory: &PmemMemory, segment: &Segment<'_>) -> Result {
         let range = this
             .geometry
-            .sector_range(segment.sector, segment.len as u64)
+            .sector_range(segment.sector(), segment.len() as u64)
             .ok_or(EIO)?;
         if Self::is_bad(this, range.start, range.len) {
             return Err(EIO);
         }
-        memory.read_into_page(range.start, segment.page, segment.offset, segment.len)
+        memory.read_into_segment(range.start, segment)
     }
 
-    fn write_segment(this: &DaxDisk<Self>, memory: &PmemMemory, segment: &Segment) -> Result {
+    fn write_segment(this: &DaxDisk<Self>, memory: &PmemMemory, segment: &Segment<'_>) -> Result {
         let range = this
             .geometry
-            .sector_range(segment.sector, segment.len as u64)
+            .sector_range(segment.sector(), segment.len() as u64)
             .ok_or(EIO)?;
         Self::clear_poison_for_write(this, memory, range.start, range.len)?;
-        memory.write_from_page(range.start, segment.page, segment.offset, segment.len)
+        memory.write_from_segment(range.start, segment)
     }
 
     fn transfer(this: &DaxDisk<Self>, bio: &Bio, op: BioOp) -> BioStatus {

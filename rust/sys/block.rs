@@ -286,16 +286,36 @@ pub(crate) enum BioStatus {
     IoError,
 }
 
-/// One contiguous piece of a bio's memory.
-pub(crate) struct Segment {
-    /// First page of the piece (following pages are contiguous).
-    pub(crate) page: *mut ffi::page,
-    /// Offset into `page`.
-    pub(crate) offset: usize,
-    /// Length in bytes.
-    pub(crate) len: usize,
+/// One contiguous piece of a bio's memory, lent for one step of
+/// [`Bio::for_each_segment`].
+///
+/// # Invariants
+///
+/// `page` is the first of contiguous pages of the live bio covering
+/// `offset + len` bytes, for `'a`. Only `for_each_segment` makes one.
+pub(crate) struct Segment<'a> {
+    page: *mut ffi::page,
+    offset: usize,
+    len: usize,
+    sector: u64,
+    _bio: PhantomData<&'a Bio>,
+}
+
+impl Segment<'_> {
     /// Device sector this piece starts at.
-    pub(crate) sector: u64,
+    pub(crate) fn sector(&self) -> u64 {
+        self.sector
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first page, the offset into it and the length (memory copies).
+    pub(super) fn pages(&self) -> (*mut ffi::page, usize, usize) {
+        (self.page, self.offset, self.len)
+    }
 }
 
 /// A bio being handled; ended exactly once, by `end` (or by a flush that
@@ -340,7 +360,7 @@ impl Bio {
     }
 
     /// Calls `f` for each segment in order; stops at the first error.
-    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(Segment) -> Result) -> Result {
+    pub(crate) fn for_each_segment(&self, mut f: impl FnMut(Segment<'_>) -> Result) -> Result {
         // SAFETY: The bio is live; iterating a copy of its iterator leaves
         // the bio unchanged.
         let mut iter = unsafe { (*self.bio).bi_iter };
@@ -353,6 +373,7 @@ impl Bio {
                 offset: bvec.bv_offset as usize,
                 len: bvec.bv_len as usize,
                 sector,
+                _bio: PhantomData,
             })?;
         }
         Ok(())

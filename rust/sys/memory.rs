@@ -9,7 +9,11 @@ use kernel::{
     str::{CStr, CString},
 };
 
-use crate::{ffi, logic::pmem::page_chunks, sys::iov::IovIter};
+use crate::{
+    ffi,
+    logic::pmem::page_chunks,
+    sys::{block::Segment, iov::IovIter},
+};
 
 /// A mapped range of persistent memory: `len` bytes at `base` in the
 /// kernel's direct map. Offsets are checked against `len` on every access.
@@ -57,15 +61,15 @@ impl PmemMemory {
     fn for_each_piece(
         &self,
         offset: u64,
-        page: *mut ffi::page,
-        page_offset: usize,
-        len: usize,
+        segment: &Segment<'_>,
         mut copy: impl FnMut(*mut u8, *mut u8, usize) -> Result,
     ) -> Result {
+        let (page, page_offset, len) = segment.pages();
         let mut pmem = self.at(offset, len)?;
         for chunk in page_chunks(page_offset, len) {
-            // SAFETY: `page` is the first of the contiguous pages of a bio
-            // segment covering `page_offset + len` bytes (caller), so
+            // SAFETY: `page` is the first of the contiguous pages of a live
+            // bio segment covering `page_offset + len` bytes (`Segment`
+            // invariant), so
             // `page + chunk.page` is one of them; it stays mapped until the
             // copy returns. `pmem..pmem + len` was checked by `at`.
             let result = unsafe {
@@ -80,33 +84,20 @@ impl PmemMemory {
         Ok(())
     }
 
-    /// Copies `len` bytes from `page` (at `page_offset`, continuing into the
-    /// following pages) to `offset`, bypassing the CPU cache so the data is
-    /// durable once the region is flushed.
-    pub(crate) fn write_from_page(
-        &self,
-        offset: u64,
-        page: *mut ffi::page,
-        page_offset: usize,
-        len: usize,
-    ) -> Result {
-        self.for_each_piece(offset, page, page_offset, len, |pmem, mapped, len| {
+    /// Copies a bio segment's bytes to `offset`, bypassing the CPU cache so
+    /// the data is durable once the region is flushed.
+    pub(crate) fn write_from_segment(&self, offset: u64, segment: &Segment<'_>) -> Result {
+        self.for_each_piece(offset, segment, |pmem, mapped, len| {
             // SAFETY: Both ranges are valid for `len` bytes (`for_each_piece`).
             unsafe { ffi::oxdax_memcpy_flushcache(pmem.cast(), mapped.cast(), len) };
             Ok(())
         })
     }
 
-    /// Copies `len` bytes at `offset` into `page`, surviving machine checks:
-    /// a poisoned source gives `EIO`, not a crash.
-    pub(crate) fn read_into_page(
-        &self,
-        offset: u64,
-        page: *mut ffi::page,
-        page_offset: usize,
-        len: usize,
-    ) -> Result {
-        self.for_each_piece(offset, page, page_offset, len, |pmem, mapped, len| {
+    /// Copies the bytes at `offset` into a bio segment, surviving machine
+    /// checks: a poisoned source gives `EIO`, not a crash.
+    pub(crate) fn read_into_segment(&self, offset: u64, segment: &Segment<'_>) -> Result {
+        self.for_each_piece(offset, segment, |pmem, mapped, len| {
             // SAFETY: Both ranges are valid for `len` bytes (`for_each_piece`).
             let left = unsafe { ffi::copy_mc_to_kernel(mapped.cast(), pmem.cast(), len as _) };
             if left == 0 {
