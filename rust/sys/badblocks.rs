@@ -7,6 +7,11 @@ use kernel::{error::to_result, prelude::*, types::Opaque};
 use crate::{ffi, sys::nd::Region};
 
 /// A bad-block list. Pinned: the gendisk and libnvdimm keep pointers to it.
+///
+/// # Invariants
+///
+/// The list was initialized by `new` and is released (`badblocks_exit`)
+/// only in `drop`.
 #[pin_data(PinnedDrop)]
 pub(crate) struct BadBlocks {
     #[pin]

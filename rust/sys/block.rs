@@ -103,6 +103,11 @@ pub(crate) struct Limits {
 }
 
 /// A gendisk: allocated, then added (visible) until dropped.
+///
+/// # Invariants
+///
+/// `disk` is a gendisk this owns a reference to (put when dropped);
+/// `stages` says whether it was added and removed.
 pub(crate) struct Disk {
     disk: NonNull<ffi::gendisk>,
     /// Added once, removed once (`device_add_disk`, `del_gendisk`).
@@ -220,6 +225,10 @@ impl Disk {
 
 /// The disk's `badblocks` sysfs node: pollers are woken when the list
 /// changes. Released (`sysfs_put`) when dropped.
+///
+/// # Invariants
+///
+/// `node` is a kernfs node this holds a reference to (put when dropped).
 pub(crate) struct BadBlocksNode {
     node: NonNull<ffi::kernfs_node>,
 }
@@ -320,6 +329,11 @@ impl Segment<'_> {
 
 /// A bio being handled; ended exactly once, by `end` (or by a flush that
 /// took it over).
+///
+/// # Invariants
+///
+/// `bio` is a live bio submitted to one of our disks, not yet ended: `end`
+/// and `handed_over` consume the `Bio`.
 pub(crate) struct Bio {
     bio: *mut ffi::bio,
 }

@@ -9,6 +9,11 @@ use kernel::{str::CStr, sync::Arc};
 use crate::ffi;
 
 /// A debugfs directory, removed with everything in it when dropped.
+///
+/// # Invariants
+///
+/// `dentry` is null, an error pointer, or a debugfs directory this removes
+/// when dropped.
 pub(crate) struct Dir {
     dentry: *mut ffi::dentry,
 }

@@ -8,6 +8,11 @@ use core::ptr::NonNull;
 use crate::ffi;
 
 /// The buffers of one read or write call.
+///
+/// # Invariants
+///
+/// The iterator is the live one of the current read or write call, used
+/// only during it.
 pub(crate) struct IovIter(NonNull<ffi::iov_iter>);
 
 impl IovIter {

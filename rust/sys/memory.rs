@@ -17,6 +17,12 @@ use crate::{
 
 /// A mapped range of persistent memory: `len` bytes at `base` in the
 /// kernel's direct map. Offsets are checked against `len` on every access.
+///
+/// # Invariants
+///
+/// `base..base + len` is mapped persistent memory for as long as the
+/// `PmemMemory` is reachable: its owners (`DaxMemory`, `DaxDisk`) hand it
+/// out only while the mapping lasts.
 pub(crate) struct PmemMemory {
     base: NonNull<u8>,
     len: u64,

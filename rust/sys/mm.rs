@@ -218,6 +218,11 @@ impl VmFault {
 }
 
 /// Freeze protection taken by [`VmFault::start_write`].
+///
+/// # Invariants
+///
+/// `sb` is a live super block on which this guard holds
+/// `sb_start_pagefault` protection.
 pub(crate) struct PagefaultGuard {
     sb: *mut ffi::super_block,
 }

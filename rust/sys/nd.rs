@@ -63,6 +63,10 @@ pub(crate) enum NvdimmEvent {
 
 /// A registered namespace driver; unregistered (unbinding every namespace)
 /// when dropped.
+///
+/// # Invariants
+///
+/// `driver` is registered with libnvdimm from `new` until `drop`.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registration<T: NdDriver> {
     #[pin]
@@ -199,11 +203,20 @@ unsafe extern "C" fn notify_callback<T: NdDriver>(dev: *mut ffi::device, event: 
 }
 
 /// A namespace device while it is being probed or is bound.
+///
+/// # Invariants
+///
+/// `dev` is a live namespace device, probed or bound to this driver, while
+/// the `Namespace` is used.
 pub(crate) struct Namespace {
     dev: NonNull<ffi::device>,
 }
 
 /// The part of a namespace `nvdimm_namespace_common_probe()` validated.
+///
+/// # Invariants
+///
+/// `common` is the live namespace of a device being probed or bound.
 pub(crate) struct NamespaceInfo {
     /// Physical address of the namespace.
     pub(crate) phys: u64,
@@ -296,6 +309,11 @@ impl NamespaceInfo {
 }
 
 /// The region a bound namespace lives in.
+///
+/// # Invariants
+///
+/// Both pointers are live while the namespace is bound, the only time a
+/// `Region` is kept (it lives in the bound device's data).
 #[derive(Clone, Copy)]
 pub(crate) struct Region {
     region: *mut ffi::nd_region,

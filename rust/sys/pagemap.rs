@@ -19,6 +19,11 @@ pub(crate) trait MemoryFailure: Sync {
 
 /// A page map of type `MEMORY_DEVICE_FS_DAX` over one physical range, its
 /// memmap in RAM. Pinned: the kernel points at it from every `struct page`.
+///
+/// # Invariants
+///
+/// `pgmap` is pinned; `stages` says whether it was mapped (by `map`, with
+/// an owner that outlives the mapping) and unmapped.
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageMap<T: MemoryFailure> {
     #[pin]

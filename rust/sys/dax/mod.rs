@@ -94,6 +94,11 @@ impl RecoveryWrite<'_> {
 
 /// A DAX device, alive until dropped (then killed: holders are told the
 /// whole device is going away, and new accesses fail).
+///
+/// # Invariants
+///
+/// `dax` is a DAX device this owns a reference to (put when dropped);
+/// `host` is null or the disk it was published for, until `kill`.
 pub(crate) struct DaxDevice {
     dax: NonNull<ffi::dax_device>,
     host: AtomicPtr<ffi::gendisk>,
@@ -314,6 +319,11 @@ pub(crate) enum FsDaxError {
 
 /// A block device's DAX device, taken by a filesystem as holder
 /// (`fs_dax_get_by_bdev`); released (`fs_put_dax`) when dropped.
+///
+/// # Invariants
+///
+/// `dax` was taken with `fs_dax_get_by_bdev` for `holder` and is released
+/// (`fs_put_dax`) only when dropped.
 pub(crate) struct FsDax {
     dax: NonNull<ffi::dax_device>,
     holder: *mut kernel::ffi::c_void,

@@ -31,6 +31,10 @@ impl<T: DirOperations + FileOperations> DirFileOps<T> {
 }
 
 /// Where a `getdents` call is and where its entries go.
+///
+/// # Invariants
+///
+/// `ctx` is the live context of the current `iterate_shared` call (`'a`).
 pub(crate) struct DirContext<'a> {
     ctx: NonNull<ffi::dir_context>,
     _call: PhantomData<&'a mut ffi::dir_context>,

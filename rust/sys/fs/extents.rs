@@ -93,6 +93,10 @@ impl Fallocate {
 }
 
 /// A `FIEMAP` request being answered.
+///
+/// # Invariants
+///
+/// `info` is the live request of the current `fiemap` call (`'a`).
 pub(crate) struct Fiemap<'a> {
     info: core::ptr::NonNull<ffi::fiemap_extent_info>,
     _call: PhantomData<&'a mut ffi::fiemap_extent_info>,

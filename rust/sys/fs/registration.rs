@@ -23,6 +23,11 @@ use crate::{ffi, sys::dax::holder::Holders};
 /// The `file_system_type` of a filesystem, in static memory: lockdep only
 /// accepts lock class keys there, and the super block locks take theirs
 /// from this structure.
+///
+/// # Invariants
+///
+/// `registration` is null or points at the pinned `Registration` whose type
+/// this is, from registration until unregistration.
 pub(crate) struct FsType {
     raw: Opaque<ffi::file_system_type>,
     registration: AtomicPtr<kernel::ffi::c_void>,

@@ -295,6 +295,10 @@ unsafe extern "C" fn statfs_callback<T: Operations>(
 }
 
 /// `/proc/mounts` output.
+///
+/// # Invariants
+///
+/// The seq file is the live one of the current `show_options` call.
 pub(crate) struct SeqFile(NonNull<ffi::seq_file>);
 
 impl SeqFile {
