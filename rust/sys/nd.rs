@@ -212,12 +212,14 @@ pub(crate) struct Namespace {
     dev: NonNull<ffi::device>,
 }
 
-/// The part of a namespace `nvdimm_namespace_common_probe()` validated.
+/// The part of a namespace `nvdimm_namespace_common_probe()` validated,
+/// borrowed from the [`Namespace`] it describes (`'a`).
 ///
 /// # Invariants
 ///
-/// `common` is the live namespace of a device being probed or bound.
-pub(crate) struct NamespaceInfo {
+/// `common` is the live namespace of the device being probed or bound that
+/// the `'a` borrow names, so it lives at least as long as the result.
+pub(crate) struct NamespaceInfo<'a> {
     /// Physical address of the namespace.
     pub(crate) phys: u64,
     /// Size in bytes.
@@ -225,6 +227,7 @@ pub(crate) struct NamespaceInfo {
     /// The kernel's disk name for it (`pmem0`, `pmem0.1`), NUL-padded.
     pub(crate) kernel_disk_name: [u8; 32],
     common: NonNull<ffi::nd_namespace_common>,
+    _namespace: PhantomData<&'a Namespace>,
 }
 
 impl Namespace {
@@ -251,7 +254,7 @@ impl Namespace {
 
     /// Validates the namespace (claimed by nobody else, configured, sized)
     /// and reads its placement.
-    pub(crate) fn info(&self) -> Result<NamespaceInfo> {
+    pub(crate) fn info(&self) -> Result<NamespaceInfo<'_>> {
         // SAFETY: `dev` is a live namespace device (type invariant).
         let common = unsafe { ffi::nvdimm_namespace_common_probe(self.dev.as_ptr()) };
         let common = NonNull::new(from_err_ptr(common)?).ok_or(ENODEV)?;
@@ -284,6 +287,7 @@ impl Namespace {
             size,
             kernel_disk_name,
             common,
+            _namespace: PhantomData,
         })
     }
 
@@ -298,12 +302,13 @@ impl Namespace {
     }
 }
 
-impl NamespaceInfo {
+impl NamespaceInfo<'_> {
     /// The namespace's device name (`namespace0.0`), for resource names.
     pub(crate) fn device_name(&self) -> &CStr {
-        // SAFETY: The namespace is live while probed or bound, the only
-        // times a `NamespaceInfo` exists; its name is a NUL-terminated
-        // string that lives as long.
+        // SAFETY: `common` is live for as long as `self` (type invariant:
+        // `self` borrows the `Namespace` being probed or bound), and so is
+        // its device's name, a NUL-terminated string the result borrows
+        // no longer than `self`.
         unsafe { CStr::from_char_ptr(ffi::oxdax_dev_name(&raw mut (*self.common.as_ptr()).dev)) }
     }
 }
