@@ -14,7 +14,7 @@ use kernel::{error::from_err_ptr, error::to_result, prelude::*, sync::Arc};
 
 use crate::{
     ffi,
-    sys::{block::Disk, memory::PmemMemory},
+    sys::{block::Disk, memory::PmemMemory, once::Stages},
 };
 
 /// How a DAX access is meant.
@@ -97,11 +97,16 @@ impl RecoveryWrite<'_> {
 ///
 /// # Invariants
 ///
-/// `dax` is a DAX device this owns a reference to (put when dropped);
-/// `host` is null or the disk it was published for, until `kill`.
+/// `dax` is a DAX device this owns a reference to (put when dropped).
+/// `hosting` is live exactly while `dax_hosts` has an entry for the device,
+/// keyed by `host`: at most one entry, always removed before the reference
+/// is put.
 pub(crate) struct DaxDevice {
     dax: NonNull<ffi::dax_device>,
+    /// The disk the device was published for (its `dax_hosts` key).
     host: AtomicPtr<ffi::gendisk>,
+    /// Published once (`add_host`), unpublished once (`kill` or `drop`).
+    hosting: Stages,
     killed: AtomicBool,
 }
 
@@ -164,6 +169,7 @@ impl DaxDevice {
         Ok(Self {
             dax,
             host: AtomicPtr::new(core::ptr::null_mut()),
+            hosting: Stages::new(),
             killed: AtomicBool::new(false),
         })
     }
@@ -174,16 +180,39 @@ impl DaxDevice {
     }
 
     /// Publishes the device as the DAX device of `disk`, so that
-    /// `fs_dax_get_by_bdev()` finds it, until [`DaxDevice::kill`]. The
-    /// table only keys on the disk's address: a disk dropped first leaves a
-    /// stale key, never dereferenced, that `kill` removes.
+    /// `fs_dax_get_by_bdev()` finds it, until [`DaxDevice::kill`]. Once
+    /// only: `EBUSY` for a second call (or one after `kill`), and for a
+    /// disk another DAX device was published for. The table only keys on
+    /// the disk's address: a disk dropped first leaves a stale key, never
+    /// dereferenced, that `kill` removes.
     pub(crate) fn add_host(&self, disk: &Disk) -> Result {
-        let disk = disk.as_ptr();
-        // SAFETY: The device is alive (we hold it) and `disk` is a live
-        // gendisk for the call; the DAX core only stores its address.
-        to_result(unsafe { ffi::dax_add_host(self.dax.as_ptr(), disk.cast()) })?;
-        self.host.store(disk, Ordering::Release);
-        Ok(())
+        if self.killed.load(Ordering::Acquire) {
+            return Err(EBUSY);
+        }
+        self.hosting.set_up(|| {
+            let disk = disk.as_ptr();
+            // SAFETY: The device is alive (we hold a reference) and `disk`
+            // is a live gendisk for the call; the DAX core only stores its
+            // address as the key of an entry pointing at the device.
+            // `hosting` lets this run once, so the device has no other
+            // entry, and the one made here is removed before the reference
+            // is put (type invariant).
+            to_result(unsafe { ffi::dax_add_host(self.dax.as_ptr(), disk.cast()) })?;
+            self.host.store(disk, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    /// Removes the device's `dax_hosts` entry, if `add_host` made one and
+    /// it was not removed yet.
+    fn remove_host(&self) {
+        self.hosting.tear_down(|| {
+            let host = self.host.swap(core::ptr::null_mut(), Ordering::AcqRel);
+            // SAFETY: `add_host` inserted an entry keyed by `host` (the
+            // set-up succeeded: `hosting`), and this runs once; the DAX
+            // core only erases the key, never dereferencing the disk.
+            unsafe { ffi::dax_remove_host(host.cast()) };
+        });
     }
 
     /// Tells the holder (the filesystem mounted on the disk) that
@@ -202,21 +231,23 @@ impl DaxDevice {
         if self.killed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let host = self.host.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: The device is alive; the order is pmem's.
-        unsafe {
-            if !host.is_null() {
-                ffi::dax_remove_host(host.cast());
-            }
-            ffi::kill_dax(self.dax.as_ptr());
-        }
+        // Unpublished first, as pmem does: no new holder finds it.
+        self.remove_host();
+        // SAFETY: The device is alive (we hold a reference); killing it
+        // twice is excluded by `killed`.
+        unsafe { ffi::kill_dax(self.dax.as_ptr()) };
     }
 }
 
 impl Drop for DaxDevice {
     fn drop(&mut self) {
         self.kill();
-        // SAFETY: The device is ours and dead; this drops our reference.
+        // An `add_host` that raced with `kill` finished its entry after
+        // `kill` looked: removed here, before the reference goes.
+        self.remove_host();
+        // SAFETY: The device is ours and dead, and no `dax_hosts` entry
+        // points at it any more (`remove_host` above): this drops our
+        // reference.
         unsafe { ffi::put_dax(self.dax.as_ptr()) };
     }
 }
