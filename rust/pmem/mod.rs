@@ -94,7 +94,7 @@ impl PmemDevice {
             ),
             GFP_KERNEL,
         )?;
-        device.publish(Publication {
+        device.as_ref().publish(Publication {
             namespace,
             ops: &DISK_OPS,
             limits: device.limits(namespace),

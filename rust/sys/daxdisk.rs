@@ -27,7 +27,7 @@ use crate::sys::{
     memory::PmemMemory,
     nd::{Namespace, NdData, Unbinding},
     once::SetOnce,
-    pagemap::{MemoryFailure, PageMap},
+    pagemap::{HasPageMap, MemoryFailure, PageMap},
 };
 
 /// What a driver behind a [`DaxDisk`] does. Each callback gets the whole
@@ -123,42 +123,41 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
     /// Makes the DAX device and the disk, maps the pages, then publishes
     /// the DAX device and the disk (bios arrive before this returns). Runs
     /// once; a failure leaves the rest to teardown.
-    pub(crate) fn publish(&self, publication: Publication<'_, T>) -> Result {
-        // SAFETY: `self` is pinned and `stop` kills the device before any
+    pub(crate) fn publish(self: Pin<&Self>, publication: Publication<'_, T>) -> Result {
+        let this = self.get_ref();
+        // SAFETY: `this` is pinned and `stop` kills the device before any
         // field is dropped (type invariant): the provider outlives every
         // callback.
-        let dax = unsafe { DaxDevice::alloc(self, &publication.dax) }?;
-        self.dax.set(dax).map_err(|_| EBUSY)?;
-        // SAFETY: `self` (the handler) and its bad-block list are pinned,
+        let dax = unsafe { DaxDevice::alloc(this, &publication.dax) }?;
+        this.dax.set(dax).map_err(|_| EBUSY)?;
+        // SAFETY: `this` (the handler) and its bad-block list are pinned,
         // and `stop` removes the disk before any field is dropped, the
         // bad-block list after the disk (type invariant).
         let disk = unsafe {
             Disk::alloc(
                 &publication.limits,
                 publication.ops,
-                self,
-                &self.badblocks,
+                this,
+                &this.badblocks,
                 publication.name,
                 publication.capacity_sectors,
             )
         }?;
-        self.disk.set(disk).map_err(|_| EBUSY)?;
-        // SAFETY: The page map is a field of `self`, pinned, and `stop`
-        // unmaps it before any field is dropped (type invariant).
-        let base = unsafe { self.pagemap.map(self) }?;
+        this.disk.set(disk).map_err(|_| EBUSY)?;
+        let base = PageMap::map(self)?;
         // SAFETY: `base` maps the page map's range, which stays mapped
         // until `stop` unmaps it; the memory is handed out only as a borrow
-        // of `self`, to callbacks that `stop` waits for before unmapping.
-        let memory = unsafe { PmemMemory::new(base, self.pagemap.len()) };
-        self.memory.set(memory).map_err(|_| EBUSY)?;
-        T::pages_mapped(self);
-        let (Some(dax), Some(disk)) = (self.dax.get(), self.disk.get()) else {
+        // of `this`, to callbacks that `stop` waits for before unmapping.
+        let memory = unsafe { PmemMemory::new(base, this.pagemap.len()) };
+        this.memory.set(memory).map_err(|_| EBUSY)?;
+        T::pages_mapped(this);
+        let (Some(dax), Some(disk)) = (this.dax.get(), this.disk.get()) else {
             return Err(EINVAL);
         };
         dax.add_host(disk)?;
         disk.add(publication.namespace)?;
         if let Some(node) = BadBlocksNode::of(disk) {
-            let _ = self.badblocks_node.set(node);
+            let _ = this.badblocks_node.set(node);
         } else {
             pr_warn!(
                 "{}: 'badblocks' notification disabled\n",
@@ -263,6 +262,14 @@ impl<T: DaxDiskDriver> DaxOperations for DaxDisk<T> {
 
     fn recovery_write(&self, pgoff: u64, write: RecoveryWrite<'_>) -> usize {
         T::recovery_write(self, pgoff, write)
+    }
+}
+
+// SAFETY: `page_map` returns the `pagemap` field, and `stop`, which
+// `PinnedDrop` runs before any field is dropped, unmaps it.
+unsafe impl<T: DaxDiskDriver> HasPageMap for DaxDisk<T> {
+    fn page_map(&self) -> &PageMap<Self> {
+        &self.pagemap
     }
 }
 

@@ -17,15 +17,31 @@ pub(crate) trait MemoryFailure: Sync {
     fn memory_failure(&self, pfn: u64, nr_pages: u64, mf_flags: i32) -> Result;
 }
 
+/// An owner that embeds the [`PageMap`] whose pages call back into it: the
+/// pages then point at the allocation that holds them, which
+/// [`PageMap::map`] finds from the owner itself.
+///
+/// # Safety
+///
+/// `page_map` always returns the same field of `self` (so pinning `self`
+/// pins it), and `Self` unmaps it ([`PageMap::unmap`], in its `Drop` or
+/// `PinnedDrop`) before any other part of it is dropped: callbacks stop
+/// before anything they reach goes.
+pub(crate) unsafe trait HasPageMap: MemoryFailure + Sized {
+    /// The embedded page map.
+    fn page_map(&self) -> &PageMap<Self>;
+}
+
 /// A page map of type `MEMORY_DEVICE_FS_DAX` over one physical range, its
 /// memmap in RAM. Pinned: the kernel points at it from every `struct page`.
 ///
 /// # Invariants
 ///
-/// `pgmap` is pinned; `stages` says whether it was mapped (by `map`, with
-/// an owner that outlives the mapping) and unmapped.
+/// `pgmap` is pinned; `stages` says whether it was mapped and unmapped.
+/// Once mapped, its `owner` is the pinned `T` that embeds it
+/// ([`HasPageMap`]), which unmaps it before anything of the `T` goes.
 #[pin_data(PinnedDrop)]
-pub(crate) struct PageMap<T: MemoryFailure> {
+pub(crate) struct PageMap<T: HasPageMap> {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
     /// The page frames of the range.
@@ -39,14 +55,14 @@ pub(crate) struct PageMap<T: MemoryFailure> {
 // SAFETY: The page map is set up once and torn down once (`map` and
 // `unmap`, which `stages` lets run once each) and otherwise only read by
 // the kernel.
-unsafe impl<T: MemoryFailure> Send for PageMap<T> {}
+unsafe impl<T: HasPageMap> Send for PageMap<T> {}
 // SAFETY: `&PageMap` writes the `dev_pagemap` only in `map`, before any of
 // its pages exist, and in `unmap`, each once (`stages`); otherwise the
 // kernel only reads it. The callback's `&T` may be used on any CPU:
 // `T: Sync`.
-unsafe impl<T: MemoryFailure> Sync for PageMap<T> {}
+unsafe impl<T: HasPageMap> Sync for PageMap<T> {}
 
-impl<T: MemoryFailure> PageMap<T> {
+impl<T: HasPageMap> PageMap<T> {
     const OPS: ffi::dev_pagemap_ops = ffi::dev_pagemap_ops {
         page_free: None,
         migrate_to_ram: None,
@@ -78,22 +94,23 @@ impl<T: MemoryFailure> PageMap<T> {
         })
     }
 
-    /// Creates the `struct page`s and maps the range; memory failures in it
-    /// go to `owner` from now on. Returns the range's kernel address.
-    ///
-    /// # Safety
-    ///
-    /// `owner` stays where it is until the page map was unmapped
-    /// ([`PageMap::unmap`], which waits for running callbacks) or dropped
-    /// (the caller keeps it in the same pinned allocation as the page map).
-    pub(crate) unsafe fn map(&self, owner: &T) -> Result<NonNull<u8>> {
+    /// Creates the `struct page`s of `owner`'s page map and maps its range;
+    /// memory failures in it go to `owner` from now on. Returns the range's
+    /// kernel address. Once only: `EBUSY` for a second call, or one after
+    /// `unmap`.
+    pub(crate) fn map(owner: Pin<&T>) -> Result<NonNull<u8>> {
+        let owner = owner.get_ref();
+        let this = owner.page_map();
         // Mapped once: never again, nor after `unmap`.
-        self.stages.set_up(|| {
-            let pgmap = self.pgmap.get();
-            // SAFETY: `pgmap` is initialized and pinned, and `stages` says no
-            // other call maps or mapped it, so nothing reads `owner` while it
-            // is written; `owner` outlives the mapping (this function's
-            // `# Safety`).
+        this.stages.set_up(|| {
+            let pgmap = this.pgmap.get();
+            // SAFETY: `pgmap` is initialized and pinned (a field of the
+            // pinned `owner`: `HasPageMap`), and `stages` says no other call
+            // maps or mapped it, so nothing reads `owner` while it is
+            // written. `owner` stays where it is and whole until the map is
+            // unmapped, which `unmap` does only after running callbacks
+            // returned: it is pinned and unmaps its page map before any of
+            // it is dropped (`HasPageMap`'s `# Safety`).
             // NUMA_NO_NODE lets the kernel choose.
             let addr = unsafe {
                 (*pgmap).owner = core::ptr::from_ref(owner).cast_mut().cast();
@@ -151,15 +168,17 @@ impl<T: MemoryFailure> PageMap<T> {
 ///
 /// Called by the memory-failure code with a page map created by `PageMap`
 /// and mapped with an owner of type `T`.
-unsafe extern "C" fn memory_failure_callback<T: MemoryFailure>(
+unsafe extern "C" fn memory_failure_callback<T: HasPageMap>(
     pgmap: *mut ffi::dev_pagemap,
     pfn: kernel::ffi::c_ulong,
     nr_pages: kernel::ffi::c_ulong,
     mf_flags: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
-    // SAFETY: `owner` was set to a live `T` by `map` before any page existed,
-    // and the owner outlives the mapping (`map`'s `# Safety`), which
-    // `unmap` ends only after running callbacks returned.
+    // SAFETY: Only `PageMap::<T>::map` installs `PageMap::<T>::OPS`, whose
+    // callback this is, and it set `owner` to the pinned `T` embedding the
+    // page map before any page existed; that `T` stays whole until it
+    // unmaps the page map (`HasPageMap`), which waits for running callbacks
+    // such as this one.
     let owner = unsafe { &*(*pgmap).owner.cast::<T>() };
     match owner.memory_failure(pfn as u64, nr_pages as u64, mf_flags) {
         Ok(()) => 0,
@@ -167,7 +186,7 @@ unsafe extern "C" fn memory_failure_callback<T: MemoryFailure>(
     }
 }
 
-impl<T: MemoryFailure> PageMap<T> {
+impl<T: HasPageMap> PageMap<T> {
     /// Removes the pages (idempotent). Waits for every page reference and
     /// every running `memory_failure` callback to finish, so the owner may
     /// go once this returns. The owner's users of the pages (the DAX
@@ -181,7 +200,7 @@ impl<T: MemoryFailure> PageMap<T> {
 }
 
 #[pinned_drop]
-impl<T: MemoryFailure> PinnedDrop for PageMap<T> {
+impl<T: HasPageMap> PinnedDrop for PageMap<T> {
     fn drop(self: Pin<&mut Self>) {
         self.unmap();
     }
