@@ -6,8 +6,6 @@
 //!
 //! See Documentation/oxdax/pmem.rst.
 
-use core::pin::Pin;
-
 use kernel::{c_str, prelude::*, str::CStr};
 
 use crate::{
@@ -16,10 +14,10 @@ use crate::{
     sys::{
         block::{Bio, BioOp, BioStatus, DiskOps, Limits, Segment},
         dax::{self, Access, AccessMode, DaxFlags, RecoveryWrite},
-        daxdisk::{DaxDisk, DaxDiskDriver, Publication},
+        daxdisk::{DaxDisk, DaxDiskBinding, DaxDiskDriver, Publication},
         errno,
         memory::{IomemClaim, PmemMemory},
-        nd::{FlushSupport, Namespace, NdDriver, NvdimmEvent, Region},
+        nd::{FlushSupport, Namespace, NvdimmEvent, Region},
     },
 };
 
@@ -27,105 +25,24 @@ use crate::{
 static DISK_OPS: DiskOps<DaxDisk<PmemDevice>> = DiskOps::new(&crate::THIS_MODULE);
 
 /// The libnvdimm driver binding NVDIMM namespaces.
-pub(crate) struct PmemDriver;
-
-impl NdDriver for PmemDriver {
-    type Data = DaxDisk<PmemDevice>;
-    const NAME: &'static CStr = c_str!("oxdax_pmem");
-    // ND_DRIVER_NAMESPACE_*: one bit per ND_DEVICE_NAMESPACE_* type.
-    const TYPES: u64 = (1 << ffi::ND_DEVICE_NAMESPACE_IO) | (1 << ffi::ND_DEVICE_NAMESPACE_PMEM);
-
-    fn probe(namespace: &Namespace) -> Result<Pin<KBox<DaxDisk<PmemDevice>>>> {
-        PmemDevice::probe(namespace)
-    }
-
-    fn notify(device: &DaxDisk<PmemDevice>, _namespace: &Namespace, event: NvdimmEvent) {
-        match event {
-            NvdimmEvent::RevalidatePoison => PmemDevice::populate_badblocks(device),
-            NvdimmEvent::RevalidateRegion => {
-                if let Some(disk) = device.disk() {
-                    disk.check_read_only();
-                }
-            }
-        }
-    }
-
-    fn shutdown(device: &DaxDisk<PmemDevice>, _namespace: &Namespace) {
-        device.flush();
-    }
-}
+pub(crate) type PmemDriver = DaxDiskBinding<PmemDevice>;
 
 /// One bound namespace: where its memory is and what the bus says of it.
 /// The kernel objects that call into it (DAX device, disk, pages, bad-block
-/// list) are its [`DaxDisk`]'s, which publishes them once it is complete
-/// and tears them down before it is freed.
+/// list) and the namespace's region are its [`DaxDisk`]'s, which the
+/// binding makes, publishes, and tears down before it is freed.
 pub(crate) struct PmemDevice {
     geometry: Geometry,
-    region: Region,
     name: [u8; 32],
     _claim: IomemClaim,
 }
 
 impl PmemDevice {
-    fn probe(namespace: &Namespace) -> Result<Pin<KBox<DaxDisk<Self>>>> {
-        let info = namespace.info()?;
-        let Some(geometry) = Geometry::new(info.phys, info.size) else {
-            pr_err!(
-                "{}: too small: needs an aligned 2 MiB block\n",
-                namespace.name()
-            );
-            return Err(ENOSPC);
-        };
-        let mut name = [0u8; 32];
-        geometry::disk_name(&info.kernel_disk_name, &mut name).ok_or(EINVAL)?;
-        let claim = IomemClaim::request(info.phys, info.size, info.device_name())?;
-        let region = namespace.region();
-
-        let device = KBox::pin_init(
-            DaxDisk::new(
-                Self {
-                    geometry,
-                    region,
-                    name,
-                    _claim: claim,
-                },
-                geometry.data_phys(),
-                geometry.data_size(),
-            ),
-            GFP_KERNEL,
-        )?;
-        device.as_ref().publish(Publication {
-            namespace,
-            ops: &DISK_OPS,
-            limits: device.limits(namespace),
-            name: &device.name,
-            capacity_sectors: geometry.capacity_sectors(),
-            dax: DaxFlags {
-                synchronous: region.is_synchronous(),
-                write_cache: region.has_cache(),
-            },
-        })?;
-
-        pr_info!(
-            "{}: {} MiB at {:#x}, memmap {} KiB in RAM{}\n",
-            device.name(),
-            geometry.data_size() >> 20,
-            geometry.data_phys(),
-            geometry.memmap_bytes() >> 10,
-            if region.is_synchronous() {
-                ", synchronous"
-            } else {
-                ""
-            }
-        );
-        Ok(device)
-    }
-
     /// The disk's queue limits (write-cache and FUA as the region flushes).
-    fn limits(&self, namespace: &Namespace) -> Limits {
+    fn limits(namespace: &Namespace) -> Limits {
         let mut features =
             ffi::BLK_FEAT_WRITE_CACHE | ffi::BLK_FEAT_SYNCHRONOUS | ffi::BLK_FEAT_DAX;
-        match self.region.flush_support() {
+        match namespace.region().flush_support() {
             FlushSupport::Hints => features |= ffi::BLK_FEAT_FUA,
             FlushSupport::NotNeeded => {}
             FlushSupport::Unknown => pr_warn!(
@@ -156,12 +73,12 @@ impl PmemDevice {
     fn populate_badblocks(this: &DaxDisk<Self>) {
         let start = this.geometry.data_phys();
         this.badblocks()
-            .populate(&this.region, start, start + this.geometry.data_size() - 1);
+            .populate(this.region(), start, start + this.geometry.data_size() - 1);
         this.notify_badblocks();
     }
 
-    fn flush(&self) {
-        if let Err(e) = self.region.flush() {
+    fn flush(&self, region: &Region) {
+        if let Err(e) = region.flush() {
             pr_warn!("{}: flush failed: {:?}\n", self.name(), e);
         }
     }
@@ -178,7 +95,7 @@ impl PmemDevice {
     ) -> Result<u64> {
         let phys = this.geometry.data_phys() + offset;
         let len32 = u32::try_from(len).map_err(|_| EINVAL)?;
-        let cleared = match this.region.clear_poison(phys, len32) {
+        let cleared = match this.region().clear_poison(phys, len32) {
             Ok(cleared) => cleared.min(len),
             // A bus without the clear-error command (QEMU's NFIT). Pages the
             // kernel saw fail stay failed, as with pmem; a range that is
@@ -272,8 +189,74 @@ impl PmemDevice {
 }
 
 impl DaxDiskDriver for PmemDevice {
+    const NAME: &'static CStr = c_str!("oxdax_pmem");
+    // ND_DRIVER_NAMESPACE_*: one bit per ND_DEVICE_NAMESPACE_* type.
+    const TYPES: u64 = (1 << ffi::ND_DEVICE_NAMESPACE_IO) | (1 << ffi::ND_DEVICE_NAMESPACE_PMEM);
+
+    fn probe(namespace: &Namespace) -> Result<Publication<Self>> {
+        let info = namespace.info()?;
+        let Some(geometry) = Geometry::new(info.phys, info.size) else {
+            pr_err!(
+                "{}: too small: needs an aligned 2 MiB block\n",
+                namespace.name()
+            );
+            return Err(ENOSPC);
+        };
+        let mut name = [0u8; 32];
+        geometry::disk_name(&info.kernel_disk_name, &mut name).ok_or(EINVAL)?;
+        let claim = IomemClaim::request(info.phys, info.size, info.device_name())?;
+        let region = namespace.region();
+        Ok(Publication {
+            data: Self {
+                geometry,
+                name,
+                _claim: claim,
+            },
+            phys: geometry.data_phys(),
+            len: geometry.data_size(),
+            ops: &DISK_OPS,
+            limits: Self::limits(namespace),
+            name,
+            capacity_sectors: geometry.capacity_sectors(),
+            dax: DaxFlags {
+                synchronous: region.is_synchronous(),
+                write_cache: region.has_cache(),
+            },
+        })
+    }
+
+    fn published(this: &DaxDisk<Self>) {
+        pr_info!(
+            "{}: {} MiB at {:#x}, memmap {} KiB in RAM{}\n",
+            this.name(),
+            this.geometry.data_size() >> 20,
+            this.geometry.data_phys(),
+            this.geometry.memmap_bytes() >> 10,
+            if this.region().is_synchronous() {
+                ", synchronous"
+            } else {
+                ""
+            }
+        );
+    }
+
+    fn notify(this: &DaxDisk<Self>, event: NvdimmEvent) {
+        match event {
+            NvdimmEvent::RevalidatePoison => Self::populate_badblocks(this),
+            NvdimmEvent::RevalidateRegion => {
+                if let Some(disk) = this.disk() {
+                    disk.check_read_only();
+                }
+            }
+        }
+    }
+
+    fn shutdown(this: &DaxDisk<Self>) {
+        this.flush(this.region());
+    }
+
     fn submit_bio(this: &DaxDisk<Self>, bio: Bio) {
-        if bio.preflush() && this.region.flush().is_err() {
+        if bio.preflush() && this.region().flush().is_err() {
             bio.end(BioStatus::IoError);
             return;
         }
@@ -286,7 +269,7 @@ impl DaxDiskDriver for PmemDevice {
         };
         bio.end_accounting(accounting);
         if status == BioStatus::Ok && bio.fua() {
-            match bio.flush_region(&this.region) {
+            match bio.flush_region(this.region()) {
                 Ok(Some(_async)) => return bio.handed_over(),
                 Ok(None) => {}
                 Err(_) => return bio.end(BioStatus::IoError),
@@ -406,7 +389,7 @@ impl DaxDiskDriver for PmemDevice {
         Self::populate_badblocks(this);
     }
 
-    fn stopped(&self) {
-        self.flush();
+    fn stopped(&self, region: &Region) {
+        self.flush(region);
     }
 }

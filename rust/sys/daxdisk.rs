@@ -16,16 +16,16 @@
 //! the namespace's device lock; the callbacks run concurrently and only
 //! read what publication set (`SetOnce`).
 
-use core::ops::Deref;
+use core::{marker::PhantomData, ops::Deref};
 
-use kernel::prelude::*;
+use kernel::{prelude::*, str::CStr};
 
 use crate::sys::{
     badblocks::BadBlocks,
     block::{BadBlocksNode, Bio, BioHandler, Disk, DiskOps, Limits},
     dax::{Access, AccessMode, DaxDevice, DaxFlags, DaxOperations, RecoveryWrite},
     memory::PmemMemory,
-    nd::{Namespace, NdData, Unbinding},
+    nd::{BoundRegion, Namespace, NdData, NdDriver, NvdimmEvent, Region, Unbinding},
     once::SetOnce,
     pagemap::{HasPageMap, MemoryFailure, PageMap},
 };
@@ -34,6 +34,26 @@ use crate::sys::{
 /// `DaxDisk`, which derefs to the driver's data, to reach the memory, the
 /// bad-block list and the DAX device too.
 pub(crate) trait DaxDiskDriver: Send + Sync + Sized + 'static {
+    /// Name under `/sys/bus/nd/drivers/`.
+    const NAME: &'static CStr;
+
+    /// The `ND_DRIVER_*` namespace types to bind.
+    const TYPES: u64;
+
+    /// Reads a namespace being bound: the driver's data and how to publish
+    /// it. The binding makes the [`DaxDisk`], publishes it and owns it until
+    /// the namespace is unbound.
+    fn probe(namespace: &Namespace) -> Result<Publication<Self>>;
+
+    /// The disk and the DAX device are published.
+    fn published(_this: &DaxDisk<Self>) {}
+
+    /// The bus asks to re-read media errors or region state.
+    fn notify(_this: &DaxDisk<Self>, _event: NvdimmEvent) {}
+
+    /// The system is going down: make what was written durable.
+    fn shutdown(_this: &DaxDisk<Self>) {}
+
     /// Handles `bio` to completion (`Bio::end`), now or later.
     fn submit_bio(this: &DaxDisk<Self>, bio: Bio);
 
@@ -60,20 +80,26 @@ pub(crate) trait DaxDiskDriver: Send + Sync + Sized + 'static {
     /// device nor the disk is visible yet (pmem reads its bad blocks here).
     fn pages_mapped(_this: &DaxDisk<Self>) {}
 
-    /// Everything was torn down: nothing calls in any more.
-    fn stopped(&self) {}
+    /// Everything was torn down: nothing calls in any more; the
+    /// namespace's `region` is still bound.
+    fn stopped(&self, _region: &Region) {}
 }
 
-/// How [`DaxDisk::publish`] makes the disk and the DAX device.
-pub(crate) struct Publication<'a, T: DaxDiskDriver> {
-    /// The namespace the disk appears under.
-    pub(crate) namespace: &'a Namespace,
+/// What a driver's `probe` found: its data, the memory, and how
+/// [`DaxDisk::publish`] makes the disk and the DAX device.
+pub(crate) struct Publication<T: DaxDiskDriver> {
+    /// The driver's data.
+    pub(crate) data: T,
+    /// Physical address of the memory the pages map.
+    pub(crate) phys: u64,
+    /// Bytes of that memory.
+    pub(crate) len: u64,
     /// The disk's operations (a `static`).
     pub(crate) ops: &'static DiskOps<DaxDisk<T>>,
     /// Queue limits.
     pub(crate) limits: Limits,
     /// Disk name (NUL-terminated, at most 31 bytes).
-    pub(crate) name: &'a [u8],
+    pub(crate) name: [u8; 32],
     /// Capacity in 512-byte sectors.
     pub(crate) capacity_sectors: u64,
     /// DAX behaviour.
@@ -88,7 +114,10 @@ pub(crate) struct Publication<'a, T: DaxDiskDriver> {
 /// The kernel objects below point at this pinned allocation only while
 /// published; `stop` tears every one of them down (waiting for running
 /// callbacks) and runs before any field is dropped: at unbind, or in
-/// `drop` for a device whose probe failed.
+/// `drop` for a device whose probe failed. Only the binding
+/// ([`DaxDiskBinding`]) makes a `DaxDisk`, and it owns it until the
+/// namespace is unbound: a driver only ever borrows one, so none outlives
+/// the binding (nor, with it, `region`).
 #[pin_data(PinnedDrop)]
 pub(crate) struct DaxDisk<T: DaxDiskDriver> {
     dax: SetOnce<DaxDevice>,
@@ -100,15 +129,17 @@ pub(crate) struct DaxDisk<T: DaxDiskDriver> {
     /// After `disk`: the disk points at it until dropped.
     #[pin]
     badblocks: BadBlocks,
+    /// The namespace's region, kept as long as the binding.
+    region: BoundRegion,
     /// Last: what the driver holds (its claim on the memory, say) goes
     /// after every kernel object over it.
     data: T,
 }
 
 impl<T: DaxDiskDriver> DaxDisk<T> {
-    /// `data`, for the memory at physical `[phys, phys + len)`; nothing is
-    /// published yet.
-    pub(crate) fn new(data: T, phys: u64, len: u64) -> impl PinInit<Self, Error> {
+    /// `data`, for the memory at physical `[phys, phys + len)` in the
+    /// namespace's `region`; nothing is published yet.
+    fn new(data: T, phys: u64, len: u64, region: BoundRegion) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             dax: SetOnce::new(),
             disk: SetOnce::new(),
@@ -116,6 +147,7 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
             memory: SetOnce::new(),
             pagemap <- PageMap::new(phys, len),
             badblocks <- BadBlocks::new(),
+            region,
             data,
         }? Error)
     }
@@ -123,26 +155,26 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
     /// Makes the DAX device and the disk, maps the pages, then publishes
     /// the DAX device and the disk (bios arrive before this returns). Runs
     /// once; a failure leaves the rest to teardown.
-    pub(crate) fn publish(self: Pin<&Self>, publication: Publication<'_, T>) -> Result {
+    fn publish(
+        self: Pin<&Self>,
+        namespace: &Namespace,
+        ops: &'static DiskOps<Self>,
+        limits: &Limits,
+        name: &[u8],
+        capacity_sectors: u64,
+        dax: &DaxFlags,
+    ) -> Result {
         let this = self.get_ref();
         // SAFETY: `this` is pinned and `stop` kills the device before any
         // field is dropped (type invariant): the provider outlives every
         // callback.
-        let dax = unsafe { DaxDevice::alloc(this, &publication.dax) }?;
+        let dax = unsafe { DaxDevice::alloc(this, dax) }?;
         this.dax.set(dax).map_err(|_| EBUSY)?;
         // SAFETY: `this` (the handler) and its bad-block list are pinned,
         // and `stop` removes the disk before any field is dropped, the
         // bad-block list after the disk (type invariant).
-        let disk = unsafe {
-            Disk::alloc(
-                &publication.limits,
-                publication.ops,
-                this,
-                &this.badblocks,
-                publication.name,
-                publication.capacity_sectors,
-            )
-        }?;
+        let disk =
+            unsafe { Disk::alloc(limits, ops, this, &this.badblocks, name, capacity_sectors) }?;
         this.disk.set(disk).map_err(|_| EBUSY)?;
         let base = PageMap::map(self)?;
         // SAFETY: `base` maps the page map's range, which stays mapped
@@ -155,14 +187,11 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
             return Err(EINVAL);
         };
         dax.add_host(disk)?;
-        disk.add(publication.namespace)?;
+        disk.add(namespace)?;
         if let Some(node) = BadBlocksNode::of(disk) {
             let _ = this.badblocks_node.set(node);
         } else {
-            pr_warn!(
-                "{}: 'badblocks' notification disabled\n",
-                publication.namespace.name()
-            );
+            pr_warn!("{}: 'badblocks' notification disabled\n", namespace.name());
         }
         disk.check_read_only();
         Ok(())
@@ -181,7 +210,7 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
             disk.remove();
         }
         self.pagemap.unmap();
-        self.data.stopped();
+        self.data.stopped(self.region.get());
     }
 
     /// The memory, once the pages are mapped.
@@ -192,6 +221,11 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
     /// The page map (page flags of the memory).
     pub(crate) fn pagemap(&self) -> &PageMap<Self> {
         &self.pagemap
+    }
+
+    /// The region of the bound namespace.
+    pub(crate) fn region(&self) -> &Region {
+        self.region.get()
     }
 
     /// The bad-block list.
@@ -222,6 +256,43 @@ impl<T: DaxDiskDriver> Deref for DaxDisk<T> {
 
     fn deref(&self) -> &T {
         &self.data
+    }
+}
+
+/// The namespace driver of a [`DaxDiskDriver`]: it makes, publishes and
+/// owns each bound namespace's [`DaxDisk`].
+pub(crate) struct DaxDiskBinding<T>(PhantomData<T>);
+
+impl<T: DaxDiskDriver> NdDriver for DaxDiskBinding<T> {
+    type Data = DaxDisk<T>;
+    const NAME: &'static CStr = T::NAME;
+    const TYPES: u64 = T::TYPES;
+
+    fn probe(namespace: &Namespace) -> Result<Pin<KBox<DaxDisk<T>>>> {
+        let p = T::probe(namespace)?;
+        // SAFETY: The region goes into the `DaxDisk` returned to the binding,
+        // which owns it and drops it at `remove`, before the namespace is
+        // unbound; if probe fails it is dropped before returning.
+        let region = unsafe { BoundRegion::new(namespace.region()) };
+        let disk = KBox::pin_init(DaxDisk::new(p.data, p.phys, p.len, region), GFP_KERNEL)?;
+        disk.as_ref().publish(
+            namespace,
+            p.ops,
+            &p.limits,
+            &p.name,
+            p.capacity_sectors,
+            &p.dax,
+        )?;
+        T::published(&disk);
+        Ok(disk)
+    }
+
+    fn notify(data: &DaxDisk<T>, _namespace: &Namespace, event: NvdimmEvent) {
+        T::notify(data, event);
+    }
+
+    fn shutdown(data: &DaxDisk<T>, _namespace: &Namespace) {
+        T::shutdown(data);
     }
 }
 

@@ -291,14 +291,16 @@ impl Namespace {
         })
     }
 
-    /// The region the namespace belongs to.
-    pub(crate) fn region(&self) -> Region {
-        // SAFETY: A namespace device's parent is its region, which outlives it.
-        let region = unsafe { ffi::to_nd_region((*self.dev.as_ptr()).parent) };
-        Region {
-            region,
-            namespace: self.dev.as_ptr(),
-        }
+    /// The region the namespace belongs to, for as long as the namespace
+    /// is borrowed: a region outlives its namespaces' bindings.
+    pub(crate) fn region(&self) -> &Region {
+        // SAFETY: A namespace device's parent is its region's device, and
+        // libnvdimm unbinds a region's namespaces before it disables or
+        // frees the region; `dev` is probed or bound while `self` is
+        // borrowed (type invariant), so the region is live and enabled for
+        // the result's lifetime. `Region` is a transparent `Opaque` over
+        // `nd_region`, which any bit pattern may be.
+        unsafe { &*ffi::to_nd_region((*self.dev.as_ptr()).parent).cast::<Region>() }
     }
 }
 
@@ -313,27 +315,60 @@ impl NamespaceInfo<'_> {
     }
 }
 
-/// The region a bound namespace lives in.
+/// The region a namespace lives in (`struct nd_region`), handed out only
+/// as a reference whose lifetime ends with the namespace's binding.
 ///
 /// # Invariants
 ///
-/// Both pointers are live while the namespace is bound, the only time a
-/// `Region` is kept (it lives in the bound device's data).
-#[derive(Clone, Copy)]
-pub(crate) struct Region {
-    region: *mut ffi::nd_region,
-    namespace: *mut ffi::device,
+/// A `&Region` exists only while the region is live and enabled: it is
+/// borrowed from a [`Namespace`] being probed or bound, or from a
+/// [`BoundRegion`], which lives no longer than the binding.
+#[repr(transparent)]
+pub(crate) struct Region(Opaque<ffi::nd_region>);
+
+// SAFETY: Shared use only passes the region to libnvdimm functions that pmem
+// also calls from concurrent bio submissions: they read the region or
+// serialize themselves (per-CPU flush index, bus commands).
+unsafe impl Sync for Region {}
+
+/// A bound namespace's region, kept by the data of the binding.
+///
+/// # Invariants
+///
+/// `region` is the region of a namespace whose binding owns this value and
+/// drops it when the namespace is unbound (before libnvdimm disables the
+/// region), so it is live and enabled while `self` exists.
+pub(crate) struct BoundRegion {
+    region: NonNull<Region>,
 }
 
-// SAFETY: Region functions are callable from any thread; the region outlives
-// the namespaces bound in it, and a `Region` is only kept while its
-// namespace is bound.
-unsafe impl Send for Region {}
-// SAFETY: Shared use only passes the pointers to libnvdimm functions that
-// pmem also calls from concurrent bio submissions: they read the region or
-// serialize themselves (per-CPU flush index, bus commands). Both devices live
-// while the namespace is bound, the only time a `Region` is kept.
-unsafe impl Sync for Region {}
+// SAFETY: A `BoundRegion` only lends `&Region`, which is `Sync`; the region
+// lives as long as the value, wherever it is sent.
+unsafe impl Send for BoundRegion {}
+// SAFETY: Shared use only lends `&Region`, which is `Sync`.
+unsafe impl Sync for BoundRegion {}
+
+impl BoundRegion {
+    /// Keeps `region` past its borrow.
+    ///
+    /// # Safety
+    ///
+    /// The result is dropped before the namespace `region` was borrowed
+    /// from is unbound: the binding's data keeps it, and the binding drops
+    /// its data in `remove`.
+    pub(super) unsafe fn new(region: &Region) -> Self {
+        Self {
+            region: NonNull::from(region),
+        }
+    }
+
+    /// The region, while the namespace is bound.
+    pub(crate) fn get(&self) -> &Region {
+        // SAFETY: The region is live and enabled while `self` exists (type
+        // invariant), and the result borrows `self`.
+        unsafe { self.region.as_ref() }
+    }
+}
 
 /// Whether a region can make writes durable, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,12 +387,13 @@ pub(crate) struct FlushAsync;
 impl Region {
     /// The raw region, for libnvdimm calls made by other wrappers.
     pub(crate) fn as_ptr(&self) -> *mut ffi::nd_region {
-        self.region
+        self.0.get()
     }
 
     /// Flushes the region's write-pending queues.
     pub(crate) fn flush(&self) -> Result {
-        // SAFETY: A null bio asks for a synchronous flush.
+        // SAFETY: `flush_for` takes a null bio, which asks `nvdimm_flush`
+        // for a synchronous flush.
         unsafe { self.flush_for(core::ptr::null_mut()) }.map(|_| ())
     }
 
@@ -369,9 +405,9 @@ impl Region {
     ///
     /// `bio` is null or a live bio being submitted.
     pub(crate) unsafe fn flush_for(&self, bio: *mut ffi::bio) -> Result<Option<FlushAsync>> {
-        // SAFETY: The region is live (type invariant); `bio` is null or a
-        // live bio being submitted (this function's `# Safety`).
-        let ret = unsafe { ffi::nvdimm_flush(self.region, bio.cast()) };
+        // SAFETY: The region is live and enabled (type invariant); `bio` is
+        // null or a live bio being submitted (this function's `# Safety`).
+        let ret = unsafe { ffi::nvdimm_flush(self.as_ptr(), bio.cast()) };
         if ret == ffi::NVDIMM_FLUSH_ASYNC as i32 {
             return Ok(Some(FlushAsync));
         }
@@ -380,8 +416,8 @@ impl Region {
 
     /// How writes to this region become durable.
     pub(crate) fn flush_support(&self) -> FlushSupport {
-        // SAFETY: The region is live.
-        match unsafe { ffi::nvdimm_has_flush(self.region) } {
+        // SAFETY: The region is live and enabled (type invariant).
+        match unsafe { ffi::nvdimm_has_flush(self.as_ptr()) } {
             0 => FlushSupport::NotNeeded,
             r if r > 0 => FlushSupport::Hints,
             _ => FlushSupport::Unknown,
@@ -390,21 +426,26 @@ impl Region {
 
     /// Whether the CPU caches must be flushed for persistence.
     pub(crate) fn has_cache(&self) -> bool {
-        // SAFETY: The region is live.
-        unsafe { ffi::nvdimm_has_cache(self.region) != 0 }
+        // SAFETY: The region is live and enabled (type invariant).
+        unsafe { ffi::nvdimm_has_cache(self.as_ptr()) != 0 }
     }
 
     /// Whether a CPU cache flush alone makes a store durable (MAP_SYNC is
     /// only honest on such regions).
     pub(crate) fn is_synchronous(&self) -> bool {
-        // SAFETY: The region is live.
-        unsafe { ffi::is_nvdimm_sync(self.region) }
+        // SAFETY: The region is live and enabled (type invariant).
+        unsafe { ffi::is_nvdimm_sync(self.as_ptr()) }
     }
 
     /// Asks the bus to clear media errors in `[phys, phys + len)`; returns
     /// the bytes cleared.
     pub(crate) fn clear_poison(&self, phys: u64, len: u32) -> Result<u64> {
-        // SAFETY: The namespace device is live while bound.
-        super::to_count(unsafe { ffi::nvdimm_clear_poison(self.namespace, phys, len) } as i64)
+        // SAFETY: The region is live (type invariant); the function only
+        // takes the address of its embedded device.
+        let dev = unsafe { ffi::nd_region_dev(self.as_ptr()) };
+        // SAFETY: `dev` is the live region's device (above).
+        // `nvdimm_clear_poison` only walks up from it to the bus, as it
+        // would from the namespace device, whose parent the region is.
+        super::to_count(unsafe { ffi::nvdimm_clear_poison(dev, phys, len) } as i64)
     }
 }
