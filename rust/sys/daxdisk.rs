@@ -25,7 +25,7 @@ use crate::sys::{
     block::{BadBlocksNode, Bio, BioHandler, Disk, DiskOps, Limits},
     dax::{Access, AccessMode, DaxDevice, DaxFlags, DaxOperations, RecoveryWrite},
     memory::PmemMemory,
-    nd::{BoundRegion, Namespace, NdData, NdDriver, NvdimmEvent, Region, Unbinding},
+    nd::{BoundRegion, Namespace, NdData, NdDriver, NvdimmEvent, Probing, Region, Unbinding},
     once::SetOnce,
     pagemap::{HasPageMap, MemoryFailure, PageMap},
 };
@@ -268,11 +268,12 @@ impl<T: DaxDiskDriver> NdDriver for DaxDiskBinding<T> {
     const NAME: &'static CStr = T::NAME;
     const TYPES: u64 = T::TYPES;
 
-    fn probe(namespace: &Namespace) -> Result<Pin<KBox<DaxDisk<T>>>> {
+    fn probe(namespace: &Namespace, _: Probing) -> Result<Pin<KBox<DaxDisk<T>>>> {
         let p = T::probe(namespace)?;
-        // SAFETY: The region goes into the `DaxDisk` returned to the binding,
-        // which owns it and drops it at `remove`, before the namespace is
-        // unbound; if probe fails it is dropped before returning.
+        // SAFETY: The region goes into the `DaxDisk` returned to the binding
+        // (only the binding calls this: `Probing`), which owns it and drops
+        // it at `remove`, before the namespace is unbound; if the probe
+        // fails it is dropped before this returns.
         let region = unsafe { BoundRegion::new(namespace.region()) };
         let disk = KBox::pin_init(DaxDisk::new(p.data, p.phys, p.len, region), GFP_KERNEL)?;
         disk.as_ref().publish(

@@ -28,8 +28,9 @@ pub(crate) trait NdDriver: 'static {
     /// The `ND_DRIVER_*` namespace types to bind.
     const TYPES: u64;
 
-    /// Binds a namespace.
-    fn probe(namespace: &Namespace) -> Result<Pin<KBox<Self::Data>>>;
+    /// Binds a namespace. Only the binding can call it (`Probing`): the
+    /// data it returns is the binding's, dropped at unbind.
+    fn probe(namespace: &Namespace, probing: Probing) -> Result<Pin<KBox<Self::Data>>>;
 
     /// The bus asks to re-read media errors or region state.
     fn notify(_data: &Self::Data, _namespace: &Namespace, _event: NvdimmEvent) {}
@@ -47,6 +48,11 @@ pub(crate) trait NdData: Send + Sync {
     /// binding can call it (`Unbinding`).
     fn unbind(&self, unbinding: Unbinding);
 }
+
+/// Proof that the binding is starting: only the probe callback makes one,
+/// so the data [`NdDriver::probe`] returns always goes to the binding,
+/// which owns it until unbind; no other caller gets one to keep.
+pub(crate) struct Probing(());
 
 /// Proof that the binding is ending: only `remove` makes one, so no driver
 /// can tear its data down while it still uses what the teardown frees.
@@ -126,7 +132,7 @@ impl<T: NdDriver> PinnedDrop for Registration<T> {
 unsafe extern "C" fn probe_callback<T: NdDriver>(dev: *mut ffi::device) -> kernel::ffi::c_int {
     // SAFETY: `dev` is live and locked for the duration of the call.
     let namespace = unsafe { Namespace::from_raw(dev) };
-    match T::probe(&namespace) {
+    match T::probe(&namespace, Probing(())) {
         Ok(data) => {
             // SAFETY: The data is only moved out again in `remove`, which
             // rebuilds the `Pin<KBox>`; it is never moved in between.
