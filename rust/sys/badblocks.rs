@@ -92,9 +92,10 @@ impl BadBlocks {
     /// physical range `[start, end]` (inclusive, as `struct range`).
     pub(crate) fn populate(&self, region: &Region, start: u64, end: u64) {
         let range = ffi::range { start, end };
-        // SAFETY: `region` is live (`Region` invariant: kept only while its
-        // namespace is bound), the list is initialized, and `range` is a
-        // valid pointer for the call.
+        // SAFETY: `region` is live and enabled (`Region` invariant: a
+        // `&Region` lives no longer than its namespace's binding), the list
+        // is initialized (type invariant), and `range` is a valid pointer
+        // for the call.
         unsafe { ffi::nvdimm_badblocks_populate(region.as_ptr().cast(), self.as_ptr(), &range) };
     }
 }
