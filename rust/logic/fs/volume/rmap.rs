@@ -71,7 +71,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Cost: where the range is not shared, one lookup of the record
     /// before it plus the records starting inside it, O(log n + k). Shared
     /// blocks can be covered by records starting up to one largest extent
-    /// (128 MiB) earlier, and those are scanned too.
+    /// (128 MiB) earlier, and those are scanned too; so is that window for
+    /// an unshared block whose record before it has shared blocks (a
+    /// record partly shared may reach past it).
     pub fn owners(
         &self,
         start: u64,
@@ -89,10 +91,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             any_shared |= shared;
             at += run.max(1);
         }
+        let earliest = start.saturating_sub(MAX_ALLOCATION - 1);
         let from = if any_shared {
-            start.saturating_sub(MAX_ALLOCATION - 1)
+            earliest
         } else {
-            // The one record that can start before `start` and reach it.
+            // The one record that can cover `start` starts before it: the
+            // last record that does, unless that one ends before `start`
+            // and has shared blocks (a longer record may start earlier and
+            // run through them to `start`).
             let mut key = [0u8; 24];
             let mut value = [0u8; 16];
             let found = start > 0
@@ -109,10 +115,28 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         &mut value,
                     )
                     .map_err(tree_error)?;
-            if found {
-                RmapKey::decode(&key).map_or(start, |k| k.start)
-            } else {
-                start
+            let record_len = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes);
+            match (found, RmapKey::decode(&key), record_len) {
+                (true, Some(k), Some(len)) if k.start.saturating_add(len) > start => k.start,
+                (true, Some(k), Some(len)) => {
+                    let len = len.min(start - k.start).max(1);
+                    let mut at = k.start;
+                    let mut shared_inside = false;
+                    while at < k.start + len && !shared_inside {
+                        let (shared, run) = shared_run(&self.sb, &store, at, k.start + len - at)?;
+                        shared_inside = shared;
+                        at += run.max(1);
+                    }
+                    if shared_inside {
+                        earliest
+                    } else {
+                        start
+                    }
+                }
+                _ => start,
             }
         };
         let mut damaged = false;
