@@ -3,11 +3,22 @@
 //! Free space: the bitmap (one bit per block, set = in use) and the summary
 //! (free blocks per 2 MiB chunk), and the allocation policy over them.
 //!
-//! Policy: a request of 2 MiB or more gets whole free 2 MiB chunks when
-//! there are any (so PMD mappings are possible), as many consecutive ones as
-//! it wants; anything else, or when no whole chunk is free, gets the first
-//! free run at or after the goal, wrapping around. An allocation may be
-//! shorter than asked; callers loop.
+//! Policy (Documentation/oxdax/allocator.rst): whole free 2 MiB chunks are
+//! what PMD mappings need, so they are kept whole as long as possible.
+//!
+//! - A request of 2 MiB or more gets whole free chunks when there are any,
+//!   as many consecutive ones as it wants.
+//! - A smaller request (metadata, small files, the tail of a file that
+//!   could not be placed in a chunk of its own) is packed: it gets the first
+//!   free run at or after the goal in a chunk that is already partly used,
+//!   wrapping around, and breaks a whole free chunk only when no partly used
+//!   one has room.
+//! - A file that wants a 2 MiB region of its own takes a whole chunk
+//!   ([`Space::take_chunk`]) or extends one it has at exactly the block
+//!   that keeps its file offset and device offset congruent
+//!   ([`Space::allocate_at`]).
+//!
+//! An allocation may be shorter than asked; callers loop.
 //!
 //! The maps are reached through [`SpaceStore`]: a journal transaction in
 //! the module, memory in tests and in mkfs.
@@ -36,6 +47,18 @@ pub struct Extent {
     pub start: u64,
     /// Number of blocks.
     pub len: u64,
+}
+
+/// How many 2 MiB chunks of the data area are free whole, partly used
+/// and full ([`Space::chunk_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkCounts {
+    /// Free whole: a 2 MiB extent can still come from each.
+    pub free: u64,
+    /// Partly used.
+    pub partial: u64,
+    /// Full.
+    pub full: u64,
 }
 
 /// Why a space operation failed.
@@ -179,6 +202,61 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         self.allocate_run(want, goal, 1)
     }
 
+    /// Allocates the free run that starts exactly at block `start`, up to
+    /// `want` blocks long; `None` if `start` is in use or outside the data
+    /// area.
+    pub fn allocate_at(&mut self, start: u64, want: u64) -> SResult<Option<Extent>, S::Error> {
+        if want == 0 {
+            return Err(SpaceError::OutOfRange);
+        }
+        if start < self.data_start || start >= self.block_count || self.is_used(start)? {
+            return Ok(None);
+        }
+        let Some(extent) = self.first_free_run(start, start + 1, want, 1, self.block_count)? else {
+            return Ok(None);
+        };
+        self.mark_used(extent)?;
+        Ok(Some(extent))
+    }
+
+    /// Takes a whole free chunk, the first at or after `goal`'s, wrapping
+    /// around; returns its first block, `None` if no chunk is free whole.
+    pub fn take_chunk(&mut self, goal: u64) -> SResult<Option<u64>, S::Error> {
+        let (first_chunk, end_chunk) = self.chunks();
+        let chunk_count = end_chunk - first_chunk;
+        let goal_chunk = (goal / CHUNK_BLOCKS).clamp(first_chunk, end_chunk - 1);
+        for i in 0..chunk_count {
+            let chunk = first_chunk + (goal_chunk - first_chunk + i) % chunk_count;
+            if self.chunk_is_free(chunk)? {
+                let start = chunk * CHUNK_BLOCKS;
+                self.mark_used(Extent {
+                    start,
+                    len: CHUNK_BLOCKS,
+                })?;
+                return Ok(Some(start));
+            }
+        }
+        Ok(None)
+    }
+
+    /// How the data area's chunks stand: free whole, partly used, full.
+    /// Chunks the data area covers only in part count as partly used
+    /// until full.
+    pub fn chunk_counts(&self) -> SResult<ChunkCounts, S::Error> {
+        let (first_chunk, end_chunk) = self.chunks();
+        let mut counts = ChunkCounts::default();
+        for chunk in first_chunk..end_chunk {
+            if self.chunk_is_free(chunk)? {
+                counts.free += 1;
+            } else if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0 {
+                counts.full += 1;
+            } else {
+                counts.partial += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Allocates exactly `len` contiguous blocks (at most a chunk), near
     /// `goal` when possible: for metadata that must be one run. Fails only
     /// when no free run is that long, however many shorter ones there are.
@@ -220,24 +298,23 @@ impl<'a, S: SpaceStore> Space<'a, S> {
                 return Ok(extent);
             }
         }
-        for i in 0..chunk_count {
-            let chunk = order(i);
-            if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0 {
-                continue;
-            }
-            let start = (chunk * CHUNK_BLOCKS).max(self.data_start);
-            let end = ((chunk + 1) * CHUNK_BLOCKS).min(self.block_count);
-            let from = if chunk == goal_chunk {
-                goal.clamp(start, end - 1)
-            } else {
-                start
-            };
-            if let Some(extent) = self.first_free_run(from, end, want, min)? {
-                self.mark_used(extent)?;
-                return Ok(extent);
-            }
-            if from > start {
-                if let Some(extent) = self.first_free_run(start, from, want, min)? {
+        // Packed: partly used chunks first, whole free ones only if none
+        // of those has room.
+        for whole in [false, true] {
+            for i in 0..chunk_count {
+                let chunk = order(i);
+                if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0
+                    || self.chunk_is_free(chunk)? != whole
+                {
+                    continue;
+                }
+                // A packed run stays in its chunk (it must not break the
+                // whole free chunk after it) and starts a whole chunk it
+                // breaks at its beginning, leaving the rest one run.
+                let bound = ((chunk + 1) * CHUNK_BLOCKS).min(self.block_count);
+                let goal = if whole { chunk * CHUNK_BLOCKS } else { goal };
+                let run = self.run_in_chunk(chunk, goal_chunk, goal, want, min, bound)?;
+                if let Some(extent) = run {
                     self.mark_used(extent)?;
                     return Ok(extent);
                 }
@@ -246,14 +323,43 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         Err(SpaceError::NoSpace)
     }
 
+    /// The first free run of `min..=want` blocks starting in chunk
+    /// `chunk`: at or after `goal` in the goal's chunk, then before it.
+    fn run_in_chunk(
+        &self,
+        chunk: u64,
+        goal_chunk: u64,
+        goal: u64,
+        want: u64,
+        min: u64,
+        bound: u64,
+    ) -> SResult<Option<Extent>, S::Error> {
+        let start = (chunk * CHUNK_BLOCKS).max(self.data_start);
+        let end = ((chunk + 1) * CHUNK_BLOCKS).min(self.block_count);
+        let from = if chunk == goal_chunk {
+            goal.clamp(start, end - 1)
+        } else {
+            start
+        };
+        if let Some(extent) = self.first_free_run(from, end, want, min, bound)? {
+            return Ok(Some(extent));
+        }
+        if from > start {
+            return self.first_free_run(start, from, want, min, bound);
+        }
+        Ok(None)
+    }
+
     /// The first free run starting in `[from, end)` at least `min` and at
-    /// most `want` long. Runs may continue past `end` into the next chunk.
+    /// most `want` long, ending at `bound` at the latest (runs may continue
+    /// past `end` into the next chunk up to there).
     fn first_free_run(
         &self,
         from: u64,
         end: u64,
         want: u64,
         min: u64,
+        bound: u64,
     ) -> SResult<Option<Extent>, S::Error> {
         let mut block = from;
         while block < end {
@@ -271,7 +377,7 @@ impl<'a, S: SpaceStore> Space<'a, S> {
                 continue;
             }
             let mut len = 1;
-            while len < want && block + len < self.block_count && !self.is_used(block + len)? {
+            while len < want && block + len < bound && !self.is_used(block + len)? {
                 len += 1;
             }
             if len >= min {
@@ -368,6 +474,82 @@ mod tests {
         assert_eq!(big.start % CHUNK_BLOCKS, 0);
         assert_eq!(big.len, 3 * CHUNK_BLOCKS);
         assert!(big.start > small.start);
+    }
+
+    #[test]
+    fn small_requests_fill_broken_chunks_before_whole_ones() {
+        let layout = Layout::for_device(64 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        // A chunk taken whole, then mostly given back: it is broken.
+        let chunk = space.take_chunk(layout.block_count / 2).unwrap().unwrap();
+        assert_eq!(chunk % CHUNK_BLOCKS, 0);
+        space
+            .free(Extent {
+                start: chunk + 1,
+                len: CHUNK_BLOCKS - 1,
+            })
+            .unwrap();
+        // Goals anywhere, whole free chunks included: a whole chunk is
+        // broken only when no partly used one has a free block left, and
+        // a run never leaves the chunk it starts in.
+        let mut broke = 0;
+        for i in 0..400u64 {
+            let before = space.chunk_counts().unwrap();
+            let goal = (i * 7919) % layout.block_count;
+            let e = match space.allocate(1 + i % 300, goal) {
+                Ok(e) => e,
+                Err(SpaceError::NoSpace) => break,
+                Err(e) => panic!("{:?}", e),
+            };
+            assert_eq!(e.start / CHUNK_BLOCKS, (e.start + e.len - 1) / CHUNK_BLOCKS);
+            let after = space.chunk_counts().unwrap();
+            if after.free < before.free {
+                assert_eq!(
+                    before.partial, 0,
+                    "step {}: {:?} then {:?}",
+                    i, before, after
+                );
+                broke += 1;
+            }
+        }
+        assert!(broke > 3);
+        assert_eq!(space.chunk_counts().unwrap().free, 0);
+    }
+
+    #[test]
+    fn exact_and_whole_chunk_allocations() {
+        let layout = Layout::for_device(64 << 20, None).unwrap();
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        let chunk = space.take_chunk(0).unwrap().unwrap();
+        assert!(chunk >= layout.data_start && chunk % CHUNK_BLOCKS == 0);
+        space
+            .free(Extent {
+                start: chunk + 100,
+                len: 50,
+            })
+            .unwrap();
+        // Exactly where asked, no longer than the free run.
+        assert_eq!(
+            space.allocate_at(chunk + 110, 100).unwrap(),
+            Some(Extent {
+                start: chunk + 110,
+                len: 40
+            })
+        );
+        assert_eq!(space.allocate_at(chunk + 110, 1).unwrap(), None);
+        assert_eq!(space.allocate_at(0, 1).unwrap(), None);
+        assert_eq!(space.allocate_at(layout.block_count, 1).unwrap(), None);
+        // Until no chunk is free whole.
+        let mut taken = 1;
+        while let Some(c) = space.take_chunk(chunk).unwrap() {
+            assert_eq!(c % CHUNK_BLOCKS, 0);
+            taken += 1;
+        }
+        let counts = space.chunk_counts().unwrap();
+        assert_eq!(counts.free, 0);
+        assert!(taken >= 2 && counts.full >= taken - 1);
     }
 
     #[test]
