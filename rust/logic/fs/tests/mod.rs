@@ -12,6 +12,7 @@ mod crash;
 mod data;
 mod fuzz;
 mod namespace;
+mod placement;
 mod poison;
 mod reflink;
 

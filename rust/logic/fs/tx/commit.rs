@@ -6,7 +6,7 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{JournalState, Tx};
+use super::{ChunkMoves, JournalState, Tx};
 use crate::logic::format::{
     journal::{JournalHeader, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
@@ -128,7 +128,7 @@ impl<'a, M: Media> Tx<'a, M> {
     pub(in crate::logic::fs) fn commit(
         mut self,
         journal: &mut JournalState,
-    ) -> Result<Superblock, Error> {
+    ) -> Result<(Superblock, ChunkMoves), Error> {
         // Frees and reverse-map changes feed each other (a freed rmap node
         // is a deferred free); each pass shrinks what is left.
         while self.rmap_count > 0 || self.free_count > 0 {
@@ -162,7 +162,7 @@ impl<'a, M: Media> Tx<'a, M> {
             }
         }
         if changes == 0 && !self.wrote_direct {
-            return Ok(sb);
+            return Ok((sb, self.chunk_moves));
         }
         let body = writer.seal_body();
         let (commit, end) = writer.commit();
@@ -215,6 +215,6 @@ impl<'a, M: Media> Tx<'a, M> {
             // failed: recovery writes it).
             self.cache.put(block, shadow);
         }
-        Ok(sb)
+        Ok((sb, self.chunk_moves))
     }
 }

@@ -35,12 +35,13 @@ use crate::logic::format::{
     btree::{Nodes, TreeError},
     inode::{Inode, INODE_BYTES},
     layout::Layout,
-    space::SpaceError,
+    space::{ChunkCounts, SpaceError},
     superblock::Superblock,
-    BLOCK_SIZE,
+    BLOCK_SIZE, CHUNK_BLOCKS,
 };
 pub(super) use commit::write_backup;
 use rmap::RmapChange;
+pub(super) use space::CommittedSpace;
 pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed, TreeStore};
 
 /// A new transaction's poisoned blocks until the volume gives it its own
@@ -70,7 +71,7 @@ pub(super) fn tree_error(error: TreeError<Error>) -> Error {
     }
 }
 
-fn space_error(error: SpaceError<Error>) -> Error {
+pub(super) fn space_error(error: SpaceError<Error>) -> Error {
     match error {
         SpaceError::Store(e) => e,
         SpaceError::NoSpace => Error::NoSpace,
@@ -114,6 +115,42 @@ pub(super) struct Tx<'a, M: Media> {
     /// Blocks with failed memory: free ones read as used, so that they are
     /// never handed out (their bits stay clear on the device).
     pub(super) poisoned: &'a Poisoned,
+    /// How this transaction moved chunks between free whole, partly used
+    /// and full (as the device's summary counts them).
+    pub(super) chunk_moves: ChunkMoves,
+}
+
+/// Changes to [`ChunkCounts`] by a transaction.
+#[derive(Clone, Copy, Default)]
+pub(in crate::logic::fs) struct ChunkMoves {
+    free: i64,
+    partial: i64,
+    full: i64,
+}
+
+impl ChunkMoves {
+    /// A chunk's free count went from `before` to `after`.
+    pub(super) fn moved(&mut self, before: u32, after: u32) {
+        let class = |free: u32| match u64::from(free) {
+            0 => 2,
+            CHUNK_BLOCKS => 0,
+            _ => 1,
+        };
+        for (free, sign) in [(before, -1), (after, 1)] {
+            match class(free) {
+                0 => self.free += sign,
+                1 => self.partial += sign,
+                _ => self.full += sign,
+            }
+        }
+    }
+
+    /// `counts` after these moves.
+    pub(in crate::logic::fs) fn apply(self, counts: &mut ChunkCounts) {
+        counts.free = counts.free.saturating_add_signed(self.free);
+        counts.partial = counts.partial.saturating_add_signed(self.partial);
+        counts.full = counts.full.saturating_add_signed(self.full);
+    }
 }
 
 fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> Result<(), Error> {
@@ -161,6 +198,7 @@ impl<'a, M: Media> Tx<'a, M> {
             rmap_count: 0,
             wrote_direct: false,
             hidden_chunk: None,
+            chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
         }
     }

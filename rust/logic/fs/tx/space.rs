@@ -4,9 +4,10 @@
 //! per-chunk summary (never a poisoned block), and frees given back only
 //! at commit.
 
+use crate::logic::format::btree::Nodes;
 use crate::logic::fs::{Damage, Error, Media, MAX_DEFERRED};
 
-use super::{put, space_error, Tx};
+use super::{put, space_error, Committed, Tx};
 use crate::logic::format::{
     layout::Layout,
     space::{Extent, Space, SpaceStore},
@@ -80,7 +81,39 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         // (`set_word` already left their bits as the device has them).
         let free = free.saturating_add(self.poisoned_free(chunk)?);
         let (block, offset) = summary_entry(&self.layout, chunk)?;
+        let mut before = [0u8; 4];
+        self.read(block, offset, &mut before)?;
+        self.chunk_moves.moved(u32::from_le_bytes(before), free);
         put(self.write(block)?, offset, &free.to_le_bytes())
+    }
+}
+
+/// The committed free-space maps, read only (counts for debugfs and
+/// fsck); a write is refused.
+pub(in crate::logic::fs) struct CommittedSpace<'r, 'a, M: Media> {
+    pub(in crate::logic::fs) reader: &'r Committed<'a, M>,
+    pub(in crate::logic::fs) layout: Layout,
+}
+
+impl<M: Media> SpaceStore for CommittedSpace<'_, '_, M> {
+    type Error = Error;
+    fn word(&self, index: u64) -> Result<u64, Error> {
+        let (block, offset) = bitmap_word(&self.layout, index)?;
+        let mut word = [0u8; 8];
+        self.reader.read(block, offset, &mut word)?;
+        Ok(u64::from_le_bytes(word))
+    }
+    fn set_word(&mut self, _: u64, _: u64) -> Result<(), Error> {
+        Err(Error::ReadOnly)
+    }
+    fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
+        let (block, offset) = summary_entry(&self.layout, chunk)?;
+        let mut free = [0u8; 4];
+        self.reader.read(block, offset, &mut free)?;
+        Ok(u32::from_le_bytes(free))
+    }
+    fn set_chunk_free(&mut self, _: u64, _: u32) -> Result<(), Error> {
+        Err(Error::ReadOnly)
     }
 }
 
@@ -125,6 +158,42 @@ impl<'a, M: Media> Tx<'a, M> {
         goal: u64,
     ) -> Result<Extent, Error> {
         self.allocate(len, goal, true)
+    }
+
+    /// Allocates the free run starting exactly at `start`, up to `want`
+    /// blocks (`None` if `start` is taken); the caller records the owner.
+    pub(in crate::logic::fs) fn allocate_at(
+        &mut self,
+        start: u64,
+        want: u64,
+    ) -> Result<Option<Extent>, Error> {
+        if self.deferred_room() < 4 {
+            return Err(Error::NoSpace);
+        }
+        let layout = self.layout;
+        let extent = Space::new(self, &layout)
+            .allocate_at(start, want)
+            .map_err(space_error)?;
+        if let Some(extent) = extent {
+            self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
+        }
+        Ok(extent)
+    }
+
+    /// Takes a whole free 2 MiB chunk near `goal`, returns its first block
+    /// (`None` if none is free whole); the caller records the owners.
+    pub(in crate::logic::fs) fn take_chunk(&mut self, goal: u64) -> Result<Option<u64>, Error> {
+        if self.deferred_room() < 4 {
+            return Err(Error::NoSpace);
+        }
+        let layout = self.layout;
+        let chunk = Space::new(self, &layout)
+            .take_chunk(goal)
+            .map_err(space_error)?;
+        if chunk.is_some() {
+            self.sb.free_blocks = self.sb.free_blocks.saturating_sub(CHUNK_BLOCKS);
+        }
+        Ok(chunk)
     }
 
     pub(super) fn allocate(

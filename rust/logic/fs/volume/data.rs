@@ -4,17 +4,17 @@
 //! (allocate, punch, zero), zeroing past EOF on growth, and truncation.
 
 use super::extents::{
-    convert_unwritten, copy_blocks, extent_tree, find_extent, goal_for, last_extent, map_in,
-    put_extent, replace_range, split_out, zero_blocks, Blocks, Lookup, MAX_ALLOCATION,
-    MAX_FILE_BLOCKS,
+    convert_unwritten, copy_blocks, extent_tree, find_extent, last_extent, map_in, replace_range,
+    split_out, zero_blocks, Blocks, Lookup, MAX_ALLOCATION, MAX_FILE_BLOCKS,
 };
+use super::placement::{map_placed, place, FileHint};
 use super::reflink::release;
 use super::{Budget, TxNodes, Volume};
 use crate::logic::format::{
     btree::Tree,
     inode::{FileType, Inode, Timestamp, MAX_FILE_SIZE},
     kinds::{block_key, Extent, Extents, RmapKey, EXTENT_UNWRITTEN},
-    space, BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
+    space, BLOCK_SHIFT, BLOCK_SIZE,
 };
 use crate::logic::fs::{
     tx::{tree_error, TreeStore},
@@ -153,6 +153,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let mut block = offset >> BLOCK_SHIFT;
         let last = end.div_ceil(BLOCK_SIZE as u64);
+        // What is fallocated is the file's for good, not speculative.
+        self.speculation.forget(ino, block, last);
         let mut budget = Budget::new();
         while block < last {
             let mut steps = 0;
@@ -168,25 +170,28 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     inode.map_root = tree.root;
                     let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
                     if mapping.kind == MapKind::Hole {
-                        let want = if at % CHUNK_BLOCKS == 0 {
-                            mapping.len.min(MAX_ALLOCATION)
-                        } else {
-                            mapping.len.min(CHUNK_BLOCKS - at % CHUNK_BLOCKS)
+                        // A chunk's rest past the end of file would be
+                        // given back at close: none is taken for it.
+                        let size = inode.size.div_ceil(BLOCK_SIZE as u64);
+                        let eof = if keep_size { size } else { size.max(last) };
+                        let hint = FileHint {
+                            blocks: eof,
+                            may_speculate: false,
+                            eof,
                         };
-                        let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, at)?;
-                        let extent = tx.allocate_data(want, goal)?;
-                        put_extent(
+                        let want = mapping.len.min(MAX_ALLOCATION);
+                        let placed = place(tx, &tree, at, want, hint)?;
+                        map_placed(
                             tx,
                             &mut tree,
                             &mut inode,
                             ino,
                             at,
-                            extent.start,
-                            extent.len,
+                            &placed,
                             EXTENT_UNWRITTEN,
+                            eof,
                         )?;
-                        inode.blocks = inode.blocks.saturating_add(extent.len);
-                        at += extent.len;
+                        at += placed.extent.len;
                     } else {
                         at += mapping.len;
                     }
@@ -226,9 +231,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     steps += 1;
                     match find_extent(&tree, &TxNodes(tx), &tx.sb.layout, at)? {
                         Lookup::Hole(next) => at = next.map_or(end, |n| n.min(end)),
-                        Lookup::Extent(start, extent)
-                            if which == Blocks::Written && extent.flags & EXTENT_UNWRITTEN != 0 =>
-                        {
+                        Lookup::Extent(start, extent) if !which.takes(extent.flags) => {
                             at = (start + u64::from(extent.len)).min(end);
                         }
                         Lookup::Extent(start, extent) => {
@@ -383,7 +386,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         // Never past a poisoned block (`map_data` stopped before it).
         let len = current.len;
-        self.transact(|tx| {
+        let may_speculate = self.speculation.has_room();
+        let mut speculative = None;
+        let result = self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
             if inode.file_type() != Some(FileType::Regular) {
                 return Err(Error::Invalid);
@@ -424,27 +429,16 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     }
                 }
                 MapKind::Hole => {
-                    let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, file_block)?;
-                    let want = if file_block % CHUNK_BLOCKS == 0 {
-                        mapping.len
-                    } else {
-                        // Stop at the next 2 MiB boundary of the file, so the
-                        // following allocation can be chunk-aligned.
-                        mapping.len.min(CHUNK_BLOCKS - file_block % CHUNK_BLOCKS)
+                    let eof = inode.size.div_ceil(BLOCK_SIZE as u64);
+                    let hint = FileHint {
+                        blocks: eof.max(file_block + mapping.len),
+                        may_speculate,
+                        eof,
                     };
-                    let extent = tx.allocate_data(want, goal)?;
-                    zero_blocks(tx, extent.start, extent.len)?;
-                    put_extent(
-                        tx,
-                        &mut tree,
-                        &mut inode,
-                        ino,
-                        file_block,
-                        extent.start,
-                        extent.len,
-                        0,
-                    )?;
-                    inode.blocks = inode.blocks.saturating_add(extent.len);
+                    let placed = place(tx, &tree, file_block, mapping.len, hint)?;
+                    speculative =
+                        map_placed(tx, &mut tree, &mut inode, ino, file_block, &placed, 0, eof)?;
+                    let extent = placed.extent;
                     Mapping {
                         file_block,
                         len: extent.len,
@@ -468,6 +462,30 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             inode.map_root = tree.root;
             tx.put_inode(ino, &inode)?;
             Ok(result)
+        })?;
+        if let Some((first, end)) = speculative {
+            self.speculation.add(ino, first, end);
+        }
+        Ok(result)
+    }
+
+    /// A file was closed: the speculative blocks past its end of file that
+    /// are still unwritten go back to the free space. Returns the inode's
+    /// record if blocks went.
+    pub fn release(&mut self, ino: u64) -> Result<Option<Inode>, Error> {
+        let mut trimmed = false;
+        while let Some((first, end)) = self.speculation.take(ino) {
+            let eof = self.regular(ino)?.size.div_ceil(BLOCK_SIZE as u64);
+            let first = first.max(eof);
+            if first < end {
+                self.unmap_range(ino, first, end - first, Blocks::Unwritten)?;
+                trimmed = true;
+            }
+        }
+        Ok(if trimmed {
+            Some(self.inode(ino)?)
+        } else {
+            None
         })
     }
 

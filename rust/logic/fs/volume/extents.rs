@@ -29,6 +29,20 @@ pub(super) enum Blocks {
     All,
     /// Written blocks only (unwritten ones are preallocations to keep).
     Written,
+    /// Unwritten blocks only (speculative ones past the end of file).
+    Unwritten,
+}
+
+impl Blocks {
+    /// Whether an extent with `flags` is among these blocks.
+    pub(super) fn takes(self, flags: u32) -> bool {
+        let unwritten = flags & EXTENT_UNWRITTEN != 0;
+        match self {
+            Blocks::All => true,
+            Blocks::Written => !unwritten,
+            Blocks::Unwritten => unwritten,
+        }
+    }
 }
 
 /// Largest file in blocks.
@@ -177,6 +191,15 @@ pub(super) fn map_in<S: Nodes<Error = Error>>(
             let skip = file_block - start;
             let physical = extent.physical + skip;
             let run = len.min(u64::from(extent.len) - skip);
+            let run = contiguous_run(
+                &tree,
+                store,
+                &sb.layout,
+                (start, extent),
+                file_block,
+                run,
+                len,
+            )?;
             let end = physical.checked_add(run).ok_or(Error::Invalid)?;
             if physical < sb.layout.data_start || end > sb.layout.block_count {
                 return Err(Error::Corrupt(tree.root, Damage::Record));
@@ -199,6 +222,67 @@ pub(super) fn map_in<S: Nodes<Error = Error>>(
     }
 }
 
+/// The last extent that starts before file block `block`.
+pub(super) fn extent_before<S: Nodes<Error = Error>>(
+    tree: &Tree<Extents>,
+    store: &S,
+    layout: &Layout,
+    block: u64,
+) -> Result<Option<(u64, Extent)>, Error> {
+    let mut key = [0u8; 8];
+    let mut value = [0u8; 16];
+    if block == 0
+        || !tree
+            .last_at_or_before(store, &block_key(block - 1), &mut key, &mut value)
+            .map_err(tree_error)?
+    {
+        return Ok(None);
+    }
+    let start = parse_block_key(&key).ok_or(Error::Invalid)?;
+    Ok(valid_extent(tree, layout, start, &value)
+        .ok()
+        .map(|extent| (start, extent)))
+}
+
+/// Records an answer spans at most: enough for 2 MiB made of the pieces
+/// that unwritten conversions and writes in any order leave.
+const SPAN_RECORDS: usize = 64;
+
+/// `run` blocks from file block `file_block` of extent (`start`,
+/// `extent`) answer a lookup of `len` blocks; extends them over the
+/// records after it that continue them on the device with the same flags,
+/// up to `len`: blocks that are one run on the device are one answer (one
+/// PMD) however many records hold them.
+fn contiguous_run<S: Nodes<Error = Error>>(
+    tree: &Tree<Extents>,
+    store: &S,
+    layout: &Layout,
+    (start, extent): (u64, Extent),
+    file_block: u64,
+    mut run: u64,
+    len: u64,
+) -> Result<u64, Error> {
+    let mut next_start = start + u64::from(extent.len);
+    let mut next_physical = extent.physical + u64::from(extent.len);
+    // An answer may become a record (reflink): no longer than one.
+    let len = len.min(MAX_ALLOCATION);
+    for _ in 0..SPAN_RECORDS {
+        if run >= len || file_block + run != next_start {
+            break;
+        }
+        let Lookup::Extent(following, more) = find_extent(tree, store, layout, next_start)? else {
+            break;
+        };
+        if following != next_start || more.physical != next_physical || more.flags != extent.flags {
+            break;
+        }
+        run += (len - run).min(u64::from(more.len));
+        next_start += u64::from(more.len);
+        next_physical += u64::from(more.len);
+    }
+    Ok(run)
+}
+
 /// Where to allocate for file block `file_block`: right after the blocks
 /// of the extent before it, so that sequential writes stay contiguous.
 pub(super) fn goal_for<S: Nodes<Error = Error>>(
@@ -207,20 +291,11 @@ pub(super) fn goal_for<S: Nodes<Error = Error>>(
     layout: &Layout,
     file_block: u64,
 ) -> Result<u64, Error> {
-    let mut key = [0u8; 8];
-    let mut value = [0u8; 16];
-    if file_block > 0
-        && tree
-            .last_at_or_before(store, &block_key(file_block - 1), &mut key, &mut value)
-            .map_err(tree_error)?
-    {
-        let start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Ok(extent) = valid_extent(tree, layout, start, &value) {
-            // A goal past the device is clamped by the allocator.
-            return Ok(extent.physical.saturating_add(file_block - start));
-        }
-    }
-    Ok(layout.data_start)
+    // A goal past the device is clamped by the allocator.
+    Ok(extent_before(tree, store, layout, file_block)?
+        .map_or(layout.data_start, |(start, extent)| {
+            extent.physical.saturating_add(file_block - start)
+        }))
 }
 
 /// Zeroes blocks on the device before the transaction that maps them
@@ -255,8 +330,8 @@ pub(super) fn copy_blocks<M: Media>(
 }
 
 /// Maps file blocks `file_block..+len` to `physical..` in `tree`, merging
-/// with the extent before when both are contiguous (sequential writes make
-/// one extent, not one per write), and records the reverse map.
+/// with the extents before and after when they are contiguous (sequential
+/// writes make one extent, not one per write), and records the reverse map.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn put_extent<M: Media>(
     tx: &mut Tx<'_, M>,
@@ -308,6 +383,40 @@ pub(super) fn put_extent<M: Media>(
             }
         }
     }
+    // And with the extent after: blocks written in any order end as one
+    // record, not one per write.
+    let end = start + u64::from(extent.len);
+    if let Lookup::Extent(after_start, after) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, end)?
+    {
+        let merged = u64::from(extent.len) + u64::from(after.len);
+        if after_start == end
+            && after.physical == extent.physical + u64::from(extent.len)
+            && after.flags == flags
+            && merged <= MAX_ALLOCATION
+        {
+            let (shared, _) =
+                shared_run(&tx.sb, &TxNodes(tx), after.physical, u64::from(after.len))?;
+            if !shared {
+                let mut store = TreeStore::new(tx, ino);
+                if !tree
+                    .remove(&mut store, &block_key(after_start))
+                    .map_err(tree_error)?
+                {
+                    return Err(Error::Corrupt(tree.root, Damage::Record));
+                }
+                inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
+                tx.rmap_remove(
+                    RmapKey {
+                        start: after.physical,
+                        owner: ino,
+                        offset: after_start,
+                    },
+                    u64::from(after.len),
+                )?;
+                extent.len = merged as u32;
+            }
+        }
+    }
     let mut store = TreeStore::new(tx, ino);
     tree.insert(&mut store, &block_key(start), &extent.encode())
         .map_err(tree_error)?;
@@ -323,7 +432,8 @@ pub(super) fn put_extent<M: Media>(
     )
 }
 
-/// Clears the unwritten flag of `mapping`'s range, splitting its extent.
+/// Clears the unwritten flag of `mapping`'s range, splitting its
+/// extents (an answer may span several records).
 pub(super) fn convert_unwritten<M: Media>(
     tx: &mut Tx<'_, M>,
     tree: &mut Tree<Extents>,
@@ -331,31 +441,82 @@ pub(super) fn convert_unwritten<M: Media>(
     ino: u64,
     mapping: &Mapping,
 ) -> Result<(), Error> {
-    let Lookup::Extent(start, extent) =
-        find_extent(tree, &TxNodes(tx), &tx.sb.layout, mapping.file_block)?
-    else {
-        return Err(Error::Invalid);
-    };
-    split_out(
+    for_each_record(
         tx,
         tree,
-        inode,
-        ino,
-        start,
-        extent,
         mapping.file_block,
         mapping.len,
-    )?;
-    put_extent(
-        tx,
-        tree,
-        inode,
-        ino,
-        mapping.file_block,
-        mapping.physical,
-        mapping.len,
-        0,
+        |tx, tree, piece| {
+            split_out(
+                tx,
+                tree,
+                inode,
+                ino,
+                piece.start,
+                piece.extent,
+                piece.at,
+                piece.len,
+            )?;
+            put_extent(
+                tx,
+                tree,
+                inode,
+                ino,
+                piece.at,
+                piece.physical(),
+                piece.len,
+                0,
+            )
+        },
     )
+}
+
+/// The part of one record that a range covers.
+struct Piece {
+    start: u64,
+    extent: Extent,
+    at: u64,
+    len: u64,
+}
+
+impl Piece {
+    /// Device block of `at`.
+    fn physical(&self) -> u64 {
+        self.extent.physical + (self.at - self.start)
+    }
+}
+
+/// Runs `op` on each record's part of file blocks `first..first + len`,
+/// in order, looking each up after the last changed the tree; `Invalid`
+/// if the range has a hole.
+fn for_each_record<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    first: u64,
+    len: u64,
+    mut op: impl FnMut(&mut Tx<'_, M>, &mut Tree<Extents>, Piece) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let end = first.checked_add(len).ok_or(Error::Invalid)?;
+    let mut at = first;
+    while at < end {
+        let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, at)?
+        else {
+            return Err(Error::Invalid);
+        };
+        let len = (start + u64::from(extent.len)).min(end) - at;
+        op(
+            tx,
+            tree,
+            Piece {
+                start,
+                extent,
+                at,
+                len,
+            },
+        )?;
+        at += len;
+    }
+    Ok(())
 }
 
 /// Removes file blocks `from..from + len` from extent (`start`, `extent`),
@@ -430,8 +591,8 @@ pub(super) fn split_out<M: Media>(
     Ok(())
 }
 
-/// Points file blocks `file_block..+len` (inside one shared extent) at new
-/// blocks `physical..`; the old blocks lose a reference.
+/// Points file blocks `file_block..+len` (shared extents) at new blocks
+/// `physical..`; the old blocks lose a reference.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn replace_range<M: Media>(
     tx: &mut Tx<'_, M>,
@@ -442,12 +603,20 @@ pub(super) fn replace_range<M: Media>(
     len: u64,
     physical: u64,
 ) -> Result<(), Error> {
-    let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, file_block)?
-    else {
-        return Err(Error::Invalid);
-    };
-    let old = extent.physical + (file_block - start);
-    split_out(tx, tree, inode, ino, start, extent, file_block, len)?;
-    release(tx, old, len)?;
-    put_extent(tx, tree, inode, ino, file_block, physical, len, 0)
+    for_each_record(tx, tree, file_block, len, |tx, tree, piece| {
+        let old = piece.physical();
+        split_out(
+            tx,
+            tree,
+            inode,
+            ino,
+            piece.start,
+            piece.extent,
+            piece.at,
+            piece.len,
+        )?;
+        release(tx, old, piece.len)?;
+        let new = physical + (piece.at - file_block);
+        put_extent(tx, tree, inode, ino, piece.at, new, piece.len, 0)
+    })
 }

@@ -11,6 +11,8 @@
 //!   convert) and the blocks it takes from the allocator;
 //! - [`data`]: a file's data: mapping it for reads, writes and faults,
 //!   fallocate, punch, zero, truncate;
+//! - [`placement`]: where a file's new blocks go, so that its 2 MiB
+//!   regions map as PMDs;
 //! - [`reflink`]: sharing blocks between files and their reference counts;
 //! - [`rmap`]: the reverse map's answers (who owns a block), memory
 //!   failures and fsck's space repair;
@@ -21,6 +23,7 @@ mod extents;
 mod inodes;
 mod namei;
 mod orphans;
+mod placement;
 mod reflink;
 mod rmap;
 
@@ -29,14 +32,14 @@ pub use namei::{END_POSITION, FIRST_POSITION};
 use super::{
     cache::BlockCache,
     checked::CheckedNodes,
-    tx::{write_backup, Committed, JournalState, Tx},
+    tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Tx},
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
 };
 use crate::logic::format::{
     btree::Nodes,
     inode::{CHUNK_INODE_BLOCKS, INODES_PER_CHUNK},
     journal::{self, JournalHeader},
-    space::SpaceStore,
+    space::{ChunkCounts, Space, SpaceStore},
     superblock::{Superblock, SuperblockError, BACKUP_BLOCK, PRIMARY_BLOCK, STATE_CLEAN},
     BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
@@ -97,6 +100,10 @@ pub struct Volume<M: Media, S: Scratch> {
     zero_chunk: Option<u64>,
     /// Blocks with failed memory (`poison`).
     poisoned: Poisoned,
+    /// Unwritten blocks past the end of open files, given back at close.
+    speculation: placement::Speculation,
+    /// The data area's chunks: free whole, partly used, full.
+    chunks: ChunkCounts,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -178,7 +185,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             orphans: 0,
             zero_chunk: None,
             poisoned: Poisoned::NONE,
+            speculation: placement::Speculation::new(),
+            chunks: ChunkCounts::default(),
         };
+        volume.count_chunks().map_err(|e| match e {
+            Error::Corrupt(block, what) => MountError::Corrupt(block, what),
+            _ => MountError::Corrupt(layout.summary_start, Damage::Space),
+        })?;
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
@@ -345,6 +358,34 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
+    /// How many 2 MiB chunks of the data area are free whole, partly used
+    /// and full (the zero chunk counts as full: nothing else gets it).
+    /// Kept up to date by every transaction: O(1).
+    pub fn chunk_counts(&self) -> ChunkCounts {
+        let mut counts = self.chunks;
+        if self.zero_chunk.is_some() && counts.free > 0 {
+            counts.free -= 1;
+            counts.full += 1;
+        }
+        counts
+    }
+
+    /// Counts the chunks from the free-space summary (at mount, after a
+    /// repair): O(chunks).
+    fn count_chunks(&mut self) -> Result<(), Error> {
+        let reader = self.committed();
+        let mut store = CommittedSpace {
+            reader: &reader,
+            layout: self.sb.layout,
+        };
+        let layout = self.sb.layout;
+        let counts = Space::new(&mut store, &layout)
+            .chunk_counts()
+            .map_err(space_error)?;
+        self.chunks = counts;
+        Ok(())
+    }
+
     /// Sets aside a free, 2 MiB-aligned chunk of zeros for this mount:
     /// the fault engine maps it read-only for 2 MiB reads of holes (the
     /// kernel's huge zero page is not available to modules). Nothing is
@@ -428,8 +469,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         tx.poisoned = &self.poisoned;
         let value = op(&mut tx)?;
         match tx.commit(&mut self.journal) {
-            Ok(sb) => {
+            Ok((sb, moves)) => {
                 self.sb = sb;
+                moves.apply(&mut self.chunks);
                 Ok(value)
             }
             Err(e) => {
