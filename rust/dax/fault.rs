@@ -106,8 +106,17 @@ impl Engine {
                 }
                 code
             }
-            Err(_) => {
-                bump(&self.counters.fault_fallback);
+            Err(why) => {
+                let c = &self.counters;
+                bump(&c.fault_fallback);
+                bump(match why {
+                    Fallback::Misaligned => &c.fallback_misaligned,
+                    Fallback::PrivateWrite => &c.fallback_private_write,
+                    Fallback::OutsideVma => &c.fallback_outside_vma,
+                    Fallback::PastEof => &c.fallback_past_eof,
+                    Fallback::SmallEntries => &c.fallback_small_entries,
+                    Fallback::Extent => &c.fallback_extent,
+                });
                 FAULT_FALLBACK
             }
         }

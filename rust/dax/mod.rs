@@ -49,7 +49,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
-    str::CStr,
     sync::{Arc, Mutex},
 };
 
@@ -157,6 +156,19 @@ pub(crate) struct Counters {
     pub(crate) fault_sync: AtomicU64,
     /// PMD faults served by PTEs instead.
     pub(crate) fault_fallback: AtomicU64,
+    /// The fallbacks by reason ([`Fallback`]): address and file offset
+    /// disagree modulo 2 MiB.
+    pub(crate) fallback_misaligned: AtomicU64,
+    /// A private mapping's write.
+    pub(crate) fallback_private_write: AtomicU64,
+    /// The 2 MiB would leave the VMA.
+    pub(crate) fallback_outside_vma: AtomicU64,
+    /// The 2 MiB would extend past the end of file.
+    pub(crate) fallback_past_eof: AtomicU64,
+    /// 4 KiB entries exist in the range.
+    pub(crate) fallback_small_entries: AtomicU64,
+    /// The blocks are not one 2 MiB-aligned run (split, or fragmented).
+    pub(crate) fallback_extent: AtomicU64,
     /// Writes to read-only PTEs (`pfn_mkwrite`).
     pub(crate) fault_mkwrite: AtomicU64,
     /// Faults refused with SIGBUS (past the end of file, I/O errors).
@@ -238,10 +250,10 @@ impl Engine {
         &self.memory
     }
 
-    /// Publishes the counters in debugfs as `oxdax/<name>/<counter>`; the
-    /// directory keeps them alive.
-    pub(crate) fn publish(&self, name: &CStr) -> debugfs::CounterDir<Counters> {
-        let files: [debugfs::CounterFile<'_, Counters>; 10] = [
+    /// Publishes the counters in `dir` (debugfs `oxdax/<device>/`), which
+    /// keeps them alive.
+    pub(crate) fn publish(&self, dir: &mut debugfs::CounterDir) -> Result {
+        let files: [debugfs::CounterFile<'_, Counters>; 16] = [
             (kernel::c_str!("fault_pte"), |c| &c.fault_pte),
             (kernel::c_str!("fault_pmd"), |c| &c.fault_pmd),
             (kernel::c_str!("fault_zero"), |c| &c.fault_zero),
@@ -249,13 +261,29 @@ impl Engine {
             (kernel::c_str!("fault_cow"), |c| &c.fault_cow),
             (kernel::c_str!("fault_sync"), |c| &c.fault_sync),
             (kernel::c_str!("fault_fallback"), |c| &c.fault_fallback),
+            (kernel::c_str!("fallback_misaligned"), |c| {
+                &c.fallback_misaligned
+            }),
+            (kernel::c_str!("fallback_private_write"), |c| {
+                &c.fallback_private_write
+            }),
+            (kernel::c_str!("fallback_outside_vma"), |c| {
+                &c.fallback_outside_vma
+            }),
+            (kernel::c_str!("fallback_past_eof"), |c| {
+                &c.fallback_past_eof
+            }),
+            (kernel::c_str!("fallback_small_entries"), |c| {
+                &c.fallback_small_entries
+            }),
+            (kernel::c_str!("fallback_extent"), |c| &c.fallback_extent),
             (kernel::c_str!("fault_mkwrite"), |c| &c.fault_mkwrite),
             (kernel::c_str!("fault_sigbus"), |c| &c.fault_sigbus),
             (kernel::c_str!("writeback_entries"), |c| {
                 &c.writeback_entries
             }),
         ];
-        debugfs::CounterDir::new(name, self.counters.clone(), &files)
+        dir.add(self.counters.clone(), &files)
     }
 
     /// The region lock of `index` in `entries`' file.

@@ -349,6 +349,12 @@ void oxdax_file_allow_odirect(struct file *file)
 	file->f_mode |= FMODE_CAN_ODIRECT;
 }
 
+/* Whether @file was opened for writing (fmode_t is a sparse bitwise type). */
+bool oxdax_file_writable(const struct file *file)
+{
+	return file->f_mode & FMODE_WRITE;
+}
+
 void oxdax_file_accessed(struct file *file)
 {
 	file_accessed(file);

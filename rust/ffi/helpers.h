@@ -100,6 +100,7 @@ bool oxdax_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino,
 		    unsigned int type);
 bool oxdax_dir_emit_dots(struct file *file, struct dir_context *ctx);
 void oxdax_file_allow_odirect(struct file *file);
+bool oxdax_file_writable(const struct file *file);
 void oxdax_file_accessed(struct file *file);
 size_t oxdax_iov_iter_count(const struct iov_iter *iter);
 void oxdax_pmem_wmb(void);

@@ -22,7 +22,7 @@ use super::media::{Buffers, PmemMedia};
 use crate::{
     dax::Engine,
     logic::{
-        format::{inode::Inode as Record, BLOCK_SIZE},
+        format::{inode::Inode as Record, space::ChunkCounts, BLOCK_SIZE},
         fs::{Error as FsError, Volume},
         params::FaultEngine,
     },
@@ -41,6 +41,24 @@ pub(super) const BLOCK: u64 = BLOCK_SIZE as u64;
 /// The oxdax filesystem type.
 pub(crate) struct OxdaxFs;
 
+/// The allocator's counters (debugfs `oxdax/<device>/`): the data area's
+/// 2 MiB chunks free whole, partly used and full
+/// (Documentation/oxdax/allocator.rst).
+#[derive(Default)]
+pub(crate) struct SpaceCounters {
+    chunks_free: AtomicU64,
+    chunks_partial: AtomicU64,
+    chunks_full: AtomicU64,
+}
+
+impl SpaceCounters {
+    fn show(&self, counts: ChunkCounts) {
+        self.chunks_free.store(counts.free, Ordering::Relaxed);
+        self.chunks_partial.store(counts.partial, Ordering::Relaxed);
+        self.chunks_full.store(counts.full, Ordering::Relaxed);
+    }
+}
+
 pub(super) type Vol = Volume<PmemMedia, Buffers>;
 
 /// A mounted oxdax filesystem.
@@ -49,8 +67,10 @@ pub(crate) struct Info {
     /// The filesystem's metadata, one operation at a time.
     #[pin]
     pub(super) volume: Mutex<Vol>,
-    /// The engine's counters in debugfs.
-    pub(super) counters_dir: SetOnce<debugfs::CounterDir<crate::dax::Counters>>,
+    /// The engine's and the allocator's counters in debugfs.
+    pub(super) counters_dir: SetOnce<debugfs::CounterDir>,
+    /// The allocator's counters, as the last volume call left them.
+    pub(super) space: Arc<SpaceCounters>,
     /// Page faults, and the mapping file data is copied through (the
     /// volume has its own).
     #[pin]
@@ -79,8 +99,30 @@ impl Info {
         let Some(_alive) = self.dax.read_lock() else {
             return Err(EIO);
         };
-        let result = op(&mut self.volume.lock());
+        let mut volume = self.volume.lock();
+        let result = op(&mut volume);
+        self.space.show(volume.chunk_counts());
+        drop(volume);
         result.map_err(|e| self.errno(e))
+    }
+
+    /// Publishes the engine's and the allocator's counters in debugfs
+    /// (`oxdax/<device>/`); a mount without them still works.
+    pub(super) fn publish_counters(&self) {
+        let mut dir = debugfs::CounterDir::new(&self.id);
+        let files: [debugfs::CounterFile<'_, SpaceCounters>; 3] = [
+            (kernel::c_str!("chunks_free"), |c| &c.chunks_free),
+            (kernel::c_str!("chunks_partial"), |c| &c.chunks_partial),
+            (kernel::c_str!("chunks_full"), |c| &c.chunks_full),
+        ];
+        let published = self
+            .engine
+            .publish(&mut dir)
+            .and_then(|()| dir.add(self.space.clone(), &files));
+        if published.is_err() {
+            pr_warn!("{}: counters not in debugfs\n", self.id());
+        }
+        let _ = self.counters_dir.set(dir);
     }
 
     /// Gives the fault engine the volume's zero chunk (writable mounts).

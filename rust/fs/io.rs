@@ -12,7 +12,7 @@
 use kernel::prelude::*;
 
 use super::{
-    info::{inode_info, refresh, OxdaxFs, BLOCK},
+    info::{attributes, inode_info, refresh, OxdaxFs, BLOCK},
     mmap::{self, Quiet},
 };
 use crate::{
@@ -182,6 +182,31 @@ impl FileOperations for OxdaxFs {
         // mappings.
         Self::writeback(inode, first, last)?;
         Self::sync_fs(inode.super_block())
+    }
+
+    /// A file written through is closed: the unwritten blocks its 2 MiB
+    /// regions took past its end go back (Documentation/oxdax/allocator.rst).
+    /// Only those: a concurrent write's blocks are written once it maps
+    /// them, and none of them is mapped (past the end of file).
+    fn release(inode: &Inode<Self>) {
+        let Ok(info) = inode_info(inode) else {
+            return;
+        };
+        let ino = inode.ino();
+        match info.call(|v| v.release(ino)) {
+            Ok(Some(record)) => inode.set_allocated(attributes(&record).allocated),
+            Ok(None) => {}
+            Err(e) => {
+                if e != EIO && memory::log_ratelimit() {
+                    pr_warn!(
+                        "{}: inode {}: blocks past the end of file kept: {:?}\n",
+                        info.id(),
+                        ino,
+                        e
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use core::{
 use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
 
 use super::{
-    info::{attributes, info, inode_info, Info, OxdaxFs, Vol},
+    info::{attributes, info, inode_info, Info, OxdaxFs, SpaceCounters, Vol},
     media::{Buffers, PmemMedia},
 };
 use crate::{
@@ -207,6 +207,7 @@ impl FileSystem for OxdaxFs {
             try_pin_init!(Info {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
+                space: Arc::new(SpaceCounters::default(), GFP_KERNEL)?,
                 engine <- Engine::new(data, frames)?,
                 fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,
@@ -215,7 +216,7 @@ impl FileSystem for OxdaxFs {
             }? Error),
             GFP_KERNEL,
         )?;
-        let _ = info.counters_dir.set(info.engine.publish(&info.id));
+        info.publish_counters();
         info.reserve_zero_chunk();
         Ok(info)
     }

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kernel::{str::CStr, sync::Arc};
+use kernel::{alloc::KVec, prelude::*, str::CStr, sync::Arc};
 
 use crate::ffi;
 
@@ -69,34 +69,45 @@ impl Drop for Dir {
 }
 
 /// A directory in the module's debugfs directory of read-only files, each
-/// showing one counter of a `T` that the directory keeps alive.
+/// showing one counter of an allocation the directory keeps alive.
 ///
 /// # Invariants
 ///
-/// The files point into `_counters`' allocation, which does not move and
-/// lives until `_dir` (declared first, so dropped first) has removed them.
-pub(crate) struct CounterDir<T> {
+/// The files point into the allocations in `_owners`, which do not move
+/// and live until `_dir` (declared first, so dropped first) has removed
+/// them.
+pub(crate) struct CounterDir {
     _dir: Dir,
-    _counters: Arc<T>,
+    _owners: KVec<Arc<dyn Send + Sync>>,
 }
 
-/// One file of a [`CounterDir`]: its name and the counter it shows.
+/// One file of a [`CounterDir`]: its name and the counter of a `T` it shows.
 pub(crate) type CounterFile<'a, T> = (&'a CStr, fn(&T) -> &AtomicU64);
 
-impl<T: Send + Sync> CounterDir<T> {
-    /// `name` in the module's directory, with one file per `(file name,
-    /// counter)` of `files`.
-    pub(crate) fn new(name: &CStr, counters: Arc<T>, files: &[CounterFile<'_, T>]) -> Self {
-        let dir = Root::subdir(name);
+impl CounterDir {
+    /// `name` in the module's directory, empty.
+    pub(crate) fn new(name: &CStr) -> Self {
+        Self {
+            _dir: Root::subdir(name),
+            _owners: KVec::new(),
+        }
+    }
+
+    /// Adds one file per `(file name, counter)` of `files`, showing
+    /// counters of `counters`, which the directory keeps.
+    pub(crate) fn add<T: Send + Sync + 'static>(
+        &mut self,
+        counters: Arc<T>,
+        files: &[CounterFile<'_, T>],
+    ) -> Result {
+        self._owners.push(counters.clone(), GFP_KERNEL)?;
         for (file, counter) in files {
             // SAFETY: The counter is inside `counters`, which this
-            // directory holds until the files are removed (invariants).
-            unsafe { dir.add_u64(file, counter(&counters)) };
+            // directory holds (pushed above) until the files are removed
+            // (invariants).
+            unsafe { self._dir.add_u64(file, counter(&counters)) };
         }
-        Self {
-            _dir: dir,
-            _counters: counters,
-        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Open regular files (`struct file`, `struct kiocb`): `read_iter`,
-//! `write_iter`, `fsync`, and the [`FileOperations`] table a filesystem
+//! `write_iter`, `fsync`, `release`, and the [`FileOperations`] table a filesystem
 //! implements for them; the file operation table of regular files, which
 //! also carries the block-map ([`super::extents`]) and mapping
 //! ([`super::mmap`]) operations.
@@ -34,6 +34,12 @@ pub(crate) trait FileOperations: FileSystem {
     /// `fsync` of a file or directory; `first..=last`: the pages whose
     /// mapped stores must be written back.
     fn fsync(_inode: &Inode<Self>, _first: u64, _last: u64) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The last reference to an open file opened for writing is gone (no
+    /// lock held; other files of the inode may still be open).
+    fn release(_inode: &Inode<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -97,6 +103,11 @@ impl<T: Operations> FileTables<T> {
             None
         },
         open: Some(open_callback),
+        release: if T::HAS_RELEASE {
+            Some(release_callback::<T>)
+        } else {
+            None
+        },
         fsync: if T::HAS_FSYNC {
             Some(fsync_callback::<T>)
         } else {
@@ -230,6 +241,21 @@ unsafe extern "C" fn open_callback(
         unsafe { ffi::oxdax_file_allow_odirect(file) };
     }
     ret
+}
+
+/// # Safety
+///
+/// VFS `release` contract for a regular file of `T`.
+unsafe extern "C" fn release_callback<T: FileOperations>(
+    _inode: *mut ffi::inode,
+    file: *mut ffi::file,
+) -> kernel::ffi::c_int {
+    // SAFETY: The file is live until this returns.
+    if unsafe { ffi::oxdax_file_writable(file) } {
+        // SAFETY: The file is live, its inode one of `T`'s.
+        T::release(unsafe { file_inode::<T>(file) });
+    }
+    0
 }
 
 /// # Safety
