@@ -451,14 +451,19 @@ fn check(device: &str, journal: &mut bool) -> Checked {
             files.orphans
         );
     }
+    let chunks = report.chunks;
     Checked::Clean(format!(
-        "{} inodes ({} directories), {} extents, {} of {} data blocks in use, {} reverse-map records",
+        "{} inodes ({} directories), {} extents, {} of {} data blocks in use, {} reverse-map records, \
+         2 MiB chunks: {} free whole, {} partly used, {} full",
         files.inodes,
         files.directories,
         files.extents,
         report.used_blocks,
         sb.layout.data_blocks(),
-        report.rmap_records
+        report.rmap_records,
+        chunks.free,
+        chunks.partial,
+        chunks.full
     ))
 }
 

@@ -19,7 +19,7 @@ use super::{
         OWNER_REFCOUNTS, OWNER_REVERSE_MAP, RMAP_METADATA,
     },
     layout::{Layout, LayoutError},
-    space::{Space, SpaceError, SpaceStore},
+    space::{ChunkCounts, Space, SpaceError, SpaceStore},
     superblock::{Label, Superblock, INCOMPAT_SUPPORTED, STATE_CLEAN, VERSION_MINOR},
     BLOCK_SIZE, CHUNK_BLOCKS,
 };
@@ -363,6 +363,8 @@ pub struct CheckReport {
     pub used_blocks: u64,
     /// Reverse-map records.
     pub rmap_records: u64,
+    /// The data area's 2 MiB chunks: free whole, partly used, full.
+    pub chunks: ChunkCounts,
 }
 
 /// Checks the structures an empty or populated filesystem shares: both
@@ -524,6 +526,10 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
         return Err(FsError::Corrupt("summary entry past the last chunk"));
     }
     let mut bitmap_used = 0u64;
+    let mut counts = ChunkCounts::default();
+    for chunk in layout.data_start / CHUNK_BLOCKS..chunks {
+        counts.add(maps.chunk_free(chunk));
+    }
     for chunk in 0..chunks {
         // Chunks of the fixed regions have no free blocks (start == end).
         let end = ((chunk + 1) * CHUNK_BLOCKS).min(layout.block_count);
@@ -547,6 +553,7 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
         superblock: primary,
         used_blocks,
         rmap_records: records,
+        chunks: counts,
     })
 }
 

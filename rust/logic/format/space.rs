@@ -61,6 +61,17 @@ pub struct ChunkCounts {
     pub full: u64,
 }
 
+impl ChunkCounts {
+    /// Counts one more chunk with `free` free blocks (in the summary).
+    pub fn add(&mut self, free: u32) {
+        match u64::from(free) {
+            0 => self.full += 1,
+            CHUNK_BLOCKS => self.free += 1,
+            _ => self.partial += 1,
+        }
+    }
+}
+
 /// Why a space operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpaceError<E> {
@@ -246,13 +257,9 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         let (first_chunk, end_chunk) = self.chunks();
         let mut counts = ChunkCounts::default();
         for chunk in first_chunk..end_chunk {
-            if self.chunk_is_free(chunk)? {
-                counts.free += 1;
-            } else if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0 {
-                counts.full += 1;
-            } else {
-                counts.partial += 1;
-            }
+            // Only a chunk wholly inside the data area can have every
+            // block free.
+            counts.add(self.store.chunk_free(chunk).map_err(SpaceError::Store)?);
         }
         Ok(counts)
     }

@@ -37,7 +37,7 @@ use crate::logic::format::{
     layout::Layout,
     space::{ChunkCounts, SpaceError},
     superblock::Superblock,
-    BLOCK_SIZE, CHUNK_BLOCKS,
+    BLOCK_SIZE,
 };
 pub(super) use commit::write_backup;
 use rmap::RmapChange;
@@ -120,36 +120,29 @@ pub(super) struct Tx<'a, M: Media> {
     pub(super) chunk_moves: ChunkMoves,
 }
 
-/// Changes to [`ChunkCounts`] by a transaction.
+/// Changes to [`ChunkCounts`] by a transaction: the counts of the chunks
+/// it changed, before and after.
 #[derive(Clone, Copy, Default)]
 pub(in crate::logic::fs) struct ChunkMoves {
-    free: i64,
-    partial: i64,
-    full: i64,
+    before: ChunkCounts,
+    after: ChunkCounts,
 }
 
 impl ChunkMoves {
     /// A chunk's free count went from `before` to `after`.
     pub(super) fn moved(&mut self, before: u32, after: u32) {
-        let class = |free: u32| match u64::from(free) {
-            0 => 2,
-            CHUNK_BLOCKS => 0,
-            _ => 1,
-        };
-        for (free, sign) in [(before, -1), (after, 1)] {
-            match class(free) {
-                0 => self.free += sign,
-                1 => self.partial += sign,
-                _ => self.full += sign,
-            }
-        }
+        self.before.add(before);
+        self.after.add(after);
     }
 
     /// `counts` after these moves.
     pub(in crate::logic::fs) fn apply(self, counts: &mut ChunkCounts) {
-        counts.free = counts.free.saturating_add_signed(self.free);
-        counts.partial = counts.partial.saturating_add_signed(self.partial);
-        counts.full = counts.full.saturating_add_signed(self.full);
+        // A chunk changed twice counts in both; the sum comes out right.
+        let apply =
+            |count: u64, before: u64, after: u64| count.wrapping_sub(before).wrapping_add(after);
+        counts.free = apply(counts.free, self.before.free, self.after.free);
+        counts.partial = apply(counts.partial, self.before.partial, self.after.partial);
+        counts.full = apply(counts.full, self.before.full, self.after.full);
     }
 }
 
