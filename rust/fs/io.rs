@@ -12,7 +12,7 @@
 use kernel::prelude::*;
 
 use super::{
-    info::{attributes, inode_info, refresh, OxdaxFs, BLOCK},
+    info::{inode_info, refresh, OxdaxFs, BLOCK},
     mmap::{self, Quiet},
 };
 use crate::{
@@ -184,29 +184,19 @@ impl FileOperations for OxdaxFs {
         Self::sync_fs(inode.super_block())
     }
 
-    /// A file written through is closed: the unwritten blocks its 2 MiB
-    /// regions took past its end go back (Documentation/oxdax/allocator.rst).
-    /// Only those: a concurrent write's blocks are written once it maps
-    /// them, and none of them is mapped (past the end of file).
+    /// A file opened for writing is closed: the chunks kept for its 2 MiB
+    /// regions are anyone's again (Documentation/oxdax/allocator.rst).
     fn release(inode: &Inode<Self>) {
         let Ok(info) = inode_info(inode) else {
             return;
         };
         let ino = inode.ino();
-        match info.call(|v| v.release(ino)) {
-            Ok(Some(record)) => inode.set_allocated(attributes(&record).allocated),
-            Ok(None) => {}
-            Err(e) => {
-                if e != EIO && memory::log_ratelimit() {
-                    pr_warn!(
-                        "{}: inode {}: blocks past the end of file kept: {:?}\n",
-                        info.id(),
-                        ino,
-                        e
-                    );
-                }
-            }
-        }
+        // Nothing to log: memory only, it cannot fail but for a device
+        // that is gone, where nothing is allocated any more.
+        let _ = info.call(|v| {
+            v.release(ino);
+            Ok(())
+        });
     }
 }
 

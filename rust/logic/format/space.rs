@@ -13,10 +13,11 @@
 //!   free run at or after the goal in a chunk that is already partly used,
 //!   wrapping around, and breaks a whole free chunk only when no partly used
 //!   one has room.
-//! - A file that wants a 2 MiB region of its own takes a whole chunk
-//!   ([`Space::take_chunk`]) or extends one it has at exactly the block
-//!   that keeps its file offset and device offset congruent
-//!   ([`Space::allocate_at`]).
+//! - A file that wants a 2 MiB region of its own starts it in a whole free
+//!   chunk ([`Space::allocate_in_chunk`], which the store then reserves for
+//!   it: packed allocations take reserved chunks last) or extends one it
+//!   has at exactly the block that keeps its file offset and device offset
+//!   congruent ([`Space::allocate_at`]).
 //!
 //! An allocation may be shorter than asked; callers loop.
 //!
@@ -38,6 +39,11 @@ pub trait SpaceStore {
     fn chunk_free(&self, chunk: u64) -> Result<u32, Self::Error>;
     /// Sets the free count of chunk `chunk`.
     fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Self::Error>;
+    /// Whether chunk `chunk` is kept for a file's region: allocations
+    /// that are not that region's go elsewhere while they can.
+    fn reserved(&self, _chunk: u64) -> bool {
+        false
+    }
 }
 
 /// A run of blocks.
@@ -230,21 +236,30 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         Ok(Some(extent))
     }
 
-    /// Takes a whole free chunk, the first at or after `goal`'s, wrapping
-    /// around; returns its first block, `None` if no chunk is free whole.
-    pub fn take_chunk(&mut self, goal: u64) -> SResult<Option<u64>, S::Error> {
+    /// Allocates blocks `offset..offset + len` (inside one chunk) of the
+    /// first whole free chunk at or after `goal`'s that is not reserved,
+    /// wrapping around; `None` if there is none.
+    pub fn allocate_in_chunk(
+        &mut self,
+        goal: u64,
+        offset: u64,
+        len: u64,
+    ) -> SResult<Option<Extent>, S::Error> {
+        if len == 0 || offset + len > CHUNK_BLOCKS {
+            return Err(SpaceError::OutOfRange);
+        }
         let (first_chunk, end_chunk) = self.chunks();
         let chunk_count = end_chunk - first_chunk;
         let goal_chunk = (goal / CHUNK_BLOCKS).clamp(first_chunk, end_chunk - 1);
         for i in 0..chunk_count {
             let chunk = first_chunk + (goal_chunk - first_chunk + i) % chunk_count;
-            if self.chunk_is_free(chunk)? {
-                let start = chunk * CHUNK_BLOCKS;
-                self.mark_used(Extent {
-                    start,
-                    len: CHUNK_BLOCKS,
-                })?;
-                return Ok(Some(start));
+            if self.chunk_is_free(chunk)? && !self.store.reserved(chunk) {
+                let extent = Extent {
+                    start: chunk * CHUNK_BLOCKS + offset,
+                    len,
+                };
+                self.mark_used(extent)?;
+                return Ok(Some(extent));
             }
         }
         Ok(None)
@@ -287,13 +302,14 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         if want >= CHUNK_BLOCKS {
             for i in 0..chunk_count {
                 let chunk = order(i);
-                if !self.chunk_is_free(chunk)? {
+                if !self.chunk_is_free(chunk)? || self.store.reserved(chunk) {
                     continue;
                 }
                 let mut len = CHUNK_BLOCKS;
                 while len + CHUNK_BLOCKS <= want - want % CHUNK_BLOCKS
                     && (chunk * CHUNK_BLOCKS + len) / CHUNK_BLOCKS < end_chunk
                     && self.chunk_is_free(chunk + len / CHUNK_BLOCKS)?
+                    && !self.store.reserved(chunk + len / CHUNK_BLOCKS)
                 {
                     len += CHUNK_BLOCKS;
                 }
@@ -306,12 +322,13 @@ impl<'a, S: SpaceStore> Space<'a, S> {
             }
         }
         // Packed: partly used chunks first, whole free ones only if none
-        // of those has room.
-        for whole in [false, true] {
+        // of those has room, chunks reserved for files' regions last.
+        for (whole, reserved) in [(false, false), (true, false), (false, true), (true, true)] {
             for i in 0..chunk_count {
                 let chunk = order(i);
                 if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0
                     || self.chunk_is_free(chunk)? != whole
+                    || self.store.reserved(chunk) != reserved
                 {
                     continue;
                 }
@@ -483,13 +500,20 @@ mod tests {
         assert!(big.start > small.start);
     }
 
+    /// A whole free chunk, all of it allocated: its first block.
+    fn take_chunk(space: &mut Space<'_, Maps>, goal: u64) -> Option<u64> {
+        let e = space.allocate_in_chunk(goal, 0, CHUNK_BLOCKS).unwrap()?;
+        assert_eq!((e.start % CHUNK_BLOCKS, e.len), (0, CHUNK_BLOCKS));
+        Some(e.start)
+    }
+
     #[test]
     fn small_requests_fill_broken_chunks_before_whole_ones() {
         let layout = Layout::for_device(64 << 20, None).unwrap();
         let mut maps = fresh(&layout);
         let mut space = Space::new(&mut maps, &layout);
         // A chunk taken whole, then mostly given back: it is broken.
-        let chunk = space.take_chunk(layout.block_count / 2).unwrap().unwrap();
+        let chunk = take_chunk(&mut space, layout.block_count / 2).unwrap();
         assert_eq!(chunk % CHUNK_BLOCKS, 0);
         space
             .free(Extent {
@@ -529,7 +553,7 @@ mod tests {
         let layout = Layout::for_device(64 << 20, None).unwrap();
         let mut maps = fresh(&layout);
         let mut space = Space::new(&mut maps, &layout);
-        let chunk = space.take_chunk(0).unwrap().unwrap();
+        let chunk = take_chunk(&mut space, 0).unwrap();
         assert!(chunk >= layout.data_start && chunk % CHUNK_BLOCKS == 0);
         space
             .free(Extent {
@@ -550,7 +574,7 @@ mod tests {
         assert_eq!(space.allocate_at(layout.block_count, 1).unwrap(), None);
         // Until no chunk is free whole.
         let mut taken = 1;
-        while let Some(c) = space.take_chunk(chunk).unwrap() {
+        while let Some(c) = take_chunk(&mut space, chunk) {
             assert_eq!(c % CHUNK_BLOCKS, 0);
             taken += 1;
         }

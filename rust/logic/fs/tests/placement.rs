@@ -28,7 +28,7 @@ fn written_file(v: &mut TestVolume, name: &[u8], size: u64, step: u64, order: &[
         let len = step.min(size - i * step) as usize;
         write(v, f, i * step, &pattern(i, len)).unwrap();
     }
-    v.release(f).unwrap();
+    v.release(f);
     f
 }
 
@@ -89,7 +89,7 @@ fn every_way_maps_whole_regions(v: &mut TestVolume, tag: u8) {
     for i in shuffled(FILE / step, 3 + tag as u64) {
         write(v, f, i * step, &pattern(i, step as usize)).unwrap();
     }
-    v.release(f).unwrap();
+    v.release(f);
     assert_eq!(whole_regions(v, f, REGIONS), REGIONS, "random writes");
     for i in [0, 7, FILE / step - 1] {
         assert_eq!(
@@ -150,7 +150,7 @@ fn small_files_keep_no_chunk_after_close() {
         let name = [b'f', b'0' + i as u8];
         let (f, _) = v.create(root, &name, &file(REG)).unwrap();
         write(&mut v, f, 0, &pattern(i as u64, size as usize)).unwrap();
-        v.release(f).unwrap();
+        v.release(f);
         let inode = v.inode(f).unwrap();
         // Data blocks plus the extent tree's root.
         assert!(
@@ -167,6 +167,36 @@ fn small_files_keep_no_chunk_after_close() {
     for (f, size) in files {
         assert_eq!(v.inode(f).unwrap().size, size);
     }
+    unmount_and_check(v);
+}
+
+#[test]
+fn a_region_keeps_its_chunk_while_other_files_come_and_go() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let (big, _) = v.create(root, b"big", &file(REG)).unwrap();
+    write(&mut v, big, 0, &pattern(1, 1 << 20)).unwrap();
+    // Small files, their metadata and another file's region meanwhile.
+    for i in 0..200u64 {
+        let name = alloc::format!("s{i}").into_bytes();
+        let (f, _) = v.create(root, &name, &file(REG)).unwrap();
+        write(&mut v, f, 0, &pattern(i, 4096 * (1 + i as usize % 3))).unwrap();
+        v.release(f);
+    }
+    let (other, _) = v.create(root, b"other", &file(REG)).unwrap();
+    write(&mut v, other, 4096, &pattern(2, 300 << 10)).unwrap();
+    write(&mut v, big, 1 << 20, &pattern(3, 1 << 20)).unwrap();
+    v.release(big);
+    v.release(other);
+    assert_eq!(whole_regions(&v, big, 1), 1);
+    // Closed, its chunk's free blocks are anyone's again: a full
+    // filesystem uses them.
+    let (last, _) = v.create(root, b"last", &file(REG)).unwrap();
+    let mut at = 0;
+    while write(&mut v, last, at, &[9u8; 4096]).is_ok() {
+        at += 4096;
+    }
+    assert!(v.statfs().free_blocks < 8, "{}", v.statfs().free_blocks);
     unmount_and_check(v);
 }
 
@@ -206,7 +236,7 @@ fn age(v: &mut TestVolume, seed: u64, written: u64, full_pct: u64, keep_pct: u64
             }
             at += len;
         }
-        v.release(f).unwrap();
+        v.release(f);
         done += at;
         live.push((f, name));
     }

@@ -6,7 +6,7 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{ChunkMoves, JournalState, Tx};
+use super::{Effects, JournalState, Tx};
 use crate::logic::format::{
     journal::{JournalHeader, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
@@ -123,12 +123,19 @@ impl Iterator for ChangedRuns {
 }
 
 impl<'a, M: Media> Tx<'a, M> {
+    fn effects(&self) -> Effects {
+        Effects {
+            chunk_moves: self.chunk_moves,
+            taken: self.taken,
+        }
+    }
+
     /// Makes the transaction durable and applies it. On error nothing of
     /// it is applied (the caller's in-memory state is not updated either).
     pub(in crate::logic::fs) fn commit(
         mut self,
         journal: &mut JournalState,
-    ) -> Result<(Superblock, ChunkMoves), Error> {
+    ) -> Result<(Superblock, Effects), Error> {
         // Frees and reverse-map changes feed each other (a freed rmap node
         // is a deferred free); each pass shrinks what is left.
         while self.rmap_count > 0 || self.free_count > 0 {
@@ -162,7 +169,7 @@ impl<'a, M: Media> Tx<'a, M> {
             }
         }
         if changes == 0 && !self.wrote_direct {
-            return Ok((sb, self.chunk_moves));
+            return Ok((sb, self.effects()));
         }
         let body = writer.seal_body();
         let (commit, end) = writer.commit();
@@ -215,6 +222,6 @@ impl<'a, M: Media> Tx<'a, M> {
             // failed: recovery writes it).
             self.cache.put(block, shadow);
         }
-        Ok((sb, self.chunk_moves))
+        Ok((sb, self.effects()))
     }
 }

@@ -41,13 +41,16 @@ use crate::logic::format::{
 };
 pub(super) use commit::write_backup;
 use rmap::RmapChange;
-pub(super) use space::CommittedSpace;
+pub(super) use space::{CommittedSpace, Reservations, Taken};
 pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed, TreeStore};
 
 /// A new transaction's poisoned blocks until the volume gives it its own
 /// list (`Volume::transact`); a read-only look at the free-space summary
 /// keeps none.
 static NO_POISON: Poisoned = Poisoned::NONE;
+
+/// A new transaction's reserved chunks until the volume gives it its own.
+static NO_RESERVATIONS: Reservations = Reservations::new();
 
 /// Where the next transaction goes.
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +121,18 @@ pub(super) struct Tx<'a, M: Media> {
     /// How this transaction moved chunks between free whole, partly used
     /// and full (as the device's summary counts them).
     pub(super) chunk_moves: ChunkMoves,
+    /// Chunks kept for files' regions (the volume's).
+    pub(super) reservations: &'a Reservations,
+    /// Chunks this transaction took for regions, to keep once committed.
+    pub(super) taken: Taken,
+}
+
+/// What a committed transaction leaves for the volume's memory.
+pub(super) struct Effects {
+    /// How chunks moved between free whole, partly used and full.
+    pub(super) chunk_moves: ChunkMoves,
+    /// Chunks taken for regions: `(chunk, ino)`.
+    pub(super) taken: Taken,
 }
 
 /// Changes to [`ChunkCounts`] by a transaction: the counts of the chunks
@@ -193,6 +208,8 @@ impl<'a, M: Media> Tx<'a, M> {
             hidden_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
+            reservations: &NO_RESERVATIONS,
+            taken: Taken::default(),
         }
     }
 

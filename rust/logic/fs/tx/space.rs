@@ -41,8 +41,99 @@ impl<M: Media> Tx<'_, M> {
     }
 }
 
+/// Most chunks kept for files' regions at once.
+const RESERVATIONS: usize = 256;
+
+/// Chunks kept for the 2 MiB regions of open files (in memory only): a
+/// region that took a whole chunk for its first blocks finds the rest of
+/// the chunk free when its next blocks come, in whatever order, because
+/// packed allocations go to other chunks while they can. A file's
+/// reservations end when it is closed or evicted; under space pressure the
+/// allocator uses reserved chunks too (Documentation/oxdax/allocator.rst).
+///
+/// Sorted by chunk, for the allocator's lookups.
+pub(in crate::logic::fs) struct Reservations {
+    /// `(chunk, ino)`: `chunk` is a chunk's first block.
+    entries: [(u64, u64); RESERVATIONS],
+    len: usize,
+}
+
+impl Reservations {
+    pub(in crate::logic::fs) const fn new() -> Self {
+        Self {
+            entries: [(0, 0); RESERVATIONS],
+            len: 0,
+        }
+    }
+
+    fn live(&self) -> &[(u64, u64)] {
+        self.entries.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Whether the chunk starting at block `chunk` is kept for a file.
+    pub(in crate::logic::fs) fn contains(&self, chunk: u64) -> bool {
+        self.live().binary_search_by_key(&chunk, |e| e.0).is_ok()
+    }
+
+    /// Whether one more can be kept.
+    pub(in crate::logic::fs) fn has_room(&self) -> bool {
+        self.len < RESERVATIONS
+    }
+
+    /// Keeps the chunk starting at block `chunk` for inode `ino`.
+    pub(in crate::logic::fs) fn add(&mut self, chunk: u64, ino: u64) {
+        let Err(at) = self.live().binary_search_by_key(&chunk, |e| e.0) else {
+            return;
+        };
+        if self.len >= RESERVATIONS {
+            return;
+        }
+        self.entries.copy_within(at..self.len, at + 1);
+        self.entries[at] = (chunk, ino);
+        self.len += 1;
+    }
+
+    /// Ends the reservations of inode `ino`; whether it had any.
+    pub(in crate::logic::fs) fn release(&mut self, ino: u64) -> bool {
+        let before = self.len;
+        let mut kept = 0;
+        for i in 0..self.len {
+            let entry = self.entries[i];
+            if entry.1 != ino {
+                self.entries[kept] = entry;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        kept != before
+    }
+}
+
+/// Chunks a transaction took for regions, kept once it commits.
+#[derive(Clone, Copy, Default)]
+pub(in crate::logic::fs) struct Taken {
+    chunks: [(u64, u64); 4],
+    len: usize,
+}
+
+impl Taken {
+    /// Whether the chunk starting at `chunk` is one of them.
+    fn contains(&self, chunk: u64) -> bool {
+        self.chunks.iter().take(self.len).any(|e| e.0 == chunk)
+    }
+
+    /// Each `(chunk, ino)`.
+    pub(in crate::logic::fs) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.chunks.iter().take(self.len).copied()
+    }
+}
+
 impl<M: Media> SpaceStore for Tx<'_, M> {
     type Error = Error;
+    fn reserved(&self, chunk: u64) -> bool {
+        let start = chunk * CHUNK_BLOCKS;
+        self.reservations.contains(start) || self.taken.contains(start)
+    }
     fn word(&self, index: u64) -> Result<u64, Error> {
         // A chunk's bitmap words are its own (512 blocks = 8 words), so a
         // hidden chunk's words are never written back with these bits.
@@ -180,20 +271,38 @@ impl<'a, M: Media> Tx<'a, M> {
         Ok(extent)
     }
 
-    /// Takes a whole free 2 MiB chunk near `goal`, returns its first block
-    /// (`None` if none is free whole); the caller records the owners.
-    pub(in crate::logic::fs) fn take_chunk(&mut self, goal: u64) -> Result<Option<u64>, Error> {
-        if self.deferred_room() < 4 {
-            return Err(Error::NoSpace);
+    /// Whether a region may take a chunk of its own now (the transaction
+    /// and the volume can remember one more).
+    pub(in crate::logic::fs) fn may_take_chunk(&self) -> bool {
+        self.taken.len < self.taken.chunks.len() && self.reservations.has_room()
+    }
+
+    /// Allocates blocks `offset..offset + len` of a whole free chunk near
+    /// `goal` and keeps the rest of the chunk for inode `ino` (from the
+    /// commit on); `None` if no chunk is free whole or none can be kept.
+    pub(in crate::logic::fs) fn allocate_in_chunk(
+        &mut self,
+        goal: u64,
+        offset: u64,
+        len: u64,
+        ino: u64,
+    ) -> Result<Option<Extent>, Error> {
+        if self.deferred_room() < 4 || !self.may_take_chunk() {
+            return Ok(None);
         }
         let layout = self.layout;
-        let chunk = Space::new(self, &layout)
-            .take_chunk(goal)
+        let extent = Space::new(self, &layout)
+            .allocate_in_chunk(goal, offset, len)
             .map_err(space_error)?;
-        if chunk.is_some() {
-            self.sb.free_blocks = self.sb.free_blocks.saturating_sub(CHUNK_BLOCKS);
+        if let Some(extent) = extent {
+            self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
+            let chunk = extent.start - extent.start % CHUNK_BLOCKS;
+            if let Some(slot) = self.taken.chunks.get_mut(self.taken.len) {
+                *slot = (chunk, ino);
+                self.taken.len += 1;
+            }
         }
-        Ok(chunk)
+        Ok(extent)
     }
 
     pub(super) fn allocate(

@@ -4,10 +4,10 @@
 //! (allocate, punch, zero), zeroing past EOF on growth, and truncation.
 
 use super::extents::{
-    convert_unwritten, copy_blocks, extent_tree, find_extent, last_extent, map_in, replace_range,
-    split_out, zero_blocks, Blocks, Lookup, MAX_ALLOCATION, MAX_FILE_BLOCKS,
+    convert_unwritten, copy_blocks, extent_tree, find_extent, last_extent, map_in, put_extent,
+    replace_range, split_out, zero_blocks, Blocks, Lookup, MAX_ALLOCATION, MAX_FILE_BLOCKS,
 };
-use super::placement::{map_placed, place, FileHint};
+use super::placement::place;
 use super::reflink::release;
 use super::{Budget, TxNodes, Volume};
 use crate::logic::format::{
@@ -153,8 +153,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let mut block = offset >> BLOCK_SHIFT;
         let last = end.div_ceil(BLOCK_SIZE as u64);
-        // What is fallocated is the file's for good, not speculative.
-        self.speculation.forget(ino, block, last);
         let mut budget = Budget::new();
         while block < last {
             let mut steps = 0;
@@ -170,28 +168,22 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     inode.map_root = tree.root;
                     let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
                     if mapping.kind == MapKind::Hole {
-                        // A chunk's rest past the end of file would be
-                        // given back at close: none is taken for it.
                         let size = inode.size.div_ceil(BLOCK_SIZE as u64);
-                        let eof = if keep_size { size } else { size.max(last) };
-                        let hint = FileHint {
-                            blocks: eof,
-                            may_speculate: false,
-                            eof,
-                        };
+                        let blocks = if keep_size { size } else { size.max(last) };
                         let want = mapping.len.min(MAX_ALLOCATION);
-                        let placed = place(tx, &tree, at, want, hint)?;
-                        map_placed(
+                        let extent = place(tx, &tree, ino, at, want, blocks)?;
+                        put_extent(
                             tx,
                             &mut tree,
                             &mut inode,
                             ino,
                             at,
-                            &placed,
+                            extent.start,
+                            extent.len,
                             EXTENT_UNWRITTEN,
-                            eof,
                         )?;
-                        at += placed.extent.len;
+                        inode.blocks = inode.blocks.saturating_add(extent.len);
+                        at += extent.len;
                     } else {
                         at += mapping.len;
                     }
@@ -386,9 +378,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         // Never past a poisoned block (`map_data` stopped before it).
         let len = current.len;
-        let may_speculate = self.speculation.has_room();
-        let mut speculative = None;
-        let result = self.transact(|tx| {
+        self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
             if inode.file_type() != Some(FileType::Regular) {
                 return Err(Error::Invalid);
@@ -429,16 +419,21 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     }
                 }
                 MapKind::Hole => {
-                    let eof = inode.size.div_ceil(BLOCK_SIZE as u64);
-                    let hint = FileHint {
-                        blocks: eof.max(file_block + mapping.len),
-                        may_speculate,
-                        eof,
-                    };
-                    let placed = place(tx, &tree, file_block, mapping.len, hint)?;
-                    speculative =
-                        map_placed(tx, &mut tree, &mut inode, ino, file_block, &placed, 0, eof)?;
-                    let extent = placed.extent;
+                    let size = inode.size.div_ceil(BLOCK_SIZE as u64);
+                    let blocks = size.max(file_block + mapping.len);
+                    let extent = place(tx, &tree, ino, file_block, mapping.len, blocks)?;
+                    zero_blocks(tx, extent.start, extent.len)?;
+                    put_extent(
+                        tx,
+                        &mut tree,
+                        &mut inode,
+                        ino,
+                        file_block,
+                        extent.start,
+                        extent.len,
+                        0,
+                    )?;
+                    inode.blocks = inode.blocks.saturating_add(extent.len);
                     Mapping {
                         file_block,
                         len: extent.len,
@@ -462,31 +457,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             inode.map_root = tree.root;
             tx.put_inode(ino, &inode)?;
             Ok(result)
-        })?;
-        if let Some((first, end)) = speculative {
-            self.speculation.add(ino, first, end);
-        }
-        Ok(result)
+        })
     }
 
-    /// A file was closed: the speculative blocks past its end of file that
-    /// are still unwritten go back to the free space. Returns the inode's
-    /// record if blocks went.
-    pub fn release(&mut self, ino: u64) -> Result<Option<Inode>, Error> {
-        let mut trimmed = false;
-        while let Some((first, end)) = self.speculation.take(ino) {
-            let eof = self.regular(ino)?.size.div_ceil(BLOCK_SIZE as u64);
-            let first = first.max(eof);
-            if first < end {
-                self.unmap_range(ino, first, end - first, Blocks::Unwritten)?;
-                trimmed = true;
-            }
-        }
-        Ok(if trimmed {
-            Some(self.inode(ino)?)
-        } else {
-            None
-        })
+    /// A file opened for writing was closed: the chunks kept for its
+    /// regions are free for any allocation again.
+    pub fn release(&mut self, ino: u64) {
+        self.reservations.release(ino);
     }
 
     /// After data was written up to byte `end`: size becomes at least

@@ -29,18 +29,14 @@ pub(super) enum Blocks {
     All,
     /// Written blocks only (unwritten ones are preallocations to keep).
     Written,
-    /// Unwritten blocks only (speculative ones past the end of file).
-    Unwritten,
 }
 
 impl Blocks {
     /// Whether an extent with `flags` is among these blocks.
     pub(super) fn takes(self, flags: u32) -> bool {
-        let unwritten = flags & EXTENT_UNWRITTEN != 0;
         match self {
             Blocks::All => true,
-            Blocks::Written => !unwritten,
-            Blocks::Unwritten => unwritten,
+            Blocks::Written => flags & EXTENT_UNWRITTEN == 0,
         }
     }
 }

@@ -32,7 +32,7 @@ pub use namei::{END_POSITION, FIRST_POSITION};
 use super::{
     cache::BlockCache,
     checked::CheckedNodes,
-    tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Tx},
+    tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx},
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
 };
 use crate::logic::format::{
@@ -100,8 +100,8 @@ pub struct Volume<M: Media, S: Scratch> {
     zero_chunk: Option<u64>,
     /// Blocks with failed memory (`poison`).
     poisoned: Poisoned,
-    /// Unwritten blocks past the end of open files, given back at close.
-    speculation: placement::Speculation,
+    /// Chunks kept for the regions of open files.
+    reservations: Reservations,
     /// The data area's chunks: free whole, partly used, full.
     chunks: ChunkCounts,
 }
@@ -185,7 +185,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             orphans: 0,
             zero_chunk: None,
             poisoned: Poisoned::NONE,
-            speculation: placement::Speculation::new(),
+            reservations: Reservations::new(),
             chunks: ChunkCounts::default(),
         };
         volume.count_chunks().map_err(|e| match e {
@@ -467,11 +467,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
+        tx.reservations = &self.reservations;
         let value = op(&mut tx)?;
         match tx.commit(&mut self.journal) {
-            Ok((sb, moves)) => {
+            Ok((sb, effects)) => {
                 self.sb = sb;
-                moves.apply(&mut self.chunks);
+                effects.chunk_moves.apply(&mut self.chunks);
+                for (chunk, ino) in effects.taken.iter() {
+                    self.reservations.add(chunk, ino);
+                }
                 Ok(value)
             }
             Err(e) => {

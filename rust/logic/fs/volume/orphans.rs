@@ -23,9 +23,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Frees `ino` and its blocks if it has no links left (called when the
     /// last user is gone); nothing otherwise.
     pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
-        // Its speculative blocks were given back at close; a number used
-        // again must not find its ranges.
-        self.speculation.forget(ino, 0, u64::MAX);
+        // Its reservations ended at close; a number used again must not
+        // find any.
+        self.reservations.release(ino);
         let inode = self.inode(ino)?;
         if inode.nlink != 0 {
             return Ok(());
