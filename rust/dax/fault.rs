@@ -115,7 +115,9 @@ impl Engine {
                     Fallback::OutsideVma => &c.fallback_outside_vma,
                     Fallback::PastEof => &c.fallback_past_eof,
                     Fallback::SmallEntries => &c.fallback_small_entries,
-                    Fallback::Extent => &c.fallback_extent,
+                    Fallback::Split => &c.fallback_split,
+                    Fallback::Unaligned => &c.fallback_unaligned,
+                    Fallback::NoZeroChunk => &c.fallback_no_zero_chunk,
                 });
                 FAULT_FALLBACK
             }
@@ -304,23 +306,27 @@ impl Engine {
                 Blocks::Data(offset) => Want::Blocks(self.frame(offset)),
             });
         }
+        if map.pages < PMD_PAGES {
+            return Err(Stop::Fallback(Fallback::Split));
+        }
         match map.blocks {
-            Blocks::Data(offset)
-                if map.pages >= PMD_PAGES && self.frame(offset) % PMD_PAGES == 0 =>
-            {
+            Blocks::Data(offset) if self.frame(offset) % PMD_PAGES == 0 => {
                 Ok(Want::Blocks(self.frame(offset)))
             }
-            Blocks::Hole | Blocks::Unwritten(_) if map.pages >= PMD_PAGES && !write => {
+            Blocks::Data(_) => Err(Stop::Fallback(Fallback::Unaligned)),
+            Blocks::Hole | Blocks::Unwritten(_) if !write => {
                 match self.zero_chunk.load(Ordering::Relaxed) {
                     // On a device whose frames are not 2 MiB aligned the
                     // chunk cannot be PMD-mapped either.
                     offset if offset != u64::MAX && self.frame(offset) % PMD_PAGES == 0 => {
                         Ok(Want::Zero(self.frame(offset)))
                     }
-                    _ => Err(Stop::Fallback(Fallback::Extent)),
+                    _ => Err(Stop::Fallback(Fallback::NoZeroChunk)),
                 }
             }
-            _ => Err(Stop::Fallback(Fallback::Extent)),
+            // A write answer maps blocks: this one would be the mapper's
+            // mistake; 4 KiB faults ask again.
+            Blocks::Hole | Blocks::Unwritten(_) => Err(Stop::Fallback(Fallback::Split)),
         }
     }
 

@@ -167,8 +167,12 @@ pub(crate) struct Counters {
     pub(crate) fallback_past_eof: AtomicU64,
     /// 4 KiB entries exist in the range.
     pub(crate) fallback_small_entries: AtomicU64,
-    /// The blocks are not one 2 MiB-aligned run (split, or fragmented).
-    pub(crate) fallback_extent: AtomicU64,
+    /// The blocks are fewer than 2 MiB in one run (an extent ends inside).
+    pub(crate) fallback_split: AtomicU64,
+    /// One run, not 2 MiB-aligned on the device (a fragmented chunk).
+    pub(crate) fallback_unaligned: AtomicU64,
+    /// A 2 MiB hole with no zero chunk to map (read-only mounts).
+    pub(crate) fallback_no_zero_chunk: AtomicU64,
     /// Writes to read-only PTEs (`pfn_mkwrite`).
     pub(crate) fault_mkwrite: AtomicU64,
     /// Faults refused with SIGBUS (past the end of file, I/O errors).
@@ -253,7 +257,7 @@ impl Engine {
     /// Publishes the counters in `dir` (debugfs `oxdax/<device>/`), which
     /// keeps them alive.
     pub(crate) fn publish(&self, dir: &mut debugfs::CounterDir) -> Result {
-        let files: [debugfs::CounterFile<'_, Counters>; 16] = [
+        let files: [debugfs::CounterFile<'_, Counters>; 18] = [
             (kernel::c_str!("fault_pte"), |c| &c.fault_pte),
             (kernel::c_str!("fault_pmd"), |c| &c.fault_pmd),
             (kernel::c_str!("fault_zero"), |c| &c.fault_zero),
@@ -276,7 +280,13 @@ impl Engine {
             (kernel::c_str!("fallback_small_entries"), |c| {
                 &c.fallback_small_entries
             }),
-            (kernel::c_str!("fallback_extent"), |c| &c.fallback_extent),
+            (kernel::c_str!("fallback_split"), |c| &c.fallback_split),
+            (kernel::c_str!("fallback_unaligned"), |c| {
+                &c.fallback_unaligned
+            }),
+            (kernel::c_str!("fallback_no_zero_chunk"), |c| {
+                &c.fallback_no_zero_chunk
+            }),
             (kernel::c_str!("fault_mkwrite"), |c| &c.fault_mkwrite),
             (kernel::c_str!("fault_sigbus"), |c| &c.fault_sigbus),
             (kernel::c_str!("writeback_entries"), |c| {

@@ -163,9 +163,14 @@ pub enum Fallback {
     PastEof,
     /// 4 KiB entries exist in the range.
     SmallEntries,
-    /// The blocks are not one 2 MiB-aligned extent (or a hole with no
-    /// zero chunk to map it).
-    Extent,
+    /// The blocks are fewer than 2 MiB in one run: an extent (or a hole)
+    /// ends inside the 2 MiB.
+    Split,
+    /// The blocks are one run of 2 MiB that is not 2 MiB-aligned on the
+    /// device (placed in a fragmented chunk).
+    Unaligned,
+    /// A 2 MiB hole read with no zero chunk to map it (read-only mounts).
+    NoZeroChunk,
 }
 
 /// The first file page of the PMD `window` could map, or why not.
