@@ -443,16 +443,7 @@ pub(super) fn convert_unwritten<M: Media>(
         mapping.file_block,
         mapping.len,
         |tx, tree, piece| {
-            split_out(
-                tx,
-                tree,
-                inode,
-                ino,
-                piece.start,
-                piece.extent,
-                piece.at,
-                piece.len,
-            )?;
+            piece.split_out(tx, tree, inode, ino)?;
             put_extent(
                 tx,
                 tree,
@@ -479,6 +470,26 @@ impl Piece {
     /// Device block of `at`.
     fn physical(&self) -> u64 {
         self.extent.physical + (self.at - self.start)
+    }
+
+    /// Takes this part out of its record ([`split_out`]).
+    fn split_out<M: Media>(
+        &self,
+        tx: &mut Tx<'_, M>,
+        tree: &mut Tree<Extents>,
+        inode: &mut Inode,
+        ino: u64,
+    ) -> Result<(), Error> {
+        split_out(
+            tx,
+            tree,
+            inode,
+            ino,
+            self.start,
+            self.extent,
+            self.at,
+            self.len,
+        )
     }
 }
 
@@ -600,18 +611,8 @@ pub(super) fn replace_range<M: Media>(
     physical: u64,
 ) -> Result<(), Error> {
     for_each_record(tx, tree, file_block, len, |tx, tree, piece| {
-        let old = piece.physical();
-        split_out(
-            tx,
-            tree,
-            inode,
-            ino,
-            piece.start,
-            piece.extent,
-            piece.at,
-            piece.len,
-        )?;
-        release(tx, old, piece.len)?;
+        piece.split_out(tx, tree, inode, ino)?;
+        release(tx, piece.physical(), piece.len)?;
         let new = physical + (piece.at - file_block);
         put_extent(tx, tree, inode, ino, piece.at, new, piece.len, 0)
     })
