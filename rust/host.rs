@@ -23,6 +23,7 @@ pub struct HeapScratch {
     tags: alloc::vec::Vec<u64>,
     log: alloc::vec::Vec<u8>,
     deferred: alloc::vec::Vec<u64>,
+    reservations: alloc::vec::Vec<u64>,
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     cache: core::cell::RefCell<HeapCache>,
@@ -49,6 +50,7 @@ impl HeapScratch {
             tags: alloc::vec![0; fs::TX_MAX_BLOCKS],
             log: alloc::vec![0; fs::TX_LOG_BYTES],
             deferred: alloc::vec![0; fs::DEFERRED_WORDS],
+            reservations: alloc::vec![0; fs::RESERVATION_WORDS],
             spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
             checked: (0..fs::CHECKED_NODE_SLOTS)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
@@ -78,6 +80,7 @@ impl fs::Scratch for HeapScratch {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
+            reservations: &mut self.reservations,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::{
         format::BLOCK_SIZE,
         fs::{
             CacheSlots, Media, MediaFault, Parts, Scratch, CACHE_SLOTS, CHECKED_NODE_SLOTS,
-            DEFERRED_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            DEFERRED_WORDS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -104,6 +104,7 @@ pub(crate) struct Buffers {
     numbers: KVec<u64>,
     log: VVec<u8>,
     deferred: KVec<u64>,
+    reservations: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
     checked: KVec<AtomicU64>,
     cache: RefCell<CacheMemory>,
@@ -126,6 +127,8 @@ impl Buffers {
         log.extend_with(TX_LOG_BYTES, 0u8, GFP_KERNEL)?;
         let mut deferred = KVec::new();
         deferred.extend_with(DEFERRED_WORDS, 0u64, GFP_KERNEL)?;
+        let mut reservations = KVec::new();
+        reservations.extend_with(RESERVATION_WORDS, 0u64, GFP_KERNEL)?;
         let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
         let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
         for _ in 0..CHECKED_NODE_SLOTS {
@@ -137,6 +140,7 @@ impl Buffers {
             numbers,
             log,
             deferred,
+            reservations,
             spare,
             checked,
             cache: RefCell::new(CacheMemory { slots, tags }),
@@ -155,6 +159,7 @@ impl Scratch for Buffers {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
+            reservations: &mut self.reservations,
         }
     }
 

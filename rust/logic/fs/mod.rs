@@ -16,6 +16,7 @@
 pub use cache::{CacheSlots, CACHE_SLOTS};
 pub use checked::CHECKED_NODE_SLOTS;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
+pub use tx::RESERVATION_WORDS;
 
 use crate::logic::format::{
     btree::Corruption,
@@ -96,6 +97,10 @@ pub struct Parts<'a> {
     /// The metadata cache ([`CACHE_SLOTS`] slots, empty at mount; shared
     /// by every transaction and lookup).
     pub cache: &'a RefCell<dyn CacheSlots + 'a>,
+    /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
+    /// files' regions (here rather than in the volume, which a mount
+    /// moves on the kernel stack).
+    pub reservations: &'a mut [u64],
 }
 
 /// Blocks a transaction may change; a larger operation is split into

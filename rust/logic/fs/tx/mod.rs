@@ -41,6 +41,7 @@ use crate::logic::format::{
 };
 pub(super) use commit::write_backup;
 use rmap::RmapChange;
+pub use space::RESERVATION_WORDS;
 pub(super) use space::{CommittedSpace, Reservations, Taken};
 pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed, TreeStore};
 
@@ -48,9 +49,6 @@ pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed
 /// list (`Volume::transact`); a read-only look at the free-space summary
 /// keeps none.
 static NO_POISON: Poisoned = Poisoned::NONE;
-
-/// A new transaction's reserved chunks until the volume gives it its own.
-static NO_RESERVATIONS: Reservations = Reservations::new();
 
 /// Where the next transaction goes.
 #[derive(Clone, Copy, Debug)]
@@ -121,8 +119,8 @@ pub(super) struct Tx<'a, M: Media> {
     /// How this transaction moved chunks between free whole, partly used
     /// and full (as the device's summary counts them).
     pub(super) chunk_moves: ChunkMoves,
-    /// Chunks kept for files' regions (the volume's).
-    pub(super) reservations: &'a Reservations,
+    /// Chunks kept for files' regions ([`Reservations`]' words).
+    pub(super) reservations: &'a [u64],
     /// Chunks this transaction took for regions, to keep once committed.
     pub(super) taken: Taken,
 }
@@ -208,7 +206,7 @@ impl<'a, M: Media> Tx<'a, M> {
             hidden_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
-            reservations: &NO_RESERVATIONS,
+            reservations: parts.reservations,
             taken: Taken::default(),
         }
     }

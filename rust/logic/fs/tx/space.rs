@@ -44,6 +44,10 @@ impl<M: Media> Tx<'_, M> {
 /// Most chunks kept for files' regions at once.
 const RESERVATIONS: usize = 256;
 
+/// Words of [`crate::logic::fs::Parts::reservations`]: a count, then
+/// `(chunk, ino)` pairs.
+pub const RESERVATION_WORDS: usize = 1 + 2 * RESERVATIONS;
+
 /// Chunks kept for the 2 MiB regions of open files (in memory only): a
 /// region that took a whole chunk for its first blocks finds the rest of
 /// the chunk free when its next blocks come, in whatever order, because
@@ -51,61 +55,100 @@ const RESERVATIONS: usize = 256;
 /// reservations end when it is closed or evicted; under space pressure the
 /// allocator uses reserved chunks too (Documentation/oxdax/allocator.rst).
 ///
-/// Sorted by chunk, for the allocator's lookups.
-pub(in crate::logic::fs) struct Reservations {
-    /// `(chunk, ino)`: `chunk` is a chunk's first block.
-    entries: [(u64, u64); RESERVATIONS],
-    len: usize,
-}
+/// Kept in the scratch memory's words (`W`: `&[u64]` to read, `&mut
+/// [u64]` to change): a count, then `(chunk, ino)` pairs sorted by chunk
+/// (a chunk's first block), for the allocator's lookups.
+pub(in crate::logic::fs) struct Reservations<W>(pub(in crate::logic::fs) W);
 
-impl Reservations {
-    pub(in crate::logic::fs) const fn new() -> Self {
-        Self {
-            entries: [(0, 0); RESERVATIONS],
-            len: 0,
-        }
+impl<W: AsRef<[u64]>> Reservations<W> {
+    fn words(&self) -> &[u64] {
+        self.0.as_ref()
     }
 
-    fn live(&self) -> &[(u64, u64)] {
-        self.entries.get(..self.len).unwrap_or(&[])
+    fn len(&self) -> usize {
+        let room = self.words().len().saturating_sub(1) / 2;
+        self.words()
+            .first()
+            .map_or(0, |&n| usize::try_from(n).unwrap_or(room).min(room))
+    }
+
+    /// Entry `i`: `(chunk, ino)`.
+    fn entry(&self, i: usize) -> (u64, u64) {
+        let w = self.words();
+        (
+            w.get(1 + 2 * i).copied().unwrap_or(0),
+            w.get(2 + 2 * i).copied().unwrap_or(0),
+        )
+    }
+
+    /// Where `chunk` is, or would go.
+    fn search(&self, chunk: u64) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.entry(mid).0.cmp(&chunk) {
+                core::cmp::Ordering::Less => low = mid + 1,
+                core::cmp::Ordering::Greater => high = mid,
+                core::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
     }
 
     /// Whether the chunk starting at block `chunk` is kept for a file.
     pub(in crate::logic::fs) fn contains(&self, chunk: u64) -> bool {
-        self.live().binary_search_by_key(&chunk, |e| e.0).is_ok()
+        self.search(chunk).is_ok()
     }
 
     /// Whether one more can be kept.
     pub(in crate::logic::fs) fn has_room(&self) -> bool {
-        self.len < RESERVATIONS
+        self.len() < self.words().len().saturating_sub(1) / 2
+    }
+}
+
+impl<W: AsRef<[u64]> + AsMut<[u64]>> Reservations<W> {
+    fn set(&mut self, i: usize, (chunk, ino): (u64, u64)) {
+        let w = self.0.as_mut();
+        if let Some(pair) = w.get_mut(1 + 2 * i..3 + 2 * i) {
+            pair.copy_from_slice(&[chunk, ino]);
+        }
     }
 
-    /// Keeps the chunk starting at block `chunk` for inode `ino`.
+    fn set_len(&mut self, len: usize) {
+        if let Some(n) = self.0.as_mut().first_mut() {
+            *n = len as u64;
+        }
+    }
+
+    /// Keeps the chunk starting at block `chunk` for inode `ino` (nothing
+    /// if there is no room).
     pub(in crate::logic::fs) fn add(&mut self, chunk: u64, ino: u64) {
-        let Err(at) = self.live().binary_search_by_key(&chunk, |e| e.0) else {
+        let Err(at) = self.search(chunk) else {
             return;
         };
-        if self.len >= RESERVATIONS {
+        if !self.has_room() {
             return;
         }
-        self.entries.copy_within(at..self.len, at + 1);
-        self.entries[at] = (chunk, ino);
-        self.len += 1;
+        let len = self.len();
+        for i in (at..len).rev() {
+            let entry = self.entry(i);
+            self.set(i + 1, entry);
+        }
+        self.set(at, (chunk, ino));
+        self.set_len(len + 1);
     }
 
-    /// Ends the reservations of inode `ino`; whether it had any.
-    pub(in crate::logic::fs) fn release(&mut self, ino: u64) -> bool {
-        let before = self.len;
+    /// Ends the reservations of inode `ino`.
+    pub(in crate::logic::fs) fn release(&mut self, ino: u64) {
         let mut kept = 0;
-        for i in 0..self.len {
-            let entry = self.entries[i];
+        for i in 0..self.len() {
+            let entry = self.entry(i);
             if entry.1 != ino {
-                self.entries[kept] = entry;
+                self.set(kept, entry);
                 kept += 1;
             }
         }
-        self.len = kept;
-        kept != before
+        self.set_len(kept);
     }
 }
 
@@ -132,7 +175,7 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     type Error = Error;
     fn reserved(&self, chunk: u64) -> bool {
         let start = chunk * CHUNK_BLOCKS;
-        self.reservations.contains(start) || self.taken.contains(start)
+        Reservations(self.reservations).contains(start) || self.taken.contains(start)
     }
     fn word(&self, index: u64) -> Result<u64, Error> {
         // A chunk's bitmap words are its own (512 blocks = 8 words), so a
@@ -274,7 +317,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Whether a region may take a chunk of its own now (the transaction
     /// and the volume can remember one more).
     pub(in crate::logic::fs) fn may_take_chunk(&self) -> bool {
-        self.taken.len < self.taken.chunks.len() && self.reservations.has_room()
+        self.taken.len < self.taken.chunks.len() && Reservations(self.reservations).has_room()
     }
 
     /// Allocates blocks `offset..offset + len` of a whole free chunk near
@@ -356,5 +399,34 @@ impl<'a, M: Media> Tx<'a, M> {
             self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_stay_sorted_and_end_per_file() {
+        let mut words = [0u64; RESERVATION_WORDS];
+        let mut r = Reservations(&mut words[..]);
+        for (i, chunk) in [5u64, 1, 9, 3, 7].into_iter().enumerate() {
+            r.add(chunk * CHUNK_BLOCKS, 100 + i as u64 % 2);
+        }
+        r.add(3 * CHUNK_BLOCKS, 42);
+        assert_eq!(r.len(), 5);
+        assert!((0..4).all(|i| r.entry(i).0 < r.entry(i + 1).0));
+        assert!(r.contains(7 * CHUNK_BLOCKS) && !r.contains(2 * CHUNK_BLOCKS));
+        r.release(100);
+        assert_eq!(r.len(), 2);
+        assert!(r.contains(1 * CHUNK_BLOCKS) && r.contains(3 * CHUNK_BLOCKS));
+        assert!(!r.contains(5 * CHUNK_BLOCKS));
+        for chunk in 10..10 + RESERVATIONS as u64 {
+            r.add(chunk * CHUNK_BLOCKS, 7);
+        }
+        assert!(!r.has_room() && r.len() == RESERVATIONS);
+        // A count the words cannot hold reads as what they hold.
+        words[0] = u64::MAX;
+        assert_eq!(Reservations(&words[..]).len(), RESERVATIONS);
     }
 }

@@ -463,7 +463,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// A file opened for writing was closed: the chunks kept for its
     /// regions are free for any allocation again.
     pub fn release(&mut self, ino: u64) {
-        self.reservations.release(ino);
+        self.reservations().release(ino);
     }
 
     /// After data was written up to byte `end`: size becomes at least

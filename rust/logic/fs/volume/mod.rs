@@ -100,8 +100,6 @@ pub struct Volume<M: Media, S: Scratch> {
     zero_chunk: Option<u64>,
     /// Blocks with failed memory (`poison`).
     poisoned: Poisoned,
-    /// Chunks kept for the regions of open files.
-    reservations: Reservations,
     /// The data area's chunks: free whole, partly used, full.
     chunks: ChunkCounts,
 }
@@ -185,7 +183,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             orphans: 0,
             zero_chunk: None,
             poisoned: Poisoned::NONE,
-            reservations: Reservations::new(),
             chunks: ChunkCounts::default(),
         };
         volume.count_chunks().map_err(|e| match e {
@@ -467,14 +464,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
-        tx.reservations = &self.reservations;
         let value = op(&mut tx)?;
         match tx.commit(&mut self.journal) {
             Ok((sb, effects)) => {
                 self.sb = sb;
                 effects.chunk_moves.apply(&mut self.chunks);
+                let mut reservations = self.reservations();
                 for (chunk, ino) in effects.taken.iter() {
-                    self.reservations.add(chunk, ino);
+                    reservations.add(chunk, ino);
                 }
                 Ok(value)
             }
@@ -485,6 +482,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 Err(e)
             }
         }
+    }
+
+    /// The chunks kept for the regions of open files.
+    fn reservations(&mut self) -> Reservations<&mut [u64]> {
+        Reservations(self.scratch.parts().reservations)
     }
 
     /// A reader of the committed state, through the cache, that trusts the

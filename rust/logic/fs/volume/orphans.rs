@@ -25,7 +25,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
         // Its reservations ended at close; a number used again must not
         // find any.
-        self.reservations.release(ino);
+        self.reservations().release(ino);
         let inode = self.inode(ino)?;
         if inode.nlink != 0 {
             return Ok(());
