@@ -200,6 +200,30 @@ fn a_region_keeps_its_chunk_while_other_files_come_and_go() {
     unmount_and_check(v);
 }
 
+#[test]
+fn copy_on_write_in_pieces_makes_whole_regions() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let size = 4u64 << 20;
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    write(&mut v, a, 0, &pattern(1, size as usize)).unwrap();
+    let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+    v.reflink(a, 0, b, 0, size, T0).unwrap();
+    // Overwritten in 1 MiB and 64 KiB pieces: each copy continues the
+    // one before it in a chunk of its own.
+    for (i, step) in [(0u64, 1u64 << 20), (1, 64 << 10)] {
+        let region = i * (2 << 20);
+        for at in (region..region + (2 << 20)).step_by(step as usize) {
+            write(&mut v, b, at, &pattern(at, step as usize)).unwrap();
+        }
+    }
+    v.release(b);
+    assert_eq!(whole_regions(&v, b, 2), 2);
+    assert!(read(&v, a, 0, size as usize) == pattern(1, size as usize));
+    assert!(read(&v, b, 3 << 20, 4096) == pattern(3 << 20, 64 << 10)[..4096]);
+    unmount_and_check(v);
+}
+
 /// Ages `v`: files of 4 KiB to 6 MiB created, appended to and deleted
 /// until `written` bytes went in and it is `full_pct` full, then deleted
 /// down to `keep_pct`.

@@ -7,7 +7,7 @@ use super::extents::{
     convert_unwritten, copy_blocks, extent_tree, find_extent, last_extent, map_in, put_extent,
     replace_range, split_out, zero_blocks, Blocks, Lookup, MAX_ALLOCATION, MAX_FILE_BLOCKS,
 };
-use super::placement::place;
+use super::placement::{place, place_copy};
 use super::reflink::release;
 use super::{Budget, TxNodes, Volume};
 use crate::logic::format::{
@@ -392,8 +392,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     // ones), then point the range at them; the old blocks
                     // lose one reference. Never write a shared block in
                     // place, unwritten or not.
-                    let goal = mapping.physical;
-                    let extent = tx.allocate_data(mapping.len, goal)?;
+                    let size = inode.size.div_ceil(BLOCK_SIZE as u64);
+                    let extent = place_copy(tx, &tree, ino, &mapping, size)?;
                     if mapping.kind == MapKind::Data {
                         copy_blocks(tx, mapping.physical, extent.start, extent.len)?;
                     } else {

@@ -19,9 +19,10 @@
 //!   chunks already broken ([`crate::logic::format::space`]).
 
 use super::extents::{extent_before, find_extent, goal_for, Lookup};
+use super::reflink::shared_run;
 use super::TxNodes;
 use crate::logic::format::{btree::Tree, kinds::Extents, space::Extent, CHUNK_BLOCKS};
-use crate::logic::fs::{tx::Tx, Error, Media};
+use crate::logic::fs::{tx::Tx, Error, Mapping, Media};
 
 /// A file smaller than this (in blocks) is small: its blocks are packed
 /// with other small allocations instead of taking a chunk of their own
@@ -63,6 +64,47 @@ pub(super) fn place<M: Media>(
         }
     }
     tx.allocate_data(want, goal)
+}
+
+/// Places the new blocks for a copy of shared blocks `shared` (the file's
+/// blocks from `shared.file_block`, copy-on-write) of inode `ino`, which
+/// is `blocks` long: as [`place`] would for a hole, except that shared
+/// blocks around are no neighbours (they are not the file's own run) and
+/// the copy's first blocks are placed, at most up to the region's end
+/// (callers loop).
+pub(super) fn place_copy<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &Tree<Extents>,
+    ino: u64,
+    shared: &Mapping,
+    blocks: u64,
+) -> Result<Extent, Error> {
+    let at = shared.file_block;
+    let want = shared.len;
+    let region = at - at % CHUNK_BLOCKS;
+    if at == region && want >= CHUNK_BLOCKS {
+        return tx.allocate_data(want, shared.physical);
+    }
+    let want = want.min(region + CHUNK_BLOCKS - at);
+    // The file's own blocks just before, in the region: continue them.
+    if let Some((start, extent)) = extent_before(tree, &TxNodes(tx), &tx.sb.layout, at)? {
+        let end = start + u64::from(extent.len);
+        let (shared_before, _) =
+            shared_run(&tx.sb, &TxNodes(tx), extent.physical, u64::from(extent.len))?;
+        if end == at && start < at && end > region && !shared_before {
+            let block = extent.physical + (at - start);
+            if let Some(extent) = tx.allocate_at(block, want)? {
+                return Ok(extent);
+            }
+        }
+    }
+    let small = blocks < SMALL_FILE_BLOCKS && want < SMALL_FILE_BLOCKS;
+    if !small {
+        if let Some(extent) = tx.allocate_in_chunk(shared.physical, at - region, want, ino)? {
+            return Ok(extent);
+        }
+    }
+    tx.allocate_data(want, shared.physical)
 }
 
 /// If the region of file block `at` has blocks already (the extent before
