@@ -6,7 +6,9 @@
 # poisoned block shared by 100 reflinked files was handled: daxbench's
 # child, which maps all of them and asked for early kill, must have been
 # signalled with BUS_MCEERR_AO and see no page of them mapped any more.
-# No timing is asserted.
+# The aging section's commands run on a 128 MiB oxdax aged by the ager:
+# new files given their blocks by fallocate, 1 MiB writes and store faults
+# must be at least 99 % PMD-mapped. No timing is asserted.
 set -eu
 disk=/dev/oxpmem0
 export DAXBENCH_QUICK=1
@@ -64,6 +66,20 @@ rm /mnt/bench/fragments
 umount /mnt/bench
 fsck.oxdax $disk
 echo "# oxdax: every measurement ran"
+
+mkfs.oxdax -f $disk 128M > /dev/null
+mount -t oxdax $disk /mnt/bench
+daxbench age /mnt/bench 85 30 60 1 > /tmp/out
+expect /tmp/out ager_sec ager_written_MiB ager_used_pct_max ager_used_pct ager_files
+for kind in fallocated written faulted; do
+	daxbench placement /mnt/bench $kind > /tmp/out
+	expect /tmp/out pmd_mapped_fraction
+	awk '$1 == "pmd_mapped_fraction" { exit !($2 >= 0.99) }' /tmp/out || {
+		echo "aged oxdax, $kind: under 99 % of the file PMD-mapped:"; cat /tmp/out; exit 1; }
+done
+umount /mnt/bench
+fsck.oxdax $disk
+echo "# oxdax: aged, new files PMD-mapped"
 
 mkfs.xfs -q -f -m reflink=1,rmapbt=1 $disk
 mount -o dax=always $disk /mnt/bench
