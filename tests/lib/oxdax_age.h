@@ -180,6 +180,8 @@ static inline int age_step(struct age_state *s, bool grow)
 
 	s->st->steps++;
 	/* Growing: 55 % create, 25 % append, 20 % delete. Full: delete. */
+	if (!grow && !s->live)
+		return -ENOSPC;		/* full of what is not the ager's */
 	if (!grow || op >= 80 || s->live == AGE_MAX_FILES)
 		return age_delete(s, r_file);
 	if (op < 55 || !s->live) {
