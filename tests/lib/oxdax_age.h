@@ -258,14 +258,16 @@ static inline int age_fs(const char *dir, const struct age_params *p, struct age
 				(unsigned long long)(target >> 20));
 	}
 
-	/* 2. Thin to the final fullness (sync: xfs frees in the background). */
+	/* 2. Thin to the final fullness. xfs frees unlinked files in the
+	 * background: near the target every reading follows a sync, so that
+	 * it does not delete past it. */
+	sync();
+	used = age_used_pct(dir, NULL);
 	while (!ret && used > p->final_pct && s.live) {
 		ret = age_delete(&s, age_rand(&s.rng));
-		used = age_used_pct(dir, NULL);
-		if (used <= p->final_pct) {
+		if (used <= p->final_pct + 10)
 			sync();
-			used = age_used_pct(dir, NULL);
-		}
+		used = age_used_pct(dir, NULL);
 	}
 	sync();
 	st->used_pct = age_used_pct(dir, NULL);
