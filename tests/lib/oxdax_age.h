@@ -7,17 +7,19 @@
  *  1. churn: create a file (write(2) in mixed chunk sizes), append to a
  *     live file, or delete one, with sizes from 4 KiB to 8 MiB (most files
  *     small, as on real filesystems; sizes not page multiples), until the
- *     filesystem is at least @full_pct % full (statvfs) and at least
- *     @written_x10 / 10 times its size has been written. While at or above
- *     @full_pct % it deletes rather than grows, so the churn runs at that
- *     fullness; ENOSPC counts as full.
+ *     filesystem is at least @full_pct % full and at least @written_x10 /
+ *     10 times its size has been written. While at or above @full_pct % it
+ *     deletes rather than grows, so the churn runs at that fullness;
+ *     ENOSPC counts as full.
  *  2. thin: delete files at random until it is at most @final_pct % full.
  *
- * Each step draws the same number of random numbers whatever it does, so
- * one seed gives one sequence of operations on a given filesystem; only
- * statvfs decides between growing and deleting (xfs frees unlinked inodes
- * in the background, which may move that boundary by a few steps). Works on
- * any filesystem: files only, under DIR/age/, with plain system calls.
+ * Fullness is counted by the ager: what statvfs showed in use at the
+ * start plus the live files' sizes in 4 KiB pages, of statvfs's size. So
+ * one seed gives one sequence of operations on every run on a filesystem
+ * of that size (statvfs itself moves with background work: xfs frees
+ * unlinked inodes later; metadata is not counted, so statvfs shows a
+ * little more at the end, which the stats report). Works on any
+ * filesystem: files only, under DIR/age/, with plain system calls.
  *
  * Plain C, no test harness: age_fs() returns 0 or -errno and fills
  * struct age_stats.
@@ -52,7 +54,7 @@ struct age_stats {
 	unsigned long creates, appends, deletes, enospc, steps;
 	unsigned long live;		/* files left */
 	unsigned int used_pct_max;	/* fullest statvfs reading */
-	unsigned int used_pct;		/* fullness at the end */
+	unsigned int used_pct;		/* statvfs's fullness at the end */
 };
 
 #define AGE_DIR "age"
@@ -107,7 +109,10 @@ struct age_state {
 	const char *dir;
 	uint64_t rng;
 	uint32_t *ids;			/* live files' numbers */
+	uint64_t *sizes;		/* and sizes */
 	unsigned long live;
+	uint64_t used;			/* bytes in use: at the start + live files' pages */
+	uint64_t capacity;		/* statvfs size */
 	uint32_t next_id;
 	char *buf;
 	struct age_stats *st;
@@ -133,9 +138,20 @@ static inline unsigned int age_used_pct(const char *dir, uint64_t *fs_bytes)
 	return (unsigned int)(100 * (v.f_blocks - v.f_bfree) / v.f_blocks);
 }
 
-/* Appends @len bytes to @fd in write(2) calls of mixed sizes; returns 0,
- * -ENOSPC (what was written stays) or -errno. */
-static inline int age_append(struct age_state *s, int fd, uint64_t len)
+static inline uint64_t age_pages(uint64_t bytes)
+{
+	return (bytes + 4095) / 4096 * 4096;
+}
+
+/* Fullness in percent as the ager counts it (deterministic). */
+static inline unsigned int age_counted_pct(const struct age_state *s)
+{
+	return (unsigned int)(100 * s->used / s->capacity);
+}
+
+/* Appends @len bytes to live file @i, open as @fd, in write(2) calls of
+ * mixed sizes; returns 0, -ENOSPC (what was written stays) or -errno. */
+static inline int age_append(struct age_state *s, unsigned long i, int fd, uint64_t len)
 {
 	while (len) {
 		size_t n = age_chunk_size(age_rand(&s->rng));
@@ -149,6 +165,8 @@ static inline int age_append(struct age_state *s, int fd, uint64_t len)
 		if (got < 0)
 			return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
 		s->st->written += got;
+		s->used += age_pages(s->sizes[i] + got) - age_pages(s->sizes[i]);
+		s->sizes[i] += got;
 		if ((size_t)got < n)
 			return -ENOSPC;
 		len -= got;
@@ -165,7 +183,9 @@ static inline int age_delete(struct age_state *s, uint64_t r)
 	i = r % s->live;
 	if (unlink(age_name(s, s->ids[i])))
 		return -errno;
+	s->used -= age_pages(s->sizes[i]);
 	s->ids[i] = s->ids[--s->live];
+	s->sizes[i] = s->sizes[s->live];
 	s->st->deletes++;
 	return 0;
 }
@@ -190,16 +210,19 @@ static inline int age_step(struct age_state *s, bool grow)
 		fd = open(age_name(s, id), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0)
 			return errno == ENOSPC ? -ENOSPC : -errno;
-		s->ids[s->live++] = id;
+		s->ids[s->live] = id;
+		s->sizes[s->live] = 0;
 		s->st->creates++;
-		ret = age_append(s, fd, age_file_size(r_size1, r_size2));
+		ret = age_append(s, s->live++, fd, age_file_size(r_size1, r_size2));
 	} else {
-		fd = open(age_name(s, s->ids[r_file % s->live]), O_WRONLY | O_APPEND);
+		unsigned long i = r_file % s->live;
+
+		fd = open(age_name(s, s->ids[i]), O_WRONLY | O_APPEND);
 		if (fd < 0)
 			return -errno;
 		s->st->appends++;
 		/* An append: up to a quarter of a new file's size mix. */
-		ret = age_append(s, fd, age_file_size(r_size1, r_size2) / 4 + 1);
+		ret = age_append(s, i, fd, age_file_size(r_size1, r_size2) / 4 + 1);
 	}
 	if (close(fd) && !ret)
 		ret = errno == ENOSPC ? -ENOSPC : -errno;
@@ -214,61 +237,58 @@ static inline int age_step(struct age_state *s, bool grow)
 static inline int age_fs(const char *dir, const struct age_params *p, struct age_stats *st)
 {
 	struct age_state s = { .dir = dir, .rng = p->seed, .st = st };
+	struct statvfs v;
 	char sub[4200];
-	unsigned int used;
 	uint64_t target;
 	int ret = 0;
 
 	memset(st, 0, sizeof(*st));
 	snprintf(sub, sizeof(sub), "%s/" AGE_DIR, dir);
-	if (mkdir(sub, 0755) && errno != EEXIST)
+	if (statvfs(dir, &v) || !v.f_blocks || (mkdir(sub, 0755) && errno != EEXIST))
 		return -errno;
+	s.capacity = st->fs_bytes = (uint64_t)v.f_blocks * v.f_frsize;
+	s.used = (uint64_t)(v.f_blocks - v.f_bfree) * v.f_frsize;
+	target = st->fs_bytes / 10 * p->written_x10;
 	s.ids = calloc(AGE_MAX_FILES, sizeof(*s.ids));
+	s.sizes = calloc(AGE_MAX_FILES, sizeof(*s.sizes));
 	s.buf = malloc(AGE_BUF);
-	if (!s.ids || !s.buf) {
-		free(s.ids);
-		free(s.buf);
-		return -ENOMEM;
+	if (!s.ids || !s.sizes || !s.buf) {
+		ret = -ENOMEM;
+		goto out;
 	}
 	for (size_t i = 0; i < AGE_BUF; i++)
 		s.buf[i] = (char)(0x5a ^ (i * 131));
-	used = age_used_pct(dir, &st->fs_bytes);
-	target = st->fs_bytes / 10 * p->written_x10;
 
 	/* 1. Churn at the target fullness until enough was written. */
-	while (st->written < target || used < p->full_pct) {
-		ret = age_step(&s, used < p->full_pct);
+	while (st->written < target || age_counted_pct(&s) < p->full_pct) {
+		unsigned int used;
+
+		ret = age_step(&s, age_counted_pct(&s) < p->full_pct);
 		if (ret == -ENOSPC) {
 			st->enospc++;
-			/* Full before the target: make room, go on. */
+			/* Full before the count says so: make room, go on. */
 			ret = age_delete(&s, age_rand(&s.rng));
 		}
 		if (ret)
 			break;
-		used = age_used_pct(dir, NULL);
-		if (used > st->used_pct_max)
-			st->used_pct_max = used;
 		if (st->enospc > 1000 + st->steps / 2) {
 			ret = -ENOSPC;	/* nothing fits: a filesystem this small */
 			break;
 		}
+		used = age_used_pct(dir, NULL);
+		if (used > st->used_pct_max)
+			st->used_pct_max = used;
 		if (p->verbose && st->steps % 500 == 0)
-			fprintf(stderr, "# age: %lu steps, %d%% full, %llu MiB written of %llu\n",
-				st->steps, used, (unsigned long long)(st->written >> 20),
+			fprintf(stderr, "# age: %lu steps, %u%% full (%u%% counted), "
+				"%llu MiB written of %llu\n", st->steps, used,
+				age_counted_pct(&s), (unsigned long long)(st->written >> 20),
 				(unsigned long long)(target >> 20));
 	}
 
-	/* 2. Thin to the final fullness. xfs frees unlinked files in the
-	 * background: near the target every reading follows a sync, so that
-	 * it does not delete past it. */
-	sync();
-	used = age_used_pct(dir, NULL);
-	while (!ret && used > p->final_pct && s.live) {
+	/* 2. Thin to the final fullness. */
+	while (!ret && age_counted_pct(&s) > p->final_pct && s.live)
 		ret = age_delete(&s, age_rand(&s.rng));
-		if (used <= p->final_pct + 10)
-			sync();
-		used = age_used_pct(dir, NULL);
-	}
+	/* What statfs says once background freeing (xfs) is done. */
 	sync();
 	st->used_pct = age_used_pct(dir, NULL);
 	st->live = s.live;
@@ -280,7 +300,9 @@ static inline int age_fs(const char *dir, const struct age_params *p, struct age
 			st->enospc, (unsigned long long)(st->written >> 20),
 			(unsigned long long)(st->fs_bytes >> 20), st->used_pct_max, st->used_pct,
 			st->live);
+out:
 	free(s.ids);
+	free(s.sizes);
 	free(s.buf);
 	return ret;
 }
