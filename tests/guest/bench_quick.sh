@@ -18,7 +18,7 @@ mkdir -p /mnt/bench
 # console (dmesg keeps them for the runner).
 console_level=$(cut -f1 /proc/sys/kernel/printk)
 # A failed check must not leave the disk mounted for the tests after this.
-trap 'umount /mnt/bench 2>/dev/null; echo $console_level > /proc/sys/kernel/printk' EXIT
+trap 'umount /mnt/bench 2>/dev/null || true; echo $console_level > /proc/sys/kernel/printk' EXIT
 echo 1 > /proc/sys/kernel/printk
 
 expect() { # OUTPUT-FILE METRIC...: each metric reported with a number
