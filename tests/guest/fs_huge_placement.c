@@ -6,20 +6,20 @@
  * For each way (fallocate; sequential write(2) appends of 4 KiB, 64 KiB
  * and 1 MiB; random pwrite into a sparse file until it is whole; store
  * faults through a 2 MiB-aligned mapping of an empty file, and through a
- * mapping 4 KiB off that alignment so that PTE faults allocate (measured
- * after a remount: the file's 4 KiB mapping entries would keep any
- * filesystem from PMDs until then);
- * copy_file_range of a written file; FICLONE then write(2) over the clone,
- * and FICLONE then stores through a mapping (copy-on-write by faults);
- * ftruncate up then write(2)) a file of OXDAX_HUGE_FILE_MIB (32) MiB is
- * made, closed, reopened and mapped MAP_SHARED at a 2 MiB-aligned address;
- * one store goes to every 4 KiB page: first to the first page of each
- * 2 MiB region, then to the other 511. The fraction of the regions mapped
- * by a PMD is counted twice: oxdax's fault_pmd counter over the regions,
- * and by page faults (getrusage): the second pass costs a PMD-mapped
- * region no fault and a PTE-mapped one 511. On oxdax (its own fault
- * engine) both must be at least 99 %; on ext4 and xfs they are printed
- * ("# placement: ..." lines), not asserted. The data must read back right.
+ * mapping 4 KiB off that alignment so that PTE faults allocate, measured
+ * after a remount since the file's 4 KiB mapping entries keep any
+ * filesystem from PMDs until then; copy_file_range of a written file;
+ * FICLONE then write(2) over the clone, and FICLONE then stores through a
+ * mapping, copy-on-write by faults; ftruncate up then write(2)) a file
+ * of OXDAX_HUGE_FILE_MIB (32) MiB is made, closed, reopened and mapped
+ * MAP_SHARED at a 2 MiB-aligned address; one store goes to every 4 KiB
+ * page: first to the first page of each 2 MiB region, then to the other
+ * 511. The fraction of the regions mapped by a PMD is counted twice:
+ * oxdax's fault_pmd counter over the regions, and by page faults
+ * (getrusage): the second pass costs a PMD-mapped region no fault and a
+ * PTE-mapped one 511. On oxdax (its own fault engine) both must be at
+ * least 99 %; on ext4 and xfs they are printed ("# placement: ..." lines),
+ * not asserted. The data must read back right.
  *
  * Small files must not keep 2 MiB: a 4 KiB and a 100 KiB file, and 32
  * files grown by interleaved 4 KiB appends, once closed, have st_blocks of
@@ -36,9 +36,10 @@
  *
  * oxdax's chunk counters (chunks_free/partial/full) and per-reason PMD
  * fallback counters (every fallback_* file) are printed where the module
- * has them; their growth must add up to fault_fallback's, and the reasons
- * these mappings exclude (misaligned, private write, outside the VMA, past
- * EOF) must not occur.
+ * has them; the chunks must add up to the same number throughout a test,
+ * the fallbacks' growth to fault_fallback's, and the reasons these
+ * mappings exclude (misaligned, private write, outside the VMA, past EOF)
+ * must not occur.
  *
  * OXDAX_FS chooses the filesystem (tests/lib/oxdax_fs.h); ext4 and xfs are
  * made for 2 MiB (ext4 -E stride=512,stripe_width=512, xfs -d
