@@ -87,7 +87,7 @@ $(BUILD)/tests/bin/%: tests/helpers/%.c tests/lib/*.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $<
 
-$(BUILD)/tests/bin/%: tests/bench/%.c
+$(BUILD)/tests/bin/%: tests/bench/%.c tests/lib/*.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $<
 

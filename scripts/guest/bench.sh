@@ -5,10 +5,14 @@
 # (rep 1 of each, then rep 2, ...) so that a drift of the host hits all of
 # them alike. Prints "R SECTION:CASE FS REP METRIC VALUE..." lines.
 #   BENCH_REPS      repetitions (default 5)
-#   BENCH_SECTIONS  space-separated subset of: fault pmd cow bw io fsync meta failure
+#   BENCH_SECTIONS  space-separated subset of: fault pmd cow bw io fsync meta
+#                   failure aging
+#   BENCH_AGE       the ager's FULL_PCT WRITTEN_X10 FINAL_PCT SEED (aging
+#                   section; default "85 30 60 1", see daxbench age)
 set -eu -o pipefail
 reps=${BENCH_REPS:-5}
-sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta failure}
+sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta failure aging}
+age_args=${BENCH_AGE:-85 30 60 1}
 
 # Only emergencies on the (serial, synchronous) console: the failure cases
 # log a line per signalled mapping, which the console would turn into most
@@ -20,11 +24,11 @@ for d in /sys/block/oxpmem*; do
 	echo "bench: /dev/${d##*/} $(($(cat $d/size) / 2048)) MiB"
 done
 
-mkfs_fs() { # FS
+mkfs_fs() { # FS [2m]: 2m makes ext4 and xfs align to 2 MiB (aging)
 	case $1 in
 	oxdax) mkfs.oxdax -f /dev/oxpmem0 > /dev/null ;;
-	ext4) mkfs.ext4 -F -q /dev/oxpmem1 ;;
-	xfs) mkfs.xfs -f -q -m reflink=1,rmapbt=1 /dev/oxpmem2 ;;
+	ext4) mkfs.ext4 -F -q ${2:+-E stride=512,stripe_width=512} /dev/oxpmem1 ;;
+	xfs) mkfs.xfs -f -q -m reflink=1,rmapbt=1 ${2:+-d su=2m,sw=1} /dev/oxpmem2 ;;
 	esac
 }
 mount_fs() { # FS
@@ -37,9 +41,9 @@ mount_fs() { # FS
 	grep -q " /mnt/$1 $1 .*dax" /proc/mounts || [ "$1" = oxdax ] || {
 		echo "bench: $1 did not mount with DAX"; exit 1; }
 }
-fresh() { # FS: a new filesystem
+fresh() { # FS [2m]: a new filesystem
 	umount /mnt/$1 2>/dev/null || true
-	mkfs_fs $1
+	mkfs_fs "$@"
 	mount_fs $1
 }
 
@@ -47,6 +51,18 @@ run() { # CASE FS REP DAXBENCH-ARGS...
 	case_=$1 fs=$2 rep=$3
 	shift 3
 	daxbench "$@" | sed "s|^|R $case_ $fs $rep |"
+}
+
+placements() { # STATE: the aging section's PMD fractions of new files
+	rep=1
+	while [ $rep -le $reps ]; do
+		for kind in fallocated written faulted; do
+			for fs in oxdax ext4 xfs; do
+				run aging:$1+$kind $fs $rep placement /mnt/$fs $kind
+			done
+		done
+		rep=$((rep + 1))
+	done
 }
 
 for fs in oxdax ext4 xfs; do
@@ -88,11 +104,31 @@ for section in $sections; do
 			for fs in oxdax ext4 xfs; do
 				run $section:- $fs $rep $section /mnt/$fs
 			done ;;
-		failure) ;; # below: each case on a new filesystem
+		failure|aging) ;; # below: each case on a new filesystem
 		*) echo "bench: unknown section $section"; exit 1 ;;
 		esac
 		rep=$((rep + 1))
 	done
+	# Aging: the PMD fraction of new files on filesystems made for 2 MiB
+	# (ext4 with a 2 MiB stripe, xfs with a 2 MiB stripe unit), fresh and
+	# after the ager (once per filesystem: it writes several times the
+	# namespace), the repetitions interleaved on the aged filesystems. The
+	# next section gets the usual filesystems again.
+	if [ $section = aging ]; then
+		for fs in oxdax ext4 xfs; do
+			fresh $fs 2m
+		done
+		placements fresh
+		for fs in oxdax ext4 xfs; do
+			echo "bench: aging $fs ($age_args)"
+			# shellcheck disable=SC2086
+			run aging:ager $fs 1 age /mnt/$fs $age_args
+		done
+		placements aged
+		for fs in oxdax ext4 xfs; do
+			fresh $fs
+		done
+	fi
 	# notify_failure poisons blocks for good (until the next mkfs): each
 	# filesystem is made anew for each reverse-map size, and its cases poison
 	# one block per repetition (10 in all, under oxdax's limit of 32 runs).

@@ -40,6 +40,18 @@
  *   daxbench fragment DIR COUNT
  *	A file of COUNT one-block extents (every other block written), to
  *	grow the reverse map before "failure" runs.
+ *   daxbench age DIR [FULL_PCT WRITTEN_X10 FINAL_PCT SEED]
+ *	Ages the filesystem with tests/lib/oxdax_age.h (defaults 85 30 60 1:
+ *	churn at 85 % full until 3 times its size was written, then thinned
+ *	to 60 %); prints what it did and how long it took.
+ *   daxbench placement DIR fallocated|written|faulted
+ *	A new 256 MiB file given its blocks by fallocate, by 1 MiB write(2)
+ *	calls or by store faults through a 2 MiB-aligned mapping, closed,
+ *	reopened and mapped 2 MiB-aligned: the fraction of its 2 MiB regions
+ *	mapped by PMDs, counted by page faults (a store to the first page of
+ *	each 2 MiB, then to the others: a PMD-mapped region costs the second
+ *	pass no fault, a PTE-mapped one 511), the same measure on every
+ *	filesystem. The file is removed.
  *
  * DAXBENCH_QUICK=1 divides every size and count by 16 (not the 512 faults
  * of "fault"): the test suite's quick tier checks that each measurement
@@ -63,6 +75,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include "oxdax_age.h"
 
 #define PAGE 4096ul
 #define PMD (2ul << 20)
@@ -661,6 +675,88 @@ static int cmd_failure(long sharers)
 	return 0;
 }
 
+/* Page faults of this process, minor and major: fs/dax.c counts a fault
+ * that allocates or converts an unwritten extent as major. */
+static long all_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt + ru.ru_majflt;
+}
+
+static int cmd_age(int argc, char **argv)
+{
+	struct age_params p = AGE_DEFAULTS;
+	struct age_stats st;
+	uint64_t t = now_ns();
+	int ret;
+
+	if (argc == 7) {
+		p.full_pct = atoi(argv[3]);
+		p.written_x10 = atoi(argv[4]);
+		p.final_pct = atoi(argv[5]);
+		p.seed = strtoull(argv[6], NULL, 0);
+	}
+	p.verbose = true;
+	ret = age_fs(dir, &p, &st);
+	if (ret) {
+		errno = -ret;
+		die("age %s", dir);
+	}
+	printf("ager_sec %.1f\n", (now_ns() - t) / 1e9);
+	printf("ager_written_MiB %llu\n", (unsigned long long)(st.written >> 20));
+	printf("ager_used_pct_max %u\n", st.used_pct_max);
+	printf("ager_used_pct %u\n", st.used_pct);
+	printf("ager_files %lu\n", st.live);
+	return 0;
+}
+
+static int cmd_placement(const char *how)
+{
+	const size_t len = scaled(256 * MIB), regions = len / PMD;
+	long before, extra;
+	char *p;
+	int fd;
+
+	fd = create("placement");
+	if (!strcmp(how, "fallocated")) {
+		if (fallocate(fd, 0, 0, len))
+			die("fallocate %s", path("placement"));
+	} else if (!strcmp(how, "written")) {
+		fill(fd, 0, len);
+	} else if (!strcmp(how, "faulted")) {
+		if (ftruncate(fd, len))
+			die("ftruncate %s", path("placement"));
+		p = map_aligned(fd, len, MAP_SHARED, true);
+		for (size_t off = 0; off < len; off += PAGE)
+			*(volatile char *)(p + off) = 3;
+		munmap(p, len);
+	} else {
+		errno = EINVAL;
+		die("placement %s", how);
+	}
+	if (close(fd))
+		die("close %s", path("placement"));
+	fd = open(path("placement"), O_RDWR);
+	if (fd < 0)
+		die("open %s", path("placement"));
+	p = map_aligned(fd, len, MAP_SHARED, true);
+	for (size_t off = 0; off < len; off += PMD)
+		*(volatile char *)(p + off) = 4;
+	before = all_faults();
+	for (size_t off = 0; off < len; off += PAGE)
+		if (off % PMD)
+			*(volatile char *)(p + off) = 4;
+	extra = all_faults() - before;
+	printf("pmd_mapped_fraction %.4f\n", extra >= (long)((PMD / PAGE - 1) * regions) ? 0.0 :
+	       1.0 - (double)extra / ((PMD / PAGE - 1) * regions));
+	munmap(p, len);
+	close(fd);
+	unlink(path("placement"));
+	return 0;
+}
+
 static void __attribute__((noreturn)) usage(void)
 {
 	fprintf(stderr, "usage: daxbench fault DIR prealloc|empty [sync] [copy]\n"
@@ -669,7 +765,9 @@ static void __attribute__((noreturn)) usage(void)
 			"       daxbench bw DIR|anon\n"
 			"       daxbench io|fsync|meta DIR\n"
 			"       daxbench failure DIR SHARERS\n"
-			"       daxbench fragment DIR COUNT\n");
+			"       daxbench fragment DIR COUNT\n"
+			"       daxbench age DIR [FULL_PCT WRITTEN_X10 FINAL_PCT SEED]\n"
+			"       daxbench placement DIR fallocated|written|faulted\n");
 	exit(2);
 }
 
@@ -710,5 +808,9 @@ int main(int argc, char **argv)
 		return cmd_failure(atol(argv[3]));
 	if (!strcmp(cmd, "fragment") && argc == 4)
 		return cmd_fragment(atol(argv[3]));
+	if (!strcmp(cmd, "age") && (argc == 3 || argc == 7))
+		return cmd_age(argc, argv);
+	if (!strcmp(cmd, "placement") && argc == 4)
+		return cmd_placement(argv[3]);
 	usage();
 }

@@ -25,6 +25,16 @@ trap 'rm -rf "$dir"' EXIT
 		echo "R io:- xfs $rep write_4k_random_MBps 150"
 		echo "R cow:4k oxdax $rep cow_fault.avg_us 30"
 		echo "R cow:4k xfs $rep cow_fault.avg_us 60"
+		# A fraction that is zero for oxdax: a ratio of 0, kept off the
+		# log-scale plot.
+		echo "R aging:aged+written oxdax $rep pmd_mapped_fraction 0.0000"
+		echo "R aging:aged+written ext4 $rep pmd_mapped_fraction 0.0700"
+		echo "R aging:aged+written xfs $rep pmd_mapped_fraction 0.3100"
+	done
+	# The ager ran once per filesystem; what it did has no better side.
+	for fs in oxdax ext4 xfs; do
+		echo "R aging:ager $fs 1 ager_sec 100.0"
+		echo "R aging:ager $fs 1 ager_used_pct 60"
 	done
 	echo "noise that is not a result"
 } > "$dir/results.txt"
@@ -44,6 +54,11 @@ expect_row '|  | write_4k_random_MBps | higher | 300 | 100 | 150 | **3.00** (2.0
 expect_row '| 4k | cow_fault.avg_us | lower | 30.00 | – | 60.00 | – | **0.50** (0.50–0.50) | 5 |' \
 	"copy-on-write without ext4"
 expect_row '| 8–15 us | 2500 | 2500 | 2500 |' "histogram summed over 5 repetitions"
+expect_row '| aged written | pmd_mapped_fraction | higher | 0.000 | 0.070 | 0.310 | **0.00** (0.00–0.00) | **0.00** (0.00–0.00) | 5 |' \
+	"aging: a zero fraction"
+expect_row '| ager | ager_used_pct | – | 60.00 | 60.00 | 60.00 | – | – | 1 |' \
+	"aging: what the ager did, no ratio"
+expect_row '| ager | ager_sec | lower | 100 | 100 | 100 |' "aging: the ager's time"
 expect_row '| us | min=5.00 avg=12.00 max=40.00 |' "seed 003's min/avg/max line"
 for fact in 'oxdax commit: `abc123`' 'Linux 6.12.117' 'QEMU accelerator: **TCG**' '5 repetitions'; do
 	expect_row "$fact" "the report's header"

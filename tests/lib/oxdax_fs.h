@@ -92,24 +92,43 @@ static inline int __attribute__((format(printf, 1, 2))) fs_sh(const char *fmt, .
 }
 
 /*
- * Formats the test disk; returns mkfs's exit status (0: success).
- * OXDAX_FS_MKFS_OPTS adds options (e.g. "-N 120000" for ext4's inode count).
+ * Formats the first @bytes of the test disk (0: all of it); returns mkfs's
+ * exit status (0: success). OXDAX_FS_MKFS_OPTS adds options (e.g. "-N
+ * 120000" for ext4's inode count). A sized ext4 gets 4 KiB blocks (below
+ * 512 MiB mke2fs would choose 1 KiB, which DAX cannot mount).
  */
-static inline int fs_mkfs(void)
+static inline int fs_mkfs_size(uint64_t bytes)
 {
 	const char *extra = getenv("OXDAX_FS_MKFS_OPTS");
+	char size[48] = "";
 
 	if (!extra)
 		extra = "";
-	if (fs_is("oxdax"))
-		return fs_sh("mkfs.oxdax -f %s %s >/tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; exit 1; }",
-			     extra, fs_disk());
-	if (fs_is("ext4"))
-		return fs_sh("mkfs.ext4 -F -q %s %s", extra, fs_disk());
-	if (fs_is("xfs"))
-		return fs_sh("mkfs.xfs -f -q -m reflink=1 %s %s", extra, fs_disk());
+	if (fs_is("oxdax")) {
+		if (bytes)
+			snprintf(size, sizeof(size), "%llu", (unsigned long long)bytes);
+		return fs_sh("mkfs.oxdax -f %s %s %s >/tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; exit 1; }",
+			     extra, fs_disk(), size);
+	}
+	if (fs_is("ext4")) {
+		if (bytes)
+			snprintf(size, sizeof(size), "%lluk", (unsigned long long)bytes >> 10);
+		return fs_sh("mkfs.ext4 -F -q %s %s %s %s", bytes ? "-b 4096" : "", extra, fs_disk(),
+			     size);
+	}
+	if (fs_is("xfs")) {
+		if (bytes)
+			snprintf(size, sizeof(size), "-d size=%llu", (unsigned long long)bytes);
+		return fs_sh("mkfs.xfs -f -q -m reflink=1 %s %s %s", size, extra, fs_disk());
+	}
 	fprintf(stderr, "# OXDAX_FS=%s: unknown filesystem (oxdax, ext4 or xfs)\n", fs_type());
 	return -1;
+}
+
+/* Formats the whole test disk; returns mkfs's exit status (0: success). */
+static inline int fs_mkfs(void)
+{
+	return fs_mkfs_size(0);
 }
 
 /* Mounts the test disk on FS_MNT; returns 0 or -errno. */
@@ -197,9 +216,10 @@ static inline bool fs_mounted(void)
 
 /*
  * Loads oxdax if needed, unmounts what an earlier (killed) test may have
- * left, formats the disk and mounts it. Returns 0, or -1 after printing why.
+ * left, formats the first @bytes of the disk (0: all of it) and mounts it.
+ * Returns 0, or -1 after printing why.
  */
-static inline int fs_begin(void)
+static inline int fs_begin_size(uint64_t bytes)
 {
 	int ret;
 
@@ -215,7 +235,7 @@ static inline int fs_begin(void)
 		fprintf(stderr, "# %s: %s\n", fs_disk(), strerror(errno));
 		return -1;
 	}
-	if (fs_mkfs()) {
+	if (fs_mkfs_size(bytes)) {
 		fprintf(stderr, "# mkfs (%s) on %s failed\n", fs_type(), fs_disk());
 		return -1;
 	}
@@ -227,6 +247,12 @@ static inline int fs_begin(void)
 	}
 	fprintf(stderr, "# %s on %s\n", fs_type(), fs_disk());
 	return 0;
+}
+
+/* fs_begin_size() of the whole disk. */
+static inline int fs_begin(void)
+{
+	return fs_begin_size(0);
 }
 
 /*
