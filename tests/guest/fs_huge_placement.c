@@ -18,8 +18,11 @@
  * oxdax's fault_pmd counter over the regions, and by page faults
  * (getrusage): the second pass costs a PMD-mapped region no fault and a
  * PTE-mapped one 511. On oxdax (its own fault engine) both must be at
- * least 99 %; on ext4 and xfs they are printed ("# placement: ..." lines),
- * not asserted. The data must read back right.
+ * least 99 % (of all regions but the first for 4 KiB appends, which pack
+ * a file's first 64 KiB with small files; on the aged filesystem a
+ * clone's copies, of as many regions as chunks are left free whole); on
+ * ext4 and xfs they are printed ("# placement: ..." lines), not asserted.
+ * The data must read back right.
  *
  * Small files must not keep 2 MiB: a 4 KiB and a 100 KiB file, and 32
  * files grown by interleaved 4 KiB appends, once closed, have st_blocks of
@@ -172,6 +175,7 @@ static int begin(bool age)
 FIXTURE(huge) {
 	bool aged;
 	long long chunks;	/* chunks free + partial + full, -1: no counters */
+	long may_miss;		/* regions allowed not to be PMD-mapped */
 };
 
 FIXTURE_VARIANT(huge) {
@@ -191,6 +195,7 @@ static long long print_chunks(const char *when);
 FIXTURE_SETUP(huge)
 {
 	self->aged = variant->aged;
+	self->may_miss = 0;
 	ASSERT_EQ(0, begin(variant->aged));
 	if (variant->aged)
 		TH_LOG("%s aged: %llu MiB written on %llu MiB, %u%% full at most, %u%% now, %lu files",
@@ -398,10 +403,12 @@ static void measure_file(struct __test_metadata *_metadata, FIXTURE_DATA(huge) *
 	report(variant, way, fd, size, &m);
 	if (mm_counted()) {
 		ASSERT_TRUE(m.a.have) TH_LOG("no counters in %s", mm_counter_dir());
-		EXPECT_LE(99 * m.regions, 100 * m.pmd)
-			TH_LOG("%s %s: %lld of %ld regions PMD-mapped", variant, way, m.pmd,
-			       m.regions);
-		EXPECT_LE(99.0, 100 * m.by_faults)
+		long want = m.regions - self->may_miss;
+
+		EXPECT_LE(99 * want, 100 * m.pmd)
+			TH_LOG("%s %s: %lld of %ld regions PMD-mapped (%ld may miss)", variant,
+			       way, m.pmd, m.regions, self->may_miss);
+		EXPECT_LE(99.0 * want / m.regions, 100 * m.by_faults)
 			TH_LOG("%s %s: %ld faults in the second pass", variant, way, m.pass2);
 		if (m.fallbacks) {
 			long long sum = 0;
@@ -472,6 +479,11 @@ static void appends(struct __test_metadata *_metadata, FIXTURE_DATA(huge) *self,
 
 HUGE_TEST(write_append_4k)
 {
+	/*
+	 * Appends under 64 KiB pack a file's first 64 KiB with small files
+	 * (Documentation/oxdax/allocator.rst): its first region may miss.
+	 */
+	self->may_miss = 1;
 	appends(_metadata, self, 4 * KIB, "write(2) 4 KiB appends");
 }
 
@@ -614,6 +626,21 @@ static int clone_of_source(size_t size, uint64_t seed)
 	return dst;
 }
 
+/*
+ * On an aged oxdax the copies of a clone's regions need whole free chunks
+ * besides those the source took: as many regions as there are chunks left
+ * free whole must map by PMD, the others may miss (how many chunks aging
+ * leaves whole is make bench's aging section's to measure).
+ */
+static void copies_may_miss(FIXTURE_DATA(huge) *self, size_t size)
+{
+	long regions = size / MM_PMD;
+	long long free_whole = mm_counter("chunks_free");
+
+	if (self->aged && free_whole >= 0 && free_whole < regions)
+		self->may_miss = regions - free_whole;
+}
+
 #define CLONE_OR_SKIP(fd) do { \
 	if ((fd) < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == EXDEV)) \
 		SKIP(return, "%s has no reflink", fs_type()); \
@@ -626,6 +653,7 @@ HUGE_TEST(reflink_write_cow)
 	int fd = clone_of_source(size, 16), src;
 
 	CLONE_OR_SKIP(fd);
+	copies_may_miss(self, size);
 	/* Copy-on-write by write(2): 64 KiB at a time over all of it. */
 	ASSERT_EQ(0, append(fd, 0, size, 64 * KIB, 17));
 	src = open(fs_path("src"), O_RDONLY);
@@ -643,11 +671,12 @@ HUGE_TEST(reflink_fault_cow)
 	struct placed m;
 
 	CLONE_OR_SKIP(fd);
+	copies_may_miss(self, size);
 	/* Copy-on-write by store faults: the first pass is measured too. */
 	ASSERT_EQ(0, store_pass(fd, size, 19, &m));
 	report(state, "FICLONE then stores (the copy-on-write faults)", fd, size, &m);
 	if (mm_counted()) {
-		EXPECT_LE(99.0, 100 * m.by_faults)
+		EXPECT_LE(99.0 * (m.regions - self->may_miss) / m.regions, 100 * m.by_faults)
 			TH_LOG("%ld faults in the second pass", m.pass2);
 		EXPECT_LE(m.regions, mm_delta(&m.a, &m.b, MM_FAULT_COW));
 	}
