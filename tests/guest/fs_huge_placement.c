@@ -270,40 +270,6 @@ struct placed {
 };
 
 /*
- * How many of the 2 MiB file ranges of [0, @size) of @fd FIEMAP shows in
- * one extent starting 2 MiB-aligned on the disk (what a PMD needs), as
- * text: it explains the figures.
- */
-static const char *pmd_able(int fd, size_t size)
-{
-	static struct {
-		struct fiemap map;
-		struct fiemap_extent ext[2048];
-	} e;
-	static char text[96];
-	size_t able = 0;
-
-	memset(&e, 0, sizeof(e));
-	e.map.fm_length = size;
-	e.map.fm_flags = FIEMAP_FLAG_SYNC;
-	e.map.fm_extent_count = 2048;
-	if (ioctl(fd, FS_IOC_FIEMAP, &e.map))
-		return "FIEMAP failed";
-	for (size_t off = 0; off < size; off += MM_PMD) {
-		for (unsigned int i = 0; i < e.map.fm_mapped_extents; i++) {
-			const struct fiemap_extent *x = &e.ext[i];
-
-			if (x->fe_logical <= off && off + MM_PMD <= x->fe_logical + x->fe_length &&
-			    (x->fe_physical + off - x->fe_logical) % MM_PMD == 0)
-				able++;
-		}
-	}
-	snprintf(text, sizeof(text), "FIEMAP %u extents, %zu of %zu ranges PMD-able",
-		 e.map.fm_mapped_extents, able, size / MM_PMD);
-	return text;
-}
-
-/*
  * Stores the pattern word under @seed to every page of [0, @size) of @fd
  * through a 2 MiB-aligned MAP_SHARED mapping: the first page of each 2 MiB
  * region, then the others, counting. Returns 0 or -errno (mmap).
@@ -350,7 +316,7 @@ static void report(const char *variant, const char *way, int fd, size_t size,
 			      m->fallback_name[i], m->fallback[i]);
 	fprintf(stderr, "# placement: %s %s %s: PMD %.1f%% by faults (%ld faults after the first "
 		"store of each of %ld regions), fault_pmd %+lld; %s\n", fs_type(), variant, way,
-		100 * m->by_faults, m->pass2, m->regions, m->pmd, pmd_able(fd, size));
+		100 * m->by_faults, m->pass2, m->regions, m->pmd, mm_pmd_able(fd, size));
 	fprintf(stderr, "#   %s%s%s\n", mm_describe(&m->a, &m->b), m->fallbacks ? ";" : "",
 		fallbacks);
 }

@@ -32,40 +32,6 @@
 
 MM_FIXTURE(mm);
 
-/*
- * How many of the 2 MiB file ranges of [0, @size) of @fd FIEMAP shows in one
- * extent starting 2 MiB-aligned on the disk (what a PMD needs), as text:
- * it explains the PMD counts ext4 and xfs get.
- */
-static const char *pmd_able(int fd, size_t size)
-{
-	static struct {
-		struct fiemap map;
-		struct fiemap_extent ext[1024];
-	} e;
-	static char text[96];
-	size_t able = 0;
-
-	memset(&e, 0, sizeof(e));
-	e.map.fm_length = size;
-	e.map.fm_flags = FIEMAP_FLAG_SYNC;
-	e.map.fm_extent_count = 1024;
-	if (ioctl(fd, FS_IOC_FIEMAP, &e.map))
-		return "FIEMAP failed";
-	for (size_t off = 0; off < size; off += MM_PMD) {
-		for (unsigned int i = 0; i < e.map.fm_mapped_extents; i++) {
-			const struct fiemap_extent *x = &e.ext[i];
-
-			if (x->fe_logical <= off && off + MM_PMD <= x->fe_logical + x->fe_length &&
-			    (x->fe_physical + off - x->fe_logical) % MM_PMD == 0)
-				able++;
-		}
-	}
-	snprintf(text, sizeof(text), "%u extents, %zu of %zu 2 MiB ranges PMD-able on the disk",
-		 e.map.fm_mapped_extents, able, size / MM_PMD);
-	return text;
-}
-
 /* An open file of @size bytes, fallocated or (@sparse) a hole. */
 static int make_file(const char *name, size_t size, bool sparse)
 {
@@ -116,7 +82,7 @@ TEST_F(mm, fallocated_64m_maps_pmds)
 	mm_write_words(p, size, 0, 90);
 	mm_snap_end(&b);
 	TH_LOG("%s: stores to every page of 64 MiB: %s", fs_type(), mm_describe(&a, &b));
-	TH_LOG("%s: %s", fs_type(), pmd_able(fd, size));
+	TH_LOG("%s: %s", fs_type(), mm_pmd_able(fd, size));
 	if (mm_counted()) {
 		ASSERT_TRUE(a.have) TH_LOG("no counters in %s", mm_counter_dir());
 		EXPECT_LE(99 * 32, 100 * mm_delta(&a, &b, MM_FAULT_PMD));
@@ -169,7 +135,7 @@ TEST_F(mm, sparse_huge_zero_then_blocks)
 	mm_write_words(p, size, 0, 91);
 	mm_snap_end(&b);
 	TH_LOG("%s: stores to every page of it: %s", fs_type(), mm_describe(&a, &b));
-	TH_LOG("%s: %s", fs_type(), pmd_able(fd, size));
+	TH_LOG("%s: %s", fs_type(), mm_pmd_able(fd, size));
 	if (mm_counted())
 		EXPECT_LE(99 * pmds, 100 * mm_delta(&a, &b, MM_FAULT_PMD));
 	EXPECT_LE(blocks + (long long)size / 512, mm_blocks(fd));

@@ -15,12 +15,17 @@
  *    process's page-fault counts at one moment; mm_delta() and mm_faults()
  *    between two. Without oxdax's counters (ext4, xfs) mm_delta() is -1.
  *  - mm_child(): runs a function in a forked process, returns its status.
+ *  - mm_pmd_able(): how many 2 MiB ranges of a file FIEMAP shows
+ *    PMD-mappable on the disk, as text.
  */
 #ifndef OXDAX_MMAP_H
 #define OXDAX_MMAP_H
 
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -439,6 +444,40 @@ static inline int mm_child(int (*fn)(void *), void *arg, unsigned int timeout)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+/*
+ * How many of the 2 MiB file ranges of [0, @size) of @fd FIEMAP shows in
+ * one extent starting 2 MiB-aligned on the disk (what a PMD needs), as
+ * text: it explains the PMD counts a test prints.
+ */
+static inline const char *mm_pmd_able(int fd, size_t size)
+{
+	static struct {
+		struct fiemap map;
+		struct fiemap_extent ext[2048];
+	} e;
+	static char text[96];
+	size_t able = 0;
+
+	memset(&e, 0, sizeof(e));
+	e.map.fm_length = size;
+	e.map.fm_flags = FIEMAP_FLAG_SYNC;
+	e.map.fm_extent_count = 2048;
+	if (ioctl(fd, FS_IOC_FIEMAP, &e.map))
+		return "FIEMAP failed";
+	for (size_t off = 0; off < size; off += MM_PMD) {
+		for (unsigned int i = 0; i < e.map.fm_mapped_extents; i++) {
+			const struct fiemap_extent *x = &e.ext[i];
+
+			if (x->fe_logical <= off && off + MM_PMD <= x->fe_logical + x->fe_length &&
+			    (x->fe_physical + off - x->fe_logical) % MM_PMD == 0)
+				able++;
+		}
+	}
+	snprintf(text, sizeof(text), "FIEMAP %u extents, %zu of %zu ranges PMD-able",
+		 e.map.fm_mapped_extents, able, size / MM_PMD);
+	return text;
 }
 
 #endif /* OXDAX_MMAP_H */
