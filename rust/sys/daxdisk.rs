@@ -170,11 +170,11 @@ impl<T: DaxDiskDriver> DaxDisk<T> {
         // callback.
         let dax = unsafe { DaxDevice::alloc(this, dax) }?;
         this.dax.set(dax).map_err(|_| EBUSY)?;
+        let (badblocks, capacity) = (&this.badblocks, capacity_sectors);
         // SAFETY: `this` (the handler) and its bad-block list are pinned,
         // and `stop` removes the disk before any field is dropped, the
         // bad-block list after the disk (type invariant).
-        let disk =
-            unsafe { Disk::alloc(limits, ops, this, &this.badblocks, name, capacity_sectors) }?;
+        let disk = unsafe { Disk::alloc(limits, ops, this, badblocks, name, capacity) }?;
         this.disk.set(disk).map_err(|_| EBUSY)?;
         let base = PageMap::map(self)?;
         // SAFETY: `base` maps the page map's range, which stays mapped
