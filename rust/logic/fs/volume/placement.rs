@@ -57,9 +57,25 @@ pub(super) fn place<M: Media>(
         // Taken: the region cannot be one run any more; stay close.
         return tx.allocate_data(want, congruent.unwrap_or(goal));
     }
+    start_region(tx, ino, at, want, blocks, goal)
+}
+
+/// Blocks for `at..at + want` (inside one region) where the region has
+/// no blocks of the file yet: the start of a whole chunk kept for the
+/// file, unless the file is small or no chunk is free whole; else packed
+/// near `goal`.
+fn start_region<M: Media>(
+    tx: &mut Tx<'_, M>,
+    ino: u64,
+    at: u64,
+    want: u64,
+    blocks: u64,
+    goal: u64,
+) -> Result<Extent, Error> {
     let small = blocks < SMALL_FILE_BLOCKS && want < SMALL_FILE_BLOCKS;
     if !small {
-        if let Some(extent) = tx.allocate_in_chunk(goal, at - region, want, ino)? {
+        let offset = at % CHUNK_BLOCKS;
+        if let Some(extent) = tx.allocate_in_chunk(goal, offset, want, ino)? {
             return Ok(extent);
         }
     }
@@ -98,13 +114,7 @@ pub(super) fn place_copy<M: Media>(
             }
         }
     }
-    let small = blocks < SMALL_FILE_BLOCKS && want < SMALL_FILE_BLOCKS;
-    if !small {
-        if let Some(extent) = tx.allocate_in_chunk(shared.physical, at - region, want, ino)? {
-            return Ok(extent);
-        }
-    }
-    tx.allocate_data(want, shared.physical)
+    start_region(tx, ino, at, want, blocks, shared.physical)
 }
 
 /// If the region of file block `at` has blocks already (the extent before
