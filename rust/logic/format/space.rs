@@ -323,7 +323,37 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         }
         // Packed: partly used chunks first, whole free ones only if none
         // of those has room, chunks reserved for files' regions last.
-        for (whole, reserved) in [(false, false), (true, false), (false, true), (true, true)] {
+        self.allocate_in_passes(
+            &[(false, false), (true, false), (false, true), (true, true)],
+            want,
+            goal,
+            min,
+        )
+    }
+
+    /// Allocates up to `want` blocks in partly used chunks that are not
+    /// reserved, near `goal`: never breaks a whole free chunk.
+    pub fn allocate_packed(&mut self, want: u64, goal: u64) -> SResult<Extent, S::Error> {
+        if want == 0 {
+            return Err(SpaceError::OutOfRange);
+        }
+        self.allocate_in_passes(&[(false, false)], want, goal, 1)
+    }
+
+    /// A packed run of `min..=want` blocks near `goal`, looking at the
+    /// chunks of each `(whole, reserved)` kind in turn.
+    fn allocate_in_passes(
+        &mut self,
+        passes: &[(bool, bool)],
+        want: u64,
+        goal: u64,
+        min: u64,
+    ) -> SResult<Extent, S::Error> {
+        let (first_chunk, end_chunk) = self.chunks();
+        let chunk_count = end_chunk - first_chunk;
+        let goal_chunk = (goal / CHUNK_BLOCKS).clamp(first_chunk, end_chunk - 1);
+        let order = |i: u64| first_chunk + (goal_chunk - first_chunk + i) % chunk_count;
+        for &(whole, reserved) in passes {
             for i in 0..chunk_count {
                 let chunk = order(i);
                 if self.store.chunk_free(chunk).map_err(SpaceError::Store)? == 0

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+mod compact;
 mod crafted;
 mod crash;
 mod data;

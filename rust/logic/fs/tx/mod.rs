@@ -113,6 +113,9 @@ pub(super) struct Tx<'a, M: Media> {
     /// A free 2 MiB chunk the allocator must not hand out (the volume's
     /// zero chunk, reserved in memory only): it reads as fully used.
     pub(super) hidden_chunk: Option<u64>,
+    /// A chunk being emptied by compaction: until the frees at commit it
+    /// reads as fully used, so that nothing moves into it.
+    pub(in crate::logic::fs) avoided_chunk: Option<u64>,
     /// Blocks with failed memory: free ones read as used, so that they are
     /// never handed out (their bits stay clear on the device).
     pub(super) poisoned: &'a Poisoned,
@@ -204,6 +207,7 @@ impl<'a, M: Media> Tx<'a, M> {
             rmap_count: 0,
             wrote_direct: false,
             hidden_chunk: None,
+            avoided_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
             reservations: parts.reservations,

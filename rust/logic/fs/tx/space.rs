@@ -180,7 +180,8 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     fn word(&self, index: u64) -> Result<u64, Error> {
         // A chunk's bitmap words are its own (512 blocks = 8 words), so a
         // hidden chunk's words are never written back with these bits.
-        if self.hidden_chunk == Some(index * 64 / CHUNK_BLOCKS) {
+        let chunk = Some(index * 64 / CHUNK_BLOCKS);
+        if self.hidden_chunk == chunk || self.avoided_chunk == chunk {
             return Ok(u64::MAX);
         }
         Ok(self.media_word(index)? | self.poisoned.word_mask(index))
@@ -202,7 +203,7 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         )
     }
     fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
-        if self.hidden_chunk == Some(chunk) {
+        if self.hidden_chunk == Some(chunk) || self.avoided_chunk == Some(chunk) {
             return Ok(0);
         }
         let (block, offset) = summary_entry(&self.layout, chunk)?;
@@ -294,6 +295,25 @@ impl<'a, M: Media> Tx<'a, M> {
         self.allocate(len, goal, true)
     }
 
+    /// Allocates up to `want` blocks in partly used chunks near `goal`,
+    /// never in a whole free chunk nor one kept for a region (compaction's
+    /// moves); `NoSpace` if none has a free block.
+    pub(in crate::logic::fs) fn allocate_packed(
+        &mut self,
+        want: u64,
+        goal: u64,
+    ) -> Result<Extent, Error> {
+        if self.deferred_room() < 4 {
+            return Err(Error::NoSpace);
+        }
+        let layout = self.layout;
+        let extent = Space::new(self, &layout)
+            .allocate_packed(want, goal)
+            .map_err(space_error)?;
+        self.sb.free_blocks = self.sb.free_blocks.saturating_sub(extent.len);
+        Ok(extent)
+    }
+
     /// Allocates the free run starting exactly at `start`, up to `want`
     /// blocks (`None` if `start` is taken); the caller records the owner.
     pub(in crate::logic::fs) fn allocate_at(
@@ -383,6 +403,8 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// Gives the deferred frees back to the free-space maps.
     pub(super) fn apply_frees(&mut self) -> Result<(), Error> {
+        // The chunk compaction empties gets its blocks back now.
+        self.avoided_chunk = None;
         let layout = self.layout;
         let count = self.free_count;
         self.free_count = 0;

@@ -459,21 +459,21 @@ pub(super) fn convert_unwritten<M: Media>(
 }
 
 /// The part of one record that a range covers.
-struct Piece {
+pub(super) struct Piece {
     start: u64,
-    extent: Extent,
-    at: u64,
-    len: u64,
+    pub(super) extent: Extent,
+    pub(super) at: u64,
+    pub(super) len: u64,
 }
 
 impl Piece {
     /// Device block of `at`.
-    fn physical(&self) -> u64 {
+    pub(super) fn physical(&self) -> u64 {
         self.extent.physical + (self.at - self.start)
     }
 
     /// Takes this part out of its record ([`split_out`]).
-    fn split_out<M: Media>(
+    pub(super) fn split_out<M: Media>(
         &self,
         tx: &mut Tx<'_, M>,
         tree: &mut Tree<Extents>,
@@ -496,7 +496,7 @@ impl Piece {
 /// Runs `op` on each record's part of file blocks `first..first + len`,
 /// in order, looking each up after the last changed the tree; `Invalid`
 /// if the range has a hole.
-fn for_each_record<M: Media>(
+pub(super) fn for_each_record<M: Media>(
     tx: &mut Tx<'_, M>,
     tree: &mut Tree<Extents>,
     first: u64,

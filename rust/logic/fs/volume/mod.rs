@@ -16,8 +16,11 @@
 //! - [`reflink`]: sharing blocks between files and their reference counts;
 //! - [`rmap`]: the reverse map's answers (who owns a block), memory
 //!   failures and fsck's space repair;
+//! - [`compact`]: emptying nearly empty chunks, so that free space
+//!   stays in whole 2 MiB chunks;
 //! - [`orphans`]: inodes with no links left, freed at eviction or mount.
 
+mod compact;
 mod data;
 mod extents;
 mod inodes;
