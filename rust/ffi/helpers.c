@@ -139,6 +139,17 @@ void oxdax_cond_resched(void)
 	cond_resched();
 }
 
+/* Freeze protection for work the filesystem starts itself (compaction). */
+bool oxdax_sb_start_write_trylock(struct super_block *sb)
+{
+	return sb_start_write_trylock(sb);
+}
+
+void oxdax_sb_end_write(struct super_block *sb)
+{
+	sb_end_write(sb);
+}
+
 u64 oxdax_phys_to_pfn_t(phys_addr_t addr, u64 flags)
 {
 	return phys_to_pfn_t(addr, flags).val;

@@ -107,6 +107,8 @@ void oxdax_pmem_wmb(void);
 bool oxdax_ratelimit(void);
 
 bool oxdax_sb_get_active(struct super_block *sb);
+bool oxdax_sb_start_write_trylock(struct super_block *sb);
+void oxdax_sb_end_write(struct super_block *sb);
 void oxdax_sb_for_each_mapped_inode(struct super_block *sb,
 				    void (*visit)(struct inode *, void *), void *data);
 

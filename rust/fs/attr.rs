@@ -28,6 +28,7 @@ impl AttrOperations for OxdaxFs {
         // their blocks are freed (private copies there go too: SIGBUS), nor
         // the page of the new end, whose tail is zeroed (in a copy if it is
         // shared). Growing: the old end's page, whose tail is zeroed.
+        let shrinking = change.size.is_some_and(|size| size < inode.size());
         let quiet = match change.size {
             Some(size) if size < inode.size() => Some(Quiet::truncation(size)),
             Some(size) if size > inode.size() => Quiet::growth(inode.size()),
@@ -46,6 +47,9 @@ impl AttrOperations for OxdaxFs {
         match result {
             Ok(record) => {
                 refresh(inode, &record);
+                if shrinking {
+                    info.blocks_freed();
+                }
                 Ok(())
             }
             Err(e) => {

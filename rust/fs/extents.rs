@@ -55,6 +55,9 @@ impl ExtentOperations for OxdaxFs {
         match record {
             Ok(record) => {
                 refresh(inode, &record);
+                if matches!(mode, Fallocate::PunchHole) {
+                    info.blocks_freed();
+                }
                 Ok(())
             }
             Err(e) => {

@@ -29,7 +29,7 @@ use crate::{
     sys::{
         dax::FsDax,
         debugfs, errno,
-        fs::{Attributes, Inode, SuperBlock},
+        fs::{background::Background, Attributes, Inode, SuperBlock},
         memory,
         once::SetOnce,
     },
@@ -49,6 +49,9 @@ pub(crate) struct SpaceCounters {
     chunks_free: AtomicU64,
     chunks_partial: AtomicU64,
     chunks_full: AtomicU64,
+    /// Blocks compaction moved, and chunks it emptied.
+    pub(super) compacted_blocks: AtomicU64,
+    pub(super) compacted_chunks: AtomicU64,
 }
 
 impl SpaceCounters {
@@ -84,6 +87,8 @@ pub(crate) struct Info {
     /// The damaged block last reported, so that every access to one
     /// damaged structure does not log again (its errno is still EIO).
     pub(super) last_damaged: AtomicU64,
+    /// Compaction in the background (`compact.rs`).
+    pub(super) compactor: Arc<Background<OxdaxFs>>,
 }
 
 impl Info {
@@ -110,10 +115,12 @@ impl Info {
     /// (`oxdax/<device>/`); a mount without them still works.
     pub(super) fn publish_counters(&self) {
         let mut dir = debugfs::CounterDir::new(&self.id);
-        let files: [debugfs::CounterFile<'_, SpaceCounters>; 3] = [
+        let files: [debugfs::CounterFile<'_, SpaceCounters>; 5] = [
             (kernel::c_str!("chunks_free"), |c| &c.chunks_free),
             (kernel::c_str!("chunks_partial"), |c| &c.chunks_partial),
             (kernel::c_str!("chunks_full"), |c| &c.chunks_full),
+            (kernel::c_str!("compacted_blocks"), |c| &c.compacted_blocks),
+            (kernel::c_str!("compacted_chunks"), |c| &c.compacted_chunks),
         ];
         let published = self
             .engine

@@ -274,6 +274,21 @@ pub(super) fn quiesce_locked(inode: &Inode<OxdaxFs>, range: Quiet) -> Result {
     invalidate(inode, &entries, range)
 }
 
+/// [`quiesce_locked`] that does not wait: `false` (nothing removed) if a
+/// page of the range is pinned. For background work, which must not wait
+/// on a pin whoever holds it (RDMA may hold one for good).
+pub(super) fn quiesce_unless_pinned(inode: &Inode<OxdaxFs>, range: Quiet) -> Result<bool> {
+    let Some(entries) = inode.entries() else {
+        return Ok(true);
+    };
+    let (first, last) = pages(range.start, range.end);
+    if entries.pinned_page(first, last).is_some() {
+        return Ok(false);
+    }
+    invalidate(inode, &entries, range)?;
+    Ok(true)
+}
+
 /// Removes the entries and mappings of `range` of `inode`.
 fn invalidate(inode: &Inode<OxdaxFs>, entries: &Entries<'_>, range: Quiet) -> Result {
     let info = inode_info(inode)?;

@@ -16,7 +16,8 @@
 //! | `failure.rs`     | `HolderOperations`   | memory failures (`notify_failure`) |
 //!
 //! `info.rs` holds the mounted filesystem's state, which they share;
-//! `media.rs` the device as the volume sees it.
+//! `media.rs` the device as the volume sees it; `compact.rs` the
+//! background job that keeps free space in whole 2 MiB chunks.
 //!
 //! Locking (Documentation/oxdax/filesystem.rst): VFS locks (i_rwsem) are
 //! taken by the callers, then a DAX read section, then the volume mutex,
@@ -24,6 +25,7 @@
 //! touches user memory with the mutex held.
 
 mod attr;
+mod compact;
 mod dir;
 mod extents;
 mod failure;

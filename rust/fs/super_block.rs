@@ -30,7 +30,10 @@ use crate::{
     sys::{
         dax::{DaxMemory, DeviceFrames, FsDax, FsDaxError, MapError},
         errno,
-        fs::{Attributes, FileSystem, FsType, Inode, SeqFile, StatFs, SuperBlock},
+        fs::{
+            background::Background, Attributes, FileSystem, FsType, Inode, SeqFile, StatFs,
+            SuperBlock,
+        },
         memory,
         once::SetOnce,
     },
@@ -213,6 +216,7 @@ impl FileSystem for OxdaxFs {
                 dax,
                 id,
                 last_damaged: AtomicU64::new(u64::MAX),
+                compactor: Background::new(sb)?,
             }? Error),
             GFP_KERNEL,
         )?;
@@ -283,8 +287,11 @@ impl FileSystem for OxdaxFs {
 
     fn sync_fs(sb: &SuperBlock<Self>) -> Result {
         // Every operation is durable when it returns: only report a
-        // filesystem that can no longer keep that promise.
+        // filesystem that can no longer keep that promise. Compaction
+        // queued by what was deleted before is done first (as xfs's
+        // sync_fs waits for its background inode freeing).
         let info = info(sb)?;
+        info.compactor.flush();
         info.call(|v| {
             if v.is_shut_down() {
                 Err(FsError::Shutdown)
@@ -312,5 +319,14 @@ impl FileSystem for OxdaxFs {
                 pr_warn!("{}: inode {} not freed: {:?}\n", info.id(), ino, e);
             }
         }
+        info.blocks_freed();
+    }
+
+    fn background_of(info: &Info) -> Option<&Background<Self>> {
+        Some(&info.compactor)
+    }
+
+    fn background(sb: &SuperBlock<Self>, job: &Background<Self>) {
+        super::compact::run(sb, job);
     }
 }

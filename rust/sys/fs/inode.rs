@@ -364,7 +364,7 @@ impl<T: FileSystem> Inode<T> {
 /// # Invariants
 ///
 /// This guard holds `inode`'s i_rwsem in the mode `exclusive` says.
-pub(super) struct InodeLock<'a, T: FileSystem> {
+pub(crate) struct InodeLock<'a, T: FileSystem> {
     inode: &'a Inode<T>,
     exclusive: bool,
 }
@@ -372,10 +372,11 @@ pub(super) struct InodeLock<'a, T: FileSystem> {
 impl<T: FileSystem> Inode<T> {
     /// Takes i_rwsem exclusively (writes, block map changes). The VFS calls
     /// the filesystem with it held or not as each operation documents; only
-    /// the wrappers that must take it themselves do.
-    pub(super) fn lock(&self) -> InodeLock<'_, T> {
+    /// the wrappers that must take it themselves do, and background work
+    /// that holds no other lock.
+    pub(crate) fn lock(&self) -> InodeLock<'_, T> {
         // SAFETY: The inode is live (type invariant); may sleep (every
-        // caller is a VFS callback in process context).
+        // caller is a VFS callback or a workqueue job, process context).
         unsafe { ffi::oxdax_inode_lock(self.as_ptr()) };
         InodeLock {
             inode: self,

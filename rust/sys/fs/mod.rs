@@ -13,6 +13,7 @@
 //! safe references. See Documentation/oxdax/filesystem.rst.
 
 pub(crate) mod attr;
+pub(crate) mod background;
 pub(crate) mod dentry;
 pub(crate) mod dir;
 pub(crate) mod extents;
@@ -176,6 +177,15 @@ pub(crate) trait FileSystem: Sized + 'static {
     fn evict_inode(_inode: &Inode<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// The super block's background job, if it has one (stopped when the
+    /// super block is killed).
+    fn background_of(_info: &Self::Info) -> Option<&background::Background<Self>> {
+        None
+    }
+
+    /// One run of the background job, with freeze protection held.
+    fn background(_sb: &SuperBlock<Self>, _job: &background::Background<Self>) {}
 }
 
 /// Everything a mountable filesystem implements: its super blocks

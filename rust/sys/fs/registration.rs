@@ -328,6 +328,13 @@ unsafe extern "C" fn reconfigure_callback<T: Operations>(
 ///
 /// Called by the VFS to destroy a super block of this type.
 unsafe extern "C" fn kill_sb_callback<T: Operations>(sb: *mut ffi::super_block) {
+    // Background work ends before the shutdown evicts the inodes it uses.
+    // SAFETY: `sb` is a live super block of `T`, for this call.
+    if let Some(info) = unsafe { SuperBlock::<T>::from_raw(sb) }.info() {
+        if let Some(job) = T::background_of(info) {
+            job.stop();
+        }
+    }
     // SAFETY: `sb` is live; this shuts it down (calling `put_super` if it
     // was mounted) and releases its device.
     unsafe { ffi::kill_block_super(sb) };

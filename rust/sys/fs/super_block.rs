@@ -111,7 +111,32 @@ impl<T: FileSystem> Drop for ActiveSuperBlock<T> {
     }
 }
 
+/// Freeze protection (`sb_start_write`), held until dropped: the
+/// filesystem is not frozen meanwhile.
+///
+/// # Invariants
+///
+/// Holds `sb`'s write freeze protection, taken once.
+pub(crate) struct Writing<'a, T: FileSystem> {
+    sb: &'a SuperBlock<T>,
+}
+
+impl<T: FileSystem> Drop for Writing<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `start_write` (type invariant), released once.
+        unsafe { ffi::oxdax_sb_end_write(self.sb.as_ptr()) };
+    }
+}
+
 impl<T: FileSystem> SuperBlock<T> {
+    /// Freeze protection for a write the filesystem starts itself;
+    /// `None` while the filesystem is frozen (or freezing).
+    pub(crate) fn start_write(&self) -> Option<Writing<'_, T>> {
+        // SAFETY: The super block is live (type invariant); a trylock
+        // never sleeps.
+        unsafe { ffi::oxdax_sb_start_write_trylock(self.as_ptr()) }.then_some(Writing { sb: self })
+    }
+
     /// The wrapper of a raw super block.
     ///
     /// # Safety

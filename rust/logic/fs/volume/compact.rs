@@ -30,11 +30,11 @@ use crate::logic::fs::{tx::Tx, Error, Media, Owned, Scratch};
 
 /// A chunk with more used blocks than this is never emptied: moving its
 /// blocks would cost more copying than the whole chunk it gains.
-pub const COMPACT_MAX_USED: u64 = CHUNK_BLOCKS / 2;
+const COMPACT_MAX_USED: u64 = CHUNK_BLOCKS / 2;
 
 /// Compaction is due while more than this part of the free blocks lie
 /// scattered over partly used chunks.
-pub const COMPACT_SCATTERED_PART: u64 = 4;
+const COMPACT_SCATTERED_PART: u64 = 4;
 
 impl<M: Media, S: Scratch> Volume<M, S> {
     /// The partly used chunk most worth emptying, if compaction is due:
