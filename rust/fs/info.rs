@@ -111,6 +111,18 @@ impl Info {
         result.map_err(|e| self.errno(e))
     }
 
+    /// `Ok` if every operation so far is durable: each one is when it
+    /// returns, unless the filesystem shut down (then EIO).
+    pub(super) fn durable(&self) -> Result {
+        self.call(|v| {
+            if v.is_shut_down() {
+                Err(FsError::Shutdown)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// Publishes the engine's and the allocator's counters in debugfs
     /// (`oxdax/<device>/`); a mount without them still works.
     pub(super) fn publish_counters(&self) {

@@ -22,7 +22,7 @@ use crate::{
     },
     sys::{
         errno,
-        fs::{FileOperations, FileSystem, Inode, Kiocb, MmapOperations},
+        fs::{FileOperations, Inode, Kiocb, MmapOperations},
         iov::IovIter,
         memory,
     },
@@ -179,9 +179,10 @@ impl FileOperations for OxdaxFs {
     fn fsync(inode: &Inode<Self>, first: u64, last: u64) -> Result {
         // write(2) copies bypass the caches and fence, and metadata is
         // durable per operation: what remains is what was stored through
-        // mappings.
+        // mappings. (Not sync_fs: it waits for compaction, which may want
+        // this file's locks.)
         Self::writeback(inode, first, last)?;
-        Self::sync_fs(inode.super_block())
+        inode_info(inode)?.durable()
     }
 
     /// A file opened for writing is closed: the chunks kept for its 2 MiB

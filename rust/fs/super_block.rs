@@ -23,7 +23,7 @@ use crate::{
     dax::Engine,
     logic::{
         format::{inode::MAX_FILE_SIZE, kinds::NAME_MAX},
-        fs::{Error as FsError, MountError, Volume},
+        fs::{MountError, Volume},
         params::FaultEngine,
     },
     params,
@@ -286,19 +286,11 @@ impl FileSystem for OxdaxFs {
     }
 
     fn sync_fs(sb: &SuperBlock<Self>) -> Result {
-        // Every operation is durable when it returns: only report a
-        // filesystem that can no longer keep that promise. Compaction
-        // queued by what was deleted before is done first (as xfs's
-        // sync_fs waits for its background inode freeing).
+        // Compaction queued by what was deleted before is done first (as
+        // xfs's sync_fs waits for its background inode freeing).
         let info = info(sb)?;
         info.compactor.flush();
-        info.call(|v| {
-            if v.is_shut_down() {
-                Err(FsError::Shutdown)
-            } else {
-                Ok(())
-            }
-        })
+        info.durable()
     }
 
     fn show_options(sb: &SuperBlock<Self>, seq: &mut SeqFile) -> Result {
