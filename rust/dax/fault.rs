@@ -221,9 +221,27 @@ impl Engine {
             // their other owners' alone, to free or rewrite; no page table
             // may still map them for this file (fs/dax.c unmaps in
             // dax_insert_entry before xfs remaps in ->iomap_end). Faults on
-            // these pages wait for our region lock.
+            // these pages wait for our region lock. The filesystem may
+            // copy the rest of the region too (a PTE fault then leaves
+            // it mappable by a PMD): its other entries go first, as they
+            // map the old blocks; the region lock covers them.
+            let (from, count) = self.cow_range(target, first, map.pages)?;
+            if count > map.pages {
+                // The fault's own entry is replaced when it is installed.
+                let end = first + map.pages;
+                if from < first {
+                    self.evict_held(target.entries, from, first - 1)?;
+                }
+                if end < from + count {
+                    self.evict_held(target.entries, end, from + count - 1)?;
+                }
+                target.entries.unmap(from, count, false);
+                target.mapper.copy_shared(target.file, from, count)?;
+            }
             target.entries.unmap(map.first, map.pages, false);
             map = target.mapper.unshare(target.file, map.first, map.pages)?;
+            // Copied, by this call or just before it.
+            map.copied = true;
         }
         if map.pages == 0 || map.first != first || (write && map.shared) {
             return Err(EIO);
@@ -240,6 +258,29 @@ impl Engine {
             }
         }
         Ok(map)
+    }
+
+    /// The filesystem's copy-on-write range for pages `first..first +
+    /// pages`, if it lies in their 2 MiB region (whose lock the caller
+    /// holds) and covers them; else just them.
+    fn cow_range<M: BlockMapper>(
+        &self,
+        target: &Faulting<'_, M>,
+        first: u64,
+        pages: u64,
+    ) -> Result<(u64, u64)> {
+        let region = first - first % PMD_PAGES;
+        let (from, count) = target.mapper.cow_range(target.file, first, pages)?;
+        let inside = from >= region
+            && from <= first
+            && from
+                .checked_add(count)
+                .is_some_and(|end| end <= region + PMD_PAGES && end >= first + pages);
+        Ok(if inside {
+            (from, count)
+        } else {
+            (first, pages)
+        })
     }
 
     /// Makes the entry at `index` (`order`) say `new`, replacing what

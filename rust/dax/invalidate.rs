@@ -28,13 +28,33 @@ impl Engine {
         last: u64,
         private_from: Option<u64>,
     ) -> Result {
+        self.evict_entries(entries, first, last, true)?;
+        let pages = |from: u64| last.wrapping_sub(from).wrapping_add(1);
+        entries.unmap(first, pages(first), false);
+        if let Some(from) = private_from.filter(|&from| from <= last) {
+            entries.unmap(from, pages(from), true);
+        }
+        Ok(())
+    }
+
+    /// Removes every entry of pages `first..=last`, all inside one 2 MiB
+    /// region whose lock the caller holds (a copy-on-write fault that
+    /// copies the region), writing back dirty cache lines. The caller
+    /// unmaps the pages.
+    pub(super) fn evict_held(&self, entries: &Entries<'_>, first: u64, last: u64) -> Result {
+        self.evict_entries(entries, first, last, false)
+    }
+
+    /// The entries of pages `first..=last` evicted, each under its region
+    /// lock (taken here if `lock`, else held by the caller).
+    fn evict_entries(&self, entries: &Entries<'_>, first: u64, last: u64, lock: bool) -> Result {
         let mut index = first;
         while index <= last {
             let Some((entry, base)) = entries.first_in(index, last)? else {
                 break;
             };
             {
-                let _region = self.region(entries, base).lock();
+                let _region = lock.then(|| self.region(entries, base).lock());
                 if let Some((current, at)) = self.settled(entries, base)? {
                     if at == base && !self.evict(entries, current, base)? {
                         continue;
@@ -42,11 +62,6 @@ impl Engine {
                 }
             }
             index = base.saturating_add(entry.pages());
-        }
-        let pages = |from: u64| last.wrapping_sub(from).wrapping_add(1);
-        entries.unmap(first, pages(first), false);
-        if let Some(from) = private_from.filter(|&from| from <= last) {
-            entries.unmap(from, pages(from), true);
         }
         Ok(())
     }

@@ -123,6 +123,21 @@ pub(crate) trait BlockMapper {
 
     /// Makes `file`'s metadata durable (after an `unsynced` answer).
     fn persist(&self, file: &Self::File) -> Result;
+
+    /// The pages a copy-on-write of pages `first..first + pages` copies:
+    /// a filesystem may widen it (oxdax: to the 2 MiB region, so that the
+    /// copy maps with a PMD). The engine uses the answer only inside the
+    /// fault's 2 MiB region.
+    fn cow_range(&self, _file: &Self::File, first: u64, pages: u64) -> Result<(u64, u64)> {
+        Ok((first, pages))
+    }
+
+    /// Copies what is shared of pages `first..first + pages` of `file`
+    /// (the widened part of a copy-on-write), with the same precondition
+    /// as [`Self::unshare`]. What cannot be copied stays shared.
+    fn copy_shared(&self, _file: &Self::File, _first: u64, _pages: u64) -> Result {
+        Ok(())
+    }
 }
 
 /// The file a fault is on.

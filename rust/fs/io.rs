@@ -224,9 +224,15 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> 
     if !mapping.shared {
         return Ok(mapping);
     }
-    let start = mapping.file_block * BLOCK;
-    let range = Quiet::range(start, start + mapping.len * BLOCK);
+    // Copied by whole 2 MiB regions where the file covers them, so that
+    // the copy maps with PMDs (Documentation/oxdax/allocator.rst).
+    let (start, len) = info.call(|v| v.cow_range(ino, mapping.file_block, mapping.len))?;
+    let range = Quiet::range(start * BLOCK, (start + len) * BLOCK);
     let _faults_off = mmap::quiesce(inode, range)?;
+    // Whatever could not be copied around the write (no room for a whole
+    // region, failed memory in it) stays shared; the write's own blocks
+    // are copied next, or that fails with its own error.
+    let _ = info.call(|v| v.copy_shared(ino, start, len));
     info.call(|v| v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy))
 }
 

@@ -91,6 +91,24 @@ impl BlockMapper for Info {
     fn persist(&self, _inode: &Inode<OxdaxFs>) -> Result {
         Ok(())
     }
+
+    fn cow_range(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64) -> Result<(u64, u64)> {
+        let ino = inode.ino();
+        self.call(|v| v.cow_range(ino, first, pages))
+    }
+
+    fn copy_shared(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64) -> Result {
+        let ino = inode.ino();
+        // What cannot be copied (no room for the region, failed memory)
+        // stays shared: the fault's own pages are copied next, or fail
+        // with their own error.
+        let record = self.call(|v| {
+            let _ = v.copy_shared(ino, first, pages);
+            v.inode(ino)
+        })?;
+        inode.set_allocated(attributes(&record).allocated);
+        Ok(())
+    }
 }
 
 #[vtable]

@@ -13,7 +13,12 @@
  *  - reflink (FICLONE, FICLONERANGE) into a destination that is mapped,
  *    with loaded and stored pages: the mapping shows the cloned data, and
  *    a store through it then copies;
- *  - the same with 2 MiB-aligned extents in a PMD-eligible mapping.
+ *  - the same with 2 MiB-aligned extents in a PMD-eligible mapping;
+ *  - a 4 KiB store through a PTE mapping, and a 4 KiB write(2), into a
+ *    cloned 2 MiB region copy the whole region (on oxdax: FIEMAP shows it
+ *    unshared and 2 MiB-aligned, the next region still shared), after
+ *    the region's other pages were mapped: they show the file's data
+ *    and a store to one of them copies nothing more.
  * Each test checks the files again after a remount.
  *
  * ext4 has no reflink: there every test is skipped. OXDAX_FS chooses the
@@ -21,6 +26,7 @@
  * only (tests/lib/oxdax_mmap.h).
  */
 #include <linux/falloc.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
@@ -447,6 +453,101 @@ TEST_F(mm, pmd_aligned_clone_cow)
 	EXPECT_EQ(-1, fs_check_pattern(fa, 5064, size - 5064, 60));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 0, 2 * MIB + 100, 60));
 	EXPECT_EQ(-1, fs_check_pattern(fb, 2 * MIB + 100, 64, 61));
+	close(fa);
+	close(fb);
+}
+
+/* Whether FIEMAP shows [@off, @off + 2 MiB) of @fd as one extent,
+ * 2 MiB-aligned on the disk, and shared (1), not shared (0), or neither
+ * whole nor aligned (-1). */
+static int region_state(int fd, off_t off)
+{
+	struct {
+		struct fiemap map;
+		struct fiemap_extent ext[64];
+	} e;
+
+	memset(&e, 0, sizeof(e));
+	e.map.fm_start = off;
+	e.map.fm_length = MM_PMD;
+	e.map.fm_flags = FIEMAP_FLAG_SYNC;
+	e.map.fm_extent_count = 64;
+	if (ioctl(fd, FS_IOC_FIEMAP, &e.map) || e.map.fm_mapped_extents < 1)
+		return -1;
+	const struct fiemap_extent *x = &e.ext[0];
+
+	if (x->fe_logical > (uint64_t)off || off + MM_PMD > x->fe_logical + x->fe_length ||
+	    (x->fe_physical + off - x->fe_logical) % MM_PMD)
+		return -1;
+	return !!(x->fe_flags & FIEMAP_EXTENT_SHARED);
+}
+
+TEST_F(mm, small_copy_on_write_copies_its_region)
+{
+	const size_t size = 6 * MIB;
+	struct mm_snap a, b;
+	unsigned char *pb, page[4096];
+	int fa = open(fs_path("a"), O_RDWR | O_CREAT, 0644), fb;
+
+	ASSERT_LE(0, fa);
+	fb = open(fs_path("b"), O_RDWR | O_CREAT, 0644);
+	ASSERT_LE(0, fb);
+	ASSERT_EQ(0, fallocate(fa, 0, 0, size));
+	ASSERT_EQ(size, fs_write_pattern(fa, 0, size, 70));
+	ASSERT_EQ(0, fsync(fa));
+	CLONE_OR_SKIP(ioctl(fb, FICLONE, fa));
+	TH_LOG("clone: region 0 %d, 1 %d, 2 %d", region_state(fb, 0), region_state(fb, 2 * MIB),
+	       region_state(fb, 4 * MIB));
+
+	/* 4 KiB pages only; every page of region 0 mapped (read) first. */
+	pb = mm_map(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
+	ASSERT_NE(MAP_FAILED, pb);
+	ASSERT_EQ(0, madvise(pb, size, MADV_NOHUGEPAGE));
+	EXPECT_EQ(-1, fs_check_fill(pb, 2 * MIB, 0, 70));
+	mm_snap(&a);
+	fs_fill(pb + 100, 64, 100, 71);
+	mm_snap_end(&b);
+	TH_LOG("4 KiB store into region 0: %s", mm_describe(&a, &b));
+	if (mm_counted())
+		EXPECT_EQ(1, mm_delta(&a, &b, MM_FAULT_COW));
+	if (fs_is("oxdax")) {
+		EXPECT_EQ(0, region_state(fb, 0));
+		EXPECT_EQ(1, region_state(fb, 2 * MIB));
+	}
+	TH_LOG("after the store: region 0 %d, 1 %d", region_state(fb, 0),
+	       region_state(fb, 2 * MIB));
+	/* The region's other pages, mapped before, show the file. */
+	EXPECT_EQ(-1, fs_check_fill(pb, 100, 0, 70));
+	EXPECT_EQ(-1, fs_check_fill(pb + 164, 2 * MIB - 164, 164, 70));
+	mm_snap(&a);
+	fs_fill(pb + 300 * 4096, 64, 300 * 4096, 72);
+	mm_snap_end(&b);
+	TH_LOG("store to another page of region 0: %s", mm_describe(&a, &b));
+	if (mm_counted() && fs_is("oxdax"))
+		EXPECT_EQ(0, mm_delta(&a, &b, MM_FAULT_COW));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 300 * 4096, 64, 72));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 164, 300 * 4096 - 164, 70));
+
+	/* write(2) of 4 KiB into region 1. */
+	fs_fill(page, sizeof(page), 2 * MIB + 8192, 73);
+	ASSERT_EQ(sizeof(page), pwrite(fb, page, sizeof(page), 2 * MIB + 8192));
+	if (fs_is("oxdax")) {
+		EXPECT_EQ(0, region_state(fb, 2 * MIB));
+		EXPECT_EQ(1, region_state(fb, 4 * MIB));
+	}
+	EXPECT_EQ(-1, fs_check_fill(pb + 2 * MIB, 8192, 2 * MIB, 70));
+	EXPECT_EQ(-1, fs_check_fill(pb + 2 * MIB + 8192, 4096, 2 * MIB + 8192, 73));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 2 * MIB + 12288, 4 * MIB - 12288, 70));
+	EXPECT_EQ(-1, fs_check_pattern(fa, 0, size, 70));
+
+	ASSERT_EQ(0, mm_unmap(pb, size));
+	remount_reopen(_metadata, "a", &fa, "b", &fb);
+	EXPECT_EQ(-1, fs_check_pattern(fa, 0, size, 70));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 0, 100, 70));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 100, 64, 71));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 300 * 4096, 64, 72));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 2 * MIB + 8192, 4096, 73));
+	EXPECT_EQ(-1, fs_check_pattern(fb, 2 * MIB + 12288, size - 2 * MIB - 12288, 70));
 	close(fa);
 	close(fb);
 }

@@ -224,6 +224,47 @@ fn copy_on_write_in_pieces_makes_whole_regions() {
     unmount_and_check(v);
 }
 
+/// A 4 KiB write into a reflinked file, the way the kernel's write(2)
+/// does it: the regions around it inside the end of file are copied
+/// whole (`cow_range`, `copy_shared`), the rest stays shared.
+#[test]
+fn a_small_write_copies_its_whole_region() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    let size = 5u64 << 20;
+    let data = pattern(1, size as usize);
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    write(&mut v, a, 0, &data).unwrap();
+    v.release(a);
+    let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+    v.reflink(a, 0, b, 0, size, T0).unwrap();
+    let kernel_write = |v: &mut TestVolume, at: u64, bytes: &[u8]| {
+        let first = at / 4096;
+        let len = (at + bytes.len() as u64).div_ceil(4096) - first;
+        let (start, count) = v.cow_range(b, first, len).unwrap();
+        v.copy_shared(b, start, count).unwrap();
+        write(v, b, at, bytes).unwrap();
+        (start, count)
+    };
+    // Inside region 0: all of it copied.
+    assert_eq!(kernel_write(&mut v, 4096 * 7 + 5, &[9u8; 100]), (0, 512));
+    assert_eq!(whole_regions(&v, b, 1), 1);
+    let m = v.map_read(b, 512, 512).unwrap();
+    assert!(m.shared, "region 1 stays shared");
+    // Region 2 reaches past the end of file (5 MiB): only the block.
+    assert_eq!(
+        kernel_write(&mut v, (4 << 20) + 4096, &[8u8; 10]),
+        (1025, 1)
+    );
+    assert!(v.map_read(b, 1024, 1).unwrap().shared);
+    let mut expect = data.clone();
+    expect[4096 * 7 + 5..4096 * 7 + 105].fill(9);
+    expect[(4 << 20) + 4096..(4 << 20) + 4106].fill(8);
+    assert!(read(&v, b, 0, size as usize) == expect);
+    assert!(read(&v, a, 0, size as usize) == data);
+    unmount_and_check(v);
+}
+
 /// splitmix64, as tests/lib/oxdax_age.h draws.
 struct SplitMix(u64);
 

@@ -14,7 +14,7 @@ use crate::logic::format::{
     btree::Tree,
     inode::{FileType, Inode, Timestamp, MAX_FILE_SIZE},
     kinds::{block_key, Extent, Extents, RmapKey, EXTENT_UNWRITTEN},
-    space, BLOCK_SHIFT, BLOCK_SIZE,
+    space, BLOCK_SHIFT, BLOCK_SIZE, CHUNK_BLOCKS,
 };
 use crate::logic::fs::{
     tx::{tree_error, TreeStore},
@@ -458,6 +458,45 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             tx.put_inode(ino, &inode)?;
             Ok(result)
         })
+    }
+
+    /// The blocks a `write(2)` to shared blocks `first..first + len` of
+    /// `ino` copies: the whole 2 MiB regions around them that lie inside
+    /// the end of file, so that the copy can map with PMDs (a copy of just
+    /// the blocks written would leave the region to 4 KiB pages for good);
+    /// just the range where a region reaches past the end of file (it
+    /// cannot map whole anyway). The caller removes the range's mappings,
+    /// then [`Self::copy_shared`] copies what in it is shared.
+    pub fn cow_range(&self, ino: u64, first: u64, len: u64) -> Result<(u64, u64), Error> {
+        let eof = self.regular(ino)?.size.div_ceil(BLOCK_SIZE as u64);
+        let end = first.checked_add(len).ok_or(Error::Invalid)?;
+        let region_first = first - first % CHUNK_BLOCKS;
+        let region_end = end.next_multiple_of(CHUNK_BLOCKS);
+        let start = if region_first + CHUNK_BLOCKS <= eof {
+            region_first
+        } else {
+            first
+        };
+        let stop = if region_end <= eof { region_end } else { end };
+        Ok((start, stop.max(end) - start))
+    }
+
+    /// Copies the shared blocks of file blocks `first..first + len` of
+    /// `ino` to new ones (holes and blocks of its own stay as they are):
+    /// [`Self::map_write`] with [`SharedWrite::Copy`] for each shared run.
+    pub fn copy_shared(&mut self, ino: u64, first: u64, len: u64) -> Result<(), Error> {
+        let end = first.checked_add(len).ok_or(Error::Invalid)?;
+        let mut at = first;
+        while at < end {
+            let found = self.map_data(ino, at, end - at)?;
+            let done = if found.shared {
+                self.map_write(ino, at, found.len, SharedWrite::Copy)?.len
+            } else {
+                found.len
+            };
+            at += done.max(1);
+        }
+        Ok(())
     }
 
     /// A file opened for writing was closed: the chunks kept for its
