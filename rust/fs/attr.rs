@@ -48,7 +48,7 @@ impl AttrOperations for OxdaxFs {
             Ok(record) => {
                 refresh(inode, &record);
                 if shrinking {
-                    info.blocks_freed();
+                    info.compact_soon();
                 }
                 Ok(())
             }

@@ -4,7 +4,10 @@
 //! "Compaction"): after files are deleted or shrink, a job on the unbound
 //! workqueue empties nearly empty chunks by moving their files' blocks
 //! into other partly used chunks, so that free space stays in whole 2 MiB
-//! chunks and new files keep getting PMD mappings on an aged filesystem.
+//! chunks and new files keep getting PMD mappings on an aged filesystem;
+//! after a writer closes a file that left a region misplaced (begun packed
+//! while the file was small), the job moves that region into a whole
+//! chunk.
 //! The volume decides what to move ([`crate::logic::fs::Volume::
 //! compaction_victim`], `chunk_pieces`, `relocate`); this file takes the
 //! locks a move needs.
@@ -37,19 +40,29 @@ use crate::{
 const CHUNKS_PER_RUN: usize = 1024;
 
 impl Info {
-    /// Files lost blocks: compaction may be due.
-    pub(super) fn blocks_freed(&self) {
+    /// Files lost blocks, or a writer left a region misplaced: queues the
+    /// job.
+    pub(super) fn compact_soon(&self) {
         Background::queue(&self.compactor);
     }
 }
 
-/// One run: empties chunks until none is worth emptying, the super block
-/// shuts down, or [`CHUNKS_PER_RUN`] were tried (the next deletion
-/// queues another run).
+/// One run: places misplaced regions whole, then empties chunks until
+/// none is worth emptying, the super block shuts down, or
+/// [`CHUNKS_PER_RUN`] were tried (the next deletion queues another run).
 pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
     let Ok(info) = info(sb) else {
         return;
     };
+    while !job.is_stopped() {
+        let Ok(Some((ino, region))) = info.call(|v| Ok(v.take_misplaced())) else {
+            break;
+        };
+        if place_region_whole(sb, info, ino, region) {
+            info.space.placed_regions.fetch_add(1, Ordering::Relaxed);
+        }
+        sys::cond_resched();
+    }
     let Ok(mut tried) = KVec::<u64>::with_capacity(CHUNKS_PER_RUN, GFP_KERNEL) else {
         return;
     };
@@ -90,6 +103,25 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         }
         sys::cond_resched();
     }
+}
+
+/// Moves region `region` (first block) of file `ino` into a whole chunk,
+/// under its locks; `false` if it stays (complete or aligned already,
+/// no chunk free whole, pinned, gone).
+fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u64) -> bool {
+    let Ok(inode) = iget(sb, ino) else {
+        return false;
+    };
+    let _writers = inode.lock();
+    let Some(_faults) = inode.invalidate_lock(true) else {
+        return false;
+    };
+    let start = region.saturating_mul(BLOCK);
+    let end = region.saturating_add(CHUNK_BLOCKS).saturating_mul(BLOCK);
+    if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
+        return false;
+    }
+    info.call(|v| v.place_region_whole(ino, region)) == Ok(true)
 }
 
 /// Moves one piece out of its chunk, under its file's locks; `false` if

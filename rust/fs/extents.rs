@@ -56,7 +56,7 @@ impl ExtentOperations for OxdaxFs {
             Ok(record) => {
                 refresh(inode, &record);
                 if matches!(mode, Fallocate::PunchHole) {
-                    info.blocks_freed();
+                    info.compact_soon();
                 }
                 Ok(())
             }

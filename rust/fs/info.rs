@@ -52,6 +52,8 @@ pub(crate) struct SpaceCounters {
     /// Blocks compaction moved, and chunks it emptied.
     pub(super) compacted_blocks: AtomicU64,
     pub(super) compacted_chunks: AtomicU64,
+    /// Misplaced regions compaction placed whole.
+    pub(super) placed_regions: AtomicU64,
 }
 
 impl SpaceCounters {
@@ -127,12 +129,13 @@ impl Info {
     /// (`oxdax/<device>/`); a mount without them still works.
     pub(super) fn publish_counters(&self) {
         let mut dir = debugfs::CounterDir::new(&self.id);
-        let files: [debugfs::CounterFile<'_, SpaceCounters>; 5] = [
+        let files: [debugfs::CounterFile<'_, SpaceCounters>; 6] = [
             (kernel::c_str!("chunks_free"), |c| &c.chunks_free),
             (kernel::c_str!("chunks_partial"), |c| &c.chunks_partial),
             (kernel::c_str!("chunks_full"), |c| &c.chunks_full),
             (kernel::c_str!("compacted_blocks"), |c| &c.compacted_blocks),
             (kernel::c_str!("compacted_chunks"), |c| &c.compacted_chunks),
+            (kernel::c_str!("placed_regions"), |c| &c.placed_regions),
         ];
         let published = self
             .engine

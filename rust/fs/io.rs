@@ -186,7 +186,8 @@ impl FileOperations for OxdaxFs {
     }
 
     /// A file opened for writing is closed: the chunks kept for its 2 MiB
-    /// regions are anyone's again (Documentation/oxdax/allocator.rst).
+    /// regions are anyone's again, and regions it left misplaced are
+    /// placed whole in the background (Documentation/oxdax/allocator.rst).
     fn release(inode: &Inode<Self>) {
         let Ok(info) = inode_info(inode) else {
             return;
@@ -194,10 +195,13 @@ impl FileOperations for OxdaxFs {
         let ino = inode.ino();
         // Nothing to log: memory only, it cannot fail but for a device
         // that is gone, where nothing is allocated any more.
-        let _ = info.call(|v| {
+        let misplaced = info.call(|v| {
             v.release(ino);
-            Ok(())
+            Ok(v.has_misplaced())
         });
+        if misplaced == Ok(true) {
+            info.compact_soon();
+        }
     }
 }
 

@@ -311,7 +311,7 @@ impl FileSystem for OxdaxFs {
                 pr_warn!("{}: inode {} not freed: {:?}\n", info.id(), ino, e);
             }
         }
-        info.blocks_freed();
+        info.compact_soon();
     }
 
     fn background_of(info: &Info) -> Option<&Background<Self>> {

@@ -127,6 +127,7 @@ impl<'a, M: Media> Tx<'a, M> {
         Effects {
             chunk_moves: self.chunk_moves,
             taken: self.taken,
+            misplaced: self.misplaced,
         }
     }
 

@@ -126,6 +126,10 @@ pub(super) struct Tx<'a, M: Media> {
     pub(super) reservations: &'a [u64],
     /// Chunks this transaction took for regions, to keep once committed.
     pub(super) taken: Taken,
+    /// A region this transaction gave blocks that can never be one
+    /// aligned run where they are: `(ino, first block of the region)`,
+    /// for compaction to place it whole later.
+    pub(in crate::logic::fs) misplaced: Option<(u64, u64)>,
 }
 
 /// What a committed transaction leaves for the volume's memory.
@@ -134,6 +138,8 @@ pub(super) struct Effects {
     pub(super) chunk_moves: ChunkMoves,
     /// Chunks taken for regions: `(chunk, ino)`.
     pub(super) taken: Taken,
+    /// A misplaced region (`Tx::misplaced`).
+    pub(super) misplaced: Option<(u64, u64)>,
 }
 
 /// Changes to [`ChunkCounts`] by a transaction: the counts of the chunks
@@ -212,6 +218,7 @@ impl<'a, M: Media> Tx<'a, M> {
             poisoned: &NO_POISON,
             reservations: parts.reservations,
             taken: Taken::default(),
+            misplaced: None,
         }
     }
 

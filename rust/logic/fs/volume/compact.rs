@@ -21,12 +21,13 @@ use super::extents::{
 use super::reflink::shared_run;
 use super::{TxNodes, Volume};
 use crate::logic::format::{
-    inode::FileType,
-    kinds::EXTENT_UNWRITTEN,
+    btree::Tree,
+    inode::{FileType, Inode},
+    kinds::{Extents, EXTENT_UNWRITTEN},
     space::{Extent, SpaceStore},
-    CHUNK_BLOCKS,
+    BLOCK_SIZE, CHUNK_BLOCKS,
 };
-use crate::logic::fs::{tx::Tx, Error, Media, Owned, Scratch};
+use crate::logic::fs::{tx::Tx, Error, MapKind, Media, Owned, Scratch};
 
 /// A chunk with more used blocks than this is never emptied: moving its
 /// blocks would cost more copying than the whole chunk it gains.
@@ -169,31 +170,130 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let len = run.min(len);
             let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, file_block)?;
             let new = tx.allocate_packed(len, goal)?;
-            let len = new.len;
-            for_each_record(tx, &mut tree, file_block, len, |tx, tree, piece| {
-                let target = new.start + (piece.at - file_block);
-                if piece.extent.flags & EXTENT_UNWRITTEN == 0 {
-                    copy_blocks(tx, piece.physical(), target, piece.len)?;
-                }
-                piece.split_out(tx, tree, &mut inode, ino)?;
-                tx.free(Extent {
-                    start: piece.physical(),
-                    len: piece.len,
-                })?;
-                put_extent(
-                    tx,
-                    tree,
-                    &mut inode,
-                    ino,
-                    piece.at,
-                    target,
-                    piece.len,
-                    piece.extent.flags,
-                )
-            })?;
-            inode.map_root = tree.root;
-            tx.put_inode(ino, &inode)?;
-            Ok(len)
+            move_blocks(tx, &mut tree, &mut inode, ino, file_block, new)?;
+            Ok(new.len)
         })
+    }
+
+    /// A region some transaction left misplaced, to place whole
+    /// ([`Self::place_region_whole`]); `None` if there is none.
+    pub fn take_misplaced(&mut self) -> Option<(u64, u64)> {
+        self.misplaced.take()
+    }
+
+    /// Whether a region waits to be placed whole.
+    pub fn has_misplaced(&self) -> bool {
+        self.misplaced.len > 0
+    }
+
+    /// Moves region `region` (its first block) of regular file `ino` into
+    /// a whole free chunk, each block at its congruent place, so that it
+    /// maps with a PMD: a region a small file began packed, or whose
+    /// places were taken. Only a complete region (every block mapped,
+    /// none shared, inside the end of file) that is not one aligned run
+    /// already moves: `false` otherwise, and when no chunk is free whole
+    /// (nothing changed). The data is copied, then one transaction points
+    /// the file at the copy; the caller holds the file's locks against
+    /// writes and faults and has unmapped the region, as for
+    /// [`Self::relocate`].
+    pub fn place_region_whole(&mut self, ino: u64, region: u64) -> Result<bool, Error> {
+        if region % CHUNK_BLOCKS != 0 {
+            return Err(Error::Invalid);
+        }
+        let inode = self.regular(ino)?;
+        if inode.size < (region + CHUNK_BLOCKS).saturating_mul(BLOCK_SIZE as u64) {
+            return Ok(false);
+        }
+        let mut at = region;
+        while at < region + CHUNK_BLOCKS {
+            let m = self.map_read(ino, at, region + CHUNK_BLOCKS - at)?;
+            if m.kind == MapKind::Hole || m.shared {
+                return Ok(false);
+            }
+            if at == region && m.len == CHUNK_BLOCKS && m.physical % CHUNK_BLOCKS == 0 {
+                return Ok(false);
+            }
+            at += m.len.max(1);
+        }
+        let moved = self.transact(|tx| {
+            let mut inode = tx.inode(ino)?;
+            let mut tree = extent_tree(tx, &mut inode, ino)?;
+            let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, region)?;
+            let new = tx.allocate_data(CHUNK_BLOCKS, goal)?;
+            if new.len != CHUNK_BLOCKS || new.start % CHUNK_BLOCKS != 0 {
+                // No chunk free whole: give the blocks back (nothing
+                // commits).
+                return Err(Error::NoSpace);
+            }
+            move_blocks(tx, &mut tree, &mut inode, ino, region, new)?;
+            Ok(true)
+        });
+        match moved {
+            Err(Error::NoSpace) => Ok(false),
+            other => other,
+        }
+    }
+}
+
+/// Moves file blocks `first..first + new.len` of `ino` (mapped, its own)
+/// to device blocks `new` (allocated in `tx`): written blocks are copied,
+/// unwritten ones keep their flag, the old blocks are freed at commit.
+fn move_blocks<M: Media>(
+    tx: &mut Tx<'_, M>,
+    tree: &mut Tree<Extents>,
+    inode: &mut Inode,
+    ino: u64,
+    first: u64,
+    new: Extent,
+) -> Result<(), Error> {
+    for_each_record(tx, tree, first, new.len, |tx, tree, piece| {
+        let target = new.start + (piece.at - first);
+        if piece.extent.flags & EXTENT_UNWRITTEN == 0 {
+            copy_blocks(tx, piece.physical(), target, piece.len)?;
+        }
+        piece.split_out(tx, tree, inode, ino)?;
+        tx.free(Extent {
+            start: piece.physical(),
+            len: piece.len,
+        })?;
+        put_extent(
+            tx,
+            tree,
+            inode,
+            ino,
+            piece.at,
+            target,
+            piece.len,
+            piece.extent.flags,
+        )
+    })?;
+    inode.map_root = tree.root;
+    tx.put_inode(ino, inode)
+}
+
+/// Regions waiting to be placed whole: a few, in memory (a crash forgets
+/// them, which costs only huge pages).
+#[derive(Default)]
+pub(super) struct Misplaced {
+    regions: [(u64, u64); 16],
+    len: usize,
+}
+
+impl Misplaced {
+    /// Remembers region `region` of `ino` (once; dropped when full).
+    pub(super) fn add(&mut self, ino: u64, region: u64) {
+        let entry = (ino, region);
+        if self.regions[..self.len].contains(&entry) {
+            return;
+        }
+        if let Some(slot) = self.regions.get_mut(self.len) {
+            *slot = entry;
+            self.len += 1;
+        }
+    }
+
+    fn take(&mut self) -> Option<(u64, u64)> {
+        self.len = self.len.checked_sub(1)?;
+        self.regions.get(self.len).copied()
     }
 }

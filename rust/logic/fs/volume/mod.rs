@@ -105,6 +105,9 @@ pub struct Volume<M: Media, S: Scratch> {
     poisoned: Poisoned,
     /// The data area's chunks: free whole, partly used, full.
     chunks: ChunkCounts,
+    /// Regions whose blocks can never map whole where they are, for
+    /// compaction to place whole (`compact.rs`): `(ino, first block)`.
+    misplaced: compact::Misplaced,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -187,6 +190,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             zero_chunk: None,
             poisoned: Poisoned::NONE,
             chunks: ChunkCounts::default(),
+            misplaced: compact::Misplaced::default(),
         };
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -472,6 +476,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Ok((sb, effects)) => {
                 self.sb = sb;
                 effects.chunk_moves.apply(&mut self.chunks);
+                if let Some((ino, region)) = effects.misplaced {
+                    self.misplaced.add(ino, region);
+                }
                 let mut reservations = self.reservations();
                 for (chunk, ino) in effects.taken.iter() {
                     reservations.add(chunk, ino);

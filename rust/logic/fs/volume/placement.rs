@@ -50,11 +50,18 @@ pub(super) fn place<M: Media>(
     let want = want.min(region_end - at);
     if let Some(congruent) = neighbour_place(tx, tree, at, region)? {
         if let Some(block) = congruent {
+            if block % CHUNK_BLOCKS != at % CHUNK_BLOCKS {
+                // The region began packed (a small file that grew): it
+                // continues there, but compaction may place it whole.
+                tx.misplaced = Some((ino, region));
+            }
             if let Some(extent) = tx.allocate_at(block, want)? {
                 return Ok(extent);
             }
         }
-        // Taken: the region cannot be one run any more; stay close.
+        // Taken: the region cannot be one run any more; stay close, and
+        // let compaction place it whole once it is complete.
+        tx.misplaced = Some((ino, region));
         return tx.allocate_data(want, congruent.unwrap_or(goal));
     }
     start_region(tx, ino, at, want, blocks, goal)
