@@ -225,7 +225,13 @@ impl Engine {
             // copy the rest of the region too (a PTE fault then leaves
             // it mappable by a PMD): its other entries go first, as they
             // map the old blocks; the region lock covers them.
-            let (from, count) = self.cow_range(target, first, map.pages)?;
+            let (mut from, mut count) = self.cow_range(target, first, map.pages)?;
+            if count > map.pages && target.entries.pinned_page(from, from + count - 1).is_some() {
+                // A pinned page of the region (direct I/O, RDMA) keeps
+                // its entry, which the layout checks of truncation and
+                // compaction look for: copy only the fault's pages.
+                (from, count) = (first, map.pages);
+            }
             if count > map.pages {
                 // The fault's own entry is replaced when it is installed.
                 let end = first + map.pages;

@@ -12,8 +12,8 @@
 //! compaction_victim`], `chunk_pieces`, `relocate`); this file takes the
 //! locks a move needs.
 //!
-//! Locking: the job runs with freeze protection, then for each piece takes
-//! the file's i_rwsem exclusively (no read or write of it runs: a read
+//! Locking: for each piece the job takes freeze protection (a trylock:
+//! frozen, it stops), then the file's i_rwsem exclusively (no read or write of it runs: a read
 //! must not copy from blocks freed under it), then its invalidate lock
 //! exclusively (no fault), removes the range's mappings, and calls the
 //! volume (its mutex, inside [`Info::call`]): the order of a hole punch.
@@ -29,7 +29,10 @@ use super::{
     mmap::{quiesce_unless_pinned, Quiet},
 };
 use crate::{
-    logic::{format::CHUNK_BLOCKS, fs::Owned},
+    logic::{
+        format::{inode::FileType, CHUNK_BLOCKS},
+        fs::Owned,
+    },
     sys::{
         self,
         fs::{background::Background, inode::iget, SuperBlock},
@@ -109,6 +112,9 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
 /// under its locks; `false` if it stays (complete or aligned already,
 /// no chunk free whole, pinned, gone).
 fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u64) -> bool {
+    let Some(_writing) = sb.start_write() else {
+        return false;
+    };
     let Ok(inode) = iget(sb, ino) else {
         return false;
     };
@@ -127,9 +133,17 @@ fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u
 /// Moves one piece out of its chunk, under its file's locks; `false` if
 /// it stays (pinned, gone, or an error: the chunk is left).
 fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
+    // Frozen: nothing may change; the next deletion queues the job again.
+    let Some(_writing) = sb.start_write() else {
+        return false;
+    };
     let Ok(inode) = iget(sb, piece.owner) else {
         return false;
     };
+    // A directory's blocks stay (only regular files' data moves).
+    if FileType::of_mode(inode.mode()) != Some(FileType::Regular) {
+        return false;
+    }
     let _writers = inode.lock();
     let Some(_faults) = inode.invalidate_lock(true) else {
         return false;

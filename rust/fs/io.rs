@@ -231,12 +231,19 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> 
     // Copied by whole 2 MiB regions where the file covers them, so that
     // the copy maps with PMDs (Documentation/oxdax/allocator.rst).
     let (start, len) = info.call(|v| v.cow_range(ino, mapping.file_block, mapping.len))?;
-    let range = Quiet::range(start * BLOCK, (start + len) * BLOCK);
-    let _faults_off = mmap::quiesce(inode, range)?;
-    // Whatever could not be copied around the write (no room for a whole
-    // region, failed memory in it) stays shared; the write's own blocks
-    // are copied next, or that fails with its own error.
-    let _ = info.call(|v| v.copy_shared(ino, start, len));
+    let own = mapping.file_block * BLOCK;
+    let _faults_off = inode.invalidate_lock(true).ok_or(EIO)?;
+    let wide = Quiet::range(start * BLOCK, (start + len) * BLOCK);
+    // A page pinned around the write (not in it) is not waited for: the
+    // region is then not widened.
+    if len > mapping.len && mmap::quiesce_unless_pinned(inode, wide)? {
+        // Whatever could not be copied around the write (no room for a
+        // whole region, failed memory in it) stays shared; the write's
+        // own blocks are copied next, or that fails with its own error.
+        let _ = info.call(|v| v.copy_shared(ino, start, len));
+    } else {
+        mmap::quiesce_locked(inode, Quiet::range(own, own + mapping.len * BLOCK))?;
+    }
     info.call(|v| v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy))
 }
 

@@ -99,8 +99,10 @@ impl<T: FileSystem> Background<T> {
         // value, live during the call.
         let raw = unsafe { Work::raw_get(&self.work) };
         // SAFETY: `raw` is a live, initialized work item; waiting is
-        // allowed (kill_sb runs in process context).
-        if unsafe { kernel::bindings::cancel_work_sync(raw) } {
+        // allowed (kill_sb runs in process context). Disabled, it is never
+        // queued again, even by a `queue` that read `stopped` before it
+        // was set.
+        if unsafe { kernel::bindings::disable_work_sync(raw) } {
             // It was queued and will not run: the reference the queue
             // held (taken by `Arc::into_raw` in `queue`) is dropped here.
             // SAFETY: That reference was made from an `Arc<Self>` pointing
@@ -121,10 +123,6 @@ impl<T: FileSystem> WorkItem for Background<T> {
         // before the super block goes (type invariant), so it is live and
         // of `T` for the whole run.
         let sb = unsafe { SuperBlock::<T>::from_raw(this.sb) };
-        // Frozen: nothing may be written; the next queueing retries.
-        let Some(_writing) = sb.start_write() else {
-            return;
-        };
         T::background(sb, &this);
     }
 }

@@ -184,7 +184,9 @@ pub(crate) trait FileSystem: Sized + 'static {
         None
     }
 
-    /// One run of the background job, with freeze protection held.
+    /// One run of the background job. It takes freeze protection
+    /// ([`SuperBlock::start_write`]) around each change it makes, so that
+    /// a freeze waits for one change, not for the run.
     fn background(_sb: &SuperBlock<Self>, _job: &background::Background<Self>) {}
 }
 

@@ -195,12 +195,22 @@ unsafe fn make_node<T: Operations>(
     // yet, so nobody else sees it; this hashes it locked (`I_NEW`) for the
     // fill.
     if unsafe { ffi::insert_inode_locked(inode) } != 0 {
-        // Another inode with this number is cached: the media handed out a
-        // number in use, which only damage explains.
-        pr_err!("{}: new inode {} is already in use\n", sb.id(), ino);
-        // SAFETY: Not filled, not hashed.
+        // SAFETY: Not filled, not hashed: its eviction leaves the media
+        // alone.
         unsafe { ffi::iput(inode) };
-        return Err(EIO);
+        // Another inode with this number is cached. The number was free
+        // until the create committed, so whoever looked it up since
+        // (background compaction, a file handle) read the new record: use
+        // their inode. A cached inode of another type means damage.
+        let existing = iget(sb, ino)?;
+        if existing.mode() != owner.mode {
+            pr_err!("{}: new inode {} is already in use\n", sb.id(), ino);
+            return Err(EIO);
+        }
+        // SAFETY: `dentry` is a negative dentry of `dir` (this function's
+        // `# Safety`); `d_instantiate` takes over our reference.
+        unsafe { ffi::d_instantiate(dentry, ARef::into_raw(existing).as_ptr().cast()) };
+        return Ok(());
     }
     // SAFETY: Locked new, number set.
     if let Err(e) = unsafe { fill_new::<T>(inode, info) } {

@@ -292,6 +292,22 @@ impl Misplaced {
         }
     }
 
+    /// Forgets `ino`'s regions (it is gone).
+    pub(super) fn forget(&mut self, ino: u64) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if let Some(&entry) = self.regions.get(i) {
+                if entry.0 != ino {
+                    if let Some(slot) = self.regions.get_mut(kept) {
+                        *slot = entry;
+                    }
+                    kept += 1;
+                }
+            }
+        }
+        self.len = kept;
+    }
+
     fn take(&mut self) -> Option<(u64, u64)> {
         self.len = self.len.checked_sub(1)?;
         self.regions.get(self.len).copied()

@@ -465,7 +465,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// the end of file, so that the copy can map with PMDs (a copy of just
     /// the blocks written would leave the region to 4 KiB pages for good);
     /// just the range where a region reaches past the end of file (it
-    /// cannot map whole anyway). The caller removes the range's mappings,
+    /// cannot map whole anyway), or when free space is short. The caller
+    /// removes the range's mappings,
     /// then [`Self::copy_shared`] copies what in it is shared.
     pub fn cow_range(&self, ino: u64, first: u64, len: u64) -> Result<(u64, u64), Error> {
         let eof = self.regular(ino)?.size.div_ceil(BLOCK_SIZE as u64);
@@ -478,7 +479,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             first
         };
         let stop = if region_end <= eof { region_end } else { end };
-        Ok((start, stop.max(end) - start))
+        let widened = stop.max(end) - start;
+        // Short of space, the write's own copy comes first: widening
+        // could take the blocks it needs.
+        if self.sb.free_blocks < widened.saturating_mul(2) + CHUNK_BLOCKS {
+            return Ok((first, len));
+        }
+        Ok((start, widened))
     }
 
     /// Copies the shared blocks of file blocks `first..first + len` of

@@ -24,8 +24,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// last user is gone); nothing otherwise.
     pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
         // Its reservations ended at close; a number used again must not
-        // find any.
+        // find any, nor regions waiting to be placed whole.
         self.reservations().release(ino);
+        self.misplaced.forget(ino);
         let inode = self.inode(ino)?;
         if inode.nlink != 0 {
             return Ok(());
