@@ -39,12 +39,14 @@ const COMPACT_SCATTERED_PART: u64 = 4;
 
 impl<M: Media, S: Scratch> Volume<M, S> {
     /// The partly used chunk most worth emptying, if compaction is due:
-    /// the one with the fewest used blocks (at most [`COMPACT_MAX_USED`]),
-    /// not kept for an open file's region, without failed memory, not
+    /// one with the fewest used blocks (at most [`COMPACT_MAX_USED`]), not
+    /// kept for an open file's region, without failed memory, not
     /// `skip`ped (chunks the caller found it cannot empty), whose used
     /// blocks fit in the free blocks of the other partly used chunks (so
     /// that emptying it breaks no whole chunk). `None` when read-only or
-    /// shut down. O(chunks).
+    /// shut down. A scan of the summary (O(chunks)) keeps the
+    /// [`CANDIDATES`] emptiest; the next calls take them, each checked
+    /// again (O(1)), until they run out.
     pub fn compaction_victim(&mut self, skip: &dyn Fn(u64) -> bool) -> Result<Option<u64>, Error> {
         if self.read_only || self.check_live().is_err() {
             return Ok(None);
@@ -53,39 +55,46 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let free = self.statfs().free_blocks;
         let scattered = free.saturating_sub(counts.free.saturating_mul(CHUNK_BLOCKS));
         if scattered < CHUNK_BLOCKS || scattered < free / COMPACT_SCATTERED_PART {
+            self.candidates.len = 0;
             return Ok(None);
         }
-        let layout = self.sb.layout;
-        let first = layout.data_start.div_ceil(CHUNK_BLOCKS);
-        let end = layout.block_count / CHUNK_BLOCKS;
         // Reads the committed maps (it writes nothing) and knows the
         // reservations.
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
-        let mut best: Option<(u64, u64)> = None;
-        for chunk in first..end {
+        let poisoned = &self.poisoned;
+        // Its used blocks if `chunk` may be emptied now.
+        let usable = |tx: &Tx<'_, M>, chunk: u64| -> Result<Option<u64>, Error> {
             let free = u64::from(tx.chunk_free(chunk)?);
             let used = CHUNK_BLOCKS.saturating_sub(free);
-            if free == 0
-                || used == 0
-                || used > COMPACT_MAX_USED
-                || best.is_some_and(|(_, least)| used >= least)
-                || tx.reserved(chunk)
-                || self
-                    .poisoned
+            let fits = scattered.saturating_sub(CHUNK_BLOCKS - used) >= used;
+            Ok((free > 0
+                && used > 0
+                && used <= COMPACT_MAX_USED
+                && fits
+                && !tx.reserved(chunk)
+                && poisoned
                     .first_in(chunk * CHUNK_BLOCKS, CHUNK_BLOCKS)
-                    .is_some()
-                || skip(chunk)
-            {
-                continue;
+                    .is_none()
+                && !skip(chunk))
+            .then_some(used))
+        };
+        while let Some(chunk) = self.candidates.pop() {
+            if usable(&tx, chunk)?.is_some() {
+                return Ok(Some(chunk));
             }
-            best = Some((chunk, used));
         }
-        // Room for its blocks elsewhere: the scattered free blocks but its
-        // own.
-        Ok(best
-            .filter(|&(_, used)| scattered.saturating_sub(CHUNK_BLOCKS - used) >= used)
-            .map(|(chunk, _)| chunk))
+        let layout = self.sb.layout;
+        let first = layout.data_start.div_ceil(CHUNK_BLOCKS);
+        let end = layout.block_count / CHUNK_BLOCKS;
+        let mut found = Candidates::default();
+        for chunk in first..end {
+            if let Some(used) = usable(&tx, chunk)? {
+                found.keep(chunk, used);
+            }
+        }
+        self.candidates = found;
+        Ok(self.candidates.pop())
     }
 
     /// Calls `visit` for each piece of file data in chunk `chunk`; `false`
@@ -269,6 +278,52 @@ fn move_blocks<M: Media>(
     })?;
     inode.map_root = tree.root;
     tx.put_inode(ino, inode)
+}
+
+/// How many chunks one scan keeps for [`Volume::compaction_victim`].
+const CANDIDATES: usize = 32;
+
+/// The emptiest chunks a scan found, fewest used blocks last (taken
+/// first).
+#[derive(Default)]
+pub(super) struct Candidates {
+    /// `(used, chunk)`, most used first.
+    chunks: [(u64, u64); CANDIDATES],
+    len: usize,
+}
+
+impl Candidates {
+    /// Keeps `chunk` if it is among the emptiest so far.
+    fn keep(&mut self, chunk: u64, used: u64) {
+        // Full: the most used one gives way to a less used one.
+        if self.len == CANDIDATES {
+            match self.chunks.first() {
+                Some(&(most, _)) if used < most => {
+                    self.chunks.copy_within(1.., 0);
+                    self.len -= 1;
+                }
+                _ => return,
+            }
+        }
+        let Some(kept) = self.chunks.get(..self.len) else {
+            return;
+        };
+        let at = kept.partition_point(|&(u, _)| u > used);
+        // `at <= len < CANDIDATES`: the shift stays inside the array.
+        if self.len < CANDIDATES {
+            self.chunks.copy_within(at..self.len, at + 1);
+            if let Some(slot) = self.chunks.get_mut(at) {
+                *slot = (used, chunk);
+                self.len += 1;
+            }
+        }
+    }
+
+    /// The emptiest chunk left.
+    fn pop(&mut self) -> Option<u64> {
+        self.len = self.len.checked_sub(1)?;
+        self.chunks.get(self.len).map(|&(_, chunk)| chunk)
+    }
 }
 
 /// Regions waiting to be placed whole: a few, in memory (a crash forgets

@@ -108,6 +108,8 @@ pub struct Volume<M: Media, S: Scratch> {
     /// Regions whose blocks can never map whole where they are, for
     /// compaction to place whole (`compact.rs`): `(ino, first block)`.
     misplaced: compact::Misplaced,
+    /// Chunks the last compaction scan found worth emptying.
+    candidates: compact::Candidates,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -191,6 +193,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             poisoned: Poisoned::NONE,
             chunks: ChunkCounts::default(),
             misplaced: compact::Misplaced::default(),
+            candidates: compact::Candidates::default(),
         };
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
