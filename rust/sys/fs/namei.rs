@@ -157,11 +157,13 @@ unsafe fn make_node<T: Operations>(
     mode: ffi::umode_t,
     rdev: ffi::dev_t,
 ) -> Result {
-    // SAFETY: `dir` is a live directory of `T` with i_rwsem held and
-    // `dentry` a negative dentry in it (this function's `# Safety`): both
-    // live, the name stable, for the call the wrappers do not outlive.
-    let (dir_ref, dentry_ref) =
-        unsafe { (Inode::<T>::from_raw(dir), Dentry::<T>::from_raw(dentry)) };
+    // SAFETY: `dir` is a live directory of `T` with i_rwsem held (this
+    // function's `# Safety`), live for the call the wrapper does not
+    // outlive.
+    let dir_ref = unsafe { Inode::<T>::from_raw(dir) };
+    // SAFETY: `dentry` is a negative dentry in `dir` (this function's
+    // `# Safety`): live, its name stable, for the call.
+    let dentry_ref = unsafe { Dentry::<T>::from_raw(dentry) };
     let sb = dir_ref.super_block();
     let info = sb.info().ok_or(EINVAL)?;
     // SAFETY: `sb` is live.
