@@ -519,6 +519,9 @@ fn aging_report() {
             moved >> 8,
             3 * mib
         );
+        if compaction {
+            assert_eq!((fallocated, written), (regions, regions));
+        }
         unmount_and_check(v);
     }
 }
