@@ -21,6 +21,8 @@ pub const BLOCK_SIZE: usize = 1 << BLOCK_SHIFT;
 /// Blocks per 2 MiB chunk: the unit of PMD mappings and of the free-space
 /// summary.
 pub const CHUNK_BLOCKS: u64 = 512;
+/// Blocks in 1 GiB: a PUD mapping needs this many in one run, aligned.
+pub const GIB_BLOCKS: u64 = 512 * CHUNK_BLOCKS;
 
 /// Reads a little-endian `u64` at `offset` of `bytes`, if it is inside.
 pub(crate) fn get_u64(bytes: &[u8], offset: usize) -> Option<u64> {

@@ -279,6 +279,34 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         Ok(counts)
     }
 
+    /// The first block of the last run of free, unreserved chunks that
+    /// starts on a multiple of `align` blocks and is `align` long, if any:
+    /// the goal for a file range a PUD could map (1 GiB), whose pieces are
+    /// then allocated one after the other there. The last: other big
+    /// allocations look from their goal upwards, and wrap around past the
+    /// end of the device to its start, so they meet these runs last.
+    pub fn aligned_free_run(&self, align: u64) -> SResult<Option<u64>, S::Error> {
+        if align < CHUNK_BLOCKS || align % CHUNK_BLOCKS != 0 {
+            return Err(SpaceError::OutOfRange);
+        }
+        let per_run = align / CHUNK_BLOCKS;
+        let (first_chunk, end_chunk) = self.chunks();
+        let mut chunk = end_chunk - end_chunk % per_run;
+        'runs: while chunk >= first_chunk + per_run {
+            chunk -= per_run;
+            for i in (0..per_run).rev() {
+                if !self.chunk_is_free(chunk + i)? || self.store.reserved(chunk + i) {
+                    // The next run that could be free ends before this
+                    // chunk.
+                    chunk = (chunk + i) - (chunk + i) % per_run;
+                    continue 'runs;
+                }
+            }
+            return Ok(Some(chunk * CHUNK_BLOCKS));
+        }
+        Ok(None)
+    }
+
     /// Allocates exactly `len` contiguous blocks (at most a chunk), near
     /// `goal` when possible: for metadata that must be one run. Fails only
     /// when no free run is that long, however many shorter ones there are.
@@ -528,6 +556,30 @@ mod tests {
         assert_eq!(big.start % CHUNK_BLOCKS, 0);
         assert_eq!(big.len, 3 * CHUNK_BLOCKS);
         assert!(big.start > small.start);
+    }
+
+    #[test]
+    fn aligned_runs_start_on_the_alignment_and_skip_broken_ones() {
+        // 32 chunks; runs of 8 chunks (the 1 GiB rule, scaled down).
+        let layout = Layout::for_device(64 << 20, None).unwrap();
+        let align = 8 * CHUNK_BLOCKS;
+        assert!(layout.data_start < align);
+        let mut maps = fresh(&layout);
+        let mut space = Space::new(&mut maps, &layout);
+        // The last run first: 24..32.
+        assert_eq!(space.aligned_free_run(align).unwrap(), Some(3 * align));
+        let first = space.allocate(2 * CHUNK_BLOCKS, 3 * align).unwrap();
+        assert_eq!(first.start, 3 * align);
+        // The run 16..24 has a used block in chunk 17: the next is 8..16.
+        assert!(space
+            .allocate_at(17 * CHUNK_BLOCKS + 3, 1)
+            .unwrap()
+            .is_some());
+        assert_eq!(space.aligned_free_run(align).unwrap(), Some(align));
+        assert_eq!(space.allocate(align, align).unwrap().start, align);
+        // No whole run is left (0..8 holds the metadata).
+        assert_eq!(space.aligned_free_run(align).unwrap(), None);
+        assert!(space.aligned_free_run(CHUNK_BLOCKS - 1).is_err());
     }
 
     /// A whole free chunk, all of it allocated: its first block.

@@ -6,7 +6,7 @@
 //! close.
 
 use super::*;
-use crate::logic::format::CHUNK_BLOCKS;
+use crate::logic::format::{CHUNK_BLOCKS, GIB_BLOCKS};
 
 /// How many of `ino`'s first `regions` 2 MiB regions are one aligned run
 /// of written blocks (what a PMD write fault maps at once).
@@ -524,4 +524,56 @@ fn aging_report() {
         }
         unmount_and_check(v);
     }
+}
+
+/// The first device block of `ino`'s GiB from file block `first`, if it
+/// is one run of blocks (a PUD could map it once they are written).
+fn gib_run(v: &TestVolume, ino: u64, first: u64) -> Option<u64> {
+    let start = v.map_read(ino, first, 1).unwrap().physical;
+    let mut at = 0;
+    while at < GIB_BLOCKS {
+        let m = v.map_read(ino, first + at, GIB_BLOCKS - at).unwrap();
+        if m.kind == MapKind::Hole || m.physical != start + at {
+            return None;
+        }
+        at += m.len;
+    }
+    Some(start)
+}
+
+#[test]
+fn a_gib_of_a_file_sized_for_it_starts_on_a_gib_of_the_device() {
+    // GiB 0 of the device holds the metadata; 1 and 2 are free.
+    let mut v = mount(formatted(3 << 10, None));
+    let root = v.root();
+    // fallocate of a GiB and a bit.
+    let (f, _) = v.create(root, b"falloc", &file(REG)).unwrap();
+    v.allocate(f, 0, (1 << 30) + (4 << 20), false, T0).unwrap();
+    let run = gib_run(&v, f, 0).expect("one run");
+    assert_eq!(run % GIB_BLOCKS, 0);
+    // Writes (or faults) into a file sized first, in 1 MiB pieces.
+    let (w, _) = v.create(root, b"sized", &file(REG)).unwrap();
+    let size = AttrChange {
+        size: Some(1 << 30),
+        ..Default::default()
+    };
+    v.set_attr(w, &size).unwrap();
+    let mut at = 0;
+    while at < GIB_BLOCKS {
+        at += v.map_write(w, at, 256, SharedWrite::Copy).unwrap().len;
+    }
+    let second = gib_run(&v, w, 0).expect("one run");
+    assert_eq!(second % GIB_BLOCKS, 0);
+    assert_ne!(second, run);
+    // No free GiB is left: the next file still gets whole chunks.
+    let (g, _) = v.create(root, b"third", &file(REG)).unwrap();
+    v.allocate(g, 0, 64 << 20, false, T0).unwrap();
+    assert_eq!(aligned_regions(&v, g, 32), 32);
+    // A file smaller than a GiB does not take one.
+    v.unlink(root, b"falloc", T0).unwrap();
+    v.evict(f).unwrap();
+    let (s, _) = v.create(root, b"small", &file(REG)).unwrap();
+    v.allocate(s, 0, 512 << 20, false, T0).unwrap();
+    assert_ne!(v.map_read(s, 0, 1).unwrap().physical % GIB_BLOCKS, 0);
+    unmount_and_check(v);
 }

@@ -295,6 +295,18 @@ impl<'a, M: Media> Tx<'a, M> {
         self.allocate(len, goal, true)
     }
 
+    /// The first block of a free run of `align` blocks that starts on a
+    /// multiple of `align`, if there is one (a goal, nothing allocated).
+    pub(in crate::logic::fs) fn aligned_free_run(
+        &mut self,
+        align: u64,
+    ) -> Result<Option<u64>, Error> {
+        let layout = self.layout;
+        Space::new(self, &layout)
+            .aligned_free_run(align)
+            .map_err(space_error)
+    }
+
     /// Allocates up to `want` blocks in partly used chunks near `goal`,
     /// never in a whole free chunk nor one kept for a region (compaction's
     /// moves); `NoSpace` if none has a free block.

@@ -15,13 +15,17 @@
 //!   chunk is reserved for the file while it is open (in memory:
 //!   [`crate::logic::fs::tx::Reservations`]), so that the region's later
 //!   blocks, in whatever order they come, find their places free.
+//! - A whole GiB of a file that is at least that long (fallocate, a write
+//!   or fault into a file sized beforehand) starts on a free GiB of the
+//!   device when there is one, and its later pieces continue it: it can
+//!   map as one PUD (rust/dax/pud.rs).
 //! - Small files, and regions when no chunk is free whole, are packed into
 //!   chunks already broken ([`crate::logic::format::space`]).
 
 use super::extents::{extent_before, find_extent, goal_for, Lookup};
 use super::reflink::shared_run;
 use super::TxNodes;
-use crate::logic::format::{btree::Tree, kinds::Extents, space::Extent, CHUNK_BLOCKS};
+use crate::logic::format::{btree::Tree, kinds::Extents, space::Extent, CHUNK_BLOCKS, GIB_BLOCKS};
 use crate::logic::fs::{tx::Tx, Error, Mapping, Media};
 
 /// A file smaller than this (in blocks) is small: its blocks are packed
@@ -42,7 +46,15 @@ pub(super) fn place<M: Media>(
 ) -> Result<Extent, Error> {
     let region = at - at % CHUNK_BLOCKS;
     let region_end = region + CHUNK_BLOCKS;
-    let goal = goal_for(tree, &TxNodes(tx), &tx.sb.layout, at)?;
+    let mut goal = goal_for(tree, &TxNodes(tx), &tx.sb.layout, at)?;
+    if at % GIB_BLOCKS == 0 && blocks >= at.saturating_add(GIB_BLOCKS) {
+        // A whole GiB of the file begins: start it on a free GiB of the
+        // device, so that it can map as one PUD; its later pieces
+        // continue it (their goal is the end of the blocks before).
+        if let Some(start) = tx.aligned_free_run(GIB_BLOCKS)? {
+            goal = start;
+        }
+    }
     if at == region && want >= CHUNK_BLOCKS {
         // Whole regions: whole chunks, as many as there are.
         return tx.allocate_data(want, goal);
@@ -84,6 +96,14 @@ fn start_region<M: Media>(
         let offset = at % CHUNK_BLOCKS;
         if let Some(extent) = tx.allocate_in_chunk(goal, offset, want, ino)? {
             return Ok(extent);
+        }
+        // No chunk can be kept for the region now (the open files keep as
+        // many as the volume remembers): still start it at its congruent
+        // place after the blocks before it, unkept.
+        if goal % CHUNK_BLOCKS == offset {
+            if let Some(extent) = tx.allocate_at(goal, want)? {
+                return Ok(extent);
+            }
         }
     }
     tx.allocate_data(want, goal)
