@@ -16,26 +16,26 @@ use kernel::prelude::*;
 
 use super::{bump, BlockMap, BlockMapper, Blocks, Engine, Faulting, PAGE};
 use crate::{
-    logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES},
+    logic::dax::{plan, pmd_range, Entry, Fallback, Plan, Want, PMD_ORDER, PMD_PAGES, PUD_ORDER},
     sys::mm::{
         self, Entries, FaultCode, Tags, VmFault, FAULT_FALLBACK, FAULT_NOPAGE, FAULT_SIGBUS,
     },
 };
 
 /// An entry to install and how.
-struct Install {
-    entry: Entry,
+pub(super) struct Install {
+    pub(super) entry: Entry,
     /// The blocks are shared with other files (page association).
-    shared: bool,
-    tags: Tags,
+    pub(super) shared: bool,
+    pub(super) tags: Tags,
 }
 
 /// What one fault maps: the page `first` (`order` 0), or the 2 MiB from
 /// `first` (`order` [`PMD_ORDER`]; `first` 2 MiB-aligned in the file).
 #[derive(Clone, Copy)]
-struct Span {
-    first: u64,
-    order: u32,
+pub(super) struct Span {
+    pub(super) first: u64,
+    pub(super) order: u32,
 }
 
 impl Span {
@@ -50,7 +50,7 @@ impl Span {
 
 /// Why a try at a fault stopped: a 2 MiB fault falls back to pages, or
 /// the fault failed.
-enum Stop {
+pub(super) enum Stop {
     Fallback(Fallback),
     Error(Error),
 }
@@ -62,7 +62,8 @@ impl From<Error> for Stop {
 }
 
 impl Engine {
-    /// Serves a page fault on `target`. `order`: 0 or [`PMD_ORDER`];
+    /// Serves a page fault on `target`. `order`: 0, [`PMD_ORDER`] or
+    /// [`PUD_ORDER`] (rust/dax/pud.rs);
     /// `present`: a write to a read-only PTE (`pfn_mkwrite`). Locking: the
     /// caller holds the mmap lock (core mm) and the file's invalidate lock
     /// shared; takes the region lock.
@@ -95,8 +96,15 @@ impl Engine {
                 order: 0,
             };
             self.fault_span(target, vmf, span, present)
+        } else if order == PUD_ORDER {
+            return match self.fault_pud(target, vmf) {
+                Ok(code) => code,
+                Err(_) => {
+                    bump(&self.counters.fault_pud_fallback);
+                    FAULT_FALLBACK
+                }
+            };
         } else {
-            // PUD faults: always 2 MiB or less.
             return FAULT_FALLBACK;
         };
         match result {
@@ -293,7 +301,7 @@ impl Engine {
     /// `found` says is there. `Ok(false)`: it changed meanwhile (fs/dax.c
     /// truncated or locked it): retry. Locking: the caller holds the
     /// region lock of `index`.
-    fn install(
+    pub(super) fn install(
         &self,
         entries: &Entries<'_>,
         found: Option<(Entry, u64)>,
@@ -327,7 +335,11 @@ impl Engine {
     /// The entry a fault of `span` meets, once fs/dax.c no longer holds it
     /// locked: for a page, the entry covering it; for 2 MiB, the first in
     /// the range, which must be a 2 MiB one.
-    fn entry_in(&self, entries: &Entries<'_>, span: Span) -> Result<Option<(Entry, u64)>, Stop> {
+    pub(super) fn entry_in(
+        &self,
+        entries: &Entries<'_>,
+        span: Span,
+    ) -> Result<Option<(Entry, u64)>, Stop> {
         if !span.is_pmd() {
             return Ok(self.settled(entries, span.first)?);
         }

@@ -7,6 +7,7 @@
 use kernel::prelude::*;
 
 use super::Engine;
+use crate::logic::dax::PMD_PAGES;
 use crate::sys::mm::Entries;
 
 impl Engine {
@@ -17,10 +18,10 @@ impl Engine {
     /// pages of `MAP_PRIVATE` mappings) of the pages from this one to
     /// `last` go too, as truncation needs past the new end of file; below
     /// it they are kept (core mm's `truncate_pagecache` keeps them too).
-    /// Locking: takes each entry's region lock in turn. Callers that need
-    /// the range to stay unmapped (blocks about to be freed or shared)
-    /// hold the file's invalidate lock exclusively; `write(2)` after it
-    /// allocated does not (faults may map the new blocks at once).
+    /// Locking: takes each entry's region lock in turn; the caller holds
+    /// the file's invalidate lock exclusively (the range stays unmapped
+    /// until it lets go; `write(2)`, which does not, calls
+    /// [`Self::invalidate_written`]).
     pub(crate) fn invalidate(
         &self,
         entries: &Entries<'_>,
@@ -33,6 +34,35 @@ impl Engine {
         entries.unmap(first, pages(first), false);
         if let Some(from) = private_from.filter(|&from| from <= last) {
             entries.unmap(from, pages(from), true);
+        }
+        Ok(())
+    }
+
+    /// [`Self::invalidate`] for `write(2)`, which allocated blocks where
+    /// zero pages may be mapped and holds no invalidate lock: region by
+    /// region, the entries and the mappings go under the region's lock, so
+    /// that each removal either ends before a PUD fault on the GiB takes
+    /// that lock, or sees the file marked PUD-mapped and covers the whole
+    /// GiB (rust/dax/pud.rs).
+    pub(crate) fn invalidate_written(
+        &self,
+        entries: &Entries<'_>,
+        first: u64,
+        last: u64,
+    ) -> Result {
+        let mut region = first - first % PMD_PAGES;
+        while region <= last {
+            let from = region.max(first);
+            let to = (region + PMD_PAGES - 1).min(last);
+            {
+                let _region = self.region(entries, region).lock();
+                self.evict_entries(entries, from, to, false)?;
+                entries.unmap(from, to - from + 1, false);
+            }
+            let Some(next) = region.checked_add(PMD_PAGES) else {
+                break;
+            };
+            region = next;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 //!
 //! - `fault.rs`: page faults, PTE and PMD in one routine, with zero pages,
 //!   copy-on-write and `MAP_SYNC`;
+//! - `pud.rs`: 1 GiB faults, as 512 2 MiB entries under one PUD;
 //! - `writeback.rs`: `fsync`/`msync` of what was stored through mappings
 //!   (dirty and `TOWRITE` tags);
 //! - `invalidate.rs`: mappings removed before blocks are freed or shared;
@@ -42,6 +43,7 @@
 mod fault;
 mod invalidate;
 pub(crate) mod iomap;
+mod pud;
 mod writeback;
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -160,6 +162,11 @@ pub(crate) struct Counters {
     pub(crate) fault_pte: AtomicU64,
     /// Blocks mapped by a PMD.
     pub(crate) fault_pmd: AtomicU64,
+    /// GiBs mapped by a PUD (made writable, for a write).
+    pub(crate) fault_pud: AtomicU64,
+    /// PUD faults served by PMDs instead (misaligned mapping or blocks,
+    /// blocks not one run, a hole read, 2 MiB entries in the way).
+    pub(crate) fault_pud_fallback: AtomicU64,
     /// Holes and unwritten ranges read through a zero page.
     pub(crate) fault_zero: AtomicU64,
     /// The PMD-size part of `fault_zero`.
@@ -272,9 +279,13 @@ impl Engine {
     /// Publishes the counters in `dir` (debugfs `oxdax/<device>/`), which
     /// keeps them alive.
     pub(crate) fn publish(&self, dir: &mut debugfs::CounterDir) -> Result {
-        let files: [debugfs::CounterFile<'_, Counters>; 18] = [
+        let files: [debugfs::CounterFile<'_, Counters>; 20] = [
             (kernel::c_str!("fault_pte"), |c| &c.fault_pte),
             (kernel::c_str!("fault_pmd"), |c| &c.fault_pmd),
+            (kernel::c_str!("fault_pud"), |c| &c.fault_pud),
+            (kernel::c_str!("fault_pud_fallback"), |c| {
+                &c.fault_pud_fallback
+            }),
             (kernel::c_str!("fault_zero"), |c| &c.fault_zero),
             (kernel::c_str!("fault_zero_pmd"), |c| &c.fault_zero_pmd),
             (kernel::c_str!("fault_cow"), |c| &c.fault_cow),

@@ -580,6 +580,43 @@ bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
 	return m.done;
 }
 
+/*
+ * Whether the PUD at the fault address is a huge one of @pfn (inserted
+ * read-only by vmf_insert_pfn_pud()); with @write it is made writable and
+ * dirty, as insert_pfn_pud() does for a write. A page table there (a
+ * racing fault fell back) or nothing is left alone: the access faults
+ * again; vmf_insert_pfn_pud() itself would WARN on a table for a write.
+ * No TLB flush, as for oxdax_pte_mkwrite(). The caller holds the mmap or
+ * VMA lock of a PUD fault (vmf->pud is set).
+ */
+bool oxdax_pud_settle(struct vm_fault *vmf, unsigned long pfn, bool write)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long addr = vmf->address & PUD_MASK;
+	bool ours;
+	spinlock_t *ptl;
+	pud_t pud;
+
+	if (write && !(vma->vm_flags & VM_WRITE))
+		return false;
+	ptl = pud_lock(vma->vm_mm, vmf->pud);
+	pud = *vmf->pud;
+	ours = pud_devmap(pud) && pud_pfn(pud) == pfn;
+	if (ours && write) {
+		pud = pud_mkyoung(pud_mkdirty(pud_mkwrite(pud)));
+		set_pud_at(vma->vm_mm, addr, vmf->pud, pud);
+		update_mmu_cache_pud(vma, addr, vmf->pud);
+	}
+	spin_unlock(ptl);
+	return ours;
+}
+
+/* The mm of the task in whose context we run (get_unmapped_area). */
+struct mm_struct *oxdax_current_mm(void)
+{
+	return current->mm;
+}
+
 /* i_blocks from a path that does not hold i_rwsem (a page fault). */
 void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes)
 {

@@ -212,7 +212,7 @@ pub(super) fn remove_mappings(inode: &Inode<OxdaxFs>, start: u64, end: u64) -> R
         return Ok(());
     };
     let (first, last) = pages(start, end);
-    info.engine.invalidate(&entries, first, last, None)
+    info.engine.invalidate_written(&entries, first, last)
 }
 
 /// Bytes of a file whose blocks are about to be freed, shared, copied or

@@ -22,10 +22,14 @@ pub const DAX_ZERO_PAGE: u64 = 1 << 2;
 /// A placeholder with nothing mapped (fs/dax.c's, while it locks an index).
 pub const DAX_EMPTY: u64 = 1 << 3;
 
-/// Pages mapped by a PMD.
+/// Order of a PMD mapping (2 MiB) in pages.
 pub const PMD_ORDER: u32 = 9;
 /// Pages mapped by a PMD.
 pub const PMD_PAGES: u64 = 1 << PMD_ORDER;
+/// Order of a PUD mapping (1 GiB) in pages.
+pub const PUD_ORDER: u32 = 18;
+/// Pages mapped by a PUD.
+pub const PUD_PAGES: u64 = 1 << PUD_ORDER;
 
 /// One mapping entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +151,6 @@ pub struct Window {
 
 /// Page size.
 const PAGE: u64 = 4096;
-/// PMD size.
-const PMD_BYTES: u64 = PAGE * PMD_PAGES;
 
 /// Why a 2 MiB fault becomes 4 KiB ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,22 +178,60 @@ pub enum Fallback {
 /// The first file page of the PMD `window` could map, or why not.
 /// `size_pages`: pages of the file (rounded up).
 pub fn pmd_range(window: &Window, write: bool, size_pages: u64) -> Result<u64, Fallback> {
-    let colour = PMD_PAGES - 1;
+    huge_range(window, write, size_pages, PMD_ORDER)
+}
+
+/// The first file page of the mapping of `order` ([`PMD_ORDER`] or
+/// [`PUD_ORDER`]) that `window` could map, or why not: address and file
+/// offset congruent modulo its size, all of it inside the VMA and below
+/// the end of file (`size_pages`, rounded up), and no private write.
+pub fn huge_range(
+    window: &Window,
+    write: bool,
+    size_pages: u64,
+    order: u32,
+) -> Result<u64, Fallback> {
+    let colour = (1u64 << order) - 1;
+    let bytes = PAGE << order;
     if (window.address / PAGE) & colour != window.index & colour {
         return Err(Fallback::Misaligned);
     }
     if write && !window.shared {
         return Err(Fallback::PrivateWrite);
     }
-    let pmd_address = window.address & !(PMD_BYTES - 1);
-    if pmd_address < window.start || pmd_address.saturating_add(PMD_BYTES) > window.end {
+    let huge_address = window.address & !(bytes - 1);
+    if huge_address < window.start || huge_address.saturating_add(bytes) > window.end {
         return Err(Fallback::OutsideVma);
     }
     let first = window.index & !colour;
-    if first + colour >= size_pages {
+    if first.saturating_add(colour) >= size_pages {
         return Err(Fallback::PastEof);
     }
     Ok(first)
+}
+
+/// Bytes mapped by a PUD.
+const PUD_BYTES: u64 = PAGE * PUD_PAGES;
+
+/// The length to ask of the address-space allocator for a mapping of
+/// `len` bytes of a file from byte `offset`, if the mapping covers an
+/// aligned GiB of the file (a PUD could map it): a GiB more, so that an
+/// address congruent with `offset` modulo 1 GiB lies in it
+/// ([`pud_aligned_address`]).
+pub fn pud_padded_len(offset: u64, len: u64) -> Option<u64> {
+    let end = offset.checked_add(len)?;
+    let aligned = offset.checked_next_multiple_of(PUD_BYTES)?;
+    if end <= aligned || end - aligned < PUD_BYTES {
+        return None;
+    }
+    let padded = len.checked_add(PUD_BYTES)?;
+    offset.checked_add(padded).map(|_| padded)
+}
+
+/// The address in a free area at `base` (as long as [`pud_padded_len`]
+/// asked) whose distance to file byte `offset` is a multiple of 1 GiB.
+pub fn pud_aligned_address(base: u64, offset: u64) -> u64 {
+    base + (offset.wrapping_sub(base) & (PUD_BYTES - 1))
 }
 
 /// What a fault wants mapped at its index (or PMD).
@@ -329,6 +369,55 @@ mod tests {
         w.shared = false;
         assert_eq!(pmd_range(&w, true, 1 << 20), Err(Fallback::PrivateWrite));
         assert_eq!(pmd_range(&w, false, 1 << 20), Ok(0));
+    }
+
+    #[test]
+    fn pud_addresses_are_congruent_with_the_file_offset() {
+        const GIB: u64 = 1 << 30;
+        // Less than an aligned GiB of the file: no padding.
+        assert_eq!(pud_padded_len(0, GIB - 4096), None);
+        assert_eq!(pud_padded_len(4096, GIB), None);
+        assert_eq!(pud_padded_len(GIB - 4096, GIB + 4096), Some(2 * GIB + 4096));
+        assert_eq!(pud_padded_len(u64::MAX - GIB, GIB), None);
+        for (base, offset) in [(0x7f00_1234_5000, 0), (0x7f00_0000_0000, 3 * GIB + 8192)] {
+            let address = pud_aligned_address(base, offset);
+            assert!(address >= base && address < base + GIB);
+            assert_eq!((address - offset) % GIB, 0);
+        }
+    }
+
+    #[test]
+    fn pud_needs_alignment_room_and_file() {
+        const GIB: u64 = 1 << 30;
+        let pud = |address: u64, index: u64, end: u64, size_pages: u64| {
+            let w = Window {
+                start: GIB,
+                end,
+                address,
+                index,
+                shared: true,
+            };
+            huge_range(&w, true, size_pages, PUD_ORDER)
+        };
+        // File page 2^18 + 5 at 1 GiB + 5 pages into a VMA at 1 GiB whose
+        // file offset is 0: aligned, inside, below the end.
+        let index = PUD_PAGES + 5;
+        let address = 2 * GIB + 5 * 4096;
+        assert_eq!(pud(address, index, 3 * GIB, 2 * PUD_PAGES), Ok(PUD_PAGES));
+        // 2 MiB-aligned is not enough.
+        assert_eq!(
+            pud(address + 2 * MIB, index, 4 * GIB, 4 * PUD_PAGES),
+            Err(Fallback::Misaligned)
+        );
+        // The VMA ends 4 KiB early; the file one page early.
+        assert_eq!(
+            pud(address, index, 3 * GIB - 4096, 4 * PUD_PAGES),
+            Err(Fallback::OutsideVma)
+        );
+        assert_eq!(
+            pud(address, index, 3 * GIB, 2 * PUD_PAGES - 1),
+            Err(Fallback::PastEof)
+        );
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! the mapping entries a DAX file keeps in `mapping->i_pages`
 //! ([`Entries`]), and the locks around them.
 
-use core::{marker::PhantomData, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use kernel::{prelude::*, types::Opaque};
 
 use crate::{
     ffi,
-    logic::dax::{Entry, Window},
+    logic::dax::{Entry, Window, PUD_PAGES},
     sys::dax::{DeviceFrame, DeviceFrames},
 };
 
@@ -215,6 +219,43 @@ impl VmFault {
         // (checked above).
         unsafe { ffi::vmf_insert_pfn_pmd(self.as_ptr(), pfn, write) }
     }
+
+    /// Maps 1 GiB of device memory from `frame` (made by
+    /// [`DeviceFrames::pud`](crate::sys::dax::DeviceFrames::pud): aligned,
+    /// all device memory) at the faulting PUD, read-only (a write then
+    /// calls [`Self::settle_pud`]); `FAULT_FALLBACK` if the GiB does
+    /// not fit inside the VMA. Nothing is inserted where a PUD or a page
+    /// table already is.
+    pub(crate) fn insert_pud(&self, frame: DeviceFrame) -> FaultCode {
+        const PUD_BYTES: u64 = PUD_PAGES * 4096;
+        let window = self.window();
+        let start = window.address & !(PUD_BYTES - 1);
+        if start < window.start || start.saturating_add(PUD_BYTES) > window.end {
+            return FAULT_FALLBACK;
+        }
+        let pfn = ffi::pfn_t {
+            // SAFETY: Pure computation of the devmap pfn_t of a frame.
+            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
+        };
+        // SAFETY: The fault is live (type invariant) and a PUD fault (only
+        // the engine's PUD path calls this); `frame` starts a 1 GiB-aligned
+        // run of device memory (`DeviceFrames::pud`), and the aligned GiB
+        // lies inside the VMA (checked above). Read-only: the kernel's
+        // write path would WARN on a page table that a racing fault put
+        // there; this one leaves it.
+        unsafe { ffi::vmf_insert_pfn_pud(self.as_ptr(), pfn, false) }
+    }
+
+    /// Whether the PUD at the faulting address maps `frame` (after
+    /// [`Self::insert_pud`]); with `write` it is made writable and dirty
+    /// too (its entries are tagged dirty). `false` if it is not there (a
+    /// page table or nothing): the access faults again.
+    pub(crate) fn settle_pud(&self, frame: DeviceFrame, write: bool) -> bool {
+        // SAFETY: A live PUD fault (its `pud` set by core mm) under the
+        // mmap or VMA lock; the helper only reads the PUD, or upgrades a
+        // huge PUD of `frame`, under the PUD lock.
+        unsafe { ffi::oxdax_pud_settle(self.as_ptr(), frame.number() as _, write) }
+    }
 }
 
 /// Freeze protection taken by [`VmFault::start_write`].
@@ -242,6 +283,9 @@ impl Drop for PagefaultGuard {
 /// `mapping` is the address space of a DAX inode that is live for `'a`.
 pub(crate) struct Entries<'a> {
     mapping: NonNull<ffi::address_space>,
+    /// Set once a PUD (1 GiB) may map the file: from then on every removal
+    /// of mappings covers whole GiBs ([`Self::unmap`]).
+    pud_mapped: &'a AtomicBool,
     _inode: PhantomData<&'a ffi::address_space>,
 }
 
@@ -317,12 +361,41 @@ impl<'a> Entries<'a> {
     /// # Safety
     ///
     /// `mapping` is null or the address space of a DAX inode that stays
-    /// live for `'a`.
-    pub(crate) unsafe fn from_raw(mapping: *mut ffi::address_space) -> Option<Self> {
+    /// live for `'a`, and `pud_mapped` is that inode's one flag (every
+    /// `Entries` of the mapping shares it).
+    pub(crate) unsafe fn from_raw(
+        mapping: *mut ffi::address_space,
+        pud_mapped: &'a AtomicBool,
+    ) -> Option<Self> {
         NonNull::new(mapping).map(|mapping| Self {
             mapping,
+            pud_mapped,
             _inode: PhantomData,
         })
+    }
+
+    /// Records that a PUD may map the file from now on. Locking: called
+    /// before the fault takes the region locks of its GiB, so that whoever
+    /// removes mappings under one of them later sees it (and whoever did
+    /// before finished before the PUD is inserted).
+    pub(crate) fn mark_pud_mapped(&self) {
+        self.pud_mapped.store(true, Ordering::Release);
+    }
+
+    /// Pages `first..first + count`, widened to whole GiBs if a PUD may map
+    /// the file: core mm removes a PUD only whole from the file side
+    /// (`zap_pud_range` splits a partly covered one only under the mmap
+    /// lock, which no file-side caller holds).
+    fn unmap_range(&self, first: u64, count: u64) -> (u64, u64) {
+        if !self.pud_mapped.load(Ordering::Acquire) || count == 0 {
+            return (first, count);
+        }
+        let start = first & !(PUD_PAGES - 1);
+        let end = first
+            .saturating_add(count)
+            .checked_next_multiple_of(PUD_PAGES)
+            .unwrap_or(u64::MAX);
+        (start, end - start)
     }
 
     /// Identifies the file (for hashing locks).
@@ -490,7 +563,21 @@ impl<'a> Entries<'a> {
 
     /// Removes page-table entries of pages `first..first + count` in every
     /// process (`even_cows`: private copies too, as truncation needs).
+    /// While a PUD may map the file, the mappings of whole GiBs around
+    /// the pages go (they refault), but private copies only of the pages
+    /// asked for (they are their processes' data). Those callers
+    /// (truncation) hold the invalidate lock exclusively: no PUD comes back
+    /// in between.
     pub(crate) fn unmap(&self, first: u64, count: u64, even_cows: bool) {
+        let (from, pages) = self.unmap_range(first, count);
+        let widened = (from, pages) != (first, count);
+        self.unmap_exactly(from, pages, even_cows && !widened);
+        if even_cows && widened {
+            self.unmap_exactly(first, count, true);
+        }
+    }
+
+    fn unmap_exactly(&self, first: u64, count: u64, even_cows: bool) {
         // SAFETY: Live mapping; takes i_mmap_rwsem (sleeps: no spinlock
         // held by the callers).
         unsafe {
@@ -512,6 +599,13 @@ impl<'a> Entries<'a> {
     /// exclusively no new pin can appear in the range: pins are taken
     /// through page tables, which faults would have to fill.
     pub(crate) fn pinned_page(&self, first: u64, last: u64) -> Option<PinnedPage> {
+        if self.pud_mapped.load(Ordering::Acquire) {
+            // Whole GiBs first: fs/dax.c's own removal of the range would
+            // split a PUD from the file side. None comes back before it
+            // runs: the callers hold the invalidate lock exclusively, or
+            // the region lock a PUD fault needs before it inserts.
+            self.unmap(first, last.saturating_sub(first).saturating_add(1), false);
+        }
         let start = first.saturating_mul(4096).min(i64::MAX as u64);
         // `LLONG_MAX`: to the end of the file.
         let end = last

@@ -559,6 +559,13 @@ impl DeviceFrames {
         let pmd_pages = crate::logic::dax::PMD_PAGES;
         (frame % pmd_pages == 0 && self.contains(frame, pmd_pages)).then_some(DeviceFrame(frame))
     }
+
+    /// Frame number `frame` as the start of a PUD mapping, if it is 1 GiB
+    /// aligned and the whole GiB is device memory.
+    pub(crate) fn pud(&self, frame: u64) -> Option<DeviceFrame> {
+        let pud_pages = crate::logic::dax::PUD_PAGES;
+        (frame % pud_pages == 0 && self.contains(frame, pud_pages)).then_some(DeviceFrame(frame))
+    }
 }
 
 /// A filesystem's mapping of its whole DAX device. The memory is reached

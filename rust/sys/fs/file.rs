@@ -124,8 +124,8 @@ impl<T: Operations> FileTables<T> {
             None
         },
         mmap: Some(mmap::mmap_callback::<T>),
-        // 2 MiB-aligned addresses for mappings that can take PMDs.
-        get_unmapped_area: Some(ffi::thp_get_unmapped_area),
+        // Addresses that let PUDs and PMDs map the file.
+        get_unmapped_area: Some(mmap::get_unmapped_area_callback),
         fop_flags: ffi::FOP_MMAP_SYNC,
         // sendfile, splice and copy_file_range's fallback (ranges a clone
         // cannot do): through read_iter/write_iter, no page cache.

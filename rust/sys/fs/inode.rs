@@ -32,6 +32,9 @@ struct Container {
     /// Whether `vfs` was filled from a record on the media: only such an
     /// inode is the filesystem's to free at eviction.
     filled: AtomicBool,
+    /// A PUD may map the file ([`crate::sys::mm::Entries`]): set once, for
+    /// the inode's life in memory.
+    pud_mapped: AtomicBool,
     btime_sec: AtomicI64,
     btime_nsec: AtomicU32,
     vfs: ffi::inode,
@@ -90,6 +93,7 @@ pub(super) unsafe extern "C" fn alloc_inode_callback<T: Operations>(
     // sees the inode (atomics need no drop).
     unsafe {
         (&raw mut (*container).filled).write(AtomicBool::new(false));
+        (&raw mut (*container).pud_mapped).write(AtomicBool::new(false));
         (&raw mut (*container).btime_sec).write(AtomicI64::new(0));
         (&raw mut (*container).btime_nsec).write(AtomicU32::new(0));
         &raw mut (*container).vfs
@@ -234,8 +238,12 @@ impl<T: FileSystem> Inode<T> {
     pub(crate) fn entries(&self) -> Option<crate::sys::mm::Entries<'_>> {
         // SAFETY: The inode's mapping lives as long as the inode, which is
         // live for the borrow of `self` the entries are tied to (type
-        // invariant).
-        unsafe { crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping) }
+        // invariant), and so does its container (an inode of `T` is in one),
+        // whose flag is the mapping's only one.
+        unsafe {
+            let pud_mapped = &(*container_of(self.as_ptr())).pud_mapped;
+            crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping, pud_mapped)
+        }
     }
 
     /// Takes the file's invalidate lock (see [`crate::sys::mm::InvalidateGuard`]).

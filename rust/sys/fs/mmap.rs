@@ -16,6 +16,7 @@ use kernel::{build_error, error::VTABLE_DEFAULT_ERROR};
 use super::{FileSystem, Inode};
 use crate::{
     ffi,
+    logic::dax::{pud_aligned_address, pud_padded_len},
     sys::mm::{FaultCode, VmFault, FAULT_SIGBUS},
 };
 
@@ -28,8 +29,8 @@ pub(crate) trait MmapOperations: FileSystem {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// A page fault on a mapping of `inode`: `order` 0 (a page) or a PMD;
-    /// `present`: a write to a page mapped read-only.
+    /// A page fault on a mapping of `inode`: `order` 0 (a page), a PMD or
+    /// a PUD; `present`: a write to a page mapped read-only.
     fn fault(inode: &Inode<Self>, vmf: &VmFault, order: u32, present: bool) -> FaultCode;
 
     /// Writes back what was stored through mappings of pages
@@ -85,6 +86,42 @@ pub(super) unsafe extern "C" fn mmap_callback<T: MmapOperations>(
         ffi::oxdax_vma_set_dax_flags(vma);
     }
     0
+}
+
+/// `get_unmapped_area`: for a mapping that covers an aligned GiB of the
+/// file, an address congruent with the file offset modulo 1 GiB (a PUD can
+/// map it, as device DAX does); else modulo 2 MiB
+/// (`thp_get_unmapped_area`). An address the caller asks for is kept.
+///
+/// # Safety
+///
+/// `file_operations::get_unmapped_area` contract (`mmap` of `file` by the
+/// current task, mmap lock held for writing).
+pub(super) unsafe extern "C" fn get_unmapped_area_callback(
+    file: *mut ffi::file,
+    addr: kernel::ffi::c_ulong,
+    len: kernel::ffi::c_ulong,
+    pgoff: kernel::ffi::c_ulong,
+    flags: kernel::ffi::c_ulong,
+) -> kernel::ffi::c_ulong {
+    /// Values from `-MAX_ERRNO` on are errors (`IS_ERR_VALUE`).
+    const FIRST_ERROR: u64 = (-4095i64) as u64;
+    let padded = (pgoff as u64)
+        .checked_mul(4096)
+        .and_then(|offset| Some((offset, pud_padded_len(offset, len as u64)?)));
+    if let (0, Some((offset, padded))) = (addr, padded) {
+        // SAFETY: Called for an `mmap` by the current task, whose mm is
+        // live and locked for writing (this function's `# Safety`), as the
+        // allocator requires; it only looks for a free range.
+        let base = unsafe {
+            ffi::mm_get_unmapped_area(ffi::oxdax_current_mm(), file, 0, padded as _, pgoff, flags)
+        };
+        if (base as u64) < FIRST_ERROR {
+            return pud_aligned_address(base as u64, offset) as _;
+        }
+    }
+    // SAFETY: The same contract as ours.
+    unsafe { ffi::thp_get_unmapped_area(file, addr, len, pgoff, flags) }
 }
 
 /// The inode and fault of a VMA callback.

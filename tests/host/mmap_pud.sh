@@ -1,0 +1,14 @@
+#!/bin/bash
+# PUD (1 GiB) mappings (rust/dax/pud.rs) on the 4 GiB namespace they need:
+# the guest test mmap_pud (tests/guest/mmap_pud.c, which skips on the
+# suite's 1 GiB disk) must pass, not skip, with no kernel report.
+. "$(dirname "$0")/common.bash"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+"$VM" --nvdimm 4G --timeout 1500 -- /oxdax/tests/run mmap_pud > "$log" 2>&1 || status=$?
+grep -qE '^ok [0-9]+ mmap_pud\r?$' "$log" && [ $status = 0 ] || {
+	cat "$log"
+	fail "mmap_pud on a 4 GiB namespace (guest exit $status)"
+}
+grep -E '^#  *(OK|#|PASSED|SKIP)' "$log" | tr -d '\r' | head -n 20
