@@ -23,8 +23,10 @@
 //!    region before the PUD was there) would leave a PUD that no entry, or
 //!    no dirty tag, stands for. If one is gone, the GiB is unmapped and the
 //!    access faults again.
-//! 6. For a write, the PUD is made writable. A removal from 5 on removes
-//!    the whole PUD (2.).
+//! 6. For a write, the PUD is made writable, under the PUD lock, if no
+//!    removal of mappings was counted since 5 began (one may have cleaned
+//!    an entry, and the PUD there may be another fault's, read-only over
+//!    clean entries). A removal after that removes the whole PUD (2.).
 
 use kernel::prelude::*;
 
@@ -71,7 +73,9 @@ impl Engine {
             Ok(blocks) if blocks.unwritten => return Err(Fallback::NoZeroChunk),
             Ok(blocks) => blocks,
             Err(Stop::Fallback(why)) => return Err(why),
-            Err(Stop::Error(e)) => return Ok(mm::fault_code(e)),
+            // A failed block, no room for a conversion's records: PMD faults
+            // report what is true of their own 2 MiB.
+            Err(Stop::Error(_)) => return Err(Fallback::Split),
         };
         let Some(frame) = self.frames.pud(blocks.frame) else {
             return Err(Fallback::Unaligned);
@@ -101,23 +105,25 @@ impl Engine {
                 Err(Stop::Error(e)) => return Ok(mm::fault_code(e)),
             }
         }
-        if write {
-            entries.mark_inode_dirty();
-        }
         let code = vmf.insert_pud(frame);
         if code != FAULT_NOPAGE {
             return Ok(code);
         }
+        let removals = entries.pud_removals();
         if !self.entries_stayed(target, first, blocks.frame, tags) {
             // Some went meanwhile: so goes the PUD; the access faults again.
             entries.unmap(first, PUD_PAGES, false);
             return Ok(FAULT_NOPAGE);
         }
-        // Writable only now that the entries are dirty again: a writeback
-        // from here on removes the PUD (it sees the file PUD-mapped). Not
-        // there (a racing fault put a page table there): the access faults
-        // again, with PMDs.
-        if vmf.settle_pud(frame, write) {
+        if write {
+            // After the entries' last dirtying: sync finds the inode dirty.
+            entries.mark_inode_dirty();
+        }
+        // Writable only now that the entries are dirty again, and only if
+        // no removal of mappings came since (it may have cleaned them, and
+        // the PUD there may be another fault's): else, or if a racing fault
+        // put a page table there, the access faults again.
+        if vmf.settle_pud(frame, write.then_some((entries, removals))) {
             bump(&self.counters.fault_pud);
         }
         Ok(FAULT_NOPAGE)

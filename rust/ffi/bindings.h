@@ -18,6 +18,7 @@
 #include <linux/libnvdimm.h>
 #include <linux/memremap.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
 #include <linux/nd.h>
 #include <linux/pagemap.h>
 #include <linux/pfn_t.h>

@@ -582,33 +582,43 @@ bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
 
 /*
  * Whether the PUD at the fault address is a huge one of @pfn (inserted
- * read-only by vmf_insert_pfn_pud()); with @write it is made writable and
- * dirty, as insert_pfn_pud() does for a write. A page table there (a
- * racing fault fell back) or nothing is left alone: the access faults
- * again; vmf_insert_pfn_pud() itself would WARN on a table for a write.
- * No TLB flush, as for oxdax_pte_mkwrite(). The caller holds the mmap or
- * VMA lock of a PUD fault (vmf->pud is set).
+ * read-only by vmf_insert_pfn_pud()). With @removals (a write) it is made
+ * writable and dirty, as insert_pfn_pud() does for a write, if the
+ * counter still reads @seen: a removal of mappings since then may have
+ * cleaned the entries, and this PUD may be another fault's that looks the
+ * same; the access then faults again. A page table there (a racing fault
+ * fell back) or nothing is left alone; vmf_insert_pfn_pud() itself would
+ * WARN on a table for a write. No TLB flush, as for oxdax_pte_mkwrite().
+ * The caller holds the mmap or VMA lock of a PUD fault (vmf->pud is set).
  */
-bool oxdax_pud_settle(struct vm_fault *vmf, unsigned long pfn, bool write)
+bool oxdax_pud_settle(struct vm_fault *vmf, unsigned long pfn, const u64 *removals, u64 seen)
 {
+#ifdef CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
 	struct vm_area_struct *vma = vmf->vma;
 	unsigned long addr = vmf->address & PUD_MASK;
 	bool ours;
 	spinlock_t *ptl;
 	pud_t pud;
 
-	if (write && !(vma->vm_flags & VM_WRITE))
+	if (removals && !(vma->vm_flags & VM_WRITE))
 		return false;
 	ptl = pud_lock(vma->vm_mm, vmf->pud);
 	pud = *vmf->pud;
 	ours = pud_devmap(pud) && pud_pfn(pud) == pfn;
-	if (ours && write) {
-		pud = pud_mkyoung(pud_mkdirty(pud_mkwrite(pud)));
-		set_pud_at(vma->vm_mm, addr, vmf->pud, pud);
-		update_mmu_cache_pud(vma, addr, vmf->pud);
+	if (ours && removals) {
+		if (READ_ONCE(*removals) == seen) {
+			pud = pud_mkyoung(pud_mkdirty(pud_mkwrite(pud)));
+			set_pud_at(vma->vm_mm, addr, vmf->pud, pud);
+			update_mmu_cache_pud(vma, addr, vmf->pud);
+		} else {
+			ours = false;
+		}
 	}
 	spin_unlock(ptl);
 	return ours;
+#else
+	return false;
+#endif
 }
 
 /* The mm of the task in whose context we run (get_unmapped_area). */

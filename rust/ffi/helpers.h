@@ -140,7 +140,7 @@ void oxdax_invalidate_unlock_shared(struct address_space *mapping);
 int oxdax_wait_page_idle(struct page *page, struct address_space *mapping);
 int oxdax_wait_page_unpinned(struct page *page);
 bool oxdax_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn);
-bool oxdax_pud_settle(struct vm_fault *vmf, unsigned long pfn, bool write);
+bool oxdax_pud_settle(struct vm_fault *vmf, unsigned long pfn, const u64 *removals, u64 seen);
 struct mm_struct *oxdax_current_mm(void);
 void oxdax_inode_set_bytes_locked(struct inode *inode, long long bytes);
 

@@ -116,7 +116,7 @@ impl HolderOperations for OxdaxFs {
         for owned in damage.data.iter() {
             // Not in memory: nobody maps it.
             if let Some(inode) = inode::cached(sb, owned.owner) {
-                if let Err(e) = inode.kill_mapping_procs(owned.file_block, owned.len, mf_flags) {
+                if let Err(e) = kill_mappers(&inode, owned.file_block, owned.len, mf_flags) {
                     result = result.and(Err(e));
                 }
             }
@@ -128,6 +128,24 @@ impl HolderOperations for OxdaxFs {
         }
         result
     }
+}
+
+/// Kills the processes mapping pages `first..first + count` of `inode`
+/// (`mf_dax_kill_procs`), with faults held off. Where a PUD may map the
+/// file, the GiBs around the pages lose every mapping first: the kernel's
+/// own removal covers the largest mapping of the processes it signals only,
+/// and would split another process's PUD from the file side, which core mm
+/// does not allow (rust/dax/pud.rs). Their mappers then learn of the
+/// failure at their next access (SIGBUS `BUS_MCEERR_AR` from the refused
+/// block), not before.
+fn kill_mappers(inode: &Inode<OxdaxFs>, first: u64, count: u64, mf_flags: i32) -> Result {
+    let _faults_off = inode.invalidate_lock(true).ok_or(EIO)?;
+    if let Some(entries) = inode.entries() {
+        if entries.may_be_pud_mapped() {
+            entries.unmap(first, count, false);
+        }
+    }
+    inode.kill_mapping_procs(first, count, mf_flags)
 }
 
 /// Kills the processes mapping device blocks `first..end`, found through
@@ -143,7 +161,7 @@ fn kill_mappers_of(sb: &SuperBlock<OxdaxFs>, info: &Info, first: u64, end: u64, 
             let frames = entry.frame()..entry.frame() + entry.pages();
             let (low, high) = (frames.start.max(failed.start), frames.end.min(failed.end));
             if entry.maps_blocks() && low < high {
-                let _ = inode.kill_mapping_procs(at + (low - frames.start), high - low, mf_flags);
+                let _ = kill_mappers(inode, at + (low - frames.start), high - low, mf_flags);
             } else if entry.is_zero() && low < high {
                 // The zero chunk: nothing is lost, so nobody is killed. Its
                 // mappings go and the next access maps a zero page.

@@ -7,7 +7,7 @@
 use core::{
     marker::PhantomData,
     ptr::NonNull,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use kernel::{prelude::*, types::Opaque};
@@ -247,14 +247,24 @@ impl VmFault {
     }
 
     /// Whether the PUD at the faulting address maps `frame` (after
-    /// [`Self::insert_pud`]); with `write` it is made writable and dirty
-    /// too (its entries are tagged dirty). `false` if it is not there (a
-    /// page table or nothing): the access faults again.
-    pub(crate) fn settle_pud(&self, frame: DeviceFrame, write: bool) -> bool {
+    /// [`Self::insert_pud`]). For a `write` it is made writable and dirty
+    /// too, if `entries` counted no removal of mappings since `removals`
+    /// (read before the fault made the entries dirty for the last time);
+    /// else `false`: the access faults again.
+    pub(crate) fn settle_pud(
+        &self,
+        frame: DeviceFrame,
+        write: Option<(&Entries<'_>, u64)>,
+    ) -> bool {
+        let (counter, seen) = match write {
+            Some((entries, seen)) => (entries.pud.removals.as_ptr(), seen),
+            None => (core::ptr::null_mut(), 0),
+        };
         // SAFETY: A live PUD fault (its `pud` set by core mm) under the
         // mmap or VMA lock; the helper only reads the PUD, or upgrades a
-        // huge PUD of `frame`, under the PUD lock.
-        unsafe { ffi::oxdax_pud_settle(self.as_ptr(), frame.number() as _, write) }
+        // huge PUD of `frame`, under the PUD lock; `counter` is null or an
+        // atomic of the inode, live while `entries` is borrowed, only read.
+        unsafe { ffi::oxdax_pud_settle(self.as_ptr(), frame.number() as _, counter, seen) }
     }
 }
 
@@ -283,10 +293,22 @@ impl Drop for PagefaultGuard {
 /// `mapping` is the address space of a DAX inode that is live for `'a`.
 pub(crate) struct Entries<'a> {
     mapping: NonNull<ffi::address_space>,
-    /// Set once a PUD (1 GiB) may map the file: from then on every removal
-    /// of mappings covers whole GiBs ([`Self::unmap`]).
-    pud_mapped: &'a AtomicBool,
+    /// The inode's PUD state ([`PudState`]).
+    pud: &'a PudState,
     _inode: PhantomData<&'a ffi::address_space>,
+}
+
+/// What a file's removals of mappings and its PUD faults tell each other
+/// (rust/dax/pud.rs), one per inode.
+#[derive(Default)]
+pub(crate) struct PudState {
+    /// Set once a PUD (1 GiB) may map the file: from then on every removal
+    /// of mappings covers whole GiBs ([`Entries::unmap`]).
+    mapped: AtomicBool,
+    /// Removals of mappings since then, counted before each one: a PUD
+    /// fault makes its PUD writable only if none came since its entries
+    /// were last made dirty (another fault's clean PUD may look the same).
+    removals: AtomicU64,
 }
 
 /// Tags of an entry.
@@ -361,15 +383,15 @@ impl<'a> Entries<'a> {
     /// # Safety
     ///
     /// `mapping` is null or the address space of a DAX inode that stays
-    /// live for `'a`, and `pud_mapped` is that inode's one flag (every
-    /// `Entries` of the mapping shares it).
+    /// live for `'a`, and `pud` is that inode's one state (every `Entries`
+    /// of the mapping shares it).
     pub(crate) unsafe fn from_raw(
         mapping: *mut ffi::address_space,
-        pud_mapped: &'a AtomicBool,
+        pud: &'a PudState,
     ) -> Option<Self> {
         NonNull::new(mapping).map(|mapping| Self {
             mapping,
-            pud_mapped,
+            pud,
             _inode: PhantomData,
         })
     }
@@ -379,7 +401,17 @@ impl<'a> Entries<'a> {
     /// removes mappings under one of them later sees it (and whoever did
     /// before finished before the PUD is inserted).
     pub(crate) fn mark_pud_mapped(&self) {
-        self.pud_mapped.store(true, Ordering::Release);
+        self.pud.mapped.store(true, Ordering::Release);
+    }
+
+    /// Whether a PUD may map the file.
+    pub(crate) fn may_be_pud_mapped(&self) -> bool {
+        self.pud.mapped.load(Ordering::Acquire)
+    }
+
+    /// The count of removals of mappings, for [`VmFault::settle_pud`].
+    pub(crate) fn pud_removals(&self) -> u64 {
+        self.pud.removals.load(Ordering::SeqCst)
     }
 
     /// Pages `first..first + count`, widened to whole GiBs if a PUD may map
@@ -387,7 +419,7 @@ impl<'a> Entries<'a> {
     /// (`zap_pud_range` splits a partly covered one only under the mmap
     /// lock, which no file-side caller holds).
     fn unmap_range(&self, first: u64, count: u64) -> (u64, u64) {
-        if !self.pud_mapped.load(Ordering::Acquire) || count == 0 {
+        if !self.may_be_pud_mapped() || count == 0 {
             return (first, count);
         }
         let start = first & !(PUD_PAGES - 1);
@@ -571,6 +603,13 @@ impl<'a> Entries<'a> {
     pub(crate) fn unmap(&self, first: u64, count: u64, even_cows: bool) {
         let (from, pages) = self.unmap_range(first, count);
         let widened = (from, pages) != (first, count);
+        if self.may_be_pud_mapped() {
+            // Counted before: a PUD fault that reads the count later under
+            // the PUD lock sees it, and one that read it earlier made its
+            // PUD writable before this removal (a locked RMW, a full
+            // barrier) looks at the PUD, so the removal takes it.
+            self.pud.removals.fetch_add(1, Ordering::SeqCst);
+        }
         self.unmap_exactly(from, pages, even_cows && !widened);
         if even_cows && widened {
             self.unmap_exactly(first, count, true);
@@ -599,7 +638,7 @@ impl<'a> Entries<'a> {
     /// exclusively no new pin can appear in the range: pins are taken
     /// through page tables, which faults would have to fill.
     pub(crate) fn pinned_page(&self, first: u64, last: u64) -> Option<PinnedPage> {
-        if self.pud_mapped.load(Ordering::Acquire) {
+        if self.may_be_pud_mapped() {
             // Whole GiBs first: fs/dax.c's own removal of the range would
             // split a PUD from the file side. None comes back before it
             // runs: the callers hold the invalidate lock exclusively, or

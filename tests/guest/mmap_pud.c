@@ -7,21 +7,35 @@
  *    1 GiB for a mapping that covers an aligned GiB of the file, and
  *    modulo 2 MiB only for a smaller one;
  *  - a fallocated GiB, stored to through a shared mapping: one PUD fault
- *    (fault_pud), a handful of page faults for 262,144 pages; the data is
- *    right through read(2) and after a remount; fsync writes it back and
+ *    (fault_pud), a handful of page faults for stores all over it; the
+ *    data is right through read(2) and after a remount; fsync writes it back and
  *    the next store maps the PUD again; a new read-only mapping of the
  *    written GiB maps a PUD too, and a store through a shared one makes
  *    it writable;
- *  - with MAP_SYNC the store's fault made the metadata durable first;
- *  - everything that removes mappings of part of a PUD-mapped GiB works
- *    and leaves no kernel warning (core mm removes a PUD from the file
- *    side only whole): truncation into the GiB, a punched hole, writeback
- *    of a dirty page, a private mapping's copy-on-write, fork;
+ *  - with MAP_SYNC the store maps the PUD after the conversion's metadata
+ *    was made durable (fault_sync);
+ *  - removals of mappings of part of a PUD-mapped GiB work and leave no
+ *    kernel warning (core mm removes a PUD from the file side only whole,
+ *    so oxdax removes the GiB): a private mapping's copy-on-write, writeback
+ *    of a dirty page (the next access maps the PUD again), fork, a punched
+ *    hole, truncation into the GiB; a fixed address is kept, even 0;
+ *  - a hole in a GiB a PUD could map reads through PMDs of zeros, write(2)
+ *    there shows through the mapping, and a store into the sparse file
+ *    allocates 2 MiB, not a GiB;
+ *  - a page poisoned through a second mapping of the file (PMDs): the
+ *    failed page raises SIGBUS through the PUD's GiB, the rest reads;
  *  - a mapping whose address is not congruent modulo 1 GiB falls back to
  *    PMDs (fault_pud_fallback), with the data right.
  */
 #include <linux/falloc.h>
 #include <sys/sysmacros.h>
+
+#ifndef MADV_HWPOISON
+#define MADV_HWPOISON 100
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
@@ -138,6 +152,13 @@ TEST_F(pud, kernel_chosen_address_is_gib_aligned)
 	r = mm_map(NULL, 64 * MIB, PROT_READ, MAP_SHARED, fd, 4 * MIB);
 	ASSERT_NE(MAP_FAILED, r);
 	TH_LOG("%p %p %p", p, q, r);
+	/* A fixed address is the caller's, even 0 (root may map there). */
+	void *z = mmap(NULL, GIB + 2 * MIB, PROT_READ, MAP_SHARED | MAP_FIXED_NOREPLACE, fd,
+		       256 * MIB);
+
+	EXPECT_TRUE(z == NULL || (z == MAP_FAILED && errno == EPERM)) TH_LOG("at %p", z);
+	if (z == NULL)
+		munmap(z, GIB + 2 * MIB);
 	EXPECT_EQ(0, (uintptr_t)p % GIB);
 	EXPECT_EQ(2 * MIB, (uintptr_t)q % GIB);
 	EXPECT_EQ(0, (uintptr_t)r % MM_PMD);
@@ -180,7 +201,7 @@ TEST_F(pud, fallocated_gib_maps_one_pud_and_keeps_its_data)
 	close(fd);
 }
 
-TEST_F(pud, map_sync_store_makes_metadata_durable_first)
+TEST_F(pud, map_sync_store_maps_a_pud)
 {
 	struct mm_snap a, b;
 	long long before;
@@ -195,52 +216,127 @@ TEST_F(pud, map_sync_store_makes_metadata_durable_first)
 	p[GIB / 2] = 0x33;
 	mm_snap_end(&b);
 	EXPECT_EQ(1, counter(0) - before);
+	/* The conversion's metadata was durable before the PUD was writable. */
 	EXPECT_EQ(1, mm_delta(&a, &b, MM_FAULT_SYNC));
 	close(fd);
 }
 
-TEST_F(pud, partial_removals_of_a_pud_mapped_gib)
+TEST_F(pud, removals_inside_a_pud_mapped_gib)
 {
 	unsigned char *p, *priv;
-	unsigned char page[MM_PAGE];
-	int fd;
+	long long before;
+	int fd, status;
+	pid_t pid;
 
 	p = written_gib(_metadata, &fd, 303);
 	ASSERT_NE(NULL, p);
 	/* A private mapping reads with a PUD; its store copies one page. */
 	priv = mm_map(NULL, GIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	ASSERT_NE(MAP_FAILED, priv);
+	before = counter(0);
 	EXPECT_EQ(oxdax_pattern(0, 303), *(volatile uint64_t *)priv);
+	EXPECT_EQ(1, counter(0) - before);
 	priv[100 * MIB] = 0x77;
 	EXPECT_EQ(oxdax_pattern(100 * MIB, 303) & 0xff, p[100 * MIB]);
-	/* Punch 4 KiB out of the middle: it reads as zeros, the rest stays. */
+	/* A store through the writable PUD, written back: the whole GiB is
+	 * unmapped, and maps with a PUD again. */
+	p[500 * MIB] = 1;
+	ASSERT_EQ(0, fdatasync(fd));
+	before = counter(0);
+	EXPECT_EQ(1, p[500 * MIB]);
+	EXPECT_EQ(1, counter(0) - before);
+	/* A child reads through the inherited mappings. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(p[500 * MIB] == 1 && priv[100 * MIB] == 0x77 ? 0 : 1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Punch 4 KiB out of the PUD-mapped GiB: it reads as zeros, the rest
+	 * stays, and so does the private copy. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 300 * MIB,
 			       MM_PAGE));
 	EXPECT_EQ(0, *(volatile uint64_t *)(p + 300 * MIB));
 	EXPECT_EQ(oxdax_pattern(300 * MIB + 64 * KIB, 303),
 		  *(volatile uint64_t *)(p + 300 * MIB + 64 * KIB));
 	EXPECT_EQ(0x77, priv[100 * MIB]);
-	/* A dirty page written back by a range fsync. */
-	p[500 * MIB] = 1;
-	ASSERT_EQ(0, sync_file_range(fd, 500 * MIB, MM_PAGE, SYNC_FILE_RANGE_WAIT_BEFORE |
-				     SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER));
-	ASSERT_EQ(0, fdatasync(fd));
-	/* A child reads through the inherited mappings. */
-	pid_t pid = fork();
+	EXPECT_EQ(-1, check_words(fd, 301 * MIB, 100 * MIB, 303));
+	close(fd);
+}
 
-	ASSERT_LE(0, pid);
-	if (pid == 0)
-		_exit(p[500 * MIB] == 1 && priv[100 * MIB] == 0x77 ? 0 : 1);
-	int status;
+TEST_F(pud, truncation_into_a_pud_mapped_gib)
+{
+	unsigned char page[MM_PAGE];
+	unsigned char *p;
+	int fd;
 
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	/* Truncation into the GiB: below the end the data stays, past it
-	 * SIGBUS. */
+	p = written_gib(_metadata, &fd, 305);
+	ASSERT_NE(NULL, p);
 	ASSERT_EQ(0, ftruncate(fd, 700 * MIB + 100));
-	EXPECT_EQ(oxdax_pattern(600 * MIB, 303), *(volatile uint64_t *)(p + 600 * MIB));
+	EXPECT_EQ(oxdax_pattern(600 * MIB, 305), *(volatile uint64_t *)(p + 600 * MIB));
 	EXPECT_EQ(SIGBUS, mm_touch(p + 800 * MIB, false, 0));
 	EXPECT_EQ(MM_PAGE, pread(fd, page, MM_PAGE, 700 * MIB - MM_PAGE));
+	close(fd);
+}
+
+TEST_F(pud, write_into_a_hole_of_a_gib_a_pud_could_map)
+{
+	long long fallbacks;
+	unsigned char *p;
+	uint64_t word = 0x1122334455667788ull;
+	int fd = open(fs_path("f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, GIB));
+	p = mm_map(NULL, GIB, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, (uintptr_t)p % GIB);
+	/* A hole: no PUD (no 1 GiB zero page), PMDs of zeros. */
+	fallbacks = counter(1);
+	EXPECT_EQ(0, *(volatile uint64_t *)(p + 10 * MIB));
+	EXPECT_LE(1, counter(1) - fallbacks);
+	EXPECT_EQ(8, pwrite(fd, &word, 8, 10 * MIB));
+	EXPECT_EQ(word, *(volatile uint64_t *)(p + 10 * MIB));
+	/* A store into the sparse file allocates 2 MiB, not a GiB. */
+	close(fd);
+	fd = open(fs_path("f"), O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, mm_unmap(p, GIB));
+	p = mm_map(NULL, GIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	p[700 * MIB] = 9;
+	EXPECT_GT(64 * MIB / 512, mm_blocks(fd)) TH_LOG("st_blocks %lld", mm_blocks(fd));
+	close(fd);
+}
+
+static int poison_page(void *addr)
+{
+	return madvise(addr, MM_PAGE, MADV_HWPOISON) ? 1 : 0;
+}
+
+TEST_F(pud, poison_inside_a_pud_mapped_gib)
+{
+	unsigned char *p, *q;
+	long long before;
+	int fd, status;
+
+	p = written_gib(_metadata, &fd, 306);
+	ASSERT_NE(NULL, p);
+	/* Another mapping of the file maps it with PMDs (not congruent). */
+	q = mm_mmap_aligned(GIB, PROT_READ, MAP_SHARED, fd, 0, 2 * MIB);
+	ASSERT_NE(MAP_FAILED, q);
+	mm_remember(q, GIB);
+	ASSERT_NE(0, (uintptr_t)q % GIB);
+	before = counter(0);
+	EXPECT_EQ(oxdax_pattern(50 * MIB, 306), *(volatile uint64_t *)(q + 50 * MIB));
+	EXPECT_EQ(0, counter(0) - before);
+	/* Poisoned through the PMD mapping, in a child (it may get SIGBUS). */
+	status = mm_child(poison_page, q + 50 * MIB, 60);
+	EXPECT_TRUE(status == 0 || status == 128 + SIGBUS) TH_LOG("child: %d", status);
+	/* The failed page raises SIGBUS through the PUD's GiB; the rest reads. */
+	EXPECT_EQ(SIGBUS, mm_touch(p + 50 * MIB, false, 0));
+	EXPECT_EQ(oxdax_pattern(60 * MIB, 306), *(volatile uint64_t *)(p + 60 * MIB));
+	EXPECT_EQ(oxdax_pattern(2 * MIB, 306), *(volatile uint64_t *)(q + 2 * MIB));
 	close(fd);
 }
 
@@ -262,6 +358,7 @@ TEST_F(pud, misaligned_mapping_falls_back_to_pmds)
 		ASSERT_NE(MAP_FAILED, p);
 		mm_remember(p, GIB);
 	}
+	ASSERT_NE(0, (uintptr_t)p % GIB);
 	before = counter(0);
 	fallbacks = counter(1);
 	mm_snap(&a);

@@ -24,7 +24,7 @@ use super::{
     attr::AttrInodeOps, dir::DirFileOps, file::FileTables, namei::DirInodeOps, timespec, timestamp,
     Attributes, FileSystem, Operations, Registration, SuperBlock,
 };
-use crate::{ffi, logic::format::inode::Timestamp};
+use crate::{ffi, logic::format::inode::Timestamp, sys::mm::PudState};
 
 /// The VFS inode and what oxdax keeps with it, in one cache object.
 #[repr(C)]
@@ -32,9 +32,9 @@ struct Container {
     /// Whether `vfs` was filled from a record on the media: only such an
     /// inode is the filesystem's to free at eviction.
     filled: AtomicBool,
-    /// A PUD may map the file ([`crate::sys::mm::Entries`]): set once, for
-    /// the inode's life in memory.
-    pud_mapped: AtomicBool,
+    /// What its PUD faults and removals of mappings tell each other
+    /// ([`crate::sys::mm::Entries`]), for the inode's life in memory.
+    pud: PudState,
     btime_sec: AtomicI64,
     btime_nsec: AtomicU32,
     vfs: ffi::inode,
@@ -93,7 +93,7 @@ pub(super) unsafe extern "C" fn alloc_inode_callback<T: Operations>(
     // sees the inode (atomics need no drop).
     unsafe {
         (&raw mut (*container).filled).write(AtomicBool::new(false));
-        (&raw mut (*container).pud_mapped).write(AtomicBool::new(false));
+        (&raw mut (*container).pud).write(PudState::default());
         (&raw mut (*container).btime_sec).write(AtomicI64::new(0));
         (&raw mut (*container).btime_nsec).write(AtomicU32::new(0));
         &raw mut (*container).vfs
@@ -241,8 +241,8 @@ impl<T: FileSystem> Inode<T> {
         // invariant), and so does its container (an inode of `T` is in one),
         // whose flag is the mapping's only one.
         unsafe {
-            let pud_mapped = &(*container_of(self.as_ptr())).pud_mapped;
-            crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping, pud_mapped)
+            let pud = &(*container_of(self.as_ptr())).pud;
+            crate::sys::mm::Entries::from_raw((*self.as_ptr()).i_mapping, pud)
         }
     }
 

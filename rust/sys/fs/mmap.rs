@@ -91,7 +91,8 @@ pub(super) unsafe extern "C" fn mmap_callback<T: MmapOperations>(
 /// `get_unmapped_area`: for a mapping that covers an aligned GiB of the
 /// file, an address congruent with the file offset modulo 1 GiB (a PUD can
 /// map it, as device DAX does); else modulo 2 MiB
-/// (`thp_get_unmapped_area`). An address the caller asks for is kept.
+/// (`thp_get_unmapped_area`). An address the caller asks for, or fixes, is
+/// kept.
 ///
 /// # Safety
 ///
@@ -109,7 +110,10 @@ pub(super) unsafe extern "C" fn get_unmapped_area_callback(
     let padded = (pgoff as u64)
         .checked_mul(4096)
         .and_then(|offset| Some((offset, pud_padded_len(offset, len as u64)?)));
-    if let (0, Some((offset, padded))) = (addr, padded) {
+    // A fixed address (`MAP_FIXED`, `MAP_FIXED_NOREPLACE`, `mremap` to a
+    // chosen place) is the caller's, even 0: only a free choice is ours.
+    let free_choice = addr == 0 && flags as u64 & u64::from(ffi::MAP_FIXED) == 0;
+    if let (true, Some((offset, padded))) = (free_choice, padded) {
         // SAFETY: Called for an `mmap` by the current task, whose mm is
         // live and locked for writing (this function's `# Safety`), as the
         // allocator requires; it only looks for a free range.
