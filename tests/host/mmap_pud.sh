@@ -7,8 +7,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 "$VM" --nvdimm 4G --timeout 1500 -- /oxdax/tests/run mmap_pud > "$log" 2>&1 || status=$?
-grep -qE '^ok [0-9]+ mmap_pud\r?$' "$log" && [ $status = 0 ] || {
+# Every test ran: none skipped for want of the namespace.
+grep -qE '^ok [0-9]+ mmap_pud\r?$' "$log" && [ $status = 0 ] &&
+	! grep -q 'SKIP' "$log" || {
 	cat "$log"
 	fail "mmap_pud on a 4 GiB namespace (guest exit $status)"
 }
-grep -E '^#  *(OK|#|PASSED|SKIP)' "$log" | tr -d '\r' | head -n 20
+grep -E '^# #  *OK|^# # (PASSED|Totals)' "$log" | tr -d '\r'
