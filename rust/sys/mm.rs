@@ -203,21 +203,30 @@ impl VmFault {
     /// all device memory) at the faulting PMD, writable if `write`;
     /// `FAULT_FALLBACK` if the PMD does not fit inside the VMA.
     pub(crate) fn insert_pmd(&self, frame: DeviceFrame, write: bool) -> FaultCode {
-        const PMD_BYTES: u64 = crate::logic::dax::PMD_PAGES * 4096;
-        let window = self.window();
-        let start = window.address & !(PMD_BYTES - 1);
-        if start < window.start || start.saturating_add(PMD_BYTES) > window.end {
+        let Some(pfn) = self.huge_pfn(frame, crate::logic::dax::PMD_PAGES) else {
             return FAULT_FALLBACK;
-        }
-        let pfn = ffi::pfn_t {
-            // SAFETY: Pure computation of the devmap pfn_t of a frame.
-            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
         };
         // SAFETY: The fault is live (type invariant); `frame` starts a
         // 2 MiB-aligned run of device memory (`DeviceFrame` made by
         // `DeviceFrames::pmd`), and the aligned PMD lies inside the VMA
-        // (checked above).
+        // (`huge_pfn`).
         unsafe { ffi::vmf_insert_pfn_pmd(self.as_ptr(), pfn, write) }
+    }
+
+    /// The devmap pfn of `frame` for a mapping of `pages` (a PMD's or a
+    /// PUD's) at the faulting address, if the aligned range lies inside the
+    /// VMA.
+    fn huge_pfn(&self, frame: DeviceFrame, pages: u64) -> Option<ffi::pfn_t> {
+        let bytes = pages * 4096;
+        let window = self.window();
+        let start = window.address & !(bytes - 1);
+        if start < window.start || start.saturating_add(bytes) > window.end {
+            return None;
+        }
+        Some(ffi::pfn_t {
+            // SAFETY: Pure computation of the devmap pfn_t of a frame.
+            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
+        })
     }
 
     /// Maps 1 GiB of device memory from `frame` (made by
@@ -227,22 +236,15 @@ impl VmFault {
     /// not fit inside the VMA. Nothing is inserted where a PUD or a page
     /// table already is.
     pub(crate) fn insert_pud(&self, frame: DeviceFrame) -> FaultCode {
-        const PUD_BYTES: u64 = PUD_PAGES * 4096;
-        let window = self.window();
-        let start = window.address & !(PUD_BYTES - 1);
-        if start < window.start || start.saturating_add(PUD_BYTES) > window.end {
+        let Some(pfn) = self.huge_pfn(frame, PUD_PAGES) else {
             return FAULT_FALLBACK;
-        }
-        let pfn = ffi::pfn_t {
-            // SAFETY: Pure computation of the devmap pfn_t of a frame.
-            val: unsafe { ffi::oxdax_pfn_t_dev(frame.number() as _) },
         };
         // SAFETY: The fault is live (type invariant) and a PUD fault (only
         // the engine's PUD path calls this); `frame` starts a 1 GiB-aligned
         // run of device memory (`DeviceFrames::pud`), and the aligned GiB
-        // lies inside the VMA (checked above). Read-only: the kernel's
-        // write path would WARN on a page table that a racing fault put
-        // there; this one leaves it.
+        // lies inside the VMA (`huge_pfn`). Read-only: the kernel's write
+        // path would WARN on a page table that a racing fault put there;
+        // this one leaves it.
         unsafe { ffi::vmf_insert_pfn_pud(self.as_ptr(), pfn, false) }
     }
 
