@@ -238,8 +238,14 @@ fn revoke_everything(sb: &SuperBlock<OxdaxFs>, info: &Info) {
         let Some(entries) = inode.entries() else {
             return;
         };
-        // One page of each entry: the kill unmaps the whole PMD.
+        // One page of each entry: the kill unmaps the whole PMD. Where a
+        // PUD may map the file, the kill's unmap could split one that it
+        // did not count (a process whose leader has no mm): the GiB goes
+        // first, as in `kill_mappers`.
         entries.for_each(|_, at| {
+            if entries.may_be_pud_mapped() {
+                entries.unmap(at, 1, false);
+            }
             let _ = inode.kill_mapping_procs(at, 1, ffi::MF_MEM_PRE_REMOVE);
         });
         let everything = Quiet {
