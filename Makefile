@@ -17,6 +17,9 @@
 #   make bench       oxdax vs ext4 -o dax and xfs -o dax in one guest, on the
 #                    benchmark kernel: build/bench/report.md (BENCH_REPS=N,
 #                    BENCH_SECTIONS="fault pmd ..."; see scripts/bench)
+#   make bench-profile  perf profiles of everyday operations on oxdax, ext4
+#                    and xfs in the benchmark guest: build/bench-profile
+#                    (PROFILE_OPS=..., PROFILE_FS=...; see scripts/bench-profile)
 #   make bench-pmem  block throughput: oxdax vs the in-tree pmem driver
 #   make fuzz        10,000 mutated images, host logic and guest kernel
 #                    (IMAGES=N for another count)
@@ -49,7 +52,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(ROOT) $(KMAKE_ARGS)
 RUST_ROOTS := rust/oxdax_main.rs rust/host.rs tools/mkfs.rs tools/fsck.rs
 
 .PHONY: all demo check setup kernel module clippy tests tools initramfs host-test \
-	fmt fmt-check vm bench bench-pmem crash fuzz difftest clean
+	fmt fmt-check vm bench bench-profile bench-pmem crash fuzz difftest clean
 
 all: initramfs
 
@@ -136,6 +139,9 @@ vm: initramfs
 # Builds its own kernel flavour and module in a copy of the tree.
 bench:
 	@scripts/bench
+
+bench-profile:
+	@scripts/bench-profile
 
 bench-pmem: initramfs
 	scripts/bench-pmem

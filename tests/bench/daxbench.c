@@ -52,6 +52,19 @@
  *	each 2 MiB, then to the others: a PMD-mapped region costs the second
  *	pass no fault, a PTE-mapped one 511), the same measure on every
  *	filesystem. The file is removed.
+ *   daxbench spin DIR OP SECONDS [PROCS [shared]]
+ *	One operation, repeated for SECONDS by PROCS processes (default 1),
+ *	for profiles (scripts/bench-profile) and the concurrency rows: OP is
+ *	create (empty files), unlink (of files made beforehand), write4k
+ *	(random 4 KiB pwrite into a written 64 MiB file), fault (4 KiB store
+ *	faults on a written 64 MiB file, remapped when all are mapped) or
+ *	fault-alloc (4 KiB store faults that allocate, in a sparse 64 MiB
+ *	file truncated and remapped when full). Each process works in its own
+ *	directory, or with "shared" all in one directory (create, unlink) or
+ *	one file (write4k, fault, fault-alloc). Setup is done before the
+ *	clock starts; with DAXBENCH_READY=FILE that file is created then, so
+ *	a profiler can attach to the measured part only. Prints
+ *	"spin_OP_per_s RATE" (operations of all processes per second).
  *
  * DAXBENCH_QUICK=1 divides every size and count by 16 (not the 512 faults
  * of "fault"): the test suite's quick tier checks that each measurement
@@ -757,6 +770,197 @@ static int cmd_placement(const char *how)
 	return 0;
 }
 
+/* daxbench spin: the operations, each on what spin_setup made. */
+enum spin_op { SPIN_CREATE, SPIN_UNLINK, SPIN_WRITE4K, SPIN_FAULT, SPIN_FAULT_ALLOC };
+static const char *const spin_names[] = { "create", "unlink", "write4k", "fault", "fault-alloc" };
+
+#define SPIN_FILE (64 * MIB)
+/* Files made for "unlink", split among the processes: more than TCG
+ * unlinks in a few seconds. */
+#define SPIN_UNLINK_FILES 40000
+
+struct spin {
+	enum spin_op op;
+	char dir[256];	/* this process's directory */
+	char prefix[32];	/* file name prefix within it */
+	int fd;
+	char *map;
+	size_t next;	/* next file number, page or offset seed */
+	size_t made;	/* unlink: files made by setup */
+};
+
+static void spin_name(const struct spin *s, size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s%zu", s->dir, s->prefix, i);
+}
+
+static void spin_setup(struct spin *s, int proc, int procs, bool shared)
+{
+	char name[512];
+
+	snprintf(s->dir, sizeof(s->dir), "%s/spin%s%d", dir, shared ? "" : "-", shared ? 0 : proc);
+	snprintf(s->prefix, sizeof(s->prefix), "p%d-", proc);
+	if (mkdir(s->dir, 0755) && errno != EEXIST)
+		die("mkdir %s", s->dir);
+	snprintf(name, sizeof(name), "%s/file", s->dir);
+	switch (s->op) {
+	case SPIN_CREATE:
+		break;
+	case SPIN_UNLINK:
+		for (; s->made < scaled(SPIN_UNLINK_FILES) / procs; s->made++) {
+			int fd;
+
+			spin_name(s, s->made, name, sizeof(name));
+			fd = open(name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+			if (fd < 0)
+				die("create %s", name);
+			close(fd);
+		}
+		break;
+	case SPIN_WRITE4K:
+	case SPIN_FAULT:
+	case SPIN_FAULT_ALLOC:
+		/* One file: the first process makes it, the others open it. */
+		s->fd = open(name, O_RDWR | O_CREAT, 0644);
+		if (s->fd < 0)
+			die("open %s", name);
+		if (s->op == SPIN_FAULT_ALLOC) {
+			if (ftruncate(s->fd, SPIN_FILE))
+				die("ftruncate");
+		} else if (!shared || proc == 0) {
+			fill(s->fd, 0, SPIN_FILE);
+			fsync(s->fd);
+		}
+		if (s->op != SPIN_WRITE4K)
+			s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, false);
+		s->next = proc * 7919ul;
+		break;
+	}
+}
+
+/* One operation; false when there is nothing left to do (unlink). */
+static bool spin_once(struct spin *s, bool shared)
+{
+	static char page[PAGE];
+	char name[512];
+	size_t pages = SPIN_FILE / PAGE;
+
+	switch (s->op) {
+	case SPIN_CREATE: {
+		int fd;
+
+		spin_name(s, s->next++, name, sizeof(name));
+		fd = open(name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd < 0)
+			die("create %s", name);
+		close(fd);
+		return true;
+	}
+	case SPIN_UNLINK:
+		if (s->next == s->made)
+			return false;
+		spin_name(s, s->next++, name, sizeof(name));
+		if (unlink(name))
+			die("unlink %s", name);
+		return true;
+	case SPIN_WRITE4K:
+		s->next = s->next * 6364136223846793005ull + 1442695040888963407ull;
+		if (pwrite(s->fd, page, PAGE, (s->next >> 33) % pages * PAGE) != PAGE)
+			die("pwrite");
+		return true;
+	case SPIN_FAULT:
+	case SPIN_FAULT_ALLOC:
+		if (s->next % pages == 0 && s->next) {
+			/* All mapped: start over on a new mapping (of an empty
+			 * file again for fault-alloc; a shared file is only
+			 * emptied by its first process, the others map what
+			 * is there, which then faults without allocating). */
+			munmap(s->map, SPIN_FILE);
+			if (s->op == SPIN_FAULT_ALLOC && !shared &&
+			    (ftruncate(s->fd, 0) || ftruncate(s->fd, SPIN_FILE)))
+				die("ftruncate");
+			s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, false);
+		}
+		*(volatile char *)(s->map + s->next % pages * PAGE) = 1;
+		s->next++;
+		return true;
+	}
+	return false;
+}
+
+/* Runs @s until @seconds passed; writes the operation count to @report. */
+static void spin_run(struct spin *s, bool shared, int seconds, int start, int report)
+{
+	uint64_t end, ops = 0;
+	char go;
+
+	if (read(start, &go, 1) != 1)
+		die("spin: start");
+	end = now_ns() + seconds * 1000000000ull;
+	while (now_ns() < end && spin_once(s, shared))
+		ops++;
+	if (write(report, &ops, sizeof(ops)) != sizeof(ops))
+		die("spin: report");
+}
+
+static int cmd_spin(const char *op_name, int seconds, int procs, bool shared)
+{
+	int start[2], report[2], ready[2];
+	const char *ready_file = getenv("DAXBENCH_READY");
+	uint64_t t, total = 0;
+	enum spin_op op;
+
+	for (op = 0; op < sizeof(spin_names) / sizeof(spin_names[0]); op++)
+		if (!strcmp(op_name, spin_names[op]))
+			break;
+	if (op == sizeof(spin_names) / sizeof(spin_names[0]) || seconds < 1 || procs < 1 ||
+	    procs > 64) {
+		errno = EINVAL;
+		die("spin %s %d %d", op_name, seconds, procs);
+	}
+	if (pipe(start) || pipe(report) || pipe(ready))
+		die("pipe");
+	for (int p = 0; p < procs; p++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork");
+		if (!pid) {
+			struct spin s = { .op = op, .fd = -1 };
+
+			spin_setup(&s, p, procs, shared);
+			if (write(ready[1], "r", 1) != 1)
+				die("spin: ready");
+			spin_run(&s, shared, seconds, start[0], report[1]);
+			_exit(0);
+		}
+	}
+	for (int p = 0; p < procs; p++) {
+		char r;
+
+		if (read(ready[0], &r, 1) != 1)
+			die("spin: a process failed its setup");
+	}
+	if (ready_file && close(open(ready_file, O_WRONLY | O_CREAT, 0644)))
+		die("create %s", ready_file);
+	t = now_ns();
+	for (int p = 0; p < procs; p++)
+		if (write(start[1], "g", 1) != 1)
+			die("spin: start");
+	for (int p = 0; p < procs; p++) {
+		uint64_t ops;
+
+		if (read(report[0], &ops, sizeof(ops)) != sizeof(ops))
+			die("spin: a process failed");
+		total += ops;
+	}
+	t = now_ns() - t;
+	while (wait(NULL) > 0)
+		;
+	printf("spin_%s_per_s %.0f\n", op_name, total / (t / 1e9));
+	return 0;
+}
+
 static void __attribute__((noreturn)) usage(void)
 {
 	fprintf(stderr, "usage: daxbench fault DIR prealloc|empty [sync] [copy]\n"
@@ -767,7 +971,9 @@ static void __attribute__((noreturn)) usage(void)
 			"       daxbench failure DIR SHARERS\n"
 			"       daxbench fragment DIR COUNT\n"
 			"       daxbench age DIR [FULL_PCT WRITTEN_X10 FINAL_PCT SEED]\n"
-			"       daxbench placement DIR fallocated|written|faulted\n");
+			"       daxbench placement DIR fallocated|written|faulted\n"
+			"       daxbench spin DIR create|unlink|write4k|fault|fault-alloc SECONDS "
+			"[PROCS [shared]]\n");
 	exit(2);
 }
 
@@ -810,6 +1016,9 @@ int main(int argc, char **argv)
 		return cmd_fragment(atol(argv[3]));
 	if (!strcmp(cmd, "age") && (argc == 3 || argc == 7))
 		return cmd_age(argc, argv);
+	if (!strcmp(cmd, "spin") && argc >= 5 && argc <= 7)
+		return cmd_spin(argv[3], atoi(argv[4]), argc >= 6 ? atoi(argv[5]) : 1,
+				has_arg(argc, argv, 6, "shared"));
 	if (!strcmp(cmd, "placement") && argc == 4)
 		return cmd_placement(argv[3]);
 	usage();
