@@ -91,6 +91,12 @@ pub trait Nodes {
     }
     /// Records that `block` passed them.
     fn set_checked(&self, _block: u64) {}
+    /// Whether `block` was changed by this store and its checksum is not
+    /// written yet ([`Blocks::seal`]): every other check applies, the
+    /// checksum's is skipped.
+    fn seal_pending(&self, _block: u64) -> bool {
+        false
+    }
 }
 
 /// [`Nodes::read`] for a store that holds its nodes in memory: copies what
@@ -113,6 +119,14 @@ pub trait Blocks: Nodes {
     fn allocate(&mut self) -> Result<u64, Self::Error>;
     /// Gives back a block that no longer holds a node.
     fn free(&mut self, block: u64) -> Result<(), Self::Error>;
+    /// Node `block` was changed: its checksum must cover the change before
+    /// the node is stored anywhere. By default it is written now; a store
+    /// that changes a node many times before storing it (a transaction)
+    /// may write it once, then ([`Nodes::seal_pending`] until it does).
+    fn seal(&mut self, block: u64) -> Result<(), Self::Error> {
+        seal(self.node_mut(block)?);
+        Ok(())
+    }
 }
 
 /// What is wrong with a node.
@@ -185,7 +199,9 @@ fn corrupt<T, E>(block: u64, what: Corruption) -> TResult<T, E> {
     Err(TreeError::Corrupt { block, what })
 }
 
-fn seal(node: &mut [u8; BLOCK_SIZE]) {
+/// Writes `node`'s checksum (for stores that seal later,
+/// [`Blocks::seal`]).
+pub fn seal(node: &mut [u8; BLOCK_SIZE]) {
     let crc = node_crc(node);
     put(node, OFF_CRC, &crc.to_le_bytes());
 }
@@ -215,7 +231,7 @@ impl<K: TreeKind> Tree<K> {
         put(node, OFF_KIND, &[K::KIND, level]);
         put(node, OFF_OWNER, &self.owner.to_le_bytes());
         put(node, OFF_BLOCK, &block.to_le_bytes());
-        seal(node);
+        store.seal(block).map_err(TreeError::Store)?;
         Ok(())
     }
 

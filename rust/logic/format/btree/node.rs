@@ -188,7 +188,7 @@ impl<K: TreeKind> Tree<K> {
             count: 0,
             _kind: core::marker::PhantomData,
         };
-        if !checked {
+        if !checked && !store.seal_pending(block) {
             node.check_sum(&bytes)?;
         }
         if bytes[OFF_KIND] != K::KIND {

@@ -5,7 +5,7 @@
 
 use super::node::Within;
 use super::{
-    capacity, corrupt, entry_size, seal, Blocks, Corruption, TResult, Tree, TreeError, TreeKind,
+    capacity, corrupt, entry_size, Blocks, Corruption, TResult, Tree, TreeError, TreeKind,
     HEADER_BYTES, MAX_ENTRY_BYTES, MAX_KEY_BYTES, OFF_COUNT,
 };
 use crate::logic::format::{put, BLOCK_SIZE};
@@ -96,7 +96,7 @@ impl<K: TreeKind> Tree<K> {
             {
                 return corrupt(new_root, Corruption::Count);
             }
-            seal(node);
+            store.seal(new_root).map_err(TreeError::Store)?;
             self.root = new_root;
         }
         Ok(replaced)
@@ -123,7 +123,7 @@ impl<K: TreeKind> Tree<K> {
                     let bytes = store.node_mut(block).map_err(TreeError::Store)?;
                     let start = HEADER_BYTES + i * size + K::KEY;
                     put(bytes, start, value);
-                    seal(bytes);
+                    store.seal(block).map_err(TreeError::Store)?;
                     Ok((true, None))
                 }
                 Err(i) => Ok((
@@ -141,7 +141,7 @@ impl<K: TreeKind> Tree<K> {
             // after it by a split of child 0 stay ordered.
             let bytes = store.node_mut(block).map_err(TreeError::Store)?;
             put(bytes, HEADER_BYTES, key);
-            seal(bytes);
+            store.seal(block).map_err(TreeError::Store)?;
         }
         let (replaced, split) = self.insert_at(store, child, Some(&child_within), key, value)?;
         let Some((separator, right)) = split else {
@@ -178,7 +178,7 @@ impl<K: TreeKind> Tree<K> {
             if !insert_entry(node, size, count, index, key, payload) {
                 return corrupt(block, Corruption::Count);
             }
-            seal(node);
+            store.seal(block).map_err(TreeError::Store)?;
             return Ok(None);
         }
         // Split: the upper half moves to a new right sibling.
@@ -204,12 +204,12 @@ impl<K: TreeKind> Tree<K> {
                 tail.fill(0);
             }
             put(left, OFF_COUNT, &(keep as u16).to_le_bytes());
-            seal(left);
+            store.seal(block).map_err(TreeError::Store)?;
         }
         {
             let node = store.node_mut(right).map_err(TreeError::Store)?;
             put(node, OFF_COUNT, &((count - keep) as u16).to_le_bytes());
-            seal(node);
+            store.seal(right).map_err(TreeError::Store)?;
         }
         let (target, target_count, target_index) = if index <= keep {
             (block, keep, index)
@@ -220,7 +220,7 @@ impl<K: TreeKind> Tree<K> {
         if !insert_entry(node, size, target_count, target_index, key, payload) {
             return corrupt(target, Corruption::Count);
         }
-        seal(node);
+        store.seal(target).map_err(TreeError::Store)?;
         Ok(Some((separator, right)))
     }
 
@@ -357,7 +357,7 @@ impl<K: TreeKind> Tree<K> {
             OFF_COUNT,
             &((left_count + right_count) as u16).to_le_bytes(),
         );
-        seal(node);
+        store.seal(left).map_err(TreeError::Store)?;
         Ok(())
     }
 
@@ -382,7 +382,7 @@ impl<K: TreeKind> Tree<K> {
         let last = entries.len() - size;
         entries[last..].fill(0);
         put(bytes, OFF_COUNT, &((count - 1) as u16).to_le_bytes());
-        seal(bytes);
+        store.seal(block).map_err(TreeError::Store)?;
         Ok(())
     }
 }

@@ -101,6 +101,9 @@ pub(super) struct Tx<'a, M: Media> {
     used: usize,
     /// Shadows (by index) whose block could not be read: written whole.
     unknown: u128,
+    /// Shadows (by index) of tree nodes changed since their checksum was
+    /// written: sealed once, at commit, however often they changed.
+    unsealed: u128,
     /// The superblock as this transaction leaves it.
     pub(super) sb: Superblock,
     /// The superblock as committed before this transaction.
@@ -190,6 +193,9 @@ impl<M: Media> Nodes for Tx<'_, M> {
     fn set_checked(&self, block: u64) {
         Tx::set_checked(self, block);
     }
+    fn seal_pending(&self, block: u64) -> bool {
+        Tx::seal_pending(self, block)
+    }
 }
 
 impl<'a, M: Media> Tx<'a, M> {
@@ -207,6 +213,7 @@ impl<'a, M: Media> Tx<'a, M> {
             checked: CheckedNodes::new(parts.checked),
             used: 0,
             unknown: 0,
+            unsealed: 0,
             sb,
             base: sb,
             free_count: 0,
@@ -287,6 +294,31 @@ impl<'a, M: Media> Tx<'a, M> {
         if self.slot(block).is_none() {
             self.checked.insert(block);
         }
+    }
+
+    /// Node `block` (a shadow) changed: its checksum is written at commit.
+    pub(super) fn seal_at_commit(&mut self, block: u64) -> Result<(), Error> {
+        self.write(block)?;
+        let index = self.slot(block).ok_or(Error::Invalid)?;
+        self.unsealed |= 1 << index;
+        Ok(())
+    }
+
+    /// Whether node `block` changed in this transaction and is not sealed
+    /// yet (its checksum is not checked until then).
+    pub(super) fn seal_pending(&self, block: u64) -> bool {
+        self.slot(block)
+            .is_some_and(|index| self.unsealed & 1 << index != 0)
+    }
+
+    /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]).
+    pub(super) fn seal_nodes(&mut self) {
+        for (index, shadow) in self.shadows.iter_mut().enumerate().take(self.used) {
+            if self.unsealed & 1 << index != 0 {
+                crate::logic::format::btree::seal(shadow);
+            }
+        }
+        self.unsealed = 0;
     }
 
     /// Block `block`, to change in this transaction.

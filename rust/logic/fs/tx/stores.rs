@@ -170,11 +170,17 @@ impl<M: Media> Nodes for TreeStore<'_, '_, M> {
     fn set_checked(&self, block: u64) {
         self.tx.set_checked(block);
     }
+    fn seal_pending(&self, block: u64) -> bool {
+        self.tx.seal_pending(block)
+    }
 }
 
 impl<M: Media> Blocks for TreeStore<'_, '_, M> {
     fn node_mut(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
         self.tx.write(block)
+    }
+    fn seal(&mut self, block: u64) -> Result<(), Error> {
+        self.tx.seal_at_commit(block)
     }
     fn allocate(&mut self) -> Result<u64, Error> {
         let goal = self.tx.layout.data_start;
