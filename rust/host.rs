@@ -13,6 +13,9 @@ pub mod logic;
 
 pub use logic::*;
 
+/// The host's CRC-32C: the portable one (the module uses the kernel's).
+pub type Crc32cImpl = logic::format::crc32c::Table;
+
 extern crate alloc;
 
 /// A volume's working memory ([`fs::Scratch`]) on the heap, for the host
@@ -27,6 +30,16 @@ pub struct HeapScratch {
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     cache: core::cell::RefCell<HeapCache>,
+    inodes: core::cell::RefCell<HeapInodes>,
+}
+
+/// An inode cache's memory on the heap.
+struct HeapInodes(alloc::vec::Vec<fs::InodeSlot>);
+
+impl fs::InodeSlots for HeapInodes {
+    fn slots(&mut self) -> &mut [fs::InodeSlot] {
+        &mut self.0
+    }
 }
 
 /// A metadata cache's memory on the heap.
@@ -59,6 +72,7 @@ impl HeapScratch {
                 slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::CACHE_SLOTS],
                 tags: alloc::vec![0; fs::CACHE_SLOTS],
             }),
+            inodes: core::cell::RefCell::new(HeapInodes(alloc::vec![None; fs::INODE_CACHE_SLOTS])),
         }
     }
 }
@@ -90,6 +104,10 @@ impl fs::Scratch for HeapScratch {
 
     fn cache(&self) -> &core::cell::RefCell<dyn fs::CacheSlots + '_> {
         &self.cache
+    }
+
+    fn inode_slots(&self) -> &core::cell::RefCell<dyn fs::InodeSlots + '_> {
+        &self.inodes
     }
 }
 

@@ -25,6 +25,9 @@ module! {
     license: "GPL",
 }
 
+/// The logic's CRC-32C (`logic::format::crc32c`): the kernel's.
+pub(crate) type Crc32cImpl = sys::crc32c::Kernel;
+
 struct Oxdax {
     // Dropped in declaration order: the filesystem type goes before the
     // pmem driver, whose devices a mounted filesystem would use (mounts
@@ -37,6 +40,13 @@ struct Oxdax {
 
 impl kernel::Module for Oxdax {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        // Every checksum on the media must match what mkfs and fsck
+        // compute: a kernel whose crc32c() does not is refused here rather
+        // than found to "corrupt" every filesystem it mounts.
+        if !logic::format::crc32c::agrees_with_table::<Crc32cImpl>() {
+            pr_err!("the kernel's crc32c() does not compute CRC-32C; not loading\n");
+            return Err(EINVAL);
+        }
         // Registering binds the namespaces already there (their devices are
         // logged before the version line).
         let debugfs = sys::debugfs::Root::create(kernel::c_str!("oxdax"));

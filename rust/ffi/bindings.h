@@ -6,6 +6,7 @@
  */
 #include <linux/badblocks.h>
 #include <linux/blkdev.h>
+#include <linux/crc32c.h>
 #include <linux/dax.h>
 #include <linux/falloc.h>
 #include <linux/fiemap.h>

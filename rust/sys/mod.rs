@@ -9,6 +9,7 @@
 
 pub(crate) mod badblocks;
 pub(crate) mod block;
+pub(crate) mod crc32c;
 pub(crate) mod dax;
 pub(crate) mod daxdisk;
 pub(crate) mod debugfs;
