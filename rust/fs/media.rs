@@ -11,8 +11,9 @@ use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
-            CacheSlots, Media, MediaFault, Parts, Scratch, CACHE_SLOTS, CHECKED_NODE_SLOTS,
-            DEFERRED_WORDS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            CacheSlots, InodeSlot, InodeSlots, Media, MediaFault, Parts, Scratch, CACHE_SLOTS,
+            CHECKED_NODE_SLOTS, DEFERRED_WORDS, INODE_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES,
+            TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -96,7 +97,16 @@ impl CacheSlots for CacheMemory {
     }
 }
 
-/// A volume's working memory, allocated once per mount (about 3 MiB:
+/// The inode cache's memory.
+struct InodeMemory(KVec<InodeSlot>);
+
+impl InodeSlots for InodeMemory {
+    fn slots(&mut self) -> &mut [InodeSlot] {
+        &mut self.0
+    }
+}
+
+/// A volume's working memory, allocated once per mount (about 6 MiB:
 /// vmalloc): transaction buffers and the metadata cache.
 pub(crate) struct Buffers {
     shadows: VVec<u8>,
@@ -108,6 +118,7 @@ pub(crate) struct Buffers {
     spare: KBox<[u8; BLOCK_SIZE]>,
     checked: KVec<AtomicU64>,
     cache: RefCell<CacheMemory>,
+    inodes: RefCell<InodeMemory>,
 }
 
 impl Buffers {
@@ -130,6 +141,8 @@ impl Buffers {
         let mut reservations = KVec::new();
         reservations.extend_with(RESERVATION_WORDS, 0u64, GFP_KERNEL)?;
         let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
+        let mut inodes = KVec::new();
+        inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
         for _ in 0..CHECKED_NODE_SLOTS {
             checked.push(AtomicU64::new(0), GFP_KERNEL)?;
@@ -144,6 +157,7 @@ impl Buffers {
             spare,
             checked,
             cache: RefCell::new(CacheMemory { slots, tags }),
+            inodes: RefCell::new(InodeMemory(inodes)),
         })
     }
 }
@@ -169,5 +183,9 @@ impl Scratch for Buffers {
 
     fn cache(&self) -> &RefCell<dyn CacheSlots + '_> {
         &self.cache
+    }
+
+    fn inode_slots(&self) -> &RefCell<dyn InodeSlots + '_> {
+        &self.inodes
     }
 }

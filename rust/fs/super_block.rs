@@ -272,7 +272,11 @@ impl FileSystem for OxdaxFs {
 
     fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs> {
         let info = info(sb)?;
-        let (stat, uuid) = info.call(|v| Ok((v.statfs(), v.superblock().uuid)))?;
+        // Inodes evicted but not freed yet are counted as free.
+        let (stat, uuid) = info.call(|v| {
+            v.free_evicted()?;
+            Ok((v.statfs(), v.superblock().uuid))
+        })?;
         let (low, high) = uuid.split_at(8);
         let fold = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
         Ok(StatFs {

@@ -21,10 +21,10 @@
 use core::cell::RefCell;
 
 use super::{Damage, Error, Media, MediaFault};
-use crate::logic::format::BLOCK_SIZE;
+use crate::logic::format::{inode::Inode, BLOCK_SIZE};
 
-/// Slots a mount's cache has (1 MiB of blocks).
-pub const CACHE_SLOTS: usize = 256;
+/// Slots a mount's cache has (4 MiB of blocks).
+pub const CACHE_SLOTS: usize = 1024;
 
 /// The memory of a cache: its blocks and their tags (block number + 1; 0
 /// is an empty slot), of equal length.
@@ -61,10 +61,15 @@ impl<'a> BlockCache<'a> {
         Self { slots: None }
     }
 
-    /// The slot of `block` among `count`.
+    /// The slot of `block` among `count`. Metadata sits at the same
+    /// places of different 2 MiB chunks (an inode chunk's blocks, a node
+    /// allocated first in a chunk), so the block number is scrambled
+    /// (Fibonacci hashing) before it picks a slot: by the number itself,
+    /// those blocks took the same few slots in turn.
     fn slot(block: u64, count: usize) -> Option<usize> {
         let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
-        usize::try_from(block % count).ok()
+        let scrambled = block.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        usize::try_from(scrambled % count).ok()
     }
 
     /// Copies `buf.len()` bytes at byte `offset` of block `block` into
@@ -135,6 +140,73 @@ impl<'a> BlockCache<'a> {
             if *tag != 0 && (start..end).contains(&block) {
                 *tag = 0;
             }
+        }
+    }
+}
+
+/// Inode records an [`InodeCache`] keeps.
+pub const INODE_CACHE_SLOTS: usize = 64;
+
+/// A slot of an [`InodeCache`]: inode number and record, if any.
+pub type InodeSlot = Option<(u64, Inode)>;
+
+/// The memory of an [`InodeCache`].
+pub trait InodeSlots {
+    /// The slots.
+    fn slots(&mut self) -> &mut [InodeSlot];
+}
+
+/// Decoded records of the committed state. Every read, write(2) and page
+/// fault starts with its inode's record: an inode-chunk tree walk, a copy,
+/// a checksum and a decode that this does once per inode and transaction.
+///
+/// Any transaction may change any record or free any inode, so the volume
+/// empties the cache around every transaction, committed or failed; a hit
+/// is then exactly what the lookup would find. Direct-mapped by inode
+/// number: a collision only costs a lookup. Its slots (8 KiB) live in the
+/// volume's scratch memory, not in the volume (which is moved on the
+/// kernel's stack at mount).
+#[derive(Clone, Copy)]
+pub(super) struct InodeCache<'a> {
+    slots: &'a RefCell<dyn InodeSlots + 'a>,
+}
+
+impl<'a> InodeCache<'a> {
+    /// A cache in `slots` ([`INODE_CACHE_SLOTS`] of them, `None` at mount).
+    pub(super) fn new(slots: &'a RefCell<dyn InodeSlots + 'a>) -> Self {
+        Self { slots }
+    }
+
+    fn slot(ino: u64, count: usize) -> Option<usize> {
+        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
+        usize::try_from(ino % count).ok()
+    }
+
+    /// Inode `ino`'s record, if cached.
+    pub(super) fn get(&self, ino: u64) -> Option<Inode> {
+        let mut store = self.slots.try_borrow_mut().ok()?;
+        let slots = store.slots();
+        match slots.get(Self::slot(ino, slots.len())?) {
+            Some(Some((cached, inode))) if *cached == ino => Some(*inode),
+            _ => None,
+        }
+    }
+
+    /// Keeps `inode` as inode `ino`'s committed record.
+    pub(super) fn put(&self, ino: u64, inode: &Inode) {
+        if let Ok(mut store) = self.slots.try_borrow_mut() {
+            let slots = store.slots();
+            let count = slots.len();
+            if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
+                *slot = Some((ino, *inode));
+            }
+        }
+    }
+
+    /// Forgets every record.
+    pub(super) fn clear(&self) {
+        if let Ok(mut store) = self.slots.try_borrow_mut() {
+            store.slots().fill(None);
         }
     }
 }

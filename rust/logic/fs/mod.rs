@@ -13,7 +13,7 @@
 //! The host tests run the same code against memory, including crashes at
 //! every 8-byte store of a transaction.
 
-pub use cache::{CacheSlots, CACHE_SLOTS};
+pub use cache::{CacheSlots, InodeSlot, InodeSlots, CACHE_SLOTS, INODE_CACHE_SLOTS};
 pub use checked::CHECKED_NODE_SLOTS;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
 pub use tx::RESERVATION_WORDS;
@@ -73,6 +73,9 @@ pub trait Scratch {
     fn checked_nodes(&self) -> &[AtomicU64];
     /// The cache of [`Parts::cache`], for lookups outside transactions.
     fn cache(&self) -> &RefCell<dyn CacheSlots + '_>;
+    /// [`INODE_CACHE_SLOTS`] slots, `None` at mount, for the volume's
+    /// cache of inode records.
+    fn inode_slots(&self) -> &RefCell<dyn InodeSlots + '_>;
 }
 
 /// The buffers of a [`Scratch`].
@@ -361,4 +364,4 @@ pub use check::{check_files, Fact, FileReport, Problem};
 const OWNER_REVERSE_MAP: u64 = crate::logic::format::kinds::OWNER_REVERSE_MAP;
 
 pub use poison::{Poisoned, MAX_POISONED};
-pub use volume::{Volume, END_POSITION, FIRST_POSITION};
+pub use volume::{Volume, END_POSITION, EVICT_BATCH, FIRST_POSITION};

@@ -239,6 +239,8 @@ fn random_namespace_operations_match_a_model() {
         .unwrap();
         v.evict(gone.ino).unwrap();
     }
+    // The last evicted inodes are freed together (as statfs does first).
+    v.free_evicted().unwrap();
     // Nothing of any file or directory is left: only the filesystem-wide
     // trees and the root's own tree own blocks, and they shrank back.
     assert_eq!(owners(&v), [v.root()].into_iter().collect());
@@ -316,6 +318,70 @@ fn orphans_survive_until_the_next_mount() {
     assert!(report.was_dirty);
     assert_eq!(v.inode(f), Err(Error::NotFound));
     assert_eq!(v.statfs().free_blocks, free_at_start);
+    unmount_and_check(v);
+}
+
+/// Evicted inodes are freed in batches: until then they are orphans, which
+/// a crash leaves to the next mount and an unmount or `statfs` frees; a
+/// full batch is freed by the next eviction, whatever fits in one
+/// transaction at once.
+#[test]
+fn evicted_inodes_are_freed_in_batches() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let start = v.statfs();
+    let count = EVICT_BATCH as u32 * 2 + 3;
+    let mut inos = Vec::new();
+    for i in 0..count {
+        let name = alloc::format!("f{i}");
+        let (ino, _) = v.create(root, name.as_bytes(), &file(REG)).unwrap();
+        if i % 3 == 0 {
+            write(&mut v, ino, 0, &pattern(u64::from(i), 5000)).unwrap();
+        }
+        inos.push(ino);
+    }
+    let crash_image = |v: &TestVolume| v.media().bytes().to_vec();
+    for (i, &ino) in inos.iter().enumerate() {
+        let name = alloc::format!("f{i}");
+        v.unlink(root, name.as_bytes(), T0).unwrap();
+        v.evict(ino).unwrap();
+        // Evicting twice (or a number already queued) queues it once.
+        v.evict(ino).unwrap();
+    }
+    // Two full batches were freed by the evictions after them; the last
+    // three wait, in use with no links.
+    let waiting = &inos[inos.len() - 3..];
+    for &ino in &inos[..inos.len() - 3] {
+        assert_eq!(v.inode(ino), Err(Error::NotFound), "{ino}");
+    }
+    for &ino in waiting {
+        assert_eq!(v.inode(ino).unwrap().nlink, 0);
+    }
+    // A crash now: the next mount frees them.
+    let (after_crash, report) =
+        Volume::mount(Pmem::new(crash_image(&v)), Buffers::new(), false).unwrap();
+    assert!(report.was_dirty);
+    for &ino in waiting {
+        assert_eq!(after_crash.inode(ino), Err(Error::NotFound));
+    }
+    assert_eq!(after_crash.statfs(), start);
+    unmount_and_check(after_crash);
+    // Without a crash, freeing them gives everything back.
+    v.free_evicted().unwrap();
+    for &ino in waiting {
+        assert_eq!(v.inode(ino), Err(Error::NotFound));
+    }
+    assert_eq!(v.statfs(), start);
+    assert_eq!(owners(&v), [v.root()].into_iter().collect());
+    // An unmount frees what waits too, and marks the filesystem clean.
+    let (f, _) = v.create(root, b"last", &file(REG)).unwrap();
+    v.unlink(root, b"last", T0).unwrap();
+    v.evict(f).unwrap();
+    let image = unmount_and_check(v);
+    let (v, report) = Volume::mount(Pmem::new(image), Buffers::new(), false).unwrap();
+    assert!(!report.was_dirty);
+    assert_eq!(v.inode(f), Err(Error::NotFound));
+    assert_eq!(v.statfs(), start);
     unmount_and_check(v);
 }
 

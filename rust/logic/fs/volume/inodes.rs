@@ -155,10 +155,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// that cannot be an inode).
     pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
         self.check_live()?;
+        if let Some(inode) = self.inodes().get(ino) {
+            return Ok(inode);
+        }
         if !slot_in_use(&self.committed(), &self.sb, ino)? {
             return Err(Error::NotFound);
         }
-        self.committed().inode(ino)
+        let inode = self.committed().inode(ino)?;
+        self.inodes().put(ino, &inode);
+        Ok(inode)
     }
 
     /// Applies `change` (a size change truncates or extends).

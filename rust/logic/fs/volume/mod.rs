@@ -31,9 +31,10 @@ mod reflink;
 mod rmap;
 
 pub use namei::{END_POSITION, FIRST_POSITION};
+pub use orphans::EVICT_BATCH;
 
 use super::{
-    cache::BlockCache,
+    cache::{BlockCache, InodeCache},
     checked::CheckedNodes,
     tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx},
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
@@ -110,6 +111,8 @@ pub struct Volume<M: Media, S: Scratch> {
     misplaced: compact::Misplaced,
     /// Chunks the last compaction scan found worth emptying.
     candidates: compact::Candidates,
+    /// Evicted orphans waiting to be freed together (`orphans.rs`).
+    evicted: orphans::Evicted,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -194,6 +197,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             chunks: ChunkCounts::default(),
             misplaced: compact::Misplaced::default(),
             candidates: compact::Candidates::default(),
+            evicted: orphans::Evicted::default(),
         };
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -285,6 +289,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     }
 
     fn mark_clean(&mut self) {
+        if !self.read_only && !self.shut_down {
+            // Best effort, as below: orphans left are the next mount's.
+            let _ = self.free_evicted();
+        }
         if !self.read_only && !self.shut_down && self.orphans == 0 {
             // Best effort: if this fails the next mount sees a dirty
             // filesystem and checks for orphans, which is still correct.
@@ -471,6 +479,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         self.media.relax();
+        // Whatever happens to the transaction, records read before it
+        // are not trusted after it.
+        self.inodes().clear();
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
@@ -502,6 +513,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Reservations(self.scratch.parts().reservations)
     }
 
+    /// Committed inode records (`inode`), emptied by every transaction.
+    fn inodes(&self) -> InodeCache<'_> {
+        InodeCache::new(self.scratch.inode_slots())
+    }
+
     /// A reader of the committed state, through the cache, that trusts the
     /// nodes checked since mount.
     fn committed(&self) -> Committed<'_, M> {
@@ -530,5 +546,8 @@ impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     }
     fn set_checked(&self, block: u64) {
         self.0.set_checked(block);
+    }
+    fn seal_pending(&self, block: u64) -> bool {
+        self.0.seal_pending(block)
     }
 }

@@ -15,13 +15,65 @@ use crate::logic::format::{
     space,
 };
 use crate::logic::fs::{
-    tx::{scan, Committed},
+    tx::{scan, Committed, Tx},
     Damage, Error, Media, Scratch,
 };
 
+/// Evicted inodes freed together in one transaction. Freeing an empty
+/// file (its record, its inode slot, the superblock's count) is a
+/// transaction as large as the unlink that made it an orphan; sixteen of
+/// them in one cost little more than one. Until then each is an orphan
+/// (no links, slot in use): a crash leaves it to the next mount, which
+/// frees orphans, and `free_evicted` runs before the filesystem is marked
+/// clean and before `statfs` counts inodes. Their data is freed at
+/// eviction; what waits is a record, a slot and at most one tree node each.
+pub const EVICT_BATCH: usize = 16;
+
+/// Inodes evicted and not freed yet.
+#[derive(Default)]
+pub(super) struct Evicted {
+    inos: [u64; EVICT_BATCH],
+    count: usize,
+}
+
+impl Evicted {
+    fn as_slice(&self) -> &[u64] {
+        self.inos.get(..self.count).unwrap_or(&[])
+    }
+}
+
+/// Frees orphan `ino`'s record, slot and tree root in `tx` (its data is
+/// freed already).
+fn release<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
+    let inode = tx.inode(ino)?;
+    if inode.nlink != 0 {
+        return Err(Error::Corrupt(ino >> 6, Damage::Inode));
+    }
+    if inode.map_root != 0 {
+        // An empty directory's (or file's) single root node.
+        tx.free(space::Extent {
+            start: inode.map_root,
+            len: 1,
+        })?;
+        tx.rmap_remove(
+            RmapKey {
+                start: inode.map_root,
+                owner: ino,
+                offset: 0,
+            },
+            1,
+        )?;
+    }
+    tx.clear_inode(ino)?;
+    free_inode_slot(tx, ino)?;
+    tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
+    Ok(())
+}
+
 impl<M: Media, S: Scratch> Volume<M, S> {
-    /// Frees `ino` and its blocks if it has no links left (called when the
-    /// last user is gone); nothing otherwise.
+    /// Frees `ino`'s blocks if it has no links left (called when the last
+    /// user is gone) and queues the inode itself for [`Self::free_evicted`];
+    /// nothing otherwise.
     pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
         // Its reservations ended at close; a number used again must not
         // find any, nor regions waiting to be placed whole.
@@ -38,29 +90,46 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         } else if inode.map_root != 0 {
             self.trim(ino, 0, true)?;
         }
-        self.transact(|tx| {
-            let inode = tx.inode(ino)?;
-            if inode.map_root != 0 {
-                // An empty directory's (or file's) single root node.
-                tx.free(space::Extent {
-                    start: inode.map_root,
-                    len: 1,
-                })?;
-                tx.rmap_remove(
-                    RmapKey {
-                        start: inode.map_root,
-                        owner: ino,
-                        offset: 0,
-                    },
-                    1,
-                )?;
+        // What the transaction would refuse, refused now rather than
+        // queued.
+        self.check_live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.evicted.as_slice().contains(&ino) {
+            return Ok(());
+        }
+        if self.evicted.count == EVICT_BATCH {
+            self.free_evicted()?;
+        }
+        if let Some(slot) = self.evicted.inos.get_mut(self.evicted.count) {
+            *slot = ino;
+            self.evicted.count += 1;
+        }
+        Ok(())
+    }
+
+    /// Frees the inodes [`Self::evict`] queued: in one transaction, or one
+    /// by one if they do not fit in one. On an error the rest stay
+    /// orphans, for the next mount.
+    pub fn free_evicted(&mut self) -> Result<(), Error> {
+        let evicted = core::mem::take(&mut self.evicted);
+        let inos = evicted.as_slice();
+        if inos.is_empty() {
+            return Ok(());
+        }
+        match self.transact(|tx| inos.iter().try_for_each(|&ino| release(tx, ino))) {
+            Ok(()) => {}
+            Err(Error::NoSpace) if inos.len() > 1 => {
+                for &ino in inos {
+                    self.transact(|tx| release(tx, ino))?;
+                    self.orphans = self.orphans.saturating_sub(1);
+                }
+                return Ok(());
             }
-            tx.clear_inode(ino)?;
-            free_inode_slot(tx, ino)?;
-            tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
-            Ok(())
-        })?;
-        self.orphans = self.orphans.saturating_sub(1);
+            Err(e) => return Err(e),
+        }
+        self.orphans = self.orphans.saturating_sub(inos.len() as u64);
         Ok(())
     }
 
@@ -116,6 +185,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             for &ino in batch.iter().take(count) {
                 self.evict(ino)?;
             }
+            self.free_evicted()?;
             match next {
                 Some(n) => from = n,
                 None => return Ok(()),
