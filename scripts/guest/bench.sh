@@ -6,12 +6,12 @@
 # them alike. Prints "R SECTION:CASE FS REP METRIC VALUE..." lines.
 #   BENCH_REPS      repetitions (default 5)
 #   BENCH_SECTIONS  space-separated subset of: fault pmd cow bw io fsync meta
-#                   failure aging
+#                   concurrency failure aging
 #   BENCH_AGE       the ager's FULL_PCT WRITTEN_X10 FINAL_PCT SEED (aging
 #                   section; default "85 30 60 1", see daxbench age)
 set -eu -o pipefail
 reps=${BENCH_REPS:-5}
-sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta failure aging}
+sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta concurrency failure aging}
 age_args=${BENCH_AGE:-85 30 60 1}
 
 # Only emergencies on the (serial, synchronous) console: the failure cases
@@ -103,6 +103,23 @@ for section in $sections; do
 		io|fsync|meta)
 			for fs in oxdax ext4 xfs; do
 				run $section:- $fs $rep $section /mnt/$fs
+			done ;;
+		concurrency)
+			# 1, 2 and 4 processes (the guest has 2 CPUs), each in its
+			# own directory or file, or all in one.
+			for op in create unlink fault-alloc; do
+				for procs in 1 2 4; do
+					for where in separate shared; do
+						[ $procs = 1 ] && [ $where = shared ] && continue
+						for fs in oxdax ext4 xfs; do
+							# shellcheck disable=SC2046
+							run concurrency:$op+$procs+$where $fs $rep \
+								spin /mnt/$fs $op 2 $procs \
+								$([ $where = shared ] && echo shared)
+							rm -rf /mnt/$fs/spin*
+						done
+					done
+				done
 			done ;;
 		failure|aging) ;; # below: each case on a new filesystem
 		*) echo "bench: unknown section $section"; exit 1 ;;

@@ -58,6 +58,13 @@ daxbench fsync /mnt/bench > /tmp/out
 expect /tmp/out fsync_1_dirty_us fsync_16_dirty_us fsync_256_dirty_us fsync_4096_dirty_us
 daxbench meta /mnt/bench > /tmp/out
 expect /tmp/out create_per_s stat_per_s unlink_per_s
+for op in create unlink write4k fault fault-alloc; do
+	daxbench spin /mnt/bench $op 1 > /tmp/out
+	expect /tmp/out "spin_${op}_per_s"
+	daxbench spin /mnt/bench $op 1 2 shared > /tmp/out
+	expect /tmp/out "spin_${op}_per_s"
+	rm -rf /mnt/bench/spin*
+done
 daxbench fragment /mnt/bench 2000
 for sharers in 1 100; do
 	daxbench failure /mnt/bench $sharers > /tmp/out
