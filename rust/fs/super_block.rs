@@ -23,7 +23,7 @@ use crate::{
     dax::Engine,
     logic::{
         format::{inode::MAX_FILE_SIZE, kinds::NAME_MAX},
-        fs::{MountError, Volume},
+        fs::{Error as FsError, MountError, Volume},
         params::FaultEngine,
     },
     params,
@@ -272,9 +272,14 @@ impl FileSystem for OxdaxFs {
 
     fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs> {
         let info = info(sb)?;
-        // Inodes evicted but not freed yet are counted as free.
+        // Inodes evicted but not freed yet are counted as free. Freeing
+        // them can fail as an eviction can (a device too full for the
+        // reverse map to change): they stay orphans for the next mount,
+        // and statfs still answers unless that shut the filesystem down.
         let (stat, uuid) = info.call(|v| {
-            v.free_evicted()?;
+            if v.free_evicted().is_err() && v.is_shut_down() {
+                return Err(FsError::Shutdown);
+            }
             Ok((v.statfs(), v.superblock().uuid))
         })?;
         let (low, high) = uuid.split_at(8);
