@@ -30,15 +30,21 @@ pub struct HeapScratch {
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     cache: core::cell::RefCell<HeapCache>,
-    inodes: core::cell::RefCell<HeapInodes>,
+    lookups: core::cell::RefCell<HeapLookups>,
 }
 
-/// An inode cache's memory on the heap.
-struct HeapInodes(alloc::vec::Vec<fs::InodeSlot>);
+/// The lookup caches' memory on the heap.
+struct HeapLookups {
+    inodes: alloc::vec::Vec<fs::InodeSlot>,
+    mappings: alloc::vec::Vec<fs::MappingSlot>,
+}
 
-impl fs::InodeSlots for HeapInodes {
-    fn slots(&mut self) -> &mut [fs::InodeSlot] {
-        &mut self.0
+impl fs::LookupSlots for HeapLookups {
+    fn inodes(&mut self) -> &mut [fs::InodeSlot] {
+        &mut self.inodes
+    }
+    fn mappings(&mut self) -> &mut [fs::MappingSlot] {
+        &mut self.mappings
     }
 }
 
@@ -72,7 +78,10 @@ impl HeapScratch {
                 slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::CACHE_SLOTS],
                 tags: alloc::vec![0; fs::CACHE_SLOTS],
             }),
-            inodes: core::cell::RefCell::new(HeapInodes(alloc::vec![None; fs::INODE_CACHE_SLOTS])),
+            lookups: core::cell::RefCell::new(HeapLookups {
+                inodes: alloc::vec![None; fs::INODE_CACHE_SLOTS],
+                mappings: alloc::vec![None; fs::MAPPING_CACHE_SLOTS],
+            }),
         }
     }
 }
@@ -106,8 +115,8 @@ impl fs::Scratch for HeapScratch {
         &self.cache
     }
 
-    fn inode_slots(&self) -> &core::cell::RefCell<dyn fs::InodeSlots + '_> {
-        &self.inodes
+    fn lookup_slots(&self) -> &core::cell::RefCell<dyn fs::LookupSlots + '_> {
+        &self.lookups
     }
 }
 

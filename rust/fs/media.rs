@@ -11,9 +11,9 @@ use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
-            CacheSlots, InodeSlot, InodeSlots, Media, MediaFault, Parts, Scratch, CACHE_SLOTS,
-            CHECKED_NODE_SLOTS, DEFERRED_WORDS, INODE_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES,
-            TX_MAX_BLOCKS,
+            CacheSlots, InodeSlot, LookupSlots, MappingSlot, Media, MediaFault, Parts, Scratch,
+            CACHE_SLOTS, CHECKED_NODE_SLOTS, DEFERRED_WORDS, INODE_CACHE_SLOTS,
+            MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -97,12 +97,18 @@ impl CacheSlots for CacheMemory {
     }
 }
 
-/// The inode cache's memory.
-struct InodeMemory(KVec<InodeSlot>);
+/// The lookup caches' memory (inode records, mappings).
+struct LookupMemory {
+    inodes: KVec<InodeSlot>,
+    mappings: KVec<MappingSlot>,
+}
 
-impl InodeSlots for InodeMemory {
-    fn slots(&mut self) -> &mut [InodeSlot] {
-        &mut self.0
+impl LookupSlots for LookupMemory {
+    fn inodes(&mut self) -> &mut [InodeSlot] {
+        &mut self.inodes
+    }
+    fn mappings(&mut self) -> &mut [MappingSlot] {
+        &mut self.mappings
     }
 }
 
@@ -118,7 +124,7 @@ pub(crate) struct Buffers {
     spare: KBox<[u8; BLOCK_SIZE]>,
     checked: KVec<AtomicU64>,
     cache: RefCell<CacheMemory>,
-    inodes: RefCell<InodeMemory>,
+    lookups: RefCell<LookupMemory>,
 }
 
 impl Buffers {
@@ -143,6 +149,8 @@ impl Buffers {
         let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
         let mut inodes = KVec::new();
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
+        let mut mappings = KVec::new();
+        mappings.extend_with(MAPPING_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
         for _ in 0..CHECKED_NODE_SLOTS {
             checked.push(AtomicU64::new(0), GFP_KERNEL)?;
@@ -157,7 +165,7 @@ impl Buffers {
             spare,
             checked,
             cache: RefCell::new(CacheMemory { slots, tags }),
-            inodes: RefCell::new(InodeMemory(inodes)),
+            lookups: RefCell::new(LookupMemory { inodes, mappings }),
         })
     }
 }
@@ -185,7 +193,7 @@ impl Scratch for Buffers {
         &self.cache
     }
 
-    fn inode_slots(&self) -> &RefCell<dyn InodeSlots + '_> {
-        &self.inodes
+    fn lookup_slots(&self) -> &RefCell<dyn LookupSlots + '_> {
+        &self.lookups
     }
 }

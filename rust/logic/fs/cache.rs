@@ -20,8 +20,8 @@
 
 use core::cell::RefCell;
 
-use super::{Damage, Error, Media, MediaFault};
-use crate::logic::format::{inode::Inode, BLOCK_SIZE};
+use super::{Damage, Error, MapKind, Mapping, Media, MediaFault};
+use crate::logic::format::{inode::Inode, BLOCK_SIZE, CHUNK_BLOCKS};
 
 /// Slots a mount's cache has (4 MiB of blocks).
 pub const CACHE_SLOTS: usize = 1024;
@@ -150,10 +150,19 @@ pub const INODE_CACHE_SLOTS: usize = 64;
 /// A slot of an [`InodeCache`]: inode number and record, if any.
 pub type InodeSlot = Option<(u64, Inode)>;
 
-/// The memory of an [`InodeCache`].
-pub trait InodeSlots {
-    /// The slots.
-    fn slots(&mut self) -> &mut [InodeSlot];
+/// Mappings a [`MappingCache`] keeps.
+pub const MAPPING_CACHE_SLOTS: usize = 256;
+
+/// A slot of a [`MappingCache`]: inode number and a run of its blocks.
+pub type MappingSlot = Option<(u64, Mapping)>;
+
+/// The memory of the volume's lookup caches ([`InodeCache`],
+/// [`MappingCache`]).
+pub trait LookupSlots {
+    /// [`INODE_CACHE_SLOTS`] inode slots.
+    fn inodes(&mut self) -> &mut [InodeSlot];
+    /// [`MAPPING_CACHE_SLOTS`] mapping slots.
+    fn mappings(&mut self) -> &mut [MappingSlot];
 }
 
 /// Decoded records of the committed state. Every read, write(2) and page
@@ -168,12 +177,12 @@ pub trait InodeSlots {
 /// kernel's stack at mount).
 #[derive(Clone, Copy)]
 pub(super) struct InodeCache<'a> {
-    slots: &'a RefCell<dyn InodeSlots + 'a>,
+    slots: &'a RefCell<dyn LookupSlots + 'a>,
 }
 
 impl<'a> InodeCache<'a> {
     /// A cache in `slots` ([`INODE_CACHE_SLOTS`] of them, `None` at mount).
-    pub(super) fn new(slots: &'a RefCell<dyn InodeSlots + 'a>) -> Self {
+    pub(super) fn new(slots: &'a RefCell<dyn LookupSlots + 'a>) -> Self {
         Self { slots }
     }
 
@@ -185,7 +194,7 @@ impl<'a> InodeCache<'a> {
     /// Inode `ino`'s record, if cached.
     pub(super) fn get(&self, ino: u64) -> Option<Inode> {
         let mut store = self.slots.try_borrow_mut().ok()?;
-        let slots = store.slots();
+        let slots = store.inodes();
         match slots.get(Self::slot(ino, slots.len())?) {
             Some(Some((cached, inode))) if *cached == ino => Some(*inode),
             _ => None,
@@ -195,7 +204,7 @@ impl<'a> InodeCache<'a> {
     /// Keeps `inode` as inode `ino`'s committed record.
     pub(super) fn put(&self, ino: u64, inode: &Inode) {
         if let Ok(mut store) = self.slots.try_borrow_mut() {
-            let slots = store.slots();
+            let slots = store.inodes();
             let count = slots.len();
             if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
                 *slot = Some((ino, *inode));
@@ -203,10 +212,77 @@ impl<'a> InodeCache<'a> {
         }
     }
 
-    /// Forgets every record.
+    /// Forgets every record, and every mapping (they were looked up
+    /// through records).
     pub(super) fn clear(&self) {
         if let Ok(mut store) = self.slots.try_borrow_mut() {
-            store.slots().fill(None);
+            store.inodes().fill(None);
+            store.mappings().fill(None);
+        }
+    }
+}
+
+/// Runs of files' blocks as the committed state maps them
+/// (`Volume::map_read`): a write(2) or a fault on allocated blocks looked
+/// them up in the extent and refcount trees each time (twice for a
+/// write). Like [`InodeCache`], emptied around every transaction; a run is
+/// cached as the lookup found it (one kind, one sharing state, contiguous
+/// on the device, to the end of its 2 MiB region at most), and a query is
+/// answered only if it lies inside a cached run, so the answer is the
+/// lookup's. Direct-mapped by inode and 2 MiB region.
+#[derive(Clone, Copy)]
+pub(super) struct MappingCache<'a> {
+    slots: &'a RefCell<dyn LookupSlots + 'a>,
+}
+
+impl<'a> MappingCache<'a> {
+    /// A cache in `slots`.
+    pub(super) fn new(slots: &'a RefCell<dyn LookupSlots + 'a>) -> Self {
+        Self { slots }
+    }
+
+    fn slot(ino: u64, file_block: u64, count: usize) -> Option<usize> {
+        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
+        let key = ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (file_block / CHUNK_BLOCKS);
+        usize::try_from(key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32)
+            .ok()
+            .map(|k| k % count as usize)
+    }
+
+    /// The mapping of `file_block..+len` of inode `ino`, if a cached run
+    /// covers all of it.
+    pub(super) fn get(&self, ino: u64, file_block: u64, len: u64) -> Option<Mapping> {
+        let mut store = self.slots.try_borrow_mut().ok()?;
+        let slots = store.mappings();
+        let (cached_ino, run) = (*slots.get(Self::slot(ino, file_block, slots.len())?)?)?;
+        let end = file_block.checked_add(len)?;
+        if cached_ino != ino
+            || file_block < run.file_block
+            || end > run.file_block.checked_add(run.len)?
+        {
+            return None;
+        }
+        let physical = match run.kind {
+            MapKind::Hole => 0,
+            _ => run.physical.checked_add(file_block - run.file_block)?,
+        };
+        Some(Mapping {
+            file_block,
+            len,
+            physical,
+            ..run
+        })
+    }
+
+    /// Keeps `run` (as the committed state maps it) for inode `ino`.
+    pub(super) fn put(&self, ino: u64, run: &Mapping) {
+        if let Ok(mut store) = self.slots.try_borrow_mut() {
+            let slots = store.mappings();
+            let count = slots.len();
+            let slot = Self::slot(ino, run.file_block, count).and_then(|i| slots.get_mut(i));
+            if let Some(slot) = slot {
+                *slot = Some((ino, *run));
+            }
         }
     }
 }

@@ -13,7 +13,10 @@
 //! The host tests run the same code against memory, including crashes at
 //! every 8-byte store of a transaction.
 
-pub use cache::{CacheSlots, InodeSlot, InodeSlots, CACHE_SLOTS, INODE_CACHE_SLOTS};
+pub use cache::{
+    CacheSlots, InodeSlot, LookupSlots, MappingSlot, CACHE_SLOTS, INODE_CACHE_SLOTS,
+    MAPPING_CACHE_SLOTS,
+};
 pub use checked::CHECKED_NODE_SLOTS;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
 pub use tx::RESERVATION_WORDS;
@@ -73,9 +76,9 @@ pub trait Scratch {
     fn checked_nodes(&self) -> &[AtomicU64];
     /// The cache of [`Parts::cache`], for lookups outside transactions.
     fn cache(&self) -> &RefCell<dyn CacheSlots + '_>;
-    /// [`INODE_CACHE_SLOTS`] slots, `None` at mount, for the volume's
-    /// cache of inode records.
-    fn inode_slots(&self) -> &RefCell<dyn InodeSlots + '_>;
+    /// The slots of the volume's caches of inode records and mappings,
+    /// `None` at mount.
+    fn lookup_slots(&self) -> &RefCell<dyn LookupSlots + '_>;
 }
 
 /// The buffers of a [`Scratch`].

@@ -486,3 +486,53 @@ fn growing_a_file_shows_zeros_past_the_old_end() {
     }
     unmount_and_check(v);
 }
+
+/// Cached mappings are what a lookup finds: random queries (in and across
+/// 2 MiB regions, one block to several MiB) over files of written,
+/// fallocated, punched, shared and fragmented ranges, between changes of
+/// every kind, always get the uncached lookup's answer.
+#[test]
+fn cached_mappings_are_what_a_lookup_finds() {
+    let mut v = mount(formatted(96, None));
+    let root = v.root();
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    let (b, _) = v.create(root, b"b", &file(REG)).unwrap();
+    let mut rng = crate::logic::testing::Lcg(17);
+    let span = 12u64 << 20;
+    for round in 0..60 {
+        let at = rng.next() % (span / 4096) * 4096;
+        let len = (1 + rng.next() % 300) * 4096;
+        let _ = match round % 6 {
+            0 => write(&mut v, a, at, &pattern(round, len as usize)).map(|_| ()),
+            1 => v.allocate(a, at, len, rng.next() % 2 == 0, T0).map(|_| ()),
+            2 => v.punch_hole(a, at, len, T0).map(|_| ()),
+            3 => v
+                .reflink(a, at, b, rng.next() % (span / 4096) * 4096, len, T0)
+                .map(|_| ()),
+            4 => write(&mut v, b, at, &pattern(round, 4096)).map(|_| ()),
+            _ => {
+                // One-block extents, every other block.
+                for i in 0..20 {
+                    let _ = write(&mut v, a, at + i * 8192, &pattern(i, 4096));
+                }
+                Ok(())
+            }
+        };
+        for _ in 0..200 {
+            let ino = if rng.next() % 3 == 0 { b } else { a };
+            let block = rng.next() % (span / 4096 + 600);
+            let len = match rng.next() % 4 {
+                0 => 1,
+                1 => 1 + rng.next() % 16,
+                2 => 1 + rng.next() % 512,
+                _ => 1 + rng.next() % 3000,
+            };
+            assert_eq!(
+                v.map_read(ino, block, len),
+                v.map_read_uncached(ino, block, len),
+                "round {round}: inode {ino}, blocks {block}+{len}"
+            );
+        }
+    }
+    unmount_and_check(v);
+}

@@ -335,7 +335,46 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Blocks with failed memory are reported like the others (for
     /// `SEEK_DATA` and `FIEMAP`); [`Self::map_data`] is for reaching data.
     pub fn map_read(&self, ino: u64, file_block: u64, len: u64) -> Result<Mapping, Error> {
+        let len = len.max(1);
+        self.check_live()?;
+        if let Some(mapping) = self.mappings().get(ino, file_block, len) {
+            return Ok(mapping);
+        }
         let inode = self.inode(ino)?;
+        // Looked up to the end of the 2 MiB region at least, for the
+        // cache: the answer for `len` is that run cut to `len` (a run
+        // ends where the extent, the contiguity or the sharing does,
+        // wherever the lookup started in it). A wider look that meets
+        // damage the narrow one would not is retried narrow.
+        let region_end = (file_block / CHUNK_BLOCKS)
+            .saturating_add(1)
+            .saturating_mul(CHUNK_BLOCKS);
+        let wide = len.max(region_end.saturating_sub(file_block));
+        let committed = self.committed();
+        let run = match map_in(&self.sb, &committed, ino, &inode, file_block, wide) {
+            Ok(run) => {
+                self.mappings().put(ino, &run);
+                run
+            }
+            Err(_) if wide > len => map_in(&self.sb, &committed, ino, &inode, file_block, len)?,
+            Err(e) => return Err(e),
+        };
+        Ok(Mapping {
+            len: run.len.min(len),
+            ..run
+        })
+    }
+
+    /// [`Self::map_read`] without its caches (records and mappings), for
+    /// tests to compare with.
+    #[cfg(test)]
+    pub(crate) fn map_read_uncached(
+        &self,
+        ino: u64,
+        file_block: u64,
+        len: u64,
+    ) -> Result<Mapping, Error> {
+        let inode = self.committed().inode(ino)?;
         map_in(
             &self.sb,
             &self.committed(),

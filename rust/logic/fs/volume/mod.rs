@@ -34,7 +34,7 @@ pub use namei::{END_POSITION, FIRST_POSITION};
 pub use orphans::EVICT_BATCH;
 
 use super::{
-    cache::{BlockCache, InodeCache},
+    cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
     tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx},
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
@@ -515,7 +515,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// Committed inode records (`inode`), emptied by every transaction.
     fn inodes(&self) -> InodeCache<'_> {
-        InodeCache::new(self.scratch.inode_slots())
+        InodeCache::new(self.scratch.lookup_slots())
+    }
+
+    /// Committed mappings (`map_read`), emptied with the records.
+    fn mappings(&self) -> MappingCache<'_> {
+        MappingCache::new(self.scratch.lookup_slots())
     }
 
     /// A reader of the committed state, through the cache, that trusts the
