@@ -255,8 +255,10 @@ impl<'a, M: Media> Tx<'a, M> {
                 media.write(block * BLOCK_SIZE as u64 + run.start as u64, data);
             }
             // What the media holds now (or the journal, if a home write
-            // failed: recovery writes it).
-            self.cache.put(block, shadow);
+            // failed: recovery writes it), unless the block is free now.
+            if self.freed_shadows & 1 << i == 0 {
+                self.cache.put(block, shadow);
+            }
         }
         Ok((sb, self.effects()))
     }

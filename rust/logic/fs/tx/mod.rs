@@ -104,6 +104,11 @@ pub(super) struct Tx<'a, M: Media> {
     /// Shadows (by index) of tree nodes changed since their checksum was
     /// written: sealed once, at commit, however often they changed.
     unsealed: u128,
+    /// Shadows (by index) of blocks this transaction freed: the cache must
+    /// not keep them (a block given back may be zeroed or written as file
+    /// data on the device, past the cache; a stale copy would then be the
+    /// "original" a later transaction diffs against).
+    freed_shadows: u128,
     /// The superblock as this transaction leaves it.
     pub(super) sb: Superblock,
     /// The superblock as committed before this transaction.
@@ -214,6 +219,7 @@ impl<'a, M: Media> Tx<'a, M> {
             used: 0,
             unknown: 0,
             unsealed: 0,
+            freed_shadows: 0,
             sb,
             base: sb,
             free_count: 0,

@@ -430,6 +430,12 @@ impl<'a, M: Media> Tx<'a, M> {
                 .map_err(space_error)?;
             self.checked.forget(extent.start, extent.len);
             self.cache.forget(extent.start, extent.len);
+            let end = extent.start.saturating_add(extent.len);
+            for (index, &block) in self.tags.iter().enumerate().take(self.used) {
+                if (extent.start..end).contains(&block) {
+                    self.freed_shadows |= 1 << index;
+                }
+            }
             self.sb.free_blocks = self.sb.free_blocks.saturating_add(extent.len);
         }
         Ok(())
