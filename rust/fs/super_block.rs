@@ -23,7 +23,7 @@ use crate::{
     dax::Engine,
     logic::{
         format::{inode::MAX_FILE_SIZE, kinds::NAME_MAX},
-        fs::{Error as FsError, MountError, Volume},
+        fs::{MountError, Volume},
         params::FaultEngine,
     },
     params,
@@ -272,16 +272,9 @@ impl FileSystem for OxdaxFs {
 
     fn statfs(sb: &SuperBlock<Self>) -> Result<StatFs> {
         let info = info(sb)?;
-        // Inodes evicted but not freed yet are counted as free. Freeing
-        // them can fail as an eviction can (a device too full for the
-        // reverse map to change): they stay orphans for the next mount,
-        // and statfs still answers unless that shut the filesystem down.
-        let (stat, uuid) = info.call(|v| {
-            if v.free_evicted().is_err() && v.is_shut_down() {
-                return Err(FsError::Shutdown);
-            }
-            Ok((v.statfs(), v.superblock().uuid))
-        })?;
+        // Inodes evicted but not freed yet are counted as free.
+        free_evicted(info);
+        let (stat, uuid) = info.call(|v| Ok((v.statfs(), v.superblock().uuid)))?;
         let (low, high) = uuid.split_at(8);
         let fold = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
         Ok(StatFs {
@@ -298,6 +291,8 @@ impl FileSystem for OxdaxFs {
         // Compaction queued by what was deleted before is done first (as
         // xfs's sync_fs waits for its background inode freeing).
         let info = info(sb)?;
+        // A frozen filesystem must have nothing left to write.
+        free_evicted(info);
         info.compactor.flush();
         info.durable()
     }
@@ -329,5 +324,17 @@ impl FileSystem for OxdaxFs {
 
     fn background(sb: &SuperBlock<Self>, job: &Background<Self>) {
         super::compact::run(sb, job);
+    }
+}
+
+/// Frees the evicted inodes that wait (`Volume::free_evicted`). Freeing
+/// can fail as an eviction can (a device too full for the reverse map to
+/// change): they stay orphans, freed by the next mount, and the caller
+/// goes on.
+fn free_evicted(info: &Info) {
+    if let Err(e) = info.call(|v| v.free_evicted()) {
+        if e != EIO && memory::log_ratelimit() {
+            pr_warn!("{}: evicted inodes not freed: {:?}\n", info.id(), e);
+        }
     }
 }

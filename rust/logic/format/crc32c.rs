@@ -107,10 +107,13 @@ pub fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// Whether `I` computes CRC-32C: the known check values, and [`Table`]'s
-/// results over every length and alignment up to two blocks of a
-/// pseudo-random buffer, from zero and from a running value.
+/// results over every length up to 64 and larger ones up to 1 KiB (around
+/// the 512 bytes where a kernel driver may change method) at 16 alignments of a
+/// pseudo-random buffer, from zero and from a running value, and over 16 KB
+/// fed in pieces. (The buffer is small: the module runs this on the
+/// kernel's stack when it loads.)
 pub fn agrees_with_table<I: Crc32c>() -> bool {
-    let mut data = [0u8; 2 * super::BLOCK_SIZE + 16];
+    let mut data = [0u8; 1024 + 16];
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for byte in data.iter_mut() {
         seed = seed
@@ -121,17 +124,20 @@ pub fn agrees_with_table<I: Crc32c>() -> bool {
     if I::update(0, b"123456789") != 0xe306_9283 || I::update(0, &[0u8; 32]) != 0x8a91_36aa {
         return false;
     }
-    let lengths = [
-        0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 511, 512, 513, 4095, 4096, 4097, 8192,
-    ];
-    (0..16).all(|start| {
-        lengths.iter().all(|&len| {
-            data.get(start..start + len).is_some_and(|part| {
-                I::update(0, part) == Table::update(0, part)
-                    && I::update(0x1234_5678, part) == Table::update(0x1234_5678, part)
-            })
+    let agree = |part: &[u8], crc: u32| I::update(crc, part) == Table::update(crc, part);
+    let pieces = (0..16).try_fold((0u32, 0u32), |(mine, table), i| {
+        let part = data.get(i..i + 1000)?;
+        Some((I::update(mine, part), Table::update(table, part)))
+    });
+    pieces.is_some_and(|(mine, table)| mine == table)
+        && (0..16).all(|start| {
+            (0..=64)
+                .chain([100, 255, 256, 511, 512, 513, 777, 1000, 1023, 1024])
+                .all(|len| {
+                    data.get(start..start + len)
+                        .is_some_and(|part| agree(part, 0) && agree(part, 0x1234_5678))
+                })
         })
-    })
 }
 
 #[cfg(test)]
@@ -176,7 +182,7 @@ mod tests {
     struct OffByOne;
     impl Crc32c for OffByOne {
         fn update(crc: u32, bytes: &[u8]) -> u32 {
-            Table::update(crc, bytes) ^ u32::from(bytes.len() == 4097)
+            Table::update(crc, bytes) ^ u32::from(bytes.len() == 777)
         }
     }
 

@@ -128,6 +128,22 @@ impl<'a> BlockCache<'a> {
         }
     }
 
+    /// Forgets block `block` (one slot to look at).
+    pub(super) fn forget_block(&self, block: u64) {
+        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+            return;
+        };
+        let (slots, tags) = store.slots();
+        let Some(i) = Self::slot(block, slots.len().min(tags.len())) else {
+            return;
+        };
+        if let Some(tag) = tags.get_mut(i) {
+            if *tag == block.wrapping_add(1) {
+                *tag = 0;
+            }
+        }
+    }
+
     /// Forgets blocks `start..start + len`.
     pub(super) fn forget(&self, start: u64, len: u64) {
         let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {

@@ -166,6 +166,15 @@ impl<'a, M: Media> Tx<'a, M> {
         mut self,
         journal: &mut JournalState,
     ) -> Result<(Superblock, Effects), Error> {
+        let committed = self.write_out(journal);
+        if committed.is_err() {
+            self.forget_shadowed();
+        }
+        committed
+    }
+
+    /// [`Self::commit`]'s work.
+    fn write_out(&mut self, journal: &mut JournalState) -> Result<(Superblock, Effects), Error> {
         // Frees and reverse-map changes feed each other (a freed rmap node
         // is a deferred free); each pass shrinks what is left.
         while self.rmap_count > 0 || self.free_count > 0 {
@@ -182,7 +191,7 @@ impl<'a, M: Media> Tx<'a, M> {
         // Most operations leave the superblock's counters alone (a write
         // that moves the times, a fault on allocated blocks): encoding and
         // diffing an unchanged block would cost a checksum of 4 KiB.
-        if sb != self.base {
+        if sb != self.base || self.rewrite_primary {
             sb.encode(self.write_whole(PRIMARY_BLOCK)?);
         }
 

@@ -82,6 +82,10 @@ pub(super) fn space_error(error: SpaceError<Error>) -> Error {
     }
 }
 
+// Shadows are named by bits of a `u128` (`unknown`, `unsealed`,
+// `freed_shadows`).
+const _: () = assert!(super::TX_MAX_BLOCKS <= 128);
+
 /// One transaction in progress.
 pub(super) struct Tx<'a, M: Media> {
     media: &'a M,
@@ -113,6 +117,9 @@ pub(super) struct Tx<'a, M: Media> {
     pub(super) sb: Superblock,
     /// The superblock as committed before this transaction.
     base: Superblock,
+    /// The primary superblock must be written even if unchanged (the
+    /// mount used the backup: the primary may be damaged).
+    pub(super) rewrite_primary: bool,
     free_count: usize,
     rmap_count: usize,
     /// The device blocks were written outside the shadows (new blocks
@@ -222,6 +229,7 @@ impl<'a, M: Media> Tx<'a, M> {
             freed_shadows: 0,
             sb,
             base: sb,
+            rewrite_primary: false,
             free_count: 0,
             rmap_count: 0,
             wrote_direct: false,
@@ -315,6 +323,16 @@ impl<'a, M: Media> Tx<'a, M> {
     pub(super) fn seal_pending(&self, block: u64) -> bool {
         self.slot(block)
             .is_some_and(|index| self.unsealed & 1 << index != 0)
+    }
+
+    /// Forgets the blocks this transaction shadowed from the cache, when it
+    /// failed: making a shadow read its block into the cache, a block
+    /// being allocated included, which is free and may then be zeroed or
+    /// written as file data on the device past the cache.
+    pub(super) fn forget_shadowed(&self) {
+        for &block in self.tags.iter().take(self.used) {
+            self.cache.forget_block(block);
+        }
     }
 
     /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]).

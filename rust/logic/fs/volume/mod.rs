@@ -86,6 +86,10 @@ impl Budget {
     }
 }
 
+/// Free blocks below which evicted inodes are freed before every
+/// transaction rather than in batches (16 MiB).
+const NEARLY_FULL_BLOCKS: u64 = 4096;
+
 /// A mounted filesystem.
 pub struct Volume<M: Media, S: Scratch> {
     media: M,
@@ -113,6 +117,9 @@ pub struct Volume<M: Media, S: Scratch> {
     candidates: compact::Candidates,
     /// Evicted orphans waiting to be freed together (`orphans.rs`).
     evicted: orphans::Evicted,
+    /// The mount used the backup superblock: the next commit rewrites the
+    /// primary whether or not the superblock changed.
+    rewrite_primary: bool,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -198,6 +205,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             misplaced: compact::Misplaced::default(),
             candidates: compact::Candidates::default(),
             evicted: orphans::Evicted::default(),
+            rewrite_primary: used_backup,
         };
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -470,7 +478,21 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// found on the way shuts nothing down by itself: it fails this
     /// operation only (the damaged object gives `EIO`). A failed commit
     /// does shut the volume down: the device and memory may disagree.
+    ///
+    /// On a nearly full device the evicted inodes that wait (`orphans.rs`)
+    /// are freed first: their inode slots and tree nodes may be what the
+    /// operation needs.
     fn transact<T>(
+        &mut self,
+        op: impl FnOnce(&mut Tx<'_, M>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.evicted_waiting() && self.sb.free_blocks < NEARLY_FULL_BLOCKS {
+            self.free_evicted()?;
+        }
+        self.transact_once(op)
+    }
+
+    fn transact_once<T>(
         &mut self,
         op: impl FnOnce(&mut Tx<'_, M>) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -485,10 +507,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
-        let value = op(&mut tx)?;
+        tx.rewrite_primary = self.rewrite_primary;
+        let value = match op(&mut tx) {
+            Ok(value) => value,
+            Err(e) => {
+                tx.forget_shadowed();
+                return Err(e);
+            }
+        };
         match tx.commit(&mut self.journal) {
             Ok((sb, effects)) => {
                 self.sb = sb;
+                self.rewrite_primary = false;
                 effects.chunk_moves.apply(&mut self.chunks);
                 if let Some((ino, region)) = effects.misplaced {
                     self.misplaced.add(ino, region);

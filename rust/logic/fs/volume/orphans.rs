@@ -109,6 +109,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Ok(())
     }
 
+    /// Whether evicted inodes wait to be freed.
+    pub(super) fn evicted_waiting(&self) -> bool {
+        self.evicted.count > 0
+    }
+
     /// Frees the inodes [`Self::evict`] queued: in one transaction, or one
     /// by one if they do not fit in one. On an error the rest stay
     /// orphans, for the next mount.
@@ -183,6 +188,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 return Err(e);
             }
             for &ino in batch.iter().take(count) {
+                // An orphan until freed: if this fails, the filesystem is
+                // not marked clean and the next mount tries again.
+                self.orphans += 1;
                 self.evict(ino)?;
             }
             self.free_evicted()?;
