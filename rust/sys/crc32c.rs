@@ -19,13 +19,14 @@ impl Crc32c for Kernel {
         // `length` is 32-bit; a metadata buffer is a few blocks, but a
         // safe function takes any slice.
         for part in bytes.chunks(u32::MAX as usize) {
-            // SAFETY: `part` is a live slice of `part.len()` bytes (which
+            let (address, length) = (part.as_ptr().cast(), part.len() as u32);
+            // SAFETY: `address` points to `length` live bytes (`part`, which
             // fits `u32` by the chunking) that `crc32c()` only reads.
             // `crc32c()` neither sleeps nor takes locks (its transform is
             // set up when the built-in libcrc32c initialises, before any
             // module loads), so any context may call it.
-            register =
-                unsafe { crate::ffi::crc32c(register, part.as_ptr().cast(), part.len() as u32) };
+            let next = unsafe { crate::ffi::crc32c(register, address, length) };
+            register = next;
         }
         !register
     }
