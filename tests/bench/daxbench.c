@@ -59,9 +59,13 @@
  *	(random 4 KiB pwrite into a written 64 MiB file), fault (4 KiB store
  *	faults on a written 64 MiB file, remapped when all are mapped) or
  *	fault-alloc (4 KiB store faults that allocate, in a sparse 64 MiB
- *	file truncated and remapped when full). Each process works in its own
- *	directory, or with "shared" all in one directory (create, unlink) or
- *	one file (write4k, fault, fault-alloc). Setup is done before the
+ *	file truncated and remapped when full) or cow2m (a store to each 2 MiB
+ *	of a FICLONEd copy of a written 64 MiB file, through a PMD-eligible
+ *	mapping: copy-on-write faults of 2 MiB where the filesystem copies
+ *	that much; cloned again when all are copied). Each process works in
+ *	its own directory, or with "shared" all in one directory (create,
+ *	unlink) or one file (write4k, fault, fault-alloc; cow2m clones one
+ *	source). Setup is done before the
  *	clock starts; with DAXBENCH_READY=FILE that file is created then, so
  *	a profiler can attach to the measured part only. Prints
  *	"spin_OP_per_s RATE" (operations of all processes per second).
@@ -771,8 +775,9 @@ static int cmd_placement(const char *how)
 }
 
 /* daxbench spin: the operations, each on what spin_setup made. */
-enum spin_op { SPIN_CREATE, SPIN_UNLINK, SPIN_WRITE4K, SPIN_FAULT, SPIN_FAULT_ALLOC };
-static const char *const spin_names[] = { "create", "unlink", "write4k", "fault", "fault-alloc" };
+enum spin_op { SPIN_CREATE, SPIN_UNLINK, SPIN_WRITE4K, SPIN_FAULT, SPIN_FAULT_ALLOC, SPIN_COW2M };
+static const char *const spin_names[] = { "create", "unlink", "write4k", "fault", "fault-alloc",
+					  "cow2m" };
 
 #define SPIN_FILE (64 * MIB)
 /* Files made for "unlink", split among the processes: more than TCG
@@ -785,7 +790,8 @@ struct spin {
 	char prefix[32];	/* file name prefix within it */
 	int fd;
 	char *map;
-	size_t next;	/* next file number, page or offset seed */
+	int src;	/* cow2m: the file each new copy is cloned from */
+	size_t next;	/* next file number, page, offset seed or 2 MiB */
 	size_t made;	/* unlink: files made by setup */
 };
 
@@ -834,6 +840,24 @@ static void spin_setup(struct spin *s, int proc, int procs, bool shared)
 		if (s->op != SPIN_WRITE4K)
 			s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, false);
 		s->next = proc * 7919ul;
+		break;
+	case SPIN_COW2M:
+		/* Each process clones its own file: the first store to each
+		 * 2 MiB of the copy is a copy-on-write fault of 2 MiB. */
+		s->src = open(name, O_RDWR | O_CREAT, 0644);
+		if (s->src < 0)
+			die("open %s", name);
+		if (!shared || proc == 0) {
+			fill(s->src, 0, SPIN_FILE);
+			fsync(s->src);
+		}
+		spin_name(s, 0, name, sizeof(name));
+		s->fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (s->fd < 0)
+			die("create %s", name);
+		if (ioctl(s->fd, FICLONE, s->src))
+			die("FICLONE (cow2m needs reflinks)");
+		s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, true);
 		break;
 	}
 }
@@ -884,6 +908,17 @@ static bool spin_once(struct spin *s, bool shared)
 		*(volatile char *)(s->map + s->next % pages * PAGE) = 1;
 		s->next++;
 		return true;
+	case SPIN_COW2M:
+		if (s->next % (SPIN_FILE / PMD) == 0 && s->next) {
+			/* All copied: clone afresh, under a new mapping. */
+			munmap(s->map, SPIN_FILE);
+			if (ftruncate(s->fd, 0) || ioctl(s->fd, FICLONE, s->src))
+				die("FICLONE again");
+			s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, true);
+		}
+		*(volatile char *)(s->map + s->next % (SPIN_FILE / PMD) * PMD) = 1;
+		s->next++;
+		return true;
 	}
 	return false;
 }
@@ -926,7 +961,7 @@ static int cmd_spin(const char *op_name, int seconds, int procs, bool shared)
 		if (pid < 0)
 			die("fork");
 		if (!pid) {
-			struct spin s = { .op = op, .fd = -1 };
+			struct spin s = { .op = op, .fd = -1, .src = -1 };
 
 			spin_setup(&s, p, procs, shared);
 			if (write(ready[1], "r", 1) != 1)
@@ -972,7 +1007,7 @@ static void __attribute__((noreturn)) usage(void)
 			"       daxbench fragment DIR COUNT\n"
 			"       daxbench age DIR [FULL_PCT WRITTEN_X10 FINAL_PCT SEED]\n"
 			"       daxbench placement DIR fallocated|written|faulted\n"
-			"       daxbench spin DIR create|unlink|write4k|fault|fault-alloc SECONDS "
+			"       daxbench spin DIR create|unlink|write4k|fault|fault-alloc|cow2m SECONDS "
 			"[PROCS [shared]]\n");
 	exit(2);
 }
