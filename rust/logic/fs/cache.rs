@@ -50,6 +50,15 @@ pub(super) fn read_error(block: u64, fault: MediaFault) -> Error {
     )
 }
 
+/// Slot of `key` among `count` slots of a direct-mapped cache, `key`
+/// scrambled first (Fibonacci hashing: keys that differ only in their high
+/// bits, or by a stride, still spread); `None` if there are none.
+fn hashed_slot(key: u64, count: usize) -> Option<usize> {
+    let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
+    let scrambled = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    usize::try_from(scrambled % count).ok()
+}
+
 impl<'a> BlockCache<'a> {
     /// A cache in `slots`.
     pub(super) fn new(slots: &'a RefCell<dyn CacheSlots + 'a>) -> Self {
@@ -63,13 +72,10 @@ impl<'a> BlockCache<'a> {
 
     /// The slot of `block` among `count`. Metadata sits at the same
     /// places of different 2 MiB chunks (an inode chunk's blocks, a node
-    /// allocated first in a chunk), so the block number is scrambled
-    /// (Fibonacci hashing) before it picks a slot: by the number itself,
-    /// those blocks took the same few slots in turn.
+    /// allocated first in a chunk): by the number itself, those blocks
+    /// took the same few slots in turn.
     fn slot(block: u64, count: usize) -> Option<usize> {
-        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
-        let scrambled = block.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        usize::try_from(scrambled % count).ok()
+        hashed_slot(block, count)
     }
 
     /// Copies `buf.len()` bytes at byte `offset` of block `block` into
@@ -203,8 +209,7 @@ impl<'a> InodeCache<'a> {
     }
 
     fn slot(ino: u64, count: usize) -> Option<usize> {
-        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
-        usize::try_from(ino % count).ok()
+        hashed_slot(ino, count)
     }
 
     /// Inode `ino`'s record, if cached.
@@ -258,11 +263,10 @@ impl<'a> MappingCache<'a> {
     }
 
     fn slot(ino: u64, file_block: u64, count: usize) -> Option<usize> {
-        let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
-        let key = ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (file_block / CHUNK_BLOCKS);
-        usize::try_from(key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32)
-            .ok()
-            .map(|k| k % count as usize)
+        hashed_slot(
+            ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (file_block / CHUNK_BLOCKS),
+            count,
+        )
     }
 
     /// The mapping of `file_block..+len` of inode `ino`, if a cached run

@@ -312,8 +312,7 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// Node `block` (a shadow) changed: its checksum is written at commit.
     pub(super) fn seal_at_commit(&mut self, block: u64) -> Result<(), Error> {
-        self.write(block)?;
-        let index = self.slot(block).ok_or(Error::Invalid)?;
+        let index = self.shadow_index(block, false)?;
         self.unsealed |= 1 << index;
         Ok(())
     }
@@ -358,7 +357,16 @@ impl<'a, M: Media> Tx<'a, M> {
     }
 
     fn shadow(&mut self, block: u64, whole: bool) -> Result<&mut [u8; BLOCK_SIZE], Error> {
-        let index = match self.slot(block) {
+        let index = self.shadow_index(block, whole)?;
+        self.shadows
+            .get_mut(index)
+            .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+
+    /// The index of `block`'s shadow, made now if it has none
+    /// ([`Self::shadow`]).
+    fn shadow_index(&mut self, block: u64, whole: bool) -> Result<usize, Error> {
+        Ok(match self.slot(block) {
             Some(i) => i,
             None => {
                 let i = self.used;
@@ -383,10 +391,7 @@ impl<'a, M: Media> Tx<'a, M> {
                 self.used += 1;
                 i
             }
-        };
-        self.shadows
-            .get_mut(index)
-            .ok_or(Error::Corrupt(block, Damage::Address))
+        })
     }
 
     /// The record of inode `ino`.
