@@ -323,6 +323,25 @@ fn for_each_record(
     at == body.end
 }
 
+/// Calls `visit(block, offset, data)` for each record of the transaction
+/// [`TxWriter::seal_body`] wrote at `body` of `log` (the writer's own copy,
+/// before or after its commit): how a commit writes home exactly what it
+/// logged. `false` if the bytes there are not a well-formed transaction
+/// (records before the malformed one were visited).
+pub fn for_each_logged(
+    log: &[u8],
+    body: Range<usize>,
+    visit: &mut dyn FnMut(u64, usize, &[u8]),
+) -> bool {
+    let Some(records) = get_u32(log, body.start + 4) else {
+        return false;
+    };
+    if get_u32(log, body.start) != Some(TX_MAGIC) || body.end > log.len() {
+        return false;
+    }
+    for_each_record(log, records, body.start + TX_HEADER_BYTES..body.end, visit)
+}
+
 /// Replays every committed transaction from the header's tail, in order,
 /// calling `apply(block, offset, data)` for each record.
 pub fn replay(
@@ -431,6 +450,33 @@ mod tests {
             device[start..start + data.len()].copy_from_slice(data);
         });
         (device, end)
+    }
+
+    #[test]
+    fn a_writer_reads_back_what_it_logged() {
+        let mut rng = Lcg(11);
+        let mut log = vec![0u8; LOG];
+        let mut offset = 0;
+        for seq in 1..50 {
+            let changes = random_tx(&mut rng);
+            let (body, _, next) = write_tx(&mut log, offset, seq, &changes);
+            let mut seen: Vec<Change> = Vec::new();
+            assert!(for_each_logged(
+                &log,
+                body.clone(),
+                &mut |block, at, data| { seen.push((block, at, data.to_vec())) }
+            ));
+            assert_eq!(seen, changes, "transaction {seq}");
+            // Not a transaction there: refused, nothing visited.
+            let mut visited = false;
+            assert!(!for_each_logged(
+                &log,
+                body.start + ALIGN..body.end,
+                &mut |_, _, _| { visited = true }
+            ));
+            assert!(!visited);
+            offset = next;
+        }
     }
 
     #[test]

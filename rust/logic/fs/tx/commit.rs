@@ -8,7 +8,7 @@ use crate::logic::fs::{Damage, Error, Media};
 
 use super::{Effects, JournalState, Tx};
 use crate::logic::format::{
-    journal::{JournalHeader, TxWriter, ALIGN},
+    journal::{for_each_logged, JournalHeader, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
     BLOCK_SHIFT, BLOCK_SIZE,
 };
@@ -47,22 +47,30 @@ pub(in crate::logic::fs) fn write_backup<M: Media>(
 /// Words in a block.
 const WORDS: usize = BLOCK_SIZE / ALIGN;
 
-/// Bit `w` is set where word `w` of `old` and `new` differ. One pass of
-/// word loads, without a branch per word: every commit diffs every
-/// shadow, so this is on the path of each metadata operation (comparing
-/// byte slices word by word cost a fifth of an allocating fault, and a
-/// branch per word still a tenth under TCG, where a branch ends a
-/// translated block).
+/// Bit `w` is set where word `w` of `old` and `new` differ. Every commit
+/// diffs every shadow, so this is on the path of each metadata operation:
+/// a 64-byte line is compared by or-ing the xor of its words, without a
+/// branch per word (under TCG, where a branch ends a translated block,
+/// one per word cost a tenth of an allocating fault), and only a line
+/// that differs is looked at word by word. Most lines of a shadow do not.
 fn differing_words(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> [u64; WORDS / 64] {
-    const LINE: usize = 64 * ALIGN;
+    const LINE: usize = 8 * ALIGN;
     let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; ALIGN]));
     let mut differ = [0u64; WORDS / 64];
-    for (bits, (o, n)) in differ
-        .iter_mut()
-        .zip(old.chunks_exact(LINE).zip(new.chunks_exact(LINE)))
+    for (line, (o, n)) in old
+        .chunks_exact(LINE)
+        .zip(new.chunks_exact(LINE))
+        .enumerate()
     {
-        for (i, (o, n)) in o.chunks_exact(ALIGN).zip(n.chunks_exact(ALIGN)).enumerate() {
-            *bits |= u64::from(word(o) != word(n)) << i;
+        let words = || o.chunks_exact(ALIGN).zip(n.chunks_exact(ALIGN));
+        if words().fold(0, |any, (o, n)| any | (word(o) ^ word(n))) == 0 {
+            continue;
+        }
+        let bits = words().enumerate().fold(0u64, |bits, (i, (o, n))| {
+            bits | u64::from(word(o) != word(n)) << i
+        });
+        if let Some(group) = differ.get_mut(line / 8) {
+            *group |= bits << (line % 8 * 8);
         }
     }
     differ
@@ -253,16 +261,21 @@ impl<'a, M: Media> Tx<'a, M> {
         journal.next_seq = journal.next_seq.wrapping_add(1);
         journal.next_offset += end;
 
+        // Home: the records just logged, as recovery would apply them (the
+        // runs are not diffed a second time). A failed home write is left
+        // to recovery, which applies the journal.
+        for_each_logged(log, body, &mut |block, offset, data| {
+            if let Some(at) = block
+                .checked_mul(BLOCK_SIZE as u64)
+                .and_then(|b| b.checked_add(offset as u64))
+            {
+                media.write(at, data);
+            }
+        });
         for i in 0..self.used {
-            let (Some(&block), Some(shadow), Some(home)) =
-                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
-            else {
+            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
                 break;
             };
-            for run in runs(self.unknown, i, home, shadow) {
-                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
-                media.write(block * BLOCK_SIZE as u64 + run.start as u64, data);
-            }
             // What the media holds now (or the journal, if a home write
             // failed: recovery writes it), unless the block is free now.
             if self.freed_shadows & 1 << i == 0 {
