@@ -118,6 +118,7 @@ pub(crate) struct Buffers {
     shadows: VVec<u8>,
     originals: VVec<u8>,
     numbers: KVec<u64>,
+    lines: KVec<u64>,
     log: VVec<u8>,
     deferred: KVec<u64>,
     reservations: KVec<u64>,
@@ -140,6 +141,8 @@ impl Buffers {
         tags.extend_with(CACHE_SLOTS, 0u64, GFP_KERNEL)?;
         let mut numbers = KVec::new();
         numbers.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
+        let mut lines = KVec::new();
+        lines.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
         let mut log = VVec::new();
         log.extend_with(TX_LOG_BYTES, 0u8, GFP_KERNEL)?;
         let mut deferred = KVec::new();
@@ -159,6 +162,7 @@ impl Buffers {
             shadows,
             originals,
             numbers,
+            lines,
             log,
             deferred,
             reservations,
@@ -176,6 +180,7 @@ impl Scratch for Buffers {
             shadows: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.shadows),
             originals: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.originals),
             tags: &mut self.numbers,
+            lines: &mut self.lines,
             log: &mut self.log,
             deferred: &mut self.deferred,
             spare: &mut self.spare,

@@ -90,6 +90,9 @@ pub struct Parts<'a> {
     pub originals: &'a mut [[u8; BLOCK_SIZE]],
     /// `TX_MAX_BLOCKS` block numbers of those shadows.
     pub tags: &'a mut [u64],
+    /// `TX_MAX_BLOCKS` masks of the 64-byte lines each shadow may have
+    /// changed (what its commit diffs).
+    pub lines: &'a mut [u64],
     /// `TX_LOG_BYTES` to build a transaction's log bytes in.
     pub log: &'a mut [u8],
     /// `DEFERRED_WORDS` for the frees and reverse-map changes a transaction

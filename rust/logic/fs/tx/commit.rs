@@ -13,20 +13,28 @@ use crate::logic::format::{
     BLOCK_SHIFT, BLOCK_SIZE,
 };
 
-/// What shadow `i` changed in its block: the runs that differ from `home`,
-/// or the whole block if its memory could not be read (bit `i` of
-/// `unknown`).
+/// What shadow `i` changed in its block: the runs that differ from `home`
+/// in the 64-byte lines of `lines` (the others did not change), or the
+/// whole block if its memory could not be read (bit `i` of `unknown`).
 pub(super) fn runs(
     unknown: u128,
     i: usize,
+    lines: u64,
     home: &[u8; BLOCK_SIZE],
     shadow: &[u8; BLOCK_SIZE],
 ) -> ChangedRuns {
     if unknown & 1 << i != 0 {
-        ChangedRuns::whole()
-    } else {
-        changed_runs(home, shadow)
+        return ChangedRuns::whole();
     }
+    let runs = changed_runs(home, shadow, lines);
+    // Every change marks its lines: the host tests check each commit's
+    // runs against a diff of every line.
+    #[cfg(test)]
+    assert!(
+        runs.runs == changed_runs(home, shadow, u64::MAX).runs,
+        "a change to shadow {i} outside its marked lines {lines:#x}"
+    );
+    runs
 }
 
 /// Writes `sb` whole into the backup superblock (durable at the next
@@ -53,7 +61,11 @@ const WORDS: usize = BLOCK_SIZE / ALIGN;
 /// branch per word (under TCG, where a branch ends a translated block,
 /// one per word cost a tenth of an allocating fault), and only a line
 /// that differs is looked at word by word. Most lines of a shadow do not.
-fn differing_words(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> [u64; WORDS / 64] {
+fn differing_words(
+    old: &[u8; BLOCK_SIZE],
+    new: &[u8; BLOCK_SIZE],
+    lines: u64,
+) -> [u64; WORDS / 64] {
     const LINE: usize = 8 * ALIGN;
     let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; ALIGN]));
     let mut differ = [0u64; WORDS / 64];
@@ -63,6 +75,9 @@ fn differing_words(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> [u64; WORD
         .enumerate()
     {
         let words = || o.chunks_exact(ALIGN).zip(n.chunks_exact(ALIGN));
+        if lines & 1 << line == 0 {
+            continue;
+        }
         if words().fold(0, |any, (o, n)| any | (word(o) ^ word(n))) == 0 {
             continue;
         }
@@ -89,15 +104,16 @@ fn next_differing(differ: &[u64; WORDS / 64], from: usize) -> Option<usize> {
     }
 }
 
-/// Runs of 8-byte words where `new` differs from `old`; runs closer than a
-/// record header are merged (logging the gap is cheaper than a record).
-fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE]) -> ChangedRuns {
+/// Runs of 8-byte words where `new` differs from `old` in the 64-byte
+/// lines of `lines`; runs closer than a record header are merged (logging
+/// the gap is cheaper than a record).
+fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE], lines: u64) -> ChangedRuns {
     let mut runs = ChangedRuns {
         runs: [(0, 0); MAX_RUNS],
         count: 0,
         next: 0,
     };
-    let differ = differing_words(old, new);
+    let differ = differing_words(old, new, lines);
     let mut from = 0;
     while let Some(start) = next_differing(&differ, from) {
         let mut end = start + 1;
@@ -208,12 +224,15 @@ impl<'a, M: Media> Tx<'a, M> {
             TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
         let mut changes = 0usize;
         for i in 0..self.used {
-            let (Some(&block), Some(shadow), Some(home)) =
-                (self.tags.get(i), self.shadows.get(i), self.originals.get(i))
-            else {
+            let (Some(&block), Some(shadow), Some(home), Some(&lines)) = (
+                self.tags.get(i),
+                self.shadows.get(i),
+                self.originals.get(i),
+                self.lines.get(i),
+            ) else {
                 break;
             };
-            for run in runs(self.unknown, i, home, shadow) {
+            for run in runs(self.unknown, i, lines, home, shadow) {
                 let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
                 writer
                     .record(block, run.start, data)
@@ -323,6 +342,52 @@ mod tests {
     }
 
     #[test]
+    fn line_masks_cover_exactly_their_bytes() {
+        use super::super::line_mask;
+        for start in 0..BLOCK_SIZE {
+            for end in [start + 1, start + 8, start + 64, start + 100, BLOCK_SIZE] {
+                let end = end.min(BLOCK_SIZE);
+                if end <= start {
+                    continue;
+                }
+                let mask = line_mask(start, end);
+                for line in 0..64 {
+                    let covers = line * 64 < end && start < (line + 1) * 64;
+                    assert_eq!(mask & 1 << line != 0, covers, "{start}..{end} line {line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_diff_of_the_marked_lines_finds_every_change_in_them() {
+        use super::super::line_mask;
+        let old = [0u8; BLOCK_SIZE];
+        let mut seed = 3u64;
+        for case in 0..2000 {
+            let mut new = old;
+            let mut marked = 0u64;
+            for _ in 0..1 + case % 7 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let at = (seed >> 33) as usize % BLOCK_SIZE;
+                let end = (at + 1 + (seed >> 20) as usize % 70).min(BLOCK_SIZE);
+                for b in new[at..end].iter_mut() {
+                    *b = b.wrapping_add(1);
+                }
+                marked |= line_mask(at, end);
+            }
+            let full: Vec<_> = changed_runs(&old, &new, u64::MAX).collect();
+            let masked: Vec<_> = changed_runs(&old, &new, marked).collect();
+            assert_eq!(masked, full, "case {case}");
+            // Unmarked lines are not looked at.
+            let unmarked: Vec<_> = changed_runs(&old, &new, !marked).collect();
+            assert!(unmarked.is_empty(), "case {case}");
+        }
+    }
+
+    #[test]
     fn changed_runs_match_a_word_by_word_diff() {
         let old = [0u8; BLOCK_SIZE];
         let mut seed = 7u64;
@@ -341,14 +406,15 @@ mod tests {
                     *b = b.wrapping_add(1);
                 }
             }
-            let got: Vec<(usize, usize)> =
-                changed_runs(&old, &new).map(|r| (r.start, r.end)).collect();
+            let got: Vec<(usize, usize)> = changed_runs(&old, &new, u64::MAX)
+                .map(|r| (r.start, r.end))
+                .collect();
             assert_eq!(got, reference(&old, &new), "case {case}");
         }
-        assert_eq!(changed_runs(&old, &old).count(), 0);
+        assert_eq!(changed_runs(&old, &old, u64::MAX).count(), 0);
         let mut last = old;
         last[BLOCK_SIZE - 1] = 1;
-        let got: Vec<_> = changed_runs(&old, &last).collect();
+        let got: Vec<_> = changed_runs(&old, &last, u64::MAX).collect();
         assert_eq!(got, [BLOCK_SIZE - ALIGN..BLOCK_SIZE]);
     }
 }

@@ -94,6 +94,11 @@ pub(super) struct Tx<'a, M: Media> {
     /// The shadowed blocks as they were (and still are on the media).
     originals: &'a mut [[u8; BLOCK_SIZE]],
     tags: &'a mut [u64],
+    /// Bit `l` of `lines[i]`: shadow `i` may differ from its original in
+    /// 64-byte line `l` (a change made through [`Self::write_at`] marks
+    /// its lines, one through [`Self::write`] all of them); the commit
+    /// diffs only those.
+    lines: &'a mut [u64],
     /// Committed blocks (the ones not shadowed) are read through it.
     cache: BlockCache<'a>,
     log: &'a mut [u8],
@@ -183,12 +188,21 @@ impl ChunkMoves {
     }
 }
 
-fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> Result<(), Error> {
-    bytes
-        .get_mut(offset..offset + value.len())
-        .ok_or(Error::Invalid)?
-        .copy_from_slice(value);
-    Ok(())
+/// Bytes in a line of [`Tx::lines`].
+const LINE_BYTES: usize = BLOCK_SIZE / 64;
+const ALL_LINES: u64 = u64::MAX;
+
+/// The lines of bytes `start..end` of a block (`start < end <= BLOCK_SIZE`).
+fn line_mask(start: usize, end: usize) -> u64 {
+    let (first, last) = (start / LINE_BYTES, (end - 1) / LINE_BYTES);
+    let upto = |line: usize| {
+        if line >= 63 {
+            ALL_LINES
+        } else {
+            (2u64 << line) - 1
+        }
+    };
+    upto(last) & !(upto(first) >> 1)
 }
 
 impl<M: Media> Nodes for Tx<'_, M> {
@@ -218,6 +232,7 @@ impl<'a, M: Media> Tx<'a, M> {
             shadows: parts.shadows,
             originals: parts.originals,
             tags: parts.tags,
+            lines: parts.lines,
             cache: BlockCache::new(parts.cache),
             log: parts.log,
             spare: parts.spare,
@@ -263,6 +278,7 @@ impl<'a, M: Media> Tx<'a, M> {
             .len()
             .min(self.originals.len())
             .min(self.tags.len())
+            .min(self.lines.len())
             .saturating_sub(self.used)
     }
 
@@ -344,7 +360,7 @@ impl<'a, M: Media> Tx<'a, M> {
         self.unsealed = 0;
     }
 
-    /// Block `block`, to change in this transaction.
+    /// Block `block`, to change anywhere in this transaction.
     pub(super) fn write(&mut self, block: u64) -> Result<&mut [u8; BLOCK_SIZE], Error> {
         self.shadow(block, false)
     }
@@ -356,8 +372,33 @@ impl<'a, M: Media> Tx<'a, M> {
         self.shadow(block, true)
     }
 
+    /// The `len` bytes at byte `offset` of block `block`, to change in this
+    /// transaction: only their lines are diffed at commit.
+    pub(super) fn write_at(
+        &mut self,
+        block: u64,
+        offset: usize,
+        len: usize,
+    ) -> Result<&mut [u8], Error> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= BLOCK_SIZE && len > 0)
+            .ok_or(Error::Corrupt(block, Damage::Address))?;
+        let index = self.shadow_index(block, false)?;
+        if let Some(lines) = self.lines.get_mut(index) {
+            *lines |= line_mask(offset, end);
+        }
+        self.shadows
+            .get_mut(index)
+            .and_then(|shadow| shadow.get_mut(offset..end))
+            .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+
     fn shadow(&mut self, block: u64, whole: bool) -> Result<&mut [u8; BLOCK_SIZE], Error> {
         let index = self.shadow_index(block, whole)?;
+        if let Some(lines) = self.lines.get_mut(index) {
+            *lines = ALL_LINES;
+        }
         self.shadows
             .get_mut(index)
             .ok_or(Error::Corrupt(block, Damage::Address))
@@ -370,10 +411,11 @@ impl<'a, M: Media> Tx<'a, M> {
             Some(i) => i,
             None => {
                 let i = self.used;
-                let (Some(shadow), Some(original), Some(tag)) = (
+                let (Some(shadow), Some(original), Some(tag), Some(lines)) = (
                     self.shadows.get_mut(i),
                     self.originals.get_mut(i),
                     self.tags.get_mut(i),
+                    self.lines.get_mut(i),
                 ) else {
                     // An operation larger than a transaction can hold:
                     // operations that can grow split themselves first.
@@ -388,6 +430,7 @@ impl<'a, M: Media> Tx<'a, M> {
                     Err(e) => return Err(e),
                 }
                 *tag = block;
+                *lines = 0;
                 self.used += 1;
                 i
             }
@@ -414,10 +457,7 @@ impl<'a, M: Media> Tx<'a, M> {
         let location = inode_location(&self.layout, ino)?;
         let mut record = [0u8; INODE_BYTES];
         inode.encode(ino, &mut record);
-        let block = self.write(location.block)?;
-        block
-            .get_mut(location.offset..location.offset + INODE_BYTES)
-            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+        self.write_at(location.block, location.offset, INODE_BYTES)?
             .copy_from_slice(&record);
         Ok(())
     }
@@ -425,10 +465,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Clears the record of inode `ino` (a free slot is all zeros).
     pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
-        let block = self.write(location.block)?;
-        block
-            .get_mut(location.offset..location.offset + INODE_BYTES)
-            .ok_or(Error::Corrupt(location.block, Damage::Address))?
+        self.write_at(location.block, location.offset, INODE_BYTES)?
             .fill(0);
         Ok(())
     }

@@ -7,7 +7,7 @@
 use crate::logic::format::btree::Nodes;
 use crate::logic::fs::{Damage, Error, Media, MAX_DEFERRED};
 
-use super::{put, space_error, Committed, Tx};
+use super::{space_error, Committed, Tx};
 use crate::logic::format::{
     layout::Layout,
     space::{Extent, Space, SpaceStore},
@@ -196,11 +196,9 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
             poisoned & !self.media_word(index)?
         };
         let (block, offset) = bitmap_word(&self.layout, index)?;
-        put(
-            self.write(block)?,
-            offset,
-            &(value & !keep_free).to_le_bytes(),
-        )
+        self.write_at(block, offset, 8)?
+            .copy_from_slice(&(value & !keep_free).to_le_bytes());
+        Ok(())
     }
     fn chunk_free(&self, chunk: u64) -> Result<u32, Error> {
         if self.hidden_chunk == Some(chunk) || self.avoided_chunk == Some(chunk) {
@@ -219,7 +217,9 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         let mut before = [0u8; 4];
         self.read(block, offset, &mut before)?;
         self.chunk_moves.moved(u32::from_le_bytes(before), free);
-        put(self.write(block)?, offset, &free.to_le_bytes())
+        self.write_at(block, offset, 4)?
+            .copy_from_slice(&free.to_le_bytes());
+        Ok(())
     }
 }
 
