@@ -73,21 +73,22 @@ fn release<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
 impl<M: Media, S: Scratch> Volume<M, S> {
     /// Frees `ino`'s blocks if it has no links left (called when the last
     /// user is gone) and queues the inode itself for [`Self::free_evicted`];
-    /// nothing otherwise.
-    pub fn evict(&mut self, ino: u64) -> Result<(), Error> {
+    /// nothing otherwise. `true` if file blocks were freed (compaction may
+    /// find chunks worth emptying).
+    pub fn evict(&mut self, ino: u64) -> Result<bool, Error> {
         // Its reservations ended at close; a number used again must not
         // find any, nor regions waiting to be placed whole.
         self.reservations().release(ino);
         self.misplaced.forget(ino);
         let inode = self.inode(ino)?;
         if inode.nlink != 0 {
-            return Ok(());
+            return Ok(false);
         }
-        if is_dir(&inode) {
-            if inode.size != 0 {
-                return Err(Error::Corrupt(inode.map_root, Damage::Record));
-            }
-        } else if inode.map_root != 0 {
+        if is_dir(&inode) && inode.size != 0 {
+            return Err(Error::Corrupt(inode.map_root, Damage::Record));
+        }
+        let freed_blocks = !is_dir(&inode) && inode.map_root != 0;
+        if freed_blocks {
             self.trim(ino, 0, true)?;
         }
         // What the transaction would refuse, refused now rather than
@@ -97,7 +98,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         if self.evicted.as_slice().contains(&ino) {
-            return Ok(());
+            return Ok(freed_blocks);
         }
         if self.evicted.count == EVICT_BATCH {
             self.free_evicted()?;
@@ -106,7 +107,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             *slot = ino;
             self.evicted.count += 1;
         }
-        Ok(())
+        Ok(freed_blocks)
     }
 
     /// Whether evicted inodes wait to be freed.
