@@ -106,6 +106,55 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     update(0, bytes)
 }
 
+/// The CRC-32C register (started from zero, not inverted at either end)
+/// after `bytes`. CRC-32C is linear in this form: for messages `a` and
+/// `b` of one length, `checksum(a ^ b) == checksum(a) ^ register(a ^ b
+/// placed where it lies)`, which lets a checksum be updated for what
+/// changed ([`after_zeros`]).
+pub fn register(bytes: &[u8]) -> u32 {
+    !update(u32::MAX, bytes)
+}
+
+/// [`register`] of `first` followed by `second`.
+pub fn register2(first: &[u8], second: &[u8]) -> u32 {
+    !update(update(u32::MAX, first), second)
+}
+
+/// `a * b` modulo the CRC-32C polynomial, both in the register's
+/// reflected bit order (bit 31 is the coefficient of x^0). Branch-free:
+/// under TCG a branch ends a translated block.
+const fn multiply(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 0;
+    while bit < 32 {
+        product ^= b & 0u32.wrapping_sub((a >> (31 - bit)) & 1);
+        b = (b >> 1) ^ (POLY_REFLECTED & 0u32.wrapping_sub(b & 1));
+        bit += 1;
+    }
+    product
+}
+
+/// The factor that advances a register over `bytes` zero bytes: x^(8 *
+/// bytes) modulo the polynomial, for [`after_zeros`].
+pub const fn zeros_factor(bytes: usize) -> u32 {
+    let (mut factor, mut square, mut n) = (1u32 << 31, 1u32 << 23, bytes);
+    while n > 0 {
+        if n & 1 != 0 {
+            factor = multiply(factor, square);
+        }
+        square = multiply(square, square);
+        n >>= 1;
+    }
+    factor
+}
+
+/// `register` advanced over the zero bytes `factor` stands for
+/// ([`zeros_factor`]): the register of a change followed by that many
+/// unchanged bytes.
+pub fn after_zeros(register: u32, factor: u32) -> u32 {
+    multiply(register, factor)
+}
+
 /// Whether `I` computes CRC-32C: the known check values, and [`Table`]'s
 /// results over every length up to 64 and larger ones up to 1 KiB (around
 /// the 512 bytes where a kernel driver may change method) at 16 alignments of a
@@ -142,6 +191,8 @@ pub fn agrees_with_table<I: Crc32c>() -> bool {
 
 #[cfg(test)]
 mod tests {
+    extern crate alloc;
+
     use super::*;
 
     #[test]
@@ -189,6 +240,40 @@ mod tests {
     #[test]
     fn a_wrong_implementation_is_caught() {
         assert!(!agrees_with_table::<OffByOne>());
+    }
+
+    #[test]
+    fn a_checksum_updates_by_what_changed() {
+        let mut rng = crate::logic::testing::Lcg(5);
+        let old: [u8; 4096] = core::array::from_fn(|_| rng.next() as u8);
+        assert_eq!(register(b"123456789"), !update(u32::MAX, b"123456789"));
+        for _ in 0..300 {
+            let mut new = old;
+            let mut crc = checksum(&old);
+            // One to three changed ranges anywhere, of 1 to 100 bytes.
+            for _ in 0..1 + rng.next() % 3 {
+                let len = 1 + (rng.next() % 100) as usize;
+                let at = (rng.next() as usize) % (old.len() - len + 1);
+                let before = new;
+                for b in &mut new[at..at + len] {
+                    *b ^= rng.next() as u8 | 1;
+                }
+                let delta: alloc::vec::Vec<u8> =
+                    (at..at + len).map(|i| before[i] ^ new[i]).collect();
+                let (first, second) = delta.split_at(len / 2);
+                assert_eq!(register2(first, second), register(&delta));
+                crc ^= after_zeros(register(&delta), zeros_factor(old.len() - at - len));
+            }
+            assert_eq!(crc, checksum(&new));
+        }
+        assert_eq!(zeros_factor(0), 1 << 31);
+        assert_eq!(after_zeros(0x1234_5678, zeros_factor(0)), 0x1234_5678);
+        // Advancing over zeros is what feeding zeros does.
+        let zeros = [0u8; 77];
+        assert_eq!(
+            after_zeros(0xdead_beef, zeros_factor(77)),
+            !update(!0xdead_beef, &zeros)
+        );
     }
 
     #[test]

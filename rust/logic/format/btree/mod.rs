@@ -206,6 +206,68 @@ pub fn seal(node: &mut [u8; BLOCK_SIZE]) {
     put(node, OFF_CRC, &crc.to_le_bytes());
 }
 
+/// Bytes of a line of [`reseal`]'s mask.
+const LINE: usize = BLOCK_SIZE / 64;
+// The checksum lies in line 0 (which [`reseal`] reads around it).
+const _: () = assert!(OFF_CRC + 4 <= LINE);
+
+/// For each line, the factor that carries a change in it to the end of
+/// the checksummed bytes (all but the 4 checksum bytes): line `l` ends
+/// at byte `LINE * (l + 1) - 4` of them.
+const LINE_FACTORS: [u32; 64] = {
+    let mut factors = [0u32; 64];
+    let mut line = 0;
+    while line < 64 {
+        factors[line] = crc32c::zeros_factor(BLOCK_SIZE - LINE * (line + 1));
+        line += 1;
+    }
+    factors
+};
+
+/// Writes the checksum of `node`, a changed copy of `original`, from the
+/// checksum `original` carries and the 64-byte lines that differ
+/// (`lines`, bit `l` for line `l`; every line that differs must be in
+/// it): CRC-32C is linear, so the change of each line moves the checksum
+/// by a term of its own ([`crc32c::after_zeros`]). A transaction that
+/// changed a few entries of a node checksums those lines instead of 4 KiB.
+///
+/// Only for an `original` whose checksum is right (a node that passed its
+/// checks): otherwise the result is as wrong as it was, and the next check
+/// of the node finds it (where [`seal`] would have vouched for damage).
+pub fn reseal(node: &mut [u8; BLOCK_SIZE], original: &[u8; BLOCK_SIZE], lines: u64) {
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&original[OFF_CRC..OFF_CRC + 4]);
+    let mut crc = u32::from_le_bytes(stored);
+    let mut remaining = lines;
+    while remaining != 0 {
+        let line = remaining.trailing_zeros() as usize;
+        remaining &= remaining - 1;
+        let start = line * LINE;
+        let (Some(new), Some(old), Some(&factor)) = (
+            node.get(start..start + LINE),
+            original.get(start..start + LINE),
+            LINE_FACTORS.get(line),
+        ) else {
+            continue;
+        };
+        let mut delta = [0u8; LINE];
+        let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; 8]));
+        for (d, (n, o)) in delta
+            .chunks_exact_mut(8)
+            .zip(new.chunks_exact(8).zip(old.chunks_exact(8)))
+        {
+            d.copy_from_slice(&(word(n) ^ word(o)).to_ne_bytes());
+        }
+        let register = if line == 0 {
+            crc32c::register2(&delta[..OFF_CRC], &delta[OFF_CRC + 4..])
+        } else {
+            crc32c::register(&delta)
+        };
+        crc ^= crc32c::after_zeros(register, factor);
+    }
+    put(node, OFF_CRC, &crc.to_le_bytes());
+}
+
 impl<K: TreeKind> Tree<K> {
     /// The tree rooted at `root`.
     pub fn open(root: u64, owner: u64) -> Self {

@@ -6,7 +6,7 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{Effects, JournalState, Tx};
+use super::{Effects, JournalState, Tx, LINE_BYTES};
 use crate::logic::format::{
     journal::{for_each_logged, JournalHeader, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
@@ -55,35 +55,59 @@ pub(in crate::logic::fs) fn write_backup<M: Media>(
 /// Words in a block.
 const WORDS: usize = BLOCK_SIZE / ALIGN;
 
-/// Bit `w` is set where word `w` of `old` and `new` differ. Every commit
-/// diffs every shadow, so this is on the path of each metadata operation:
-/// a 64-byte line is compared by or-ing the xor of its words, without a
-/// branch per word (under TCG, where a branch ends a translated block,
-/// one per word cost a tenth of an allocating fault), and only a line
-/// that differs is looked at word by word. Most lines of a shadow do not.
+/// The 64-byte lines of a block, of `old` and `new` side by side.
+fn line_pairs<'b>(
+    old: &'b [u8; BLOCK_SIZE],
+    new: &'b [u8; BLOCK_SIZE],
+) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
+    old.chunks_exact(LINE_BYTES)
+        .zip(new.chunks_exact(LINE_BYTES))
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    u64::from_ne_bytes(bytes.try_into().unwrap_or([0; ALIGN]))
+}
+
+/// Bit `l` is set where 64-byte line `l` of `old` and `new` differ, of
+/// the lines in `lines`. Every commit diffs every shadow, so this is on
+/// the path of each metadata operation: a line is compared by or-ing the
+/// xor of its words, without a branch per word (under TCG, where a branch
+/// ends a translated block, one per word cost a tenth of an allocating
+/// fault).
+pub(super) fn differing_lines(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE], lines: u64) -> u64 {
+    let mut differ = 0;
+    for (line, (o, n)) in line_pairs(old, new).enumerate() {
+        if lines & 1 << line == 0 {
+            continue;
+        }
+        let words = o.chunks_exact(ALIGN).zip(n.chunks_exact(ALIGN));
+        let any = words.fold(0, |any, (o, n)| any | (word(o) ^ word(n)));
+        differ |= u64::from(any != 0) << line;
+    }
+    differ
+}
+
+/// Bit `w` is set where word `w` of `old` and `new` differ, in the lines
+/// of `lines` ([`differing_lines`]; only a line that differs is looked at
+/// word by word, and most lines of a shadow do not).
 fn differing_words(
     old: &[u8; BLOCK_SIZE],
     new: &[u8; BLOCK_SIZE],
     lines: u64,
 ) -> [u64; WORDS / 64] {
-    const LINE: usize = 8 * ALIGN;
-    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; ALIGN]));
+    let lines = differing_lines(old, new, lines);
     let mut differ = [0u64; WORDS / 64];
-    for (line, (o, n)) in old
-        .chunks_exact(LINE)
-        .zip(new.chunks_exact(LINE))
-        .enumerate()
-    {
-        let words = || o.chunks_exact(ALIGN).zip(n.chunks_exact(ALIGN));
+    for (line, (o, n)) in line_pairs(old, new).enumerate() {
         if lines & 1 << line == 0 {
             continue;
         }
-        if words().fold(0, |any, (o, n)| any | (word(o) ^ word(n))) == 0 {
-            continue;
-        }
-        let bits = words().enumerate().fold(0u64, |bits, (i, (o, n))| {
-            bits | u64::from(word(o) != word(n)) << i
-        });
+        let bits = o
+            .chunks_exact(ALIGN)
+            .zip(n.chunks_exact(ALIGN))
+            .enumerate()
+            .fold(0u64, |bits, (i, (o, n))| {
+                bits | u64::from(word(o) != word(n)) << i
+            });
         if let Some(group) = differ.get_mut(line / 8) {
             *group |= bits << (line % 8 * 8);
         }

@@ -32,7 +32,7 @@ use super::{
     cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
 };
 use crate::logic::format::{
-    btree::{Nodes, TreeError},
+    btree::{self, Nodes, TreeError},
     inode::{Inode, INODE_BYTES},
     layout::Layout,
     space::{ChunkCounts, SpaceError},
@@ -113,6 +113,10 @@ pub(super) struct Tx<'a, M: Media> {
     /// Shadows (by index) of tree nodes changed since their checksum was
     /// written: sealed once, at commit, however often they changed.
     unsealed: u128,
+    /// Shadows (by index) whose original passed the node checks since
+    /// mount: its checksum is right, so the commit updates it for the
+    /// lines that changed ([`btree::reseal`]) instead of checksumming 4 KiB.
+    trusted: u128,
     /// Shadows (by index) of blocks this transaction freed: the cache must
     /// not keep them (a block given back may be zeroed or written as file
     /// data on the device, past the cache; a stale copy would then be the
@@ -188,6 +192,30 @@ impl ChunkMoves {
     }
 }
 
+/// Lines changed up to which a node's checksum is updated rather than
+/// computed again: each costs about a sixteenth of a whole checksum.
+const RESEAL_MAX_LINES: u32 = 16;
+
+/// Host builds check every resealed node against a whole checksum, where
+/// its original's checksum was right (a test may damage a node after it
+/// was checked; then both are wrong, differently).
+#[cfg(test)]
+fn check_resealed(node: &[u8; BLOCK_SIZE], original: &[u8; BLOCK_SIZE]) {
+    let mut resealed_original = *original;
+    btree::seal(&mut resealed_original);
+    if resealed_original == *original {
+        let mut full = *node;
+        btree::seal(&mut full);
+        assert!(
+            full == *node,
+            "a resealed node's checksum differs from a full one"
+        );
+    }
+}
+
+#[cfg(not(test))]
+fn check_resealed(_node: &[u8; BLOCK_SIZE], _original: &[u8; BLOCK_SIZE]) {}
+
 /// Bytes in a line of [`Tx::lines`].
 const LINE_BYTES: usize = BLOCK_SIZE / 64;
 const ALL_LINES: u64 = u64::MAX;
@@ -241,6 +269,7 @@ impl<'a, M: Media> Tx<'a, M> {
             used: 0,
             unknown: 0,
             unsealed: 0,
+            trusted: 0,
             freed_shadows: 0,
             sb,
             base: sb,
@@ -350,11 +379,30 @@ impl<'a, M: Media> Tx<'a, M> {
         }
     }
 
-    /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]).
+    /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]):
+    /// a node whose original is trusted and that changed in a few lines
+    /// has its checksum updated for them, and only those lines are diffed
+    /// again for the log; any other is checksummed whole.
     pub(super) fn seal_nodes(&mut self) {
-        for (index, shadow) in self.shadows.iter_mut().enumerate().take(self.used) {
-            if self.unsealed & 1 << index != 0 {
-                crate::logic::format::btree::seal(shadow);
+        for index in 0..self.used {
+            if self.unsealed & 1 << index == 0 {
+                continue;
+            }
+            let (Some(shadow), Some(original), Some(lines)) = (
+                self.shadows.get_mut(index),
+                self.originals.get(index),
+                self.lines.get_mut(index),
+            ) else {
+                continue;
+            };
+            let changed = commit::differing_lines(original, shadow, *lines);
+            if self.trusted & 1 << index != 0 && changed.count_ones() <= RESEAL_MAX_LINES {
+                btree::reseal(shadow, original, changed);
+                check_resealed(shadow, original);
+                // The checksum is in line 0.
+                *lines = changed | 1;
+            } else {
+                btree::seal(shadow);
             }
         }
         self.unsealed = 0;
@@ -422,10 +470,18 @@ impl<'a, M: Media> Tx<'a, M> {
                     return Err(Error::NoSpace);
                 };
                 match self.cache.read(self.media, block, 0, &mut original[..]) {
-                    Ok(()) => shadow.copy_from_slice(&original[..]),
+                    Ok(()) => {
+                        shadow.copy_from_slice(&original[..]);
+                        if self.checked.contains(block) {
+                            self.trusted |= 1 << i;
+                        } else {
+                            self.trusted &= !(1 << i);
+                        }
+                    }
                     Err(Error::Corrupt(_, Damage::Unreadable)) if whole => {
                         shadow.fill(0);
                         self.unknown |= 1 << i;
+                        self.trusted &= !(1 << i);
                     }
                     Err(e) => return Err(e),
                 }
