@@ -31,7 +31,7 @@ pub(super) fn runs(
     // runs against a diff of every line.
     #[cfg(test)]
     assert!(
-        runs.runs == changed_runs(home, shadow, u64::MAX).runs,
+        runs.differ == changed_runs(home, shadow, u64::MAX).differ,
         "a change to shadow {i} outside its marked lines {lines:#x}"
     );
     runs
@@ -132,57 +132,36 @@ fn next_differing(differ: &[u64; WORDS / 64], from: usize) -> Option<usize> {
 /// lines of `lines`; runs closer than a record header are merged (logging
 /// the gap is cheaper than a record).
 fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE], lines: u64) -> ChangedRuns {
-    let mut runs = ChangedRuns {
-        runs: [(0, 0); MAX_RUNS],
-        count: 0,
-        next: 0,
-    };
-    let differ = differing_words(old, new, lines);
-    let mut from = 0;
-    while let Some(start) = next_differing(&differ, from) {
-        let mut end = start + 1;
-        while let Some(next) = next_differing(&differ, end) {
-            if next - end > MERGE_GAP_WORDS {
-                break;
-            }
-            end = next + 1;
-        }
-        if runs.count == MAX_RUNS {
-            // Too fragmented to list: log the rest of the block whole.
-            if let Some(last) = runs.runs.last_mut() {
-                last.1 = WORDS;
-            }
-            break;
-        }
-        if let Some(slot) = runs.runs.get_mut(runs.count) {
-            *slot = (start, end);
-        }
-        runs.count += 1;
-        from = end;
+    ChangedRuns {
+        differ: differing_words(old, new, lines),
+        from: 0,
+        listed: 0,
     }
-    runs
 }
 
+/// Runs listed at most; a block more fragmented is logged whole from its
+/// last listed run on.
 const MAX_RUNS: usize = 64;
 
 const MERGE_GAP_WORDS: usize = 2;
 
-/// Byte ranges of changed runs.
+/// Byte ranges of changed runs, found as they are asked for.
 pub(super) struct ChangedRuns {
-    runs: [(usize, usize); MAX_RUNS],
-    count: usize,
-    next: usize,
+    /// Bit `w`: word `w` changed.
+    differ: [u64; WORDS / 64],
+    /// The next run starts at or after this word.
+    from: usize,
+    /// Runs returned so far.
+    listed: usize,
 }
 
 impl ChangedRuns {
     /// The whole block as one run.
     pub(super) fn whole() -> Self {
-        let mut runs = [(0, 0); MAX_RUNS];
-        runs[0] = (0, WORDS);
         Self {
-            runs,
-            count: 1,
-            next: 0,
+            differ: [u64::MAX; WORDS / 64],
+            from: 0,
+            listed: 0,
         }
     }
 }
@@ -190,11 +169,20 @@ impl ChangedRuns {
 impl Iterator for ChangedRuns {
     type Item = core::ops::Range<usize>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.count {
-            return None;
+        let start = next_differing(&self.differ, self.from)?;
+        let mut end = start + 1;
+        while let Some(next) = next_differing(&self.differ, end) {
+            if next - end > MERGE_GAP_WORDS {
+                break;
+            }
+            end = next + 1;
         }
-        let (start, end) = *self.runs.get(self.next)?;
-        self.next += 1;
+        self.listed += 1;
+        if self.listed == MAX_RUNS && next_differing(&self.differ, end).is_some() {
+            // Too fragmented to list: log the rest of the block whole.
+            end = WORDS;
+        }
+        self.from = if self.listed == MAX_RUNS { WORDS } else { end };
         Some(start * ALIGN..end * ALIGN)
     }
 }
