@@ -158,7 +158,8 @@ pub fn after_zeros(register: u32, factor: u32) -> u32 {
 /// Whether `I` computes CRC-32C: the known check values, and [`Table`]'s
 /// results over every length up to 64 and larger ones up to 1 KiB (around
 /// the 512 bytes where a kernel driver may change method) at 16 alignments of a
-/// pseudo-random buffer, from zero and from a running value, and over 16 KB
+/// pseudo-random buffer, from zero, from a running value and from the one
+/// [`register`] starts from, and over 16 KB
 /// fed in pieces. (The buffer is small: the module runs this on the
 /// kernel's stack when it loads.)
 pub fn agrees_with_table<I: Crc32c>() -> bool {
@@ -183,8 +184,9 @@ pub fn agrees_with_table<I: Crc32c>() -> bool {
             (0..=64)
                 .chain([100, 255, 256, 511, 512, 513, 777, 1000, 1023, 1024])
                 .all(|len| {
-                    data.get(start..start + len)
-                        .is_some_and(|part| agree(part, 0) && agree(part, 0x1234_5678))
+                    data.get(start..start + len).is_some_and(|part| {
+                        agree(part, 0) && agree(part, 0x1234_5678) && agree(part, u32::MAX)
+                    })
                 })
         })
 }

@@ -207,7 +207,8 @@ pub fn seal(node: &mut [u8; BLOCK_SIZE]) {
 }
 
 /// Bytes of a line of [`reseal`]'s mask.
-const LINE: usize = BLOCK_SIZE / 64;
+pub const RESEAL_LINE_BYTES: usize = BLOCK_SIZE / 64;
+const LINE: usize = RESEAL_LINE_BYTES;
 // The checksum lies in line 0 (which [`reseal`] reads around it).
 const _: () = assert!(OFF_CRC + 4 <= LINE);
 
@@ -232,8 +233,9 @@ const LINE_FACTORS: [u32; 64] = {
 /// changed a few entries of a node checksums those lines instead of 4 KiB.
 ///
 /// Only for an `original` whose checksum is right (a node that passed its
-/// checks): otherwise the result is as wrong as it was, and the next check
-/// of the node finds it (where [`seal`] would have vouched for damage).
+/// checks): otherwise the result is as wrong as it was, and the next full
+/// check of the node finds it (at the next mount, or by fsck), where
+/// [`seal`] would have vouched for the damage.
 pub fn reseal(node: &mut [u8; BLOCK_SIZE], original: &[u8; BLOCK_SIZE], lines: u64) {
     let mut stored = [0u8; 4];
     stored.copy_from_slice(&original[OFF_CRC..OFF_CRC + 4]);

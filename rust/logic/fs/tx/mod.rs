@@ -3,11 +3,13 @@
 //! Journal transactions: every metadata change of an operation is made to
 //! shadow copies of the blocks it touches, then committed at once.
 //!
-//! Commit: the shadows are compared with their home blocks 8 bytes at a
-//! time and only the changed runs are logged (a typical operation logs a
-//! few hundred bytes, not whole blocks); the log body is written and
-//! fenced, then the commit record, fenced again: from then on recovery
-//! applies the whole transaction. The changed runs are then written home.
+//! Commit: the shadows are compared with the blocks as they were 8 bytes
+//! at a time, in the 64-byte lines each shadow marked as it changed
+//! ([`Tx::write_at`]; a node or the superblock marks all), and only the
+//! changed runs are logged (a typical operation logs a few hundred bytes,
+//! not whole blocks); the log body is written and fenced, then the commit
+//! record, fenced again: from then on recovery applies the whole
+//! transaction. The records just logged are then written home.
 //! Home writes are not fenced on their own: the next transaction's first
 //! fence covers them, and until the log wraps recovery would redo them
 //! anyway. Before the log wraps to its start, the journal header's tail is
@@ -97,7 +99,8 @@ pub(super) struct Tx<'a, M: Media> {
     /// Bit `l` of `lines[i]`: shadow `i` may differ from its original in
     /// 64-byte line `l` (a change made through [`Self::write_at`] marks
     /// its lines, one through [`Self::write`] all of them); the commit
-    /// diffs only those.
+    /// diffs only those. [`Self::seal_nodes`] narrows a resealed node's
+    /// mask to the lines that differ and line 0, its checksum's.
     lines: &'a mut [u64],
     /// Committed blocks (the ones not shadowed) are read through it.
     cache: BlockCache<'a>,
@@ -116,6 +119,9 @@ pub(super) struct Tx<'a, M: Media> {
     /// Shadows (by index) whose original passed the node checks since
     /// mount: its checksum is right, so the commit updates it for the
     /// lines that changed ([`btree::reseal`]) instead of checksumming 4 KiB.
+    /// Sound because every node content a commit caches or writes home is
+    /// sealed, and every free forgets its blocks from the checked table
+    /// (`apply_frees`): a block in the table holds the node that passed.
     trusted: u128,
     /// Shadows (by index) of blocks this transaction freed: the cache must
     /// not keep them (a block given back may be zeroed or written as file
@@ -196,28 +202,30 @@ impl ChunkMoves {
 /// computed again: each costs about a sixteenth of a whole checksum.
 const RESEAL_MAX_LINES: u32 = 16;
 
-/// Host builds check every resealed node against a whole checksum, where
-/// its original's checksum was right (a test may damage a node after it
-/// was checked; then both are wrong, differently).
+/// Host builds check every resealed node against a whole checksum, and
+/// that its original, trusted, carried a right one.
 #[cfg(test)]
 fn check_resealed(node: &[u8; BLOCK_SIZE], original: &[u8; BLOCK_SIZE]) {
     let mut resealed_original = *original;
     btree::seal(&mut resealed_original);
-    if resealed_original == *original {
-        let mut full = *node;
-        btree::seal(&mut full);
-        assert!(
-            full == *node,
-            "a resealed node's checksum differs from a full one"
-        );
-    }
+    assert!(
+        resealed_original == *original,
+        "a trusted node's original has a wrong checksum"
+    );
+    let mut full = *node;
+    btree::seal(&mut full);
+    assert!(
+        full == *node,
+        "a resealed node's checksum differs from a full one"
+    );
 }
 
 #[cfg(not(test))]
 fn check_resealed(_node: &[u8; BLOCK_SIZE], _original: &[u8; BLOCK_SIZE]) {}
 
-/// Bytes in a line of [`Tx::lines`].
+/// Bytes in a line of [`Tx::lines`]: the lines [`btree::reseal`] takes.
 const LINE_BYTES: usize = BLOCK_SIZE / 64;
+const _: () = assert!(LINE_BYTES == btree::RESEAL_LINE_BYTES);
 const ALL_LINES: u64 = u64::MAX;
 
 /// The lines of bytes `start..end` of a block (`start < end <= BLOCK_SIZE`).
@@ -403,6 +411,7 @@ impl<'a, M: Media> Tx<'a, M> {
                 *lines = changed | 1;
             } else {
                 btree::seal(shadow);
+                *lines |= 1;
             }
         }
         self.unsealed = 0;

@@ -73,8 +73,8 @@ fn release<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
 impl<M: Media, S: Scratch> Volume<M, S> {
     /// Frees `ino`'s blocks if it has no links left (called when the last
     /// user is gone) and queues the inode itself for [`Self::free_evicted`];
-    /// nothing otherwise. `true` if file blocks were freed (compaction may
-    /// find chunks worth emptying).
+    /// nothing otherwise. `true` if blocks were freed, the file's or a
+    /// batch's (compaction may find chunks worth emptying).
     pub fn evict(&mut self, ino: u64) -> Result<bool, Error> {
         // Its reservations ended at close; a number used again must not
         // find any, nor regions waiting to be placed whole.
@@ -87,7 +87,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if is_dir(&inode) && inode.size != 0 {
             return Err(Error::Corrupt(inode.map_root, Damage::Record));
         }
-        let freed_blocks = !is_dir(&inode) && inode.map_root != 0;
+        let mut freed_blocks = !is_dir(&inode) && inode.map_root != 0;
         if freed_blocks {
             self.trim(ino, 0, true)?;
         }
@@ -101,7 +101,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Ok(freed_blocks);
         }
         if self.evicted.count == EVICT_BATCH {
+            // Inode chunks may empty, and nodes go.
             self.free_evicted()?;
+            freed_blocks = true;
         }
         if let Some(slot) = self.evicted.inos.get_mut(self.evicted.count) {
             *slot = ino;
