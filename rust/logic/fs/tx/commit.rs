@@ -187,6 +187,41 @@ impl Iterator for ChangedRuns {
     }
 }
 
+/// Takes each changed run: `(block, offset, bytes)`.
+type RunVisitor<'v> = dyn FnMut(u64, usize, &[u8]) -> Result<(), Error> + 'v;
+
+/// A transaction's shadows, as its commit reads them.
+struct Shadows<'s> {
+    used: usize,
+    tags: &'s [u64],
+    shadows: &'s [[u8; BLOCK_SIZE]],
+    originals: &'s [[u8; BLOCK_SIZE]],
+    lines: &'s [u64],
+    unknown: u128,
+}
+
+impl Shadows<'_> {
+    /// Calls `visit(block, offset, bytes)` for each changed run of each
+    /// shadow, in order; stops at its first error.
+    fn each_change(&self, visit: &mut RunVisitor<'_>) -> Result<(), Error> {
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow), Some(home), Some(&lines)) = (
+                self.tags.get(i),
+                self.shadows.get(i),
+                self.originals.get(i),
+                self.lines.get(i),
+            ) else {
+                break;
+            };
+            for run in runs(self.unknown, i, lines, home, shadow) {
+                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
+                visit(block, run.start, data)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<'a, M: Media> Tx<'a, M> {
     fn effects(&self) -> Effects {
         Effects {
@@ -235,23 +270,21 @@ impl<'a, M: Media> Tx<'a, M> {
         let mut writer =
             TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
         let mut changes = 0usize;
-        for i in 0..self.used {
-            let (Some(&block), Some(shadow), Some(home), Some(&lines)) = (
-                self.tags.get(i),
-                self.shadows.get(i),
-                self.originals.get(i),
-                self.lines.get(i),
-            ) else {
-                break;
-            };
-            for run in runs(self.unknown, i, lines, home, shadow) {
-                let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
-                writer
-                    .record(block, run.start, data)
-                    .map_err(|_| Error::NoSpace)?;
-                changes += 1;
-            }
-        }
+        let shadows = Shadows {
+            used: self.used,
+            tags: self.tags,
+            shadows: self.shadows,
+            originals: self.originals,
+            lines: self.lines,
+            unknown: self.unknown,
+        };
+        shadows.each_change(&mut |block, offset, data| {
+            writer
+                .record(block, offset, data)
+                .map_err(|_| Error::NoSpace)?;
+            changes += 1;
+            Ok(())
+        })?;
         if changes == 0 && !self.wrote_direct {
             return Ok((sb, self.effects()));
         }
@@ -310,21 +343,10 @@ impl<'a, M: Media> Tx<'a, M> {
             #[cfg(test)]
             panic!("the log body just written does not walk");
             #[allow(unreachable_code)]
-            for i in 0..self.used {
-                let (Some(&block), Some(shadow), Some(home), Some(&lines)) = (
-                    self.tags.get(i),
-                    self.shadows.get(i),
-                    self.originals.get(i),
-                    self.lines.get(i),
-                ) else {
-                    break;
-                };
-                for run in runs(self.unknown, i, lines, home, shadow) {
-                    if let Some(data) = shadow.get(run.clone()) {
-                        write_home(block, run.start, data);
-                    }
-                }
-            }
+            shadows.each_change(&mut |block, offset, data| {
+                write_home(block, offset, data);
+                Ok(())
+            })?;
         }
         for i in 0..self.used {
             let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
