@@ -403,8 +403,14 @@ impl<'a, M: Media> Tx<'a, M> {
             ) else {
                 continue;
             };
-            let changed = commit::differing_lines(original, shadow, *lines);
-            if self.trusted & 1 << index != 0 && changed.count_ones() <= RESEAL_MAX_LINES {
+            // A node made in this transaction is checksummed whole: no need
+            // to look for what changed.
+            let changed = if self.trusted & 1 << index != 0 {
+                commit::differing_lines(original, shadow, *lines)
+            } else {
+                ALL_LINES
+            };
+            if changed.count_ones() <= RESEAL_MAX_LINES {
                 btree::reseal(shadow, original, changed);
                 check_resealed(shadow, original);
                 // The checksum is in line 0.
