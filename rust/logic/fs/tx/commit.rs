@@ -238,7 +238,9 @@ impl<'a, M: Media> Tx<'a, M> {
         journal: &mut JournalState,
     ) -> Result<(Superblock, Effects), Error> {
         let committed = self.write_out(journal);
-        if committed.is_err() {
+        if committed.is_ok() {
+            self.settle_records(true);
+        } else {
             self.forget_shadowed();
         }
         committed

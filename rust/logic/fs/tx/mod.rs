@@ -31,7 +31,9 @@ mod space;
 mod stores;
 
 use super::{
-    cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+    cache::{BlockCache, InodeCache},
+    checked::CheckedNodes,
+    Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
@@ -104,6 +106,9 @@ pub(super) struct Tx<'a, M: Media> {
     lines: &'a mut [u64],
     /// Committed blocks (the ones not shadowed) are read through it.
     cache: BlockCache<'a>,
+    /// Committed inode records; kept exact by each transaction's end
+    /// ([`InodeCache::settle`]).
+    records: InodeCache<'a>,
     log: &'a mut [u8],
     spare: &'a mut [u8; BLOCK_SIZE],
     /// Frees (two words each) then reverse-map changes (six each).
@@ -262,6 +267,10 @@ impl<M: Media> Nodes for Tx<'_, M> {
 
 impl<'a, M: Media> Tx<'a, M> {
     pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
+        let records = InodeCache::new(parts.lookups);
+        // A transaction dropped without an end (a read-only one) staged
+        // nothing; whatever is staged is no one's.
+        records.settle(&[], false);
         Self {
             media,
             layout: sb.layout,
@@ -270,6 +279,7 @@ impl<'a, M: Media> Tx<'a, M> {
             tags: parts.tags,
             lines: parts.lines,
             cache: BlockCache::new(parts.cache),
+            records,
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
@@ -385,6 +395,15 @@ impl<'a, M: Media> Tx<'a, M> {
         for &block in self.tags.iter().take(self.used) {
             self.cache.forget_block(block);
         }
+        self.settle_records(false);
+    }
+
+    /// Ends this transaction for the inode-record cache: forgets the
+    /// records of the blocks it shadowed, keeps the ones it wrote if it
+    /// `committed`.
+    pub(super) fn settle_records(&self, committed: bool) {
+        self.records
+            .settle(self.tags.get(..self.used).unwrap_or(&[]), committed);
     }
 
     /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]):
@@ -510,6 +529,21 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// The record of inode `ino`.
     pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
+        // A record whose block this transaction did not change is the
+        // committed one, which the cache may hold; its slot is in use
+        // (a slot given back has its record blanked, in its block).
+        let location = inode_location(&self.layout, ino)?;
+        if self.slot(location.block).is_none() {
+            if let Some(inode) = self.records.get(ino) {
+                #[cfg(test)]
+                assert_eq!(self.inode_uncached(ino), Ok(inode), "stale record of {ino}");
+                return Ok(inode);
+            }
+        }
+        self.inode_uncached(ino)
+    }
+
+    fn inode_uncached(&self, ino: u64) -> Result<Inode, Error> {
         if !slot_in_use(self, &self.sb, ino)? {
             return Err(Error::NotFound);
         }
@@ -530,6 +564,7 @@ impl<'a, M: Media> Tx<'a, M> {
         inode.encode(ino, &mut record);
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .copy_from_slice(&record);
+        self.records.stage(ino, inode);
         Ok(())
     }
 
@@ -538,6 +573,7 @@ impl<'a, M: Media> Tx<'a, M> {
         let location = inode_location(&self.layout, ino)?;
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .fill(0);
+        self.records.unstage(ino);
         Ok(())
     }
 }

@@ -104,10 +104,12 @@ fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
     Ok(extent.start)
 }
 
-/// Gives inode `ino`'s slot back; an emptied chunk (other than the root's)
-/// is freed.
+/// Gives inode `ino`'s slot back, its record blanked (a free slot is
+/// blank, and a changed record block is what drops a cached record); an
+/// emptied chunk (other than the root's) is freed.
 pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
     let location = inode::location(ino).ok_or(Error::NotFound)?;
+    tx.clear_inode(ino)?;
     let chunk = location.chunk;
     let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
     let mut value = [0u8; 16];
@@ -156,14 +158,20 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
         self.check_live()?;
         if let Some(inode) = self.inodes().get(ino) {
+            #[cfg(test)]
+            assert_eq!(self.inode_uncached(ino), Ok(inode), "stale record of {ino}");
             return Ok(inode);
         }
+        let inode = self.inode_uncached(ino)?;
+        self.inodes().put(ino, &inode);
+        Ok(inode)
+    }
+
+    fn inode_uncached(&self, ino: u64) -> Result<Inode, Error> {
         if !slot_in_use(&self.committed(), &self.sb, ino)? {
             return Err(Error::NotFound);
         }
-        let inode = self.committed().inode(ino)?;
-        self.inodes().put(ino, &inode);
-        Ok(inode)
+        self.committed().inode(ino)
     }
 
     /// Applies `change` (a size change truncates or extends).
