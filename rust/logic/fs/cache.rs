@@ -21,10 +21,7 @@
 use core::cell::RefCell;
 
 use super::{Damage, Error, MapKind, Mapping, Media, MediaFault};
-use crate::logic::format::{
-    inode::{self, Inode},
-    BLOCK_SIZE, CHUNK_BLOCKS,
-};
+use crate::logic::format::{inode::Inode, BLOCK_SIZE, CHUNK_BLOCKS};
 
 /// Slots a mount's cache has (4 MiB of blocks).
 pub const CACHE_SLOTS: usize = 1024;
@@ -203,11 +200,11 @@ pub trait LookupSlots {
 /// directory's): an inode-chunk tree walk, a copy, a checksum and a decode
 /// that this does once per inode while its record does not change.
 ///
-/// A record changes only in a transaction, and only by a write to the
-/// block that holds it. So a transaction's end keeps the cache exact
-/// ([`Self::settle`]): it forgets the records held in any block the
-/// transaction changed, and, if it committed, keeps the records it wrote
-/// (staged as it wrote them, [`Self::stage`]). A freed inode slot has its
+/// A record changes only in a transaction, and only by a write to its
+/// bytes, which the transaction marks (its shadows' line masks). So a
+/// transaction's end keeps the cache exact ([`Self::settle`]): it forgets
+/// the records whose bytes it may have written, and, if it committed,
+/// keeps the records it wrote (staged as it wrote them, [`Self::stage`]). A freed inode slot has its
 /// record blanked in the same transaction (`free_inode_slot`), so a
 /// cached record is also one whose slot is in use. A hit is then exactly
 /// what the lookup would find (host builds check every hit). Direct-mapped
@@ -282,18 +279,16 @@ impl<'a> InodeCache<'a> {
         }
     }
 
-    /// The end of a transaction that changed `changed` (the blocks it
-    /// shadowed): forgets every record held in one of them, then, if it
-    /// `committed`, keeps the records it staged. Empties the staged slots.
-    pub(super) fn settle(&self, changed: &[u64], committed: bool) {
+    /// The end of a transaction: forgets every record for which
+    /// `written(ino)` (the transaction may have written its bytes), then,
+    /// if it `committed`, keeps the records it staged. Empties the staged
+    /// slots.
+    pub(super) fn settle(&self, written: &dyn Fn(u64) -> bool, committed: bool) {
         let Ok(mut store) = self.slots.try_borrow_mut() else {
             return;
         };
         for slot in store.inodes() {
-            let held_in_changed = slot.as_ref().is_some_and(|(ino, _)| {
-                !inode::location(*ino).is_some_and(|at| !changed.contains(&at.block))
-            });
-            if held_in_changed {
+            if slot.as_ref().is_some_and(|(ino, _)| written(*ino)) {
                 *slot = None;
             }
         }
@@ -389,6 +384,7 @@ impl<'a> MappingCache<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::format::inode;
     use std::{vec, vec::Vec};
 
     struct Slots {
@@ -448,17 +444,24 @@ mod tests {
         (a, b, far)
     }
 
+    /// Whether an inode's record is in the same block as `ino`'s (a
+    /// transaction that wrote that whole block).
+    fn in_block_of(ino: u64) -> impl Fn(u64) -> bool {
+        let block = |ino| inode::location(ino).map(|at| at.block);
+        move |other| block(other) == block(ino)
+    }
+
     #[test]
-    fn a_transaction_forgets_the_records_of_the_blocks_it_changed() {
+    fn a_transaction_forgets_the_records_it_may_have_written() {
         let memory = slots();
         let cache = InodeCache::new(&memory);
         let (a, b, far) = inos();
         for ino in [a, b, far] {
             cache.put(ino, &record(ino));
         }
-        let changed = [inode::location(a).unwrap().block];
-        // Failed or committed: a record in a changed block may have
-        // changed; one elsewhere did not.
+        let changed = in_block_of(a);
+        // Failed or committed: a record it may have written is forgotten;
+        // any other is kept.
         for committed in [false, true] {
             cache.settle(&changed, committed);
             assert_eq!(cache.get(a), None);
@@ -474,7 +477,7 @@ mod tests {
         let memory = slots();
         let cache = InodeCache::new(&memory);
         let (a, b, _) = inos();
-        let changed = [inode::location(a).unwrap().block];
+        let changed = in_block_of(a);
         cache.put(a, &record(1));
         cache.put(b, &record(1));
 
@@ -492,7 +495,7 @@ mod tests {
 
         // Staged slots are emptied by every end: nothing carries over.
         cache.stage(b, &record(6));
-        cache.settle(&[], false);
+        cache.settle(&|_| false, false);
         cache.settle(&changed, true);
         assert_eq!((cache.get(a), cache.get(b)), (None, None));
     }
@@ -504,7 +507,7 @@ mod tests {
         let inos: Vec<u64> = (0..STAGED_RECORD_SLOTS as u64 + 2)
             .map(|slot| inode::ino(512, slot).unwrap())
             .collect();
-        let changed = [inode::location(inos[0]).unwrap().block];
+        let changed = in_block_of(inos[0]);
         for &ino in &inos {
             cache.put(ino, &record(1));
             cache.stage(ino, &record(2));

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
-    inode::{Inode, INODE_BYTES},
+    inode::{self, Inode, INODE_BYTES},
     layout::Layout,
     space::{ChunkCounts, SpaceError},
     superblock::Superblock,
@@ -270,7 +270,7 @@ impl<'a, M: Media> Tx<'a, M> {
         let records = InodeCache::new(parts.lookups);
         // A transaction dropped without an end (a read-only one) staged
         // nothing; whatever is staged is no one's.
-        records.settle(&[], false);
+        records.settle(&|_| false, false);
         Self {
             media,
             layout: sb.layout,
@@ -399,11 +399,29 @@ impl<'a, M: Media> Tx<'a, M> {
     }
 
     /// Ends this transaction for the inode-record cache: forgets the
-    /// records of the blocks it shadowed, keeps the ones it wrote if it
+    /// records it may have written, keeps the ones it wrote if it
     /// `committed`.
     pub(super) fn settle_records(&self, committed: bool) {
-        self.records
-            .settle(self.tags.get(..self.used).unwrap_or(&[]), committed);
+        let written = |ino| {
+            inode::location(ino).map_or(true, |at| self.may_have_written(at.block, at.offset))
+        };
+        self.records.settle(&written, committed);
+    }
+
+    /// Whether this transaction may have written the record at byte
+    /// `offset` of block `block`: its shadow's lines for it are marked
+    /// (every write marks the lines it covers).
+    fn may_have_written(&self, block: u64, offset: usize) -> bool {
+        let Some(i) = self.slot(block) else {
+            return false;
+        };
+        let end = offset.saturating_add(INODE_BYTES).min(BLOCK_SIZE);
+        self.unknown & 1 << i != 0
+            || offset >= end
+            || self
+                .lines
+                .get(i)
+                .map_or(true, |&lines| lines & line_mask(offset, end) != 0)
     }
 
     /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]):
@@ -529,11 +547,11 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// The record of inode `ino`.
     pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
-        // A record whose block this transaction did not change is the
-        // committed one, which the cache may hold; its slot is in use
-        // (a slot given back has its record blanked, in its block).
+        // A record this transaction did not write is the committed one,
+        // which the cache may hold; its slot is in use (a slot given back
+        // has its record blanked).
         let location = inode_location(&self.layout, ino)?;
-        if self.slot(location.block).is_none() {
+        if !self.may_have_written(location.block, location.offset) {
             if let Some(inode) = self.records.get(ino) {
                 #[cfg(test)]
                 assert_eq!(self.inode_uncached(ino), Ok(inode), "stale record of {ino}");
