@@ -204,9 +204,10 @@ pub trait LookupSlots {
 /// bytes, which the transaction marks (its shadows' line masks). So a
 /// transaction's end keeps the cache exact ([`Self::settle`]): it forgets
 /// the records whose bytes it may have written, and, if it committed,
-/// keeps the records it wrote (staged as it wrote them, [`Self::stage`]). A freed inode slot has its
-/// record blanked in the same transaction (`free_inode_slot`), so a
-/// cached record is also one whose slot is in use. A hit is then exactly
+/// keeps the records it wrote (staged as it wrote them, [`Self::stage`]).
+/// A freed inode slot has its record blanked in the same transaction
+/// (`free_inode_slot`), so a cached record is also one whose slot is in
+/// use. A hit is then exactly
 /// what the lookup would find (host builds check every hit). Direct-mapped
 /// by inode number: a collision only costs a lookup. Its slots (8 KiB)
 /// live in the volume's scratch memory, not in the volume (which is moved
@@ -270,6 +271,10 @@ impl<'a> InodeCache<'a> {
 
     /// Notes that the transaction in progress cleared inode `ino`'s record.
     pub(super) fn unstage(&self, ino: u64) {
+        // No borrow of the slots outlives a call: these cannot fail (and
+        // a failed one here or in `settle` would keep a stale record).
+        #[cfg(test)]
+        assert!(self.slots.try_borrow_mut().is_ok());
         if let Ok(mut store) = self.slots.try_borrow_mut() {
             for slot in store.staged() {
                 if matches!(slot, Some((i, _)) if *i == ino) {
@@ -285,6 +290,9 @@ impl<'a> InodeCache<'a> {
     /// slots.
     pub(super) fn settle(&self, written: &dyn Fn(u64) -> bool, committed: bool) {
         let Ok(mut store) = self.slots.try_borrow_mut() else {
+            #[cfg(test)]
+            panic!("the lookup slots are borrowed at a transaction's end");
+            #[allow(unreachable_code)]
             return;
         };
         for slot in store.inodes() {

@@ -582,6 +582,13 @@ impl<'a, M: Media> Tx<'a, M> {
         inode.encode(ino, &mut record);
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .copy_from_slice(&record);
+        // What is staged is served as a decoded record: it must be one.
+        #[cfg(test)]
+        assert_eq!(
+            Inode::decode(ino, &record),
+            Ok(Some(*inode)),
+            "record of {ino}"
+        );
         self.records.stage(ino, inode);
         Ok(())
     }
