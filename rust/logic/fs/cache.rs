@@ -393,32 +393,11 @@ impl<'a> MappingCache<'a> {
 mod tests {
     use super::*;
     use crate::logic::format::inode;
-    use std::{vec, vec::Vec};
+    use std::vec::Vec;
 
-    struct Slots {
-        inodes: Vec<InodeSlot>,
-        staged: Vec<InodeSlot>,
-        mappings: Vec<MappingSlot>,
-    }
-
-    impl LookupSlots for Slots {
-        fn inodes(&mut self) -> &mut [InodeSlot] {
-            &mut self.inodes
-        }
-        fn staged(&mut self) -> &mut [InodeSlot] {
-            &mut self.staged
-        }
-        fn mappings(&mut self) -> &mut [MappingSlot] {
-            &mut self.mappings
-        }
-    }
-
-    fn slots() -> RefCell<Slots> {
-        RefCell::new(Slots {
-            inodes: vec![None; INODE_CACHE_SLOTS],
-            staged: vec![None; STAGED_RECORD_SLOTS],
-            mappings: vec![None; MAPPING_CACHE_SLOTS],
-        })
+    /// A volume's lookup slots, as the host tests' volumes have them.
+    fn scratch() -> crate::HeapScratch {
+        crate::HeapScratch::new()
     }
 
     fn record(size: u64) -> Inode {
@@ -461,8 +440,8 @@ mod tests {
 
     #[test]
     fn a_transaction_forgets_the_records_it_may_have_written() {
-        let memory = slots();
-        let cache = InodeCache::new(&memory);
+        let memory = scratch();
+        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
         let (a, b, far) = inos();
         for ino in [a, b, far] {
             cache.put(ino, &record(ino));
@@ -482,8 +461,8 @@ mod tests {
 
     #[test]
     fn a_committed_transaction_keeps_the_records_it_wrote_and_a_failed_one_does_not() {
-        let memory = slots();
-        let cache = InodeCache::new(&memory);
+        let memory = scratch();
+        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
         let (a, b, _) = inos();
         let changed = in_block_of(a);
         cache.put(a, &record(1));
@@ -510,8 +489,8 @@ mod tests {
 
     #[test]
     fn records_beyond_the_staged_slots_are_forgotten_not_kept_stale() {
-        let memory = slots();
-        let cache = InodeCache::new(&memory);
+        let memory = scratch();
+        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
         let inos: Vec<u64> = (0..STAGED_RECORD_SLOTS as u64 + 2)
             .map(|slot| inode::ino(512, slot).unwrap())
             .collect();
