@@ -207,11 +207,10 @@ pub trait LookupSlots {
 /// keeps the records it wrote (staged as it wrote them, [`Self::stage`]).
 /// A freed inode slot has its record blanked in the same transaction
 /// (`free_inode_slot`), so a cached record is also one whose slot is in
-/// use. A hit is then exactly
-/// what the lookup would find (host builds check every hit). Direct-mapped
-/// by inode number: a collision only costs a lookup. Its slots (8 KiB)
-/// live in the volume's scratch memory, not in the volume (which is moved
-/// on the kernel's stack at mount).
+/// use. A hit is then exactly what the lookup would find (host builds
+/// check every hit). Direct-mapped by inode number: a collision only costs
+/// a lookup. Its slots (8 KiB) live in the volume's scratch memory, not in
+/// the volume (which is moved on the kernel's stack at mount).
 #[derive(Clone, Copy)]
 pub(super) struct InodeCache<'a> {
     slots: &'a RefCell<dyn LookupSlots + 'a>,
@@ -249,8 +248,8 @@ impl<'a> InodeCache<'a> {
     }
 
     /// Notes that the transaction in progress wrote `inode` as inode
-    /// `ino`'s record. With no slot left it is not staged: its block
-    /// changed, so [`Self::settle`] forgets it and the next lookup reads
+    /// `ino`'s record. With no slot left it is not staged: its lines are
+    /// marked, so [`Self::settle`] forgets it and the next lookup reads
     /// it.
     pub(super) fn stage(&self, ino: u64, inode: &Inode) {
         let Ok(mut store) = self.slots.try_borrow_mut() else {
@@ -271,15 +270,26 @@ impl<'a> InodeCache<'a> {
 
     /// Notes that the transaction in progress cleared inode `ino`'s record.
     pub(super) fn unstage(&self, ino: u64) {
-        // No borrow of the slots outlives a call: these cannot fail (and
-        // a failed one here or in `settle` would keep a stale record).
-        #[cfg(test)]
-        assert!(self.slots.try_borrow_mut().is_ok());
-        if let Ok(mut store) = self.slots.try_borrow_mut() {
-            for slot in store.staged() {
-                if matches!(slot, Some((i, _)) if *i == ino) {
-                    *slot = None;
-                }
+        self.unstage_matching(|i| i == ino);
+    }
+
+    /// Empties the staged slots (a transaction starts with none).
+    pub(super) fn unstage_all(&self) {
+        self.unstage_matching(|_| true);
+    }
+
+    fn unstage_matching(&self, matching: impl Fn(u64) -> bool) {
+        // No borrow of the slots outlives a call: this cannot fail (and a
+        // failed one here or in `settle` would keep a stale record).
+        let Ok(mut store) = self.slots.try_borrow_mut() else {
+            #[cfg(test)]
+            panic!("the lookup slots are borrowed while unstaging");
+            #[allow(unreachable_code)]
+            return;
+        };
+        for slot in store.staged() {
+            if slot.is_some_and(|(i, _)| matching(i)) {
+                *slot = None;
             }
         }
     }
@@ -485,6 +495,12 @@ mod tests {
         cache.settle(&|_| false, false);
         cache.settle(&changed, true);
         assert_eq!((cache.get(a), cache.get(b)), (None, None));
+
+        // A new transaction finds nothing staged.
+        cache.stage(b, &record(7));
+        cache.unstage_all();
+        cache.settle(&changed, true);
+        assert_eq!(cache.get(b), None);
     }
 
     #[test]

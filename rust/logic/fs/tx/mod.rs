@@ -268,9 +268,9 @@ impl<M: Media> Nodes for Tx<'_, M> {
 impl<'a, M: Media> Tx<'a, M> {
     pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
         let records = InodeCache::new(parts.lookups);
-        // A transaction dropped without an end (a read-only one) staged
-        // nothing; whatever is staged is no one's.
-        records.settle(&|_| false, false);
+        // Every end empties them; a transaction dropped without one (a
+        // read-only one) staged nothing. Whatever is left is no one's.
+        records.unstage_all();
         Self {
             media,
             layout: sb.layout,

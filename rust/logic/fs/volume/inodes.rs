@@ -105,7 +105,7 @@ fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
 }
 
 /// Gives inode `ino`'s slot back, its record blanked (a free slot is
-/// blank, and a changed record block is what drops a cached record); an
+/// blank, and a written record is what drops it from the cache); an
 /// emptied chunk (other than the root's) is freed.
 pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
     let location = inode::location(ino).ok_or(Error::NotFound)?;
