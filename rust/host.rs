@@ -37,16 +37,12 @@ pub struct HeapScratch {
 /// The lookup caches' memory on the heap.
 struct HeapLookups {
     inodes: alloc::vec::Vec<fs::InodeSlot>,
-    staged: alloc::vec::Vec<fs::InodeSlot>,
     mappings: alloc::vec::Vec<fs::MappingSlot>,
 }
 
 impl fs::LookupSlots for HeapLookups {
     fn inodes(&mut self) -> &mut [fs::InodeSlot] {
         &mut self.inodes
-    }
-    fn staged(&mut self) -> &mut [fs::InodeSlot] {
-        &mut self.staged
     }
     fn mappings(&mut self) -> &mut [fs::MappingSlot] {
         &mut self.mappings
@@ -86,7 +82,6 @@ impl HeapScratch {
             }),
             lookups: core::cell::RefCell::new(HeapLookups {
                 inodes: alloc::vec![None; fs::INODE_CACHE_SLOTS],
-                staged: alloc::vec![None; fs::STAGED_RECORD_SLOTS],
                 mappings: alloc::vec![None; fs::MAPPING_CACHE_SLOTS],
             }),
         }
@@ -111,7 +106,6 @@ impl fs::Scratch for HeapScratch {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
-            lookups: &self.lookups,
             reservations: &mut self.reservations,
         }
     }

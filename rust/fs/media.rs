@@ -13,8 +13,7 @@ use crate::{
         fs::{
             CacheSlots, InodeSlot, LookupSlots, MappingSlot, Media, MediaFault, Parts, Scratch,
             CACHE_SLOTS, CHECKED_NODE_SLOTS, DEFERRED_WORDS, INODE_CACHE_SLOTS,
-            MAPPING_CACHE_SLOTS, RESERVATION_WORDS, STAGED_RECORD_SLOTS, TX_LOG_BYTES,
-            TX_MAX_BLOCKS,
+            MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -101,16 +100,12 @@ impl CacheSlots for CacheMemory {
 /// The lookup caches' memory (inode records, mappings).
 struct LookupMemory {
     inodes: KVec<InodeSlot>,
-    staged: KVec<InodeSlot>,
     mappings: KVec<MappingSlot>,
 }
 
 impl LookupSlots for LookupMemory {
     fn inodes(&mut self) -> &mut [InodeSlot] {
         &mut self.inodes
-    }
-    fn staged(&mut self) -> &mut [InodeSlot] {
-        &mut self.staged
     }
     fn mappings(&mut self) -> &mut [MappingSlot] {
         &mut self.mappings
@@ -157,8 +152,6 @@ impl Buffers {
         let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
         let mut inodes = KVec::new();
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
-        let mut staged = KVec::new();
-        staged.extend_with(STAGED_RECORD_SLOTS, None, GFP_KERNEL)?;
         let mut mappings = KVec::new();
         mappings.extend_with(MAPPING_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
@@ -176,11 +169,7 @@ impl Buffers {
             spare,
             checked,
             cache: RefCell::new(CacheMemory { slots, tags }),
-            lookups: RefCell::new(LookupMemory {
-                inodes,
-                staged,
-                mappings,
-            }),
+            lookups: RefCell::new(LookupMemory { inodes, mappings }),
         })
     }
 }
@@ -197,7 +186,6 @@ impl Scratch for Buffers {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
-            lookups: &self.lookups,
             reservations: &mut self.reservations,
         }
     }

@@ -169,11 +169,6 @@ impl<'a> BlockCache<'a> {
 /// Inode records an [`InodeCache`] keeps.
 pub const INODE_CACHE_SLOTS: usize = 64;
 
-/// Records a transaction in progress may stage for its commit
-/// ([`InodeCache::stage`]): the most one operation writes (a rename's two
-/// directories and two files).
-pub const STAGED_RECORD_SLOTS: usize = 4;
-
 /// A slot of an [`InodeCache`]: inode number and record, if any.
 pub type InodeSlot = Option<(u64, Inode)>;
 
@@ -188,29 +183,20 @@ pub type MappingSlot = Option<(u64, Mapping)>;
 pub trait LookupSlots {
     /// [`INODE_CACHE_SLOTS`] inode slots.
     fn inodes(&mut self) -> &mut [InodeSlot];
-    /// [`STAGED_RECORD_SLOTS`] slots for the records the transaction in
-    /// progress wrote.
-    fn staged(&mut self) -> &mut [InodeSlot];
     /// [`MAPPING_CACHE_SLOTS`] mapping slots.
     fn mappings(&mut self) -> &mut [MappingSlot];
 }
 
-/// Decoded records of the committed state. Every read, write(2), page
-/// fault and namespace operation starts with records (the file's, the
-/// directory's): an inode-chunk tree walk, a copy, a checksum and a decode
-/// that this does once per inode while its record does not change.
+/// Decoded records of the committed state. Every read, write(2) and page
+/// fault starts with its inode's record: an inode-chunk tree walk, a copy,
+/// a checksum and a decode that this does once per inode and transaction.
 ///
-/// A record changes only in a transaction, and only by a write to its
-/// bytes, which the transaction marks (its shadows' line masks). So a
-/// transaction's end keeps the cache exact ([`Self::settle`]): it forgets
-/// the records whose bytes it may have written, and, if it committed,
-/// keeps the records it wrote (staged as it wrote them, [`Self::stage`]).
-/// A freed inode slot has its record blanked in the same transaction
-/// (`free_inode_slot`), so a cached record is also one whose slot is in
-/// use. A hit is then exactly what the lookup would find (host builds
-/// check every hit). Direct-mapped by inode number: a collision only costs
-/// a lookup. Its slots (8 KiB) live in the volume's scratch memory, not in
-/// the volume (which is moved on the kernel's stack at mount).
+/// Any transaction may change any record or free any inode, so the volume
+/// empties the cache around every transaction, committed or failed; a hit
+/// is then exactly what the lookup would find. Direct-mapped by inode
+/// number: a collision only costs a lookup. Its slots (8 KiB) live in the
+/// volume's scratch memory, not in the volume (which is moved on the
+/// kernel's stack at mount).
 #[derive(Clone, Copy)]
 pub(super) struct InodeCache<'a> {
     slots: &'a RefCell<dyn LookupSlots + 'a>,
@@ -247,82 +233,12 @@ impl<'a> InodeCache<'a> {
         }
     }
 
-    /// Notes that the transaction in progress wrote `inode` as inode
-    /// `ino`'s record. With no slot left it is not staged: its lines are
-    /// marked, so [`Self::settle`] forgets it and the next lookup reads
-    /// it.
-    pub(super) fn stage(&self, ino: u64, inode: &Inode) {
-        let Ok(mut store) = self.slots.try_borrow_mut() else {
-            return;
-        };
-        let staged = store.staged();
-        let slot = match staged
-            .iter()
-            .position(|s| matches!(s, Some((i, _)) if *i == ino))
-        {
-            Some(same) => staged.get_mut(same),
-            None => staged.iter_mut().find(|s| s.is_none()),
-        };
-        if let Some(slot) = slot {
-            *slot = Some((ino, *inode));
-        }
-    }
-
-    /// Notes that the transaction in progress cleared inode `ino`'s record.
-    pub(super) fn unstage(&self, ino: u64) {
-        self.unstage_matching(|i| i == ino);
-    }
-
-    /// Empties the staged slots (a transaction starts with none).
-    pub(super) fn unstage_all(&self) {
-        self.unstage_matching(|_| true);
-    }
-
-    fn unstage_matching(&self, matching: impl Fn(u64) -> bool) {
-        // No borrow of the slots outlives a call: this cannot fail (and a
-        // failed one here or in `settle` would keep a stale record).
-        let Ok(mut store) = self.slots.try_borrow_mut() else {
-            #[cfg(test)]
-            panic!("the lookup slots are borrowed while unstaging");
-            #[allow(unreachable_code)]
-            return;
-        };
-        for slot in store.staged() {
-            if slot.is_some_and(|(i, _)| matching(i)) {
-                *slot = None;
-            }
-        }
-    }
-
-    /// The end of a transaction: forgets every record for which
-    /// `written(ino)` (the transaction may have written its bytes), then,
-    /// if it `committed`, keeps the records it staged. Empties the staged
-    /// slots.
-    pub(super) fn settle(&self, written: &dyn Fn(u64) -> bool, committed: bool) {
-        let Ok(mut store) = self.slots.try_borrow_mut() else {
-            #[cfg(test)]
-            panic!("the lookup slots are borrowed at a transaction's end");
-            #[allow(unreachable_code)]
-            return;
-        };
-        for slot in store.inodes() {
-            if slot.as_ref().is_some_and(|(ino, _)| written(*ino)) {
-                *slot = None;
-            }
-        }
-        let mut staged = [None; STAGED_RECORD_SLOTS];
-        for (kept, slot) in staged.iter_mut().zip(store.staged()) {
-            *kept = slot.take();
-        }
-        if !committed {
-            return;
-        }
-        let slots = store.inodes();
-        let count = slots.len();
-        for (ino, inode) in staged.into_iter().flatten() {
-            if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
-                *slot = Some((ino, inode));
-            }
+    /// Forgets every record, and every mapping (they were looked up
+    /// through records).
+    pub(super) fn clear(&self) {
+        if let Ok(mut store) = self.slots.try_borrow_mut() {
+            store.inodes().fill(None);
+            store.mappings().fill(None);
         }
     }
 }
@@ -330,7 +246,7 @@ impl<'a> InodeCache<'a> {
 /// Runs of files' blocks as the committed state maps them
 /// (`Volume::map_read`): a write(2) or a fault on allocated blocks looked
 /// them up in the extent and refcount trees each time (twice for a
-/// write). Emptied at the start of every transaction; a run is
+/// write). Like [`InodeCache`], emptied around every transaction; a run is
 /// cached as the lookup found it (one kind, one sharing state, contiguous
 /// on the device, to the end of its 2 MiB region at most), and a query is
 /// answered only if it lies inside a cached run, so the answer is the
@@ -378,14 +294,6 @@ impl<'a> MappingCache<'a> {
         })
     }
 
-    /// Forgets every run: a transaction may change any file's map, or
-    /// share its blocks.
-    pub(super) fn clear(&self) {
-        if let Ok(mut store) = self.slots.try_borrow_mut() {
-            store.mappings().fill(None);
-        }
-    }
-
     /// Keeps `run` (as the committed state maps it) for inode `ino`.
     pub(super) fn put(&self, ino: u64, run: &Mapping) {
         if let Ok(mut store) = self.slots.try_borrow_mut() {
@@ -395,130 +303,6 @@ impl<'a> MappingCache<'a> {
             if let Some(slot) = slot {
                 *slot = Some((ino, *run));
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::logic::format::inode;
-    use std::vec::Vec;
-
-    /// A volume's lookup slots, as the host tests' volumes have them.
-    fn scratch() -> crate::HeapScratch {
-        crate::HeapScratch::new()
-    }
-
-    fn record(size: u64) -> Inode {
-        let time = inode::Timestamp { sec: 1, nsec: 0 };
-        Inode {
-            mode: 0o100_644,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            size,
-            blocks: 0,
-            atime: time,
-            mtime: time,
-            ctime: time,
-            btime: time,
-            generation: 0,
-            rdev: 0,
-            map_root: 0,
-            parent: 0,
-        }
-    }
-
-    /// Inode numbers of the first two slots of the chunk at block 512 (one
-    /// record block) and of the first slot of its next record block.
-    fn inos() -> (u64, u64, u64) {
-        let ino = |slot| inode::ino(512, slot).unwrap();
-        let (a, b, far) = (ino(0), ino(1), ino(inode::INODES_PER_BLOCK));
-        let block = |ino| inode::location(ino).unwrap().block;
-        assert_eq!(block(a), block(b));
-        assert_ne!(block(a), block(far));
-        (a, b, far)
-    }
-
-    /// Whether an inode's record is in the same block as `ino`'s (a
-    /// transaction that wrote that whole block).
-    fn in_block_of(ino: u64) -> impl Fn(u64) -> bool {
-        let block = |ino| inode::location(ino).map(|at| at.block);
-        move |other| block(other) == block(ino)
-    }
-
-    #[test]
-    fn a_transaction_forgets_the_records_it_may_have_written() {
-        let memory = scratch();
-        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
-        let (a, b, far) = inos();
-        for ino in [a, b, far] {
-            cache.put(ino, &record(ino));
-        }
-        let changed = in_block_of(a);
-        // Failed or committed: a record it may have written is forgotten;
-        // any other is kept.
-        for committed in [false, true] {
-            cache.settle(&changed, committed);
-            assert_eq!(cache.get(a), None);
-            assert_eq!(cache.get(b), None);
-            assert_eq!(cache.get(far), Some(record(far)));
-            cache.put(a, &record(a));
-            cache.put(b, &record(b));
-        }
-    }
-
-    #[test]
-    fn a_committed_transaction_keeps_the_records_it_wrote_and_a_failed_one_does_not() {
-        let memory = scratch();
-        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
-        let (a, b, _) = inos();
-        let changed = in_block_of(a);
-        cache.put(a, &record(1));
-        cache.put(b, &record(1));
-
-        cache.stage(a, &record(2));
-        cache.stage(a, &record(3));
-        cache.settle(&changed, false);
-        assert_eq!((cache.get(a), cache.get(b)), (None, None));
-
-        cache.stage(a, &record(4));
-        cache.stage(b, &record(5));
-        // Cleared later in the same transaction: a free slot is not cached.
-        cache.unstage(b);
-        cache.settle(&changed, true);
-        assert_eq!((cache.get(a), cache.get(b)), (Some(record(4)), None));
-
-        // Staged slots are emptied by every end: nothing carries over.
-        cache.stage(b, &record(6));
-        cache.settle(&|_| false, false);
-        cache.settle(&changed, true);
-        assert_eq!((cache.get(a), cache.get(b)), (None, None));
-
-        // A new transaction finds nothing staged.
-        cache.stage(b, &record(7));
-        cache.unstage_all();
-        cache.settle(&changed, true);
-        assert_eq!(cache.get(b), None);
-    }
-
-    #[test]
-    fn records_beyond_the_staged_slots_are_forgotten_not_kept_stale() {
-        let memory = scratch();
-        let cache = InodeCache::new(crate::logic::fs::Scratch::lookup_slots(&memory));
-        let inos: Vec<u64> = (0..STAGED_RECORD_SLOTS as u64 + 2)
-            .map(|slot| inode::ino(512, slot).unwrap())
-            .collect();
-        let changed = in_block_of(inos[0]);
-        for &ino in &inos {
-            cache.put(ino, &record(1));
-            cache.stage(ino, &record(2));
-        }
-        cache.settle(&changed, true);
-        for (i, &ino) in inos.iter().enumerate() {
-            let kept = (i < STAGED_RECORD_SLOTS).then(|| record(2));
-            assert_eq!(cache.get(ino), kept, "inode {ino}");
         }
     }
 }

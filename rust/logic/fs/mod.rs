@@ -15,7 +15,7 @@
 
 pub use cache::{
     CacheSlots, InodeSlot, LookupSlots, MappingSlot, CACHE_SLOTS, INODE_CACHE_SLOTS,
-    MAPPING_CACHE_SLOTS, STAGED_RECORD_SLOTS,
+    MAPPING_CACHE_SLOTS,
 };
 pub use checked::CHECKED_NODE_SLOTS;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
@@ -106,9 +106,6 @@ pub struct Parts<'a> {
     /// The metadata cache ([`CACHE_SLOTS`] slots, empty at mount; shared
     /// by every transaction and lookup).
     pub cache: &'a RefCell<dyn CacheSlots + 'a>,
-    /// The inode records and mappings cached (the slots of
-    /// [`Scratch::lookup_slots`]): a transaction keeps the records exact.
-    pub lookups: &'a RefCell<dyn LookupSlots + 'a>,
     /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
     /// files' regions (here rather than in the volume, which a mount
     /// moves on the kernel stack).

@@ -238,9 +238,7 @@ impl<'a, M: Media> Tx<'a, M> {
         journal: &mut JournalState,
     ) -> Result<(Superblock, Effects), Error> {
         let committed = self.write_out(journal);
-        if committed.is_ok() {
-            self.settle_records(true);
-        } else {
+        if committed.is_err() {
             self.forget_shadowed();
         }
         committed

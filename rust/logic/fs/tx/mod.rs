@@ -31,13 +31,11 @@ mod space;
 mod stores;
 
 use super::{
-    cache::{BlockCache, InodeCache},
-    checked::CheckedNodes,
-    Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+    cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
-    inode::{self, Inode, INODE_BYTES},
+    inode::{Inode, INODE_BYTES},
     layout::Layout,
     space::{ChunkCounts, SpaceError},
     superblock::Superblock,
@@ -106,9 +104,6 @@ pub(super) struct Tx<'a, M: Media> {
     lines: &'a mut [u64],
     /// Committed blocks (the ones not shadowed) are read through it.
     cache: BlockCache<'a>,
-    /// Committed inode records; kept exact by each transaction's end
-    /// ([`InodeCache::settle`]).
-    records: InodeCache<'a>,
     log: &'a mut [u8],
     spare: &'a mut [u8; BLOCK_SIZE],
     /// Frees (two words each) then reverse-map changes (six each).
@@ -267,10 +262,6 @@ impl<M: Media> Nodes for Tx<'_, M> {
 
 impl<'a, M: Media> Tx<'a, M> {
     pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
-        let records = InodeCache::new(parts.lookups);
-        // Every end empties them; a transaction dropped without one (a
-        // read-only one) staged nothing. Whatever is left is no one's.
-        records.unstage_all();
         Self {
             media,
             layout: sb.layout,
@@ -279,7 +270,6 @@ impl<'a, M: Media> Tx<'a, M> {
             tags: parts.tags,
             lines: parts.lines,
             cache: BlockCache::new(parts.cache),
-            records,
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
@@ -395,33 +385,6 @@ impl<'a, M: Media> Tx<'a, M> {
         for &block in self.tags.iter().take(self.used) {
             self.cache.forget_block(block);
         }
-        self.settle_records(false);
-    }
-
-    /// Ends this transaction for the inode-record cache: forgets the
-    /// records it may have written, keeps the ones it wrote if it
-    /// `committed`.
-    pub(super) fn settle_records(&self, committed: bool) {
-        let written = |ino| {
-            inode::location(ino).map_or(true, |at| self.may_have_written(at.block, at.offset))
-        };
-        self.records.settle(&written, committed);
-    }
-
-    /// Whether this transaction may have written the record at byte
-    /// `offset` of block `block`: its shadow's lines for it are marked
-    /// (every write marks the lines it covers).
-    fn may_have_written(&self, block: u64, offset: usize) -> bool {
-        let Some(i) = self.slot(block) else {
-            return false;
-        };
-        let end = offset.saturating_add(INODE_BYTES).min(BLOCK_SIZE);
-        self.unknown & 1 << i != 0
-            || offset >= end
-            || self
-                .lines
-                .get(i)
-                .map_or(true, |&lines| lines & line_mask(offset, end) != 0)
     }
 
     /// Writes the checksums of the nodes changed ([`Self::seal_at_commit`]):
@@ -547,21 +510,6 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// The record of inode `ino`.
     pub(super) fn inode(&self, ino: u64) -> Result<Inode, Error> {
-        // A record this transaction did not write is the committed one,
-        // which the cache may hold; its slot is in use (a slot given back
-        // has its record blanked).
-        let location = inode_location(&self.layout, ino)?;
-        if !self.may_have_written(location.block, location.offset) {
-            if let Some(inode) = self.records.get(ino) {
-                #[cfg(test)]
-                assert_eq!(self.inode_uncached(ino), Ok(inode), "stale record of {ino}");
-                return Ok(inode);
-            }
-        }
-        self.inode_uncached(ino)
-    }
-
-    fn inode_uncached(&self, ino: u64) -> Result<Inode, Error> {
         if !slot_in_use(self, &self.sb, ino)? {
             return Err(Error::NotFound);
         }
@@ -582,14 +530,6 @@ impl<'a, M: Media> Tx<'a, M> {
         inode.encode(ino, &mut record);
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .copy_from_slice(&record);
-        // What is staged is served as a decoded record: it must be one.
-        #[cfg(test)]
-        assert_eq!(
-            Inode::decode(ino, &record),
-            Ok(Some(*inode)),
-            "record of {ino}"
-        );
-        self.records.stage(ino, inode);
         Ok(())
     }
 
@@ -598,7 +538,6 @@ impl<'a, M: Media> Tx<'a, M> {
         let location = inode_location(&self.layout, ino)?;
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .fill(0);
-        self.records.unstage(ino);
         Ok(())
     }
 }

@@ -104,12 +104,10 @@ fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
     Ok(extent.start)
 }
 
-/// Gives inode `ino`'s slot back, its record blanked (a free slot is
-/// blank, and a written record is what drops it from the cache); an
-/// emptied chunk (other than the root's) is freed.
+/// Gives inode `ino`'s slot back; an emptied chunk (other than the root's)
+/// is freed.
 pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
     let location = inode::location(ino).ok_or(Error::NotFound)?;
-    tx.clear_inode(ino)?;
     let chunk = location.chunk;
     let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
     let mut value = [0u8; 16];
@@ -158,20 +156,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub fn inode(&self, ino: u64) -> Result<Inode, Error> {
         self.check_live()?;
         if let Some(inode) = self.inodes().get(ino) {
-            #[cfg(test)]
-            assert_eq!(self.inode_uncached(ino), Ok(inode), "stale record of {ino}");
             return Ok(inode);
         }
-        let inode = self.inode_uncached(ino)?;
-        self.inodes().put(ino, &inode);
-        Ok(inode)
-    }
-
-    fn inode_uncached(&self, ino: u64) -> Result<Inode, Error> {
         if !slot_in_use(&self.committed(), &self.sb, ino)? {
             return Err(Error::NotFound);
         }
-        self.committed().inode(ino)
+        let inode = self.committed().inode(ino)?;
+        self.inodes().put(ino, &inode);
+        Ok(inode)
     }
 
     /// Applies `change` (a size change truncates or extends).

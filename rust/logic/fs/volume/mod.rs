@@ -501,10 +501,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         self.media.relax();
-        // Any transaction may change any file's map or share its blocks:
-        // runs looked up before it are not trusted after it. The records
-        // it changes it settles itself (`InodeCache`).
-        self.mappings().clear();
+        // Whatever happens to the transaction, records read before it
+        // are not trusted after it.
+        self.inodes().clear();
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
@@ -544,12 +543,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Reservations(self.scratch.parts().reservations)
     }
 
-    /// Committed inode records (`inode`), kept exact by every transaction.
+    /// Committed inode records (`inode`), emptied by every transaction.
     fn inodes(&self) -> InodeCache<'_> {
         InodeCache::new(self.scratch.lookup_slots())
     }
 
-    /// Committed mappings (`map_read`), emptied by every transaction.
+    /// Committed mappings (`map_read`), emptied with the records.
     fn mappings(&self) -> MappingCache<'_> {
         MappingCache::new(self.scratch.lookup_slots())
     }

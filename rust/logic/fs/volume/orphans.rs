@@ -64,6 +64,7 @@ fn release<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
             1,
         )?;
     }
+    tx.clear_inode(ino)?;
     free_inode_slot(tx, ino)?;
     tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
     Ok(())
