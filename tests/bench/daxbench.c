@@ -62,10 +62,12 @@
  *	file truncated and remapped when full) or cow2m (a store to each 2 MiB
  *	of a FICLONEd copy of a written 64 MiB file, through a PMD-eligible
  *	mapping: copy-on-write faults of 2 MiB where the filesystem copies
- *	that much; cloned again when all are copied). Each process works in
+ *	that much; cloned again when all are copied) or fsync (a store to
+ *	each of the 4,096 pages of a written 16 MiB file through a 4 KiB-page
+ *	mapping, then fsync: the writeback of fsync's last row). Each process works in
  *	its own directory, or with "shared" all in one directory (create,
- *	unlink) or one file (write4k, fault, fault-alloc; cow2m clones one
- *	source). Setup is done before the
+ *	unlink) or one file (write4k, fault, fault-alloc, fsync; cow2m clones
+ *	one source). Setup is done before the
  *	clock starts; with DAXBENCH_READY=FILE that file is created then, so
  *	a profiler can attach to the measured part only. Prints
  *	"spin_OP_per_s RATE" (operations of all processes per second).
@@ -775,11 +777,15 @@ static int cmd_placement(const char *how)
 }
 
 /* daxbench spin: the operations, each on what spin_setup made. */
-enum spin_op { SPIN_CREATE, SPIN_UNLINK, SPIN_WRITE4K, SPIN_FAULT, SPIN_FAULT_ALLOC, SPIN_COW2M };
+enum spin_op {
+	SPIN_CREATE, SPIN_UNLINK, SPIN_WRITE4K, SPIN_FAULT, SPIN_FAULT_ALLOC, SPIN_COW2M, SPIN_FSYNC
+};
 static const char *const spin_names[] = { "create", "unlink", "write4k", "fault", "fault-alloc",
-					  "cow2m" };
+					  "cow2m", "fsync" };
 
 #define SPIN_FILE (64 * MIB)
+/* fsync: as many pages as fsync's last row dirties. */
+#define SPIN_FSYNC_FILE (4096 * PAGE)
 /* Files made for "unlink", split among the processes: more than TCG
  * unlinks in a few seconds. */
 #define SPIN_UNLINK_FILES 40000
@@ -859,6 +865,16 @@ static void spin_setup(struct spin *s, int proc, int procs, bool shared)
 			die("FICLONE (cow2m needs reflinks)");
 		s->map = map_aligned(s->fd, SPIN_FILE, MAP_SHARED, true);
 		break;
+	case SPIN_FSYNC:
+		s->fd = open(name, O_RDWR | O_CREAT, 0644);
+		if (s->fd < 0)
+			die("open %s", name);
+		if (!shared || proc == 0) {
+			fill(s->fd, 0, SPIN_FSYNC_FILE);
+			fsync(s->fd);
+		}
+		s->map = map_aligned(s->fd, SPIN_FSYNC_FILE, MAP_SHARED, false);
+		break;
 	}
 }
 
@@ -918,6 +934,13 @@ static bool spin_once(struct spin *s, bool shared)
 		}
 		*(volatile char *)(s->map + s->next % (SPIN_FILE / PMD) * PMD) = 1;
 		s->next++;
+		return true;
+	case SPIN_FSYNC:
+		for (size_t i = 0; i < SPIN_FSYNC_FILE / PAGE; i++)
+			*(volatile char *)(s->map + i * PAGE) = s->next;
+		s->next++;
+		if (fsync(s->fd))
+			die("fsync");
 		return true;
 	}
 	return false;
@@ -1007,7 +1030,7 @@ static void __attribute__((noreturn)) usage(void)
 			"       daxbench fragment DIR COUNT\n"
 			"       daxbench age DIR [FULL_PCT WRITTEN_X10 FINAL_PCT SEED]\n"
 			"       daxbench placement DIR fallocated|written|faulted\n"
-			"       daxbench spin DIR create|unlink|write4k|fault|fault-alloc|cow2m SECONDS "
+			"       daxbench spin DIR create|unlink|write4k|fault|fault-alloc|cow2m|fsync SECONDS "
 			"[PROCS [shared]]\n");
 	exit(2);
 }
