@@ -12,12 +12,18 @@
  * Also: a second fsync with nothing stored flushes no entry (oxdax); msync
  * of a subrange write-protects only that range; a PMD mapping is flushed
  * and faults again; entries dirtied through a mapping that is gone are
- * still flushed by fsync.
+ * still flushed by fsync; consecutive dirty pages across a 2 MiB boundary
+ * (oxdax removes the mappings of a run of them at once) are all flushed
+ * and all fault again, and an msync that cuts such a run protects only
+ * its part; stores racing fsync from other threads never leave a page
+ * writable behind a clean entry (every page faults after the last fsync).
  *
  * OXDAX_FS chooses the filesystem (tests/lib/oxdax_fs.h); the counter
  * assertions are oxdax's only (tests/lib/oxdax_mmap.h).
  */
 #include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "kselftest_harness.h"
 #include "oxdax_mmap.h"
@@ -293,6 +299,166 @@ TEST_F(mm, fsync_after_munmap_flushes)
 	fd = open(fs_path("f"), O_RDONLY);
 	ASSERT_LE(0, fd);
 	EXPECT_EQ(-1, check_pages(fd, 80));
+	close(fd);
+}
+
+/* A mapping of @len bytes of @fd at an address a page off 2 MiB alignment:
+ * no PMD can map it, so every page is a 4 KiB entry. */
+static unsigned char *map_ptes(int fd, size_t len)
+{
+	unsigned char *p = mm_mmap_aligned(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0, MM_PAGE);
+
+	if (p != MAP_FAILED)
+		mm_remember(p, len);
+	return p;
+}
+
+/* Pages [1 MiB, 3 MiB) of a 4 MiB file but four pages at 1.5 MiB: two runs
+ * in the first 2 MiB region, one crossing into the second. */
+#define RUN_FIRST MIB
+#define RUN_END (3 * MIB)
+#define GAP_FIRST (MIB + MIB / 2)
+#define GAP_END (GAP_FIRST + 4 * MM_PAGE)
+#define RUN_PAGES ((RUN_END - RUN_FIRST - (GAP_END - GAP_FIRST)) / MM_PAGE)
+
+static void store_runs(unsigned char *p, uint64_t seed)
+{
+	mm_write_words(p + RUN_FIRST, GAP_FIRST - RUN_FIRST, RUN_FIRST, seed);
+	mm_write_words(p + GAP_END, RUN_END - GAP_END, GAP_END, seed);
+}
+
+static long long check_runs(int fd, uint64_t seed)
+{
+	long long bad = mm_check_words_file(fd, RUN_FIRST, GAP_FIRST - RUN_FIRST, seed);
+
+	if (bad < 0)
+		bad = mm_check_words_file(fd, GAP_END, RUN_END - GAP_END, seed);
+	if (bad < 0 && !mm_file_zero(fd, GAP_FIRST, GAP_END - GAP_FIRST))
+		bad = GAP_FIRST;
+	return bad;
+}
+
+TEST_F(mm, runs_of_dirty_pages_flushed_and_refault)
+{
+	const size_t size = 4 * MIB, cut_first = 2 * MIB - 64 * KIB, cut_end = 2 * MIB + 64 * KIB;
+	int fd = open(fs_path("f"), O_RDWR | O_CREAT, 0644);
+	struct mm_snap a, b, c, d, e;
+	unsigned char *p;
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, fallocate(fd, 0, 0, size));
+	ASSERT_EQ(0, fsync(fd));
+	p = map_ptes(fd, size);
+	ASSERT_NE(MAP_FAILED, p);
+
+	store_runs(p, 81);
+	mm_snap(&a);
+	ASSERT_EQ(0, fsync(fd));
+	mm_snap(&b);
+	store_runs(p, 82);
+	mm_snap_end(&c);
+	TH_LOG("fsync of %lu dirty pages: %s", RUN_PAGES, mm_describe(&a, &b));
+	TH_LOG("stores after it: %s", mm_describe(&b, &c));
+	EXPECT_LE((long)RUN_PAGES, mm_faults(&b, &c));
+	if (mm_counted()) {
+		ASSERT_TRUE(a.have) TH_LOG("no counters in %s", mm_counter_dir());
+		EXPECT_EQ((long long)RUN_PAGES, mm_delta(&a, &b, MM_WRITEBACK_ENTRIES));
+		EXPECT_LE((long long)RUN_PAGES, refaults(&b, &c));
+	}
+	EXPECT_EQ(-1, check_runs(fd, 82));
+
+	/* msync of 128 KiB in the middle of the run across 2 MiB: its pages
+	 * fault again, the pages on either side of it stay writable. */
+	ASSERT_EQ(0, msync(p + cut_first, cut_end - cut_first, MS_SYNC));
+	mm_snap(&c);
+	*(volatile uint64_t *)(p + cut_first - MM_PAGE) = oxdax_pattern(cut_first - MM_PAGE, 83);
+	*(volatile uint64_t *)(p + cut_end) = oxdax_pattern(cut_end, 83);
+	mm_snap_end(&d);
+	mm_write_words(p + cut_first, cut_end - cut_first, cut_first, 83);
+	mm_snap_end(&e);
+	TH_LOG("stores beside the msync'd range: %s", mm_describe(&c, &d));
+	TH_LOG("stores in it: %s", mm_describe(&d, &e));
+	EXPECT_EQ(0, mm_faults(&c, &d));
+	EXPECT_LE((long)((cut_end - cut_first) / MM_PAGE), mm_faults(&d, &e));
+
+	ASSERT_EQ(0, fsync(fd));
+	ASSERT_EQ(0, mm_unmap(p, size));
+	close(fd);
+	ASSERT_EQ(0, fs_remount());
+	fd = open(fs_path("f"), O_RDONLY);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-1, mm_check_words_file(fd, cut_first - MM_PAGE, cut_end - cut_first + 2 * MM_PAGE,
+					  83));
+	EXPECT_EQ(-1, mm_check_words_file(fd, RUN_FIRST, GAP_FIRST - RUN_FIRST, 82));
+	EXPECT_EQ(-1, mm_check_words_file(fd, GAP_END, cut_first - MM_PAGE - GAP_END, 82));
+	EXPECT_TRUE(mm_file_zero(fd, GAP_FIRST, GAP_END - GAP_FIRST));
+	EXPECT_EQ(-1, mm_check_words_file(fd, cut_end + MM_PAGE, RUN_END - cut_end - MM_PAGE, 82));
+	close(fd);
+}
+
+struct storer {
+	unsigned char *p;
+	atomic_bool *stop;
+	uint64_t seed;
+};
+
+static void *store_until_stopped(void *arg)
+{
+	struct storer *s = arg;
+
+	while (!atomic_load(s->stop))
+		mm_write_words(s->p, FILE_SIZE, 0, s->seed);
+	return NULL;
+}
+
+TEST_F(mm, stores_racing_fsync_leave_no_page_writable)
+{
+	int fd = open(fs_path("f"), O_RDWR | O_CREAT, 0644);
+	struct storer storers[2];
+	pthread_t threads[2];
+	atomic_bool stop = false;
+	struct mm_snap a, b, c;
+	unsigned char *p;
+	int syncs = 0;
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, fallocate(fd, 0, 0, FILE_SIZE));	/* zeros but the stored words */
+	ASSERT_EQ(0, fsync(fd));
+	p = mm_map(NULL, FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	for (int i = 0; i < 2; i++) {
+		storers[i] = (struct storer){ .p = p, .stop = &stop, .seed = 85 + i };
+		ASSERT_EQ(0, pthread_create(&threads[i], NULL, store_until_stopped, &storers[i]));
+	}
+	for (time_t end = time(NULL) + 2; time(NULL) < end; syncs++)
+		ASSERT_EQ(0, fsync(fd));
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_join(threads[i], NULL));
+	ASSERT_EQ(0, fsync(fd));
+
+	/* Whatever raced, the last fsync left every page write-protected: a
+	 * page still writable behind a clean entry would take this store
+	 * without a fault, and no later fsync would write it back. */
+	mm_snap(&a);
+	mm_write_words(p, FILE_SIZE, 0, 87);
+	mm_snap_end(&b);
+	ASSERT_EQ(0, fsync(fd));
+	mm_snap(&c);
+	TH_LOG("%d fsyncs raced the stores", syncs);
+	TH_LOG("stores after the last: %s", mm_describe(&a, &b));
+	EXPECT_LE((long)(FILE_SIZE / MM_PAGE), mm_faults(&a, &b));
+	if (mm_counted()) {
+		ASSERT_TRUE(a.have) TH_LOG("no counters in %s", mm_counter_dir());
+		EXPECT_LE((long long)(FILE_SIZE / MM_PAGE), refaults(&a, &b));
+		EXPECT_LE((long long)(FILE_SIZE / MM_PAGE), mm_delta(&b, &c, MM_WRITEBACK_ENTRIES));
+	}
+	ASSERT_EQ(0, mm_unmap(p, FILE_SIZE));
+	close(fd);
+	ASSERT_EQ(0, fs_remount());
+	fd = open(fs_path("f"), O_RDONLY);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-1, mm_check_words_file(fd, 0, FILE_SIZE, 87));
 	close(fd);
 }
 
