@@ -170,6 +170,11 @@ impl MmapOperations for OxdaxFs {
         let Some(_alive) = info.dax.read_lock() else {
             return Err(EIO);
         };
+        if info.fault_engine == FaultEngine::Iomap {
+            // fs/dax.c's faults take its entry locks, not the engine's
+            // region locks: its writeback is the one that excludes them.
+            return sys::iomap::dax_writeback(inode, &info.dax, first, last);
+        }
         info.engine.writeback(&entries, first, last)
     }
 }

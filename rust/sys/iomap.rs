@@ -18,6 +18,7 @@ use kernel::prelude::*;
 use crate::{
     ffi,
     sys::{
+        dax::FsDax,
         fs::{FileSystem, Inode},
         mm::{FaultCode, VmFault},
     },
@@ -154,4 +155,35 @@ unsafe extern "C" fn iomap_begin_callback<T: IomapOperations>(
         }
     }
     0
+}
+
+/// The kernel's DAX writeback (`dax_writeback_mapping_range`, fs/dax.c) of
+/// pages `first..=last` of `inode` on `dax`: the writeback that goes with
+/// [`dax_iomap_fault`]. Its faults lock entries, not the engine's region
+/// locks, so only fs/dax.c's own writeback, which waits for those entry
+/// locks, keeps a page from being mapped writable behind a clean entry.
+pub(crate) fn dax_writeback<T: FileSystem>(
+    inode: &Inode<T>,
+    dax: &FsDax,
+    first: u64,
+    last: u64,
+) -> Result {
+    let byte = |page: u64| i64::try_from(page.saturating_mul(4096)).unwrap_or(i64::MAX);
+    let mut wbc = ffi::writeback_control {
+        nr_to_write: i64::MAX as _,
+        range_start: byte(first),
+        range_end: byte(last.saturating_add(1)).saturating_sub(1),
+        sync_mode: ffi::writeback_sync_modes_WB_SYNC_ALL,
+        ..Default::default()
+    };
+    // SAFETY: The inode is live (`Inode` invariant) and so is its mapping;
+    // `dax` is the device its filesystem maps, held; `wbc` is a local
+    // control structure for one integrity pass, which fs/dax.c only reads.
+    let ret = unsafe {
+        ffi::dax_writeback_mapping_range((*inode.as_ptr()).i_mapping, dax.as_ptr(), &mut wbc)
+    };
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(())
 }
