@@ -60,7 +60,11 @@ impl Engine {
                 let _region = self.region(entries, base).lock();
                 self.writeback_region(entries, base, region_last)?;
             }
-            index = region_last.saturating_add(1);
+            // The last page there is ends the walk (a wrap would restart it).
+            let Some(next) = region_last.checked_add(1) else {
+                break;
+            };
+            index = next;
         }
         Ok(())
     }
@@ -77,11 +81,7 @@ impl Engine {
                 break;
             };
             let (run_first, mut run_last) = extent(tagged, index);
-            loop {
-                let mut next = run_last.saturating_add(1);
-                if next > last {
-                    break;
-                }
+            while let Some(mut next) = run_last.checked_add(1).filter(|&next| next <= last) {
                 let start = next;
                 match entries.next_towrite(&mut next, last)? {
                     Some(entry) if next == start => run_last = extent(entry, next).1,
@@ -96,7 +96,11 @@ impl Engine {
                 false,
             );
             self.clean_run(entries, run_first, run_last)?;
-            index = run_last.saturating_add(1);
+            // The last page there is ends the walk (a wrap would restart it).
+            let Some(next) = run_last.checked_add(1) else {
+                break;
+            };
+            index = next;
         }
         Ok(())
     }
@@ -123,7 +127,11 @@ impl Engine {
                     }
                 }
             }
-            index = entry_last.saturating_add(1);
+            // The last page there is ends the walk (a wrap would restart it).
+            let Some(next) = entry_last.checked_add(1) else {
+                break;
+            };
+            index = next;
         }
         Ok(())
     }
