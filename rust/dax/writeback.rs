@@ -36,6 +36,30 @@ fn extent(entry: Entry, index: u64) -> (u64, u64) {
     (first, first.saturating_add(entry.pages() - 1))
 }
 
+/// Calls `visit` with the first and last page of each `TOWRITE` entry of
+/// `first..=last`; `visit` returns the last page it dealt with, and the
+/// walk goes on after it (it ends at the last page there is: a wrap would
+/// restart it).
+fn for_each_tagged(
+    entries: &Entries<'_>,
+    first: u64,
+    last: u64,
+    mut visit: impl FnMut(u64, u64) -> Result<u64>,
+) -> Result {
+    let mut index = first;
+    while index <= last {
+        let Some(tagged) = entries.next_towrite(&mut index, last)? else {
+            break;
+        };
+        let (base, entry_last) = extent(tagged, index);
+        let Some(next) = visit(base, entry_last)?.checked_add(1) else {
+            break;
+        };
+        index = next;
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Writes back what was written through mappings of pages
     /// `first..=last`: for every dirty entry, its mappings are removed (so
@@ -49,24 +73,12 @@ impl Engine {
         // fence (`pmem_wmb`), which must come before writeback reports
         // success to fsync or msync.
         let _fence = Fence;
-        let mut index = first;
-        while index <= last {
-            let Some(tagged) = entries.next_towrite(&mut index, last)? else {
-                break;
-            };
-            let (base, _) = extent(tagged, index);
+        for_each_tagged(entries, first, last, |base, _| {
             let region_last = (base | (PMD_PAGES - 1)).min(last);
-            {
-                let _region = self.region(entries, base).lock();
-                self.writeback_region(entries, base, region_last)?;
-            }
-            // The last page there is ends the walk (a wrap would restart it).
-            let Some(next) = region_last.checked_add(1) else {
-                break;
-            };
-            index = next;
-        }
-        Ok(())
+            let _region = self.region(entries, base).lock();
+            self.writeback_region(entries, base, region_last)?;
+            Ok(region_last)
+        })
     }
 
     /// [`Engine::writeback`] of the tagged entries in `first..=last`, one
@@ -75,12 +87,7 @@ impl Engine {
     /// maps a page again between the removal of its run's mappings and
     /// the entry being marked clean.
     fn writeback_region(&self, entries: &Entries<'_>, first: u64, last: u64) -> Result {
-        let mut index = first;
-        while index <= last {
-            let Some(tagged) = entries.next_towrite(&mut index, last)? else {
-                break;
-            };
-            let (run_first, mut run_last) = extent(tagged, index);
+        for_each_tagged(entries, first, last, |run_first, mut run_last| {
             while let Some(mut next) = run_last.checked_add(1).filter(|&next| next <= last) {
                 let start = next;
                 match entries.next_towrite(&mut next, last)? {
@@ -96,13 +103,8 @@ impl Engine {
                 false,
             );
             self.clean_run(entries, run_first, run_last)?;
-            // The last page there is ends the walk (a wrap would restart it).
-            let Some(next) = run_last.checked_add(1) else {
-                break;
-            };
-            index = next;
-        }
-        Ok(())
+            Ok(run_last)
+        })
     }
 
     /// Writes back and marks clean every tagged entry of a run whose
@@ -113,12 +115,7 @@ impl Engine {
             dirty: true,
             towrite: true,
         };
-        let mut index = first;
-        while index <= last {
-            let Some(tagged) = entries.next_towrite(&mut index, last)? else {
-                break;
-            };
-            let (base, entry_last) = extent(tagged, index);
+        for_each_tagged(entries, first, last, |base, entry_last| {
             if let Some((entry, at)) = self.settled(entries, base)? {
                 if at == base {
                     self.flush(entry);
@@ -127,12 +124,7 @@ impl Engine {
                     }
                 }
             }
-            // The last page there is ends the walk (a wrap would restart it).
-            let Some(next) = entry_last.checked_add(1) else {
-                break;
-            };
-            index = next;
-        }
-        Ok(())
+            Ok(entry_last)
+        })
     }
 }
