@@ -242,6 +242,15 @@ impl FileSystem for OxdaxFs {
                 e
             }
         })?;
+        // No links and not in memory: an orphan whose last user is gone
+        // (evicted; its slot waits for the next batch of frees). Brought
+        // back to life (by compaction's iget of a piece listed before the
+        // unlink), its eviction would run again, perhaps after the slot
+        // went to a new file, which `create` would then be handed this
+        // stale inode for. ext4_iget refuses such an inode the same way.
+        if record.nlink == 0 {
+            return Err(errno::estale());
+        }
         Ok(attributes(&record))
     }
 

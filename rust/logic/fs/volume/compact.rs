@@ -16,7 +16,7 @@
 //! old blocks or its new ones, never without.
 
 use super::extents::{
-    copy_blocks, extent_tree, find_extent, for_each_record, goal_for, put_extent, Lookup,
+    copy_blocks, existing_extent_tree, find_extent, for_each_record, goal_for, put_extent, Lookup,
 };
 use super::reflink::shared_run;
 use super::{TxNodes, Volume};
@@ -151,7 +151,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if inode.file_type() != Some(FileType::Regular) {
                 return Ok(0);
             }
-            let mut tree = extent_tree(tx, &mut inode, ino)?;
+            // Truncated to nothing, or evicted, since the piece was
+            // listed: nothing to move (and no root to create).
+            let Some(mut tree) = existing_extent_tree(&inode, ino) else {
+                return Ok(0);
+            };
             // Still there, whole, and the file's alone.
             let mut len = len;
             let mut at = file_block;
@@ -226,7 +230,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         let moved = self.transact(|tx| {
             let mut inode = tx.inode(ino)?;
-            let mut tree = extent_tree(tx, &mut inode, ino)?;
+            // Complete a moment ago, under the same mutex: it has a tree.
+            let mut tree = existing_extent_tree(&inode, ino).ok_or(Error::Invalid)?;
             let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, region)?;
             let new = tx.allocate_data(CHUNK_BLOCKS, goal)?;
             if new.len != CHUNK_BLOCKS || new.start % CHUNK_BLOCKS != 0 {

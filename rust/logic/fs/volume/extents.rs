@@ -131,7 +131,11 @@ pub(super) fn last_extent<S: Nodes<Error = Error>>(
     Ok(Some((start, extent)))
 }
 
-/// The extent tree of file `ino`, created if it has none yet.
+/// The extent tree of file `ino`, created if it has none yet. A created
+/// root is a node of the transaction: the caller puts `inode` (whose
+/// `map_root` this sets) in the same transaction, or the node stays
+/// allocated with nothing pointing at it. A caller that may find nothing
+/// to do takes [`existing_extent_tree`].
 pub(super) fn extent_tree<M: Media>(
     tx: &mut Tx<'_, M>,
     inode: &mut Inode,
@@ -145,6 +149,12 @@ pub(super) fn extent_tree<M: Media>(
     inode.blocks = inode.blocks.saturating_add_signed(store.node_delta);
     inode.map_root = tree.root;
     Ok(tree)
+}
+
+/// The extent tree of file `ino` if it has one (no blocks mapped ever, or
+/// since it was truncated to nothing: none).
+pub(super) fn existing_extent_tree(inode: &Inode, ino: u64) -> Option<Tree<Extents>> {
+    (inode.map_root != 0).then(|| Tree::open(inode.map_root, ino))
 }
 
 /// The mapping of `file_block..+len` of `inode` as `store` sees it.
