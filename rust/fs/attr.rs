@@ -10,6 +10,7 @@
 
 use kernel::prelude::*;
 
+use super::mutex_stats::Use;
 use super::{
     info::{attributes, inode_info, refresh, OxdaxFs},
     mmap::{self, Quiet},
@@ -36,7 +37,7 @@ impl AttrOperations for OxdaxFs {
         };
         let _faults_off = quiet.map(|range| mmap::quiesce(inode, range)).transpose()?;
         let mut current = None;
-        let result = info.call(|v| match v.set_attr(ino, change) {
+        let result = info.call(Use::Write, |v| match v.set_attr(ino, change) {
             Ok(record) => Ok(record),
             Err(e) => {
                 // The VFS inode already shows the change: restore it.
@@ -67,7 +68,7 @@ impl AttrOperations for OxdaxFs {
         // already be older than a concurrent write's.
         let info = inode_info(inode)?;
         let ino = inode.ino();
-        let record = info.call(|v| v.set_attr(ino, change))?;
+        let record = info.call(Use::Write, |v| v.set_attr(ino, change))?;
         inode.set_times(&attributes(&record));
         Ok(())
     }

@@ -24,6 +24,7 @@ use core::sync::atomic::Ordering;
 
 use kernel::{alloc::KVec, prelude::*};
 
+use super::mutex_stats::Use;
 use super::{
     info::{info, Info, OxdaxFs, BLOCK},
     mmap::{quiesce_unless_pinned, Quiet},
@@ -58,7 +59,7 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         return;
     };
     while !job.is_stopped() {
-        let Ok(Some((ino, region))) = info.call(|v| Ok(v.take_misplaced())) else {
+        let Ok(Some((ino, region))) = info.call(Use::Compaction, |v| Ok(v.take_misplaced())) else {
             break;
         };
         if place_region_whole(sb, info, ino, region) {
@@ -70,7 +71,9 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         return;
     };
     while tried.len() < CHUNKS_PER_RUN && !job.is_stopped() {
-        let Ok(Some(chunk)) = info.call(|v| v.compaction_victim(&|c| tried.contains(&c))) else {
+        let Ok(Some(chunk)) = info.call(Use::Compaction, |v| {
+            v.compaction_victim(&|c| tried.contains(&c))
+        }) else {
             return;
         };
         if tried.push(chunk, GFP_KERNEL).is_err() {
@@ -81,7 +84,7 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         let Ok(mut pieces) = KVec::<Owned>::with_capacity(CHUNK_BLOCKS as usize, GFP_KERNEL) else {
             return;
         };
-        let movable = info.call(|v| {
+        let movable = info.call(Use::Compaction, |v| {
             v.chunk_pieces(chunk, &mut |owned| {
                 // Within the capacity: never allocates.
                 let _ = pieces.push(*owned, GFP_NOWAIT);
@@ -127,7 +130,7 @@ fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u
     if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
         return false;
     }
-    info.call(|v| v.place_region_whole(ino, region)) == Ok(true)
+    info.call(Use::Compaction, |v| v.place_region_whole(ino, region)) == Ok(true)
 }
 
 /// Moves one piece out of its chunk, under its file's locks; `false` if
@@ -156,6 +159,8 @@ fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
     if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
         return false;
     }
-    let moved = info.call(|v| v.relocate(piece.owner, piece.file_block, piece.len, piece.start));
+    let moved = info.call(Use::Compaction, |v| {
+        v.relocate(piece.owner, piece.file_block, piece.len, piece.start)
+    });
     moved == Ok(piece.len)
 }

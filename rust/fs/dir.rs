@@ -12,6 +12,7 @@
 use kernel::prelude::*;
 
 use super::info::{in_directory, inode_info, refresh, refresh_checked, OxdaxFs};
+use super::mutex_stats::Use;
 use crate::{
     logic::fs::{Error as FsError, NewInode, RenameFlags, END_POSITION, FIRST_POSITION},
     sys::fs::{DirContext, DirOperations, Inode, NewOwner},
@@ -24,7 +25,7 @@ const READDIR_BATCH: usize = 4096;
 impl DirOperations for OxdaxFs {
     fn lookup(dir: &Inode<Self>, name: &[u8]) -> Result<Option<u64>> {
         let info = inode_info(dir)?;
-        info.call(|v| match v.lookup(dir.ino(), name) {
+        info.call(Use::Namespace, |v| match v.lookup(dir.ino(), name) {
             Ok(ino) => Ok(Some(ino)),
             Err(FsError::NotFound) => Ok(None),
             Err(e) => Err(e),
@@ -81,7 +82,7 @@ impl DirOperations for OxdaxFs {
         let info = inode_info(old_dir)?;
         let now = old_dir.now();
         let same_dir = old_dir.ino() == new_dir.ino();
-        let (renamed, old_record, new_record) = info.call(|v| {
+        let (renamed, old_record, new_record) = info.call(Use::Namespace, |v| {
             let renamed = v.rename(
                 old_dir.ino(),
                 old_name,
@@ -129,7 +130,7 @@ impl DirOperations for OxdaxFs {
         loop {
             let mut batch = KVec::with_capacity(READDIR_BATCH, GFP_KERNEL)?;
             let mut complete = true;
-            info.call(|v| {
+            info.call(Use::Namespace, |v| {
                 v.readdir(ino, pos, &mut |entry| {
                     let Ok(len) = u8::try_from(entry.name.len()) else {
                         return true;

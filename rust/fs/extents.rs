@@ -9,6 +9,7 @@
 
 use kernel::prelude::*;
 
+use super::mutex_stats::Use;
 use super::{
     info::{inode_info, refresh, OxdaxFs, BLOCK},
     mmap::{quiesce, quiesce_two, Quiet},
@@ -45,7 +46,7 @@ impl ExtentOperations for OxdaxFs {
             Fallocate::Allocate { .. } => growth,
         };
         let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
-        let record = info.call(|v| match mode {
+        let record = info.call(Use::Write, |v| match mode {
             Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
             Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
             Fallocate::ZeroRange { keep_size } => v.zero_range(ino, offset, len, keep_size, now),
@@ -61,7 +62,7 @@ impl ExtentOperations for OxdaxFs {
                 Ok(())
             }
             Err(e) => {
-                if let Ok(record) = info.call(|v| v.inode(ino)) {
+                if let Ok(record) = info.call(Use::Read, |v| v.inode(ino)) {
                     refresh(inode, &record);
                 }
                 Err(e)
@@ -80,7 +81,7 @@ impl ExtentOperations for OxdaxFs {
         let info = inode_info(inode)?;
         let ino = inode.ino();
         let last = size.div_ceil(BLOCK);
-        info.call(|v| {
+        info.call(Use::Read, |v| {
             let mut block = offset / BLOCK;
             while block < last {
                 let mapping = v.map_read(ino, block, last - block)?;
@@ -115,12 +116,14 @@ impl ExtentOperations for OxdaxFs {
         });
         let _faults_off =
             quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
-        let result = info.call(|v| v.reflink(from, src_pos, to, dst_pos, len, now));
+        let result = info.call(Use::Write, |v| {
+            v.reflink(from, src_pos, to, dst_pos, len, now)
+        });
         // Part of a large clone may be done when a later step fails.
         let record = match result {
             Ok(record) => Ok(record),
             Err(e) => {
-                if let Ok(record) = info.call(|v| v.inode(to)) {
+                if let Ok(record) = info.call(Use::Read, |v| v.inode(to)) {
                     refresh(dst, &record);
                 }
                 Err(e)
@@ -141,7 +144,7 @@ impl ExtentOperations for OxdaxFs {
         let mut block = start / BLOCK;
         let mut pending: Option<Run> = None;
         while block < end {
-            let mapping = info.call(|v| v.map_read(ino, block, end - block))?;
+            let mapping = info.call(Use::Read, |v| v.map_read(ino, block, end - block))?;
             block = mapping.file_block + mapping.len;
             if mapping.kind == MapKind::Hole {
                 continue;
@@ -181,7 +184,7 @@ impl ExtentOperations for OxdaxFs {
             let after = p.logical / BLOCK + p.len / BLOCK;
             p.flags.last = after >= last
                 || info
-                    .call(|v| v.map_read(ino, after, last - after))
+                    .call(Use::Read, |v| v.map_read(ino, after, last - after))
                     .is_ok_and(|m| m.kind == MapKind::Hole && m.file_block + m.len >= last);
             out.add(p.logical, p.physical, p.len, p.flags)?;
         }

@@ -19,6 +19,7 @@ use kernel::{
 };
 
 use super::media::{Buffers, PmemMedia};
+use super::mutex_stats::{now_ns, MutexStats, Use};
 use crate::{
     dax::Engine,
     logic::{
@@ -76,6 +77,8 @@ pub(crate) struct Info {
     pub(super) counters_dir: SetOnce<debugfs::CounterDir>,
     /// The allocator's counters, as the last volume call left them.
     pub(super) space: Arc<SpaceCounters>,
+    /// Time spent waiting for and holding `volume`, per use.
+    pub(super) mutex_stats: Arc<MutexStats>,
     /// Page faults, and the mapping file data is copied through (the
     /// volume has its own).
     #[pin]
@@ -99,24 +102,32 @@ impl Info {
         &self.id
     }
 
-    /// Runs one volume operation: inside a DAX read section (the device is
-    /// alive and stays mapped), under the volume mutex. Errors become
-    /// errnos, damage is logged.
-    pub(super) fn call<R>(&self, op: impl FnOnce(&mut Vol) -> Result<R, FsError>) -> Result<R> {
+    /// Runs one volume operation, for `purpose`: inside a DAX read section
+    /// (the device is alive and stays mapped), under the volume mutex.
+    /// Errors become errnos, damage is logged.
+    pub(super) fn call<R>(
+        &self,
+        purpose: Use,
+        op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
+    ) -> Result<R> {
         let Some(_alive) = self.dax.read_lock() else {
             return Err(EIO);
         };
+        let asked = now_ns();
         let mut volume = self.volume.lock();
+        let taken = now_ns();
         let result = op(&mut volume);
         self.space.show(volume.chunk_counts());
+        self.mutex_stats.show(volume.tx_times());
         drop(volume);
+        self.mutex_stats.record(purpose, asked, taken, now_ns());
         result.map_err(|e| self.errno(e))
     }
 
     /// `Ok` if every operation so far is durable: each one is when it
     /// returns, unless the filesystem shut down (then EIO).
     pub(super) fn durable(&self) -> Result {
-        self.call(|v| {
+        self.call(Use::Other, |v| {
             if v.is_shut_down() {
                 Err(FsError::Shutdown)
             } else {
@@ -140,7 +151,9 @@ impl Info {
         let published = self
             .engine
             .publish(&mut dir)
-            .and_then(|()| dir.add(self.space.clone(), &files));
+            .and_then(|()| dir.add(self.space.clone(), &files))
+            .and_then(|()| dir.add(self.mutex_stats.clone(), &MutexStats::use_files()))
+            .and_then(|()| dir.add(self.mutex_stats.clone(), &MutexStats::tx_files()));
         if published.is_err() {
             pr_warn!("{}: counters not in debugfs\n", self.id());
         }
@@ -149,7 +162,7 @@ impl Info {
 
     /// Gives the fault engine the volume's zero chunk (writable mounts).
     pub(super) fn reserve_zero_chunk(&self) {
-        if let Ok(Some(block)) = self.call(|v| Ok(v.reserve_zero_chunk())) {
+        if let Ok(Some(block)) = self.call(Use::Other, |v| Ok(v.reserve_zero_chunk())) {
             self.engine.set_zero_chunk(block * BLOCK);
         }
     }
@@ -195,7 +208,7 @@ pub(super) fn in_directory<R>(
     dir: &Inode<OxdaxFs>,
     op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
 ) -> Result<R> {
-    let (result, record) = info.call(|v| {
+    let (result, record) = info.call(Use::Namespace, |v| {
         let result = op(v)?;
         Ok((result, v.inode(dir.ino()).ok()))
     })?;

@@ -11,6 +11,7 @@
 
 use kernel::prelude::*;
 
+use super::mutex_stats::Use;
 use super::{
     info::{inode_info, refresh, OxdaxFs, BLOCK},
     mmap::{self, Quiet},
@@ -49,7 +50,7 @@ impl FileOperations for OxdaxFs {
         let mut failure = None;
         while pos < end {
             let (first, count) = blocks(pos, end);
-            let mapping = match info.call(|v| v.map_data(ino, first, count)) {
+            let mapping = match info.call(Use::Read, |v| v.map_data(ino, first, count)) {
                 Ok(mapping) => mapping,
                 Err(e) => {
                     failure = Some(io_errno(e));
@@ -103,7 +104,7 @@ impl FileOperations for OxdaxFs {
             let _faults_off = Quiet::growth(size)
                 .map(|range| mmap::quiesce(inode, range))
                 .transpose()?;
-            info.call(|v| v.zero_past_eof(ino, start))?;
+            info.call(Use::Write, |v| v.zero_past_eof(ino, start))?;
         }
         let Some(memory) = info.engine.memory().access() else {
             return Err(EIO);
@@ -166,7 +167,7 @@ impl FileOperations for OxdaxFs {
         // The data must be durable before the size that exposes it.
         memory::fence();
         if pos > start {
-            let record = info.call(|v| v.write_done(ino, pos, now))?;
+            let record = info.call(Use::Write, |v| v.write_done(ino, pos, now))?;
             refresh(inode, &record);
         }
         iocb.set_pos(pos);
@@ -195,7 +196,7 @@ impl FileOperations for OxdaxFs {
         let ino = inode.ino();
         // Nothing to log: memory only, it cannot fail but for a device
         // that is gone, where nothing is allocated any more.
-        let misplaced = info.call(|v| {
+        let misplaced = info.call(Use::Write, |v| {
             v.release(ino);
             Ok(v.has_misplaced())
         });
@@ -212,7 +213,7 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
     let ino = inode.ino();
     let start = block * BLOCK;
     let _faults_off = mmap::quiesce(inode, Quiet::range(start, start + BLOCK))?;
-    let record = info.call(|v| v.punch_hole(ino, start, BLOCK, now))?;
+    let record = info.call(Use::Write, |v| v.punch_hole(ino, start, BLOCK, now))?;
     refresh(inode, &record);
     Ok(())
 }
@@ -224,13 +225,17 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
 fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> {
     let info = inode_info(inode)?;
     let ino = inode.ino();
-    let mapping = info.call(|v| v.map_write(ino, first, count, SharedWrite::Report))?;
+    let mapping = info.call(Use::Write, |v| {
+        v.map_write(ino, first, count, SharedWrite::Report)
+    })?;
     if !mapping.shared {
         return Ok(mapping);
     }
     // Copied by whole 2 MiB regions where the file covers them, so that
     // the copy maps with PMDs (Documentation/oxdax/allocator.rst).
-    let (start, len) = info.call(|v| v.cow_range(ino, mapping.file_block, mapping.len))?;
+    let (start, len) = info.call(Use::Write, |v| {
+        v.cow_range(ino, mapping.file_block, mapping.len)
+    })?;
     let own = mapping.file_block * BLOCK;
     let _faults_off = inode.invalidate_lock(true).ok_or(EIO)?;
     let wide = Quiet::range(start * BLOCK, (start + len) * BLOCK);
@@ -240,11 +245,13 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> 
         // Whatever could not be copied around the write (no room for a
         // whole region, failed memory in it) stays shared; the write's
         // own blocks are copied next, or that fails with its own error.
-        let _ = info.call(|v| v.copy_shared(ino, start, len));
+        let _ = info.call(Use::Write, |v| v.copy_shared(ino, start, len));
     } else {
         mmap::quiesce_locked(inode, Quiet::range(own, own + mapping.len * BLOCK))?;
     }
-    info.call(|v| v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy))
+    info.call(Use::Write, |v| {
+        v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy)
+    })
 }
 
 /// The block range a transfer of `pos..end` still needs.

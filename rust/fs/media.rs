@@ -70,6 +70,10 @@ impl Media for PmemMedia {
     fn relax(&self) {
         crate::sys::cond_resched();
     }
+
+    fn now_ns(&self) -> u64 {
+        super::mutex_stats::now_ns()
+    }
 }
 
 /// A failed access's kind: `EIO` is failed memory, anything else a range

@@ -14,6 +14,7 @@
 use kernel::prelude::*;
 
 use super::info::{attributes, inode_info, Info, OxdaxFs, BLOCK};
+use super::mutex_stats::Use;
 use crate::{
     dax::{BlockMap, BlockMapper, Blocks, Faulting},
     logic::{
@@ -45,7 +46,7 @@ impl Info {
         write: Option<SharedWrite>,
     ) -> Result<BlockMap> {
         let ino = inode.ino();
-        let (mapping, record) = self.call(|v| {
+        let (mapping, record) = self.call(Use::Fault, |v| {
             let mapping = match write {
                 Some(shared) => v.map_write(ino, first, pages, shared)?,
                 None => v.map_data(ino, first, pages)?,
@@ -94,7 +95,7 @@ impl BlockMapper for Info {
 
     fn cow_range(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64) -> Result<(u64, u64)> {
         let ino = inode.ino();
-        self.call(|v| v.cow_range(ino, first, pages))
+        self.call(Use::Fault, |v| v.cow_range(ino, first, pages))
     }
 
     fn copy_shared(&self, inode: &Inode<OxdaxFs>, first: u64, pages: u64) -> Result {
@@ -102,7 +103,7 @@ impl BlockMapper for Info {
         // What cannot be copied (no room for the region, failed memory)
         // stays shared: the fault's own pages are copied next, or fail
         // with their own error.
-        let record = self.call(|v| {
+        let record = self.call(Use::Fault, |v| {
             let _ = v.copy_shared(ino, first, pages);
             v.inode(ino)
         })?;

@@ -33,6 +33,7 @@ mod info;
 mod io;
 mod media;
 mod mmap;
+mod mutex_stats;
 mod super_block;
 
 pub(crate) use self::info::OxdaxFs;

@@ -15,6 +15,7 @@ use core::{
 
 use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
 
+use super::mutex_stats::{MutexStats, Use};
 use super::{
     info::{attributes, info, inode_info, Info, OxdaxFs, SpaceCounters, Vol},
     media::{Buffers, PmemMedia},
@@ -211,6 +212,7 @@ impl FileSystem for OxdaxFs {
                 volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
                 space: Arc::new(SpaceCounters::default(), GFP_KERNEL)?,
+                mutex_stats: Arc::new(MutexStats::default(), GFP_KERNEL)?,
                 engine <- Engine::new(data, frames)?,
                 fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,
@@ -234,7 +236,7 @@ impl FileSystem for OxdaxFs {
     }
 
     fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
-        let record = info.call(|v| v.inode(ino)).map_err(|e| {
+        let record = info.call(Use::Read, |v| v.inode(ino)).map_err(|e| {
             if e == ENOENT {
                 // A name or handle refers to a free inode.
                 errno::estale()
@@ -265,7 +267,7 @@ impl FileSystem for OxdaxFs {
             return Ok(());
         }
         let info = info(sb)?;
-        info.call(|volume| volume.set_read_only(read_only))?;
+        info.call(Use::Other, |volume| volume.set_read_only(read_only))?;
         info.reserve_zero_chunk();
         Ok(())
     }
@@ -283,7 +285,7 @@ impl FileSystem for OxdaxFs {
         let info = info(sb)?;
         // Inodes evicted but not freed yet are counted as free.
         free_evicted(info);
-        let (stat, uuid) = info.call(|v| Ok((v.statfs(), v.superblock().uuid)))?;
+        let (stat, uuid) = info.call(Use::Other, |v| Ok((v.statfs(), v.superblock().uuid)))?;
         let (low, high) = uuid.split_at(8);
         let fold = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
         Ok(StatFs {
@@ -319,7 +321,7 @@ impl FileSystem for OxdaxFs {
             return;
         };
         let ino = inode.ino();
-        match info.call(|v| v.evict(ino)) {
+        match info.call(Use::Evict, |v| v.evict(ino)) {
             // Queuing the job wakes a worker: only worth it when blocks
             // were freed (an empty file's unlink spent a quarter of its
             // time here under TCG).
@@ -348,7 +350,7 @@ impl FileSystem for OxdaxFs {
 /// change): they stay orphans, freed by the next mount, and the caller
 /// goes on.
 fn free_evicted(info: &Info) {
-    if let Err(e) = info.call(|v| v.free_evicted()) {
+    if let Err(e) = info.call(Use::Evict, |v| v.free_evicted()) {
         if e != EIO && memory::log_ratelimit() {
             pr_warn!("{}: evicted inodes not freed: {:?}\n", info.id(), e);
         }

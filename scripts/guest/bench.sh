@@ -53,6 +53,34 @@ run() { # CASE FS REP DAXBENCH-ARGS...
 	daxbench "$@" | sed "s|^|R $case_ $fs $rep |"
 }
 
+mutex_snapshot() { # oxdax's volume mutex: calls, wait ns, hold ns (all uses),
+	# then transactions committed and their build, settle, log, home ns
+	set -- /sys/kernel/debug/oxdax/oxpmem0/mutex_* /sys/kernel/debug/oxdax/oxpmem0/tx_*
+	[ -e "$1" ] || { echo 0 0 0 0 0 0 0 0; return; }
+	awk '{ n = FILENAME; sub(/.*\/(mutex_[a-z]*|tx)_/, "", n); t[n] += $1 }
+	     END { printf "%.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", t["calls"], t["wait_ns"], t["hold_ns"],
+	           t["committed"], t["build_ns"], t["settle_ns"], t["log_ns"], t["home_ns"] }' "$@"
+}
+
+uptime_ns() { # busybox's date has no %N: /proc/uptime, to 10 ms
+	awk '{ printf "%.0f\n", $1 * 1e9 }' /proc/uptime
+}
+
+mutex_use() { # CASE REP BEFORE AFTER START_NS END_NS: the mutex over a run
+	echo "$3 $4 $5 $6" | awk -v c="$1" -v r="$2" '{
+		for (i = 1; i <= 8; i++) d[i] = $(i + 8) - $i
+		calls = d[1]; hold = d[3]; wall = $18 - $17
+		if (calls <= 0 || wall <= 0 || hold <= 0) exit
+		printf "R %s oxdax %s mutex_held_pct %.1f\n", c, r, 100 * hold / wall
+		printf "R %s oxdax %s mutex_wait_per_call_us %.2f\n", c, r, d[2] / calls / 1000
+		printf "R %s oxdax %s mutex_hold_per_call_us %.2f\n", c, r, hold / calls / 1000
+		printf "R %s oxdax %s mutex_tx_per_call %.2f\n", c, r, d[4] / calls
+		split("build settle log home", phase)
+		for (i = 1; i <= 4; i++)
+			printf "R %s oxdax %s mutex_hold_%s_pct %.1f\n", c, r, phase[i], 100 * d[4 + i] / hold
+	}'
+}
+
 placements() { # STATE: the aging section's PMD fractions of new files
 	rep=1
 	while [ $rep -le $reps ]; do
@@ -111,11 +139,15 @@ for section in $sections; do
 				for procs in 1 2 4; do
 					for where in separate shared; do
 						[ $procs = 1 ] && [ $where = shared ] && continue
+						case_=concurrency:$op+$procs+$where
 						for fs in oxdax ext4 xfs; do
+							before=$(mutex_snapshot) start=$(uptime_ns)
 							# shellcheck disable=SC2046
-							run concurrency:$op+$procs+$where $fs $rep \
+							run $case_ $fs $rep \
 								spin /mnt/$fs $op 2 $procs \
 								$([ $where = shared ] && echo shared)
+							[ $fs = oxdax ] && mutex_use $case_ $rep "$before" \
+								"$(mutex_snapshot)" $start "$(uptime_ns)"
 							rm -rf /mnt/$fs/spin*
 						done
 					done

@@ -8,7 +8,9 @@
 # signalled with BUS_MCEERR_AO and see no page of them mapped any more.
 # The aging section's commands run on a 256 MiB oxdax aged by the ager:
 # new files given their blocks by fallocate, 1 MiB writes and store faults
-# must be at least 99 % PMD-mapped. No timing is asserted.
+# must be at least 99 % PMD-mapped. The volume mutex's and the
+# transactions' counters exist and count what they say. No timing is
+# asserted.
 set -eu
 disk=/dev/oxpmem0
 export DAXBENCH_QUICK=1
@@ -58,6 +60,33 @@ daxbench fsync /mnt/bench > /tmp/out
 expect /tmp/out fsync_1_dirty_us fsync_16_dirty_us fsync_256_dirty_us fsync_4096_dirty_us
 daxbench meta /mnt/bench > /tmp/out
 expect /tmp/out create_per_s stat_per_s unlink_per_s
+# The volume mutex's counters that the concurrency rows read: a file per
+# use and measure, and creating files counts namespace calls that held it.
+mutex=/sys/kernel/debug/oxdax/${disk##*/}/mutex
+for use in namespace read write fault evict compaction other; do
+	for measure in calls wait_ns hold_ns; do
+		[ -r ${mutex}_${use}_$measure ] || { echo "no ${mutex}_${use}_$measure"; exit 1; }
+	done
+done
+tx=${mutex%/mutex}/tx
+for measure in committed build_ns settle_ns log_ns home_ns; do
+	[ -r ${tx}_$measure ] || { echo "no ${tx}_$measure"; exit 1; }
+done
+calls=$(cat ${mutex}_namespace_calls) held=$(cat ${mutex}_namespace_hold_ns)
+faults=$(cat ${mutex}_fault_calls) committed=$(cat ${tx}_committed) logged=$(cat ${tx}_log_ns)
+mkdir /mnt/bench/names
+for i in 1 2 3 4 5 6 7 8 9 10; do : > /mnt/bench/names/$i; done
+rm -r /mnt/bench/names
+daxbench fault /mnt/bench prealloc > /dev/null
+[ $(($(cat ${mutex}_namespace_calls) - calls)) -ge 20 ] &&
+	[ "$(cat ${mutex}_namespace_hold_ns)" -gt "$held" ] &&
+	[ "$(cat ${mutex}_fault_calls)" -gt "$faults" ] &&
+	[ $(($(cat ${tx}_committed) - committed)) -ge 20 ] &&
+	[ "$(cat ${tx}_log_ns)" -gt "$logged" ] || {
+	echo "mutex counters did not follow: namespace calls $calls -> $(cat ${mutex}_namespace_calls)," \
+		"hold $held -> $(cat ${mutex}_namespace_hold_ns), fault calls $faults -> $(cat ${mutex}_fault_calls)," \
+		"transactions $committed -> $(cat ${tx}_committed), log $logged -> $(cat ${tx}_log_ns) ns"
+	exit 1; }
 for op in create unlink write4k fault fault-alloc; do
 	daxbench spin /mnt/bench $op 1 > /tmp/out
 	expect /tmp/out "spin_${op}_per_s"

@@ -19,7 +19,7 @@ pub use cache::{
 };
 pub use checked::CHECKED_NODE_SLOTS;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
-pub use tx::RESERVATION_WORDS;
+pub use tx::{TxTimes, RESERVATION_WORDS};
 
 use crate::logic::format::{
     btree::Corruption,
@@ -56,6 +56,11 @@ pub trait Media {
     /// (truncating a file of 100,000 extents) lets the kernel run other
     /// tasks in between rather than hog the CPU (`cond_resched`).
     fn relax(&self) {}
+
+    /// A monotonic clock in nanoseconds, for [`TxTimes`]; 0 without one.
+    fn now_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// Why the media could not be read.

@@ -536,3 +536,26 @@ fn cached_mappings_are_what_a_lookup_finds() {
     }
     unmount_and_check(v);
 }
+
+/// Every committed transaction is counted with time in each of its
+/// phases (the test media's clock ticks once per reading); one refused
+/// before it commits is not, and neither is a call that changes nothing.
+#[test]
+fn committed_transactions_count_their_phases() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let before = v.tx_times();
+    let (f, _) = v.create(root, b"t", &file(REG)).unwrap();
+    let created = v.tx_times();
+    assert_eq!(created.committed, before.committed + 1);
+    assert!(created.build_ns > before.build_ns);
+    assert!(created.settle_ns > before.settle_ns);
+    assert!(created.log_ns > before.log_ns);
+    assert!(created.home_ns > before.home_ns);
+    assert_eq!(v.create(root, b"t", &file(REG)), Err(Error::Exists));
+    v.map_read(f, 0, 1).unwrap();
+    assert_eq!(v.tx_times(), created);
+    write(&mut v, f, 0, &pattern(4, 3 << 12)).unwrap();
+    assert!(v.tx_times().committed > created.committed);
+    unmount_and_check(v);
+}

@@ -47,6 +47,8 @@ struct Pmem {
     /// Byte ranges whose memory failed: reads of them fail, as the
     /// kernel's machine-check-safe copy does.
     failed: RefCell<Vec<core::ops::Range<u64>>>,
+    /// A clock that ticks once per reading.
+    clock: Cell<u64>,
 }
 
 impl Pmem {
@@ -60,6 +62,7 @@ impl Pmem {
             crash_image: RefCell::new(None),
             rng: RefCell::new(Lcg(7)),
             failed: RefCell::new(Vec::new()),
+            clock: Cell::new(0),
         }
     }
 
@@ -162,6 +165,10 @@ impl Media for Pmem {
     }
     fn zero(&self, offset: u64, len: u64) -> bool {
         self.store(offset, &vec![0u8; len as usize])
+    }
+    fn now_ns(&self) -> u64 {
+        self.clock.set(self.clock.get() + 1);
+        self.clock.get()
     }
     fn fence(&self) {
         let mut durable = self.durable.borrow_mut();

@@ -225,6 +225,7 @@ impl Shadows<'_> {
 impl<'a, M: Media> Tx<'a, M> {
     fn effects(&self) -> Effects {
         Effects {
+            times: self.times,
             chunk_moves: self.chunk_moves,
             taken: self.taken,
             misplaced: self.misplaced,
@@ -246,6 +247,8 @@ impl<'a, M: Media> Tx<'a, M> {
 
     /// [`Self::commit`]'s work.
     fn write_out(&mut self, journal: &mut JournalState) -> Result<(Superblock, Effects), Error> {
+        let media = self.media;
+        let start = media.now_ns();
         // Frees and reverse-map changes feed each other (a freed rmap node
         // is a deferred free); each pass shrinks what is left.
         while self.rmap_count > 0 || self.free_count > 0 {
@@ -253,6 +256,8 @@ impl<'a, M: Media> Tx<'a, M> {
             self.apply_frees()?;
         }
         self.seal_nodes();
+        let settled = media.now_ns();
+        self.times.settle_ns = settled.saturating_sub(start);
         // Only the primary is journaled. The backup is rewritten whole
         // when the log wraps (below) and at unmount, never while the
         // primary's home write could be torn: a crash leaves at least one
@@ -266,7 +271,6 @@ impl<'a, M: Media> Tx<'a, M> {
             sb.encode(self.write_whole(PRIMARY_BLOCK)?);
         }
 
-        let media = self.media;
         let mut writer =
             TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
         let mut changes = 0usize;
@@ -286,6 +290,7 @@ impl<'a, M: Media> Tx<'a, M> {
             Ok(())
         })?;
         if changes == 0 && !self.wrote_direct {
+            self.times.log_ns = media.now_ns().saturating_sub(settled);
             return Ok((sb, self.effects()));
         }
         let body = writer.seal_body();
@@ -324,6 +329,8 @@ impl<'a, M: Media> Tx<'a, M> {
         media.fence();
         journal.next_seq = journal.next_seq.wrapping_add(1);
         journal.next_offset += end;
+        let logged = media.now_ns();
+        self.times.log_ns = logged.saturating_sub(settled);
 
         // Home: the records just logged, as recovery would apply them (the
         // runs are not diffed a second time). A failed home write is left
@@ -358,6 +365,7 @@ impl<'a, M: Media> Tx<'a, M> {
                 self.cache.put(block, shadow);
             }
         }
+        self.times.home_ns = media.now_ns().saturating_sub(logged);
         Ok((sb, self.effects()))
     }
 }

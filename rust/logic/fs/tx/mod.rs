@@ -160,10 +160,42 @@ pub(super) struct Tx<'a, M: Media> {
     /// aligned run where they are: `(ino, first block of the region)`,
     /// for compaction to place it whole later.
     pub(in crate::logic::fs) misplaced: Option<(u64, u64)>,
+    /// The commit's phases so far (`settle_ns`, `log_ns`, `home_ns`).
+    pub(super) times: TxTimes,
+}
+
+/// Where the time of committed transactions went, summed since the mount
+/// (the media's clock, [`super::Media::now_ns`]): what stage 0 of
+/// Documentation/oxdax/concurrency.rst measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxTimes {
+    /// Transactions committed.
+    pub committed: u64,
+    /// The operation itself: reading and changing shadows of blocks.
+    pub build_ns: u64,
+    /// Reverse-map changes, frees and node seals at commit.
+    pub settle_ns: u64,
+    /// Diffing the shadows into the log and writing it, with its fences.
+    pub log_ns: u64,
+    /// Writing the logged changes home and into the block cache.
+    pub home_ns: u64,
+}
+
+impl TxTimes {
+    /// Adds one committed transaction's `build_ns` and `commit`'s phases.
+    pub(super) fn add(&mut self, build_ns: u64, commit: &TxTimes) {
+        self.committed = self.committed.wrapping_add(1);
+        self.build_ns = self.build_ns.wrapping_add(build_ns);
+        self.settle_ns = self.settle_ns.wrapping_add(commit.settle_ns);
+        self.log_ns = self.log_ns.wrapping_add(commit.log_ns);
+        self.home_ns = self.home_ns.wrapping_add(commit.home_ns);
+    }
 }
 
 /// What a committed transaction leaves for the volume's memory.
 pub(super) struct Effects {
+    /// How long its commit's phases took.
+    pub(super) times: TxTimes,
     /// How chunks moved between free whole, partly used and full.
     pub(super) chunk_moves: ChunkMoves,
     /// Chunks taken for regions: `(chunk, ino)`.
@@ -292,6 +324,7 @@ impl<'a, M: Media> Tx<'a, M> {
             reservations: parts.reservations,
             taken: Taken::default(),
             misplaced: None,
+            times: TxTimes::default(),
         }
     }
 

@@ -36,7 +36,10 @@ pub use orphans::EVICT_BATCH;
 use super::{
     cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
-    tx::{space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx},
+    tx::{
+        space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx,
+        TxTimes,
+    },
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
 };
 use crate::logic::format::{
@@ -120,6 +123,8 @@ pub struct Volume<M: Media, S: Scratch> {
     /// The mount used the backup superblock: the next commit rewrites the
     /// primary whether or not the superblock changed.
     rewrite_primary: bool,
+    /// Where committed transactions' time went.
+    times: TxTimes,
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -206,6 +211,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             candidates: compact::Candidates::default(),
             evicted: orphans::Evicted::default(),
             rewrite_primary: used_backup,
+            times: TxTimes::default(),
         };
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -381,6 +387,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
+    /// Where committed transactions' time went since the mount.
+    pub fn tx_times(&self) -> TxTimes {
+        self.times
+    }
+
     /// How many 2 MiB chunks of the data area are free whole, partly used
     /// and full (the zero chunk counts as full: nothing else gets it).
     /// Kept up to date by every transaction: O(1).
@@ -508,6 +519,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
         tx.rewrite_primary = self.rewrite_primary;
+        let start = self.media.now_ns();
         let value = match op(&mut tx) {
             Ok(value) => value,
             Err(e) => {
@@ -515,8 +527,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 return Err(e);
             }
         };
+        let built = self.media.now_ns().saturating_sub(start);
         match tx.commit(&mut self.journal) {
             Ok((sb, effects)) => {
+                self.times.add(built, &effects.times);
                 self.sb = sb;
                 self.rewrite_primary = false;
                 effects.chunk_moves.apply(&mut self.chunks);
