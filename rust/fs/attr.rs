@@ -68,7 +68,7 @@ impl AttrOperations for OxdaxFs {
         // already be older than a concurrent write's.
         let info = inode_info(inode)?;
         let ino = inode.ino();
-        let record = info.call(Use::Write, |v| v.set_attr(ino, change))?;
+        let record = info.call(Use::Times, |v| v.set_attr(ino, change))?;
         inode.set_times(&attributes(&record));
         Ok(())
     }

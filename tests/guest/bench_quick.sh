@@ -60,33 +60,37 @@ daxbench fsync /mnt/bench > /tmp/out
 expect /tmp/out fsync_1_dirty_us fsync_16_dirty_us fsync_256_dirty_us fsync_4096_dirty_us
 daxbench meta /mnt/bench > /tmp/out
 expect /tmp/out create_per_s stat_per_s unlink_per_s
-# The volume mutex's counters that the concurrency rows read: a file per
-# use and measure, and creating files counts namespace calls that held it.
-mutex=/sys/kernel/debug/oxdax/${disk##*/}/mutex
-for use in namespace read write fault evict compaction other; do
+# The volume mutex's and the transactions' counters that the concurrency
+# rows read: a file per use and measure, and each kind of call counted
+# where it belongs.
+dir=/sys/kernel/debug/oxdax/${disk##*/}
+for use in namespace read write fault times evict compaction other; do
 	for measure in calls wait_ns hold_ns; do
-		[ -r ${mutex}_${use}_$measure ] || { echo "no ${mutex}_${use}_$measure"; exit 1; }
+		[ -r $dir/mutex_${use}_$measure ] || { echo "no $dir/mutex_${use}_$measure"; exit 1; }
 	done
 done
-tx=${mutex%/mutex}/tx
-for measure in committed build_ns settle_ns log_ns home_ns; do
-	[ -r ${tx}_$measure ] || { echo "no ${tx}_$measure"; exit 1; }
+for measure in logged build_ns settle_ns log_ns home_ns; do
+	[ -r $dir/tx_$measure ] || { echo "no $dir/tx_$measure"; exit 1; }
 done
-calls=$(cat ${mutex}_namespace_calls) held=$(cat ${mutex}_namespace_hold_ns)
-faults=$(cat ${mutex}_fault_calls) committed=$(cat ${tx}_committed) logged=$(cat ${tx}_log_ns)
+grew() { # WHAT FILE BEFORE AT-LEAST
+	now=$(cat $dir/$2)
+	[ $((now - $3)) -ge $4 ] || { echo "$1: $2 went from $3 to $now (at least +$4 expected)"; exit 1; }
+}
 mkdir /mnt/bench/names
+names=$(cat $dir/mutex_namespace_calls) held=$(cat $dir/mutex_namespace_hold_ns)
+logged=$(cat $dir/tx_logged) log_ns=$(cat $dir/tx_log_ns)
 for i in 1 2 3 4 5 6 7 8 9 10; do : > /mnt/bench/names/$i; done
+grew "10 creates" mutex_namespace_calls $names 10
+grew "10 creates" mutex_namespace_hold_ns $held 1
+grew "10 creates" tx_logged $logged 10
+grew "10 creates" tx_log_ns $log_ns 1
+names=$(cat $dir/mutex_namespace_calls) evicts=$(cat $dir/mutex_evict_calls)
 rm -r /mnt/bench/names
+grew "10 unlinks" mutex_namespace_calls $names 10
+grew "10 unlinks" mutex_evict_calls $evicts 10
+faults=$(cat $dir/mutex_fault_calls)
 daxbench fault /mnt/bench prealloc > /dev/null
-[ $(($(cat ${mutex}_namespace_calls) - calls)) -ge 20 ] &&
-	[ "$(cat ${mutex}_namespace_hold_ns)" -gt "$held" ] &&
-	[ "$(cat ${mutex}_fault_calls)" -gt "$faults" ] &&
-	[ $(($(cat ${tx}_committed) - committed)) -ge 20 ] &&
-	[ "$(cat ${tx}_log_ns)" -gt "$logged" ] || {
-	echo "mutex counters did not follow: namespace calls $calls -> $(cat ${mutex}_namespace_calls)," \
-		"hold $held -> $(cat ${mutex}_namespace_hold_ns), fault calls $faults -> $(cat ${mutex}_fault_calls)," \
-		"transactions $committed -> $(cat ${tx}_committed), log $logged -> $(cat ${tx}_log_ns) ns"
-	exit 1; }
+grew "512 faults" mutex_fault_calls $faults 1
 for op in create unlink write4k fault fault-alloc; do
 	daxbench spin /mnt/bench $op 1 > /tmp/out
 	expect /tmp/out "spin_${op}_per_s"

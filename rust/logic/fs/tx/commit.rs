@@ -331,6 +331,7 @@ impl<'a, M: Media> Tx<'a, M> {
         journal.next_offset += end;
         let logged = media.now_ns();
         self.times.log_ns = logged.saturating_sub(settled);
+        self.times.logged = 1;
 
         // Home: the records just logged, as recovery would apply them (the
         // runs are not diffed a second time). A failed home write is left

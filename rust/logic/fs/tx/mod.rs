@@ -160,17 +160,18 @@ pub(super) struct Tx<'a, M: Media> {
     /// aligned run where they are: `(ino, first block of the region)`,
     /// for compaction to place it whole later.
     pub(in crate::logic::fs) misplaced: Option<(u64, u64)>,
-    /// The commit's phases so far (`settle_ns`, `log_ns`, `home_ns`).
+    /// The commit's phases so far (`settle_ns`, `log_ns`, `home_ns`), and
+    /// whether it wrote the log (`logged`).
     pub(super) times: TxTimes,
 }
 
-/// Where the time of committed transactions went, summed since the mount
+/// Where the time of transactions that committed went, summed since the mount
 /// (the media's clock, [`super::Media::now_ns`]): what stage 0 of
 /// Documentation/oxdax/concurrency.rst measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxTimes {
-    /// Transactions committed.
-    pub committed: u64,
+    /// Transactions that wrote the log (the others changed nothing).
+    pub logged: u64,
     /// The operation itself: reading and changing shadows of blocks.
     pub build_ns: u64,
     /// Reverse-map changes, frees and node seals at commit.
@@ -182,9 +183,10 @@ pub struct TxTimes {
 }
 
 impl TxTimes {
-    /// Adds one committed transaction's `build_ns` and `commit`'s phases.
+    /// Adds one committed transaction's `build_ns` and `commit`'s phases
+    /// (`commit.logged`: whether it wrote the log).
     pub(super) fn add(&mut self, build_ns: u64, commit: &TxTimes) {
-        self.committed = self.committed.wrapping_add(1);
+        self.logged = self.logged.wrapping_add(commit.logged);
         self.build_ns = self.build_ns.wrapping_add(build_ns);
         self.settle_ns = self.settle_ns.wrapping_add(commit.settle_ns);
         self.log_ns = self.log_ns.wrapping_add(commit.log_ns);
