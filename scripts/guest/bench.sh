@@ -68,6 +68,8 @@ uptime_ns() { # busybox's date has no %N: /proc/uptime, to 10 ms
 
 spin_oxdax() { # CASE REP DAXBENCH-SPIN-ARGS...: daxbench spin on oxdax, and
 	# its volume mutex over the timed part (not the setup: unlink's creates)
+	case_=$1 rep=$2
+	shift 2
 	rm -f /tmp/ready
 	DAXBENCH_READY=/tmp/ready daxbench spin "$@" > /tmp/spin.out &
 	pid=$!
@@ -77,8 +79,8 @@ spin_oxdax() { # CASE REP DAXBENCH-SPIN-ARGS...: daxbench spin on oxdax, and
 	before=$(mutex_snapshot) start=$(uptime_ns)
 	wait $pid
 	after=$(mutex_snapshot) end=$(uptime_ns)
-	sed "s|^|R $1 oxdax $2 |" /tmp/spin.out
-	mutex_use "$1" "$2" "$before" "$after" "$start" "$end"
+	sed "s|^|R $case_ oxdax $rep |" /tmp/spin.out
+	mutex_use "$case_" "$rep" "$before" "$after" "$start" "$end"
 }
 
 mutex_use() { # CASE REP BEFORE AFTER START_NS END_NS: the mutex over a run
