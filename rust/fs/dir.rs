@@ -11,11 +11,11 @@
 
 use kernel::prelude::*;
 
-use super::info::{in_directory, inode_info, refresh, refresh_checked, OxdaxFs};
+use super::info::{attributes, in_directory, inode_info, refresh, refresh_checked, OxdaxFs};
 use super::mutex_stats::Use;
 use crate::{
     logic::fs::{Error as FsError, NewInode, RenameFlags, END_POSITION, FIRST_POSITION},
-    sys::fs::{DirContext, DirOperations, Inode, NewOwner},
+    sys::fs::{Attributes, DirContext, DirOperations, Inode, NewOwner},
 };
 
 /// Bytes of directory entries gathered per volume call in `readdir`.
@@ -32,7 +32,7 @@ impl DirOperations for OxdaxFs {
         })
     }
 
-    fn create(dir: &Inode<Self>, name: &[u8], owner: &NewOwner) -> Result<u64> {
+    fn create(dir: &Inode<Self>, name: &[u8], owner: &NewOwner) -> Result<(u64, Attributes)> {
         let info = inode_info(dir)?;
         let new = NewInode {
             mode: owner.mode,
@@ -41,9 +41,8 @@ impl DirOperations for OxdaxFs {
             rdev: owner.rdev,
             now: dir.now(),
         };
-        in_directory(info, dir, |v| {
-            v.create(dir.ino(), name, &new).map(|(ino, _)| ino)
-        })
+        let (ino, record) = in_directory(info, dir, |v| v.create(dir.ino(), name, &new))?;
+        Ok((ino, attributes(&record)))
     }
 
     fn link(inode: &Inode<Self>, dir: &Inode<Self>, name: &[u8]) -> Result {

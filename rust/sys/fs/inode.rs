@@ -428,9 +428,27 @@ pub(super) unsafe fn fill_new<T: Operations>(inode: *mut ffi::inode, info: &T::I
     // SAFETY: `inode` is a new, locked inode of `T` we hold a reference to
     // (this function's `# Safety`): live for the call the wrapper does not
     // outlive.
+    let ino = unsafe { Inode::<T>::from_raw(inode) }.ino();
+    let attrs = T::read_inode(info, ino)?;
+    // SAFETY: As this function's.
+    unsafe { fill_with::<T>(inode, &attrs) }
+}
+
+/// Fills a new (`I_NEW`) inode from `attrs`, its record as committed, and
+/// sets its operations.
+///
+/// # Safety
+///
+/// `inode` is locked new, of `T`, with `i_ino` set.
+pub(super) unsafe fn fill_with<T: Operations>(
+    inode: *mut ffi::inode,
+    attrs: &Attributes,
+) -> Result {
+    // SAFETY: `inode` is a new, locked inode of `T` we hold a reference to
+    // (this function's `# Safety`): live for the call the wrapper does not
+    // outlive.
     let this = unsafe { Inode::<T>::from_raw(inode) };
-    let attrs = T::read_inode(info, this.ino())?;
-    this.set_attributes(&attrs);
+    this.set_attributes(attrs);
     let mode = attrs.mode;
     // SAFETY: A new inode is ours alone until unlocked; the operation
     // tables are static.

@@ -13,8 +13,8 @@ use kernel::{prelude::*, types::ARef};
 
 use super::{
     dentry::Dentry,
-    inode::{fill_new, iget},
-    to_c_int, DirContext, FileSystem, Inode, NewOwner, Operations,
+    inode::{fill_with, iget},
+    to_c_int, Attributes, DirContext, FileSystem, Inode, NewOwner, Operations,
 };
 use crate::ffi;
 
@@ -27,8 +27,10 @@ pub(crate) trait DirOperations: FileSystem {
     fn lookup(dir: &Inode<Self>, name: &[u8]) -> Result<Option<u64>>;
 
     /// Creates `name` in `dir` (files, directories, device nodes, FIFOs and
-    /// sockets); returns the new inode number.
-    fn create(_dir: &Inode<Self>, _name: &[u8], _owner: &NewOwner) -> Result<u64> {
+    /// sockets); returns the new inode number and its attributes as
+    /// committed (the new VFS inode is filled from them, with no second
+    /// read of the record).
+    fn create(_dir: &Inode<Self>, _name: &[u8], _owner: &NewOwner) -> Result<(u64, Attributes)> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -165,7 +167,6 @@ unsafe fn make_node<T: Operations>(
     // `# Safety`): live, its name stable, for the call.
     let dentry_ref = unsafe { Dentry::<T>::from_raw(dentry) };
     let sb = dir_ref.super_block();
-    let info = sb.info().ok_or(EINVAL)?;
     // SAFETY: `sb` is live.
     let inode = unsafe { ffi::new_inode(sb.as_ptr()) };
     if inode.is_null() {
@@ -183,8 +184,8 @@ unsafe fn make_node<T: Operations>(
         gid: new.gid(),
         rdev: crate::logic::format::inode::encode_dev(rdev),
     };
-    let ino = match T::create(dir_ref, dentry_ref.name(), &owner) {
-        Ok(ino) => ino,
+    let (ino, attrs) = match T::create(dir_ref, dentry_ref.name(), &owner) {
+        Ok(created) => created,
         Err(e) => {
             // SAFETY: Not filled, so eviction leaves the media alone.
             unsafe { ffi::iput(inode) };
@@ -215,7 +216,7 @@ unsafe fn make_node<T: Operations>(
         return Ok(());
     }
     // SAFETY: Locked new, number set.
-    if let Err(e) = unsafe { fill_new::<T>(inode, info) } {
+    if let Err(e) = unsafe { fill_with::<T>(inode, &attrs) } {
         // SAFETY: Marks it bad, unlocks and drops the reference.
         unsafe { ffi::iget_failed(inode) };
         return Err(e);
