@@ -9,7 +9,7 @@
 //! mutex for one `Volume` call; nothing calls back into the VFS or touches
 //! user memory with the mutex held.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::{
     prelude::*,
@@ -79,6 +79,9 @@ pub(crate) struct Info {
     pub(super) space: Arc<SpaceCounters>,
     /// Time spent waiting for and holding `volume`, per use.
     pub(super) mutex_stats: Arc<MutexStats>,
+    /// `Volume::close_has_work` as the last volume call left it: a close
+    /// that finds it false skips its call (`io.rs`, `release`).
+    pub(super) close_has_work: AtomicBool,
     /// Page faults, and the mapping file data is copied through (the
     /// volume has its own).
     #[pin]
@@ -119,6 +122,8 @@ impl Info {
         let result = op(&mut volume);
         self.space.show(volume.chunk_counts());
         self.mutex_stats.show(volume.tx_times());
+        self.close_has_work
+            .store(volume.close_has_work(), Ordering::Release);
         drop(volume);
         self.mutex_stats.record(purpose, asked, taken, now_ns());
         result.map_err(|e| self.errno(e))

@@ -9,6 +9,8 @@
 //! DAX read section with no volume lock held; a write into shared blocks
 //! holds faults off them (the invalidate lock) while they are copied.
 
+use core::sync::atomic::Ordering;
+
 use kernel::prelude::*;
 
 use super::mutex_stats::Use;
@@ -193,6 +195,14 @@ impl FileOperations for OxdaxFs {
         let Ok(info) = inode_info(inode) else {
             return;
         };
+        // The calls that kept chunks for this file, or left regions
+        // misplaced, happened before this close and published `true`
+        // (Release, in `Info::call`); a later `false` means the volume
+        // keeps nothing for any file and nothing waits. So a create and
+        // close without a write take no volume call here.
+        if !info.close_has_work.load(Ordering::Acquire) {
+            return;
+        }
         let ino = inode.ino();
         // Nothing to log: memory only, it cannot fail but for a device
         // that is gone, where nothing is allocated any more.

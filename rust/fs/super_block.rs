@@ -10,7 +10,7 @@
 
 use core::{
     fmt::{self, Display},
-    sync::atomic::AtomicU64,
+    sync::atomic::{AtomicBool, AtomicU64},
 };
 
 use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
@@ -213,6 +213,7 @@ impl FileSystem for OxdaxFs {
                 counters_dir: SetOnce::new(),
                 space: Arc::new(SpaceCounters::default(), GFP_KERNEL)?,
                 mutex_stats: Arc::new(MutexStats::default(), GFP_KERNEL)?,
+                close_has_work: AtomicBool::new(false),
                 engine <- Engine::new(data, frames)?,
                 fault_engine: options.fault_engine.unwrap_or_else(params::fault_engine),
                 dax,

@@ -79,7 +79,11 @@ grew() { # WHAT FILE BEFORE AT-LEAST
 mkdir /mnt/bench/names
 names=$(cat $dir/mutex_namespace_calls) held=$(cat $dir/mutex_namespace_hold_ns)
 logged=$(cat $dir/tx_logged) log_ns=$(cat $dir/tx_log_ns)
+writes=$(cat $dir/mutex_write_calls)
 for i in 1 2 3 4 5 6 7 8 9 10; do : > /mnt/bench/names/$i; done
+# Nothing kept for any file: their closes call nothing.
+[ "$(cat $dir/mutex_write_calls)" = "$writes" ] || {
+	echo "10 creates made write calls: $writes -> $(cat $dir/mutex_write_calls)"; exit 1; }
 grew "10 creates" mutex_namespace_calls $names 10
 grew "10 creates" mutex_namespace_hold_ns $held 1
 grew "10 creates" tx_logged $logged 10

@@ -138,6 +138,28 @@ fn every_way_of_getting_blocks_maps_whole_regions() {
     unmount_and_check(v);
 }
 
+/// A close has work only while chunks are kept for a file's regions or
+/// misplaced regions wait: none after creates, some after a write that
+/// took a chunk, none once that file is closed.
+#[test]
+fn a_close_has_work_only_while_chunks_are_kept() {
+    let mut v = mount(formatted(64, None));
+    let root = v.root();
+    assert!(!v.close_has_work());
+    let (f, _) = v.create(root, b"empty", &file(REG)).unwrap();
+    assert!(!v.close_has_work());
+    v.release(f);
+    let (g, _) = v.create(root, b"big", &file(REG)).unwrap();
+    write(&mut v, g, 0, &pattern(1, 3 << 20)).unwrap();
+    assert!(v.close_has_work());
+    v.release(g);
+    while let Some((ino, region)) = v.take_misplaced() {
+        v.place_region_whole(ino, region).unwrap();
+    }
+    assert!(!v.close_has_work());
+    unmount_and_check(v);
+}
+
 #[test]
 fn small_files_keep_no_chunk_after_close() {
     let mut v = mount(formatted(64, None));

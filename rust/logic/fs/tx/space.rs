@@ -100,6 +100,11 @@ impl<W: AsRef<[u64]>> Reservations<W> {
         self.search(chunk).is_ok()
     }
 
+    /// Whether no chunk is kept for any file.
+    pub(in crate::logic::fs) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether one more can be kept.
     pub(in crate::logic::fs) fn has_room(&self) -> bool {
         self.len() < self.words().len().saturating_sub(1) / 2

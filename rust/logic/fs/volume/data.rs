@@ -551,6 +551,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.reservations().release(ino);
     }
 
+    /// Whether closing a file opened for writing could change anything:
+    /// chunks are kept for some file's regions ([`Self::release`]), or
+    /// misplaced regions wait (the close queues compaction). When not, a
+    /// close need not call the volume at all: only an allocation or a
+    /// transaction, each a later volume call, changes this.
+    pub fn close_has_work(&mut self) -> bool {
+        !self.reservations().is_empty() || self.has_misplaced()
+    }
+
     /// After data was written up to byte `end`: size becomes at least
     /// `end`, mtime and ctime `now`.
     pub fn write_done(&mut self, ino: u64, end: u64, now: Timestamp) -> Result<Inode, Error> {
