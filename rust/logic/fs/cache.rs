@@ -266,9 +266,10 @@ pub trait LookupSlots {
 /// fault starts with its inode's record: an inode-chunk tree walk, a copy,
 /// a checksum and a decode that this does once per inode and transaction.
 ///
-/// Any transaction may change any record or free any inode, so the volume
-/// empties the cache around every transaction, committed or failed; a hit
-/// is then exactly what the lookup would find. Direct-mapped by inode
+/// Records change only through a transaction, which notes the inodes
+/// whose records it writes or clears ([`Touched`]); the volume forgets
+/// those after it, committed or failed, so a hit is exactly what the
+/// lookup would find. Direct-mapped by inode
 /// number: a collision only costs a lookup. Its slots (8 KiB) live in the
 /// volume's scratch memory, not in the volume (which is moved on the
 /// kernel's stack at mount).
@@ -316,12 +317,89 @@ impl<'a> InodeCache<'a> {
             store.mappings().fill(None);
         }
     }
+
+    /// Forgets the records and mappings of the inodes a transaction
+    /// `touched` (all of them if it lost count or changed sharing).
+    pub(super) fn forget(&self, touched: &Touched) {
+        let Some(inos) = touched.inodes() else {
+            self.clear();
+            return;
+        };
+        if inos.is_empty() {
+            return;
+        }
+        let Ok(mut store) = self.slots.try_borrow_mut() else {
+            return;
+        };
+        let slots = store.inodes();
+        let count = slots.len();
+        for &ino in inos {
+            if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
+                if matches!(slot, Some((cached, _)) if *cached == ino) {
+                    *slot = None;
+                }
+            }
+        }
+        // A file's runs are spread over slots by region: look at each.
+        for slot in store.mappings() {
+            if matches!(slot, Some((cached, _)) if inos.contains(cached)) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// Inodes whose records the lookup caches may have kept.
+const TOUCHED_INODES: usize = 8;
+
+/// The inodes a transaction changed: whose records it wrote or cleared,
+/// whose trees it changed. What the lookup caches say about any other
+/// inode stays true after it, with one exception the transaction says
+/// with [`Self::all`]: a change of reference counts changes whether other
+/// files' blocks are shared (a reflink's source is not written).
+#[derive(Default)]
+pub(super) struct Touched {
+    inodes: [u64; TOUCHED_INODES],
+    len: usize,
+    all: bool,
+}
+
+impl Touched {
+    /// Notes that inode `ino`'s record or tree changed.
+    pub(super) fn add(&mut self, ino: u64) {
+        if self.all || self.inodes().is_some_and(|inos| inos.contains(&ino)) {
+            return;
+        }
+        match self.inodes.get_mut(self.len) {
+            Some(slot) => {
+                *slot = ino;
+                self.len += 1;
+            }
+            None => self.all = true,
+        }
+    }
+
+    /// Notes a change that may concern any inode.
+    pub(super) fn all(&mut self) {
+        self.all = true;
+    }
+
+    /// The inodes touched, or `None` for any.
+    fn inodes(&self) -> Option<&[u64]> {
+        if self.all {
+            None
+        } else {
+            self.inodes.get(..self.len)
+        }
+    }
 }
 
 /// Runs of files' blocks as the committed state maps them
 /// (`Volume::map_read`): a write(2) or a fault on allocated blocks looked
 /// them up in the extent and refcount trees each time (twice for a
-/// write). Like [`InodeCache`], emptied around every transaction; a run is
+/// write). Like [`InodeCache`], a file's runs are forgotten after every
+/// transaction that changed its record or its extent tree, and all of
+/// them after one that changed reference counts; a run is
 /// cached as the lookup found it (one kind, one sharing state, contiguous
 /// on the device, to the end of its 2 MiB region at most), and a query is
 /// answered only if it lies inside a cached run, so the answer is the

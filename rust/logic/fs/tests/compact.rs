@@ -180,7 +180,7 @@ struct Churned {
 /// locks, while other files are written, truncated and deleted between
 /// the moves (and a listed piece may be gone or changed by then).
 #[derive(Default)]
-struct Job {
+pub(super) struct Job {
     pieces: Vec<Owned>,
     tried: Vec<u64>,
 }
@@ -189,7 +189,7 @@ impl Job {
     /// One step: places a misplaced region, or moves the next listed
     /// piece, or lists the next victim's pieces. `false` when it found
     /// nothing to do.
-    fn step(&mut self, v: &mut TestVolume, rng: &mut Lcg) -> bool {
+    pub(super) fn step(&mut self, v: &mut TestVolume, rng: &mut Lcg) -> bool {
         if rng.next() % 4 == 0 {
             if let Some((ino, region)) = v.take_misplaced() {
                 match v.place_region_whole(ino, region) {

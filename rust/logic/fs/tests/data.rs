@@ -537,6 +537,137 @@ fn cached_mappings_are_what_a_lookup_finds() {
     unmount_and_check(v);
 }
 
+/// The record and mapping caches survive transactions of other inodes:
+/// after every change of every kind (creates, links, renames over files,
+/// unlinks and late evictions, batch frees, writes, truncations, hole
+/// punches, preallocation, reflinks both ways, compaction moves, failed
+/// memory), every inode ever used, live or freed, and random runs of
+/// every file read the same through the caches as without them. The
+/// caches are filled before each change, so a stale entry shows.
+#[test]
+fn lookup_caches_are_what_a_lookup_finds_after_every_change() {
+    const BS: u64 = BLOCK_SIZE as u64;
+    for seed in 1..=4u64 {
+        let mut rng = crate::logic::testing::Lcg(seed);
+        let mut v = mount(formatted(64, None));
+        let root = v.root();
+        let (sub, _) = v.create(root, b"d", &file(DIR)).unwrap();
+        let dirs = [root, sub];
+        let mut seen: Vec<u64> = vec![root, sub];
+        let mut held: Vec<u64> = Vec::new();
+        let mut job = compact::Job::default();
+        let mut failed_memory = false;
+        for step in 0..700u32 {
+            let dir = dirs[(rng.next() % 2) as usize];
+            let name = alloc::format!("f{}", rng.next() % 24);
+            let found = v.lookup(dir, name.as_bytes());
+            let op = rng.next() % 14;
+            let _ = match (op, found) {
+                (0 | 1, _) => v.create(dir, name.as_bytes(), &file(REG)).map(|(ino, _)| {
+                    seen.push(ino);
+                }),
+                (2, Ok(ino)) => {
+                    let other = dirs[(rng.next() % 2) as usize];
+                    let to = alloc::format!("f{}", rng.next() % 24);
+                    v.link(ino, other, to.as_bytes(), T0).map(|_| ())
+                }
+                (3, Ok(_)) => {
+                    let other = dirs[(rng.next() % 2) as usize];
+                    let to = alloc::format!("f{}", rng.next() % 24);
+                    let flags = RenameFlags::default();
+                    v.rename(dir, name.as_bytes(), other, to.as_bytes(), flags, T0)
+                        .map(|r| held.extend(r.replaced.map(|(ino, _)| ino)))
+                }
+                (4, Ok(_)) => v.unlink(dir, name.as_bytes(), T0).map(|gone| held.push(gone.ino)),
+                (5, _) if !held.is_empty() => {
+                    let ino = held.swap_remove((rng.next() % held.len() as u64) as usize);
+                    v.evict(ino).map(|_| ())
+                }
+                (6 | 7, Ok(ino)) => {
+                    let at = rng.next() % (6 << 20);
+                    let len = 1 + rng.next() % (300 << 10);
+                    write(&mut v, ino, at, &pattern(at, len as usize))
+                }
+                (8, Ok(ino)) => {
+                    let size = Some(rng.next() % (6 << 20));
+                    v.set_attr(ino, &AttrChange { size, ..Default::default() })
+                        .map(|_| ())
+                }
+                (9, Ok(ino)) => {
+                    let at = rng.next() % (6 << 20);
+                    v.punch_hole(ino, at, 1 + rng.next() % (1 << 20), T0).map(|_| ())
+                }
+                (10, Ok(ino)) => {
+                    let at = rng.next() % (6 << 20);
+                    v.allocate(ino, at, 1 + rng.next() % (3 << 20), rng.next() % 2 == 0, T0)
+                        .map(|_| ())
+                }
+                (11, Ok(ino)) => {
+                    let other = seen[(rng.next() % seen.len() as u64) as usize];
+                    let (from, to) = if rng.next() % 2 == 0 { (ino, other) } else { (other, ino) };
+                    let at = rng.next() % 1024 * BS;
+                    let len = (1 + rng.next() % 600) * BS;
+                    v.reflink(from, rng.next() % 1024 * BS, to, at, len, T0)
+                        .map(|_| ())
+                }
+                // The job expects memory that reads.
+                (12, _) if !failed_memory => {
+                    for _ in 0..1 + rng.next() % 6 {
+                        job.step(&mut v, &mut rng);
+                    }
+                    Ok(())
+                }
+                (13, Ok(ino)) if step % 5 == 0 => {
+                    // Memory fails under one of the file's blocks: its
+                    // data, its extent tree's root or its record's.
+                    let failed = match rng.next() % 3 {
+                        0 => v
+                            .map_read(ino, rng.next() % 1536, 1)
+                            .ok()
+                            .filter(|run| run.kind != MapKind::Hole)
+                            .map(|run| run.physical),
+                        1 => v.inode(ino).ok().map(|i| i.map_root).filter(|&b| b != 0),
+                        _ => crate::logic::format::inode::location(ino).map(|at| at.block),
+                    };
+                    match failed {
+                        Some(block) => {
+                            failed_memory = true;
+                            v.media().fail_block(block);
+                            v.poison(block, 1)
+                        }
+                        None => Ok(()),
+                    }
+                }
+                _ => v.free_evicted(),
+            };
+            for &ino in &seen {
+                assert_eq!(
+                    v.inode(ino),
+                    v.inode_uncached(ino),
+                    "seed {seed} step {step} (op {op}): record of inode {ino}"
+                );
+                for _ in 0..6 {
+                    let block = rng.next() % 1600;
+                    let len = match rng.next() % 3 {
+                        0 => 1,
+                        1 => 1 + rng.next() % 64,
+                        _ => 1 + rng.next() % 1024,
+                    };
+                    assert_eq!(
+                        v.map_read(ino, block, len),
+                        v.map_read_uncached(ino, block, len),
+                        "seed {seed} step {step} (op {op}): inode {ino}, blocks {block}+{len}"
+                    );
+                }
+            }
+        }
+        for ino in held {
+            v.evict(ino).unwrap();
+        }
+        v.free_evicted().unwrap();
+    }
+}
+
 /// Every transaction that writes the log is counted, with time in each
 /// of its phases (the test media's clock ticks once per reading); one
 /// refused is not, nor one that changes nothing (a move of blocks that

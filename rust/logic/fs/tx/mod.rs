@@ -31,7 +31,8 @@ mod space;
 mod stores;
 
 use super::{
-    cache::BlockCache, checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+    cache::{BlockCache, Touched},
+    checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
@@ -163,6 +164,9 @@ pub(super) struct Tx<'a, M: Media> {
     /// The commit's phases so far (`settle_ns`, `log_ns`, `home_ns`), and
     /// whether it wrote the log (`logged`).
     pub(super) times: TxTimes,
+    /// The inodes whose records or trees changed: the volume's lookup
+    /// caches forget them after the transaction.
+    pub(super) touched: Touched,
 }
 
 /// Where the time of transactions that committed went, summed since the mount
@@ -327,6 +331,7 @@ impl<'a, M: Media> Tx<'a, M> {
             taken: Taken::default(),
             misplaced: None,
             times: TxTimes::default(),
+            touched: Touched::default(),
         }
     }
 
@@ -561,6 +566,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Stores the record of inode `ino`.
     pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
+        self.touched.add(ino);
         // Encoded in place: `write_at` returns exactly the bytes asked for
         // (a `copy_from_slice` here kept a length-mismatch panic that
         // objtool does not know as noreturn in 6.12).
@@ -575,6 +581,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Clears the record of inode `ino` (a free slot is all zeros).
     pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
+        self.touched.add(ino);
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .fill(0);
         Ok(())

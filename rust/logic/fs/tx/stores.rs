@@ -12,7 +12,7 @@ use crate::logic::format::{
     btree::{Blocks, Nodes, Tree, TreeKind, Visitor},
     get_u64,
     inode::{self, Inode, INODE_BYTES},
-    kinds::{block_key, InodeChunks, RmapKey, OWNER_INODE_CHUNKS, RMAP_METADATA},
+    kinds::{block_key, InodeChunks, RmapKey, OWNER_INODE_CHUNKS, OWNER_REFCOUNTS, RMAP_METADATA},
     layout::Layout,
     space::Extent,
     superblock::Superblock,
@@ -148,6 +148,11 @@ pub(in crate::logic::fs) struct TreeStore<'t, 'a, M: Media> {
 
 impl<'t, 'a, M: Media> TreeStore<'t, 'a, M> {
     pub(in crate::logic::fs) fn new(tx: &'t mut Tx<'a, M>, owner: u64) -> Self {
+        // Not known yet whether the tree will change, but a store is
+        // opened to change it: an inode's runs may be cached.
+        if owner < OWNER_REFCOUNTS {
+            tx.touched.add(owner);
+        }
         Self {
             tx,
             owner,

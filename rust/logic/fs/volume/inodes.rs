@@ -166,6 +166,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Ok(inode)
     }
 
+    /// [`Self::inode`] without the record cache, for tests to compare with.
+    #[cfg(test)]
+    pub(crate) fn inode_uncached(&self, ino: u64) -> Result<Inode, Error> {
+        if !slot_in_use(&self.committed(), &self.sb, ino)? {
+            return Err(Error::NotFound);
+        }
+        self.committed().inode(ino)
+    }
+
     /// Applies `change` (a size change truncates or extends).
     pub fn set_attr(&mut self, ino: u64, change: &AttrChange) -> Result<Inode, Error> {
         let old = self.inode(ino)?;

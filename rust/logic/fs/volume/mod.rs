@@ -512,23 +512,28 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         self.media.relax();
-        // Whatever happens to the transaction, records read before it
-        // are not trusted after it.
-        self.inodes().clear();
         let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
         tx.rewrite_primary = self.rewrite_primary;
         let start = self.media.now_ns();
-        let value = match op(&mut tx) {
+        let result = op(&mut tx);
+        // Whatever happens to the transaction, what the lookup caches
+        // say about the inodes it touched is not trusted after it.
+        let touched = core::mem::take(&mut tx.touched);
+        let value = match result {
             Ok(value) => value,
             Err(e) => {
                 tx.forget_shadowed();
+                drop(tx);
+                self.inodes().forget(&touched);
                 return Err(e);
             }
         };
         let built = self.media.now_ns().saturating_sub(start);
-        match tx.commit(&mut self.journal) {
+        let committed = tx.commit(&mut self.journal);
+        self.inodes().forget(&touched);
+        match committed {
             Ok((sb, effects)) => {
                 self.times.add(built, &effects.times);
                 self.sb = sb;
@@ -557,12 +562,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         Reservations(self.scratch.parts().reservations)
     }
 
-    /// Committed inode records (`inode`), emptied by every transaction.
+    /// Committed inode records (`inode`), forgotten by the transactions
+    /// that touch them.
     fn inodes(&self) -> InodeCache<'_> {
         InodeCache::new(self.scratch.lookup_slots())
     }
 
-    /// Committed mappings (`map_read`), emptied with the records.
+    /// Committed mappings (`map_read`), forgotten with the records.
     fn mappings(&self) -> MappingCache<'_> {
         MappingCache::new(self.scratch.lookup_slots())
     }

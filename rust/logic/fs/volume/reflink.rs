@@ -127,6 +127,9 @@ fn adjust_refcount<M: Media>(
     let new_count = count
         .checked_add_signed(delta)
         .ok_or(Error::Corrupt(tx.sb.refcount_root, Damage::Record))?;
+    // Whether blocks are shared is cached with files' runs, and the
+    // other sharers' records and trees do not change.
+    tx.touched.all();
     let mut store = TreeStore::new(tx, kinds::OWNER_REFCOUNTS);
     if count >= 2
         && !tree
