@@ -318,6 +318,14 @@ impl<'a> InodeCache<'a> {
         }
     }
 
+    /// Keeps the records a committed transaction wrote ([`Touched`]),
+    /// after [`Self::forget`].
+    pub(super) fn put_written(&self, touched: &Touched) {
+        for (ino, inode) in touched.written.iter().flatten() {
+            self.put(*ino, inode);
+        }
+    }
+
     /// Forgets the records and mappings of the inodes a transaction
     /// `touched` (all of them if it lost count or changed sharing).
     pub(super) fn forget(&self, touched: &Touched) {
@@ -352,6 +360,11 @@ impl<'a> InodeCache<'a> {
 /// Inodes whose records the lookup caches may have kept.
 const TOUCHED_INODES: usize = 8;
 
+/// Records a transaction wrote that the cache gets once it committed: a
+/// create's directory and new inode, an unlink's directory and victim, a
+/// fault's file. Each is read again right after the call.
+const WRITTEN_RECORDS: usize = 2;
+
 /// The inodes a transaction changed: whose records it wrote or cleared,
 /// whose trees it changed. What the lookup caches say about any other
 /// inode stays true after it, with one exception the transaction says
@@ -362,6 +375,9 @@ pub(super) struct Touched {
     inodes: [u64; TOUCHED_INODES],
     len: usize,
     all: bool,
+    /// The last record written of the first inodes written, as the
+    /// transaction leaves them.
+    written: [Option<(u64, Inode)>; WRITTEN_RECORDS],
 }
 
 impl Touched {
@@ -376,6 +392,29 @@ impl Touched {
                 self.len += 1;
             }
             None => self.all = true,
+        }
+    }
+
+    /// Notes that inode `ino`'s record is now `inode`.
+    pub(super) fn wrote(&mut self, ino: u64, inode: &Inode) {
+        self.add(ino);
+        let kept = self
+            .written
+            .iter()
+            .position(|slot| matches!(slot, Some((kept, _)) if *kept == ino))
+            .or_else(|| self.written.iter().position(Option::is_none));
+        if let Some(slot) = kept.and_then(|i| self.written.get_mut(i)) {
+            *slot = Some((ino, *inode));
+        }
+    }
+
+    /// Notes that inode `ino`'s record was cleared (its slot freed).
+    pub(super) fn cleared(&mut self, ino: u64) {
+        self.add(ino);
+        for slot in &mut self.written {
+            if matches!(slot, Some((kept, _)) if *kept == ino) {
+                *slot = None;
+            }
         }
     }
 

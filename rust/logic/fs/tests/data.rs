@@ -578,7 +578,9 @@ fn lookup_caches_are_what_a_lookup_finds_after_every_change() {
                     v.rename(dir, name.as_bytes(), other, to.as_bytes(), flags, T0)
                         .map(|r| held.extend(r.replaced.map(|(ino, _)| ino)))
                 }
-                (4, Ok(_)) => v.unlink(dir, name.as_bytes(), T0).map(|gone| held.push(gone.ino)),
+                (4, Ok(_)) => v
+                    .unlink(dir, name.as_bytes(), T0)
+                    .map(|gone| held.push(gone.ino)),
                 (5, _) if !held.is_empty() => {
                     let ino = held.swap_remove((rng.next() % held.len() as u64) as usize);
                     v.evict(ino).map(|_| ())
@@ -590,12 +592,19 @@ fn lookup_caches_are_what_a_lookup_finds_after_every_change() {
                 }
                 (8, Ok(ino)) => {
                     let size = Some(rng.next() % (6 << 20));
-                    v.set_attr(ino, &AttrChange { size, ..Default::default() })
-                        .map(|_| ())
+                    v.set_attr(
+                        ino,
+                        &AttrChange {
+                            size,
+                            ..Default::default()
+                        },
+                    )
+                    .map(|_| ())
                 }
                 (9, Ok(ino)) => {
                     let at = rng.next() % (6 << 20);
-                    v.punch_hole(ino, at, 1 + rng.next() % (1 << 20), T0).map(|_| ())
+                    v.punch_hole(ino, at, 1 + rng.next() % (1 << 20), T0)
+                        .map(|_| ())
                 }
                 (10, Ok(ino)) => {
                     let at = rng.next() % (6 << 20);
@@ -604,7 +613,11 @@ fn lookup_caches_are_what_a_lookup_finds_after_every_change() {
                 }
                 (11, Ok(ino)) => {
                     let other = seen[(rng.next() % seen.len() as u64) as usize];
-                    let (from, to) = if rng.next() % 2 == 0 { (ino, other) } else { (other, ino) };
+                    let (from, to) = if rng.next() % 2 == 0 {
+                        (ino, other)
+                    } else {
+                        (other, ino)
+                    };
                     let at = rng.next() % 1024 * BS;
                     let len = (1 + rng.next() % 600) * BS;
                     v.reflink(from, rng.next() % 1024 * BS, to, at, len, T0)

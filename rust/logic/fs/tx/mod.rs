@@ -32,7 +32,8 @@ mod stores;
 
 use super::{
     cache::{BlockCache, Touched},
-    checked::CheckedNodes, Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+    checked::CheckedNodes,
+    Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
@@ -566,7 +567,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Stores the record of inode `ino`.
     pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
-        self.touched.add(ino);
+        self.touched.wrote(ino, inode);
         // Encoded in place: `write_at` returns exactly the bytes asked for
         // (a `copy_from_slice` here kept a length-mismatch panic that
         // objtool does not know as noreturn in 6.12).
@@ -581,7 +582,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Clears the record of inode `ino` (a free slot is all zeros).
     pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
-        self.touched.add(ino);
+        self.touched.cleared(ino);
         self.write_at(location.block, location.offset, INODE_BYTES)?
             .fill(0);
         Ok(())

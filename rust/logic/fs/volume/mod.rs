@@ -525,7 +525,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Ok(value) => value,
             Err(e) => {
                 tx.forget_shadowed();
-                drop(tx);
                 self.inodes().forget(&touched);
                 return Err(e);
             }
@@ -535,6 +534,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.inodes().forget(&touched);
         match committed {
             Ok((sb, effects)) => {
+                self.inodes().put_written(&touched);
                 self.times.add(built, &effects.times);
                 self.sb = sb;
                 self.rewrite_primary = false;
