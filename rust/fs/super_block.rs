@@ -64,6 +64,13 @@ fn mount_error(id: &CStr, e: MountError) -> Error {
             pr_err!("{}: unsupported oxdax version or feature\n", id);
             EINVAL
         }
+        MountError::ReadOnlyFeatures => {
+            pr_err!(
+                "{}: unknown read-only-compatible oxdax features: mount read-only\n",
+                id
+            );
+            EINVAL
+        }
         MountError::TooSmall => {
             pr_err!("{}: filesystem larger than the device\n", id);
             EINVAL
@@ -268,7 +275,14 @@ impl FileSystem for OxdaxFs {
             return Ok(());
         }
         let info = info(sb)?;
-        info.call(Use::Other, |volume| volume.set_read_only(read_only))?;
+        let switched = info.call(Use::Other, |volume| volume.set_read_only(read_only));
+        if switched == Err(EROFS) {
+            pr_err!(
+                "{}: unknown read-only-compatible oxdax features: stays read-only\n",
+                info.id()
+            );
+        }
+        switched?;
         info.reserve_zero_chunk();
         Ok(())
     }

@@ -20,7 +20,9 @@ use super::{
     },
     layout::{Layout, LayoutError},
     space::{ChunkCounts, Space, SpaceError, SpaceStore},
-    superblock::{Label, Superblock, INCOMPAT_SUPPORTED, STATE_CLEAN, VERSION_MINOR},
+    superblock::{
+        Label, Superblock, INCOMPAT_SUPPORTED, RO_COMPAT_LAZY_COUNTERS, STATE_CLEAN, VERSION_MINOR,
+    },
     BLOCK_SIZE, CHUNK_BLOCKS,
 };
 
@@ -318,7 +320,7 @@ pub fn make_filesystem<I: Image>(
     let superblock = Superblock {
         version_minor: VERSION_MINOR,
         feature_compat: 0,
-        feature_ro_compat: 0,
+        feature_ro_compat: RO_COMPAT_LAZY_COUNTERS,
         feature_incompat: INCOMPAT_SUPPORTED,
         uuid: options.uuid,
         label: options.label,
@@ -546,7 +548,8 @@ pub fn check_filesystem<I: Image>(image: &I) -> FResult<CheckReport, I::Error> {
             "used blocks without an owner, or refcounts that disagree with the owners",
         ));
     }
-    if primary.free_blocks != layout.data_blocks() - used_blocks {
+    if primary.free_blocks != layout.data_blocks() - used_blocks && !primary.counters_may_be_stale()
+    {
         return Err(FsError::Corrupt("free block count"));
     }
     Ok(CheckReport {

@@ -265,6 +265,18 @@ impl<'a, S: SpaceStore> Space<'a, S> {
         Ok(None)
     }
 
+    /// The free blocks of the data area, as the summary counts them:
+    /// O(chunks).
+    pub fn free_blocks(&self) -> SResult<u64, S::Error> {
+        let (first_chunk, end_chunk) = self.chunks();
+        let mut free = 0u64;
+        for chunk in first_chunk..end_chunk {
+            let in_chunk = self.store.chunk_free(chunk).map_err(SpaceError::Store)?;
+            free = free.saturating_add(u64::from(in_chunk));
+        }
+        Ok(free)
+    }
+
     /// How the data area's chunks stand: free whole, partly used, full.
     /// Chunks the data area covers only in part count as partly used
     /// until full.

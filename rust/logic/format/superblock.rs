@@ -26,8 +26,17 @@ pub const INCOMPAT_REFLINK: u64 = 1 << 0;
 pub const INCOMPAT_RMAP: u64 = 1 << 1;
 /// Every incompatible feature this code implements.
 pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_REFLINK | INCOMPAT_RMAP;
+/// Read-only-compatible feature: `free_blocks` and `inode_count` are
+/// exact only while the filesystem is clean. Mounted, they live in memory
+/// and reach the media when the superblock is written for another reason;
+/// a mount of a filesystem not marked clean counts them again from the
+/// journaled maps (the summary, the inode-chunk tree). A transaction that
+/// changes only a counter (a create, an allocation) then leaves block 0
+/// alone. Code that does not know it would trust stale counters when
+/// writing: read-only for it.
+pub const RO_COMPAT_LAZY_COUNTERS: u64 = 1 << 0;
 /// Every read-only-compatible feature this code implements.
-pub const RO_COMPAT_SUPPORTED: u64 = 0;
+pub const RO_COMPAT_SUPPORTED: u64 = RO_COMPAT_LAZY_COUNTERS;
 
 /// State flag: the filesystem was unmounted cleanly.
 pub const STATE_CLEAN: u64 = 1 << 0;
@@ -324,6 +333,28 @@ impl Superblock {
     /// Whether unknown read-only-compatible features forbid writing.
     pub fn read_only_required(&self) -> bool {
         self.feature_ro_compat & !RO_COMPAT_SUPPORTED != 0
+    }
+
+    /// Whether `free_blocks` and `inode_count` as stored may be stale
+    /// ([`RO_COMPAT_LAZY_COUNTERS`] on a filesystem not marked clean): the
+    /// maps say what they are.
+    pub fn counters_may_be_stale(&self) -> bool {
+        self.feature_ro_compat & RO_COMPAT_LAZY_COUNTERS != 0 && self.state & STATE_CLEAN == 0
+    }
+
+    /// Whether the superblock must be written for `self` to be what the
+    /// media holds once `base` was: any field differs, the counters
+    /// only where they are not lazy.
+    pub fn must_be_written_over(&self, base: &Superblock) -> bool {
+        if self.feature_ro_compat & RO_COMPAT_LAZY_COUNTERS == 0 {
+            return self != base;
+        }
+        let counters_as_in = |sb: &Superblock| Superblock {
+            free_blocks: 0,
+            inode_count: 0,
+            ..*sb
+        };
+        counters_as_in(self) != counters_as_in(base)
     }
 }
 

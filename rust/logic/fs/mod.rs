@@ -187,6 +187,9 @@ pub enum MountError {
     NoFilesystem,
     /// A major version or incompatible feature this code does not know.
     Unsupported,
+    /// A read-write mount of a filesystem with a read-only-compatible
+    /// feature this code does not know (it may mount read-only).
+    ReadOnlyFeatures,
     /// The superblock describes more blocks than the device has.
     TooSmall,
     /// The journal header is damaged.

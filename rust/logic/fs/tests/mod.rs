@@ -24,8 +24,10 @@ use super::*;
 use crate::logic::{
     format::{
         inode::FileType,
-        mkfs::{check_filesystem, make_filesystem, Image, MkfsOptions},
-        superblock::Label,
+        mkfs::{check_filesystem, make_filesystem, FsError, Image, MkfsOptions},
+        superblock::{
+            Label, Superblock, BACKUP_BLOCK, PRIMARY_BLOCK, RO_COMPAT_LAZY_COUNTERS, STATE_CLEAN,
+        },
         BLOCK_SIZE, CHUNK_BLOCKS,
     },
     testing::Lcg,

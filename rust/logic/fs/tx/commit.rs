@@ -264,10 +264,10 @@ impl<'a, M: Media> Tx<'a, M> {
         // of them valid, and both have the same layout, which is all that
         // mount needs before replaying the journal.
         let sb = self.sb;
-        // Most operations leave the superblock's counters alone (a write
-        // that moves the times, a fault on allocated blocks): encoding and
-        // diffing an unchanged block would cost a checksum of 4 KiB.
-        if sb != self.base || self.rewrite_primary {
+        // Most operations change no root and no state, and lazy counters
+        // are written with the next change that does (or at unmount):
+        // encoding and diffing the block would cost a checksum of 4 KiB.
+        if sb.must_be_written_over(&self.base) || self.rewrite_primary {
             sb.encode(self.write_whole(PRIMARY_BLOCK)?);
         }
 

@@ -8,10 +8,13 @@ use core::ops::ControlFlow;
 use super::extents::zero_blocks;
 use super::{TxNodes, Volume};
 use crate::logic::format::{
-    btree::Tree,
+    btree::{Nodes, Tree},
+    get_u64,
     inode::{self, FileType, Inode, Timestamp, CHUNK_INODE_BLOCKS, MAX_FILE_SIZE},
     kinds::{block_key, parse_block_key, InodeChunks, RmapKey, OWNER_INODE_CHUNKS, RMAP_METADATA},
-    space, BLOCK_SIZE,
+    space,
+    superblock::Superblock,
+    BLOCK_SIZE,
 };
 use crate::logic::fs::{
     tx::{scan, slot_in_use, tree_error, TreeStore, Tx},
@@ -148,6 +151,22 @@ pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<
         tx.sb.inode_tree_root = tree.root;
     }
     Ok(())
+}
+
+/// The inodes in use, as the inode-chunk tree marks their slots (orphans
+/// waiting to be freed included): O(inodes / 64).
+pub(super) fn inodes_in_use<N: Nodes<Error = Error>>(
+    store: &N,
+    sb: &Superblock,
+) -> Result<u64, Error> {
+    let tree = Tree::<InodeChunks>::open(sb.inode_tree_root, OWNER_INODE_CHUNKS);
+    let mut count = 0u64;
+    scan(&tree, store, &block_key(0), &mut |_, value| {
+        let bits = get_u64(value, 0).unwrap_or(0);
+        count = count.saturating_add(u64::from(bits.count_ones()));
+        ControlFlow::Continue(())
+    })?;
+    Ok(count)
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {

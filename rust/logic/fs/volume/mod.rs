@@ -144,6 +144,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if sb.layout.block_count > device_blocks {
             return Err(MountError::TooSmall);
         }
+        if !read_only && sb.read_only_required() {
+            return Err(MountError::ReadOnlyFeatures);
+        }
         let layout = sb.layout;
         let header_byte = layout.journal_start << BLOCK_SHIFT;
         let log_start = header_byte + BLOCK_SIZE as u64;
@@ -217,6 +220,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(layout.summary_start, Damage::Space),
         })?;
+        if volume.sb.counters_may_be_stale() {
+            volume.recount().map_err(|e| match e {
+                Error::Corrupt(block, what) => MountError::Corrupt(block, what),
+                _ => MountError::Corrupt(layout.summary_start, Damage::Space),
+            })?;
+        }
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
@@ -290,6 +299,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             self.mark_clean();
             self.read_only = true;
             return Ok(());
+        }
+        if self.sb.read_only_required() {
+            return Err(Error::ReadOnly);
         }
         self.read_only = false;
         let marked = self.transact(|tx| {
@@ -417,6 +429,26 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             .chunk_counts()
             .map_err(space_error)?;
         self.chunks = counts;
+        Ok(())
+    }
+
+    /// Counts the free blocks and the inodes in use again, from the maps
+    /// (`RO_COMPAT_LAZY_COUNTERS`: a mount after a crash). They are kept
+    /// in memory; the next transaction that writes the superblock stores
+    /// them.
+    fn recount(&mut self) -> Result<(), Error> {
+        let reader = self.committed();
+        let layout = self.sb.layout;
+        let mut store = CommittedSpace {
+            reader: &reader,
+            layout,
+        };
+        let free_blocks = Space::new(&mut store, &layout)
+            .free_blocks()
+            .map_err(space_error)?;
+        let inode_count = inodes::inodes_in_use(&reader, &self.sb)?;
+        self.sb.free_blocks = free_blocks;
+        self.sb.inode_count = inode_count;
         Ok(())
     }
 
