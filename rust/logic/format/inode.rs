@@ -227,9 +227,6 @@ impl Inode {
         for (i, t) in times.iter_mut().enumerate() {
             t.sec = u64_at(OFF_SECS + 8 * i)? as i64;
             t.nsec = u32_at(OFF_NSECS + 4 * i)?;
-            if t.nsec >= 1_000_000_000 {
-                return Err(InodeError::Field);
-            }
         }
         if record
             .get(OFF_RESERVED..OFF_CRC)
@@ -253,15 +250,26 @@ impl Inode {
             map_root: u64_at(OFF_MAP_ROOT)?,
             parent: u64_at(OFF_PARENT)?,
         };
-        let file_type = FileType::of_mode(inode.mode).ok_or(InodeError::Mode)?;
-        if inode.mode & !(S_IFMT | 0o7777) != 0 {
+        inode.check()?;
+        Ok(Some(inode))
+    }
+
+    /// Whether [`Self::decode`] would accept this record: what is never
+    /// written, so that every record written reads back as it was.
+    pub fn check(&self) -> Result<(), InodeError> {
+        let times = [self.atime, self.mtime, self.ctime, self.btime];
+        if times.iter().any(|t| t.nsec >= 1_000_000_000) {
+            return Err(InodeError::Field);
+        }
+        let file_type = FileType::of_mode(self.mode).ok_or(InodeError::Mode)?;
+        if self.mode & !(S_IFMT | 0o7777) != 0 {
             return Err(InodeError::Mode);
         }
         let is_dir = file_type == FileType::Directory;
-        if inode.size > MAX_FILE_SIZE || is_dir != (inode.parent != 0) {
+        if self.size > MAX_FILE_SIZE || is_dir != (self.parent != 0) {
             return Err(InodeError::Field);
         }
-        Ok(Some(inode))
+        Ok(())
     }
 
     /// The file type (valid for every decoded inode).

@@ -264,7 +264,8 @@ pub trait LookupSlots {
 
 /// Decoded records of the committed state. Every read, write(2) and page
 /// fault starts with its inode's record: an inode-chunk tree walk, a copy,
-/// a checksum and a decode that this does once per inode and transaction.
+/// a checksum and a decode that this does once per inode until a
+/// transaction changes it.
 ///
 /// Records change only through a transaction, which notes the inodes
 /// whose records it writes or clears ([`Touched`]); the volume forgets

@@ -567,6 +567,9 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Stores the record of inode `ino`.
     pub(super) fn put_inode(&mut self, ino: u64, inode: &Inode) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;
+        // A record mount or a lookup would refuse is not written (the
+        // caches keep what was written: `Touched`).
+        inode.check().map_err(|_| Error::Invalid)?;
         self.touched.wrote(ino, inode);
         // Encoded in place: `write_at` returns exactly the bytes asked for
         // (a `copy_from_slice` here kept a length-mismatch panic that

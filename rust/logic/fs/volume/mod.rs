@@ -220,11 +220,18 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(layout.summary_start, Damage::Space),
         })?;
-        if volume.sb.counters_may_be_stale() {
-            volume.recount().map_err(|e| match e {
-                Error::Corrupt(block, what) => MountError::Corrupt(block, what),
-                _ => MountError::Corrupt(layout.summary_start, Damage::Space),
-            })?;
+        // Counted at every mount, not only after a crash: a module that
+        // did not know lazy counters may have stored stale ones as clean,
+        // and so may a mount from an old backup. Where the stored ones
+        // are exact, or nothing will be written, a tree that cannot be
+        // counted does not stop the mount (its inodes fail on their own).
+        if let Err(e) = volume.recount() {
+            if volume.sb.counters_may_be_stale() && !read_only {
+                return Err(match e {
+                    Error::Corrupt(block, what) => MountError::Corrupt(block, what),
+                    _ => MountError::Corrupt(layout.summary_start, Damage::Space),
+                });
+            }
         }
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -433,9 +440,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     }
 
     /// Counts the free blocks and the inodes in use again, from the maps
-    /// (`RO_COMPAT_LAZY_COUNTERS`: a mount after a crash). They are kept
-    /// in memory; the next transaction that writes the superblock stores
-    /// them.
+    /// (at mount: `RO_COMPAT_LAZY_COUNTERS`). They are kept in memory;
+    /// the next transaction that writes the superblock stores them.
     fn recount(&mut self) -> Result<(), Error> {
         let reader = self.committed();
         let layout = self.sb.layout;
