@@ -134,6 +134,63 @@ impl<'a> BlockCache<'a> {
         }
     }
 
+    /// Block `block` changed on the media by `data` at byte `offset`,
+    /// from the committed content the cache holds if it holds the block:
+    /// the cached copy is changed the same way (a commit's changed runs
+    /// cost their bytes, not a block's copy). Whether it held the block.
+    pub(super) fn patch(&self, block: u64, offset: usize, data: &[u8]) -> bool {
+        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+            return false;
+        };
+        let (slots, tags) = store.slots();
+        let Some(i) = Self::slot(block, slots.len().min(tags.len())) else {
+            return false;
+        };
+        if tags.get(i) != Some(&block.wrapping_add(1)) {
+            return false;
+        }
+        let end = offset.checked_add(data.len());
+        match slots
+            .get_mut(i)
+            .zip(end)
+            .and_then(|(slot, end)| slot.get_mut(offset..end))
+        {
+            Some(bytes) => {
+                bytes.copy_from_slice(data);
+                true
+            }
+            None => {
+                // Not a change of this block: its copy is not trusted.
+                if let Some(tag) = tags.get_mut(i) {
+                    *tag = 0;
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether block `block` is cached.
+    pub(super) fn holds(&self, block: u64) -> bool {
+        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+            return false;
+        };
+        let (slots, tags) = store.slots();
+        Self::slot(block, slots.len().min(tags.len()))
+            .and_then(|i| tags.get(i))
+            .is_some_and(|&tag| tag == block.wrapping_add(1))
+    }
+
+    /// The cached copy of block `block`, if any (host checks).
+    #[cfg(test)]
+    pub(super) fn cached(&self, block: u64) -> Option<[u8; BLOCK_SIZE]> {
+        let mut store = self.slots?.try_borrow_mut().ok()?;
+        let (slots, tags) = store.slots();
+        let i = Self::slot(block, slots.len().min(tags.len()))?;
+        (tags.get(i) == Some(&block.wrapping_add(1)))
+            .then(|| slots.get(i).copied())
+            .flatten()
+    }
+
     /// Forgets block `block` (one slot to look at).
     pub(super) fn forget_block(&self, block: u64) {
         self.forget(block, 1);

@@ -14,8 +14,9 @@ use crate::logic::format::{
 };
 
 /// What shadow `i` changed in its block: the runs that differ from `home`
-/// in the 64-byte lines of `lines` (the others did not change), or the
-/// whole block if its memory could not be read (bit `i` of `unknown`).
+/// in the 64-byte lines of `lines` (the others did not change, and `home`
+/// holds only those), or the whole block if its memory could not be read
+/// (bit `i` of `unknown`).
 pub(super) fn runs(
     unknown: u128,
     i: usize,
@@ -26,15 +27,30 @@ pub(super) fn runs(
     if unknown & 1 << i != 0 {
         return ChangedRuns::whole();
     }
-    let runs = changed_runs(home, shadow, lines);
-    // Every change marks its lines: the host tests check each commit's
-    // runs against a diff of every line.
-    #[cfg(test)]
+    changed_runs(home, shadow, lines)
+}
+
+/// Host builds: the lines of `home` copied as they were marked are the
+/// block's (`whole`), and every change marked its lines: the runs are
+/// those of a diff of every line against the whole block.
+#[cfg(test)]
+fn check_runs(
+    i: usize,
+    lines: u64,
+    home: &[u8; BLOCK_SIZE],
+    whole: &[u8; BLOCK_SIZE],
+    shadow: &[u8; BLOCK_SIZE],
+) {
+    for (line, (kept, was)) in line_pairs(home, whole).enumerate() {
+        assert!(
+            lines & 1 << line == 0 || kept == was,
+            "line {line} of shadow {i}'s original was not kept as it was"
+        );
+    }
     assert!(
-        runs.differ == changed_runs(home, shadow, u64::MAX).differ,
+        changed_runs(home, shadow, lines).differ == changed_runs(whole, shadow, u64::MAX).differ,
         "a change to shadow {i} outside its marked lines {lines:#x}"
     );
-    runs
 }
 
 /// Writes `sb` whole into the backup superblock (durable at the next
@@ -198,6 +214,8 @@ struct Shadows<'s> {
     originals: &'s [[u8; BLOCK_SIZE]],
     lines: &'s [u64],
     unknown: u128,
+    #[cfg(test)]
+    whole_originals: &'s [[u8; BLOCK_SIZE]],
 }
 
 impl Shadows<'_> {
@@ -213,6 +231,11 @@ impl Shadows<'_> {
             ) else {
                 break;
             };
+            #[cfg(test)]
+            if self.unknown & 1 << i == 0 {
+                let whole = self.whole_originals.get(i).expect("an original per shadow");
+                check_runs(i, lines, home, whole, shadow);
+            }
             for run in runs(self.unknown, i, lines, home, shadow) {
                 let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
                 visit(block, run.start, data)?;
@@ -281,6 +304,8 @@ impl<'a, M: Media> Tx<'a, M> {
             originals: self.originals,
             lines: self.lines,
             unknown: self.unknown,
+            #[cfg(test)]
+            whole_originals: &self.whole_originals,
         };
         shadows.each_change(&mut |block, offset, data| {
             writer
@@ -335,7 +360,11 @@ impl<'a, M: Media> Tx<'a, M> {
 
         // Home: the records just logged, as recovery would apply them (the
         // runs are not diffed a second time). A failed home write is left
-        // to recovery, which applies the journal.
+        // to recovery, which applies the journal. The cache holds the
+        // committed state: a block it holds gets the same runs (it held
+        // the original, which the runs change into the shadow). Blocks
+        // freed now are not among them: `apply_frees` made it forget them.
+        let cache = self.cache;
         let write_home = &mut |block: u64, offset: usize, data: &[u8]| {
             if let Some(at) = block
                 .checked_mul(BLOCK_SIZE as u64)
@@ -343,6 +372,7 @@ impl<'a, M: Media> Tx<'a, M> {
             {
                 media.write(at, data);
             }
+            cache.patch(block, offset, data);
         };
         if !for_each_logged(log, body, write_home) {
             // The writer made these bytes just now: a walk that fails is a
@@ -361,9 +391,28 @@ impl<'a, M: Media> Tx<'a, M> {
                 break;
             };
             // What the media holds now (or the journal, if a home write
-            // failed: recovery writes it), unless the block is free now.
-            if self.freed_shadows & 1 << i == 0 {
+            // failed: recovery writes it), unless the block is free now;
+            // a block the cache held was patched above. (Shadows that share
+            // a slot are put in turn: the last one stays, as before.)
+            let patched = self.unknown & 1 << i == 0 && self.cache.holds(block);
+            if self.freed_shadows & 1 << i == 0 && !patched {
                 self.cache.put(block, shadow);
+            }
+        }
+        #[cfg(test)]
+        for i in 0..self.used {
+            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
+                break;
+            };
+            if let Some(cached) = self.cache.cached(block) {
+                assert!(
+                    self.freed_shadows & 1 << i == 0,
+                    "block {block}, freed by the transaction, is cached"
+                );
+                assert!(
+                    cached == *shadow,
+                    "block {block}'s cached copy is not what was committed"
+                );
             }
         }
         self.times.home_ns = media.now_ns().saturating_sub(logged);

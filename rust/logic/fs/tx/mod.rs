@@ -95,14 +95,19 @@ pub(super) struct Tx<'a, M: Media> {
     media: &'a M,
     layout: Layout,
     shadows: &'a mut [[u8; BLOCK_SIZE]],
-    /// The shadowed blocks as they were (and still are on the media).
+    /// The shadowed blocks as they were (and still are on the media), in
+    /// the lines of `lines` only: a line is copied from its shadow when
+    /// it is first marked, before it changes ([`Self::mark_lines`]), so
+    /// that a change of a few bytes (a bit, a record) costs a line's copy
+    /// and not a block's.
     originals: &'a mut [[u8; BLOCK_SIZE]],
     tags: &'a mut [u64],
     /// Bit `l` of `lines[i]`: shadow `i` may differ from its original in
     /// 64-byte line `l` (a change made through [`Self::write_at`] marks
     /// its lines, one through [`Self::write`] all of them); the commit
-    /// diffs only those. [`Self::seal_nodes`] narrows a resealed node's
-    /// mask to the lines that differ and line 0, its checksum's.
+    /// diffs only those. In every other line the shadow is its original.
+    /// [`Self::seal_nodes`] narrows a resealed node's mask to the lines
+    /// that differ and line 0, its checksum's.
     lines: &'a mut [u64],
     /// Committed blocks (the ones not shadowed) are read through it.
     cache: BlockCache<'a>,
@@ -168,6 +173,11 @@ pub(super) struct Tx<'a, M: Media> {
     /// The inodes whose records or trees changed: the volume's lookup
     /// caches forget them after the transaction.
     pub(super) touched: Touched,
+    /// Host builds keep every original whole, to check that the lines
+    /// copied lazily into `originals` are the blocks' and that no change
+    /// escaped its marked lines.
+    #[cfg(test)]
+    whole_originals: alloc::vec::Vec<[u8; BLOCK_SIZE]>,
 }
 
 /// Where the time of transactions that committed went, summed since the mount
@@ -333,6 +343,8 @@ impl<'a, M: Media> Tx<'a, M> {
             misplaced: None,
             times: TxTimes::default(),
             touched: Touched::default(),
+            #[cfg(test)]
+            whole_originals: alloc::vec::Vec::new(),
         }
     }
 
@@ -407,6 +419,9 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Node `block` (a shadow) changed: its checksum is written at commit.
     pub(super) fn seal_at_commit(&mut self, block: u64) -> Result<(), Error> {
         let index = self.shadow_index(block, false)?;
+        // A reseal reads the original's checksum and changed lines; a node
+        // is changed through `write`, which marked them all already.
+        self.mark_lines(index, ALL_LINES);
         self.unsealed |= 1 << index;
         Ok(())
     }
@@ -489,9 +504,7 @@ impl<'a, M: Media> Tx<'a, M> {
             .filter(|&end| end <= BLOCK_SIZE && len > 0)
             .ok_or(Error::Corrupt(block, Damage::Address))?;
         let index = self.shadow_index(block, false)?;
-        if let Some(lines) = self.lines.get_mut(index) {
-            *lines |= line_mask(offset, end);
-        }
+        self.mark_lines(index, line_mask(offset, end));
         self.shadows
             .get_mut(index)
             .and_then(|shadow| shadow.get_mut(offset..end))
@@ -500,12 +513,40 @@ impl<'a, M: Media> Tx<'a, M> {
 
     fn shadow(&mut self, block: u64, whole: bool) -> Result<&mut [u8; BLOCK_SIZE], Error> {
         let index = self.shadow_index(block, whole)?;
-        if let Some(lines) = self.lines.get_mut(index) {
-            *lines = ALL_LINES;
-        }
+        self.mark_lines(index, ALL_LINES);
         self.shadows
             .get_mut(index)
             .ok_or(Error::Corrupt(block, Damage::Address))
+    }
+
+    /// Lines `mask` of shadow `index` may change from now on: the ones
+    /// not marked before are still the original's, and are kept as the
+    /// original ([`Self::originals`]) before they can change.
+    fn mark_lines(&mut self, index: usize, mask: u64) {
+        let (Some(lines), Some(shadow), Some(original)) = (
+            self.lines.get_mut(index),
+            self.shadows.get(index),
+            self.originals.get_mut(index),
+        ) else {
+            return;
+        };
+        let mut new = mask & !*lines;
+        *lines |= mask;
+        while new != 0 {
+            // One copy per run of consecutive new lines.
+            let first = new.trailing_zeros();
+            let count = (new >> first).trailing_ones();
+            let run = if count == 64 {
+                ALL_LINES
+            } else {
+                ((1u64 << count) - 1) << first
+            };
+            new &= !run;
+            let bytes = first as usize * LINE_BYTES..(first + count) as usize * LINE_BYTES;
+            if let (Some(to), Some(from)) = (original.get_mut(bytes.clone()), shadow.get(bytes)) {
+                to.copy_from_slice(from);
+            }
+        }
     }
 
     /// The index of `block`'s shadow, made now if it has none
@@ -515,19 +556,24 @@ impl<'a, M: Media> Tx<'a, M> {
             Some(i) => i,
             None => {
                 let i = self.used;
-                let (Some(shadow), Some(original), Some(tag), Some(lines)) = (
+                let (Some(shadow), Some(tag), Some(lines), true) = (
                     self.shadows.get_mut(i),
-                    self.originals.get_mut(i),
                     self.tags.get_mut(i),
                     self.lines.get_mut(i),
+                    i < self.originals.len(),
                 ) else {
                     // An operation larger than a transaction can hold:
                     // operations that can grow split themselves first.
                     return Err(Error::NoSpace);
                 };
-                match self.cache.read(self.media, block, 0, &mut original[..]) {
+                // The original is copied line by line as lines are marked.
+                match self.cache.read(self.media, block, 0, &mut shadow[..]) {
                     Ok(()) => {
-                        shadow.copy_from_slice(&original[..]);
+                        #[cfg(test)]
+                        {
+                            self.whole_originals.truncate(i);
+                            self.whole_originals.push(*shadow);
+                        }
                         if self.checked.contains(block) {
                             self.trusted |= 1 << i;
                         } else {
@@ -536,6 +582,11 @@ impl<'a, M: Media> Tx<'a, M> {
                     }
                     Err(Error::Corrupt(_, Damage::Unreadable)) if whole => {
                         shadow.fill(0);
+                        #[cfg(test)]
+                        {
+                            self.whole_originals.truncate(i);
+                            self.whole_originals.push(*shadow);
+                        }
                         self.unknown |= 1 << i;
                         self.trusted &= !(1 << i);
                     }
