@@ -168,7 +168,7 @@ impl FileOperations for OxdaxFs {
         }
         // The data must be durable before the size that exposes it.
         memory::fence();
-        if pos > start {
+        if pos > start && !times_and_size_hold(inode, pos, now) {
             let record = info.call(Use::Write, |v| v.write_done(ino, pos, now))?;
             refresh(inode, &record);
         }
@@ -262,6 +262,18 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> 
     info.call(Use::Write, |v| {
         v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy)
     })
+}
+
+/// Whether a write up to byte `end` at time `now` leaves `inode`'s record
+/// as it is: it does not grow the file, and the modification and change
+/// times are already `now` (the clock is coarse: most writes of a burst
+/// find them so). Then the volume is not called: its answer would be the
+/// same (`Volume::write_done`). Under i_rwsem
+/// the VFS inode's size is the record's, and its times are the record's
+/// or older (`update_time` writes the record first).
+fn times_and_size_hold(inode: &Inode<OxdaxFs>, end: u64, now: Timestamp) -> bool {
+    let (_, mtime, ctime) = inode.times();
+    end <= inode.size() && mtime == now && ctime == now
 }
 
 /// The block range a transfer of `pos..end` still needs.

@@ -910,4 +910,51 @@ TEST_F(fs, utimensat)
 	EXPECT_EQ(0, ts_cmp(wide[1], st.st_mtim));
 }
 
+/* An overwrite that does not grow the file sets mtime and ctime to now
+ * too, and the times stat shows after a burst of overwrites (most of them
+ * within one tick of the clock) are the ones a remount reads. */
+TEST_F(fs, overwrite_times)
+{
+	const struct timespec old[2] = {
+		{ .tv_sec = 1234567890, .tv_nsec = 123456789 },
+		{ .tv_sec = 1500000000, .tv_nsec = 987654321 },
+	};
+	struct stat before, st, shown;
+	int fd;
+
+	ASSERT_EQ(0, make_file(fs_path("f"), "0123456789abcdef"));
+	ASSERT_EQ(0, utimensat(AT_FDCWD, fs_path("f"), old, 0));
+	before = st_of(fs_path("f"));
+	fs_tick();
+	fd = open(fs_path("f"), O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, pwrite(fd, "x", 1, 3));
+	st = st_of(fs_path("f"));
+	EXPECT_LT(0, ts_cmp(st.st_mtim, old[1]));
+	EXPECT_LT(0, ts_cmp(st.st_ctim, before.st_ctim));
+	EXPECT_EQ(0, ts_cmp(st.st_mtim, st.st_ctim));
+	EXPECT_EQ(16, st.st_size);
+
+	/* Set the times back and overwrite again, within the same tick. */
+	ASSERT_EQ(0, futimens(fd, old));
+	ASSERT_EQ(1, pwrite(fd, "y", 1, 4));
+	st = st_of(fs_path("f"));
+	EXPECT_LT(0, ts_cmp(st.st_mtim, old[1]));
+	EXPECT_EQ(0, ts_cmp(st.st_mtim, st.st_ctim));
+
+	for (int i = 0; i < 200; i++) {
+		ASSERT_EQ(1, pwrite(fd, "z", 1, i % 16));
+		if (i % 50 == 0)
+			fs_tick();
+	}
+	shown = st_of(fs_path("f"));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, fs_remount());
+	st = st_of(fs_path("f"));
+	EXPECT_EQ(0, ts_cmp(shown.st_mtim, st.st_mtim));
+	EXPECT_EQ(0, ts_cmp(shown.st_ctim, st.st_ctim));
+	EXPECT_EQ(16, st.st_size);
+	EXPECT_STREQ("zzzzzzzzzzzzzzzz", text_of(fs_path("f")));
+}
+
 TEST_HARNESS_MAIN
