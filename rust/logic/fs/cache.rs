@@ -52,11 +52,16 @@ pub(super) fn read_error(block: u64, fault: MediaFault) -> Error {
 
 /// Slot of `key` among `count` slots of a direct-mapped cache, `key`
 /// scrambled first (Fibonacci hashing: keys that differ only in their high
-/// bits, or by a stride, still spread); `None` if there are none.
+/// bits, or by a stride, still spread); `None` if there are none. The
+/// scrambled 32 bits are scaled to `count` by a multiplication, not
+/// reduced by a division: every read of a cached node entry asks, and
+/// under TCG a division is a helper call.
 fn hashed_slot(key: u64, count: usize) -> Option<usize> {
-    let count = u64::try_from(count).ok().filter(|&n| n > 0)?;
+    let count = u64::try_from(count)
+        .ok()
+        .filter(|&n| n > 0 && n <= 1 << 32)?;
     let scrambled = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-    usize::try_from(scrambled % count).ok()
+    usize::try_from((scrambled * count) >> 32).ok()
 }
 
 impl<'a> BlockCache<'a> {
