@@ -106,6 +106,7 @@ impl fs::Scratch for HeapScratch {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
+            lookups: &self.lookups,
             reservations: &mut self.reservations,
         }
     }

@@ -190,6 +190,7 @@ impl Scratch for Buffers {
             spare: &mut self.spare,
             checked: &self.checked,
             cache: &self.cache,
+            lookups: &self.lookups,
             reservations: &mut self.reservations,
         }
     }

@@ -389,8 +389,9 @@ impl<'a> InodeCache<'a> {
         }
     }
 
-    /// Forgets the records and mappings of the inodes a transaction
-    /// `touched` (all of them if it lost count or changed sharing).
+    /// Forgets the records of the inodes a transaction `touched`, and the
+    /// mappings of those whose trees it changed or records it cleared
+    /// (all of them if it lost count or changed sharing).
     pub(super) fn forget(&self, touched: &Touched) {
         let Some(inos) = touched.inodes() else {
             self.clear();
@@ -411,9 +412,14 @@ impl<'a> InodeCache<'a> {
                 }
             }
         }
-        // A file's runs are spread over slots by region: look at each.
+        // A file's runs are spread over slots by region: look at each,
+        // unless only records changed (a write's times, a create's new
+        // inode: no run of theirs changed).
+        if touched.trees == 0 {
+            return;
+        }
         for slot in store.mappings() {
-            if matches!(slot, Some((cached, _)) if inos.contains(cached)) {
+            if matches!(slot, Some((cached, _)) if touched.tree_changed(*cached)) {
                 *slot = None;
             }
         }
@@ -422,6 +428,8 @@ impl<'a> InodeCache<'a> {
 
 /// Inodes whose records the lookup caches may have kept.
 const TOUCHED_INODES: usize = 8;
+// `Touched::trees` has a bit per inode.
+const _: () = assert!(TOUCHED_INODES <= u8::BITS as usize);
 
 /// Records a transaction wrote that the cache gets once it committed: a
 /// create's directory and new inode, an unlink's directory and victim, a
@@ -432,11 +440,17 @@ const WRITTEN_RECORDS: usize = 2;
 /// whose trees it changed. What the lookup caches say about any other
 /// inode stays true after it, with one exception the transaction says
 /// with [`Self::all`]: a change of reference counts changes whether other
-/// files' blocks are shared (a reflink's source is not written).
+/// files' blocks are shared (a reflink's source is not written). A run
+/// depends on the inode's tree only (its root changes with the tree, its
+/// type never), so the mappings of an inode whose record alone changed
+/// stay true.
 #[derive(Default)]
 pub(super) struct Touched {
     inodes: [u64; TOUCHED_INODES],
     len: usize,
+    /// Bit `i`: the tree of `inodes[i]` changed, or its record was cleared
+    /// (the number may name another file next).
+    trees: u8,
     all: bool,
     /// The last record written of the first inodes written, as the
     /// transaction leaves them.
@@ -444,18 +458,46 @@ pub(super) struct Touched {
 }
 
 impl Touched {
-    /// Notes that inode `ino`'s record or tree changed.
-    pub(super) fn add(&mut self, ino: u64) {
-        if self.all || self.inodes().is_some_and(|inos| inos.contains(&ino)) {
-            return;
+    /// Notes that inode `ino`'s record changed; its index among the
+    /// inodes noted, `None` once they are too many.
+    fn add(&mut self, ino: u64) -> Option<usize> {
+        if self.all {
+            return None;
+        }
+        let known = self.inodes.get(..self.len)?.iter().position(|&i| i == ino);
+        if known.is_some() {
+            return known;
         }
         match self.inodes.get_mut(self.len) {
             Some(slot) => {
                 *slot = ino;
                 self.len += 1;
+                Some(self.len - 1)
             }
-            None => self.all = true,
+            None => {
+                self.all = true;
+                None
+            }
         }
+    }
+
+    /// Notes that inode `ino`'s tree is opened for change (its runs may
+    /// change).
+    pub(super) fn changing_tree(&mut self, ino: u64) {
+        if let Some(i) = self.add(ino) {
+            self.trees |= 1 << i;
+        }
+    }
+
+    /// Whether the runs of inode `ino` may have changed.
+    fn tree_changed(&self, ino: u64) -> bool {
+        self.all
+            || self
+                .inodes
+                .iter()
+                .take(self.len)
+                .zip(0..)
+                .any(|(&i, bit)| i == ino && self.trees & 1 << bit != 0)
     }
 
     /// Notes that inode `ino`'s record is now `inode`.
@@ -473,12 +515,17 @@ impl Touched {
 
     /// Notes that inode `ino`'s record was cleared (its slot freed).
     pub(super) fn cleared(&mut self, ino: u64) {
-        self.add(ino);
+        self.changing_tree(ino);
         for slot in &mut self.written {
             if matches!(slot, Some((kept, _)) if *kept == ino) {
                 *slot = None;
             }
         }
+    }
+
+    /// Whether inode `ino`'s record, slot or tree may have changed.
+    pub(super) fn may_have_changed(&self, ino: u64) -> bool {
+        self.inodes().map_or(true, |inos| inos.contains(&ino))
     }
 
     /// Notes a change that may concern any inode.

@@ -111,6 +111,10 @@ pub struct Parts<'a> {
     /// The metadata cache ([`CACHE_SLOTS`] slots, empty at mount; shared
     /// by every transaction and lookup).
     pub cache: &'a RefCell<dyn CacheSlots + 'a>,
+    /// The volume's caches of inode records and mappings
+    /// ([`Scratch::lookup_slots`]): a transaction reads the records it has
+    /// not touched from them.
+    pub lookups: &'a RefCell<dyn LookupSlots + 'a>,
     /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
     /// files' regions (here rather than in the volume, which a mount
     /// moves on the kernel stack).

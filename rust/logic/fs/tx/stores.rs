@@ -151,7 +151,7 @@ impl<'t, 'a, M: Media> TreeStore<'t, 'a, M> {
         // Not known yet whether the tree will change, but a store is
         // opened to change it: an inode's runs may be cached.
         if owner < OWNER_REFCOUNTS {
-            tx.touched.add(owner);
+            tx.touched.changing_tree(owner);
         }
         Self {
             tx,
