@@ -68,8 +68,24 @@ impl AttrOperations for OxdaxFs {
         // already be older than a concurrent write's.
         let info = inode_info(inode)?;
         let ino = inode.ino();
-        let record = info.call(Use::Times, |v| v.set_attr(ino, change))?;
-        inode.set_times(&attributes(&record));
-        Ok(())
+        info.call(Use::Times, |v| {
+            // Read again under the volume's mutex: no record committed
+            // before this one carries a later time. Then the VFS inode's
+            // times, even copied back late by an i_rwsem holder, are never
+            // later than the record's, which `write(2)` relies on to skip
+            // the volume when they are already now.
+            let now = inode.now();
+            let change = AttrChange {
+                atime: change.atime.map(|_| now),
+                mtime: change.mtime.map(|_| now),
+                ctime: change.ctime.map(|_| now),
+                ..*change
+            };
+            let record = v.set_attr(ino, &change)?;
+            // Under the mutex too: the VFS inode follows the records in
+            // the order they were committed.
+            inode.set_times(&attributes(&record));
+            Ok(())
+        })
     }
 }

@@ -113,11 +113,17 @@ impl FileOperations for OxdaxFs {
         };
         let mut pos = start;
         let mut failure = None;
+        // Whether the volume changed the file's blocks (and so its block
+        // count), which the VFS inode must then be given.
+        let mut blocks_changed = false;
         while pos < end {
             let (first, count) = blocks(pos, end);
             // Allocates (zeroed, durable) or converts blocks as needed.
             let mapping = match map_write(inode, first, count) {
-                Ok(mapping) => mapping,
+                Ok((mapping, changed)) => {
+                    blocks_changed |= changed;
+                    mapping
+                }
                 Err(e)
                     if e == errno::ehwpoison()
                         && pos <= first * BLOCK
@@ -168,9 +174,15 @@ impl FileOperations for OxdaxFs {
         }
         // The data must be durable before the size that exposes it.
         memory::fence();
-        if pos > start && !times_and_size_hold(inode, pos, now) {
-            let record = info.call(Use::Write, |v| v.write_done(ino, pos, now))?;
-            refresh(inode, &record);
+        if pos > start && (blocks_changed || !times_and_size_hold(inode, pos, now)) {
+            // Copied back under the volume's mutex: the VFS inode then
+            // follows the records in the order they were committed (a
+            // fault's `update_time` may commit between two writes).
+            info.call(Use::Write, |v| {
+                let record = v.write_done(ino, pos, now)?;
+                refresh(inode, &record);
+                Ok(())
+            })?;
         }
         iocb.set_pos(pos);
         match failure {
@@ -229,17 +241,18 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
 }
 
 /// Blocks `first..first + count` of `inode`, writable in place for
-/// `write(2)`. Shared blocks are copied first, with faults held off
-/// and the old blocks' mappings and pins gone: they belong to their
-/// other owners once the copy commits.
-fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> {
+/// `write(2)`, and whether the volume changed the file's blocks to give
+/// them (allocated, converted or copied). Shared blocks are copied first,
+/// with faults held off and the old blocks' mappings and pins gone: they
+/// belong to their other owners once the copy commits.
+fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping, bool)> {
     let info = inode_info(inode)?;
     let ino = inode.ino();
     let mapping = info.call(Use::Write, |v| {
         v.map_write(ino, first, count, SharedWrite::Report)
     })?;
     if !mapping.shared {
-        return Ok(mapping);
+        return Ok((mapping, mapping.new));
     }
     // Copied by whole 2 MiB regions where the file covers them, so that
     // the copy maps with PMDs (Documentation/oxdax/allocator.rst).
@@ -259,18 +272,25 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<Mapping> 
     } else {
         mmap::quiesce_locked(inode, Quiet::range(own, own + mapping.len * BLOCK))?;
     }
-    info.call(Use::Write, |v| {
+    let copy = info.call(Use::Write, |v| {
         v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy)
-    })
+    })?;
+    Ok((copy, true))
 }
 
-/// Whether a write up to byte `end` at time `now` leaves `inode`'s record
-/// as it is: it does not grow the file, and the modification and change
-/// times are already `now` (the clock is coarse: most writes of a burst
-/// find them so). Then the volume is not called: its answer would be the
-/// same (`Volume::write_done`). Under i_rwsem
-/// the VFS inode's size is the record's, and its times are the record's
-/// or older (`update_time` writes the record first).
+/// Whether a write up to byte `end` at time `now` that allocated nothing
+/// leaves `inode`'s record as it is: it does not grow the file, and the
+/// modification and change times are already `now` (the clock is coarse:
+/// most writes of a burst find them so). Then the volume is not called:
+/// its answer would be the same (`Volume::write_done`). Under i_rwsem
+/// the VFS inode's size is the record's (only callers holding i_rwsem set
+/// it). Its clock-read times may lag the record's but are never later:
+/// `update_time`, the one path that commits times without i_rwsem, reads
+/// the clock and copies the times back under the volume's mutex, so a
+/// record committed after another i_rwsem holder's (setattr, fallocate, a
+/// link change) carries a time at least as late, whenever that holder
+/// copies its own back. A ctime equal to now in the VFS inode is then now
+/// in the record, and so is the mtime set with it.
 fn times_and_size_hold(inode: &Inode<OxdaxFs>, end: u64, now: Timestamp) -> bool {
     let (_, mtime, ctime) = inode.times();
     end <= inode.size() && mtime == now && ctime == now

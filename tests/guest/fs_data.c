@@ -180,6 +180,37 @@ TEST_F(fs, sparse_file)
 	close(fd);
 }
 
+/* Writes into a sparse file that do not grow it, back to back (within a
+ * tick of the clock, mostly: the times need no change after the first),
+ * still show their blocks in st_blocks at once, as the filesystem will
+ * after a remount. */
+TEST_F(fs, block_count_follows_writes_within_a_tick)
+{
+	unsigned char buf[4096];
+	struct stat st, later;
+	int fd = open(fs_path("holes"), O_RDWR | O_CREAT, 0644);
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, 64 * MIB));
+	ASSERT_EQ(0, fstat(fd, &st));
+	EXPECT_GE(8, st.st_blocks);
+	fs_fill(buf, sizeof(buf), 0, 7);
+	/* Each write allocates in a 2 MiB region of its own. */
+	for (int i = 0; i < 32; i++) {
+		blkcnt_t before = st.st_blocks;
+
+		ASSERT_EQ(4096, pwrite(fd, buf, 4096, (off_t)i * 2 * MIB + 4096));
+		ASSERT_EQ(0, fstat(fd, &st));
+		EXPECT_LT(before, st.st_blocks) TH_LOG("write %d", i);
+	}
+	EXPECT_LE(32 * 4096, st.st_blocks * 512) TH_LOG("st_blocks %lld", (long long)st.st_blocks);
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, fs_remount());
+	ASSERT_EQ(0, stat(fs_path("holes"), &later));
+	EXPECT_EQ(st.st_blocks, later.st_blocks);
+	EXPECT_EQ(64 * MIB, later.st_size);
+}
+
 TEST_F(fs, extending_writes_leave_zeros)
 {
 	unsigned char buf[16384];
