@@ -38,9 +38,10 @@ fn check_runs(
     i: usize,
     lines: u64,
     home: &[u8; BLOCK_SIZE],
-    whole: &[u8; BLOCK_SIZE],
+    whole_originals: &[[u8; BLOCK_SIZE]],
     shadow: &[u8; BLOCK_SIZE],
 ) {
+    let whole = &whole_originals[i];
     for (line, (kept, was)) in line_pairs(home, whole).enumerate() {
         assert!(
             lines & 1 << line == 0 || kept == was,
@@ -233,8 +234,7 @@ impl Shadows<'_> {
             };
             #[cfg(test)]
             if self.unknown & 1 << i == 0 {
-                let whole = self.whole_originals.get(i).expect("an original per shadow");
-                check_runs(i, lines, home, whole, shadow);
+                check_runs(i, lines, home, self.whole_originals, shadow);
             }
             for run in runs(self.unknown, i, lines, home, shadow) {
                 let data = shadow.get(run.clone()).ok_or(Error::Invalid)?;
