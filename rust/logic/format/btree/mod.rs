@@ -92,8 +92,9 @@ pub trait Nodes {
     /// Records that `block` passed them.
     fn set_checked(&self, _block: u64) {}
     /// Whether `block` was changed by this store and its checksum is not
-    /// written yet ([`Blocks::seal`]): every other check applies, the
-    /// checksum's is skipped.
+    /// written yet ([`Blocks::seal`]): the header checks apply, the
+    /// checksum's and the key order's are skipped (the tree code changed it
+    /// after loading it checked, or made it).
     fn seal_pending(&self, _block: u64) -> bool {
         false
     }
