@@ -73,12 +73,12 @@ impl HeapScratch {
             deferred: alloc::vec![0; fs::DEFERRED_WORDS],
             reservations: alloc::vec![0; fs::RESERVATION_WORDS],
             spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
-            checked: (0..fs::CHECKED_NODE_SLOTS)
+            checked: (0..fs::MIN_CACHE_SLOTS * fs::CHECKED_SLOTS_PER_CACHE_SLOT)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
                 .collect(),
             cache: core::cell::RefCell::new(HeapCache {
-                slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::CACHE_SLOTS],
-                tags: alloc::vec![0; fs::CACHE_SLOTS],
+                slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::MIN_CACHE_SLOTS],
+                tags: alloc::vec![0; fs::MIN_CACHE_SLOTS],
             }),
             lookups: core::cell::RefCell::new(HeapLookups {
                 inodes: alloc::vec![None; fs::INODE_CACHE_SLOTS],

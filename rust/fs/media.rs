@@ -12,8 +12,8 @@ use crate::{
         format::BLOCK_SIZE,
         fs::{
             CacheSlots, InodeSlot, LookupSlots, MappingSlot, Media, MediaFault, Parts, Scratch,
-            CACHE_SLOTS, CHECKED_NODE_SLOTS, DEFERRED_WORDS, INODE_CACHE_SLOTS,
-            MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS,
+            RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -116,8 +116,9 @@ impl LookupSlots for LookupMemory {
     }
 }
 
-/// A volume's working memory, allocated once per mount (about 6 MiB:
-/// vmalloc): transaction buffers and the metadata cache.
+/// A volume's working memory, allocated once per mount (vmalloc):
+/// transaction buffers (about 2 MiB) and the metadata cache
+/// ([`crate::logic::fs::cache_slots_for`]: 4 to 32 MiB).
 pub(crate) struct Buffers {
     shadows: VVec<u8>,
     originals: VVec<u8>,
@@ -133,16 +134,21 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
-    /// Zeroed buffers of the sizes the logic asks for.
-    pub(crate) fn new() -> Result<Self> {
+    /// Zeroed buffers of the sizes the logic asks for, with a metadata
+    /// cache of `cache_slots` blocks.
+    pub(crate) fn new(cache_slots: usize) -> Result<Self> {
+        let checked_slots = cache_slots
+            .checked_mul(CHECKED_SLOTS_PER_CACHE_SLOT)
+            .ok_or(EINVAL)?;
+        let cache_bytes = cache_slots.checked_mul(BLOCK_SIZE).ok_or(EINVAL)?;
         let mut shadows = VVec::new();
         shadows.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
         let mut originals = VVec::new();
         originals.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
         let mut slots = VVec::new();
-        slots.extend_with(CACHE_SLOTS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
+        slots.extend_with(cache_bytes, 0u8, GFP_KERNEL)?;
         let mut tags = KVec::new();
-        tags.extend_with(CACHE_SLOTS, 0u64, GFP_KERNEL)?;
+        tags.extend_with(cache_slots, 0u64, GFP_KERNEL)?;
         let mut numbers = KVec::new();
         numbers.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
         let mut lines = KVec::new();
@@ -158,8 +164,8 @@ impl Buffers {
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut mappings = KVec::new();
         mappings.extend_with(MAPPING_CACHE_SLOTS, None, GFP_KERNEL)?;
-        let mut checked = KVec::with_capacity(CHECKED_NODE_SLOTS, GFP_KERNEL)?;
-        for _ in 0..CHECKED_NODE_SLOTS {
+        let mut checked = KVec::with_capacity(checked_slots, GFP_KERNEL)?;
+        for _ in 0..checked_slots {
             checked.push(AtomicU64::new(0), GFP_KERNEL)?;
         }
         Ok(Self {

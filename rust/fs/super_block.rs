@@ -24,7 +24,7 @@ use crate::{
     dax::Engine,
     logic::{
         format::{inode::MAX_FILE_SIZE, kinds::NAME_MAX},
-        fs::{MountError, Volume},
+        fs::{cache_slots_for, MountError, Volume, MIN_CACHE_SLOTS},
         params::FaultEngine,
     },
     params,
@@ -132,8 +132,11 @@ fn map_device(id: &CStr, dax: &Arc<FsDax>, len: u64) -> Result<(DaxMemory, Devic
 /// section).
 fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Result<Vol> {
     let media = PmemMedia::new(map_device(id, dax, len)?.0);
+    // A large device's cache is worth having, not worth failing a mount
+    // for when memory is short.
+    let buffers = Buffers::new(cache_slots_for(len)).or_else(|_| Buffers::new(MIN_CACHE_SLOTS))?;
     let (volume, report) =
-        Volume::mount(media, Buffers::new()?, read_only).map_err(|e| mount_error(id, e))?;
+        Volume::mount(media, buffers, read_only).map_err(|e| mount_error(id, e))?;
     let sb = volume.superblock();
     pr_info!(
         "{}: mounted{} label \"{}\" uuid {}{}{}{}\n",

@@ -23,8 +23,25 @@ use core::cell::RefCell;
 use super::{Damage, Error, MapKind, Mapping, Media, MediaFault};
 use crate::logic::format::{inode::Inode, BLOCK_SIZE, CHUNK_BLOCKS};
 
-/// Slots a mount's cache has (4 MiB of blocks).
-pub const CACHE_SLOTS: usize = 1024;
+/// Fewest slots a mount's cache has (4 MiB of blocks; the host tools'
+/// and tests' cache).
+pub const MIN_CACHE_SLOTS: usize = 1024;
+
+/// Most slots a mount's cache has (32 MiB of blocks).
+pub const MAX_CACHE_SLOTS: usize = 8192;
+
+/// Slots of the metadata cache of a mount on a device of `device_bytes`:
+/// one per 128 blocks of the device (8 MiB of DRAM per GiB), within
+/// [`MIN_CACHE_SLOTS`] and [`MAX_CACHE_SLOTS`]. Metadata grows with what
+/// the device holds: a directory of 40,000 names is 16 MiB of leaves (a
+/// leaf holds 14 fixed-size entries), and with a fixed 4 MiB each unlink
+/// in it copied a leaf from the device again.
+pub fn cache_slots_for(device_bytes: u64) -> usize {
+    let blocks = device_bytes / BLOCK_SIZE as u64;
+    usize::try_from(blocks / 128)
+        .unwrap_or(MAX_CACHE_SLOTS)
+        .clamp(MIN_CACHE_SLOTS, MAX_CACHE_SLOTS)
+}
 
 /// The memory of a cache: its blocks and their tags (block number + 1; 0
 /// is an empty slot), of equal length.
@@ -235,6 +252,17 @@ mod tests {
     use super::*;
     use crate::logic::testing::Lcg;
     use alloc::{vec, vec::Vec};
+
+    #[test]
+    fn the_cache_grows_with_the_device_within_its_bounds() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(cache_slots_for(0), MIN_CACHE_SLOTS);
+        assert_eq!(cache_slots_for(GIB / 2), MIN_CACHE_SLOTS);
+        assert_eq!(cache_slots_for(2 * GIB), 4096);
+        assert_eq!(cache_slots_for(2 * GIB + 4095), 4096);
+        assert_eq!(cache_slots_for(4 * GIB), MAX_CACHE_SLOTS);
+        assert_eq!(cache_slots_for(u64::MAX), MAX_CACHE_SLOTS);
+    }
 
     struct Slots {
         blocks: Vec<[u8; BLOCK_SIZE]>,

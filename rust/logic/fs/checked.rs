@@ -19,8 +19,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Slots of the table a mount allocates (32 KiB: 16 MiB of nodes).
-pub const CHECKED_NODE_SLOTS: usize = 4096;
+/// Slots of the table per slot of the metadata cache (8 bytes for each 4
+/// KiB the cache holds): the table remembers more nodes than the cache
+/// holds, so a node the cache dropped costs a copy when it is read again,
+/// not a checksum and an order check.
+pub const CHECKED_SLOTS_PER_CACHE_SLOT: usize = 4;
 
 /// The nodes checked since mount, in a table of slots (block + 1; 0 is
 /// empty). An empty table remembers nothing: every read is checked.

@@ -14,10 +14,10 @@
 //! every 8-byte store of a transaction.
 
 pub use cache::{
-    CacheSlots, InodeSlot, LookupSlots, MappingSlot, CACHE_SLOTS, INODE_CACHE_SLOTS,
-    MAPPING_CACHE_SLOTS,
+    cache_slots_for, CacheSlots, InodeSlot, LookupSlots, MappingSlot, INODE_CACHE_SLOTS,
+    MAPPING_CACHE_SLOTS, MAX_CACHE_SLOTS, MIN_CACHE_SLOTS,
 };
-pub use checked::CHECKED_NODE_SLOTS;
+pub use checked::CHECKED_SLOTS_PER_CACHE_SLOT;
 use core::{cell::RefCell, sync::atomic::AtomicU64};
 pub use tx::{TxTimes, RESERVATION_WORDS};
 
@@ -105,10 +105,11 @@ pub struct Parts<'a> {
     pub deferred: &'a mut [u64],
     /// One block to encode whole superblocks and journal headers in.
     pub spare: &'a mut [u8; BLOCK_SIZE],
-    /// [`CHECKED_NODE_SLOTS`] slots, zero at mount, that remember the tree
-    /// nodes already checked (shared by every transaction and lookup).
+    /// [`CHECKED_SLOTS_PER_CACHE_SLOT`] slots per slot of `cache`, zero at
+    /// mount, that remember the tree nodes already checked (shared by
+    /// every transaction and lookup).
     pub checked: &'a [AtomicU64],
-    /// The metadata cache ([`CACHE_SLOTS`] slots, empty at mount; shared
+    /// The metadata cache ([`cache_slots_for`] slots, empty at mount; shared
     /// by every transaction and lookup).
     pub cache: &'a RefCell<dyn CacheSlots + 'a>,
     /// The volume's caches of inode records and mappings
