@@ -108,6 +108,23 @@ fn random_operations_match_a_model() {
                     tree.remove(&mut store, &key(k)).unwrap(),
                     model.remove(&k).is_some()
                 );
+            } else if rng.next() % 4 == 0 {
+                // Only values of even generations are wanted; an entry
+                // not wanted leaves every node as it was.
+                let wanted = |v: &[u8]| v[8] % 2 == 0;
+                let (before, root) = (store.blocks.clone(), tree.root);
+                let removed = tree
+                    .remove_if(&mut store, &key(k), &mut |v| wanted(v))
+                    .unwrap();
+                assert_eq!(
+                    removed,
+                    model.get(&k).is_some_and(|v: &[u8; 248]| wanted(v))
+                );
+                if removed {
+                    model.remove(&k);
+                } else {
+                    assert!(store.blocks == before && tree.root == root);
+                }
             } else {
                 let v = value(k, step as u8);
                 assert_eq!(

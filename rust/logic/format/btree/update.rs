@@ -10,6 +10,10 @@ use super::{
 };
 use crate::logic::format::{put, BLOCK_SIZE};
 
+/// Says whether a removal wants the entry whose value it is shown
+/// ([`Tree::remove_if`]).
+type ValueFilter<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
+
 /// A node holding less than `1 / MERGE_BELOW` of its capacity after a
 /// deletion is merged with a neighbour if possible.
 const MERGE_BELOW: usize = 4;
@@ -226,8 +230,29 @@ impl<K: TreeKind> Tree<K> {
 
     /// Removes `key`; returns whether it was there. The root may change.
     pub fn remove<S: Blocks>(&mut self, store: &mut S, key: &[u8]) -> TResult<bool, S::Error> {
+        self.remove_matching(store, key, None)
+    }
+
+    /// Removes `key` if `wanted` says yes to its value, in one descent
+    /// (a directory entry found by its hash is removed only if it holds
+    /// the name); returns whether it did. Nothing changes otherwise.
+    pub fn remove_if<S: Blocks>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> TResult<bool, S::Error> {
+        self.remove_matching(store, key, Some(wanted))
+    }
+
+    fn remove_matching<S: Blocks>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        mut wanted: Option<ValueFilter<'_>>,
+    ) -> TResult<bool, S::Error> {
         Self::check_sizes(key, None)?;
-        let (removed, _) = self.remove_at(store, self.root, None, key)?;
+        let (removed, _) = self.remove_at(store, self.root, None, key, &mut wanted)?;
         // Collapse roots left with one child.
         loop {
             let root = self.load(store, self.root, None)?;
@@ -253,15 +278,24 @@ impl<K: TreeKind> Tree<K> {
         block: u64,
         within: Option<&Within>,
         key: &[u8],
+        wanted: &mut Option<ValueFilter<'_>>,
     ) -> TResult<(bool, usize), S::Error> {
         let (level, count, index, child) = {
             let node = self.load(store, block, within)?;
             let level = node.level;
             if level == 0 {
-                match node.search(key)? {
-                    Ok(i) => (level, node.count, i, None),
-                    Err(_) => return Ok((false, node.count)),
+                let Ok(i) = node.search(key)? else {
+                    return Ok((false, node.count));
+                };
+                if let Some(wanted) = wanted {
+                    let mut value = [0u8; MAX_ENTRY_BYTES];
+                    let value = value.get_mut(..K::VALUE).ok_or(TreeError::BadArgument)?;
+                    node.value(i, value)?;
+                    if !wanted(value) {
+                        return Ok((false, node.count));
+                    }
                 }
+                (level, node.count, i, None)
             } else {
                 let index = node.child_index(key)?;
                 let child = (node.child(index)?, node.within_child(index, within)?);
@@ -272,7 +306,8 @@ impl<K: TreeKind> Tree<K> {
             self.remove_entry(store, block, level, count, index)?;
             return Ok((true, count - 1));
         };
-        let (removed, child_left) = self.remove_at(store, child, Some(&child_within), key)?;
+        let (removed, child_left) =
+            self.remove_at(store, child, Some(&child_within), key, wanted)?;
         if !removed {
             return Ok((false, count));
         }

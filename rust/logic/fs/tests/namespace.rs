@@ -519,3 +519,33 @@ fn inode_chunks_are_found_past_many_one_block_holes() {
     }
     unmount_and_check(v);
 }
+
+/// A name at collision index 1 of its hash (another name came first with
+/// the same hash, crafted here by moving two entries) is found and
+/// removed by unlink, which tries index 0 first, and the other entry
+/// stays.
+#[test]
+fn a_name_past_a_hash_collision_is_unlinked_and_the_other_stays() {
+    use crate::logic::format::kinds::dirent_key;
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let (d, _) = v.create(root, b"d", &file(DIR)).unwrap();
+    let (a, _) = v.create(d, b"a", &file(REG)).unwrap();
+    let (z, _) = v.create(d, b"z", &file(REG)).unwrap();
+    let uuid = v.superblock().uuid;
+    v.rekey_dirent(d, b"a", &dirent_key(&uuid, b"a", 1));
+    v.rekey_dirent(d, b"z", &dirent_key(&uuid, b"a", 0));
+    assert_eq!(v.lookup(d, b"a"), Ok(a));
+    let gone = v.unlink(d, b"a", T0).unwrap();
+    assert_eq!((gone.ino, gone.inode.nlink), (a, 0));
+    assert_eq!(v.lookup(d, b"a"), Err(Error::NotFound));
+    assert_eq!(v.unlink(d, b"a", T0).err(), Some(Error::NotFound));
+    let mut names = Vec::new();
+    v.readdir(d, FIRST_POSITION, &mut |e| {
+        names.push((e.name.to_vec(), e.ino));
+        true
+    })
+    .unwrap();
+    assert_eq!(names, vec![(b"z".to_vec(), z)]);
+    assert_eq!(v.inode(d).unwrap().size, 1);
+}

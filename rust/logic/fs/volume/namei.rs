@@ -263,6 +263,30 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         })
     }
 
+    /// Host tests: moves `name`'s entry in `dir` to key `key` as it is,
+    /// for a crafted hash collision.
+    #[cfg(test)]
+    pub(crate) fn rekey_dirent(&mut self, dir: u64, name: &[u8], key: &[u8; 12]) {
+        let moved = self.transact(|tx| {
+            let parent = tx.inode(dir)?;
+            let uuid = tx.sb.uuid;
+            let mut tree = Tree::<Directory>::open(parent.map_root, dir);
+            let (found, _) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
+            let found = found.ok_or(Error::NotFound)?;
+            let mut value = [0u8; crate::logic::format::kinds::DIRENT_BYTES];
+            tree.get(&TxNodes(tx), &found.key, &mut value)
+                .map_err(tree_error)?;
+            let mut store = TreeStore::new(tx, dir);
+            tree.remove(&mut store, &found.key).map_err(tree_error)?;
+            tree.insert(&mut store, key, &value).map_err(tree_error)?;
+            let mut parent = parent;
+            parent.map_root = tree.root;
+            parent.blocks = parent.blocks.saturating_add_signed(store.node_delta);
+            tx.put_inode(dir, &parent)
+        });
+        assert_eq!(moved, Ok(()));
+    }
+
     /// Removes `name` (not a directory: `IsDir`) from `dir`.
     pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timestamp) -> Result<Unlinked, Error> {
         self.remove_name(dir, name, now, false)
@@ -285,20 +309,45 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut parent = live_directory(tx, dir)?;
             let uuid = tx.sb.uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
-            let (found, _) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
-            let found = found.ok_or(Error::NotFound)?;
-            let mut target = tx.inode(found.ino)?;
+            let mut store = TreeStore::new(tx, dir);
+            // A name sits at collision index 0 of its hash unless another
+            // name with the same 64-bit hash came first: found and removed
+            // in one descent. The target is checked after; an error then
+            // drops the whole transaction, the removal with it.
+            let mut at_first = None;
+            let first = dirent_key(&uuid, name, 0);
+            let removed = tree
+                .remove_if(
+                    &mut store,
+                    &first,
+                    &mut |value| match Dirent::decode(value) {
+                        Some(entry) if entry.name == name => {
+                            at_first = Some(entry.ino);
+                            true
+                        }
+                        _ => false,
+                    },
+                )
+                .map_err(tree_error)?;
+            let ino = match at_first {
+                Some(ino) if removed => ino,
+                _ => {
+                    let (found, _) = dir_find(&tree, &store, &uuid, name)?;
+                    let found = found.ok_or(Error::NotFound)?;
+                    if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
+                        return Err(Error::Corrupt(parent.map_root, Damage::Record));
+                    }
+                    found.ino
+                }
+            };
+            let delta = store.node_delta;
+            let mut target = tx.inode(ino)?;
             match (want_dir, is_dir(&target)) {
                 (false, true) => return Err(Error::IsDir),
                 (true, false) => return Err(Error::NotDir),
                 (true, true) if target.size != 0 => return Err(Error::NotEmpty),
                 _ => {}
             }
-            let mut store = TreeStore::new(tx, dir);
-            if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
-                return Err(Error::Corrupt(parent.map_root, Damage::Record));
-            }
-            let delta = store.node_delta;
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
             parent.size = parent.size.saturating_sub(1);
@@ -312,11 +361,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             }
             target.ctime = now;
             tx.put_inode(dir, &parent)?;
-            tx.put_inode(found.ino, &target)?;
-            Ok(Unlinked {
-                ino: found.ino,
-                inode: target,
-            })
+            tx.put_inode(ino, &target)?;
+            Ok(Unlinked { ino, inode: target })
         })?;
         if unlinked.inode.nlink == 0 {
             self.orphans += 1;
