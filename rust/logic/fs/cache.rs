@@ -117,8 +117,38 @@ impl<'a> BlockCache<'a> {
             .checked_mul(BLOCK_SIZE as u64)
             .and_then(|b| b.checked_add(offset as u64))
             .ok_or(Error::Corrupt(block, Damage::Address))?;
-        let Some(cell) = self.slots else {
+        if self.slots.is_none() {
             return media.read(at, buf).map_err(|f| read_error(block, f));
+        }
+        let copied = self.with_block(media, block, |data| {
+            buf.copy_from_slice(data.get(offset..end).ok_or(Error::Invalid)?);
+            Ok(())
+        })?;
+        copied.unwrap_or(Err(Error::Invalid))
+    }
+
+    /// Calls `look` with block `block` as the cache holds it (copied from
+    /// `media` first if it does not); `false` without a cache (`look` is
+    /// not called). `look` must not read the cache: it is borrowed.
+    pub(super) fn look<M: Media>(
+        &self,
+        media: &M,
+        block: u64,
+        look: &mut dyn FnMut(&[u8; BLOCK_SIZE]),
+    ) -> Result<bool, Error> {
+        Ok(self.with_block(media, block, look)?.is_some())
+    }
+
+    /// `use_block(block's bytes)`, from the cache, or from `media` into
+    /// the cache first; `None` without a cache.
+    fn with_block<M: Media, R>(
+        &self,
+        media: &M,
+        block: u64,
+        use_block: impl FnOnce(&[u8; BLOCK_SIZE]) -> R,
+    ) -> Result<Option<R>, Error> {
+        let Some(cell) = self.slots else {
+            return Ok(None);
         };
         // Never held across a call that reads again: cannot be taken.
         let mut store = cell.try_borrow_mut().map_err(|_| Error::Invalid)?;
@@ -137,8 +167,7 @@ impl<'a> BlockCache<'a> {
                 .map_err(|f| read_error(block, f))?;
             *tag = block.wrapping_add(1);
         }
-        buf.copy_from_slice(data.get(offset..end).ok_or(Error::Invalid)?);
-        Ok(())
+        Ok(Some(use_block(data)))
     }
 
     /// Records that block `block` now holds `content` on the media.

@@ -79,6 +79,18 @@ pub trait Nodes {
     /// Copies the `buf.len()` bytes at byte `offset` of `block`, as it is
     /// now, into `buf` (`offset + buf.len()` is at most the block size).
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Calls `look` with `block` as [`Self::read`] would copy it, if the
+    /// store holds it in memory, and says whether it did: a binary search
+    /// over a node is one call, not one per key. `look` must not use the
+    /// store (it may be borrowed meanwhile). By default the store says no,
+    /// and callers read what they need.
+    fn look(
+        &self,
+        _block: u64,
+        _look: &mut dyn FnMut(&[u8; BLOCK_SIZE]),
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
     /// Whether `block` may hold a node at all (a filesystem's data area):
     /// a pointer elsewhere is damage, never followed.
     fn may_hold_node(&self, _block: u64) -> bool {

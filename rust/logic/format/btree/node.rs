@@ -83,6 +83,42 @@ impl<S: Nodes, K: TreeKind> Node<'_, S, K> {
     /// Leaf: index of `key` or where it would go. Internal: the child whose
     /// subtree holds `key` (key 0 counts as minus infinity).
     pub(super) fn search(&self, key: &[u8]) -> TResult<Result<usize, usize>, S::Error> {
+        let mut found = None;
+        let looked = self
+            .store
+            .look(self.block, &mut |node| found = self.search_in(node, key))
+            .map_err(TreeError::Store)?;
+        if let (true, Some(found)) = (looked, found) {
+            #[cfg(test)]
+            assert!(
+                self.search_by_reads(key).ok() == Some(found),
+                "node {}: a search in place disagrees with one by reads",
+                self.block
+            );
+            return Ok(found);
+        }
+        self.search_by_reads(key)
+    }
+
+    /// [`Self::search`] in `node`, the node's bytes; `None` if an entry
+    /// lies outside them (the load's count check makes that impossible).
+    fn search_in(&self, node: &[u8; BLOCK_SIZE], key: &[u8]) -> Option<Result<usize, usize>> {
+        let size = entry_size::<K>(self.level);
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = (low + high) / 2;
+            let at = HEADER_BYTES + mid * size;
+            match node.get(at..at + K::KEY)?.cmp(key) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Some(Ok(mid)),
+            }
+        }
+        Some(Err(low))
+    }
+
+    /// [`Self::search`], one key read at a time.
+    fn search_by_reads(&self, key: &[u8]) -> TResult<Result<usize, usize>, S::Error> {
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let mid = (low + high) / 2;

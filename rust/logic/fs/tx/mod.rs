@@ -298,6 +298,9 @@ impl<M: Media> Nodes for Tx<'_, M> {
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         Tx::read(self, block, offset, buf)
     }
+    fn look(&self, block: u64, look: &mut dyn FnMut(&[u8; BLOCK_SIZE])) -> Result<bool, Error> {
+        Tx::look(self, block, look)
+    }
     fn may_hold_node(&self, block: u64) -> bool {
         Tx::may_hold_node(self, block)
     }
@@ -399,6 +402,22 @@ impl<'a, M: Media> Tx<'a, M> {
                 Ok(())
             }
             None => self.cache.read(self.media, block, offset, buf),
+        }
+    }
+
+    /// [`Nodes::look`]: `block` as this transaction sees it.
+    pub(super) fn look(
+        &self,
+        block: u64,
+        look: &mut dyn FnMut(&[u8; BLOCK_SIZE]),
+    ) -> Result<bool, Error> {
+        match self.slot(block) {
+            Some(i) => {
+                let shadow = self.shadows.get(i).ok_or(Error::Invalid)?;
+                look(shadow);
+                Ok(true)
+            }
+            None => self.cache.look(self.media, block, look),
         }
     }
 

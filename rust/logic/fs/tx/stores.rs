@@ -72,6 +72,9 @@ impl<M: Media> Nodes for Committed<'_, M> {
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.cache.read(self.media, block, offset, buf)
     }
+    fn look(&self, block: u64, look: &mut dyn FnMut(&[u8; BLOCK_SIZE])) -> Result<bool, Error> {
+        self.cache.look(self.media, block, look)
+    }
     fn may_hold_node(&self, block: u64) -> bool {
         self.nodes.contains(&block)
     }
@@ -165,6 +168,9 @@ impl<M: Media> Nodes for TreeStore<'_, '_, M> {
     type Error = Error;
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.tx.read(block, offset, buf)
+    }
+    fn look(&self, block: u64, look: &mut dyn FnMut(&[u8; BLOCK_SIZE])) -> Result<bool, Error> {
+        self.tx.look(block, look)
     }
     fn may_hold_node(&self, block: u64) -> bool {
         self.tx.may_hold_node(block)

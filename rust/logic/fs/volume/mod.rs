@@ -631,6 +631,9 @@ impl<M: Media> Nodes for TxNodes<'_, '_, M> {
     fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.0.read(block, offset, buf)
     }
+    fn look(&self, block: u64, look: &mut dyn FnMut(&[u8; BLOCK_SIZE])) -> Result<bool, Error> {
+        self.0.look(block, look)
+    }
     fn may_hold_node(&self, block: u64) -> bool {
         self.0.may_hold_node(block)
     }
