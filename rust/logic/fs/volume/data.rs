@@ -374,7 +374,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         file_block: u64,
         len: u64,
     ) -> Result<Mapping, Error> {
-        let inode = self.committed().inode(ino)?;
+        // The record as `map_read` finds it: its slot checked first.
+        let inode = self.inode_uncached(ino)?;
         map_in(
             &self.sb,
             &self.committed(),

@@ -562,8 +562,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let value = match result {
             Ok(value) => value,
             Err(e) => {
+                // The blocks it shadowed leave the block cache, and with
+                // them every record and run the lookup caches hold (the
+                // copy in the cache may have been the one readable copy of
+                // failed memory, and a hit must be what a lookup finds).
+                // Failed transactions are rare: a full filesystem, a
+                // refused rmdir or create.
                 tx.forget_shadowed();
-                self.inodes().forget(&touched);
+                self.inodes().clear();
                 return Err(e);
             }
         };
@@ -587,6 +593,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 Ok(value)
             }
             Err(e) => {
+                // As above: the commit forgot the blocks it shadowed.
+                self.inodes().clear();
                 if matches!(e, Error::Corrupt(..)) {
                     self.shut_down = true;
                 }
