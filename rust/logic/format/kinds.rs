@@ -163,6 +163,10 @@ pub fn check_name(name: &[u8]) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Bytes of a directory key that are the name's hash (the rest is the
+/// collision index).
+pub const DIRENT_HASH_BYTES: usize = 8;
+
 /// The directory key of `name` with collision index `index`, hashed with
 /// the filesystem's `uuid` as SipHash key. Entries whose names hash alike
 /// take the next free index; lookup scans the indexes of one hash.

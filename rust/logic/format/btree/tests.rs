@@ -109,6 +109,34 @@ fn random_operations_match_a_model() {
                     model.remove(&k).is_some()
                 );
             } else if rng.next() % 4 == 0 {
+                // Groups of keys sharing their first 7 bytes, beyond the
+                // plain keys: the least of a group is added by
+                // `insert_first` only while no key of the group is there.
+                let least = (rng.next() % 64 + 1_000_000) << 8;
+                match rng.next() % 3 {
+                    0 => {
+                        let k = least | 1;
+                        let v = value(k, step as u8);
+                        assert_eq!(
+                            tree.insert(&mut store, &key(k), &v).unwrap(),
+                            model.insert(k, v).is_some()
+                        );
+                    }
+                    1 => assert_eq!(
+                        tree.remove(&mut store, &key(least)).unwrap(),
+                        model.remove(&least).is_some()
+                    ),
+                    _ => {
+                        let v = value(least, step as u8);
+                        let taken = model.range(least..=least | 0xff).next().is_some();
+                        let added = tree.insert_first(&mut store, &key(least), &v, 7).unwrap();
+                        assert_eq!(added, !taken, "group of {least:#x}");
+                        if added {
+                            model.insert(least, v);
+                        }
+                    }
+                }
+            } else if rng.next() % 4 == 0 {
                 // Only values of even generations are wanted; an entry
                 // not wanted leaves every node as it was.
                 let wanted = |v: &[u8]| v[8] % 2 == 0;
@@ -147,6 +175,11 @@ fn random_operations_match_a_model() {
             assert_eq!(below.then(|| u64::from_be_bytes(fk)), want);
         }
         check_matches(&tree, &store, &model);
+        // Only the least key of its prefix may be inserted first.
+        assert!(matches!(
+            tree.insert_first(&mut store, &key(1), &value(1, 0), 7),
+            Err(TreeError::BadArgument)
+        ));
         // Emptying the tree gives every node but the root back.
         let keys: Vec<u64> = model.keys().copied().collect();
         for k in keys {

@@ -14,6 +14,15 @@ use crate::logic::format::{put, BLOCK_SIZE};
 /// ([`Tree::remove_if`]).
 type ValueFilter<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
 
+/// What an insertion did at the leaf.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    Added,
+    Replaced,
+    /// [`Tree::insert_first`]: a key with the same prefix is in the tree.
+    Refused,
+}
+
 /// A node holding less than `1 / MERGE_BELOW` of its capacity after a
 /// deletion is merged with a neighbour if possible.
 const MERGE_BELOW: usize = 4;
@@ -79,8 +88,41 @@ impl<K: TreeKind> Tree<K> {
         key: &[u8],
         value: &[u8],
     ) -> TResult<bool, S::Error> {
+        Ok(self.put(store, key, value, None)? == Put::Replaced)
+    }
+
+    /// Inserts `key`, the least key of its first `prefix` bytes (the rest
+    /// zeros: a directory entry's hash with collision index 0), unless
+    /// some key with that prefix is in the tree; whether it did. In one
+    /// descent: the entries with the prefix would follow `key` in its
+    /// leaf, or start the next one. Refused, the tree holds the same
+    /// entries (an internal node's first key may have been lowered to
+    /// `key`, which stays a lower bound of its subtree).
+    pub fn insert_first<S: Blocks>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        value: &[u8],
+        prefix: usize,
+    ) -> TResult<bool, S::Error> {
+        let least = key
+            .get(prefix..)
+            .is_some_and(|rest| rest.iter().all(|&b| b == 0));
+        if !least {
+            return Err(TreeError::BadArgument);
+        }
+        Ok(self.put(store, key, value, Some(prefix))? == Put::Added)
+    }
+
+    fn put<S: Blocks>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        value: &[u8],
+        first_of: Option<usize>,
+    ) -> TResult<Put, S::Error> {
         Self::check_sizes(key, Some(value))?;
-        let (replaced, split) = self.insert_at(store, self.root, None, key, value)?;
+        let (put, split) = self.insert_at(store, self.root, None, key, value, first_of)?;
         if let Some((separator, right)) = split {
             // The root split (rare): read its level and first key again.
             let mut first_key = [0u8; MAX_KEY_BYTES];
@@ -103,7 +145,7 @@ impl<K: TreeKind> Tree<K> {
             store.seal(new_root).map_err(TreeError::Store)?;
             self.root = new_root;
         }
-        Ok(replaced)
+        Ok(put)
     }
 
     /// Inserts below `block` (at `level`, when the parent implies one); on a
@@ -117,21 +159,34 @@ impl<K: TreeKind> Tree<K> {
         within: Option<&Within>,
         key: &[u8],
         value: &[u8],
-    ) -> TResult<(bool, Option<([u8; MAX_KEY_BYTES], u64)>), S::Error> {
+        first_of: Option<usize>,
+    ) -> TResult<(Put, Option<([u8; MAX_KEY_BYTES], u64)>), S::Error> {
         let node = self.load(store, block, within)?;
         let (level, count) = (node.level, node.count);
         if level == 0 {
-            return match node.search(key)? {
+            let found = node.search(key)?;
+            if let Some(prefix) = first_of {
+                let same = |other: &[u8]| other.get(..prefix) == key.get(..prefix);
+                let taken = match found {
+                    Ok(_) => true,
+                    Err(i) if i < count => same(&node.key(i)?),
+                    Err(_) => within.and_then(|w| w.upper).is_some_and(|u| same(&u)),
+                };
+                if taken {
+                    return Ok((Put::Refused, None));
+                }
+            }
+            return match found {
                 Ok(i) => {
                     let size = entry_size::<K>(0);
                     let bytes = store.node_mut(block).map_err(TreeError::Store)?;
                     let start = HEADER_BYTES + i * size + K::KEY;
                     put(bytes, start, value);
                     store.seal(block).map_err(TreeError::Store)?;
-                    Ok((true, None))
+                    Ok((Put::Replaced, None))
                 }
                 Err(i) => Ok((
-                    false,
+                    Put::Added,
                     self.add_entry(store, block, 0, count, i, key, value)?,
                 )),
             };
@@ -147,9 +202,10 @@ impl<K: TreeKind> Tree<K> {
             put(bytes, HEADER_BYTES, key);
             store.seal(block).map_err(TreeError::Store)?;
         }
-        let (replaced, split) = self.insert_at(store, child, Some(&child_within), key, value)?;
+        let (put, split) =
+            self.insert_at(store, child, Some(&child_within), key, value, first_of)?;
         let Some((separator, right)) = split else {
-            return Ok((replaced, None));
+            return Ok((put, None));
         };
         let split = self.add_entry(
             store,
@@ -160,7 +216,7 @@ impl<K: TreeKind> Tree<K> {
             &separator[..K::KEY],
             &right.to_le_bytes(),
         )?;
-        Ok((replaced, split))
+        Ok((put, split))
     }
 
     /// Puts an entry at `index` of `block` (validated by the caller, holding

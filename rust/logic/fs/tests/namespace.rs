@@ -548,4 +548,10 @@ fn a_name_past_a_hash_collision_is_unlinked_and_the_other_stays() {
     .unwrap();
     assert_eq!(names, vec![(b"z".to_vec(), z)]);
     assert_eq!(v.inode(d).unwrap().size, 1);
+    // Created again, the name takes the next free index of its hash, and
+    // a create of a name at index 1 finds it there.
+    let (again, _) = v.create(d, b"a", &file(REG)).unwrap();
+    assert_eq!(v.lookup(d, b"a"), Ok(again));
+    assert_eq!(v.create(d, b"a", &file(REG)).err(), Some(Error::Exists));
+    assert_eq!(v.inode(d).unwrap().size, 2);
 }

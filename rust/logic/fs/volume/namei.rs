@@ -10,7 +10,9 @@ use super::{TxNodes, Volume};
 use crate::logic::format::{
     btree::{Nodes, Tree},
     inode::{self, FileType, Inode, Timestamp},
-    kinds::{check_name, dirent_key, parse_block_key, Directory, Dirent, NameError},
+    kinds::{
+        check_name, dirent_key, parse_block_key, Directory, Dirent, NameError, DIRENT_HASH_BYTES,
+    },
     superblock::PRIMARY_BLOCK,
 };
 use crate::logic::fs::{
@@ -54,7 +56,7 @@ fn dir_find<S: Nodes<Error = Error>>(
     let mut free_index = 0u32;
     let mut damaged = false;
     scan(tree, store, &first, &mut |key, value| {
-        if key.get(..8) != first.get(..8) {
+        if key.get(..DIRENT_HASH_BYTES) != first.get(..DIRENT_HASH_BYTES) {
             return ControlFlow::Break(());
         }
         let Some(entry) = Dirent::decode(value) else {
@@ -147,14 +149,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut parent = live_directory(tx, dir)?;
             let uuid = tx.sb.uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
-            let (found, index) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
-            if found.is_some() {
-                return Err(Error::Exists);
-            }
             let new_dir = file_type == FileType::Directory;
-            if new_dir && parent.nlink >= LINK_MAX {
-                return Err(Error::TooManyLinks);
-            }
             let (ino, chunk) = allocate_inode(tx, hint)?;
             used_chunk = chunk;
             let mut record = Inode {
@@ -189,9 +184,26 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             .encode()
             .ok_or(Error::Invalid)?;
             let mut store = TreeStore::new(tx, dir);
-            tree.insert(&mut store, &dirent_key(&uuid, name, index), &entry)
-                .map_err(tree_error)?;
+            // A new name's hash is nearly always new to the directory: the
+            // entry takes collision index 0 in the descent that finds that
+            // out. Otherwise a scan finds the name or the first free index.
+            // (An error drops the transaction, the new inode with it.)
+            let first = dirent_key(&uuid, name, 0);
+            if !tree
+                .insert_first(&mut store, &first, &entry, DIRENT_HASH_BYTES)
+                .map_err(tree_error)?
+            {
+                let (found, index) = dir_find(&tree, &store, &uuid, name)?;
+                if found.is_some() {
+                    return Err(Error::Exists);
+                }
+                tree.insert(&mut store, &dirent_key(&uuid, name, index), &entry)
+                    .map_err(tree_error)?;
+            }
             let delta = store.node_delta;
+            if new_dir && parent.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
             parent.size = parent.size.saturating_add(1);
