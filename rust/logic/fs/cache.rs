@@ -388,8 +388,8 @@ pub trait LookupSlots {
 ///
 /// Records change only through a transaction, which notes the inodes
 /// whose records it writes or clears ([`Touched`]); the volume forgets
-/// those after it, committed or failed, so a hit is exactly what the
-/// lookup would find. Direct-mapped by inode
+/// those after it commits, and everything after it fails, so a hit is
+/// exactly what the lookup would find. Direct-mapped by inode
 /// number: a collision only costs a lookup. Its slots (8 KiB) live in the
 /// volume's scratch memory, not in the volume (which is moved on the
 /// kernel's stack at mount).
