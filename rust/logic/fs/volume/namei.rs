@@ -118,6 +118,41 @@ fn remove_entry<M: Media>(tx: &mut Tx<'_, M>, dir: u64, key: &[u8; 12]) -> Resul
     tx.put_inode(dir, &parent)
 }
 
+/// Removes `name` from the directory `tree` (opened in `store`); the inode
+/// it named. A name sits at collision index 0 of its hash unless another
+/// name with the same 64-bit hash came first: it is then found and removed
+/// in one descent, and only otherwise scanned for.
+fn remove_named<M: Media>(
+    tree: &mut Tree<Directory>,
+    store: &mut TreeStore<'_, '_, M>,
+    uuid: &[u8; 16],
+    name: &[u8],
+) -> Result<u64, Error> {
+    let mut at_first = None;
+    let removed = tree
+        .remove_if(
+            store,
+            &dirent_key(uuid, name, 0),
+            &mut |value| match Dirent::decode(value) {
+                Some(entry) if entry.name == name => {
+                    at_first = Some(entry.ino);
+                    true
+                }
+                _ => false,
+            },
+        )
+        .map_err(tree_error)?;
+    if let (true, Some(ino)) = (removed, at_first) {
+        return Ok(ino);
+    }
+    let (found, _) = dir_find(tree, &*store, uuid, name)?;
+    let found = found.ok_or(Error::NotFound)?;
+    if !tree.remove(store, &found.key).map_err(tree_error)? {
+        return Err(Error::Corrupt(tree.root, Damage::Record));
+    }
+    Ok(found.ino)
+}
+
 impl<M: Media, S: Scratch> Volume<M, S> {
     pub(super) fn directory(&self, ino: u64) -> Result<(Inode, Tree<Directory>), Error> {
         let dir = self.inode(ino)?;
@@ -150,6 +185,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let uuid = tx.sb.uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
             let new_dir = file_type == FileType::Directory;
+            if new_dir && parent.nlink >= LINK_MAX {
+                return Err(Error::TooManyLinks);
+            }
             let (ino, chunk) = allocate_inode(tx, hint)?;
             used_chunk = chunk;
             let mut record = Inode {
@@ -201,9 +239,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     .map_err(tree_error)?;
             }
             let delta = store.node_delta;
-            if new_dir && parent.nlink >= LINK_MAX {
-                return Err(Error::TooManyLinks);
-            }
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
             parent.size = parent.size.saturating_add(1);
@@ -321,45 +356,33 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut parent = live_directory(tx, dir)?;
             let uuid = tx.sb.uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
-            let mut store = TreeStore::new(tx, dir);
-            // A name sits at collision index 0 of its hash unless another
-            // name with the same 64-bit hash came first: found and removed
-            // in one descent. The target is checked after; an error then
-            // drops the whole transaction, the removal with it.
-            let mut at_first = None;
-            let first = dirent_key(&uuid, name, 0);
-            let removed = tree
-                .remove_if(
-                    &mut store,
-                    &first,
-                    &mut |value| match Dirent::decode(value) {
-                        Some(entry) if entry.name == name => {
-                            at_first = Some(entry.ino);
-                            true
-                        }
-                        _ => false,
-                    },
-                )
-                .map_err(tree_error)?;
-            let ino = match at_first {
-                Some(ino) if removed => ino,
-                _ => {
-                    let (found, _) = dir_find(&tree, &store, &uuid, name)?;
-                    let found = found.ok_or(Error::NotFound)?;
-                    if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
-                        return Err(Error::Corrupt(parent.map_root, Damage::Record));
-                    }
-                    found.ino
-                }
+            let check = |target: &Inode| match (want_dir, is_dir(target)) {
+                (false, true) => Err(Error::IsDir),
+                (true, false) => Err(Error::NotDir),
+                (true, true) if target.size != 0 => Err(Error::NotEmpty),
+                _ => Ok(()),
             };
-            let delta = store.node_delta;
+            let (ino, delta) = if want_dir {
+                // A directory that is not empty is a refusal only the
+                // filesystem can make (the VFS checks the types): made
+                // before anything changes.
+                let (found, _) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
+                let found = found.ok_or(Error::NotFound)?;
+                check(&tx.inode(found.ino)?)?;
+                let mut store = TreeStore::new(tx, dir);
+                if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
+                    return Err(Error::Corrupt(parent.map_root, Damage::Record));
+                }
+                (found.ino, store.node_delta)
+            } else {
+                let mut store = TreeStore::new(tx, dir);
+                let ino = remove_named(&mut tree, &mut store, &uuid, name)?;
+                (ino, store.node_delta)
+            };
+            // After the removal for unlink: an error drops the transaction,
+            // the removal with it.
             let mut target = tx.inode(ino)?;
-            match (want_dir, is_dir(&target)) {
-                (false, true) => return Err(Error::IsDir),
-                (true, false) => return Err(Error::NotDir),
-                (true, true) if target.size != 0 => return Err(Error::NotEmpty),
-                _ => {}
-            }
+            check(&target)?;
             parent.map_root = tree.root;
             parent.blocks = parent.blocks.saturating_add_signed(delta);
             parent.size = parent.size.saturating_sub(1);
