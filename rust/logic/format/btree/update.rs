@@ -402,20 +402,23 @@ impl<K: TreeKind> Tree<K> {
             if right_index == 0 || right_index >= count {
                 continue;
             }
-            let unbounded = Within {
-                level: child_level,
-                lower: None,
-                upper: None,
-            };
-            let (left, right) = {
+            // Each within the bounds its separators give it, so the merged
+            // node is in order (its checks are not run again before the
+            // commit seals it).
+            let (left, left_within, right, right_within) = {
                 let parent = self.load(store, block, None)?;
                 if parent.level != level {
                     return corrupt(block, Corruption::Level);
                 }
-                (parent.child(right_index - 1)?, parent.child(right_index)?)
+                (
+                    parent.child(right_index - 1)?,
+                    parent.within_child(right_index - 1, None)?,
+                    parent.child(right_index)?,
+                    parent.within_child(right_index, None)?,
+                )
             };
-            let left_count = self.load(store, left, Some(&unbounded))?.count;
-            let right_count = self.load(store, right, Some(&unbounded))?.count;
+            let left_count = self.load(store, left, Some(&left_within))?.count;
+            let right_count = self.load(store, right, Some(&right_within))?.count;
             if left_count + right_count <= capacity - capacity / MERGE_BELOW {
                 self.append_node(store, left, left_count, right, right_count, child_level)?;
                 store.free(right).map_err(TreeError::Store)?;
