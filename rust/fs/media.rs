@@ -117,7 +117,7 @@ impl LookupSlots for LookupMemory {
 }
 
 /// A volume's working memory, allocated once per mount (vmalloc):
-/// transaction buffers (about 2 MiB) and the metadata cache
+/// transaction buffers (about 1.5 MiB) and the metadata cache
 /// ([`crate::logic::fs::cache_slots_for`]: 4 to 32 MiB).
 pub(crate) struct Buffers {
     shadows: VVec<u8>,
@@ -128,7 +128,7 @@ pub(crate) struct Buffers {
     deferred: KVec<u64>,
     reservations: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
-    checked: KVec<AtomicU64>,
+    checked: VVec<AtomicU64>,
     cache: RefCell<CacheMemory>,
     lookups: RefCell<LookupMemory>,
 }
@@ -164,7 +164,8 @@ impl Buffers {
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut mappings = KVec::new();
         mappings.extend_with(MAPPING_CACHE_SLOTS, None, GFP_KERNEL)?;
-        let mut checked = KVec::with_capacity(checked_slots, GFP_KERNEL)?;
+        // Up to 256 KiB: virtually contiguous, like the cache.
+        let mut checked = VVec::with_capacity(checked_slots, GFP_KERNEL)?;
         for _ in 0..checked_slots {
             checked.push(AtomicU64::new(0), GFP_KERNEL)?;
         }
