@@ -26,7 +26,7 @@ use kernel::{alloc::KVec, prelude::*};
 
 use super::mutex_stats::Use;
 use super::{
-    info::{info, Info, OxdaxFs, BLOCK},
+    info::{info, refresh, Info, OxdaxFs, Vol, BLOCK},
     mmap::{quiesce_unless_pinned, Quiet},
 };
 use crate::{
@@ -36,7 +36,7 @@ use crate::{
     },
     sys::{
         self,
-        fs::{background::Background, inode::iget, SuperBlock},
+        fs::{background::Background, inode::iget, Inode, SuperBlock},
     },
 };
 
@@ -130,7 +130,11 @@ fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u
     if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
         return false;
     }
-    info.call(Use::Compaction, |v| v.place_region_whole(ino, region)) == Ok(true)
+    info.call(Use::Compaction, |v| {
+        let placed = v.place_region_whole(ino, region)?;
+        refresh_blocks(v, &inode, ino);
+        Ok(placed)
+    }) == Ok(true)
 }
 
 /// Moves one piece out of its chunk, under its file's locks; `false` if
@@ -160,7 +164,18 @@ fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
         return false;
     }
     let moved = info.call(Use::Compaction, |v| {
-        v.relocate(piece.owner, piece.file_block, piece.len, piece.start)
+        let moved = v.relocate(piece.owner, piece.file_block, piece.len, piece.start)?;
+        refresh_blocks(v, &inode, piece.owner);
+        Ok(moved)
     });
     moved == Ok(piece.len)
+}
+
+/// Gives `inode` (number `ino`) its record after a move, under the volume
+/// mutex as every refresh: the move rewrote its extent tree, which may
+/// have gained or lost a node, and `st_blocks` counts the tree's nodes.
+fn refresh_blocks(v: &Vol, inode: &Inode<OxdaxFs>, ino: u64) {
+    if let Ok(record) = v.inode(ino) {
+        refresh(inode, &record);
+    }
 }
