@@ -104,14 +104,26 @@ fn live_directory<M: Media>(tx: &Tx<'_, M>, dir: u64) -> Result<Inode, Error> {
     Ok(parent)
 }
 
+/// Removes the entry `key`, which a lookup found, from the directory
+/// `tree`: not there is damage.
+fn remove_found<M: Media>(
+    tree: &mut Tree<Directory>,
+    store: &mut TreeStore<'_, '_, M>,
+    key: &[u8; 12],
+) -> Result<(), Error> {
+    let root = tree.root;
+    if !tree.remove(store, key).map_err(tree_error)? {
+        return Err(Error::Corrupt(root, Damage::Record));
+    }
+    Ok(())
+}
+
 /// Removes the entry `key` from directory `dir` (tree and block count).
 fn remove_entry<M: Media>(tx: &mut Tx<'_, M>, dir: u64, key: &[u8; 12]) -> Result<(), Error> {
     let mut parent = tx.inode(dir)?;
     let mut tree = Tree::<Directory>::open(parent.map_root, dir);
     let mut store = TreeStore::new(tx, dir);
-    if !tree.remove(&mut store, key).map_err(tree_error)? {
-        return Err(Error::Corrupt(parent.map_root, Damage::Record));
-    }
+    remove_found(&mut tree, &mut store, key)?;
     let delta = store.node_delta;
     parent.map_root = tree.root;
     parent.blocks = parent.blocks.saturating_add_signed(delta);
@@ -147,9 +159,7 @@ fn remove_named<M: Media>(
     }
     let (found, _) = dir_find(tree, &*store, uuid, name)?;
     let found = found.ok_or(Error::NotFound)?;
-    if !tree.remove(store, &found.key).map_err(tree_error)? {
-        return Err(Error::Corrupt(tree.root, Damage::Record));
-    }
+    remove_found(tree, store, &found.key)?;
     Ok(found.ino)
 }
 
@@ -370,9 +380,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let found = found.ok_or(Error::NotFound)?;
                 check(&tx.inode(found.ino)?)?;
                 let mut store = TreeStore::new(tx, dir);
-                if !tree.remove(&mut store, &found.key).map_err(tree_error)? {
-                    return Err(Error::Corrupt(parent.map_root, Damage::Record));
-                }
+                remove_found(&mut tree, &mut store, &found.key)?;
                 (found.ino, store.node_delta)
             } else {
                 let mut store = TreeStore::new(tx, dir);
