@@ -113,11 +113,11 @@ impl<'a> BlockCache<'a> {
             .checked_add(buf.len())
             .filter(|&end| end <= BLOCK_SIZE)
             .ok_or(Error::Invalid)?;
-        let at = block
-            .checked_mul(BLOCK_SIZE as u64)
-            .and_then(|b| b.checked_add(offset as u64))
-            .ok_or(Error::Corrupt(block, Damage::Address))?;
         if self.slots.is_none() {
+            let at = block
+                .checked_mul(BLOCK_SIZE as u64)
+                .and_then(|b| b.checked_add(offset as u64))
+                .ok_or(Error::Corrupt(block, Damage::Address))?;
             return media.read(at, buf).map_err(|f| read_error(block, f));
         }
         let copied = self.with_block(media, block, |data| {
