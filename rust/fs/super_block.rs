@@ -134,7 +134,20 @@ fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Resul
     let media = PmemMedia::new(map_device(id, dax, len)?.0);
     // A large device's cache is worth having, not worth failing a mount
     // for when memory is short.
-    let buffers = Buffers::new(cache_slots_for(len)).or_else(|_| Buffers::new(MIN_CACHE_SLOTS))?;
+    let slots = cache_slots_for(len);
+    let buffers = match Buffers::new(slots) {
+        Ok(buffers) => buffers,
+        Err(_) if slots > MIN_CACHE_SLOTS => {
+            pr_warn!(
+                "{}: no memory for a {} MiB metadata cache, using {} MiB\n",
+                id,
+                slots / 256,
+                MIN_CACHE_SLOTS / 256
+            );
+            Buffers::new(MIN_CACHE_SLOTS)?
+        }
+        Err(e) => return Err(e),
+    };
     let (volume, report) =
         Volume::mount(media, buffers, read_only).map_err(|e| mount_error(id, e))?;
     let sb = volume.superblock();
