@@ -5,7 +5,8 @@
 
 #![no_std]
 
-#[cfg(test)]
+// The host build's locks (the module's are the kernel's); the logic itself
+// uses neither std nor locks of its own.
 extern crate std;
 
 #[path = "logic/mod.rs"]
@@ -30,8 +31,8 @@ pub struct HeapScratch {
     reservations: alloc::vec::Vec<u64>,
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
-    cache: core::cell::RefCell<HeapCache>,
-    lookups: core::cell::RefCell<HeapLookups>,
+    cache: HeapCache,
+    lookups: std::sync::Mutex<HeapLookups>,
 }
 
 /// The lookup caches' memory on the heap.
@@ -40,30 +41,73 @@ struct HeapLookups {
     mappings: alloc::vec::Vec<fs::MappingSlot>,
 }
 
-impl fs::LookupSlots for HeapLookups {
-    fn inodes(&mut self) -> &mut [fs::InodeSlot] {
-        &mut self.inodes
-    }
-    fn mappings(&mut self) -> &mut [fs::MappingSlot] {
-        &mut self.mappings
+impl fs::LookupSlots for std::sync::Mutex<HeapLookups> {
+    fn with_slots(&self, f: &mut dyn FnMut(&mut [fs::InodeSlot], &mut [fs::MappingSlot])) {
+        // A panic under the lock already failed the test that caused it.
+        let mut lookups = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let HeapLookups { inodes, mappings } = &mut *lookups;
+        f(inodes, mappings);
     }
 }
 
-/// A metadata cache's memory on the heap.
+/// A metadata cache's memory on the heap: its shards, each blocks and tags.
 struct HeapCache {
-    slots: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
+    shards: alloc::vec::Vec<std::sync::Mutex<HeapShard>>,
+    shard_slots: usize,
+}
+
+/// One shard of a [`HeapCache`].
+struct HeapShard {
+    blocks: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
     tags: alloc::vec::Vec<u64>,
 }
 
+impl HeapCache {
+    /// An empty cache of `slots` slots (whole shards).
+    fn new(slots: usize) -> Self {
+        let shard_slots = slots / fs::CACHE_SHARDS;
+        let shards = (0..fs::CACHE_SHARDS)
+            .map(|_| {
+                std::sync::Mutex::new(HeapShard {
+                    blocks: alloc::vec![[0; format::BLOCK_SIZE]; shard_slots],
+                    tags: alloc::vec![0; shard_slots],
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            shard_slots,
+        }
+    }
+}
+
 impl fs::CacheSlots for HeapCache {
-    fn slots(&mut self) -> (&mut [[u8; format::BLOCK_SIZE]], &mut [u64]) {
-        (&mut self.slots, &mut self.tags)
+    fn shard_slots(&self) -> usize {
+        self.shard_slots
+    }
+
+    fn with_shard(&self, shard: usize, f: &mut fs::ShardUse<'_>) {
+        if let Some(shard) = self.shards.get(shard) {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let HeapShard { blocks, tags } = &mut *shard;
+            f(blocks, tags);
+        }
     }
 }
 
 impl HeapScratch {
     /// Zeroed buffers of the sizes the volume asks for.
     pub fn new() -> Self {
+        Self::with_cache_slots(fs::MIN_CACHE_SLOTS)
+    }
+
+    /// The same with a metadata cache of `cache_slots` slots (whole
+    /// shards), for tests that want blocks evicted all the time.
+    pub fn with_cache_slots(cache_slots: usize) -> Self {
         Self {
             shadows: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
             originals: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
@@ -73,14 +117,11 @@ impl HeapScratch {
             deferred: alloc::vec![0; fs::DEFERRED_WORDS],
             reservations: alloc::vec![0; fs::RESERVATION_WORDS],
             spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
-            checked: (0..fs::MIN_CACHE_SLOTS * fs::CHECKED_SLOTS_PER_CACHE_SLOT)
+            checked: (0..cache_slots * fs::CHECKED_SLOTS_PER_CACHE_SLOT)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
                 .collect(),
-            cache: core::cell::RefCell::new(HeapCache {
-                slots: alloc::vec![[0; format::BLOCK_SIZE]; fs::MIN_CACHE_SLOTS],
-                tags: alloc::vec![0; fs::MIN_CACHE_SLOTS],
-            }),
-            lookups: core::cell::RefCell::new(HeapLookups {
+            cache: HeapCache::new(cache_slots),
+            lookups: std::sync::Mutex::new(HeapLookups {
                 inodes: alloc::vec![None; fs::INODE_CACHE_SLOTS],
                 mappings: alloc::vec![None; fs::MAPPING_CACHE_SLOTS],
             }),
@@ -115,11 +156,11 @@ impl fs::Scratch for HeapScratch {
         &self.checked
     }
 
-    fn cache(&self) -> &core::cell::RefCell<dyn fs::CacheSlots + '_> {
+    fn cache(&self) -> &dyn fs::CacheSlots {
         &self.cache
     }
 
-    fn lookup_slots(&self) -> &core::cell::RefCell<dyn fs::LookupSlots + '_> {
+    fn lookup_slots(&self) -> &dyn fs::LookupSlots {
         &self.lookups
     }
 }

@@ -4,16 +4,16 @@
 //! ([`Media`], read only by machine-check-safe copies) and the working
 //! memory of its transactions and metadata cache ([`Scratch`]).
 
-use core::{cell::RefCell, sync::atomic::AtomicU64};
-use kernel::prelude::*;
+use core::sync::atomic::AtomicU64;
+use kernel::{new_spinlock, prelude::*, sync::SpinLock};
 
 use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
             CacheSlots, InodeSlot, LookupSlots, MappingSlot, Media, MediaFault, Parts, Scratch,
-            CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS,
-            RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            ShardUse, CACHE_SHARDS, CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS,
+            INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -86,33 +86,69 @@ fn fault(e: Error) -> MediaFault {
     }
 }
 
-/// The metadata cache's memory.
-struct CacheMemory {
-    slots: VVec<u8>,
+/// One shard of the metadata cache: its blocks and their tags.
+struct CacheShard {
+    blocks: VVec<u8>,
     tags: KVec<u64>,
 }
 
+/// The metadata cache's memory: [`CACHE_SHARDS`] shards, each behind a
+/// spinlock (held for one slot's copy or look: concurrent lookups rarely
+/// meet on one).
+struct CacheMemory {
+    shards: KVec<Pin<KBox<SpinLock<CacheShard>>>>,
+    shard_slots: usize,
+}
+
+impl CacheMemory {
+    /// An empty cache of `slots` slots, whole shards.
+    fn new(slots: usize) -> Result<Self> {
+        let shard_slots = slots / CACHE_SHARDS;
+        let mut shards = KVec::with_capacity(CACHE_SHARDS, GFP_KERNEL)?;
+        for _ in 0..CACHE_SHARDS {
+            let mut blocks = VVec::new();
+            blocks.extend_with(shard_slots * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
+            let mut tags = KVec::new();
+            tags.extend_with(shard_slots, 0u64, GFP_KERNEL)?;
+            let shard = new_spinlock!(CacheShard { blocks, tags }, "oxdax_cache_shard");
+            shards.push(KBox::pin_init(shard, GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            shards,
+            shard_slots,
+        })
+    }
+}
+
 impl CacheSlots for CacheMemory {
-    fn slots(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64]) {
-        (
-            memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.slots),
-            &mut self.tags,
-        )
+    fn shard_slots(&self) -> usize {
+        self.shard_slots
+    }
+
+    fn with_shard(&self, shard: usize, f: &mut ShardUse<'_>) {
+        if let Some(shard) = self.shards.get(shard) {
+            let mut shard = shard.lock();
+            let CacheShard { blocks, tags } = &mut *shard;
+            f(memory::as_blocks_mut::<BLOCK_SIZE>(blocks), tags);
+        }
     }
 }
 
 /// The lookup caches' memory (inode records, mappings).
-struct LookupMemory {
+struct LookupSlotsMemory {
     inodes: KVec<InodeSlot>,
     mappings: KVec<MappingSlot>,
 }
 
+/// The lookup caches' memory behind a spinlock (held for one lookup or
+/// one forgetting walk).
+struct LookupMemory(Pin<KBox<SpinLock<LookupSlotsMemory>>>);
+
 impl LookupSlots for LookupMemory {
-    fn inodes(&mut self) -> &mut [InodeSlot] {
-        &mut self.inodes
-    }
-    fn mappings(&mut self) -> &mut [MappingSlot] {
-        &mut self.mappings
+    fn with_slots(&self, f: &mut dyn FnMut(&mut [InodeSlot], &mut [MappingSlot])) {
+        let mut slots = self.0.lock();
+        let LookupSlotsMemory { inodes, mappings } = &mut *slots;
+        f(inodes, mappings);
     }
 }
 
@@ -129,8 +165,8 @@ pub(crate) struct Buffers {
     reservations: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
     checked: VVec<AtomicU64>,
-    cache: RefCell<CacheMemory>,
-    lookups: RefCell<LookupMemory>,
+    cache: CacheMemory,
+    lookups: LookupMemory,
 }
 
 impl Buffers {
@@ -140,15 +176,10 @@ impl Buffers {
         let checked_slots = cache_slots
             .checked_mul(CHECKED_SLOTS_PER_CACHE_SLOT)
             .ok_or(EINVAL)?;
-        let cache_bytes = cache_slots.checked_mul(BLOCK_SIZE).ok_or(EINVAL)?;
         let mut shadows = VVec::new();
         shadows.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
         let mut originals = VVec::new();
         originals.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
-        let mut slots = VVec::new();
-        slots.extend_with(cache_bytes, 0u8, GFP_KERNEL)?;
-        let mut tags = KVec::new();
-        tags.extend_with(cache_slots, 0u64, GFP_KERNEL)?;
         let mut numbers = KVec::new();
         numbers.extend_with(TX_MAX_BLOCKS, 0u64, GFP_KERNEL)?;
         let mut lines = KVec::new();
@@ -179,8 +210,14 @@ impl Buffers {
             reservations,
             spare,
             checked,
-            cache: RefCell::new(CacheMemory { slots, tags }),
-            lookups: RefCell::new(LookupMemory { inodes, mappings }),
+            cache: CacheMemory::new(cache_slots)?,
+            lookups: LookupMemory(KBox::pin_init(
+                new_spinlock!(
+                    LookupSlotsMemory { inodes, mappings },
+                    "oxdax_lookup_caches"
+                ),
+                GFP_KERNEL,
+            )?),
         })
     }
 }
@@ -206,11 +243,11 @@ impl Scratch for Buffers {
         &self.checked
     }
 
-    fn cache(&self) -> &RefCell<dyn CacheSlots + '_> {
+    fn cache(&self) -> &dyn CacheSlots {
         &self.cache
     }
 
-    fn lookup_slots(&self) -> &RefCell<dyn LookupSlots + '_> {
+    fn lookup_slots(&self) -> &dyn LookupSlots {
         &self.lookups
     }
 }

@@ -17,8 +17,14 @@
 //! may be written as file data next). Direct-mapped by block number: a
 //! collision only costs a copy. Callers copy bytes out; no reference into
 //! a slot outlives a call, so a slot may be refilled at any read.
-
-use core::cell::RefCell;
+//!
+//! Lookups outside transactions run concurrently (the volume lock taken
+//! shared), so the memory of each cache here is behind locks its provider
+//! supplies: [`CACHE_SHARDS`] for the blocks, one for the lookup caches.
+//! Each is held for one slot's copy or look (or one walk of a shard's
+//! tags), takes no other lock and sleeps on nothing (a fill is a
+//! machine-check-safe copy from the device), and is never taken again
+//! inside: the closures called under it read no cache.
 
 use super::{Damage, Error, MapKind, Mapping, Media, MediaFault};
 use crate::logic::format::{inode::Inode, BLOCK_SIZE, CHUNK_BLOCKS};
@@ -30,30 +36,47 @@ pub const MIN_CACHE_SLOTS: usize = 1024;
 /// Most slots a mount's cache has (32 MiB of blocks).
 pub const MAX_CACHE_SLOTS: usize = 8192;
 
+/// Locks of the metadata cache: each guards an equal share of its slots
+/// (slot `i` is in shard `i % CACHE_SHARDS`), so that concurrent lookups
+/// rarely wait for one another.
+pub const CACHE_SHARDS: usize = 64;
+
+// The bounds are whole shards.
+const _: () = assert!(MIN_CACHE_SLOTS % CACHE_SHARDS == 0 && MAX_CACHE_SLOTS % CACHE_SHARDS == 0);
+
 /// Slots of the metadata cache of a mount on a device of `device_bytes`:
 /// one per 128 blocks of the device (8 MiB of DRAM per GiB), within
-/// [`MIN_CACHE_SLOTS`] and [`MAX_CACHE_SLOTS`]. Metadata grows with what
-/// the device holds: a directory of 40,000 names is 16 MiB of leaves (a
-/// leaf holds 14 fixed-size entries), and with a fixed 4 MiB each unlink
-/// in it copied a leaf from the device again.
+/// [`MIN_CACHE_SLOTS`] and [`MAX_CACHE_SLOTS`], whole shards. Metadata
+/// grows with what the device holds: a directory of 40,000 names is 16 MiB
+/// of leaves (a leaf holds 14 fixed-size entries), and with a fixed 4 MiB
+/// each unlink in it copied a leaf from the device again.
 pub fn cache_slots_for(device_bytes: u64) -> usize {
     let blocks = device_bytes / BLOCK_SIZE as u64;
-    usize::try_from(blocks / 128)
+    let slots = usize::try_from(blocks / 128)
         .unwrap_or(MAX_CACHE_SLOTS)
-        .clamp(MIN_CACHE_SLOTS, MAX_CACHE_SLOTS)
+        .clamp(MIN_CACHE_SLOTS, MAX_CACHE_SLOTS);
+    slots - slots % CACHE_SHARDS
 }
 
-/// The memory of a cache: its blocks and their tags (block number + 1; 0
-/// is an empty slot), of equal length.
-pub trait CacheSlots {
-    /// The blocks and their tags.
-    fn slots(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64]);
+/// What [`CacheSlots::with_shard`] calls: with a shard's blocks and tags.
+pub type ShardUse<'a> = dyn FnMut(&mut [[u8; BLOCK_SIZE]], &mut [u64]) + 'a;
+
+/// The memory of a cache: [`CACHE_SHARDS`] shards of
+/// [`Self::shard_slots`] blocks and their tags (block number + 1; 0 is an
+/// empty slot), each shard behind its own lock.
+pub trait CacheSlots: Sync {
+    /// Slots in each shard.
+    fn shard_slots(&self) -> usize;
+    /// Calls `f` with the blocks and tags of shard `shard` (each
+    /// [`Self::shard_slots`] long), that shard locked. Does nothing for a
+    /// shard past [`CACHE_SHARDS`].
+    fn with_shard(&self, shard: usize, f: &mut ShardUse<'_>);
 }
 
 /// Blocks of [`Media`] as last copied from it or written to it.
 #[derive(Clone, Copy)]
 pub(super) struct BlockCache<'a> {
-    slots: Option<&'a RefCell<dyn CacheSlots + 'a>>,
+    slots: Option<&'a dyn CacheSlots>,
 }
 
 /// The error of a failed read of block `block` of the media.
@@ -83,7 +106,7 @@ fn hashed_slot(key: u64, count: usize) -> Option<usize> {
 
 impl<'a> BlockCache<'a> {
     /// A cache in `slots`.
-    pub(super) fn new(slots: &'a RefCell<dyn CacheSlots + 'a>) -> Self {
+    pub(super) fn new(slots: &'a dyn CacheSlots) -> Self {
         Self { slots: Some(slots) }
     }
 
@@ -98,6 +121,28 @@ impl<'a> BlockCache<'a> {
     /// took the same few slots in turn.
     fn slot(block: u64, count: usize) -> Option<usize> {
         hashed_slot(block, count)
+    }
+
+    /// Calls `f` with the slot of block `block` (its bytes and its tag),
+    /// its shard locked; `None` without a cache.
+    fn in_slot<R>(
+        &self,
+        block: u64,
+        f: impl FnOnce(&mut [u8; BLOCK_SIZE], &mut u64) -> R,
+    ) -> Option<R> {
+        let slots = self.slots?;
+        let i = Self::slot(block, slots.shard_slots().checked_mul(CACHE_SHARDS)?)?;
+        let (shard, index) = (i % CACHE_SHARDS, i / CACHE_SHARDS);
+        let mut f = Some(f);
+        let mut result = None;
+        slots.with_shard(shard, &mut |blocks, tags| {
+            if let (Some(data), Some(tag), Some(f)) =
+                (blocks.get_mut(index), tags.get_mut(index), f.take())
+            {
+                result = Some(f(data, tag));
+            }
+        });
+        result
     }
 
     /// Copies `buf.len()` bytes at byte `offset` of block `block` into
@@ -120,16 +165,20 @@ impl<'a> BlockCache<'a> {
                 .ok_or(Error::Corrupt(block, Damage::Address))?;
             return media.read(at, buf).map_err(|f| read_error(block, f));
         }
-        let copied = self.with_block(media, block, |data| {
-            buf.copy_from_slice(data.get(offset..end).ok_or(Error::Invalid)?);
-            Ok(())
+        // The length compared where the copy is: no panic path is left.
+        let copied = self.with_block(media, block, |data| match data.get(offset..end) {
+            Some(bytes) if bytes.len() == buf.len() => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            _ => Err(Error::Invalid),
         })?;
         copied.unwrap_or(Err(Error::Invalid))
     }
 
     /// Calls `look` with block `block` as the cache holds it (copied from
     /// `media` first if it does not); `false` without a cache (`look` is
-    /// not called). `look` must not read the cache: it is borrowed.
+    /// not called). `look` must not read the cache: its shard is locked.
     pub(super) fn look<M: Media>(
         &self,
         media: &M,
@@ -147,42 +196,32 @@ impl<'a> BlockCache<'a> {
         block: u64,
         use_block: impl FnOnce(&[u8; BLOCK_SIZE]) -> R,
     ) -> Result<Option<R>, Error> {
-        let Some(cell) = self.slots else {
+        if self.slots.is_none() {
             return Ok(None);
-        };
-        // Never held across a call that reads again: cannot be taken.
-        let mut store = cell.try_borrow_mut().map_err(|_| Error::Invalid)?;
-        let (slots, tags) = store.slots();
-        let i = Self::slot(block, slots.len().min(tags.len())).ok_or(Error::Invalid)?;
-        let (Some(data), Some(tag)) = (slots.get_mut(i), tags.get_mut(i)) else {
-            return Err(Error::Invalid);
-        };
-        if *tag != block.wrapping_add(1) {
-            *tag = 0;
-            let start = block
-                .checked_mul(BLOCK_SIZE as u64)
-                .ok_or(Error::Corrupt(block, Damage::Address))?;
-            media
-                .read(start, &mut data[..])
-                .map_err(|f| read_error(block, f))?;
-            *tag = block.wrapping_add(1);
         }
-        Ok(Some(use_block(data)))
+        let used = self.in_slot(block, |data, tag| {
+            if *tag != block.wrapping_add(1) {
+                *tag = 0;
+                let start = block
+                    .checked_mul(BLOCK_SIZE as u64)
+                    .ok_or(Error::Corrupt(block, Damage::Address))?;
+                media
+                    .read(start, &mut data[..])
+                    .map_err(|f| read_error(block, f))?;
+                *tag = block.wrapping_add(1);
+            }
+            Ok(use_block(data))
+        });
+        // A cache with no slot for it is a cache of no slots.
+        used.ok_or(Error::Invalid)?.map(Some)
     }
 
     /// Records that block `block` now holds `content` on the media.
     pub(super) fn put(&self, block: u64, content: &[u8; BLOCK_SIZE]) {
-        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
-            return;
-        };
-        let (slots, tags) = store.slots();
-        let Some(i) = Self::slot(block, slots.len().min(tags.len())) else {
-            return;
-        };
-        if let (Some(data), Some(tag)) = (slots.get_mut(i), tags.get_mut(i)) {
+        self.in_slot(block, |data, tag| {
             data.copy_from_slice(content);
             *tag = block.wrapping_add(1);
-        }
+        });
     }
 
     /// Block `block` changed on the media by `data` at byte `offset`,
@@ -190,56 +229,40 @@ impl<'a> BlockCache<'a> {
     /// the cached copy is changed the same way (a commit's changed runs
     /// cost their bytes, not a block's copy). Whether it held the block.
     pub(super) fn patch(&self, block: u64, offset: usize, data: &[u8]) -> bool {
-        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
-            return false;
-        };
-        let (slots, tags) = store.slots();
-        let Some(i) = Self::slot(block, slots.len().min(tags.len())) else {
-            return false;
-        };
-        if tags.get(i) != Some(&block.wrapping_add(1)) {
-            return false;
-        }
-        let end = offset.checked_add(data.len());
-        match slots
-            .get_mut(i)
-            .zip(end)
-            .and_then(|(slot, end)| slot.get_mut(offset..end))
-        {
-            Some(bytes) => {
-                bytes.copy_from_slice(data);
-                true
+        let patched = self.in_slot(block, |slot, tag| {
+            if *tag != block.wrapping_add(1) {
+                return false;
             }
-            None => {
-                // Not a change of this block: its copy is not trusted.
-                if let Some(tag) = tags.get_mut(i) {
-                    *tag = 0;
+            let bytes = offset
+                .checked_add(data.len())
+                .and_then(|end| slot.get_mut(offset..end));
+            match bytes {
+                Some(bytes) if bytes.len() == data.len() => {
+                    bytes.copy_from_slice(data);
+                    true
                 }
-                false
+                _ => {
+                    // Not a change of this block: its copy is not trusted.
+                    *tag = 0;
+                    false
+                }
             }
-        }
+        });
+        patched == Some(true)
     }
 
     /// Whether block `block` is cached.
     pub(super) fn holds(&self, block: u64) -> bool {
-        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
-            return false;
-        };
-        let (slots, tags) = store.slots();
-        Self::slot(block, slots.len().min(tags.len()))
-            .and_then(|i| tags.get(i))
-            .is_some_and(|&tag| tag == block.wrapping_add(1))
+        self.in_slot(block, |_, tag| *tag == block.wrapping_add(1)) == Some(true)
     }
 
     /// The cached copy of block `block`, if any (host checks).
     #[cfg(test)]
     pub(super) fn cached(&self, block: u64) -> Option<[u8; BLOCK_SIZE]> {
-        let mut store = self.slots?.try_borrow_mut().ok()?;
-        let (slots, tags) = store.slots();
-        let i = Self::slot(block, slots.len().min(tags.len()))?;
-        (tags.get(i) == Some(&block.wrapping_add(1)))
-            .then(|| slots.get(i).copied())
-            .flatten()
+        self.in_slot(block, |data, tag| {
+            (*tag == block.wrapping_add(1)).then_some(*data)
+        })
+        .flatten()
     }
 
     /// Forgets block `block` (one slot to look at).
@@ -252,26 +275,30 @@ impl<'a> BlockCache<'a> {
     /// blocks' slots (most freed extents are a few blocks: a tree node, a
     /// small file's data), a longer one at every tag.
     pub(super) fn forget(&self, start: u64, len: u64) {
-        let Some(mut store) = self.slots.and_then(|c| c.try_borrow_mut().ok()) else {
+        let Some(slots) = self.slots else {
             return;
         };
-        let (slots, tags) = store.slots();
-        let count = slots.len().min(tags.len());
+        let count = slots.shard_slots().saturating_mul(CACHE_SHARDS);
         let end = start.saturating_add(len);
         if end - start < count as u64 {
             for block in start..end {
-                let slot = Self::slot(block, count).and_then(|i| tags.get_mut(i));
-                if let Some(tag) = slot.filter(|tag| **tag == block.wrapping_add(1)) {
-                    *tag = 0;
-                }
+                self.in_slot(block, |_, tag| {
+                    if *tag == block.wrapping_add(1) {
+                        *tag = 0;
+                    }
+                });
             }
             return;
         }
-        for tag in tags.iter_mut() {
-            let block = tag.wrapping_sub(1);
-            if *tag != 0 && (start..end).contains(&block) {
-                *tag = 0;
-            }
+        for shard in 0..CACHE_SHARDS {
+            slots.with_shard(shard, &mut |_, tags| {
+                for tag in tags.iter_mut() {
+                    let block = tag.wrapping_sub(1);
+                    if *tag != 0 && (start..end).contains(&block) {
+                        *tag = 0;
+                    }
+                }
+            });
         }
     }
 }
@@ -293,14 +320,43 @@ mod tests {
         assert_eq!(cache_slots_for(u64::MAX), MAX_CACHE_SLOTS);
     }
 
-    struct Slots {
-        blocks: Vec<[u8; BLOCK_SIZE]>,
-        tags: Vec<u64>,
+    /// Shards of a test cache, as one array of tags by slot number.
+    struct Slots(Vec<std::sync::Mutex<(Vec<[u8; BLOCK_SIZE]>, Vec<u64>)>>);
+
+    impl Slots {
+        fn new(tags: &[u64]) -> Self {
+            let per_shard = tags.len() / CACHE_SHARDS;
+            Self(
+                (0..CACHE_SHARDS)
+                    .map(|shard| {
+                        let tags = (0..per_shard)
+                            .map(|i| tags[i * CACHE_SHARDS + shard])
+                            .collect();
+                        std::sync::Mutex::new((vec![[0u8; BLOCK_SIZE]; per_shard], tags))
+                    })
+                    .collect(),
+            )
+        }
+
+        fn tags(&self) -> Vec<u64> {
+            let shards: Vec<Vec<u64>> =
+                self.0.iter().map(|s| s.lock().unwrap().1.clone()).collect();
+            let per_shard = shards[0].len();
+            (0..per_shard * CACHE_SHARDS)
+                .map(|i| shards[i % CACHE_SHARDS][i / CACHE_SHARDS])
+                .collect()
+        }
     }
 
     impl CacheSlots for Slots {
-        fn slots(&mut self) -> (&mut [[u8; BLOCK_SIZE]], &mut [u64]) {
-            (&mut self.blocks, &mut self.tags)
+        fn shard_slots(&self) -> usize {
+            self.0[0].lock().unwrap().1.len()
+        }
+        fn with_shard(&self, shard: usize, f: &mut ShardUse<'_>) {
+            if let Some(shard) = self.0.get(shard) {
+                let (blocks, tags) = &mut *shard.lock().unwrap();
+                f(blocks, tags);
+            }
         }
     }
 
@@ -308,7 +364,7 @@ mod tests {
     /// every tag leaves, for short and long ranges, at any offset.
     #[test]
     fn forgetting_by_slot_matches_a_walk_of_every_tag() {
-        const SLOTS: usize = 64;
+        const SLOTS: usize = 2 * CACHE_SHARDS;
         let mut rng = Lcg(5);
         for round in 0..2000 {
             let tags: Vec<u64> = (0..SLOTS)
@@ -323,11 +379,8 @@ mod tests {
                 1 => rng.next() % SLOTS as u64,
                 _ => rng.next() % (3 * SLOTS as u64),
             };
-            let cell = RefCell::new(Slots {
-                blocks: vec![[0u8; BLOCK_SIZE]; SLOTS],
-                tags: tags.clone(),
-            });
-            let cache = BlockCache::new(&cell);
+            let slots = Slots::new(&tags);
+            let cache = BlockCache::new(&slots);
             cache.forget(start, len);
             let end = start + len;
             let walked: Vec<u64> = tags
@@ -354,7 +407,7 @@ mod tests {
                     })
                     .collect()
             };
-            let kept = cell.borrow().tags.clone();
+            let kept = slots.tags();
             assert_eq!(reachable(&kept), reachable(&walked), "round {round}");
         }
     }
@@ -373,12 +426,24 @@ pub const MAPPING_CACHE_SLOTS: usize = 256;
 pub type MappingSlot = Option<(u64, Mapping)>;
 
 /// The memory of the volume's lookup caches ([`InodeCache`],
-/// [`MappingCache`]).
-pub trait LookupSlots {
-    /// [`INODE_CACHE_SLOTS`] inode slots.
-    fn inodes(&mut self) -> &mut [InodeSlot];
-    /// [`MAPPING_CACHE_SLOTS`] mapping slots.
-    fn mappings(&mut self) -> &mut [MappingSlot];
+/// [`MappingCache`]), behind one lock.
+pub trait LookupSlots: Sync {
+    /// Calls `f` with the [`INODE_CACHE_SLOTS`] inode slots and the
+    /// [`MAPPING_CACHE_SLOTS`] mapping slots, locked.
+    fn with_slots(&self, f: &mut dyn FnMut(&mut [InodeSlot], &mut [MappingSlot]));
+}
+
+/// Calls `f` with the slots of `lookups`, locked.
+fn with_lookups<R>(
+    lookups: &dyn LookupSlots,
+    f: impl FnOnce(&mut [InodeSlot], &mut [MappingSlot]) -> R,
+) -> Option<R> {
+    let mut f = Some(f);
+    let mut result = None;
+    lookups.with_slots(&mut |inodes, mappings| {
+        result = f.take().map(|f| f(inodes, mappings));
+    });
+    result
 }
 
 /// Decoded records of the committed state. Every read, write(2) and page
@@ -395,12 +460,12 @@ pub trait LookupSlots {
 /// kernel's stack at mount).
 #[derive(Clone, Copy)]
 pub(super) struct InodeCache<'a> {
-    slots: &'a RefCell<dyn LookupSlots + 'a>,
+    slots: &'a dyn LookupSlots,
 }
 
 impl<'a> InodeCache<'a> {
     /// A cache in `slots` ([`INODE_CACHE_SLOTS`] of them, `None` at mount).
-    pub(super) fn new(slots: &'a RefCell<dyn LookupSlots + 'a>) -> Self {
+    pub(super) fn new(slots: &'a dyn LookupSlots) -> Self {
         Self { slots }
     }
 
@@ -410,32 +475,32 @@ impl<'a> InodeCache<'a> {
 
     /// Inode `ino`'s record, if cached.
     pub(super) fn get(&self, ino: u64) -> Option<Inode> {
-        let mut store = self.slots.try_borrow_mut().ok()?;
-        let slots = store.inodes();
-        match slots.get(Self::slot(ino, slots.len())?) {
-            Some(Some((cached, inode))) if *cached == ino => Some(*inode),
-            _ => None,
-        }
+        with_lookups(self.slots, |slots, _| {
+            match slots.get(Self::slot(ino, slots.len())?) {
+                Some(Some((cached, inode))) if *cached == ino => Some(*inode),
+                _ => None,
+            }
+        })
+        .flatten()
     }
 
     /// Keeps `inode` as inode `ino`'s committed record.
     pub(super) fn put(&self, ino: u64, inode: &Inode) {
-        if let Ok(mut store) = self.slots.try_borrow_mut() {
-            let slots = store.inodes();
+        with_lookups(self.slots, |slots, _| {
             let count = slots.len();
             if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
                 *slot = Some((ino, *inode));
             }
-        }
+        });
     }
 
     /// Forgets every record, and every mapping (they were looked up
     /// through records).
     pub(super) fn clear(&self) {
-        if let Ok(mut store) = self.slots.try_borrow_mut() {
-            store.inodes().fill(None);
-            store.mappings().fill(None);
-        }
+        with_lookups(self.slots, |inodes, mappings| {
+            inodes.fill(None);
+            mappings.fill(None);
+        });
     }
 
     /// Keeps the records a committed transaction wrote ([`Touched`]),
@@ -457,29 +522,27 @@ impl<'a> InodeCache<'a> {
         if inos.is_empty() {
             return;
         }
-        let Ok(mut store) = self.slots.try_borrow_mut() else {
-            return;
-        };
-        let slots = store.inodes();
-        let count = slots.len();
-        for &ino in inos {
-            if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
-                if matches!(slot, Some((cached, _)) if *cached == ino) {
+        with_lookups(self.slots, |slots, mappings| {
+            let count = slots.len();
+            for &ino in inos {
+                if let Some(slot) = Self::slot(ino, count).and_then(|i| slots.get_mut(i)) {
+                    if matches!(slot, Some((cached, _)) if *cached == ino) {
+                        *slot = None;
+                    }
+                }
+            }
+            // A file's runs are spread over slots by region: look at each,
+            // unless only records changed (a write's times, a create's new
+            // inode: no run of theirs changed).
+            if touched.trees == 0 {
+                return;
+            }
+            for slot in mappings {
+                if matches!(slot, Some((cached, _)) if touched.tree_changed(*cached)) {
                     *slot = None;
                 }
             }
-        }
-        // A file's runs are spread over slots by region: look at each,
-        // unless only records changed (a write's times, a create's new
-        // inode: no run of theirs changed).
-        if touched.trees == 0 {
-            return;
-        }
-        for slot in store.mappings() {
-            if matches!(slot, Some((cached, _)) if touched.tree_changed(*cached)) {
-                *slot = None;
-            }
-        }
+        });
     }
 }
 
@@ -612,12 +675,12 @@ impl Touched {
 /// lookup's. Direct-mapped by inode and 2 MiB region.
 #[derive(Clone, Copy)]
 pub(super) struct MappingCache<'a> {
-    slots: &'a RefCell<dyn LookupSlots + 'a>,
+    slots: &'a dyn LookupSlots,
 }
 
 impl<'a> MappingCache<'a> {
     /// A cache in `slots`.
-    pub(super) fn new(slots: &'a RefCell<dyn LookupSlots + 'a>) -> Self {
+    pub(super) fn new(slots: &'a dyn LookupSlots) -> Self {
         Self { slots }
     }
 
@@ -631,9 +694,13 @@ impl<'a> MappingCache<'a> {
     /// The mapping of `file_block..+len` of inode `ino`, if a cached run
     /// covers all of it.
     pub(super) fn get(&self, ino: u64, file_block: u64, len: u64) -> Option<Mapping> {
-        let mut store = self.slots.try_borrow_mut().ok()?;
-        let slots = store.mappings();
-        let (cached_ino, run) = (*slots.get(Self::slot(ino, file_block, slots.len())?)?)?;
+        let cached = with_lookups(self.slots, |_, slots| {
+            slots
+                .get(Self::slot(ino, file_block, slots.len())?)
+                .copied()
+                .flatten()
+        });
+        let (cached_ino, run) = cached.flatten()?;
         let end = file_block.checked_add(len)?;
         if cached_ino != ino
             || file_block < run.file_block
@@ -655,13 +722,12 @@ impl<'a> MappingCache<'a> {
 
     /// Keeps `run` (as the committed state maps it) for inode `ino`.
     pub(super) fn put(&self, ino: u64, run: &Mapping) {
-        if let Ok(mut store) = self.slots.try_borrow_mut() {
-            let slots = store.mappings();
+        with_lookups(self.slots, |_, slots| {
             let count = slots.len();
             let slot = Self::slot(ino, run.file_block, count).and_then(|i| slots.get_mut(i));
             if let Some(slot) = slot {
                 *slot = Some((ino, *run));
             }
-        }
+        });
     }
 }

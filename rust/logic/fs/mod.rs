@@ -14,11 +14,11 @@
 //! every 8-byte store of a transaction.
 
 pub use cache::{
-    cache_slots_for, CacheSlots, InodeSlot, LookupSlots, MappingSlot, INODE_CACHE_SLOTS,
-    MAPPING_CACHE_SLOTS, MAX_CACHE_SLOTS, MIN_CACHE_SLOTS,
+    cache_slots_for, CacheSlots, InodeSlot, LookupSlots, MappingSlot, ShardUse, CACHE_SHARDS,
+    INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS, MAX_CACHE_SLOTS, MIN_CACHE_SLOTS,
 };
 pub use checked::CHECKED_SLOTS_PER_CACHE_SLOT;
-use core::{cell::RefCell, sync::atomic::AtomicU64};
+use core::sync::atomic::AtomicU64;
 pub use tx::{TxTimes, RESERVATION_WORDS};
 
 use crate::logic::format::{
@@ -80,10 +80,10 @@ pub trait Scratch {
     /// The slots of [`Parts::checked`], for lookups outside transactions.
     fn checked_nodes(&self) -> &[AtomicU64];
     /// The cache of [`Parts::cache`], for lookups outside transactions.
-    fn cache(&self) -> &RefCell<dyn CacheSlots + '_>;
+    fn cache(&self) -> &dyn CacheSlots;
     /// The slots of the volume's caches of inode records and mappings,
     /// `None` at mount.
-    fn lookup_slots(&self) -> &RefCell<dyn LookupSlots + '_>;
+    fn lookup_slots(&self) -> &dyn LookupSlots;
 }
 
 /// The buffers of a [`Scratch`].
@@ -111,11 +111,11 @@ pub struct Parts<'a> {
     pub checked: &'a [AtomicU64],
     /// The metadata cache ([`cache_slots_for`] slots, empty at mount; shared
     /// by every transaction and lookup).
-    pub cache: &'a RefCell<dyn CacheSlots + 'a>,
+    pub cache: &'a dyn CacheSlots,
     /// The volume's caches of inode records and mappings
     /// ([`Scratch::lookup_slots`]): a transaction reads the records it has
     /// not touched from them.
-    pub lookups: &'a RefCell<dyn LookupSlots + 'a>,
+    pub lookups: &'a dyn LookupSlots,
     /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
     /// files' regions (here rather than in the volume, which a mount
     /// moves on the kernel stack).
