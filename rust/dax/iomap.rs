@@ -8,7 +8,7 @@
 //!
 //! Locking: called by fs/dax.c with the fault's entry locked and the
 //! invalidate lock held shared by the filesystem's fault handler; the
-//! mapper takes the volume mutex inside.
+//! mapper takes the volume lock inside.
 
 use kernel::prelude::*;
 

@@ -32,7 +32,8 @@
 //!                                     punch, zero range, reflink
 //!       region lock                   Engine::regions, by (file, 2 MiB);
 //!                                     nobody holds two
-//!         volume mutex                inside BlockMapper calls
+//!         volume lock                 inside BlockMapper calls (shared
+//!                                     for lookups, exclusive to allocate)
 //!           i_pages lock              inside Entries (exchange, tags)
 //! ```
 //!

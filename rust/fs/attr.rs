@@ -37,7 +37,7 @@ impl AttrOperations for OxdaxFs {
         };
         let _faults_off = quiet.map(|range| mmap::quiesce(inode, range)).transpose()?;
         let mut current = None;
-        let result = info.call(Use::Write, |v| match v.set_attr(ino, change) {
+        let result = info.call_mut(Use::Write, |v| match v.set_attr(ino, change) {
             Ok(record) => Ok(record),
             Err(e) => {
                 // The VFS inode already shows the change: restore it.
@@ -68,8 +68,8 @@ impl AttrOperations for OxdaxFs {
         // already be older than a concurrent write's.
         let info = inode_info(inode)?;
         let ino = inode.ino();
-        info.call(Use::Times, |v| {
-            // Read again under the volume's mutex: no record committed
+        info.call_mut(Use::Times, |v| {
+            // Read again with the volume held exclusive: no record committed
             // before this one carries a later time. Then the VFS inode's
             // times, even copied back late by an i_rwsem holder, are never
             // later than the record's, which `write(2)` relies on to skip

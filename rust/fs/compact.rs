@@ -59,7 +59,8 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         return;
     };
     while !job.is_stopped() {
-        let Ok(Some((ino, region))) = info.call(Use::Compaction, |v| Ok(v.take_misplaced())) else {
+        let Ok(Some((ino, region))) = info.call_mut(Use::Compaction, |v| Ok(v.take_misplaced()))
+        else {
             break;
         };
         if place_region_whole(sb, info, ino, region) {
@@ -71,7 +72,7 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
         return;
     };
     while tried.len() < CHUNKS_PER_RUN && !job.is_stopped() {
-        let Ok(Some(chunk)) = info.call(Use::Compaction, |v| {
+        let Ok(Some(chunk)) = info.call_mut(Use::Compaction, |v| {
             v.compaction_victim(&|c| tried.contains(&c))
         }) else {
             return;
@@ -80,7 +81,7 @@ pub(super) fn run(sb: &SuperBlock<OxdaxFs>, job: &Background<OxdaxFs>) {
             return;
         }
         // A chunk holds at most one piece per block; allocated before the
-        // volume mutex is taken, so that none happens under it.
+        // volume lock is taken, so that none happens under it.
         let Ok(mut pieces) = KVec::<Owned>::with_capacity(CHUNK_BLOCKS as usize, GFP_KERNEL) else {
             return;
         };
@@ -130,7 +131,7 @@ fn place_region_whole(sb: &SuperBlock<OxdaxFs>, info: &Info, ino: u64, region: u
     if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
         return false;
     }
-    info.call(Use::Compaction, |v| {
+    info.call_mut(Use::Compaction, |v| {
         let placed = v.place_region_whole(ino, region)?;
         refresh_blocks(v, &inode, ino);
         Ok(placed)
@@ -163,7 +164,7 @@ fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
     if quiesce_unless_pinned(&inode, Quiet::range(start, end)) != Ok(true) {
         return false;
     }
-    let moved = info.call(Use::Compaction, |v| {
+    let moved = info.call_mut(Use::Compaction, |v| {
         let moved = v.relocate(piece.owner, piece.file_block, piece.len, piece.start)?;
         refresh_blocks(v, &inode, piece.owner);
         Ok(moved)

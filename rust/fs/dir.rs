@@ -6,7 +6,7 @@
 //!
 //! Locking: the VFS holds the directories' (and victims') i_rwsem; each
 //! change is one [`Info::call`](super::info::Info::call). `readdir`
-//! gathers entries under the volume mutex and emits them without it
+//! gathers entries under the volume lock (shared) and emits them without it
 //! (emitting copies to user memory, which may fault).
 
 use kernel::prelude::*;
@@ -81,7 +81,7 @@ impl DirOperations for OxdaxFs {
         let info = inode_info(old_dir)?;
         let now = old_dir.now();
         let same_dir = old_dir.ino() == new_dir.ino();
-        let (renamed, old_record, new_record) = info.call(Use::Namespace, |v| {
+        let (renamed, old_record, new_record) = info.call_mut(Use::Namespace, |v| {
             let renamed = v.rename(
                 old_dir.ino(),
                 old_name,
@@ -124,7 +124,7 @@ impl DirOperations for OxdaxFs {
         if pos >= END_POSITION {
             return Ok(());
         }
-        // Entries are gathered under the volume mutex, then emitted without
+        // Entries are gathered under the volume lock, then emitted without
         // it: emitting copies to user memory, which may fault.
         loop {
             let mut batch = KVec::with_capacity(READDIR_BATCH, GFP_KERNEL)?;

@@ -3,7 +3,7 @@
 //! Operations on a file's block map: `fallocate`, `SEEK_DATA`/`SEEK_HOLE`,
 //! reflink (`remap_file_range`) and `FIEMAP`.
 //!
-//! Each volume call takes the volume mutex briefly; nothing here touches
+//! Each volume call takes the volume lock briefly; nothing here touches
 //! user memory with it held (`FIEMAP` copies each extent out after the
 //! mutex is dropped).
 
@@ -46,7 +46,7 @@ impl ExtentOperations for OxdaxFs {
             Fallocate::Allocate { .. } => growth,
         };
         let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
-        let record = info.call(Use::Write, |v| match mode {
+        let record = info.call_mut(Use::Write, |v| match mode {
             Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
             Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
             Fallocate::ZeroRange { keep_size } => v.zero_range(ino, offset, len, keep_size, now),
@@ -116,7 +116,7 @@ impl ExtentOperations for OxdaxFs {
         });
         let _faults_off =
             quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
-        let result = info.call(Use::Write, |v| {
+        let result = info.call_mut(Use::Write, |v| {
             v.reflink(from, src_pos, to, dst_pos, len, now)
         });
         // Part of a large clone may be done when a later step fails.

@@ -5,18 +5,17 @@
 //! volume call at a time inside a DAX read section, errors turned into
 //! errnos, records copied into VFS inodes.
 //!
-//! Locking: [`Info::call`] enters a DAX read section, then takes the volume
-//! mutex for one `Volume` call; nothing calls back into the VFS or touches
-//! user memory with the mutex held.
+//! Locking: [`Info::call`] and [`Info::call_mut`] enter a DAX read section,
+//! then take the volume lock (an `rw_semaphore`) for one `Volume` call:
+//! shared for lookups of the committed state (`&Vol`: its caches have
+//! locks of their own), exclusive for anything that may change it. Nothing
+//! calls back into the VFS or touches user memory with the lock held, and
+//! no call nests another (a shared holder asking again behind a waiting
+//! writer would deadlock).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel::{
-    prelude::*,
-    str::CStr,
-    str::CString,
-    sync::{Arc, Mutex},
-};
+use kernel::{prelude::*, str::CStr, str::CString, sync::Arc};
 
 use super::media::{Buffers, PmemMedia};
 use super::mutex_stats::{now_ns, MutexStats, Use};
@@ -33,6 +32,7 @@ use crate::{
         fs::{background::Background, Attributes, Inode, SuperBlock},
         memory,
         once::SetOnce,
+        sync::RwSem,
     },
 };
 
@@ -70,14 +70,15 @@ pub(super) type Vol = Volume<PmemMedia, Buffers>;
 /// A mounted oxdax filesystem.
 #[pin_data]
 pub(crate) struct Info {
-    /// The filesystem's metadata, one operation at a time.
+    /// The filesystem's metadata: lookups share it, changes one at a time.
     #[pin]
-    pub(super) volume: Mutex<Vol>,
+    pub(super) volume: RwSem<Vol>,
     /// The engine's and the allocator's counters in debugfs.
     pub(super) counters_dir: SetOnce<debugfs::CounterDir>,
     /// The allocator's counters, as the last volume call left them.
     pub(super) space: Arc<SpaceCounters>,
-    /// Time spent waiting for and holding `volume`, per use.
+    /// Time spent waiting for and holding `volume` (shared or exclusive),
+    /// per use.
     pub(super) mutex_stats: Arc<MutexStats>,
     /// `Volume::close_has_work` as the last volume call left it: a close
     /// that finds it false skips its call (`io.rs`, `release`).
@@ -105,10 +106,31 @@ impl Info {
         &self.id
     }
 
-    /// Runs one volume operation, for `purpose`: inside a DAX read section
-    /// (the device is alive and stays mapped), under the volume mutex.
+    /// Runs one volume lookup, for `purpose`: inside a DAX read section
+    /// (the device is alive and stays mapped), with the volume lock held
+    /// shared (other lookups run at the same time; no change does).
     /// Errors become errnos, damage is logged.
     pub(super) fn call<R>(
+        &self,
+        purpose: Use,
+        op: impl FnOnce(&Vol) -> Result<R, FsError>,
+    ) -> Result<R> {
+        let Some(_alive) = self.dax.read_lock() else {
+            return Err(EIO);
+        };
+        let asked = now_ns();
+        let volume = self.volume.read();
+        let taken = now_ns();
+        let result = op(&volume);
+        drop(volume);
+        self.mutex_stats.record(purpose, asked, taken, now_ns());
+        result.map_err(|e| self.errno(e))
+    }
+
+    /// Runs one volume operation that may change the filesystem, for
+    /// `purpose`: as [`Self::call`], with the volume lock held exclusive;
+    /// then shows the counters it may have changed.
+    pub(super) fn call_mut<R>(
         &self,
         purpose: Use,
         op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
@@ -117,7 +139,7 @@ impl Info {
             return Err(EIO);
         };
         let asked = now_ns();
-        let mut volume = self.volume.lock();
+        let mut volume = self.volume.write();
         let taken = now_ns();
         let result = op(&mut volume);
         self.space.show(volume.chunk_counts());
@@ -167,7 +189,7 @@ impl Info {
 
     /// Gives the fault engine the volume's zero chunk (writable mounts).
     pub(super) fn reserve_zero_chunk(&self) {
-        if let Ok(Some(block)) = self.call(Use::Other, |v| Ok(v.reserve_zero_chunk())) {
+        if let Ok(Some(block)) = self.call_mut(Use::Other, |v| Ok(v.reserve_zero_chunk())) {
             self.engine.set_zero_chunk(block * BLOCK);
         }
     }
@@ -213,7 +235,7 @@ pub(super) fn in_directory<R>(
     dir: &Inode<OxdaxFs>,
     op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
 ) -> Result<R> {
-    let (result, record) = info.call(Use::Namespace, |v| {
+    let (result, record) = info.call_mut(Use::Namespace, |v| {
         let result = op(v)?;
         Ok((result, v.inode(dir.ino()).ok()))
     })?;

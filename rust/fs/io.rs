@@ -106,7 +106,7 @@ impl FileOperations for OxdaxFs {
             let _faults_off = Quiet::growth(size)
                 .map(|range| mmap::quiesce(inode, range))
                 .transpose()?;
-            info.call(Use::Write, |v| v.zero_past_eof(ino, start))?;
+            info.call_mut(Use::Write, |v| v.zero_past_eof(ino, start))?;
         }
         let Some(memory) = info.engine.memory().access() else {
             return Err(EIO);
@@ -175,10 +175,10 @@ impl FileOperations for OxdaxFs {
         // The data must be durable before the size that exposes it.
         memory::fence();
         if pos > start && (blocks_changed || !times_and_size_hold(inode, pos, now)) {
-            // Copied back under the volume's mutex: the VFS inode then
+            // Copied back with the volume held exclusive: the VFS inode then
             // follows the records in the order they were committed (a
             // fault's `update_time` may commit between two writes).
-            info.call(Use::Write, |v| {
+            info.call_mut(Use::Write, |v| {
                 let record = v.write_done(ino, pos, now)?;
                 refresh(inode, &record);
                 Ok(())
@@ -218,7 +218,7 @@ impl FileOperations for OxdaxFs {
         let ino = inode.ino();
         // Nothing to log: memory only, it cannot fail but for a device
         // that is gone, where nothing is allocated any more.
-        let misplaced = info.call(Use::Write, |v| {
+        let misplaced = info.call_mut(Use::Write, |v| {
             v.release(ino);
             Ok(v.has_misplaced())
         });
@@ -235,7 +235,7 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
     let ino = inode.ino();
     let start = block * BLOCK;
     let _faults_off = mmap::quiesce(inode, Quiet::range(start, start + BLOCK))?;
-    let record = info.call(Use::Write, |v| v.punch_hole(ino, start, BLOCK, now))?;
+    let record = info.call_mut(Use::Write, |v| v.punch_hole(ino, start, BLOCK, now))?;
     refresh(inode, &record);
     Ok(())
 }
@@ -248,9 +248,17 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
 fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping, bool)> {
     let info = inode_info(inode)?;
     let ino = inode.ino();
-    let mapping = info.call(Use::Write, |v| {
-        v.map_write(ino, first, count, SharedWrite::Report)
+    // A lookup first, the volume shared: most writes land on blocks
+    // already allocated.
+    let found = info.call(Use::Write, |v| {
+        v.map_write_in_place(ino, first, count, SharedWrite::Report)
     })?;
+    let mapping = match found {
+        Some(mapping) => mapping,
+        None => info.call_mut(Use::Write, |v| {
+            v.map_write(ino, first, count, SharedWrite::Report)
+        })?,
+    };
     if !mapping.shared {
         return Ok((mapping, mapping.new));
     }
@@ -268,11 +276,11 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping,
         // Whatever could not be copied around the write (no room for a
         // whole region, failed memory in it) stays shared; the write's
         // own blocks are copied next, or that fails with its own error.
-        let _ = info.call(Use::Write, |v| v.copy_shared(ino, start, len));
+        let _ = info.call_mut(Use::Write, |v| v.copy_shared(ino, start, len));
     } else {
         mmap::quiesce_locked(inode, Quiet::range(own, own + mapping.len * BLOCK))?;
     }
-    let copy = info.call(Use::Write, |v| {
+    let copy = info.call_mut(Use::Write, |v| {
         v.map_write(ino, mapping.file_block, mapping.len, SharedWrite::Copy)
     })?;
     Ok((copy, true))
@@ -286,7 +294,7 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping,
 /// the VFS inode's size is the record's (only callers holding i_rwsem set
 /// it). Its clock-read times may lag the record's but are never later:
 /// `update_time`, the one path that commits times without i_rwsem, reads
-/// the clock and copies the times back under the volume's mutex, so a
+/// the clock and copies the times back with the volume held exclusive, so a
 /// record committed after another i_rwsem holder's (setattr, fallocate, a
 /// link change) carries a time at least as late, whenever that holder
 /// copies its own back. A ctime equal to now in the VFS inode is then now

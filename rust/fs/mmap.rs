@@ -46,15 +46,28 @@ impl Info {
         write: Option<SharedWrite>,
     ) -> Result<BlockMap> {
         let ino = inode.ino();
-        let (mapping, record) = self.call(Use::Fault, |v| {
-            let mapping = match write {
-                Some(shared) => v.map_write(ino, first, pages, shared)?,
-                None => v.map_data(ino, first, pages)?,
-            };
-            // New blocks show in stat(2)'s block count.
-            let record = if mapping.new { v.inode(ino).ok() } else { None };
-            Ok((mapping, record))
-        })?;
+        // A lookup first, the volume shared: a read fault, and a write
+        // fault on blocks already writable, change nothing.
+        let (mapping, record) = match write {
+            None => (
+                self.call(Use::Fault, |v| v.map_data(ino, first, pages))?,
+                None,
+            ),
+            Some(shared) => {
+                let found = self.call(Use::Fault, |v| {
+                    v.map_write_in_place(ino, first, pages, shared)
+                })?;
+                match found {
+                    Some(mapping) => (mapping, None),
+                    None => self.call_mut(Use::Fault, |v| {
+                        let mapping = v.map_write(ino, first, pages, shared)?;
+                        // New blocks show in stat(2)'s block count.
+                        let record = if mapping.new { v.inode(ino).ok() } else { None };
+                        Ok((mapping, record))
+                    })?,
+                }
+            }
+        };
         if let Some(record) = record {
             // Only the block count: the size is the VFS's to set under
             // i_rwsem (a fault's older record must not undo a write's
@@ -103,7 +116,7 @@ impl BlockMapper for Info {
         // What cannot be copied (no room for the region, failed memory)
         // stays shared: the fault's own pages are copied next, or fail
         // with their own error.
-        let record = self.call(Use::Fault, |v| {
+        let record = self.call_mut(Use::Fault, |v| {
             let _ = v.copy_shared(ino, first, pages);
             v.inode(ino)
         })?;

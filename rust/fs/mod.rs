@@ -20,9 +20,10 @@
 //! background job that keeps free space in whole 2 MiB chunks.
 //!
 //! Locking (Documentation/oxdax/filesystem.rst): VFS locks (i_rwsem) are
-//! taken by the callers, then a DAX read section, then the volume mutex,
-//! held only for one `Volume` call; nothing calls back into the VFS or
-//! touches user memory with the mutex held.
+//! taken by the callers, then a DAX read section, then the volume lock
+//! (shared for lookups, exclusive for changes), held only for one `Volume`
+//! call; nothing calls back into the VFS or touches user memory with it
+//! held.
 
 mod attr;
 mod compact;

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! How long each kind of operation waits for the volume mutex and holds it
-//! (debugfs `oxdax/<device>/mutex_<use>_{calls,wait_ns,hold_ns}`), and
+//! How long each kind of operation waits for the volume lock and holds it,
+//! shared or exclusive (debugfs
+//! `oxdax/<device>/mutex_<use>_{calls,wait_ns,hold_ns}`: the names are
+//! from when it was a mutex, and `make bench` reads them), and
 //! where committed transactions' time goes
 //! (`tx_{logged,build_ns,settle_ns,log_ns,home_ns}`): stage 0 of
 //! Documentation/oxdax/concurrency.rst, the numbers that decide how the
-//! mutex is split. `make bench` reads them around its concurrency rows.
+//! lock is split. `make bench` reads them around its concurrency rows.
 //!
 //! Not counted: the failure handler's and unmount's direct uses of the
-//! mutex (rare, and a dying device's), and finding the root at mount.
+//! lock (rare, and a dying device's), and finding the root at mount.
 //!
 //! Always on: three clock reads per call (a volume call costs microseconds;
 //! a clock read tens of nanoseconds), relaxed atomic adds.

@@ -13,7 +13,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicU64},
 };
 
-use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
+use kernel::{c_str, prelude::*, str::CStr, str::CString, sync::Arc};
 
 use super::mutex_stats::{MutexStats, Use};
 use super::{
@@ -37,6 +37,7 @@ use crate::{
         },
         memory,
         once::SetOnce,
+        sync::new_rwsem,
     },
 };
 
@@ -232,7 +233,7 @@ impl FileSystem for OxdaxFs {
         };
         let info = Arc::pin_init(
             try_pin_init!(Info {
-                volume <- new_mutex!(volume, "oxdax_volume"),
+                volume <- new_rwsem!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
                 space: Arc::new(SpaceCounters::default(), GFP_KERNEL)?,
                 mutex_stats: Arc::new(MutexStats::default(), GFP_KERNEL)?,
@@ -256,7 +257,7 @@ impl FileSystem for OxdaxFs {
     }
 
     fn root(info: &Info) -> u64 {
-        info.volume.lock().root()
+        info.volume.read().root()
     }
 
     fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
@@ -291,7 +292,7 @@ impl FileSystem for OxdaxFs {
             return Ok(());
         }
         let info = info(sb)?;
-        let switched = info.call(Use::Other, |volume| volume.set_read_only(read_only));
+        let switched = info.call_mut(Use::Other, |volume| volume.set_read_only(read_only));
         if switched == Err(EROFS) {
             pr_err!(
                 "{}: unknown read-only-compatible oxdax features: stays read-only\n",
@@ -307,7 +308,7 @@ impl FileSystem for OxdaxFs {
         if let Ok(info) = info(sb) {
             // A dead device is not written to: its memory may be unmapped.
             if let Some(_alive) = info.dax.read_lock() {
-                info.volume.lock().unmount();
+                info.volume.write().unmount();
             }
         }
     }
@@ -352,7 +353,7 @@ impl FileSystem for OxdaxFs {
             return;
         };
         let ino = inode.ino();
-        match info.call(Use::Evict, |v| v.evict(ino)) {
+        match info.call_mut(Use::Evict, |v| v.evict(ino)) {
             // Queuing the job wakes a worker: only worth it when blocks
             // were freed (an empty file's unlink spent a quarter of its
             // time here under TCG).
@@ -381,7 +382,7 @@ impl FileSystem for OxdaxFs {
 /// change): they stay orphans, freed by the next mount, and the caller
 /// goes on.
 fn free_evicted(info: &Info) {
-    if let Err(e) = info.call(Use::Evict, |v| v.free_evicted()) {
+    if let Err(e) = info.call_mut(Use::Evict, |v| v.free_evicted()) {
         if e != EIO && memory::log_ratelimit() {
             pr_warn!("{}: evicted inodes not freed: {:?}\n", info.id(), e);
         }

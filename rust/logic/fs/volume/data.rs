@@ -393,6 +393,40 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.healthy_part(self.map_read(ino, file_block, len)?)
     }
 
+    /// [`Self::map_write`]'s answer if it changes nothing: blocks
+    /// `file_block..` already writable in place, or shared ones that
+    /// `shared` only reports. A lookup of the committed state (callers
+    /// may share the volume); `None` means `map_write` has work to do.
+    pub fn map_write_in_place(
+        &self,
+        ino: u64,
+        file_block: u64,
+        len: u64,
+        shared: SharedWrite,
+    ) -> Result<Option<Mapping>, Error> {
+        let (current, in_place) = self.write_lookup(ino, file_block, len, shared)?;
+        Ok(in_place.then_some(current))
+    }
+
+    /// The committed mapping `map_write` starts from, and whether it is
+    /// the answer already.
+    fn write_lookup(
+        &self,
+        ino: u64,
+        file_block: u64,
+        len: u64,
+        shared: SharedWrite,
+    ) -> Result<(Mapping, bool), Error> {
+        let len = len.clamp(1, MAX_ALLOCATION);
+        if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
+            return Err(Error::TooBig);
+        }
+        let current = self.map_data(ino, file_block, len)?;
+        let in_place = (current.kind == MapKind::Data && !current.shared)
+            || (current.shared && shared == SharedWrite::Report);
+        Ok((current, in_place))
+    }
+
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// and copies shared blocks or reports them (`shared`). New or
@@ -405,15 +439,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         len: u64,
         shared: SharedWrite,
     ) -> Result<Mapping, Error> {
-        let len = len.clamp(1, MAX_ALLOCATION);
-        if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
-            return Err(Error::TooBig);
-        }
-        let current = self.map_data(ino, file_block, len)?;
-        if current.kind == MapKind::Data && !current.shared {
-            return Ok(current);
-        }
-        if current.shared && shared == SharedWrite::Report {
+        let (current, in_place) = self.write_lookup(ino, file_block, len, shared)?;
+        if in_place {
             return Ok(current);
         }
         // Never past a poisoned block (`map_data` stopped before it).
