@@ -8,6 +8,7 @@
 extern crate alloc;
 
 mod compact;
+mod concurrent;
 mod crafted;
 mod crash;
 mod data;
