@@ -9,10 +9,13 @@
 #                   concurrency failure aging
 #   BENCH_AGE       the ager's FULL_PCT WRITTEN_X10 FINAL_PCT SEED (aging
 #                   section; default "85 30 60 1", see daxbench age)
+#   BENCH_CONCURRENCY_OPS  the concurrency section's daxbench spin
+#                   operations (default "create unlink fault-alloc fault")
 set -eu -o pipefail
 reps=${BENCH_REPS:-5}
 sections=${BENCH_SECTIONS:-fault pmd cow bw io fsync meta concurrency failure aging}
 age_args=${BENCH_AGE:-85 30 60 1}
+concurrency_ops=${BENCH_CONCURRENCY_OPS:-create unlink fault-alloc fault}
 
 # Only emergencies on the (serial, synchronous) console: the failure cases
 # log a line per signalled mapping, which the console would turn into most
@@ -151,8 +154,10 @@ for section in $sections; do
 			done ;;
 		concurrency)
 			# 1, 2 and 4 processes (the guest has 2 CPUs), each in its
-			# own directory or file, or all in one.
-			for op in create unlink fault-alloc; do
+			# own directory or file, or all in one. "fault": store
+			# faults on allocated blocks, which look up only (the volume
+			# lock shared).
+			for op in $concurrency_ops; do
 				for procs in 1 2 4; do
 					for where in separate shared; do
 						[ $procs = 1 ] && [ $where = shared ] && continue
