@@ -176,7 +176,7 @@ struct Churned {
 
 /// The kernel's compaction job as steps that other operations interleave
 /// with, as they do in the kernel: the job lists a chunk's pieces under
-/// the volume mutex, then moves them one at a time, each under its file's
+/// the volume lock, then moves them one at a time, each under its file's
 /// locks, while other files are written, truncated and deleted between
 /// the moves (and a listed piece may be gone or changed by then).
 #[derive(Default)]
