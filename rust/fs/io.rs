@@ -248,17 +248,12 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
 fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping, bool)> {
     let info = inode_info(inode)?;
     let ino = inode.ino();
-    // A lookup first, the volume shared: most writes land on blocks
-    // already allocated.
-    let found = info.call(Use::Write, |v| {
-        v.map_write_in_place(ino, first, count, SharedWrite::Report)
+    // Exclusive at once, even where the blocks are there already: asking
+    // shared first costs a second hand-off of the lock whenever they are
+    // not (Documentation/oxdax/concurrency.rst, stage 2).
+    let mapping = info.call_mut(Use::Write, |v| {
+        v.map_write(ino, first, count, SharedWrite::Report)
     })?;
-    let mapping = match found {
-        Some(mapping) => mapping,
-        None => info.call_mut(Use::Write, |v| {
-            v.map_write(ino, first, count, SharedWrite::Report)
-        })?,
-    };
     if !mapping.shared {
         return Ok((mapping, mapping.new));
     }

@@ -46,27 +46,21 @@ impl Info {
         write: Option<SharedWrite>,
     ) -> Result<BlockMap> {
         let ino = inode.ino();
-        // A lookup first, the volume shared: a read fault, and a write
-        // fault on blocks already writable, change nothing.
+        // A read fault looks up with the volume shared. A write fault
+        // takes it exclusive at once, even for blocks already writable:
+        // asking shared first cost a second hand-off of the lock whenever
+        // they were not (Documentation/oxdax/concurrency.rst, stage 2).
         let (mapping, record) = match write {
             None => (
                 self.call(Use::Fault, |v| v.map_data(ino, first, pages))?,
                 None,
             ),
-            Some(shared) => {
-                let found = self.call(Use::Fault, |v| {
-                    v.map_write_in_place(ino, first, pages, shared)
-                })?;
-                match found {
-                    Some(mapping) => (mapping, None),
-                    None => self.call_mut(Use::Fault, |v| {
-                        let mapping = v.map_write(ino, first, pages, shared)?;
-                        // New blocks show in stat(2)'s block count.
-                        let record = if mapping.new { v.inode(ino).ok() } else { None };
-                        Ok((mapping, record))
-                    })?,
-                }
-            }
+            Some(shared) => self.call_mut(Use::Fault, |v| {
+                let mapping = v.map_write(ino, first, pages, shared)?;
+                // New blocks show in stat(2)'s block count.
+                let record = if mapping.new { v.inode(ino).ok() } else { None };
+                Ok((mapping, record))
+            })?,
         };
         if let Some(record) = record {
             // Only the block count: the size is the VFS's to set under

@@ -393,23 +393,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.healthy_part(self.map_read(ino, file_block, len)?)
     }
 
-    /// [`Self::map_write`]'s answer if it changes nothing: blocks
-    /// `file_block..` already writable in place, or shared ones that
-    /// `shared` only reports. A lookup of the committed state (callers
-    /// may share the volume); `None` means `map_write` has work to do.
-    pub fn map_write_in_place(
-        &self,
-        ino: u64,
-        file_block: u64,
-        len: u64,
-        shared: SharedWrite,
-    ) -> Result<Option<Mapping>, Error> {
-        let (current, in_place) = self.write_lookup(ino, file_block, len, shared)?;
-        Ok(in_place.then_some(current))
-    }
-
     /// The committed mapping `map_write` starts from, and whether it is
-    /// the answer already.
+    /// the answer already (blocks writable in place, or shared ones that
+    /// `shared` only reports).
     fn write_lookup(
         &self,
         ino: u64,
