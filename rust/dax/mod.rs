@@ -32,8 +32,7 @@
 //!                                     punch, zero range, reflink
 //!       region lock                   Engine::regions, by (file, 2 MiB);
 //!                                     nobody holds two
-//!         volume lock                 inside BlockMapper calls (shared
-//!                                     for lookups, exclusive to allocate)
+//!         volume lock                 inside BlockMapper calls
 //!           i_pages lock              inside Entries (exchange, tags)
 //! ```
 //!

@@ -36,30 +36,19 @@ impl AttrOperations for OxdaxFs {
             _ => None,
         };
         let _faults_off = quiet.map(|range| mmap::quiesce(inode, range)).transpose()?;
-        let mut current = None;
-        let result = info.call_mut(Use::Write, |v| match v.set_attr(ino, change) {
-            Ok(record) => Ok(record),
-            Err(e) => {
-                // The VFS inode already shows the change: restore it.
-                current = v.inode(ino).ok();
-                Err(e)
-            }
-        });
-        match result {
-            Ok(record) => {
+        // Shown with the volume held (`refresh`); after a failure too, as
+        // the VFS inode may already show the change.
+        info.call_mut(Use::Write, |v| {
+            let result = v.set_attr(ino, change);
+            if let Ok(record) = result.or_else(|_| v.inode(ino)) {
                 refresh(inode, &record);
-                if shrinking {
-                    info.compact_soon();
-                }
-                Ok(())
             }
-            Err(e) => {
-                if let Some(record) = current {
-                    refresh(inode, &record);
-                }
-                Err(e)
-            }
+            result.map(|_| ())
+        })?;
+        if shrinking {
+            info.compact_soon();
         }
+        Ok(())
     }
 
     fn update_time(inode: &Inode<Self>, change: &AttrChange) -> Result {
@@ -69,7 +58,7 @@ impl AttrOperations for OxdaxFs {
         let info = inode_info(inode)?;
         let ino = inode.ino();
         info.call_mut(Use::Times, |v| {
-            // Read again with the volume held exclusive: no record committed
+            // Read again with the volume lock held: no record committed
             // before this one carries a later time. Then the VFS inode's
             // times, even copied back late by an i_rwsem holder, are never
             // later than the record's, which `write(2)` relies on to skip
@@ -82,8 +71,7 @@ impl AttrOperations for OxdaxFs {
                 ..*change
             };
             let record = v.set_attr(ino, &change)?;
-            // Under the mutex too: the VFS inode follows the records in
-            // the order they were committed.
+            // With the volume held too (`refresh`).
             inode.set_times(&attributes(&record));
             Ok(())
         })

@@ -16,7 +16,7 @@
 //! frozen, it stops), then the file's i_rwsem exclusively (no read or write of it runs: a read
 //! must not copy from blocks freed under it), then its invalidate lock
 //! exclusively (no fault), removes the range's mappings, and calls the
-//! volume (its mutex, inside [`Info::call`]): the order of a hole punch.
+//! volume (its lock exclusive, inside [`Info::call_mut`]): the order of a hole punch.
 //! A page of the range that is pinned (direct I/O, RDMA) is never waited
 //! for: the chunk is left as it is.
 
@@ -172,8 +172,8 @@ fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
     moved == Ok(piece.len)
 }
 
-/// Gives `inode` (number `ino`) its record after a move, under the volume
-/// mutex as every refresh: the move rewrote its extent tree, which may
+/// Gives `inode` (number `ino`) its record after a move, with the volume
+/// lock held as for every refresh: the move rewrote its extent tree, which may
 /// have gained or lost a node, and `st_blocks` counts the tree's nodes.
 fn refresh_blocks(v: &Vol, inode: &Inode<OxdaxFs>, ino: u64) {
     if let Ok(record) = v.inode(ino) {

@@ -5,8 +5,8 @@
 //! changed records copied back into the VFS inodes.
 //!
 //! Locking: the VFS holds the directories' (and victims') i_rwsem; each
-//! change is one [`Info::call`](super::info::Info::call). `readdir`
-//! gathers entries under the volume lock (shared) and emits them without it
+//! change is one [`Info::call_mut`](super::info::Info::call_mut). `readdir`
+//! gathers entries under the volume lock and emits them without it
 //! (emitting copies to user memory, which may fault).
 
 use kernel::prelude::*;
@@ -48,25 +48,31 @@ impl DirOperations for OxdaxFs {
     fn link(inode: &Inode<Self>, dir: &Inode<Self>, name: &[u8]) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let record = in_directory(info, dir, |v| v.link(inode.ino(), dir.ino(), name, now))?;
-        refresh(inode, &record);
-        Ok(())
+        in_directory(info, dir, |v| {
+            let record = v.link(inode.ino(), dir.ino(), name, now)?;
+            refresh(inode, &record);
+            Ok(())
+        })
     }
 
     fn unlink(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let unlinked = in_directory(info, dir, |v| v.unlink(dir.ino(), name, now))?;
-        refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
-        Ok(())
+        in_directory(info, dir, |v| {
+            let unlinked = v.unlink(dir.ino(), name, now)?;
+            refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+            Ok(())
+        })
     }
 
     fn rmdir(dir: &Inode<Self>, name: &[u8], victim: &Inode<Self>) -> Result {
         let info = inode_info(dir)?;
         let now = dir.now();
-        let unlinked = in_directory(info, dir, |v| v.rmdir(dir.ino(), name, now))?;
-        refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
-        Ok(())
+        in_directory(info, dir, |v| {
+            let unlinked = v.rmdir(dir.ino(), name, now)?;
+            refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+            Ok(())
+        })
     }
 
     fn rename(
@@ -81,7 +87,7 @@ impl DirOperations for OxdaxFs {
         let info = inode_info(old_dir)?;
         let now = old_dir.now();
         let same_dir = old_dir.ino() == new_dir.ino();
-        let (renamed, old_record, new_record) = info.call_mut(Use::Namespace, |v| {
+        info.call_mut(Use::Namespace, |v| {
             let renamed = v.rename(
                 old_dir.ino(),
                 old_name,
@@ -90,31 +96,27 @@ impl DirOperations for OxdaxFs {
                 RenameFlags { no_replace },
                 now,
             )?;
-            let old_record = v.inode(old_dir.ino()).ok();
-            let new_record = if same_dir {
-                None
-            } else {
-                v.inode(new_dir.ino()).ok()
-            };
-            Ok((renamed, old_record, new_record))
-        })?;
-        refresh_checked(info, moved, renamed.moved.0, &renamed.moved.1);
-        match (replaced, renamed.replaced) {
-            (Some(inode), Some((ino, record))) => refresh_checked(info, inode, ino, &record),
-            (None, None) => {}
-            _ => pr_err!(
-                "{}: rename target in directory {} disagrees with the dentry cache\n",
-                info.id(),
-                new_dir.ino()
-            ),
-        }
-        if let Some(record) = old_record {
-            refresh(old_dir, &record);
-        }
-        if let Some(record) = new_record {
-            refresh(new_dir, &record);
-        }
-        Ok(())
+            // Shown with the volume held (`refresh`).
+            refresh_checked(info, moved, renamed.moved.0, &renamed.moved.1);
+            match (replaced, renamed.replaced) {
+                (Some(inode), Some((ino, record))) => refresh_checked(info, inode, ino, &record),
+                (None, None) => {}
+                _ => pr_err!(
+                    "{}: rename target in directory {} disagrees with the dentry cache\n",
+                    info.id(),
+                    new_dir.ino()
+                ),
+            }
+            if let Ok(record) = v.inode(old_dir.ino()) {
+                refresh(old_dir, &record);
+            }
+            if !same_dir {
+                if let Ok(record) = v.inode(new_dir.ino()) {
+                    refresh(new_dir, &record);
+                }
+            }
+            Ok(())
+        })
     }
 
     fn readdir(dir: &Inode<Self>, ctx: &mut DirContext<'_>) -> Result {

@@ -5,7 +5,7 @@
 //!
 //! Each volume call takes the volume lock briefly; nothing here touches
 //! user memory with it held (`FIEMAP` copies each extent out after the
-//! mutex is dropped).
+//! lock is dropped).
 
 use kernel::prelude::*;
 
@@ -46,28 +46,26 @@ impl ExtentOperations for OxdaxFs {
             Fallocate::Allocate { .. } => growth,
         };
         let _faults_off = quiet.map(|range| quiesce(inode, range)).transpose()?;
-        let record = info.call_mut(Use::Write, |v| match mode {
-            Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
-            Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
-            Fallocate::ZeroRange { keep_size } => v.zero_range(ino, offset, len, keep_size, now),
-        });
-        // A failed allocation may still have allocated part of the range (as
-        // ext4 and xfs leave it): show the inode as it is either way.
-        match record {
-            Ok(record) => {
+        info.call_mut(Use::Write, |v| {
+            let result = match mode {
+                Fallocate::Allocate { keep_size } => v.allocate(ino, offset, len, keep_size, now),
+                Fallocate::PunchHole => v.punch_hole(ino, offset, len, now),
+                Fallocate::ZeroRange { keep_size } => {
+                    v.zero_range(ino, offset, len, keep_size, now)
+                }
+            };
+            // A failed allocation may still have allocated part of the
+            // range (as ext4 and xfs leave it): the inode is shown as it is
+            // either way, with the volume held (`refresh`).
+            if let Ok(record) = result.or_else(|_| v.inode(ino)) {
                 refresh(inode, &record);
-                if matches!(mode, Fallocate::PunchHole) {
-                    info.compact_soon();
-                }
-                Ok(())
             }
-            Err(e) => {
-                if let Ok(record) = info.call(Use::Read, |v| v.inode(ino)) {
-                    refresh(inode, &record);
-                }
-                Err(e)
-            }
+            result.map(|_| ())
+        })?;
+        if matches!(mode, Fallocate::PunchHole) {
+            info.compact_soon();
         }
+        Ok(())
     }
 
     /// The first data (`data`) or hole at or after `offset`. Unwritten blocks
@@ -116,21 +114,16 @@ impl ExtentOperations for OxdaxFs {
         });
         let _faults_off =
             quiesce_two((dst, dst_range), (src, Quiet::range(src_pos, end(src_pos))))?;
-        let result = info.call_mut(Use::Write, |v| {
-            v.reflink(from, src_pos, to, dst_pos, len, now)
-        });
-        // Part of a large clone may be done when a later step fails.
-        let record = match result {
-            Ok(record) => Ok(record),
-            Err(e) => {
-                if let Ok(record) = info.call(Use::Read, |v| v.inode(to)) {
-                    refresh(dst, &record);
-                }
-                Err(e)
+        info.call_mut(Use::Write, |v| {
+            let result = v.reflink(from, src_pos, to, dst_pos, len, now);
+            // Part of a large clone may be done when a later step fails:
+            // the destination is shown as it is either way, with the
+            // volume held (`refresh`).
+            if let Ok(record) = result.or_else(|_| v.inode(to)) {
+                refresh(dst, &record);
             }
-        }?;
-        refresh(dst, &record);
-        Ok(())
+            result.map(|_| ())
+        })
     }
 
     /// Reports the extents of `start..start + len` with their device offsets

@@ -184,7 +184,7 @@ fn assess(info: &Info, first: u64, count: u64) -> Result<Damage, FsError> {
     let Some(_alive) = info.dax.read_lock() else {
         return Err(FsError::Shutdown);
     };
-    let mut volume = info.volume.write();
+    let mut volume = info.volume.lock();
     let mut damage = Damage::default();
     let data_start = volume.superblock().layout.data_start;
     if first < data_start {
@@ -217,7 +217,7 @@ fn assess(info: &Info, first: u64, count: u64) -> Result<Damage, FsError> {
 
 /// Shuts the filesystem down, with one line saying why.
 fn shut_down(info: &Info, why: core::fmt::Arguments<'_>) {
-    let mut volume = info.volume.write();
+    let mut volume = info.volume.lock();
     if !volume.is_shut_down() {
         pr_crit!("{}: {}: shutting down\n", info.id(), why);
         volume.shut_down();

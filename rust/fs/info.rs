@@ -6,16 +6,21 @@
 //! errnos, records copied into VFS inodes.
 //!
 //! Locking: [`Info::call`] and [`Info::call_mut`] enter a DAX read section,
-//! then take the volume lock (an `rw_semaphore`) for one `Volume` call:
-//! shared for lookups of the committed state (`&Vol`: its caches have
-//! locks of their own), exclusive for anything that may change it. Nothing
-//! calls back into the VFS or touches user memory with the lock held, and
-//! no call nests another (a shared holder asking again behind a waiting
-//! writer would deadlock).
+//! then take the volume lock (a mutex) for one `Volume` call: `call` for
+//! lookups of the committed state (`&Vol`, whose caches have locks of
+//! their own, so that lookups can share the volume once the lock allows
+//! it), `call_mut` for anything that may change it. Nothing calls back
+//! into the VFS or touches user memory with the lock held, and no call
+//! nests another.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel::{prelude::*, str::CStr, str::CString, sync::Arc};
+use kernel::{
+    prelude::*,
+    str::CStr,
+    str::CString,
+    sync::{Arc, Mutex},
+};
 
 use super::media::{Buffers, PmemMedia};
 use super::mutex_stats::{now_ns, MutexStats, Use};
@@ -32,7 +37,6 @@ use crate::{
         fs::{background::Background, Attributes, Inode, SuperBlock},
         memory,
         once::SetOnce,
-        sync::RwSem,
     },
 };
 
@@ -70,15 +74,16 @@ pub(super) type Vol = Volume<PmemMedia, Buffers>;
 /// A mounted oxdax filesystem.
 #[pin_data]
 pub(crate) struct Info {
-    /// The filesystem's metadata: lookups share it, changes one at a time.
+    /// The filesystem's metadata, one call at a time (an `rw_semaphore`
+    /// that let lookups share it lost to this mutex: concurrency.rst,
+    /// stage 2).
     #[pin]
-    pub(super) volume: RwSem<Vol>,
+    pub(super) volume: Mutex<Vol>,
     /// The engine's and the allocator's counters in debugfs.
     pub(super) counters_dir: SetOnce<debugfs::CounterDir>,
     /// The allocator's counters, as the last volume call left them.
     pub(super) space: Arc<SpaceCounters>,
-    /// Time spent waiting for and holding `volume` (shared or exclusive),
-    /// per use.
+    /// Time spent waiting for and holding `volume`, per use.
     pub(super) mutex_stats: Arc<MutexStats>,
     /// `Volume::close_has_work` as the last volume call left it: a close
     /// that finds it false skips its call (`io.rs`, `release`).
@@ -107,9 +112,8 @@ impl Info {
     }
 
     /// Runs one volume lookup, for `purpose`: inside a DAX read section
-    /// (the device is alive and stays mapped), with the volume lock held
-    /// shared (other lookups run at the same time; no change does).
-    /// Errors become errnos, damage is logged.
+    /// (the device is alive and stays mapped), under the volume lock, with
+    /// the volume read-only. Errors become errnos, damage is logged.
     pub(super) fn call<R>(
         &self,
         purpose: Use,
@@ -119,7 +123,7 @@ impl Info {
             return Err(EIO);
         };
         let asked = now_ns();
-        let volume = self.volume.read();
+        let volume = self.volume.lock();
         let taken = now_ns();
         let result = op(&volume);
         drop(volume);
@@ -128,8 +132,8 @@ impl Info {
     }
 
     /// Runs one volume operation that may change the filesystem, for
-    /// `purpose`: as [`Self::call`], with the volume lock held exclusive;
-    /// then shows the counters it may have changed.
+    /// `purpose`: as [`Self::call`], with the volume writable; then shows
+    /// the counters it may have changed.
     pub(super) fn call_mut<R>(
         &self,
         purpose: Use,
@@ -139,7 +143,7 @@ impl Info {
             return Err(EIO);
         };
         let asked = now_ns();
-        let mut volume = self.volume.write();
+        let mut volume = self.volume.lock();
         let taken = now_ns();
         let result = op(&mut volume);
         self.space.show(volume.chunk_counts());
@@ -229,20 +233,20 @@ impl Info {
 }
 
 /// Runs `op`, a change to directory `dir`, then shows the directory's new
-/// record (size, link count, times) in its VFS inode.
+/// record (size, link count, times) in its VFS inode, with the volume
+/// lock still held (see [`refresh`]).
 pub(super) fn in_directory<R>(
     info: &Info,
     dir: &Inode<OxdaxFs>,
     op: impl FnOnce(&mut Vol) -> Result<R, FsError>,
 ) -> Result<R> {
-    let (result, record) = info.call_mut(Use::Namespace, |v| {
+    info.call_mut(Use::Namespace, |v| {
         let result = op(v)?;
-        Ok((result, v.inode(dir.ino()).ok()))
-    })?;
-    if let Some(record) = record {
-        refresh(dir, &record);
-    }
-    Ok(result)
+        if let Ok(record) = v.inode(dir.ino()) {
+            refresh(dir, &record);
+        }
+        Ok(result)
+    })
 }
 
 /// The info of a live super block.
@@ -273,7 +277,11 @@ pub(super) fn attributes(record: &Record) -> Attributes {
     }
 }
 
-/// Copies a record into its VFS inode: the one place that does.
+/// Copies a record into its VFS inode: the one place that does. Called
+/// with the volume lock held, from the call that changed or read the
+/// record: the VFS inode then shows the records in the order they were
+/// committed (a fault's `update_time` commits times without `i_rwsem`, and
+/// an older record copied after it would show older times).
 pub(super) fn refresh(inode: &Inode<OxdaxFs>, record: &Record) {
     inode.set_attributes(&attributes(record));
 }

@@ -175,7 +175,7 @@ impl FileOperations for OxdaxFs {
         // The data must be durable before the size that exposes it.
         memory::fence();
         if pos > start && (blocks_changed || !times_and_size_hold(inode, pos, now)) {
-            // Copied back with the volume held exclusive: the VFS inode then
+            // Copied back with the volume lock held: the VFS inode then
             // follows the records in the order they were committed (a
             // fault's `update_time` may commit between two writes).
             info.call_mut(Use::Write, |v| {
@@ -209,7 +209,7 @@ impl FileOperations for OxdaxFs {
         };
         // The calls that kept chunks for this file, or left regions
         // misplaced, happened before this close and published `true`
-        // (Release, in `Info::call`); a later `false` means the volume
+        // (Release, in `Info::call_mut`); a later `false` means the volume
         // keeps nothing for any file and nothing waits. So a create and
         // close without a write take no volume call here.
         if !info.close_has_work.load(Ordering::Acquire) {
@@ -235,9 +235,11 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
     let ino = inode.ino();
     let start = block * BLOCK;
     let _faults_off = mmap::quiesce(inode, Quiet::range(start, start + BLOCK))?;
-    let record = info.call_mut(Use::Write, |v| v.punch_hole(ino, start, BLOCK, now))?;
-    refresh(inode, &record);
-    Ok(())
+    info.call_mut(Use::Write, |v| {
+        let record = v.punch_hole(ino, start, BLOCK, now)?;
+        refresh(inode, &record);
+        Ok(())
+    })
 }
 
 /// Blocks `first..first + count` of `inode`, writable in place for
@@ -248,8 +250,8 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
 fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping, bool)> {
     let info = inode_info(inode)?;
     let ino = inode.ino();
-    // Exclusive at once, even where the blocks are there already: asking
-    // shared first costs a second hand-off of the lock whenever they are
+    // `call_mut` at once, even where the blocks are there already: asking
+    // `call` first costs a second hand-off of the lock whenever they are
     // not (Documentation/oxdax/concurrency.rst, stage 2).
     let mapping = info.call_mut(Use::Write, |v| {
         v.map_write(ino, first, count, SharedWrite::Report)
@@ -289,7 +291,7 @@ fn map_write(inode: &Inode<OxdaxFs>, first: u64, count: u64) -> Result<(Mapping,
 /// the VFS inode's size is the record's (only callers holding i_rwsem set
 /// it). Its clock-read times may lag the record's but are never later:
 /// `update_time`, the one path that commits times without i_rwsem, reads
-/// the clock and copies the times back with the volume held exclusive, so a
+/// the clock and copies the times back with the volume lock held, so a
 /// record committed after another i_rwsem holder's (setattr, fallocate, a
 /// link change) carries a time at least as late, whenever that holder
 /// copies its own back. A ctime equal to now in the VFS inode is then now

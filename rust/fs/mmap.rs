@@ -46,28 +46,27 @@ impl Info {
         write: Option<SharedWrite>,
     ) -> Result<BlockMap> {
         let ino = inode.ino();
-        // A read fault looks up with the volume shared. A write fault
-        // takes it exclusive at once, even for blocks already writable:
-        // asking shared first cost a second hand-off of the lock whenever
-        // they were not (Documentation/oxdax/concurrency.rst, stage 2).
-        let (mapping, record) = match write {
-            None => (
-                self.call(Use::Fault, |v| v.map_data(ino, first, pages))?,
-                None,
-            ),
+        // A read fault only looks up (`call`); a write fault may change
+        // the file's blocks, even where they are already writable
+        // (`call_mut`; asking `call` first cost a second hand-off of the
+        // lock whenever they were not: concurrency.rst, stage 2).
+        let mapping = match write {
+            None => self.call(Use::Fault, |v| v.map_data(ino, first, pages))?,
             Some(shared) => self.call_mut(Use::Fault, |v| {
                 let mapping = v.map_write(ino, first, pages, shared)?;
-                // New blocks show in stat(2)'s block count.
-                let record = if mapping.new { v.inode(ino).ok() } else { None };
-                Ok((mapping, record))
+                // New blocks show in stat(2)'s block count, with the
+                // volume lock held (`info::refresh`). Only the block
+                // count: the size is the VFS's to set under i_rwsem (a
+                // fault's older record must not undo a write's newer size,
+                // which truncation compares against).
+                if mapping.new {
+                    if let Ok(record) = v.inode(ino) {
+                        inode.set_allocated(attributes(&record).allocated);
+                    }
+                }
+                Ok(mapping)
             })?,
         };
-        if let Some(record) = record {
-            // Only the block count: the size is the VFS's to set under
-            // i_rwsem (a fault's older record must not undo a write's
-            // newer size, which truncation compares against).
-            inode.set_allocated(attributes(&record).allocated);
-        }
         Ok(BlockMap {
             first: mapping.file_block,
             pages: mapping.len,
@@ -110,12 +109,12 @@ impl BlockMapper for Info {
         // What cannot be copied (no room for the region, failed memory)
         // stays shared: the fault's own pages are copied next, or fail
         // with their own error.
-        let record = self.call_mut(Use::Fault, |v| {
+        self.call_mut(Use::Fault, |v| {
             let _ = v.copy_shared(ino, first, pages);
-            v.inode(ino)
-        })?;
-        inode.set_allocated(attributes(&record).allocated);
-        Ok(())
+            let record = v.inode(ino)?;
+            inode.set_allocated(attributes(&record).allocated);
+            Ok(())
+        })
     }
 }
 

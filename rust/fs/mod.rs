@@ -21,8 +21,8 @@
 //!
 //! Locking (Documentation/oxdax/filesystem.rst): VFS locks (i_rwsem) are
 //! taken by the callers, then a DAX read section, then the volume lock
-//! (shared for lookups, exclusive for changes), held only for one `Volume`
-//! call; nothing calls back into the VFS or touches user memory with it
+//! (a mutex; `Info::call` for lookups, `Info::call_mut` for changes), held
+//! only for one `Volume` call; nothing calls back into the VFS or touches user memory with it
 //! held.
 
 mod attr;

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! How long each kind of operation waits for the volume lock and holds it,
-//! shared or exclusive (debugfs
-//! `oxdax/<device>/mutex_<use>_{calls,wait_ns,hold_ns}`: the names are
-//! from when it was a mutex, and `make bench` reads them), and
+//! How long each kind of operation waits for the volume mutex and holds it
+//! (debugfs `oxdax/<device>/mutex_<use>_{calls,wait_ns,hold_ns}`), and
 //! where committed transactions' time goes
 //! (`tx_{logged,build_ns,settle_ns,log_ns,home_ns}`): stage 0 of
 //! Documentation/oxdax/concurrency.rst, the numbers that decide how the

@@ -6,14 +6,15 @@
 //! inodes.
 //!
 //! Locking: the VFS serializes mount, remount and unmount (`s_umount`);
-//! each volume call is one [`Info::call`].
+//! each volume call is one [`Info::call`] (lookups) or
+//! [`Info::call_mut`] (changes).
 
 use core::{
     fmt::{self, Display},
     sync::atomic::{AtomicBool, AtomicU64},
 };
 
-use kernel::{c_str, prelude::*, str::CStr, str::CString, sync::Arc};
+use kernel::{c_str, new_mutex, prelude::*, str::CStr, str::CString, sync::Arc};
 
 use super::mutex_stats::{MutexStats, Use};
 use super::{
@@ -37,7 +38,6 @@ use crate::{
         },
         memory,
         once::SetOnce,
-        sync::new_rwsem,
     },
 };
 
@@ -233,7 +233,7 @@ impl FileSystem for OxdaxFs {
         };
         let info = Arc::pin_init(
             try_pin_init!(Info {
-                volume <- new_rwsem!(volume, "oxdax_volume"),
+                volume <- new_mutex!(volume, "oxdax_volume"),
                 counters_dir: SetOnce::new(),
                 space: Arc::new(SpaceCounters::default(), GFP_KERNEL)?,
                 mutex_stats: Arc::new(MutexStats::default(), GFP_KERNEL)?,
@@ -257,7 +257,7 @@ impl FileSystem for OxdaxFs {
     }
 
     fn root(info: &Info) -> u64 {
-        info.volume.read().root()
+        info.volume.lock().root()
     }
 
     fn read_inode(info: &Info, ino: u64) -> Result<Attributes> {
@@ -308,7 +308,7 @@ impl FileSystem for OxdaxFs {
         if let Ok(info) = info(sb) {
             // A dead device is not written to: its memory may be unmapped.
             if let Some(_alive) = info.dax.read_lock() {
-                info.volume.write().unmount();
+                info.volume.lock().unmount();
             }
         }
     }

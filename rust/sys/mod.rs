@@ -23,7 +23,6 @@ pub(crate) mod nd;
 pub(crate) mod once;
 pub(crate) mod pagemap;
 pub(crate) mod param;
-pub(crate) mod sync;
 
 use kernel::error::{Error, Result};
 

@@ -18,13 +18,15 @@
 //! collision only costs a copy. Callers copy bytes out; no reference into
 //! a slot outlives a call, so a slot may be refilled at any read.
 //!
-//! Lookups outside transactions run concurrently (the volume lock taken
-//! shared), so the memory of each cache here is behind locks its provider
-//! supplies: [`CACHE_SHARDS`] for the blocks, one for the lookup caches.
+//! The volume is `Sync`: lookups outside transactions take `&self` and
+//! may run on several CPUs at once (the module still serialises them, see
+//! Documentation/oxdax/concurrency.rst, stage 2), so the memory of each
+//! cache here is behind locks its provider supplies: [`CACHE_SHARDS`] for the blocks, one for the lookup caches.
 //! Each is held for one slot's copy or look (or one walk of a shard's
-//! tags), takes no other lock and sleeps on nothing (a fill is a
-//! machine-check-safe copy from the device), and is never taken again
-//! inside: the closures called under it read no cache.
+//! tags) and sleeps on nothing: a fill is a machine-check-safe copy from
+//! the device, inside the device's SRCU read section (which does not
+//! sleep either). No other cache lock is taken under it, and it is never
+//! taken again inside: the closures called under it read no cache.
 
 use super::{Damage, Error, MapKind, Mapping, Media, MediaFault};
 use crate::logic::format::{inode::Inode, BLOCK_SIZE, CHUNK_BLOCKS};
