@@ -393,26 +393,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         self.healthy_part(self.map_read(ino, file_block, len)?)
     }
 
-    /// The committed mapping `map_write` starts from, and whether it is
-    /// the answer already (blocks writable in place, or shared ones that
-    /// `shared` only reports).
-    fn write_lookup(
-        &self,
-        ino: u64,
-        file_block: u64,
-        len: u64,
-        shared: SharedWrite,
-    ) -> Result<(Mapping, bool), Error> {
-        let len = len.clamp(1, MAX_ALLOCATION);
-        if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
-            return Err(Error::TooBig);
-        }
-        let current = self.map_data(ino, file_block, len)?;
-        let in_place = (current.kind == MapKind::Data && !current.shared)
-            || (current.shared && shared == SharedWrite::Report);
-        Ok((current, in_place))
-    }
-
     /// Makes file blocks `file_block..` writable in place: allocates holes
     /// (2 MiB-aligned where the range allows), converts unwritten blocks,
     /// and copies shared blocks or reports them (`shared`). New or
@@ -425,8 +405,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         len: u64,
         shared: SharedWrite,
     ) -> Result<Mapping, Error> {
-        let (current, in_place) = self.write_lookup(ino, file_block, len, shared)?;
-        if in_place {
+        let len = len.clamp(1, MAX_ALLOCATION);
+        if file_block.saturating_add(len) > MAX_FILE_BLOCKS {
+            return Err(Error::TooBig);
+        }
+        let current = self.map_data(ino, file_block, len)?;
+        if current.kind == MapKind::Data && !current.shared {
+            return Ok(current);
+        }
+        if current.shared && shared == SharedWrite::Report {
             return Ok(current);
         }
         // Never past a poisoned block (`map_data` stopped before it).
