@@ -45,13 +45,7 @@ impl Media for SharedPmem {
         self.write(offset, &vec![0u8; len as usize])
     }
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
-        let mut data = vec![0u8; len as usize];
-        self.read(from, &mut data)?;
-        if self.write(to, &data) {
-            Ok(())
-        } else {
-            Err(MediaFault::OutOfRange)
-        }
+        copy_through(self, from, to, len)
     }
     fn fence(&self) {}
 }

@@ -155,13 +155,7 @@ impl Media for Pmem {
         Ok(())
     }
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
-        let mut data = vec![0u8; len as usize];
-        self.read(from, &mut data)?;
-        if self.store(to, &data) {
-            Ok(())
-        } else {
-            Err(MediaFault::OutOfRange)
-        }
+        copy_through(self, from, to, len)
     }
     fn write(&self, offset: u64, data: &[u8]) -> bool {
         self.store(offset, data)
@@ -178,6 +172,17 @@ impl Media for Pmem {
         for (offset, data) in self.pending.borrow_mut().drain(..) {
             durable[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
         }
+    }
+}
+
+/// [`Media::copy`] for test media: one read, then one write.
+fn copy_through(media: &impl Media, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
+    let mut data = vec![0u8; len as usize];
+    media.read(from, &mut data)?;
+    if media.write(to, &data) {
+        Ok(())
+    } else {
+        Err(MediaFault::OutOfRange)
     }
 }
 
