@@ -273,16 +273,17 @@ impl<'a> BlockCache<'a> {
     }
 
     /// Forgets blocks `start..start + len`. Direct-mapped, a block can only
-    /// be in its own slot: a range shorter than the cache looks at its
-    /// blocks' slots (most freed extents are a few blocks: a tree node, a
-    /// small file's data), a longer one at every tag.
+    /// be in its own slot: a short range looks at its blocks' slots (most
+    /// freed extents are a few blocks: a tree node, a small file's data),
+    /// a longer one at every tag. Each probe takes its shard's lock, a walk
+    /// each shard's once: past an eighth of the cache the walk is cheaper.
     pub(super) fn forget(&self, start: u64, len: u64) {
         let Some(slots) = self.slots else {
             return;
         };
         let count = slots.shard_slots().saturating_mul(CACHE_SHARDS);
         let end = start.saturating_add(len);
-        if end - start < count as u64 {
+        if (end - start).saturating_mul(8) < count as u64 {
             for block in start..end {
                 self.in_slot(block, |_, tag| {
                     if *tag == block.wrapping_add(1) {
