@@ -90,9 +90,16 @@ impl JournalHeader {
     pub fn decode(block: &[u8], log_len: usize) -> Result<Self, JournalError> {
         let block = block.get(..BLOCK_SIZE).ok_or(JournalError::BadHeader)?;
         let crc = crc32c::checksum(block.get(..Self::OFF_CRC).ok_or(JournalError::BadHeader)?);
-        if get_u32(block, Self::OFF_MAGIC) != Some(HEADER_MAGIC)
-            || get_u32(block, Self::OFF_CRC) != Some(crc)
-        {
+        if get_u32(block, Self::OFF_CRC) != Some(crc) {
+            return Err(JournalError::BadHeader);
+        }
+        Self::fields(block, log_len)
+    }
+
+    /// The header's magic and fields, checked against a log of `log_len`
+    /// bytes (not its checksum).
+    fn fields(block: &[u8], log_len: usize) -> Result<Self, JournalError> {
+        if get_u32(block, Self::OFF_MAGIC) != Some(HEADER_MAGIC) {
             return Err(JournalError::BadHeader);
         }
         let header = Self {
@@ -113,19 +120,31 @@ impl JournalHeader {
 }
 
 /// Builds one transaction in the log. Use: `record` for each change, then
-/// make `seal_body()`'s range durable, then `commit()` and make its range
-/// durable. Until then nothing is visible to recovery.
+/// `finish(seq)` once the transaction has its place in the sequence; make
+/// the returned body durable, then the commit record. Until then nothing is
+/// visible to recovery. The sequence number comes last so that a
+/// transaction can be built before it knows its turn.
 pub struct TxWriter<'a> {
     log: &'a mut [u8],
     start: usize,
     position: usize,
-    seq: u64,
     records: u32,
 }
 
+/// A finished transaction ([`TxWriter::finish`]) in its log buffer.
+#[derive(Clone, Debug)]
+pub struct Finished<'a> {
+    /// The buffer it was built in.
+    pub log: &'a [u8],
+    /// Header and records: durable before the commit record is written.
+    pub body: Range<usize>,
+    /// The commit record; the next transaction goes where it ends.
+    pub commit: Range<usize>,
+}
+
 impl<'a> TxWriter<'a> {
-    /// Starts transaction `seq` at byte `offset` of `log`.
-    pub fn begin(log: &'a mut [u8], offset: usize, seq: u64) -> Result<Self, JournalError> {
+    /// Starts a transaction at byte `offset` of `log`.
+    pub fn begin(log: &'a mut [u8], offset: usize) -> Result<Self, JournalError> {
         if offset % ALIGN != 0 || offset.saturating_add(TX_HEADER_BYTES + COMMIT_BYTES) > log.len()
         {
             return Err(JournalError::NoSpace);
@@ -134,7 +153,6 @@ impl<'a> TxWriter<'a> {
             log,
             start: offset,
             position: offset + TX_HEADER_BYTES,
-            seq,
             records: 0,
         })
     }
@@ -175,27 +193,29 @@ impl<'a> TxWriter<'a> {
         Ok(())
     }
 
-    /// Writes the transaction header; returns the log bytes (header and
-    /// records) to make durable before committing.
-    pub fn seal_body(&mut self) -> Range<usize> {
+    /// Bytes the transaction takes in the log, commit record included.
+    pub fn log_bytes(&self) -> usize {
+        self.position - self.start + COMMIT_BYTES
+    }
+
+    /// Makes it transaction `seq`: writes the header and the commit
+    /// record, whose checksum covers the header and the records.
+    pub fn finish(self, seq: u64) -> Finished<'a> {
         let body = (self.position - self.start - TX_HEADER_BYTES) as u64;
         put(self.log, self.start, &TX_MAGIC.to_le_bytes());
         put(self.log, self.start + 4, &self.records.to_le_bytes());
-        put(self.log, self.start + 8, &self.seq.to_le_bytes());
+        put(self.log, self.start + 8, &seq.to_le_bytes());
         put(self.log, self.start + 16, &body.to_le_bytes());
-        self.start..self.position
-    }
-
-    /// Writes the commit record (call after `seal_body`'s range is
-    /// durable); returns its range, to make durable, and the offset where
-    /// the next transaction goes.
-    pub fn commit(self) -> (Range<usize>, usize) {
         let crc = crc32c::checksum(self.log.get(self.start..self.position).unwrap_or(&[]));
         let at = self.position;
         put(self.log, at, &COMMIT_MAGIC.to_le_bytes());
         put(self.log, at + 4, &crc.to_le_bytes());
-        put(self.log, at + 8, &self.seq.to_le_bytes());
-        (at..at + COMMIT_BYTES, at + COMMIT_BYTES)
+        put(self.log, at + 8, &seq.to_le_bytes());
+        Finished {
+            log: self.log,
+            body: self.start..at,
+            commit: at..at + COMMIT_BYTES,
+        }
     }
 }
 
@@ -324,7 +344,7 @@ fn for_each_record(
 }
 
 /// Calls `visit(block, offset, data)` for each record of the transaction
-/// [`TxWriter::seal_body`] wrote at `body` of `log` (the writer's own copy,
+/// [`TxWriter::finish`] wrote at `body` of `log` (the writer's own copy,
 /// before or after its commit): how a commit writes home exactly what it
 /// logged. `false` if the bytes there are not a well-formed transaction
 /// (records before the malformed one were visited).
@@ -410,12 +430,14 @@ mod tests {
         seq: u64,
         changes: &[Change],
     ) -> (Range<usize>, Range<usize>, usize) {
-        let mut tx = TxWriter::begin(log, offset, seq).unwrap();
+        let mut tx = TxWriter::begin(log, offset).unwrap();
         for (block, at, data) in changes {
             tx.record(*block, *at, data).unwrap();
         }
-        let body = tx.seal_body();
-        let (commit, next) = tx.commit();
+        let len = tx.log_bytes();
+        let Finished { body, commit, .. } = tx.finish(seq);
+        let next = commit.end;
+        assert_eq!(next - offset, len);
         assert_eq!(
             next - offset,
             TxWriter::size_for(changes.iter().map(|c| c.2.len()))
@@ -622,15 +644,58 @@ mod tests {
         );
     }
 
+    /// The bytes a transaction takes in the log, as format.rst describes
+    /// them, built by hand: the writer, which learns the sequence number
+    /// last, must write exactly these.
+    #[test]
+    fn a_finished_transaction_has_the_documented_bytes() {
+        let changes: [Change; 3] = [
+            (3, 100, vec![0xaa; 13]),
+            (9, 0, vec![0x55; 8]),
+            (1, 4090, vec![1, 2, 3, 4, 5, 6]),
+        ];
+        let seq: u64 = 0x0123_4567_89ab_cdef;
+        let mut expected = Vec::new();
+        let records: Vec<u8> = changes
+            .iter()
+            .flat_map(|(block, offset, data)| {
+                let mut record = Vec::new();
+                record.extend_from_slice(&block.to_le_bytes());
+                record.extend_from_slice(&(*offset as u32).to_le_bytes());
+                record.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                record.extend_from_slice(data);
+                record.resize(record.len().next_multiple_of(8), 0);
+                record
+            })
+            .collect();
+        expected.extend_from_slice(b"OXTX");
+        expected.extend_from_slice(&3u32.to_le_bytes());
+        expected.extend_from_slice(&seq.to_le_bytes());
+        expected.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        expected.extend_from_slice(&records);
+        let crc = crc32c::checksum(&expected);
+        expected.extend_from_slice(b"OXTC");
+        expected.extend_from_slice(&crc.to_le_bytes());
+        expected.extend_from_slice(&seq.to_le_bytes());
+
+        let offset = 64;
+        let mut log = vec![0xeeu8; 1024];
+        let (body, commit, next) = write_tx(&mut log, offset, seq, &changes);
+        assert_eq!(body, offset..offset + expected.len() - COMMIT_BYTES);
+        assert_eq!(commit, body.end..next);
+        assert_eq!(log[offset..next], expected[..]);
+        assert!(log[..offset].iter().chain(&log[next..]).all(|&b| b == 0xee));
+    }
+
     #[test]
     fn writer_refuses_what_does_not_fit() {
         let mut log = vec![0u8; 256];
-        let mut tx = TxWriter::begin(&mut log, 0, 1).unwrap();
+        let mut tx = TxWriter::begin(&mut log, 0).unwrap();
         assert_eq!(tx.record(0, 4000, &[1; 97]), Err(JournalError::BadRecord));
         assert_eq!(tx.record(0, 0, &[]), Err(JournalError::BadRecord));
         assert_eq!(tx.record(0, 0, &[1; 300]), Err(JournalError::NoSpace));
         tx.record(0, 0, &[1; 100]).unwrap();
-        assert!(TxWriter::begin(&mut log, 250, 1).is_err());
-        assert!(TxWriter::begin(&mut log, 3, 1).is_err());
+        assert!(TxWriter::begin(&mut log, 250).is_err());
+        assert!(TxWriter::begin(&mut log, 3).is_err());
     }
 }

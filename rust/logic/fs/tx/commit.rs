@@ -6,9 +6,9 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{Effects, JournalState, Tx, LINE_BYTES};
+use super::{Effects, Journal, Tx, LINE_BYTES};
 use crate::logic::format::{
-    journal::{for_each_logged, JournalHeader, TxWriter, ALIGN},
+    journal::{for_each_logged, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
     BLOCK_SHIFT, BLOCK_SIZE,
 };
@@ -259,7 +259,7 @@ impl<'a, M: Media> Tx<'a, M> {
     /// it is applied (the caller's in-memory state is not updated either).
     pub(in crate::logic::fs) fn commit(
         mut self,
-        journal: &mut JournalState,
+        journal: &mut Journal,
     ) -> Result<(Superblock, Effects), Error> {
         let committed = self.write_out(journal);
         if committed.is_err() {
@@ -269,7 +269,7 @@ impl<'a, M: Media> Tx<'a, M> {
     }
 
     /// [`Self::commit`]'s work.
-    fn write_out(&mut self, journal: &mut JournalState) -> Result<(Superblock, Effects), Error> {
+    fn write_out(&mut self, journal: &mut Journal) -> Result<(Superblock, Effects), Error> {
         let media = self.media;
         let start = media.now_ns();
         // Frees and reverse-map changes feed each other (a freed rmap node
@@ -294,8 +294,7 @@ impl<'a, M: Media> Tx<'a, M> {
             sb.encode(self.write_whole(PRIMARY_BLOCK)?);
         }
 
-        let mut writer =
-            TxWriter::begin(self.log, 0, journal.next_seq).map_err(|_| Error::NoSpace)?;
+        let mut writer = TxWriter::begin(self.log, 0).map_err(|_| Error::NoSpace)?;
         let mut changes = 0usize;
         let shadows = Shadows {
             used: self.used,
@@ -318,42 +317,7 @@ impl<'a, M: Media> Tx<'a, M> {
             self.times.log_ns = media.now_ns().saturating_sub(settled);
             return Ok((sb, self.effects()));
         }
-        let body = writer.seal_body();
-        let (commit, end) = writer.commit();
-        if journal.next_offset + end > journal.log_len {
-            // Wrap: everything before is home (the fence below makes it
-            // durable), so recovery may start at the log's beginning. The
-            // backup superblock catches up with that state first.
-            write_backup(media, &self.base, self.spare)?;
-            media.fence();
-            JournalHeader {
-                tail_seq: journal.next_seq,
-                tail_offset: 0,
-            }
-            .encode(self.spare);
-            let header_byte = journal.log_start - BLOCK_SIZE as u64;
-            if !media.write(header_byte, &self.spare[..]) {
-                return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
-            }
-            journal.next_offset = 0;
-        }
-        let at = journal.log_start + journal.next_offset as u64;
-        let log = &*self.log;
-        let (Some(body_bytes), Some(commit_bytes)) =
-            (log.get(body.clone()), log.get(commit.clone()))
-        else {
-            return Err(Error::Invalid);
-        };
-        if !media.write(at + body.start as u64, body_bytes) {
-            return Err(Error::Corrupt(at >> 12, Damage::Address));
-        }
-        media.fence();
-        if !media.write(at + commit.start as u64, commit_bytes) {
-            return Err(Error::Corrupt(at >> 12, Damage::Address));
-        }
-        media.fence();
-        journal.next_seq = journal.next_seq.wrapping_add(1);
-        journal.next_offset += end;
+        let finished = journal.log(media, writer, &self.base, self.spare)?;
         let logged = media.now_ns();
         self.times.log_ns = logged.saturating_sub(settled);
         self.times.logged = 1;
@@ -374,7 +338,7 @@ impl<'a, M: Media> Tx<'a, M> {
             }
             cache.patch(block, offset, data);
         };
-        if !for_each_logged(log, body, write_home) {
+        if !for_each_logged(finished.log, finished.body, write_home) {
             // The writer made these bytes just now: a walk that fails is a
             // bug (host tests stop here). The runs then go home from the
             // shadows, as they were logged.

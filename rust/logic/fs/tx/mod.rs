@@ -21,11 +21,12 @@
 //! which a crash before the commit would expose.
 //!
 //! This file is the transaction and its shadow blocks; [`commit`] writes
-//! it to the journal and home, [`space`] allocates and frees blocks,
+//! it to the journal and home, [`journal`] places it in the log, [`space`] allocates and frees blocks,
 //! [`rmap`] keeps the reverse map in step, [`stores`] gives the B+tree its
 //! view of the committed state and of a transaction.
 
 mod commit;
+mod journal;
 mod rmap;
 mod space;
 mod stores;
@@ -44,6 +45,7 @@ use crate::logic::format::{
     BLOCK_SIZE,
 };
 pub(super) use commit::write_backup;
+pub(super) use journal::Journal;
 use rmap::RmapChange;
 pub use space::RESERVATION_WORDS;
 pub(super) use space::{CommittedSpace, Reservations, Taken};
@@ -53,19 +55,6 @@ pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed
 /// list (`Volume::transact`); a read-only look at the free-space summary
 /// keeps none.
 static NO_POISON: Poisoned = Poisoned::NONE;
-
-/// Where the next transaction goes.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct JournalState {
-    /// Device byte where the log starts (after the header block).
-    pub(super) log_start: u64,
-    /// Bytes of log.
-    pub(super) log_len: usize,
-    /// Sequence number of the next transaction.
-    pub(super) next_seq: u64,
-    /// Log offset of the next transaction.
-    pub(super) next_offset: usize,
-}
 
 /// Converts a tree error.
 pub(super) fn tree_error(error: TreeError<Error>) -> Error {

@@ -37,8 +37,7 @@ use super::{
     cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
     tx::{
-        space_error, write_backup, Committed, CommittedSpace, JournalState, Reservations, Tx,
-        TxTimes,
+        space_error, write_backup, Committed, CommittedSpace, Journal, Reservations, Tx, TxTimes,
     },
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
 };
@@ -98,7 +97,7 @@ pub struct Volume<M: Media, S: Scratch> {
     media: M,
     scratch: S,
     sb: Superblock,
-    journal: JournalState,
+    journal: Journal,
     read_only: bool,
     shut_down: bool,
     /// A chunk that had a free inode slot, where the next search starts.
@@ -197,12 +196,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             media,
             scratch,
             sb,
-            journal: JournalState {
-                log_start,
-                log_len,
-                next_seq: pending.next_seq,
-                next_offset: pending.next_offset,
-            },
+            journal: Journal::new(log_start, log_len, &pending),
             read_only,
             shut_down: false,
             chunk_hint: 0,
@@ -337,23 +331,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
                 // Everything is home: the next mount has nothing to replay.
                 self.media.fence();
-                // A log filled exactly to its end continues at its start.
-                let offset = self.journal.next_offset;
-                JournalHeader {
-                    tail_seq: self.journal.next_seq,
-                    tail_offset: if offset < self.journal.log_len {
-                        offset as u64
-                    } else {
-                        0
-                    },
-                }
-                .encode(spare);
-                if self
-                    .media
-                    .write(self.journal.log_start - BLOCK_SIZE as u64, &spare[..])
-                {
-                    self.media.fence();
-                }
+                let _ = self.journal.empty(&self.media, spare);
             }
         }
     }
@@ -507,7 +485,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Where the next transaction goes in the log (tests watch it wrap).
     #[cfg(test)]
     pub(in crate::logic::fs) fn journal_offset(&self) -> usize {
-        self.journal.next_offset
+        self.journal.next_offset()
     }
 
     /// The root directory.
