@@ -86,15 +86,17 @@ impl DeviceImage {
     }
 
     /// Applies the committed transactions of the journal to the in-memory
-    /// blocks; returns how many there were.
-    fn replay_journal(&mut self) -> Result<u64, &'static str> {
+    /// blocks; returns how many there were, and whether a crash had torn
+    /// the journal header (then nothing is replayed and mount restarts the
+    /// log; so does this, in memory).
+    fn replay_journal(&mut self) -> Result<(u64, bool), &'static str> {
         let backup = self.read(1)?;
         let sb = Superblock::decode(self.read(0)?)
             .or_else(|_| Superblock::decode(backup))
             .map_err(|_| "no valid superblock")?;
         let layout = sb.layout;
         let log_len = ((layout.journal_blocks - 1) * BLOCK_SIZE as u64) as usize;
-        let header = JournalHeader::decode(self.read(layout.journal_start)?, log_len)
+        let (header, torn) = JournalHeader::recover(self.read(layout.journal_start)?, log_len)
             .map_err(|_| "journal header")?;
         let mut log = Vec::with_capacity(log_len);
         for block in layout.journal_start + 1..layout.journal_start + layout.journal_blocks {
@@ -130,7 +132,21 @@ impl DeviceImage {
         if bad {
             return Err("journal record outside the device or inside the journal");
         }
-        Ok(end.transactions)
+        if torn {
+            let whole = JournalHeader {
+                tail_seq: end.next_seq,
+                tail_offset: if end.next_offset < log_len {
+                    end.next_offset as u64
+                } else {
+                    0
+                },
+            };
+            let block = self
+                .block_mut(layout.journal_start)
+                .map_err(|()| "device read")?;
+            whole.encode(block);
+        }
+        Ok((end.transactions, torn))
     }
 }
 
@@ -306,6 +322,10 @@ fn repair(device: &str) -> Result<bool, String> {
     let (mut volume, report) = Volume::mount(media, buffers, false)
         .map_err(|e| format!("{device}: cannot be repaired: {e:?}"))?;
     let mut changed = false;
+    if report.torn_journal_header {
+        println!("{device}: journal header, torn by a crash, rewritten");
+        changed = true;
+    }
     if report.recovered {
         println!("{device}: journal replayed");
         changed = true;
@@ -407,10 +427,15 @@ fn check(device: &str, journal: &mut bool) -> Checked {
         Err(e) => return Checked::Failed(format!("{device}: {e}")),
     };
     match image.replay_journal() {
-        Ok(0) => {}
-        Ok(n) => {
+        Ok((0, false)) => {}
+        Ok((n, torn)) => {
             *journal = true;
-            println!("{device}: journal not empty ({n} transactions since its tail; the last checked as replayed)");
+            if torn {
+                println!("{device}: journal header torn by a crash while it was rewritten (mount rewrites it)");
+            }
+            if n > 0 {
+                println!("{device}: journal not empty ({n} transactions since its tail; the last checked as replayed)");
+            }
         }
         Err(what) => return Checked::Damaged(what.to_string(), false),
     }
@@ -532,6 +557,62 @@ mod tests {
     use super::*;
 
     const ROOT: u64 = 64;
+
+    /// A filesystem image in memory.
+    struct Bytes(Vec<u8>);
+
+    impl Image for Bytes {
+        type Error = ();
+        fn block(&self, n: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
+            let at = n as usize * BLOCK_SIZE;
+            self.0
+                .get(at..at + BLOCK_SIZE)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(())
+        }
+        fn block_mut(&mut self, n: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
+            let at = n as usize * BLOCK_SIZE;
+            self.0
+                .get_mut(at..at + BLOCK_SIZE)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(())
+        }
+    }
+
+    /// A crash tore the journal header (its tail's sequence word new, its
+    /// checksum old): the check reports it and finds the filesystem clean,
+    /// as mount would; a repair writes it whole.
+    #[test]
+    fn a_torn_journal_header_is_reported_and_rewritten() {
+        use oxdax::format::{inode::Timestamp, mkfs, superblock::Label};
+        let mut image = Bytes(vec![0u8; 32 << 20]);
+        let options = mkfs::MkfsOptions {
+            uuid: *b"oxdax-fsck-torn!",
+            label: Label::new("torn").unwrap(),
+            journal_blocks: None,
+            now: Timestamp { sec: 1, nsec: 0 },
+        };
+        mkfs::make_filesystem(&mut image, 32 << 20, &options).unwrap();
+        let sb = Superblock::decode(image.block(0).unwrap()).unwrap();
+        let header = image.block_mut(sb.layout.journal_start).unwrap();
+        header[8..16].copy_from_slice(&9u64.to_le_bytes());
+        let path = std::env::temp_dir().join(format!("oxdax-fsck-torn-{}", std::process::id()));
+        std::fs::write(&path, &image.0).unwrap();
+        let device = path.to_str().unwrap();
+
+        let mut journal = false;
+        assert!(matches!(check(device, &mut journal), Checked::Clean(_)));
+        assert!(journal, "the torn header is reported");
+        assert_eq!(repair(device), Ok(true));
+        let mut journal = false;
+        assert!(matches!(check(device, &mut journal), Checked::Clean(_)));
+        assert!(!journal, "the header is whole after the repair");
+        let repaired = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let at = sb.layout.journal_start as usize * BLOCK_SIZE;
+        let log_len = ((sb.layout.journal_blocks - 1) * BLOCK_SIZE as u64) as usize;
+        assert!(JournalHeader::decode(&repaired[at..at + BLOCK_SIZE], log_len).is_ok());
+    }
 
     #[test]
     fn link_counts_must_match_the_names() {

@@ -153,7 +153,7 @@ fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Resul
         Volume::mount(media, buffers, read_only).map_err(|e| mount_error(id, e))?;
     let sb = volume.superblock();
     pr_info!(
-        "{}: mounted{} label \"{}\" uuid {}{}{}{}\n",
+        "{}: mounted{} label \"{}\" uuid {}{}{}{}{}\n",
         id,
         if read_only { " read-only," } else { "" },
         sb.label.as_str(),
@@ -162,6 +162,11 @@ fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Resul
             ", journal recovered"
         } else {
             ""
+        },
+        match (report.torn_journal_header, read_only) {
+            (true, false) => ", journal header torn by a crash and rewritten",
+            (true, true) => ", journal header torn by a crash",
+            _ => "",
         },
         if report.used_backup {
             ", backup superblock used"

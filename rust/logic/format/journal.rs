@@ -96,6 +96,50 @@ impl JournalHeader {
         Self::fields(block, log_len)
     }
 
+    /// Decodes the header block for recovery: the tail to walk the log
+    /// from, and whether a crash had torn the header.
+    ///
+    /// The header is rewritten in place (when the log wraps and at a clean
+    /// unmount), and pmem keeps only aligned 8-byte stores whole: a crash
+    /// before the rewrite is fenced can leave any mix of the old and the
+    /// new tail's words and checksum. The header is only rewritten once
+    /// every transaction in the log is home and durable, and no commit
+    /// record is written until the rewrite is fenced, so a torn header
+    /// (its magic right, its other bytes zero as [`Self::encode`] leaves
+    /// them, its checksum wrong) means there is nothing to replay. Nor may
+    /// anything be: the transaction that wrapped the log may have
+    /// overwritten some of the transactions from the tail on, so a walk
+    /// could stop early and replay one that a later one undid. The tail
+    /// returned then restarts the log at its start, past every sequence
+    /// number the log can hold (a lap holds at most one transaction per
+    /// [`TX_HEADER_BYTES`] + [`COMMIT_BYTES`] bytes from the old tail on),
+    /// so that no stale transaction is ever taken for a new one; recovery
+    /// writes it whole before the next transaction.
+    pub fn recover(block: &[u8], log_len: usize) -> Result<(Self, bool), JournalError> {
+        let block = block.get(..BLOCK_SIZE).ok_or(JournalError::BadHeader)?;
+        if let Ok(header) = Self::decode(block, log_len) {
+            return Ok((header, false));
+        }
+        let magic = Self::OFF_MAGIC..Self::OFF_MAGIC + 4;
+        let fields = Self::OFF_TAIL_SEQ..Self::OFF_TAIL_OFFSET + 8;
+        let rest_zero = block.iter().enumerate().all(|(i, &b)| {
+            b == 0 || magic.contains(&i) || fields.contains(&i) || i >= Self::OFF_CRC
+        });
+        if !rest_zero {
+            return Err(JournalError::BadHeader);
+        }
+        let found = Self::fields(block, log_len)?;
+        let per_lap = (log_len / (TX_HEADER_BYTES + COMMIT_BYTES)) as u64;
+        let restart = Self {
+            tail_seq: found.tail_seq + per_lap + 1,
+            tail_offset: 0,
+        };
+        if restart.tail_seq > u64::MAX / 2 {
+            return Err(JournalError::BadHeader);
+        }
+        Ok((restart, true))
+    }
+
     /// The header's magic and fields, checked against a log of `log_len`
     /// bytes (not its checksum).
     fn fields(block: &[u8], log_len: usize) -> Result<Self, JournalError> {
@@ -685,6 +729,70 @@ mod tests {
         assert_eq!(commit, body.end..next);
         assert_eq!(log[offset..next], expected[..]);
         assert!(log[..offset].iter().chain(&log[next..]).all(|&b| b == 0xee));
+    }
+
+    /// Every mix of an old and a new header's 8-byte words, as a crash
+    /// during a rewrite can leave them, is recovered as torn: the log
+    /// restarts at its start past every sequence number a lap from the
+    /// tail found can hold. Damage of any other kind is refused.
+    #[test]
+    fn a_torn_header_restarts_the_log() {
+        let log_len = 8192;
+        let per_lap = (log_len / (TX_HEADER_BYTES + COMMIT_BYTES)) as u64;
+        let (mut old, mut new) = ([0u8; BLOCK_SIZE], [0u8; BLOCK_SIZE]);
+        let (old_tail, new_tail) = (
+            JournalHeader {
+                tail_seq: 40,
+                tail_offset: 4096,
+            },
+            JournalHeader {
+                tail_seq: 77,
+                tail_offset: 0,
+            },
+        );
+        old_tail.encode(&mut old);
+        new_tail.encode(&mut new);
+        let words = [8, 16, BLOCK_SIZE - 8];
+        for mix in 0..8u32 {
+            let mut block = old;
+            for (bit, &at) in words.iter().enumerate() {
+                if mix & 1 << bit != 0 {
+                    block[at..at + 8].copy_from_slice(&new[at..at + 8]);
+                }
+            }
+            let recovered = JournalHeader::recover(&block, log_len);
+            match mix {
+                // All old or all new is a whole header.
+                0 => assert_eq!(recovered, Ok((old_tail, false))),
+                7 => assert_eq!(recovered, Ok((new_tail, false))),
+                _ => {
+                    let found_seq = if mix & 1 != 0 { 77 } else { 40 };
+                    let restart = JournalHeader {
+                        tail_seq: found_seq + per_lap + 1,
+                        tail_offset: 0,
+                    };
+                    assert_eq!(recovered, Ok((restart, true)), "mix {mix}");
+                    assert!(JournalHeader::decode(&block, log_len).is_err());
+                }
+            }
+        }
+        let mut torn = old;
+        torn[8..16].copy_from_slice(&new[8..16]);
+        for damage in [0, 5, 100, 4000] {
+            let mut block = torn;
+            block[damage] ^= 0x10;
+            assert_eq!(
+                JournalHeader::recover(&block, log_len),
+                Err(JournalError::BadHeader),
+                "byte {damage} damaged"
+            );
+        }
+        let mut out_of_log = torn;
+        out_of_log[16..24].copy_from_slice(&(log_len as u64).to_le_bytes());
+        assert!(JournalHeader::recover(&out_of_log, log_len).is_err());
+        let mut at_the_end = torn;
+        at_the_end[8..16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(JournalHeader::recover(&at_the_end, log_len).is_err());
     }
 
     #[test]

@@ -211,6 +211,10 @@ pub struct MountReport {
     /// A committed transaction was found in the journal and applied (the
     /// last one; see `journal::replay_last`).
     pub recovered: bool,
+    /// A crash had torn the journal header while it was rewritten: nothing
+    /// needed replaying, and the log restarted (read-only: only in memory;
+    /// see `JournalHeader::recover`).
+    pub torn_journal_header: bool,
     /// The filesystem was not unmounted cleanly.
     pub was_dirty: bool,
 }

@@ -126,15 +126,15 @@ impl Pmem {
         if end > self.memory.borrow().len() {
             return false;
         }
-        {
-            let mut writes = self.writes.borrow_mut();
-            *writes += 1;
-            if Some(*writes) == self.crash_at.get() {
-                *self.crash_image.borrow_mut() = Some(self.crash());
-            }
-        }
         self.memory.borrow_mut()[offset as usize..end].copy_from_slice(data);
         self.pending.borrow_mut().push((offset, data.to_vec()));
+        // A crash at this store comes while it is under way: any of its
+        // words may have reached the media, as any not fenced before it.
+        let mut writes = self.writes.borrow_mut();
+        *writes += 1;
+        if Some(*writes) == self.crash_at.get() {
+            *self.crash_image.borrow_mut() = Some(self.crash());
+        }
         true
     }
 }

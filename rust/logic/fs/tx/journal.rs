@@ -55,6 +55,12 @@ impl Journal {
         self.next_offset
     }
 
+    /// The sequence number the next transaction gets.
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Makes the transaction `tx` built durable, when the volume's lock
     /// holds one transaction at a time (so every earlier one is complete):
     /// [`Self::reserve`], [`Ticket::write_body`], [`Ticket::write_commit`].

@@ -150,11 +150,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let header_byte = layout.journal_start << BLOCK_SHIFT;
         let log_start = header_byte + BLOCK_SIZE as u64;
         let log_len = ((layout.journal_blocks - 1) << BLOCK_SHIFT) as usize;
-        let header = media
+        let (header, torn_header) = media
             .read(header_byte, &mut parts.spare[..])
             .map_err(|_| MountError::Journal)
             .and_then(|()| {
-                JournalHeader::decode(&parts.spare[..], log_len).map_err(|_| MountError::Journal)
+                JournalHeader::recover(&parts.spare[..], log_len).map_err(|_| MountError::Journal)
             })?;
         let read =
             |offset: usize, buf: &mut [u8]| media.read(log_start + offset as u64, buf).is_ok();
@@ -210,6 +210,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             rewrite_primary: used_backup,
             times: TxTimes::default(),
         };
+        if torn_header && !read_only {
+            // The log restarts where the header now says, whole this time.
+            let spare = volume.scratch.parts().spare;
+            volume
+                .journal
+                .empty(&volume.media, spare)
+                .map_err(|_| MountError::Journal)?;
+        }
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(layout.summary_start, Damage::Space),
@@ -253,6 +261,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             MountReport {
                 used_backup,
                 recovered: pending.transactions > 0,
+                torn_journal_header: torn_header,
                 was_dirty,
             },
         ))
@@ -486,6 +495,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     #[cfg(test)]
     pub(in crate::logic::fs) fn journal_offset(&self) -> usize {
         self.journal.next_offset()
+    }
+
+    /// The sequence number the next transaction gets (tests check that
+    /// no committed one in the log has it or a later one).
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn journal_seq(&self) -> u64 {
+        self.journal.next_seq()
     }
 
     /// The root directory.
