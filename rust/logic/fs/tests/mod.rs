@@ -13,6 +13,7 @@ mod crafted;
 mod crash;
 mod data;
 mod fuzz;
+mod journal;
 mod namespace;
 mod placement;
 mod poison;

@@ -144,13 +144,18 @@ impl Journal {
         } else {
             0
         };
-        self.move_tail(media, offset, spare)?;
-        media.fence();
-        Ok(())
+        self.move_tail(media, offset, spare)
     }
 
-    /// Writes the header: recovery starts with the next transaction at
-    /// log offset `offset`, where it goes from now on. Not fenced.
+    /// Writes the header, fenced: recovery starts with the next
+    /// transaction at log offset `offset`, where it goes from now on.
+    ///
+    /// The fence comes before anything is written at `offset`: there the
+    /// log still holds the transactions the old tail leads to, and a crash
+    /// that kept the old header and some of a new body over them would
+    /// stop recovery's walk early (replaying one that a later one undid,
+    /// or none, and numbering new transactions again from there, where
+    /// stale ones with the same numbers lie).
     fn move_tail<M: Media>(
         &mut self,
         media: &M,
@@ -166,6 +171,7 @@ impl Journal {
         if !media.write(header_byte, &spare[..]) {
             return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
         }
+        media.fence();
         // From here the header names this place: a transaction that fails
         // after it must not leave the next one behind it.
         self.next_offset = offset;
@@ -185,6 +191,12 @@ pub(in crate::logic::fs) struct Ticket {
 }
 
 impl Ticket {
+    /// Its sequence number.
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Finishes `tx` as this ticket's transaction and makes its body
     /// durable (fenced: on this CPU, which is the one that wrote it).
     /// Bodies of different tickets go to different bytes: they may be
