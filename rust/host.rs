@@ -165,6 +165,34 @@ impl fs::Scratch for HeapScratch {
     }
 }
 
+/// A whole device in memory, block after block, for mkfs and the checks
+/// ([`format::mkfs::Image`]) in the host tests and the tools' tests.
+pub struct MemoryImage(pub alloc::vec::Vec<u8>);
+
+impl MemoryImage {
+    /// The bytes of block `n`.
+    fn range(n: u64) -> Option<core::ops::Range<usize>> {
+        let at = usize::try_from(n).ok()?.checked_mul(format::BLOCK_SIZE)?;
+        Some(at..at.checked_add(format::BLOCK_SIZE)?)
+    }
+}
+
+impl format::mkfs::Image for MemoryImage {
+    type Error = ();
+    fn block(&self, n: u64) -> Result<&[u8; format::BLOCK_SIZE], ()> {
+        Self::range(n)
+            .and_then(|r| self.0.get(r))
+            .and_then(|b| b.try_into().ok())
+            .ok_or(())
+    }
+    fn block_mut(&mut self, n: u64) -> Result<&mut [u8; format::BLOCK_SIZE], ()> {
+        Self::range(n)
+            .and_then(|r| self.0.get_mut(r))
+            .and_then(|b| b.try_into().ok())
+            .ok_or(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -163,10 +163,10 @@ fn mount_volume(id: &CStr, dax: &Arc<FsDax>, len: u64, read_only: bool) -> Resul
         } else {
             ""
         },
-        match (report.torn_journal_header, read_only) {
-            (true, false) => ", journal header torn by a crash and rewritten",
-            (true, true) => ", journal header torn by a crash",
-            _ => "",
+        if report.torn_journal_header {
+            ", journal header torn by a crash, log restarted"
+        } else {
+            ""
         },
         if report.used_backup {
             ", backup superblock used"

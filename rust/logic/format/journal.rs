@@ -96,25 +96,31 @@ impl JournalHeader {
         Self::fields(block, log_len)
     }
 
+    /// The 8-byte word holding the checksum. A rewrite of the header in
+    /// place zeroes it first, fenced, then writes the rest, fenced, then
+    /// it, fenced: pmem keeps only aligned 8-byte stores whole, and this
+    /// way a crash during the rewrite leaves either a whole header or one
+    /// whose check word is zero ([`Self::recover`]).
+    pub const CHECK_WORD: usize = BLOCK_SIZE - 8;
+
     /// Decodes the header block for recovery: the tail to walk the log
     /// from, and whether a crash had torn the header.
     ///
-    /// The header is rewritten in place (when the log wraps and at a clean
-    /// unmount), and pmem keeps only aligned 8-byte stores whole: a crash
-    /// before the rewrite is fenced can leave any mix of the old and the
-    /// new tail's words and checksum. The header is only rewritten once
-    /// every transaction in the log is home and durable, and no commit
-    /// record is written until the rewrite is fenced, so a torn header
-    /// (its magic right, its other bytes zero as [`Self::encode`] leaves
-    /// them, its checksum wrong) means there is nothing to replay. Nor may
-    /// anything be: the transaction that wrapped the log may have
-    /// overwritten some of the transactions from the tail on, so a walk
-    /// could stop early and replay one that a later one undid. The tail
-    /// returned then restarts the log at its start, past every sequence
-    /// number the log can hold (a lap holds at most one transaction per
-    /// [`TX_HEADER_BYTES`] + [`COMMIT_BYTES`] bytes from the old tail on),
-    /// so that no stale transaction is ever taken for a new one; recovery
-    /// writes it whole before the next transaction.
+    /// A header whose check word is zero, its magic right and its other
+    /// bytes zero as [`Self::encode`] leaves them, is one torn during a
+    /// rewrite ([`Self::CHECK_WORD`]): its tail's words may be any mix of
+    /// the old and the new tail's. The header is only rewritten once every
+    /// transaction in the log is home and durable, and no byte of the log
+    /// is written until the rewrite is fenced, so there is nothing to
+    /// replay; and a walk from a mixed tail could start in the middle of
+    /// stale transactions. The tail returned restarts the log at its
+    /// start, past every sequence number the log can hold (a lap holds at
+    /// most one transaction per [`TX_HEADER_BYTES`] + [`COMMIT_BYTES`]
+    /// bytes from the old tail on; the new tail's number is at most that
+    /// far past the old one), so that no stale transaction is ever taken
+    /// for a new one. The journal writes it whole before its next
+    /// transaction. Any other damage is refused: a check word that is
+    /// neither zero nor right is not a rewrite's.
     pub fn recover(block: &[u8], log_len: usize) -> Result<(Self, bool), JournalError> {
         let block = block.get(..BLOCK_SIZE).ok_or(JournalError::BadHeader)?;
         if let Ok(header) = Self::decode(block, log_len) {
@@ -122,10 +128,11 @@ impl JournalHeader {
         }
         let magic = Self::OFF_MAGIC..Self::OFF_MAGIC + 4;
         let fields = Self::OFF_TAIL_SEQ..Self::OFF_TAIL_OFFSET + 8;
-        let rest_zero = block.iter().enumerate().all(|(i, &b)| {
-            b == 0 || magic.contains(&i) || fields.contains(&i) || i >= Self::OFF_CRC
-        });
-        if !rest_zero {
+        let torn = block
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == 0 || magic.contains(&i) || fields.contains(&i));
+        if !torn {
             return Err(JournalError::BadHeader);
         }
         let found = Self::fields(block, log_len)?;
@@ -731,14 +738,16 @@ mod tests {
         assert!(log[..offset].iter().chain(&log[next..]).all(|&b| b == 0xee));
     }
 
-    /// Every mix of an old and a new header's 8-byte words, as a crash
-    /// during a rewrite can leave them, is recovered as torn: the log
-    /// restarts at its start past every sequence number a lap from the
-    /// tail found can hold. Damage of any other kind is refused.
+    /// Every state a rewrite in three fenced steps (check word zeroed,
+    /// the rest, the check word) can leave at a crash is a whole header
+    /// or a torn one, which restarts the log past every sequence number a
+    /// lap from the tail found can hold. A mix with a check word that is
+    /// neither zero nor right, or damage elsewhere, is refused.
     #[test]
     fn a_torn_header_restarts_the_log() {
         let log_len = 8192;
         let per_lap = (log_len / (TX_HEADER_BYTES + COMMIT_BYTES)) as u64;
+        let check = JournalHeader::CHECK_WORD;
         let (mut old, mut new) = ([0u8; BLOCK_SIZE], [0u8; BLOCK_SIZE]);
         let (old_tail, new_tail) = (
             JournalHeader {
@@ -752,33 +761,39 @@ mod tests {
         );
         old_tail.encode(&mut old);
         new_tail.encode(&mut new);
-        let words = [8, 16, BLOCK_SIZE - 8];
-        for mix in 0..8u32 {
+        assert_eq!(JournalHeader::recover(&old, log_len), Ok((old_tail, false)));
+        assert_eq!(JournalHeader::recover(&new, log_len), Ok((new_tail, false)));
+        for mix in 0..4u32 {
             let mut block = old;
-            for (bit, &at) in words.iter().enumerate() {
+            for (bit, at) in [8, 16].into_iter().enumerate() {
                 if mix & 1 << bit != 0 {
                     block[at..at + 8].copy_from_slice(&new[at..at + 8]);
                 }
             }
-            let recovered = JournalHeader::recover(&block, log_len);
-            match mix {
-                // All old or all new is a whole header.
-                0 => assert_eq!(recovered, Ok((old_tail, false))),
-                7 => assert_eq!(recovered, Ok((new_tail, false))),
-                _ => {
-                    let found_seq = if mix & 1 != 0 { 77 } else { 40 };
-                    let restart = JournalHeader {
-                        tail_seq: found_seq + per_lap + 1,
-                        tail_offset: 0,
-                    };
-                    assert_eq!(recovered, Ok((restart, true)), "mix {mix}");
-                    assert!(JournalHeader::decode(&block, log_len).is_err());
-                }
+            let found_seq = if mix & 1 != 0 { 77 } else { 40 };
+            let restart = JournalHeader {
+                tail_seq: found_seq + per_lap + 1,
+                tail_offset: 0,
+            };
+            let mut zeroed = block;
+            zeroed[check..].fill(0);
+            assert_eq!(
+                JournalHeader::recover(&zeroed, log_len),
+                Ok((restart, true)),
+                "mix {mix}"
+            );
+            if mix != 0 && mix != 3 {
+                // A mix under a check word of either header: not a
+                // rewrite's, refused as any damage.
+                assert!(JournalHeader::recover(&block, log_len).is_err());
+                let mut new_check = block;
+                new_check[check..].copy_from_slice(&new[check..]);
+                assert!(JournalHeader::recover(&new_check, log_len).is_err());
             }
         }
         let mut torn = old;
-        torn[8..16].copy_from_slice(&new[8..16]);
-        for damage in [0, 5, 100, 4000] {
+        torn[check..].fill(0);
+        for damage in [0, 5, 100, 4000, check + 5] {
             let mut block = torn;
             block[damage] ^= 0x10;
             assert_eq!(

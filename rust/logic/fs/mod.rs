@@ -212,8 +212,8 @@ pub struct MountReport {
     /// last one; see `journal::replay_last`).
     pub recovered: bool,
     /// A crash had torn the journal header while it was rewritten: nothing
-    /// needed replaying, and the log restarted (read-only: only in memory;
-    /// see `JournalHeader::recover`).
+    /// needed replaying, and the log restarted; the header is written
+    /// whole before the next transaction (`JournalHeader::recover`).
     pub torn_journal_header: bool,
     /// The filesystem was not unmounted cleanly.
     pub was_dirty: bool,

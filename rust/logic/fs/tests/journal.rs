@@ -96,14 +96,16 @@ impl PerThreadPmem {
         if start + data.len() > stores.memory.len() {
             return false;
         }
+        stores.memory[start..start + data.len()].copy_from_slice(data);
+        let me = thread::current().id();
+        stores.pending.push((me, offset, data.to_vec()));
+        // A crash at this store comes while it is under way: any of its
+        // words may have reached the media.
         if stores.images.len() < stores.max_images && stores.rng.next() % 8 == 0 {
             let image = stores.crash();
             let acknowledged = stores.acknowledged;
             stores.images.push((image, acknowledged));
         }
-        stores.memory[start..start + data.len()].copy_from_slice(data);
-        let me = thread::current().id();
-        stores.pending.push((me, offset, data.to_vec()));
         true
     }
 }
@@ -226,7 +228,7 @@ fn empty_journal() -> (Vec<u8>, Superblock, Journal) {
         next_offset: 0,
         transactions: 0,
     };
-    (device, sb, Journal::new(log_start, LOG_LEN, &end))
+    (device, sb, Journal::new(log_start, LOG_LEN, &end, false))
 }
 
 /// Runs `threads` committers of `per_thread` transactions each through
@@ -370,8 +372,8 @@ fn recovers_a_prefix(
 
 /// Crash images of one run that recovery does not bring back to a
 /// prefix of the transactions in sequence order that holds every one
-/// acknowledged, and all images taken.
-fn images_off_prefix(seed: u64, fence_home: bool) -> (usize, usize) {
+/// acknowledged, all images taken, and those with a torn header.
+fn images_off_prefix(seed: u64, fence_home: bool) -> (usize, usize, usize) {
     let (device, sb, journal) = empty_journal();
     let media = PerThreadPmem::new(device, seed, 64);
     let committed = commit_from_threads(&media, &sb, journal, 3, 60, fence_home);
@@ -380,7 +382,8 @@ fn images_off_prefix(seed: u64, fence_home: bool) -> (usize, usize) {
         .iter()
         .filter(|(image, acknowledged)| !recovers_a_prefix(&committed, image, *acknowledged))
         .count();
-    (off, images.len())
+    let torn = images.iter().filter(|(image, _)| recover(image).2).count();
+    (off, images.len(), torn)
 }
 
 /// Every transaction commits, in sequence order, and the log walks from
@@ -411,13 +414,15 @@ fn journal_threads_commit_in_seq_order() {
 
 /// A crash at any store, keeping any of the words not fenced yet,
 /// recovers to a prefix of the transactions in sequence order that holds
-/// every one acknowledged, across wraps of the log (and torn headers). Without the fence of each committer's home writes
-/// before the next commit record (I4), it does not.
+/// every one acknowledged, across wraps of the log, torn headers among
+/// them. Without the fence of each committer's home writes before the
+/// next commit record (I4), it does not.
 #[test]
 fn a_crash_with_per_thread_fences_applies_a_prefix() {
-    let mut taken = 0;
+    let (mut taken, mut torn) = (0, 0);
     for seed in 0..100 {
-        let (off, images) = images_off_prefix(seed, true);
+        let (off, images, torn_here) = images_off_prefix(seed, true);
+        torn += torn_here;
         assert_eq!(
             off, 0,
             "seed {seed}: {off} of {images} crash images are not a prefix"
@@ -425,6 +430,7 @@ fn a_crash_with_per_thread_fences_applies_a_prefix() {
         taken += images;
     }
     assert!(taken >= 100 * 60);
+    assert!(torn > 0, "no crash image caught a header rewrite");
     let broken = (0..40).any(|seed| images_off_prefix(seed, false).0 > 0);
     assert!(
         broken,

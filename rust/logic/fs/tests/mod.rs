@@ -26,7 +26,7 @@ use super::*;
 use crate::logic::{
     format::{
         inode::FileType,
-        mkfs::{check_filesystem, make_filesystem, FsError, Image, MkfsOptions},
+        mkfs::{check_filesystem, make_filesystem, FsError, MkfsOptions},
         superblock::{
             Label, Superblock, BACKUP_BLOCK, PRIMARY_BLOCK, RO_COMPAT_LAZY_COUNTERS, STATE_CLEAN,
         },
@@ -34,6 +34,7 @@ use crate::logic::{
     },
     testing::Lcg,
 };
+use crate::MemoryImage as Flat;
 
 /// Memory standing in for pmem: what the CPU sees, what is durable, and
 /// the stores between the two (not yet fenced).
@@ -188,26 +189,6 @@ fn copy_through(media: &impl Media, from: u64, to: u64, len: u64) -> Result<(), 
 }
 
 type Buffers = crate::HeapScratch;
-
-struct Flat(Vec<u8>);
-
-impl Image for Flat {
-    type Error = ();
-    fn block(&self, n: u64) -> Result<&[u8; BLOCK_SIZE], ()> {
-        let at = n as usize * BLOCK_SIZE;
-        self.0
-            .get(at..at + BLOCK_SIZE)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(())
-    }
-    fn block_mut(&mut self, n: u64) -> Result<&mut [u8; BLOCK_SIZE], ()> {
-        let at = n as usize * BLOCK_SIZE;
-        self.0
-            .get_mut(at..at + BLOCK_SIZE)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(())
-    }
-}
 
 const T0: Timestamp = Timestamp {
     sec: 1_790_000_000,

@@ -35,17 +35,27 @@ pub(in crate::logic::fs) struct Journal {
     next_seq: u64,
     /// Log offset of the next transaction.
     next_offset: usize,
+    /// Recovery found the header torn and restarted the log: the header
+    /// is written whole before the next transaction.
+    torn_header: bool,
 }
 
 impl Journal {
     /// The log of `log_len` bytes at device byte `log_start`, which
-    /// recovery found ending at `end`.
-    pub(in crate::logic::fs) fn new(log_start: u64, log_len: usize, end: &ReplayEnd) -> Self {
+    /// recovery found ending at `end`, its header torn or not
+    /// (`JournalHeader::recover`).
+    pub(in crate::logic::fs) fn new(
+        log_start: u64,
+        log_len: usize,
+        end: &ReplayEnd,
+        torn_header: bool,
+    ) -> Self {
         Self {
             log_start,
             log_len,
             next_seq: end.next_seq,
             next_offset: end.next_offset,
+            torn_header,
         }
     }
 
@@ -105,6 +115,10 @@ impl Journal {
         if len > self.log_len {
             return Err(Error::NoSpace);
         }
+        if self.torn_header {
+            // Recovery restarted the log (everything in it is home).
+            self.move_tail(media, self.next_offset, spare)?;
+        }
         if self.next_offset + len > self.log_len {
             if completed.wrapping_add(1) != self.next_seq {
                 return Ok(None);
@@ -150,12 +164,14 @@ impl Journal {
     /// Writes the header, fenced: recovery starts with the next
     /// transaction at log offset `offset`, where it goes from now on.
     ///
-    /// The fence comes before anything is written at `offset`: there the
-    /// log still holds the transactions the old tail leads to, and a crash
-    /// that kept the old header and some of a new body over them would
-    /// stop recovery's walk early (replaying one that a later one undid,
-    /// or none, and numbering new transactions again from there, where
-    /// stale ones with the same numbers lie).
+    /// In three fenced steps (`JournalHeader::CHECK_WORD`): a crash
+    /// leaves the old header, the new one, or one recovery knows for torn.
+    /// The last fence comes before anything is written at `offset`: there
+    /// the log still holds the transactions the old tail leads to, and a
+    /// crash that kept the old header and some of a new body over them
+    /// would stop recovery's walk early (replaying one that a later one
+    /// undid, or none, and numbering new transactions again from there,
+    /// where stale ones with the same numbers lie).
     fn move_tail<M: Media>(
         &mut self,
         media: &M,
@@ -168,10 +184,16 @@ impl Journal {
         }
         .encode(spare);
         let header_byte = self.log_start - BLOCK_SIZE as u64;
-        if !media.write(header_byte, &spare[..]) {
-            return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
+        let check = JournalHeader::CHECK_WORD;
+        let (rest, check_word) = spare.split_at(check);
+        let steps = [(check, &[0u8; 8][..]), (0, rest), (check, check_word)];
+        for (offset, bytes) in steps {
+            if !media.write(header_byte + offset as u64, bytes) {
+                return Err(Error::Corrupt(header_byte >> 12, Damage::Address));
+            }
+            media.fence();
         }
-        media.fence();
+        self.torn_header = false;
         // From here the header names this place: a transaction that fails
         // after it must not leave the next one behind it.
         self.next_offset = offset;

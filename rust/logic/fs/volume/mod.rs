@@ -196,7 +196,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             media,
             scratch,
             sb,
-            journal: Journal::new(log_start, log_len, &pending),
+            journal: Journal::new(log_start, log_len, &pending, torn_header),
             read_only,
             shut_down: false,
             chunk_hint: 0,
@@ -210,14 +210,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             rewrite_primary: used_backup,
             times: TxTimes::default(),
         };
-        if torn_header && !read_only {
-            // The log restarts where the header now says, whole this time.
-            let spare = volume.scratch.parts().spare;
-            volume
-                .journal
-                .empty(&volume.media, spare)
-                .map_err(|_| MountError::Journal)?;
-        }
         volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(layout.summary_start, Damage::Space),
