@@ -133,18 +133,12 @@ impl DeviceImage {
             return Err("journal record outside the device or inside the journal");
         }
         if torn {
-            let whole = JournalHeader {
-                tail_seq: end.next_seq,
-                tail_offset: if end.next_offset < log_len {
-                    end.next_offset as u64
-                } else {
-                    0
-                },
-            };
+            // The restart tail recover() gave, which the walk found empty:
+            // the header mount writes before its first transaction.
             let block = self
                 .block_mut(layout.journal_start)
                 .map_err(|()| "device read")?;
-            whole.encode(block);
+            header.encode(block);
         }
         Ok((end.transactions, torn))
     }
@@ -431,7 +425,7 @@ fn check(device: &str, journal: &mut bool) -> Checked {
         Ok((n, torn)) => {
             *journal = true;
             if torn {
-                println!("{device}: journal header torn by a crash while it was rewritten (mount rewrites it)");
+                println!("{device}: journal header torn by a crash while it was rewritten (mount restarts the log)");
             }
             if n > 0 {
                 println!("{device}: journal not empty ({n} transactions since its tail; the last checked as replayed)");
