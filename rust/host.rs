@@ -22,17 +22,66 @@ extern crate alloc;
 /// A volume's working memory ([`fs::Scratch`]) on the heap, for the host
 /// tests and the userspace tools (the module allocates its own).
 pub struct HeapScratch {
+    contexts: alloc::vec::Vec<std::sync::Mutex<HeapContext>>,
+    claims: fs::ContextClaims,
+    reservations: alloc::vec::Vec<u64>,
+    checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
+    cache: HeapCache,
+    lookups: std::sync::Mutex<HeapLookups>,
+}
+
+/// One transaction context's buffers on the heap.
+pub struct HeapContext {
     shadows: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
     originals: alloc::vec::Vec<[u8; format::BLOCK_SIZE]>,
     tags: alloc::vec::Vec<u64>,
     lines: alloc::vec::Vec<u64>,
     log: alloc::vec::Vec<u8>,
     deferred: alloc::vec::Vec<u64>,
-    reservations: alloc::vec::Vec<u64>,
     spare: alloc::boxed::Box<[u8; format::BLOCK_SIZE]>,
-    checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
-    cache: HeapCache,
-    lookups: std::sync::Mutex<HeapLookups>,
+}
+
+impl HeapContext {
+    fn new() -> Self {
+        Self {
+            shadows: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
+            originals: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
+            tags: alloc::vec![0; fs::TX_MAX_BLOCKS],
+            lines: alloc::vec![0; fs::TX_MAX_BLOCKS],
+            log: alloc::vec![0; fs::TX_LOG_BYTES],
+            deferred: alloc::vec![0; fs::DEFERRED_WORDS],
+            spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
+        }
+    }
+}
+
+/// A [`HeapContext`] checked out of a [`HeapScratch`].
+pub struct HeapContextGuard<'a> {
+    context: std::sync::MutexGuard<'a, HeapContext>,
+    claims: &'a fs::ContextClaims,
+    claim: fs::Claim,
+}
+
+impl fs::TxContext for HeapContextGuard<'_> {
+    fn parts(&mut self) -> fs::TxParts<'_> {
+        let context = &mut *self.context;
+        fs::TxParts {
+            shadows: &mut context.shadows,
+            originals: &mut context.originals,
+            tags: &mut context.tags,
+            lines: &mut context.lines,
+            log: &mut context.log,
+            deferred: &mut context.deferred,
+            spare: &mut context.spare,
+        }
+    }
+}
+
+impl Drop for HeapContextGuard<'_> {
+    fn drop(&mut self) {
+        // Just before the lock is released, as in the module.
+        self.claims.release(&self.claim);
+    }
 }
 
 /// The lookup caches' memory on the heap.
@@ -108,15 +157,19 @@ impl HeapScratch {
     /// The same with a metadata cache of `cache_slots` slots (whole
     /// shards), for tests that want blocks evicted all the time.
     pub fn with_cache_slots(cache_slots: usize) -> Self {
+        Self::with_contexts(cache_slots, 1)
+    }
+
+    /// The same with `contexts` transaction contexts (1 to
+    /// [`fs::MAX_TX_CONTEXTS`]).
+    pub fn with_contexts(cache_slots: usize, contexts: usize) -> Self {
+        let claims = fs::ContextClaims::new(contexts);
         Self {
-            shadows: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
-            originals: alloc::vec![[0; format::BLOCK_SIZE]; fs::TX_MAX_BLOCKS],
-            tags: alloc::vec![0; fs::TX_MAX_BLOCKS],
-            lines: alloc::vec![0; fs::TX_MAX_BLOCKS],
-            log: alloc::vec![0; fs::TX_LOG_BYTES],
-            deferred: alloc::vec![0; fs::DEFERRED_WORDS],
+            contexts: (0..claims.count())
+                .map(|_| std::sync::Mutex::new(HeapContext::new()))
+                .collect(),
+            claims,
             reservations: alloc::vec![0; fs::RESERVATION_WORDS],
-            spare: alloc::boxed::Box::new([0; format::BLOCK_SIZE]),
             checked: (0..cache_slots * fs::CHECKED_SLOTS_PER_CACHE_SLOT)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
                 .collect(),
@@ -136,19 +189,18 @@ impl Default for HeapScratch {
 }
 
 impl fs::Scratch for HeapScratch {
-    fn parts(&mut self) -> fs::Parts<'_> {
-        fs::Parts {
-            shadows: &mut self.shadows,
-            originals: &mut self.originals,
-            tags: &mut self.tags,
-            lines: &mut self.lines,
-            log: &mut self.log,
-            deferred: &mut self.deferred,
-            spare: &mut self.spare,
-            checked: &self.checked,
-            cache: &self.cache,
-            lookups: &self.lookups,
-            reservations: &mut self.reservations,
+    type Context<'a> = HeapContextGuard<'a>;
+
+    fn context(&self) -> HeapContextGuard<'_> {
+        let claim = self.claims.claim();
+        // `claim` is below the claims' count, which is the pool's length.
+        let context = self.contexts[claim.index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        HeapContextGuard {
+            context,
+            claims: &self.claims,
+            claim,
         }
     }
 
@@ -162,6 +214,14 @@ impl fs::Scratch for HeapScratch {
 
     fn lookup_slots(&self) -> &dyn fs::LookupSlots {
         &self.lookups
+    }
+
+    fn reservations(&self) -> &[u64] {
+        &self.reservations
+    }
+
+    fn reservations_mut(&mut self) -> &mut [u64] {
+        &mut self.reservations
     }
 }
 
@@ -198,5 +258,47 @@ mod tests {
     #[test]
     fn version_file_matches_cargo_manifest() {
         assert_eq!(super::VERSION, env!("CARGO_PKG_VERSION"));
+    }
+
+    /// Holders of a pool's contexts never share one, and as many hold
+    /// theirs at once as there are contexts.
+    #[test]
+    fn transaction_contexts_are_each_one_holders() {
+        use crate::fs::{Scratch, TxContext, MIN_CACHE_SLOTS};
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        const CONTEXTS: usize = 2;
+        let scratch = super::HeapScratch::with_contexts(MIN_CACHE_SLOTS, CONTEXTS);
+        let together = std::sync::Barrier::new(CONTEXTS);
+        let holding = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for thread in 0..2 * CONTEXTS {
+                let (scratch, together, holding, most) = (&scratch, &together, &holding, &most);
+                s.spawn(move || {
+                    for round in 0..300usize {
+                        let mut context = scratch.context();
+                        let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        // The first checkouts meet: two of them on one
+                        // context would wait for each other for ever.
+                        if round == 0 && thread < CONTEXTS {
+                            together.wait();
+                        }
+                        let mark = (thread * 1000 + round) as u64;
+                        let parts = context.parts();
+                        parts.tags[0] = mark;
+                        parts.log[..8].copy_from_slice(&mark.to_le_bytes());
+                        parts.spare[..8].copy_from_slice(&mark.to_le_bytes());
+                        std::thread::yield_now();
+                        let parts = context.parts();
+                        assert_eq!(parts.tags[0], mark);
+                        assert_eq!(parts.log[..8], mark.to_le_bytes());
+                        assert_eq!(parts.spare[..8], mark.to_le_bytes());
+                        holding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), CONTEXTS);
     }
 }

@@ -5,15 +5,23 @@
 //! memory of its transactions and metadata cache ([`Scratch`]).
 
 use core::sync::atomic::AtomicU64;
-use kernel::{new_spinlock, prelude::*, sync::SpinLock};
+use kernel::{
+    new_mutex, new_spinlock,
+    prelude::*,
+    sync::{
+        lock::{mutex::MutexBackend, Guard},
+        Mutex, SpinLock,
+    },
+};
 
 use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
-            CacheSlots, InodeSlot, LookupSlots, MappingSlot, Media, MediaFault, Parts, Scratch,
-            ShardUse, CACHE_SHARDS, CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS,
-            INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            CacheSlots, Claim, ContextClaims, InodeSlot, LookupSlots, MappingSlot, Media,
+            MediaFault, Scratch, ShardUse, TxContext, TxParts, CACHE_SHARDS,
+            CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS,
+            RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -152,30 +160,19 @@ impl LookupSlots for LookupMemory {
     }
 }
 
-/// A volume's working memory, allocated once per mount (vmalloc):
-/// transaction buffers (about 1.5 MiB) and the metadata cache
-/// ([`crate::logic::fs::cache_slots_for`]: 4 to 32 MiB).
-pub(crate) struct Buffers {
+/// One transaction context's buffers (about 1.5 MiB, vmalloc).
+struct TxBuffers {
     shadows: VVec<u8>,
     originals: VVec<u8>,
     numbers: KVec<u64>,
     lines: KVec<u64>,
     log: VVec<u8>,
     deferred: KVec<u64>,
-    reservations: KVec<u64>,
     spare: KBox<[u8; BLOCK_SIZE]>,
-    checked: VVec<AtomicU64>,
-    cache: CacheMemory,
-    lookups: LookupMemory,
 }
 
-impl Buffers {
-    /// Zeroed buffers of the sizes the logic asks for, with a metadata
-    /// cache of `cache_slots` blocks.
-    pub(crate) fn new(cache_slots: usize) -> Result<Self> {
-        let checked_slots = cache_slots
-            .checked_mul(CHECKED_SLOTS_PER_CACHE_SLOT)
-            .ok_or(EINVAL)?;
+impl TxBuffers {
+    fn new() -> Result<Self> {
         let mut shadows = VVec::new();
         shadows.extend_with(TX_MAX_BLOCKS * BLOCK_SIZE, 0u8, GFP_KERNEL)?;
         let mut originals = VVec::new();
@@ -188,9 +185,88 @@ impl Buffers {
         log.extend_with(TX_LOG_BYTES, 0u8, GFP_KERNEL)?;
         let mut deferred = KVec::new();
         deferred.extend_with(DEFERRED_WORDS, 0u64, GFP_KERNEL)?;
+        Ok(Self {
+            shadows,
+            originals,
+            numbers,
+            lines,
+            log,
+            deferred,
+            spare: KBox::init(kernel::init::zeroed(), GFP_KERNEL)?,
+        })
+    }
+}
+
+/// A [`TxBuffers`] checked out of [`Buffers`]: its mutex held.
+pub(crate) struct TxContextGuard<'a> {
+    buffers: Guard<'a, TxBuffers, MutexBackend>,
+    claims: &'a ContextClaims,
+    claim: Claim,
+}
+
+impl TxContext for TxContextGuard<'_> {
+    fn parts(&mut self) -> TxParts<'_> {
+        let buffers = &mut *self.buffers;
+        TxParts {
+            shadows: memory::as_blocks_mut::<BLOCK_SIZE>(&mut buffers.shadows),
+            originals: memory::as_blocks_mut::<BLOCK_SIZE>(&mut buffers.originals),
+            tags: &mut buffers.numbers,
+            lines: &mut buffers.lines,
+            log: &mut buffers.log,
+            deferred: &mut buffers.deferred,
+            spare: &mut buffers.spare,
+        }
+    }
+}
+
+impl Drop for TxContextGuard<'_> {
+    fn drop(&mut self) {
+        // Just before the mutex is released: a checkout that claims the
+        // context in between waits for that release only.
+        self.claims.release(&self.claim);
+    }
+}
+
+/// Transaction contexts a mount allocates: one while the volume runs its
+/// transactions one at a time (Documentation/oxdax/concurrency.rst,
+/// stage 3); stage 4's shared volume lock is what more would be for.
+const TX_CONTEXTS: usize = 1;
+
+/// A volume's working memory, allocated once per mount (vmalloc):
+/// transaction contexts (about 1.5 MiB each) and the metadata cache
+/// ([`crate::logic::fs::cache_slots_for`]: 4 to 32 MiB).
+pub(crate) struct Buffers {
+    /// The first transaction context, and the others: at least one.
+    first_context: Pin<KBox<Mutex<TxBuffers>>>,
+    more_contexts: KVec<Pin<KBox<Mutex<TxBuffers>>>>,
+    claims: ContextClaims,
+    reservations: KVec<u64>,
+    checked: VVec<AtomicU64>,
+    cache: CacheMemory,
+    lookups: LookupMemory,
+}
+
+impl Buffers {
+    /// Zeroed buffers of the sizes the logic asks for, with a metadata
+    /// cache of `cache_slots` blocks.
+    pub(crate) fn new(cache_slots: usize) -> Result<Self> {
+        let checked_slots = cache_slots
+            .checked_mul(CHECKED_SLOTS_PER_CACHE_SLOT)
+            .ok_or(EINVAL)?;
+        let claims = ContextClaims::new(TX_CONTEXTS);
+        let context = || {
+            KBox::pin_init(
+                new_mutex!(TxBuffers::new()?, "oxdax_tx_context"),
+                GFP_KERNEL,
+            )
+        };
+        let first_context = context()?;
+        let mut more_contexts = KVec::with_capacity(claims.count() - 1, GFP_KERNEL)?;
+        for _ in 1..claims.count() {
+            more_contexts.push(context()?, GFP_KERNEL)?;
+        }
         let mut reservations = KVec::new();
         reservations.extend_with(RESERVATION_WORDS, 0u64, GFP_KERNEL)?;
-        let spare = KBox::init(kernel::init::zeroed(), GFP_KERNEL)?;
         let mut inodes = KVec::new();
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut mappings = KVec::new();
@@ -201,14 +277,10 @@ impl Buffers {
             checked.push(AtomicU64::new(0), GFP_KERNEL)?;
         }
         Ok(Self {
-            shadows,
-            originals,
-            numbers,
-            lines,
-            log,
-            deferred,
+            first_context,
+            more_contexts,
+            claims,
             reservations,
-            spare,
             checked,
             cache: CacheMemory::new(cache_slots)?,
             lookups: LookupMemory(KBox::pin_init(
@@ -223,19 +295,21 @@ impl Buffers {
 }
 
 impl Scratch for Buffers {
-    fn parts(&mut self) -> Parts<'_> {
-        Parts {
-            shadows: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.shadows),
-            originals: memory::as_blocks_mut::<BLOCK_SIZE>(&mut self.originals),
-            tags: &mut self.numbers,
-            lines: &mut self.lines,
-            log: &mut self.log,
-            deferred: &mut self.deferred,
-            spare: &mut self.spare,
-            checked: &self.checked,
-            cache: &self.cache,
-            lookups: &self.lookups,
-            reservations: &mut self.reservations,
+    type Context<'a> = TxContextGuard<'a>;
+
+    fn context(&self) -> TxContextGuard<'_> {
+        let claim = self.claims.claim();
+        // The claim's index is below the claims' count, which is how many
+        // contexts `new` made.
+        let context = claim
+            .index
+            .checked_sub(1)
+            .and_then(|more| self.more_contexts.get(more))
+            .unwrap_or(&self.first_context);
+        TxContextGuard {
+            buffers: context.lock(),
+            claims: &self.claims,
+            claim,
         }
     }
 
@@ -249,5 +323,13 @@ impl Scratch for Buffers {
 
     fn lookup_slots(&self) -> &dyn LookupSlots {
         &self.lookups
+    }
+
+    fn reservations(&self) -> &[u64] {
+        &self.reservations
+    }
+
+    fn reservations_mut(&mut self) -> &mut [u64] {
+        &mut self.reservations
     }
 }

@@ -18,6 +18,7 @@ pub use cache::{
     INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS, MAX_CACHE_SLOTS, MIN_CACHE_SLOTS,
 };
 pub use checked::CHECKED_SLOTS_PER_CACHE_SLOT;
+pub use contexts::{Claim, ContextClaims, MAX_TX_CONTEXTS};
 use core::sync::atomic::AtomicU64;
 pub use tx::{TxTimes, RESERVATION_WORDS};
 
@@ -74,20 +75,49 @@ pub enum MediaFault {
 
 /// Working memory a volume needs, handed over at mount so that no
 /// operation allocates and none keeps large buffers on the (kernel) stack.
+///
+/// Two kinds: what every transaction and lookup shares (the caches, the
+/// checked nodes, the reservation words), and the buffers of one
+/// transaction ([`TxParts`]), which a transaction checks out as a
+/// [`Scratch::Context`] for its whole life. A pool of contexts is what
+/// lets transactions build side by side once the volume no longer runs
+/// them one at a time (Documentation/oxdax/concurrency.rst, stage 3).
 pub trait Scratch {
-    /// The buffers; each must have the length its field documents.
-    fn parts(&mut self) -> Parts<'_>;
-    /// The slots of [`Parts::checked`], for lookups outside transactions.
+    /// A checked-out transaction context: its buffers are the holder's
+    /// alone until it is dropped.
+    type Context<'a>: TxContext
+    where
+        Self: 'a;
+    /// Checks out a transaction context, waiting while every one is in use.
+    /// A caller holds one at a time: a second checkout by a holder may wait
+    /// for itself.
+    fn context(&self) -> Self::Context<'_>;
+    /// [`CHECKED_SLOTS_PER_CACHE_SLOT`] slots per slot of [`Scratch::cache`],
+    /// zero at mount, that remember the tree nodes already checked (shared
+    /// by every transaction and lookup).
     fn checked_nodes(&self) -> &[AtomicU64];
-    /// The cache of [`Parts::cache`], for lookups outside transactions.
+    /// The metadata cache ([`cache_slots_for`] slots, empty at mount;
+    /// shared by every transaction and lookup).
     fn cache(&self) -> &dyn CacheSlots;
-    /// The slots of the volume's caches of inode records and mappings,
-    /// `None` at mount.
+    /// The slots of the volume's caches of inode records and mappings: a
+    /// transaction reads the records it has not touched from them.
     fn lookup_slots(&self) -> &dyn LookupSlots;
+    /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
+    /// files' regions (here rather than in the volume, which a mount moves
+    /// on the kernel stack). Transactions read them.
+    fn reservations(&self) -> &[u64];
+    /// The same words, to change between transactions.
+    fn reservations_mut(&mut self) -> &mut [u64];
 }
 
-/// The buffers of a [`Scratch`].
-pub struct Parts<'a> {
+/// A transaction context checked out of a [`Scratch`].
+pub trait TxContext {
+    /// Its buffers; each must have the length its field documents.
+    fn parts(&mut self) -> TxParts<'_>;
+}
+
+/// The buffers of one transaction.
+pub struct TxParts<'a> {
     /// `TX_MAX_BLOCKS` shadow copies of the blocks a transaction changes.
     pub shadows: &'a mut [[u8; BLOCK_SIZE]],
     /// `TX_MAX_BLOCKS` copies of those blocks as they were before the
@@ -105,21 +135,27 @@ pub struct Parts<'a> {
     pub deferred: &'a mut [u64],
     /// One block to encode whole superblocks and journal headers in.
     pub spare: &'a mut [u8; BLOCK_SIZE],
-    /// [`CHECKED_SLOTS_PER_CACHE_SLOT`] slots per slot of `cache`, zero at
-    /// mount, that remember the tree nodes already checked (shared by
-    /// every transaction and lookup).
-    pub checked: &'a [AtomicU64],
-    /// The metadata cache ([`cache_slots_for`] slots, empty at mount; shared
-    /// by every transaction and lookup).
-    pub cache: &'a dyn CacheSlots,
-    /// The volume's caches of inode records and mappings
-    /// ([`Scratch::lookup_slots`]): a transaction reads the records it has
-    /// not touched from them.
-    pub lookups: &'a dyn LookupSlots,
-    /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
-    /// files' regions (here rather than in the volume, which a mount
-    /// moves on the kernel stack).
-    pub reservations: &'a mut [u64],
+}
+
+/// The parts of a [`Scratch`] every transaction shares, borrowed for one.
+#[derive(Clone, Copy)]
+pub(in crate::logic::fs) struct Shared<'a> {
+    pub(in crate::logic::fs) checked: &'a [AtomicU64],
+    pub(in crate::logic::fs) cache: &'a dyn CacheSlots,
+    pub(in crate::logic::fs) lookups: &'a dyn LookupSlots,
+    pub(in crate::logic::fs) reservations: &'a [u64],
+}
+
+impl<'a> Shared<'a> {
+    /// The shared parts of `scratch`.
+    pub(in crate::logic::fs) fn of(scratch: &'a impl Scratch) -> Self {
+        Self {
+            checked: scratch.checked_nodes(),
+            cache: scratch.cache(),
+            lookups: scratch.lookup_slots(),
+            reservations: scratch.reservations(),
+        }
+    }
 }
 
 /// Blocks a transaction may change; a larger operation is split into
@@ -375,6 +411,7 @@ pub struct DirEntry<'a> {
 mod cache;
 mod check;
 mod checked;
+mod contexts;
 mod poison;
 #[cfg(test)]
 mod tests;

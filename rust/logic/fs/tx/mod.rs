@@ -34,7 +34,7 @@ mod stores;
 use super::{
     cache::{BlockCache, InodeCache, Touched},
     checked::CheckedNodes,
-    Damage, Error, Media, Parts, Poisoned, MAX_DEFERRED,
+    Damage, Error, Media, Poisoned, Shared, TxParts, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
@@ -305,7 +305,12 @@ impl<M: Media> Nodes for Tx<'_, M> {
 }
 
 impl<'a, M: Media> Tx<'a, M> {
-    pub(super) fn new(media: &'a M, sb: Superblock, parts: Parts<'a>) -> Self {
+    pub(super) fn new(
+        media: &'a M,
+        sb: Superblock,
+        parts: TxParts<'a>,
+        shared: Shared<'a>,
+    ) -> Self {
         Self {
             media,
             layout: sb.layout,
@@ -313,12 +318,12 @@ impl<'a, M: Media> Tx<'a, M> {
             originals: parts.originals,
             tags: parts.tags,
             lines: parts.lines,
-            cache: BlockCache::new(parts.cache),
-            records: InodeCache::new(parts.lookups),
+            cache: BlockCache::new(shared.cache),
+            records: InodeCache::new(shared.lookups),
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
-            checked: CheckedNodes::new(parts.checked),
+            checked: CheckedNodes::new(shared.checked),
             used: 0,
             unknown: 0,
             unsealed: 0,
@@ -334,7 +339,7 @@ impl<'a, M: Media> Tx<'a, M> {
             avoided_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
-            reservations: parts.reservations,
+            reservations: shared.reservations,
             taken: Taken::default(),
             misplaced: None,
             times: TxTimes::default(),

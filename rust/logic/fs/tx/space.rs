@@ -44,7 +44,7 @@ impl<M: Media> Tx<'_, M> {
 /// Most chunks kept for files' regions at once.
 const RESERVATIONS: usize = 256;
 
-/// Words of [`crate::logic::fs::Parts::reservations`]: a count, then
+/// Words of [`crate::logic::fs::Scratch::reservations`]: a count, then
 /// `(chunk, ino)` pairs.
 pub const RESERVATION_WORDS: usize = 1 + 2 * RESERVATIONS;
 

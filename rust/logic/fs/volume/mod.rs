@@ -39,7 +39,7 @@ use super::{
     tx::{
         space_error, write_backup, Committed, CommittedSpace, Journal, Reservations, Tx, TxTimes,
     },
-    Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs,
+    Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, Shared, StatFs, TxContext,
 };
 use crate::logic::format::{
     btree::Nodes,
@@ -132,13 +132,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// unclean shutdown, frees orphans. `read_only`: the device must not be
     /// written; a journal with transactions to replay then refuses the
     /// mount.
-    pub fn mount(
-        media: M,
-        mut scratch: S,
-        read_only: bool,
-    ) -> Result<(Self, MountReport), MountError> {
+    pub fn mount(media: M, scratch: S, read_only: bool) -> Result<(Self, MountReport), MountError> {
         let device_blocks = media.size() >> BLOCK_SHIFT;
-        let parts = scratch.parts();
+        let mut context = scratch.context();
+        let parts = context.parts();
         let (mut sb, used_backup) = Self::read_superblock(&media, parts.spare)?;
         if sb.layout.block_count > device_blocks {
             return Err(MountError::TooSmall);
@@ -192,11 +189,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             sb = recovered;
         }
         let was_dirty = sb.state & STATE_CLEAN == 0;
+        let journal = Journal::new(log_start, log_len, &pending, torn_header);
+        drop(context);
         let mut volume = Self {
             media,
             scratch,
             sb,
-            journal: Journal::new(log_start, log_len, &pending, torn_header),
+            journal,
             read_only,
             shut_down: false,
             chunk_hint: 0,
@@ -328,7 +327,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 tx.sb.state |= STATE_CLEAN;
                 Ok(())
             });
-            let spare = self.scratch.parts().spare;
+            let mut context = self.scratch.context();
+            let spare = context.parts().spare;
             if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
                 // Everything is home: the next mount has nothing to replay.
                 self.media.fence();
@@ -461,7 +461,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let first = layout.data_start.div_ceil(CHUNK_BLOCKS);
         let end = layout.block_count / CHUNK_BLOCKS;
         // From the end of the device: where allocations come last.
-        let tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        let mut context = self.scratch.context();
+        let tx = Tx::new(
+            &self.media,
+            self.sb,
+            context.parts(),
+            Shared::of(&self.scratch),
+        );
         // Not a chunk with failed memory, free or not: it is never
         // written, nor is a zero chunk that failed reused (`poison`).
         let chunk = (first..end).rev().find(|&chunk| {
@@ -536,7 +542,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             return Err(Error::ReadOnly);
         }
         self.media.relax();
-        let mut tx = Tx::new(&self.media, self.sb, self.scratch.parts());
+        let mut context = self.scratch.context();
+        let mut tx = Tx::new(
+            &self.media,
+            self.sb,
+            context.parts(),
+            Shared::of(&self.scratch),
+        );
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
         tx.rewrite_primary = self.rewrite_primary;
@@ -561,6 +573,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         };
         let built = self.media.now_ns().saturating_sub(start);
         let committed = tx.commit(&mut self.journal);
+        // Its home writes are done: the buffers are free for the next.
+        drop(context);
         self.inodes().forget(&touched);
         match committed {
             Ok((sb, effects)) => {
@@ -591,7 +605,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// The chunks kept for the regions of open files.
     fn reservations(&mut self) -> Reservations<&mut [u64]> {
-        Reservations(self.scratch.parts().reservations)
+        Reservations(self.scratch.reservations_mut())
     }
 
     /// Committed inode records (`inode`), forgotten by the transactions
