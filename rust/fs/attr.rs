@@ -12,7 +12,7 @@ use kernel::prelude::*;
 
 use super::mutex_stats::Use;
 use super::{
-    info::{attributes, inode_info, refresh, OxdaxFs},
+    info::{inode_info, refresh, refresh_times, OxdaxFs},
     mmap::{self, Quiet},
 };
 use crate::{
@@ -41,7 +41,7 @@ impl AttrOperations for OxdaxFs {
         info.call_mut(Use::Write, |v| {
             let result = v.set_attr(ino, change);
             if let Ok(record) = result.or_else(|_| v.inode(ino)) {
-                refresh(inode, &record);
+                refresh(v, inode, &record);
             }
             result.map(|_| ())
         })?;
@@ -71,8 +71,7 @@ impl AttrOperations for OxdaxFs {
                 ..*change
             };
             let record = v.set_attr(ino, &change)?;
-            // With the volume held too (`refresh`).
-            inode.set_times(&attributes(&record));
+            refresh_times(v, inode, &record);
             Ok(())
         })
     }

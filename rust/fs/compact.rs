@@ -177,6 +177,6 @@ fn move_piece(sb: &SuperBlock<OxdaxFs>, info: &Info, piece: &Owned) -> bool {
 /// have gained or lost a node, and `st_blocks` counts the tree's nodes.
 fn refresh_blocks(v: &Vol, inode: &Inode<OxdaxFs>, ino: u64) {
     if let Ok(record) = v.inode(ino) {
-        refresh(inode, &record);
+        refresh(v, inode, &record);
     }
 }

@@ -50,7 +50,7 @@ impl DirOperations for OxdaxFs {
         let now = dir.now();
         in_directory(info, dir, |v| {
             let record = v.link(inode.ino(), dir.ino(), name, now)?;
-            refresh(inode, &record);
+            refresh(v, inode, &record);
             Ok(())
         })
     }
@@ -60,7 +60,7 @@ impl DirOperations for OxdaxFs {
         let now = dir.now();
         in_directory(info, dir, |v| {
             let unlinked = v.unlink(dir.ino(), name, now)?;
-            refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+            refresh_checked(v, info, victim, unlinked.ino, &unlinked.inode);
             Ok(())
         })
     }
@@ -70,7 +70,7 @@ impl DirOperations for OxdaxFs {
         let now = dir.now();
         in_directory(info, dir, |v| {
             let unlinked = v.rmdir(dir.ino(), name, now)?;
-            refresh_checked(info, victim, unlinked.ino, &unlinked.inode);
+            refresh_checked(v, info, victim, unlinked.ino, &unlinked.inode);
             Ok(())
         })
     }
@@ -97,9 +97,9 @@ impl DirOperations for OxdaxFs {
                 now,
             )?;
             // Shown with the volume held (`refresh`).
-            refresh_checked(info, moved, renamed.moved.0, &renamed.moved.1);
+            refresh_checked(v, info, moved, renamed.moved.0, &renamed.moved.1);
             match (replaced, renamed.replaced) {
-                (Some(inode), Some((ino, record))) => refresh_checked(info, inode, ino, &record),
+                (Some(inode), Some((ino, record))) => refresh_checked(v, info, inode, ino, &record),
                 (None, None) => {}
                 _ => pr_err!(
                     "{}: rename target in directory {} disagrees with the dentry cache\n",
@@ -108,11 +108,11 @@ impl DirOperations for OxdaxFs {
                 ),
             }
             if let Ok(record) = v.inode(old_dir.ino()) {
-                refresh(old_dir, &record);
+                refresh(v, old_dir, &record);
             }
             if !same_dir {
                 if let Ok(record) = v.inode(new_dir.ino()) {
-                    refresh(new_dir, &record);
+                    refresh(v, new_dir, &record);
                 }
             }
             Ok(())

@@ -58,7 +58,7 @@ impl ExtentOperations for OxdaxFs {
             // range (as ext4 and xfs leave it): the inode is shown as it is
             // either way, with the volume held (`refresh`).
             if let Ok(record) = result.or_else(|_| v.inode(ino)) {
-                refresh(inode, &record);
+                refresh(v, inode, &record);
             }
             result.map(|_| ())
         })?;
@@ -120,7 +120,7 @@ impl ExtentOperations for OxdaxFs {
             // the destination is shown as it is either way, with the
             // volume held (`refresh`).
             if let Ok(record) = result.or_else(|_| v.inode(to)) {
-                refresh(dst, &record);
+                refresh(v, dst, &record);
             }
             result.map(|_| ())
         })

@@ -243,7 +243,7 @@ pub(super) fn in_directory<R>(
     info.call_mut(Use::Namespace, |v| {
         let result = op(v)?;
         if let Ok(record) = v.inode(dir.ino()) {
-            refresh(dir, &record);
+            refresh(v, dir, &record);
         }
         Ok(result)
     })
@@ -278,19 +278,32 @@ pub(super) fn attributes(record: &Record) -> Attributes {
 }
 
 /// Copies a record into its VFS inode: the one place that does. Called
-/// with the volume lock held, from the call that changed or read the
-/// record: the VFS inode then shows the records in the order they were
-/// committed (a fault's `update_time` commits times without `i_rwsem`, and
-/// an older record copied after it would show older times).
-pub(super) fn refresh(inode: &Inode<OxdaxFs>, record: &Record) {
+/// with the volume lock held (`_locked`, which only [`Info::call`] and
+/// [`Info::call_mut`] hand out, is the proof), from the call that changed
+/// or read the record: the VFS inode then shows the records in the order
+/// they were committed (a fault's `update_time` commits times without
+/// `i_rwsem`, and an older record copied after it would show older times).
+pub(super) fn refresh(_locked: &Vol, inode: &Inode<OxdaxFs>, record: &Record) {
     inode.set_attributes(&attributes(record));
+}
+
+/// Like [`refresh`], for the times alone (`update_time`, which must not
+/// change anything else the VFS keeps).
+pub(super) fn refresh_times(_locked: &Vol, inode: &Inode<OxdaxFs>, record: &Record) {
+    inode.set_times(&attributes(record));
 }
 
 /// Like [`refresh`], when the volume returned a record for inode `ino`
 /// that should be `inode`'s.
-pub(super) fn refresh_checked(info: &Info, inode: &Inode<OxdaxFs>, ino: u64, record: &Record) {
+pub(super) fn refresh_checked(
+    locked: &Vol,
+    info: &Info,
+    inode: &Inode<OxdaxFs>,
+    ino: u64,
+    record: &Record,
+) {
     if inode.ino() == ino {
-        refresh(inode, record);
+        refresh(locked, inode, record);
     } else {
         pr_err!(
             "{}: operation on inode {} changed inode {}\n",

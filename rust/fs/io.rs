@@ -180,7 +180,7 @@ impl FileOperations for OxdaxFs {
             // fault's `update_time` may commit between two writes).
             info.call_mut(Use::Write, |v| {
                 let record = v.write_done(ino, pos, now)?;
-                refresh(inode, &record);
+                refresh(v, inode, &record);
                 Ok(())
             })?;
         }
@@ -237,7 +237,7 @@ fn drop_poisoned_block(inode: &Inode<OxdaxFs>, block: u64, now: Timestamp) -> Re
     let _faults_off = mmap::quiesce(inode, Quiet::range(start, start + BLOCK))?;
     info.call_mut(Use::Write, |v| {
         let record = v.punch_hole(ino, start, BLOCK, now)?;
-        refresh(inode, &record);
+        refresh(v, inode, &record);
         Ok(())
     })
 }
