@@ -28,6 +28,61 @@ pub struct HeapScratch {
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     cache: HeapCache,
     lookups: std::sync::Mutex<HeapLookups>,
+    journal: std::sync::Mutex<fs::Journal>,
+    commit_waits: HostWaits,
+}
+
+impl<T: Send> fs::Locked<T> for std::sync::Mutex<T> {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut T)) {
+        // A panic under the lock already failed the test that caused it.
+        f(&mut self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+}
+
+/// [`fs::Waits`] on the host: a condition variable.
+#[derive(Default)]
+pub struct HostWaits {
+    lock: std::sync::Mutex<()>,
+    changed: std::sync::Condvar,
+    /// Threads asleep in `wait_until`, for tests that wait for a waiter.
+    sleeping: core::sync::atomic::AtomicUsize,
+}
+
+impl HostWaits {
+    /// How many threads sleep in `wait_until` now.
+    pub fn sleepers(&self) -> usize {
+        self.sleeping.load(core::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl fs::Waits for HostWaits {
+    fn wait_until(&self, ready: &dyn Fn() -> bool) {
+        let mut guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        use core::sync::atomic::Ordering::SeqCst;
+        while !ready() {
+            self.sleeping.fetch_add(1, SeqCst);
+            guard = self
+                .changed
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.sleeping.fetch_sub(1, SeqCst);
+        }
+    }
+
+    fn wake_all(&self) {
+        // Under the lock: a waiter between its check and its sleep holds
+        // it, so it cannot miss this.
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.changed.notify_all();
+    }
 }
 
 /// One transaction context's buffers on the heap.
@@ -178,6 +233,8 @@ impl HeapScratch {
                 inodes: alloc::vec![None; fs::INODE_CACHE_SLOTS],
                 mappings: alloc::vec![None; fs::MAPPING_CACHE_SLOTS],
             }),
+            journal: std::sync::Mutex::default(),
+            commit_waits: HostWaits::default(),
         }
     }
 }
@@ -222,6 +279,14 @@ impl fs::Scratch for HeapScratch {
 
     fn reservations_mut(&mut self) -> &mut [u64] {
         &mut self.reservations
+    }
+
+    fn journal(&self) -> &dyn fs::Locked<fs::Journal> {
+        &self.journal
+    }
+
+    fn commit_waits(&self) -> &dyn fs::Waits {
+        &self.commit_waits
     }
 }
 
@@ -268,35 +333,43 @@ mod tests {
         use core::sync::atomic::{AtomicUsize, Ordering};
         const CONTEXTS: usize = 2;
         let scratch = super::HeapScratch::with_contexts(MIN_CACHE_SLOTS, CONTEXTS);
-        let together = std::sync::Barrier::new(CONTEXTS);
+        // The first holders meet while they hold their contexts: two of
+        // them on one context would wait for each other for ever. The
+        // others start after, not to be sent to a context whose holder
+        // waits to meet.
+        let met = std::sync::Barrier::new(CONTEXTS + 1);
         let holding = AtomicUsize::new(0);
         let most = AtomicUsize::new(0);
+        let hold = |thread: usize, meet: Option<&std::sync::Barrier>| {
+            for round in 0..300usize {
+                let mut context = scratch.context();
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                if let (0, Some(meet)) = (round, meet) {
+                    meet.wait();
+                }
+                let mark = (thread * 1000 + round) as u64;
+                let parts = context.parts();
+                parts.tags[0] = mark;
+                parts.log[..8].copy_from_slice(&mark.to_le_bytes());
+                parts.spare[..8].copy_from_slice(&mark.to_le_bytes());
+                std::thread::yield_now();
+                let parts = context.parts();
+                assert_eq!(parts.tags[0], mark);
+                assert_eq!(parts.log[..8], mark.to_le_bytes());
+                assert_eq!(parts.spare[..8], mark.to_le_bytes());
+                holding.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
         std::thread::scope(|s| {
-            for thread in 0..2 * CONTEXTS {
-                let (scratch, together, holding, most) = (&scratch, &together, &holding, &most);
-                s.spawn(move || {
-                    for round in 0..300usize {
-                        let mut context = scratch.context();
-                        let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        // The first checkouts meet: two of them on one
-                        // context would wait for each other for ever.
-                        if round == 0 && thread < CONTEXTS {
-                            together.wait();
-                        }
-                        let mark = (thread * 1000 + round) as u64;
-                        let parts = context.parts();
-                        parts.tags[0] = mark;
-                        parts.log[..8].copy_from_slice(&mark.to_le_bytes());
-                        parts.spare[..8].copy_from_slice(&mark.to_le_bytes());
-                        std::thread::yield_now();
-                        let parts = context.parts();
-                        assert_eq!(parts.tags[0], mark);
-                        assert_eq!(parts.log[..8], mark.to_le_bytes());
-                        assert_eq!(parts.spare[..8], mark.to_le_bytes());
-                        holding.fetch_sub(1, Ordering::SeqCst);
-                    }
-                });
+            for thread in 0..CONTEXTS {
+                let (hold, met) = (&hold, &met);
+                s.spawn(move || hold(thread, Some(met)));
+            }
+            met.wait();
+            for thread in CONTEXTS..2 * CONTEXTS {
+                let hold = &hold;
+                s.spawn(move || hold(thread, None));
             }
         });
         assert_eq!(most.load(Ordering::SeqCst), CONTEXTS);

@@ -2,15 +2,23 @@
 
 //! The device as the filesystem logic sees it: the whole DAX mapping
 //! ([`Media`], read only by machine-check-safe copies) and the working
-//! memory of its transactions and metadata cache ([`Scratch`]).
+//! memory of its transactions and metadata cache ([`Scratch`]), with the
+//! locks the logic's shared state is behind.
+//!
+//! # Lock order (inside the volume lock, outermost first)
+//!
+//!   oxdax_tx_context     one per transaction context; a call holds one
+//!   oxdax_journal        the journal's place ([`Journal`])
+//!   oxdax_commit_waits   a leaf: the commit turn's condition variable
+//!   oxdax_cache_shard, oxdax_lookup_caches   spinlocks, leaves under any
 
 use core::sync::atomic::AtomicU64;
 use kernel::{
-    new_mutex, new_spinlock,
+    new_condvar, new_mutex, new_spinlock,
     prelude::*,
     sync::{
         lock::{mutex::MutexBackend, Guard},
-        Mutex, SpinLock,
+        CondVar, Mutex, SpinLock,
     },
 };
 
@@ -18,8 +26,8 @@ use crate::{
     logic::{
         format::BLOCK_SIZE,
         fs::{
-            CacheSlots, Claim, ContextClaims, InodeSlot, LookupSlots, MappingSlot, Media,
-            MediaFault, Scratch, ShardUse, TxContext, TxParts, CACHE_SHARDS,
+            CacheSlots, Claim, ContextClaims, InodeSlot, Journal, Locked, LookupSlots, MappingSlot,
+            Media, MediaFault, Scratch, ShardUse, TxContext, TxParts, Waits, CACHE_SHARDS,
             CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS,
             RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
@@ -227,6 +235,49 @@ impl Drop for TxContextGuard<'_> {
     }
 }
 
+impl<T: Send> Locked<T> for Mutex<T> {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut T)) {
+        f(&mut self.lock());
+    }
+}
+
+/// Checks of a commit turn's condition before a waiter sleeps: most waits
+/// end while the transaction before runs on the other CPU, and under TCG
+/// a sleep and wake-up cost tens of microseconds
+/// (Documentation/oxdax/concurrency.rst, stage 2).
+const COMMIT_SPINS: u32 = 2000;
+
+/// [`Waits`] in the module: a spin, then a condition variable.
+#[pin_data]
+struct CommitWaits {
+    #[pin]
+    lock: Mutex<()>,
+    #[pin]
+    changed: CondVar,
+}
+
+impl Waits for CommitWaits {
+    fn wait_until(&self, ready: &dyn Fn() -> bool) {
+        for _ in 0..COMMIT_SPINS {
+            if ready() {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        let mut guard = self.lock.lock();
+        while !ready() {
+            self.changed.wait(&mut guard);
+        }
+    }
+
+    fn wake_all(&self) {
+        // Under the lock: a waiter between its check and its sleep holds
+        // it, so it cannot miss this.
+        let _guard = self.lock.lock();
+        self.changed.notify_all();
+    }
+}
+
 /// Transaction contexts a mount allocates: one while the volume runs its
 /// transactions one at a time (Documentation/oxdax/concurrency.rst,
 /// stage 3); stage 4's shared volume lock is what more would be for.
@@ -244,6 +295,8 @@ pub(crate) struct Buffers {
     checked: VVec<AtomicU64>,
     cache: CacheMemory,
     lookups: LookupMemory,
+    journal: Pin<KBox<Mutex<Journal>>>,
+    commit_waits: Pin<KBox<CommitWaits>>,
 }
 
 impl Buffers {
@@ -290,6 +343,14 @@ impl Buffers {
                 ),
                 GFP_KERNEL,
             )?),
+            journal: KBox::pin_init(new_mutex!(Journal::default(), "oxdax_journal"), GFP_KERNEL)?,
+            commit_waits: KBox::pin_init(
+                pin_init!(CommitWaits {
+                    lock <- new_mutex!((), "oxdax_commit_waits"),
+                    changed <- new_condvar!("oxdax_commit_turn"),
+                }),
+                GFP_KERNEL,
+            )?,
         })
     }
 }
@@ -331,5 +392,13 @@ impl Scratch for Buffers {
 
     fn reservations_mut(&mut self) -> &mut [u64] {
         &mut self.reservations
+    }
+
+    fn journal(&self) -> &dyn Locked<Journal> {
+        &*self.journal
+    }
+
+    fn commit_waits(&self) -> &dyn Waits {
+        &*self.commit_waits
     }
 }

@@ -20,7 +20,7 @@ pub use cache::{
 pub use checked::CHECKED_SLOTS_PER_CACHE_SLOT;
 pub use contexts::{Claim, ContextClaims, MAX_TX_CONTEXTS};
 use core::sync::atomic::AtomicU64;
-pub use tx::{TxTimes, RESERVATION_WORDS};
+pub use tx::{Journal, TxTimes, RESERVATION_WORDS};
 
 use crate::logic::format::{
     btree::Corruption,
@@ -108,6 +108,31 @@ pub trait Scratch {
     fn reservations(&self) -> &[u64];
     /// The same words, to change between transactions.
     fn reservations_mut(&mut self) -> &mut [u64];
+    /// The journal's place behind its lock (`journal.reserve` in the lock
+    /// order of Documentation/oxdax/concurrency.rst), the default
+    /// [`Journal`] until a mount sets it.
+    fn journal(&self) -> &dyn Locked<Journal>;
+    /// Where transactions wait for their turn to commit.
+    fn commit_waits(&self) -> &dyn Waits;
+}
+
+/// State of the logic's behind a lock the environment supplies (a kernel
+/// mutex in the module, a `std` one on the host): the logic itself has no
+/// locks and no `unsafe`.
+pub trait Locked<T>: Sync {
+    /// Calls `f` with the state, locked for the call.
+    fn with_locked(&self, f: &mut dyn FnMut(&mut T));
+}
+
+/// Waiting for a condition other threads make true, from the environment.
+pub trait Waits: Sync {
+    /// Returns once `ready()` is true, checking it again after every
+    /// [`Waits::wake_all`] (in the module: spinning a little first, as a
+    /// sleep and wake-up under TCG cost more than most waits last).
+    fn wait_until(&self, ready: &dyn Fn() -> bool);
+    /// Wakes every waiter to check its condition again; called after the
+    /// state a condition reads changed.
+    fn wake_all(&self);
 }
 
 /// A transaction context checked out of a [`Scratch`].

@@ -1,23 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The journal with several committers (stage 3 of concurrency.rst): each
-//! thread builds a transaction, reserves its place ([`Journal::reserve`],
-//! under a lock), writes its body at once with the others, then waits for
-//! its turn to write its commit record and its home writes, fences them
-//! on its own CPU and hands the turn on. The volume does not run this yet
-//! (its lock holds one transaction at a time); these tests hold the
-//! journal's pieces to the protocol stage 4 will run, against a memory
-//! whose fences make durable only the fencing thread's stores.
+//! thread builds a transaction and commits it through [`Commits::commit`],
+//! the volume's own path: it reserves its place ([`Journal::reserve`],
+//! under the journal's lock), writes its body at once with the others,
+//! then waits for its turn to write its commit record and its home
+//! writes, fences them on its own CPU and hands the turn on. The volume
+//! runs one transaction at a time still (its lock); these tests run
+//! several, against a memory whose fences make durable only the fencing
+//! thread's stores.
 
-use std::sync::{Condvar, Mutex};
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread::{self, ThreadId};
 
 use super::*;
 use crate::logic::{
     format::journal::{self, for_each_logged, JournalHeader, ReplayEnd, TxWriter},
     format::superblock::BACKUP_BLOCK,
-    fs::tx::Journal,
+    fs::tx::{Chain, Commits, Journal},
 };
+use crate::HostWaits;
 
 const BS: usize = BLOCK_SIZE;
 /// Block of the journal header; the log follows it.
@@ -150,40 +153,6 @@ impl Media for PerThreadPmem {
     }
 }
 
-/// The turns of the commit records: the last transaction whose home
-/// writes are fenced, and a wake-up when it changes.
-struct Turns {
-    completed: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Turns {
-    fn completed(&self) -> u64 {
-        *self.completed.lock().unwrap()
-    }
-
-    /// Waits until transaction `seq` is the next to complete.
-    fn wait_for(&self, seq: u64) {
-        let mut completed = self.completed.lock().unwrap();
-        while completed.wrapping_add(1) != seq {
-            completed = self.changed.wait(completed).unwrap();
-        }
-    }
-
-    /// Waits until the last completed transaction is not `seen`.
-    fn wait_past(&self, seen: u64) {
-        let mut completed = self.completed.lock().unwrap();
-        while *completed == seen {
-            completed = self.changed.wait(completed).unwrap();
-        }
-    }
-
-    fn complete(&self, seq: u64) {
-        *self.completed.lock().unwrap() = seq;
-        self.changed.notify_all();
-    }
-}
-
 /// A few changes of random bytes in the data blocks.
 fn random_changes(rng: &mut Lcg) -> Vec<Change> {
     (0..1 + rng.next() % 4)
@@ -231,6 +200,34 @@ fn empty_journal() -> (Vec<u8>, Superblock, Journal) {
     (device, sb, Journal::new(log_start, LOG_LEN, &end, false))
 }
 
+/// A journal behind its lock, with its commit chain, as a volume has them.
+struct Committing {
+    journal: Mutex<Journal>,
+    waits: HostWaits,
+    chain: Chain,
+}
+
+impl Committing {
+    fn new(journal: Journal) -> Self {
+        Self {
+            journal: Mutex::new(journal),
+            waits: HostWaits::default(),
+            chain: Chain::new(FIRST_SEQ - 1),
+        }
+    }
+
+    /// The volume's commit path; `fence_home: false` is the negative
+    /// control's.
+    fn commits(&self, fence_home: bool) -> Commits<'_> {
+        Commits {
+            journal: &self.journal,
+            chain: &self.chain,
+            waits: &self.waits,
+            fence_home,
+        }
+    }
+}
+
 /// Runs `threads` committers of `per_thread` transactions each through
 /// the journal on `media`. With `fence_home`, each fences its home writes
 /// before handing the turn on, as the protocol says; without, it leaves
@@ -244,15 +241,12 @@ fn commit_from_threads(
     per_thread: u64,
     fence_home: bool,
 ) -> BTreeMap<u64, Vec<Change>> {
-    let journal = Mutex::new(journal);
-    let turns = Turns {
-        completed: Mutex::new(FIRST_SEQ - 1),
-        changed: Condvar::new(),
-    };
+    let committing = Committing::new(journal);
+    let commits = committing.commits(fence_home);
     let committed = Mutex::new(BTreeMap::new());
     thread::scope(|s| {
         for t in 0..threads {
-            let (journal, turns, committed) = (&journal, &turns, &committed);
+            let committed = &committed;
             s.spawn(move || {
                 let mut rng = Lcg(0x5eed + t);
                 let mut log = vec![0u8; LOG_LEN];
@@ -264,39 +258,22 @@ fn commit_from_threads(
                         tx.record(*block, *offset, data).unwrap();
                     }
                     dawdle(&mut rng);
-                    let ticket = {
-                        let mut journal = journal.lock().unwrap();
-                        loop {
-                            let completed = turns.completed();
-                            let reserved = journal
-                                .reserve(media, tx.log_bytes(), completed, sb, &mut spare)
-                                .unwrap();
-                            match reserved {
-                                Some(ticket) => break ticket,
-                                // The log wraps: the earlier ones first.
-                                None => turns.wait_past(completed),
-                            }
-                        }
-                    };
-                    dawdle(&mut rng);
-                    let finished = ticket.write_body(media, tx).unwrap();
-                    dawdle(&mut rng);
-                    turns.wait_for(ticket.seq());
-                    ticket.write_commit(media, &finished).unwrap();
-                    let walked = for_each_logged(
-                        finished.log,
-                        finished.body.clone(),
-                        &mut |block, offset, data| {
-                            assert!(media.write(block * BS as u64 + offset as u64, data));
-                        },
-                    );
-                    assert!(walked);
-                    if fence_home {
-                        media.fence();
-                    }
-                    committed.lock().unwrap().insert(ticket.seq(), changes);
-                    turns.complete(ticket.seq());
-                    media.acknowledge(ticket.seq());
+                    let seq = commits
+                        .commit(media, tx, sb, &mut spare, &mut |finished| {
+                            dawdle(&mut rng);
+                            let walked = for_each_logged(
+                                finished.log,
+                                finished.body.clone(),
+                                &mut |block, offset, data| {
+                                    assert!(media.write(block * BS as u64 + offset as u64, data));
+                                },
+                            );
+                            assert!(walked);
+                            Ok(())
+                        })
+                        .unwrap();
+                    committed.lock().unwrap().insert(seq, changes);
+                    media.acknowledge(seq);
                     dawdle(&mut rng);
                 }
                 media.fence();
@@ -436,4 +413,269 @@ fn a_crash_with_per_thread_fences_applies_a_prefix() {
         broken,
         "home writes left unfenced across threads were never lost"
     );
+}
+
+/// The memory of a [`PerThreadPmem`] whose writes fail where `fails`
+/// says (called with the device byte a write starts at).
+struct FailingWrites<'m> {
+    pmem: &'m PerThreadPmem,
+    fails: &'m (dyn Fn(u64) -> bool + Sync),
+}
+
+impl Media for FailingWrites<'_> {
+    fn size(&self) -> u64 {
+        self.pmem.size()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MediaFault> {
+        self.pmem.read(offset, buf)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> bool {
+        !(self.fails)(offset) && self.pmem.write(offset, data)
+    }
+    fn zero(&self, offset: u64, len: u64) -> bool {
+        !(self.fails)(offset) && self.pmem.zero(offset, len)
+    }
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<(), MediaFault> {
+        copy_through(self, from, to, len)
+    }
+    fn fence(&self) {
+        self.pmem.fence();
+    }
+}
+
+/// Device byte where the log starts.
+const LOG_START: u64 = (HEADER_BLOCK + 1) * BS as u64;
+
+/// One change of `len` bytes at the start of the first data block.
+fn sized_changes(len: usize, fill: u8) -> Vec<Change> {
+    vec![(DATA_START, 0, vec![fill; len])]
+}
+
+/// One transaction of `changes` through `commits`, its records written
+/// home by `home` first.
+fn commit_one(
+    commits: &Commits<'_>,
+    media: &impl Media,
+    sb: &Superblock,
+    changes: &[Change],
+    home: &mut dyn FnMut() -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let mut log = vec![0u8; LOG_LEN];
+    let mut tx = TxWriter::begin(&mut log, 0).unwrap();
+    for (block, offset, data) in changes {
+        tx.record(*block, *offset, data).unwrap();
+    }
+    let mut spare = [0u8; BS];
+    commits.commit(media, tx, sb, &mut spare, &mut |finished| {
+        home()?;
+        for_each_logged(
+            finished.log,
+            finished.body.clone(),
+            &mut |block, offset, data| {
+                assert!(media.write(block * BS as u64 + offset as u64, data));
+            },
+        );
+        Ok(())
+    })
+}
+
+/// A transaction that fails before its commit record while no other was
+/// placed after it gives its place and number back: the next one takes
+/// them, and recovery finds it.
+#[test]
+fn a_commit_that_fails_alone_gives_its_place_back() {
+    let (device, sb, journal) = empty_journal();
+    let pmem = PerThreadPmem::new(device, 1, 0);
+    let failing = AtomicBool::new(true);
+    let media = FailingWrites {
+        pmem: &pmem,
+        fails: &|_| failing.load(Ordering::SeqCst),
+    };
+    let committing = Committing::new(journal);
+    let commits = committing.commits(true);
+    let mut rng = Lcg(7);
+    let lost = random_changes(&mut rng);
+    assert!(matches!(
+        commit_one(&commits, &media, &sb, &lost, &mut || Ok(())),
+        Err(Error::Corrupt(..))
+    ));
+    failing.store(false, Ordering::SeqCst);
+    let kept = random_changes(&mut rng);
+    assert_eq!(
+        commit_one(&commits, &media, &sb, &kept, &mut || Ok(())),
+        Ok(FIRST_SEQ)
+    );
+    let (data, next_seq, _) = recover(&pmem.0.lock().unwrap().durable);
+    assert_eq!(next_seq, FIRST_SEQ + 1);
+    assert!(data == prefix(&BTreeMap::from([(FIRST_SEQ, kept)]), next_seq));
+}
+
+/// A transaction that fails after another was placed behind it stops the
+/// chain: the one behind never writes its commit record (recovery would
+/// stop at the gap, or replay it without the earlier one's home writes),
+/// and every later commit fails as the volume does once shut down.
+#[test]
+fn a_failure_after_the_commit_record_stops_the_chain() {
+    let (device, sb, journal) = empty_journal();
+    let media = PerThreadPmem::new(device, 1, 0);
+    let committing = Committing::new(journal);
+    let commits = committing.commits(true);
+    let mut rng = Lcg(9);
+    let (first, second) = (random_changes(&mut rng), random_changes(&mut rng));
+    let next_seq = || {
+        let mut seq = 0;
+        committing
+            .journal
+            .with_locked(&mut |journal| seq = journal.next_seq());
+        seq
+    };
+    thread::scope(|s| {
+        let failing = s.spawn(|| {
+            // Committed, then its home writes fail once the second
+            // transaction has its place.
+            commit_one(&commits, &media, &sb, &first, &mut || {
+                while next_seq() != FIRST_SEQ + 2 {
+                    thread::yield_now();
+                }
+                Err(Error::Invalid)
+            })
+        });
+        while next_seq() != FIRST_SEQ + 1 {
+            thread::yield_now();
+        }
+        let behind = commit_one(&commits, &media, &sb, &second, &mut || Ok(()));
+        assert_eq!(behind, Err(Error::Shutdown));
+        assert_eq!(failing.join().unwrap(), Err(Error::Invalid));
+    });
+    assert_eq!(
+        commit_one(&commits, &media, &sb, &second, &mut || Ok(())),
+        Err(Error::Shutdown)
+    );
+    media.fence();
+    let (_, next_seq, _) = recover(&media.0.lock().unwrap().durable);
+    assert_eq!(next_seq, FIRST_SEQ + 1, "only the first one committed");
+}
+
+/// A transaction whose body cannot be written after another was placed
+/// behind it stops the chain: it cannot give its place back over the one
+/// behind, which never writes its commit record.
+#[test]
+fn a_failure_before_the_commit_record_with_a_successor_stops_the_chain() {
+    let (device, sb, journal) = empty_journal();
+    let pmem = PerThreadPmem::new(device, 1, 0);
+    let committing = Committing::new(journal);
+    let commits = committing.commits(true);
+    let next_seq = || {
+        let mut seq = 0;
+        committing
+            .journal
+            .with_locked(&mut |journal| seq = journal.next_seq());
+        seq
+    };
+    // The first transaction's body, at the log's start, fails once the
+    // second has its place.
+    let fails = |offset: u64| {
+        if offset != LOG_START {
+            return false;
+        }
+        while next_seq() != FIRST_SEQ + 2 {
+            thread::yield_now();
+        }
+        true
+    };
+    let media = FailingWrites {
+        pmem: &pmem,
+        fails: &fails,
+    };
+    let (first, second) = (sized_changes(100, 1), sized_changes(200, 2));
+    thread::scope(|s| {
+        let failing = s.spawn(|| commit_one(&commits, &media, &sb, &first, &mut || Ok(())));
+        while next_seq() != FIRST_SEQ + 1 {
+            thread::yield_now();
+        }
+        let behind = commit_one(&commits, &media, &sb, &second, &mut || Ok(()));
+        assert_eq!(behind, Err(Error::Shutdown));
+        assert!(matches!(failing.join().unwrap(), Err(Error::Corrupt(..))));
+    });
+    assert!(committing.chain.failed());
+    assert_eq!(
+        commit_one(&commits, &media, &sb, &second, &mut || Ok(())),
+        Err(Error::Shutdown)
+    );
+    pmem.fence();
+    let (_, next_seq, _) = recover(&pmem.0.lock().unwrap().durable);
+    assert_eq!(next_seq, FIRST_SEQ, "nothing committed");
+}
+
+/// A transaction that must wrap the log waits for the one before it; if
+/// that one fails alone and gives its place back, the wrap goes on (it
+/// waits with the journal's lock released, which the giving back needs).
+#[test]
+fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
+    let (device, sb, journal) = empty_journal();
+    let pmem = PerThreadPmem::new(device, 1, 0);
+    let committing = Committing::new(journal);
+    let commits = committing.commits(true);
+    let (small, big) = (sized_changes(8, 3), sized_changes(3000, 4));
+    let bytes = |changes: &[Change]| {
+        let mut log = vec![0u8; LOG_LEN];
+        let mut tx = TxWriter::begin(&mut log, 0).unwrap();
+        for (block, offset, data) in changes {
+            tx.record(*block, *offset, data).unwrap();
+        }
+        tx.log_bytes()
+    };
+    let (small_len, big_len) = (bytes(&small), bytes(&big));
+    let offset = || {
+        let mut offset = 0;
+        committing
+            .journal
+            .with_locked(&mut |journal| offset = journal.next_offset());
+        offset
+    };
+    // Fill the log until the small one fits and the big one after it
+    // does not.
+    let mut committed = BTreeMap::new();
+    while LOG_LEN - offset() >= small_len + big_len {
+        let seq = commit_one(&commits, &pmem, &sb, &big, &mut || Ok(())).unwrap();
+        committed.insert(seq, big.clone());
+    }
+    let small_at = LOG_START + offset() as u64;
+    let small_seq = FIRST_SEQ + committed.len() as u64;
+    // The small one's body fails once the big one sleeps, waiting to wrap.
+    let fails = |at: u64| {
+        if at != small_at {
+            return false;
+        }
+        while committing.waits.sleepers() == 0 {
+            thread::yield_now();
+        }
+        true
+    };
+    let media = FailingWrites {
+        pmem: &pmem,
+        fails: &fails,
+    };
+    let next_seq = || {
+        let mut seq = 0;
+        committing
+            .journal
+            .with_locked(&mut |journal| seq = journal.next_seq());
+        seq
+    };
+    thread::scope(|s| {
+        let failing = s.spawn(|| commit_one(&commits, &media, &sb, &small, &mut || Ok(())));
+        while next_seq() != small_seq + 1 {
+            thread::yield_now();
+        }
+        let wrapped = commit_one(&commits, &media, &sb, &big, &mut || Ok(()));
+        assert_eq!(wrapped, Ok(small_seq), "it took the place given back");
+        assert!(matches!(failing.join().unwrap(), Err(Error::Corrupt(..))));
+    });
+    assert!(!committing.chain.failed());
+    assert_eq!(offset(), big_len, "the log wrapped");
+    committed.insert(small_seq, big);
+    let (data, next_seq, _) = recover(&pmem.0.lock().unwrap().durable);
+    assert_eq!(next_seq, small_seq + 1);
+    assert!(data == prefix(&committed, next_seq));
 }

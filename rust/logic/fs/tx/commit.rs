@@ -6,9 +6,9 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{Effects, Journal, Tx, LINE_BYTES};
+use super::{Commits, Effects, Tx, LINE_BYTES};
 use crate::logic::format::{
-    journal::{for_each_logged, TxWriter, ALIGN},
+    journal::{for_each_logged, Finished, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
     BLOCK_SHIFT, BLOCK_SIZE,
 };
@@ -259,9 +259,9 @@ impl<'a, M: Media> Tx<'a, M> {
     /// it is applied (the caller's in-memory state is not updated either).
     pub(in crate::logic::fs) fn commit(
         mut self,
-        journal: &mut Journal,
+        commits: Commits<'_>,
     ) -> Result<(Superblock, Effects), Error> {
-        let committed = self.write_out(journal);
+        let committed = self.write_out(commits);
         if committed.is_err() {
             self.forget_shadowed();
         }
@@ -269,7 +269,7 @@ impl<'a, M: Media> Tx<'a, M> {
     }
 
     /// [`Self::commit`]'s work.
-    fn write_out(&mut self, journal: &mut Journal) -> Result<(Superblock, Effects), Error> {
+    fn write_out(&mut self, commits: Commits<'_>) -> Result<(Superblock, Effects), Error> {
         let media = self.media;
         let start = media.now_ns();
         // Frees and reverse-map changes feed each other (a freed rmap node
@@ -317,52 +317,60 @@ impl<'a, M: Media> Tx<'a, M> {
             self.times.log_ns = media.now_ns().saturating_sub(settled);
             return Ok((sb, self.effects()));
         }
-        let finished = journal.log(media, writer, &self.base, self.spare)?;
-        let logged = media.now_ns();
+        let cache = self.cache;
+        let (used, unknown, freed_shadows) = (self.used, self.unknown, self.freed_shadows);
+        let tags: &[u64] = self.tags;
+        let shadow_blocks: &[[u8; BLOCK_SIZE]] = self.shadows;
+        let mut logged = settled;
+        let mut write_home = |finished: &Finished<'_>| -> Result<(), Error> {
+            logged = media.now_ns();
+            // Home: the records just logged, as recovery would apply them
+            // (the runs are not diffed a second time). A failed home write
+            // is left to recovery, which applies the journal. The cache
+            // holds the committed state: a block it holds gets the same
+            // runs (it held the original, which the runs change into the
+            // shadow). Blocks freed now are not among them: `apply_frees`
+            // made it forget them.
+            let write_run = &mut |block: u64, offset: usize, data: &[u8]| {
+                if let Some(at) = block
+                    .checked_mul(BLOCK_SIZE as u64)
+                    .and_then(|b| b.checked_add(offset as u64))
+                {
+                    media.write(at, data);
+                }
+                cache.patch(block, offset, data);
+            };
+            if !for_each_logged(finished.log, finished.body.clone(), write_run) {
+                // The writer made these bytes just now: a walk that fails
+                // is a bug (host tests stop here). The runs then go home
+                // from the shadows, as they were logged.
+                #[cfg(test)]
+                panic!("the log body just written does not walk");
+                #[allow(unreachable_code)]
+                shadows.each_change(&mut |block, offset, data| {
+                    write_run(block, offset, data);
+                    Ok(())
+                })?;
+            }
+            for i in 0..used {
+                let (Some(&block), Some(shadow)) = (tags.get(i), shadow_blocks.get(i)) else {
+                    break;
+                };
+                // What the media holds now (or the journal, if a home
+                // write failed: recovery writes it), unless the block is
+                // free now; a block the cache held was patched above.
+                // (Shadows that share a slot are put in turn: the last one
+                // stays, as before.)
+                let patched = unknown & 1 << i == 0 && cache.holds(block);
+                if freed_shadows & 1 << i == 0 && !patched {
+                    cache.put(block, shadow);
+                }
+            }
+            Ok(())
+        };
+        commits.commit(media, writer, &self.base, self.spare, &mut write_home)?;
         self.times.log_ns = logged.saturating_sub(settled);
         self.times.logged = 1;
-
-        // Home: the records just logged, as recovery would apply them (the
-        // runs are not diffed a second time). A failed home write is left
-        // to recovery, which applies the journal. The cache holds the
-        // committed state: a block it holds gets the same runs (it held
-        // the original, which the runs change into the shadow). Blocks
-        // freed now are not among them: `apply_frees` made it forget them.
-        let cache = self.cache;
-        let write_home = &mut |block: u64, offset: usize, data: &[u8]| {
-            if let Some(at) = block
-                .checked_mul(BLOCK_SIZE as u64)
-                .and_then(|b| b.checked_add(offset as u64))
-            {
-                media.write(at, data);
-            }
-            cache.patch(block, offset, data);
-        };
-        if !for_each_logged(finished.log, finished.body, write_home) {
-            // The writer made these bytes just now: a walk that fails is a
-            // bug (host tests stop here). The runs then go home from the
-            // shadows, as they were logged.
-            #[cfg(test)]
-            panic!("the log body just written does not walk");
-            #[allow(unreachable_code)]
-            shadows.each_change(&mut |block, offset, data| {
-                write_home(block, offset, data);
-                Ok(())
-            })?;
-        }
-        for i in 0..self.used {
-            let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {
-                break;
-            };
-            // What the media holds now (or the journal, if a home write
-            // failed: recovery writes it), unless the block is free now;
-            // a block the cache held was patched above. (Shadows that share
-            // a slot are put in turn: the last one stays, as before.)
-            let patched = self.unknown & 1 << i == 0 && self.cache.holds(block);
-            if self.freed_shadows & 1 << i == 0 && !patched {
-                self.cache.put(block, shadow);
-            }
-        }
         #[cfg(test)]
         for i in 0..self.used {
             let (Some(&block), Some(shadow)) = (self.tags.get(i), self.shadows.get(i)) else {

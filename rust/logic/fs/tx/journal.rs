@@ -4,11 +4,11 @@
 //! number it gets, and the journal header's tail, where recovery starts.
 //!
 //! A transaction is built before it asks for its place
-//! ([`TxWriter::finish`] takes the sequence number last), so that one day
-//! several can be built at once and only their placing and commit records
-//! stay in order (:doc:`concurrency`, stage 3). Today the volume's lock
-//! holds one transaction at a time, and [`Journal::log`] places and
-//! writes it in one step.
+//! ([`TxWriter::finish`] takes the sequence number last), so that several
+//! can be built at once and only their placing and commit records stay in
+//! order (Documentation/oxdax/concurrency.rst, stage 3): the journal is
+//! behind its own lock, and the commit chain (`chain.rs`) orders what
+//! follows the placing.
 //!
 //! The tail moves only when the log wraps and at a clean unmount. Before
 //! it moves to the log's start, everything the log held must be home and
@@ -24,9 +24,10 @@ use crate::logic::format::{
     BLOCK_SIZE,
 };
 
-/// Where the next transaction goes in the log.
-#[derive(Clone, Copy, Debug)]
-pub(in crate::logic::fs) struct Journal {
+/// Where the next transaction goes in the log. The default is no log at
+/// all (every reservation fails), until mount finds the volume's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Journal {
     /// Device byte where the log starts (after the header block).
     log_start: u64,
     /// Bytes of log.
@@ -71,29 +72,6 @@ impl Journal {
         self.next_seq
     }
 
-    /// Makes the transaction `tx` built durable, when the volume's lock
-    /// holds one transaction at a time (so every earlier one is complete):
-    /// [`Self::reserve`], [`Ticket::write_body`], [`Ticket::write_commit`].
-    pub(in crate::logic::fs) fn log<'b, M: Media>(
-        &mut self,
-        media: &M,
-        tx: TxWriter<'b>,
-        published: &Superblock,
-        spare: &mut [u8; BLOCK_SIZE],
-    ) -> Result<Finished<'b>, Error> {
-        let completed = self.next_seq.wrapping_sub(1);
-        let ticket = self
-            .reserve(media, tx.log_bytes(), completed, published, spare)?
-            .ok_or(Error::Invalid)?;
-        let written = ticket
-            .write_body(media, tx)
-            .and_then(|finished| ticket.write_commit(media, &finished).map(|()| finished));
-        if written.is_err() {
-            self.give_back(&ticket);
-        }
-        written
-    }
-
     /// The place of the next transaction, of `len` bytes of log. If it
     /// does not fit before the log's end, the log wraps first: every
     /// earlier transaction must be complete, its home writes fenced
@@ -101,9 +79,9 @@ impl Journal {
     /// `None`: ask again when it is). Then `published`, the superblock as
     /// the last commit left it, goes to the backup block, fenced, and the
     /// tail moves to the log's start. Once this returns a ticket, its
-    /// sequence number is taken: a transaction that fails to commit must
-    /// [`give_back`](Self::give_back) its ticket before another is
-    /// reserved, or recovery would stop at the gap it leaves.
+    /// sequence number is taken: a transaction that fails before its
+    /// commit record must [`give_back`](Self::give_back) its ticket, or
+    /// recovery would stop at the gap it leaves.
     pub(in crate::logic::fs) fn reserve<M: Media>(
         &mut self,
         media: &M,
@@ -137,11 +115,17 @@ impl Journal {
         Ok(Some(ticket))
     }
 
-    /// Makes `ticket`, the last one reserved, whose commit record was not
-    /// written, the place of the next transaction again.
-    fn give_back(&mut self, ticket: &Ticket) {
+    /// Makes `ticket`, whose commit record was not written, the place of
+    /// the next transaction again, if it is the last one reserved (then
+    /// `true`; otherwise a later one is placed after it, and recovery
+    /// would stop at the gap: the caller must fail every later one).
+    pub(in crate::logic::fs) fn give_back(&mut self, ticket: &Ticket) -> bool {
+        if ticket.seq.wrapping_add(1) != self.next_seq {
+            return false;
+        }
         self.next_seq = ticket.seq;
         self.next_offset = ticket.at.saturating_sub(self.log_start) as usize;
+        true
     }
 
     /// At a clean unmount, after the last transaction's home writes and
@@ -183,7 +167,11 @@ impl Journal {
             tail_offset: offset as u64,
         }
         .encode(spare);
-        let header_byte = self.log_start - BLOCK_SIZE as u64;
+        // No log before a mount set this journal: nothing to write.
+        let header_byte = self
+            .log_start
+            .checked_sub(BLOCK_SIZE as u64)
+            .ok_or(Error::Invalid)?;
         let check = JournalHeader::CHECK_WORD;
         let (rest, check_word) = spare.split_at(check);
         let steps = [(check, &[0u8; 8][..]), (0, rest), (check, check_word)];
@@ -214,7 +202,6 @@ pub(in crate::logic::fs) struct Ticket {
 
 impl Ticket {
     /// Its sequence number.
-    #[cfg(test)]
     pub(in crate::logic::fs) fn seq(&self) -> u64 {
         self.seq
     }

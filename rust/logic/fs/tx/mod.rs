@@ -25,6 +25,7 @@
 //! [`rmap`] keeps the reverse map in step, [`stores`] gives the B+tree its
 //! view of the committed state and of a transaction.
 
+mod chain;
 mod commit;
 mod journal;
 mod rmap;
@@ -44,8 +45,9 @@ use crate::logic::format::{
     superblock::Superblock,
     BLOCK_SIZE,
 };
+pub(super) use chain::{Chain, Commits};
 pub(super) use commit::write_backup;
-pub(super) use journal::Journal;
+pub use journal::Journal;
 use rmap::RmapChange;
 pub use space::RESERVATION_WORDS;
 pub(super) use space::{CommittedSpace, Reservations, Taken};
@@ -183,9 +185,11 @@ pub struct TxTimes {
     pub build_ns: u64,
     /// Reverse-map changes, frees and node seals at commit.
     pub settle_ns: u64,
-    /// Diffing the shadows into the log and writing it, with its fences.
+    /// Diffing the shadows into the log and writing it, with its fences
+    /// and the wait for its turn (since the commit chain).
     pub log_ns: u64,
-    /// Writing the logged changes home and into the block cache.
+    /// Writing the logged changes home and into the block cache, and
+    /// (since the commit chain) their fence and the hand-over of the turn.
     pub home_ns: u64,
 }
 

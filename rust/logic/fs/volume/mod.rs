@@ -37,7 +37,8 @@ use super::{
     cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
     tx::{
-        space_error, write_backup, Committed, CommittedSpace, Journal, Reservations, Tx, TxTimes,
+        space_error, write_backup, Chain, Commits, Committed, CommittedSpace, Journal,
+        Reservations, Tx, TxTimes,
     },
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, Shared, StatFs, TxContext,
 };
@@ -97,7 +98,9 @@ pub struct Volume<M: Media, S: Scratch> {
     media: M,
     scratch: S,
     sb: Superblock,
-    journal: Journal,
+    /// The order transactions commit in (the journal's place is the
+    /// scratch's, behind its lock).
+    chain: Chain,
     read_only: bool,
     shut_down: bool,
     /// A chunk that had a free inode slot, where the next search starts.
@@ -191,11 +194,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let was_dirty = sb.state & STATE_CLEAN == 0;
         let journal = Journal::new(log_start, log_len, &pending, torn_header);
         drop(context);
+        scratch.journal().with_locked(&mut |place| *place = journal);
         let mut volume = Self {
             media,
             scratch,
             sb,
-            journal,
+            chain: Chain::new(pending.next_seq.wrapping_sub(1)),
             read_only,
             shut_down: false,
             chunk_hint: 0,
@@ -332,7 +336,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if clean.is_ok() && write_backup(&self.media, &self.sb, spare).is_ok() {
                 // Everything is home: the next mount has nothing to replay.
                 self.media.fence();
-                let _ = self.journal.empty(&self.media, spare);
+                let media = &self.media;
+                self.scratch.journal().with_locked(&mut |journal| {
+                    let _ = journal.empty(media, spare);
+                });
             }
         }
     }
@@ -492,14 +499,22 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Where the next transaction goes in the log (tests watch it wrap).
     #[cfg(test)]
     pub(in crate::logic::fs) fn journal_offset(&self) -> usize {
-        self.journal.next_offset()
+        let mut offset = 0;
+        self.scratch
+            .journal()
+            .with_locked(&mut |journal| offset = journal.next_offset());
+        offset
     }
 
     /// The sequence number the next transaction gets (tests check that
     /// no committed one in the log has it or a later one).
     #[cfg(test)]
     pub(in crate::logic::fs) fn journal_seq(&self) -> u64 {
-        self.journal.next_seq()
+        let mut seq = 0;
+        self.scratch
+            .journal()
+            .with_locked(&mut |journal| seq = journal.next_seq());
+        seq
     }
 
     /// The root directory.
@@ -572,7 +587,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             }
         };
         let built = self.media.now_ns().saturating_sub(start);
-        let committed = tx.commit(&mut self.journal);
+        let committed = tx.commit(self.commits());
         // Its home writes are done: the buffers are free for the next.
         drop(context);
         self.inodes().forget(&touched);
@@ -595,11 +610,24 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Err(e) => {
                 // As above: the commit forgot the blocks it shadowed.
                 self.inodes().clear();
-                if matches!(e, Error::Corrupt(..)) {
+                // A failed chain commits nothing more (and what it
+                // committed last may not be in memory).
+                if matches!(e, Error::Corrupt(..)) || self.chain.failed() {
                     self.shut_down = true;
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// The log and its commit order.
+    fn commits(&self) -> Commits<'_> {
+        Commits {
+            journal: self.scratch.journal(),
+            chain: &self.chain,
+            waits: self.scratch.commit_waits(),
+            #[cfg(test)]
+            fence_home: true,
         }
     }
 
