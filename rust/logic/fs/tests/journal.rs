@@ -216,6 +216,22 @@ impl Committing {
         }
     }
 
+    /// The sequence number the next transaction gets.
+    fn next_seq(&self) -> u64 {
+        let mut seq = 0;
+        self.journal
+            .with_locked(&mut |journal| seq = journal.next_seq());
+        seq
+    }
+
+    /// Where the next transaction goes in the log.
+    fn next_offset(&self) -> usize {
+        let mut offset = 0;
+        self.journal
+            .with_locked(&mut |journal| offset = journal.next_offset());
+        offset
+    }
+
     /// The volume's commit path; `fence_home: false` is the negative
     /// control's.
     fn commits(&self, fence_home: bool) -> Commits<'_> {
@@ -522,13 +538,7 @@ fn a_failure_after_the_commit_record_stops_the_chain() {
     let commits = committing.commits(true);
     let mut rng = Lcg(9);
     let (first, second) = (random_changes(&mut rng), random_changes(&mut rng));
-    let next_seq = || {
-        let mut seq = 0;
-        committing
-            .journal
-            .with_locked(&mut |journal| seq = journal.next_seq());
-        seq
-    };
+    let next_seq = || committing.next_seq();
     thread::scope(|s| {
         let failing = s.spawn(|| {
             // Committed, then its home writes fail once the second
@@ -565,13 +575,7 @@ fn a_failure_before_the_commit_record_with_a_successor_stops_the_chain() {
     let pmem = PerThreadPmem::new(device, 1, 0);
     let committing = Committing::new(journal);
     let commits = committing.commits(true);
-    let next_seq = || {
-        let mut seq = 0;
-        committing
-            .journal
-            .with_locked(&mut |journal| seq = journal.next_seq());
-        seq
-    };
+    let next_seq = || committing.next_seq();
     // The first transaction's body, at the log's start, fails once the
     // second has its place.
     let fails = |offset: u64| {
@@ -626,13 +630,7 @@ fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
         tx.log_bytes()
     };
     let (small_len, big_len) = (bytes(&small), bytes(&big));
-    let offset = || {
-        let mut offset = 0;
-        committing
-            .journal
-            .with_locked(&mut |journal| offset = journal.next_offset());
-        offset
-    };
+    let offset = || committing.next_offset();
     // Fill the log until the small one fits and the big one after it
     // does not.
     let mut committed = BTreeMap::new();
@@ -656,13 +654,7 @@ fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
         pmem: &pmem,
         fails: &fails,
     };
-    let next_seq = || {
-        let mut seq = 0;
-        committing
-            .journal
-            .with_locked(&mut |journal| seq = journal.next_seq());
-        seq
-    };
+    let next_seq = || committing.next_seq();
     thread::scope(|s| {
         let failing = s.spawn(|| commit_one(&commits, &media, &sb, &small, &mut || Ok(())));
         while next_seq() != small_seq + 1 {
