@@ -12,7 +12,7 @@
 //!   oxdax_commit_waits   a leaf: the commit turn's condition variable
 //!   oxdax_cache_shard, oxdax_lookup_caches   spinlocks, leaves under any
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     new_condvar, new_mutex, new_spinlock,
     prelude::*,
@@ -254,6 +254,9 @@ struct CommitWaits {
     lock: Mutex<()>,
     #[pin]
     changed: CondVar,
+    /// Waiters past their spin: a wake-up with none takes no lock (every
+    /// transaction wakes, and almost never anyone).
+    sleepers: AtomicUsize,
 }
 
 impl Waits for CommitWaits {
@@ -265,14 +268,23 @@ impl Waits for CommitWaits {
             core::hint::spin_loop();
         }
         let mut guard = self.lock.lock();
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // Pairs with `wake_all`'s: either this check sees the change, or
+        // that one sees this sleeper and takes the lock, which this holds
+        // until the condition variable's wait releases it.
+        fence(Ordering::SeqCst);
         while !ready() {
             self.changed.wait(&mut guard);
         }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn wake_all(&self) {
-        // Under the lock: a waiter between its check and its sleep holds
-        // it, so it cannot miss this.
+        // After the change the woken check (see `wait_until`).
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let _guard = self.lock.lock();
         self.changed.notify_all();
     }
@@ -348,6 +360,7 @@ impl Buffers {
                 pin_init!(CommitWaits {
                     lock <- new_mutex!((), "oxdax_commit_waits"),
                     changed <- new_condvar!("oxdax_commit_turn"),
+                    sleepers: AtomicUsize::new(0),
                 }),
                 GFP_KERNEL,
             )?,
