@@ -162,27 +162,6 @@ pub struct TxParts<'a> {
     pub spare: &'a mut [u8; BLOCK_SIZE],
 }
 
-/// The parts of a [`Scratch`] every transaction shares, borrowed for one.
-#[derive(Clone, Copy)]
-pub(in crate::logic::fs) struct Shared<'a> {
-    pub(in crate::logic::fs) checked: &'a [AtomicU64],
-    pub(in crate::logic::fs) cache: &'a dyn CacheSlots,
-    pub(in crate::logic::fs) lookups: &'a dyn LookupSlots,
-    pub(in crate::logic::fs) reservations: &'a [u64],
-}
-
-impl<'a> Shared<'a> {
-    /// The shared parts of `scratch`.
-    pub(in crate::logic::fs) fn of(scratch: &'a impl Scratch) -> Self {
-        Self {
-            checked: scratch.checked_nodes(),
-            cache: scratch.cache(),
-            lookups: scratch.lookup_slots(),
-            reservations: scratch.reservations(),
-        }
-    }
-}
-
 /// Blocks a transaction may change; a larger operation is split into
 /// several transactions, each leaving the filesystem consistent.
 pub const TX_MAX_BLOCKS: usize = 128;

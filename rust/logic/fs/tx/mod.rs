@@ -35,7 +35,7 @@ mod stores;
 use super::{
     cache::{BlockCache, InodeCache, Touched},
     checked::CheckedNodes,
-    Damage, Error, Media, Poisoned, Shared, TxParts, MAX_DEFERRED,
+    Damage, Error, Media, Poisoned, Scratch, TxParts, MAX_DEFERRED,
 };
 use crate::logic::format::{
     btree::{self, Nodes, TreeError},
@@ -313,7 +313,7 @@ impl<'a, M: Media> Tx<'a, M> {
         media: &'a M,
         sb: Superblock,
         parts: TxParts<'a>,
-        shared: Shared<'a>,
+        scratch: &'a impl Scratch,
     ) -> Self {
         Self {
             media,
@@ -322,12 +322,12 @@ impl<'a, M: Media> Tx<'a, M> {
             originals: parts.originals,
             tags: parts.tags,
             lines: parts.lines,
-            cache: BlockCache::new(shared.cache),
-            records: InodeCache::new(shared.lookups),
+            cache: BlockCache::new(scratch.cache()),
+            records: InodeCache::new(scratch.lookup_slots()),
             log: parts.log,
             spare: parts.spare,
             deferred: parts.deferred,
-            checked: CheckedNodes::new(shared.checked),
+            checked: CheckedNodes::new(scratch.checked_nodes()),
             used: 0,
             unknown: 0,
             unsealed: 0,
@@ -343,7 +343,7 @@ impl<'a, M: Media> Tx<'a, M> {
             avoided_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
-            reservations: shared.reservations,
+            reservations: scratch.reservations(),
             taken: Taken::default(),
             misplaced: None,
             times: TxTimes::default(),

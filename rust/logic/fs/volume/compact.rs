@@ -27,7 +27,7 @@ use crate::logic::format::{
     space::{Extent, SpaceStore},
     BLOCK_SIZE, CHUNK_BLOCKS,
 };
-use crate::logic::fs::{tx::Tx, Error, MapKind, Media, Owned, Scratch, Shared, TxContext};
+use crate::logic::fs::{tx::Tx, Error, MapKind, Media, Owned, Scratch, TxContext};
 
 /// A chunk with more used blocks than this is never emptied: moving its
 /// blocks would cost more copying than the whole chunk it gains.
@@ -61,12 +61,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         // Reads the committed maps (it writes nothing) and knows the
         // reservations.
         let mut context = self.scratch.context();
-        let mut tx = Tx::new(
-            &self.media,
-            self.sb,
-            context.parts(),
-            Shared::of(&self.scratch),
-        );
+        let mut tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
         tx.hidden_chunk = self.zero_chunk;
         let poisoned = &self.poisoned;
         // Its used blocks if `chunk` may be emptied now.

@@ -40,7 +40,7 @@ use super::{
         space_error, write_backup, Chain, Commits, Committed, CommittedSpace, Journal,
         Reservations, Tx, TxTimes,
     },
-    Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, Shared, StatFs, TxContext,
+    Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs, TxContext,
 };
 use crate::logic::format::{
     btree::Nodes,
@@ -469,12 +469,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let end = layout.block_count / CHUNK_BLOCKS;
         // From the end of the device: where allocations come last.
         let mut context = self.scratch.context();
-        let tx = Tx::new(
-            &self.media,
-            self.sb,
-            context.parts(),
-            Shared::of(&self.scratch),
-        );
+        let tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
         // Not a chunk with failed memory, free or not: it is never
         // written, nor is a zero chunk that failed reused (`poison`).
         let chunk = (first..end).rev().find(|&chunk| {
@@ -558,12 +553,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         self.media.relax();
         let mut context = self.scratch.context();
-        let mut tx = Tx::new(
-            &self.media,
-            self.sb,
-            context.parts(),
-            Shared::of(&self.scratch),
-        );
+        let mut tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
         tx.rewrite_primary = self.rewrite_primary;
