@@ -197,7 +197,11 @@ fn empty_journal() -> (Vec<u8>, Superblock, Journal) {
         next_offset: 0,
         transactions: 0,
     };
-    (device, sb, Journal::new(log_start, LOG_LEN, &end, false))
+    (
+        device,
+        sb,
+        Journal::new(log_start, LOG_LEN, &end, false, &sb),
+    )
 }
 
 /// A journal behind its lock, with its commit chain, as a volume has them.
@@ -251,7 +255,6 @@ impl Committing {
 /// each sequence number made.
 fn commit_from_threads(
     media: &PerThreadPmem,
-    sb: &Superblock,
     journal: Journal,
     threads: u64,
     per_thread: u64,
@@ -275,7 +278,7 @@ fn commit_from_threads(
                     }
                     dawdle(&mut rng);
                     let seq = commits
-                        .commit(media, tx, sb, &mut spare, &mut |finished| {
+                        .commit(media, tx, None, &mut spare, &mut |finished| {
                             dawdle(&mut rng);
                             let walked = for_each_logged(
                                 finished.log,
@@ -367,9 +370,9 @@ fn recovers_a_prefix(
 /// prefix of the transactions in sequence order that holds every one
 /// acknowledged, all images taken, and those with a torn header.
 fn images_off_prefix(seed: u64, fence_home: bool) -> (usize, usize, usize) {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let media = PerThreadPmem::new(device, seed, 64);
-    let committed = commit_from_threads(&media, &sb, journal, 3, 60, fence_home);
+    let committed = commit_from_threads(&media, journal, 3, 60, fence_home);
     let images = core::mem::take(&mut media.0.lock().unwrap().images);
     let off = images
         .iter()
@@ -383,9 +386,9 @@ fn images_off_prefix(seed: u64, fence_home: bool) -> (usize, usize, usize) {
 /// its tail to the last one: the memory holds them all applied in order.
 #[test]
 fn journal_threads_commit_in_seq_order() {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let media = PerThreadPmem::new(device, 1, 0);
-    let committed = commit_from_threads(&media, &sb, journal, 4, 150, true);
+    let committed = commit_from_threads(&media, journal, 4, 150, true);
     assert_eq!(committed.len(), 600);
     assert_eq!(
         committed.keys().copied().collect::<Vec<_>>(),
@@ -468,11 +471,11 @@ fn sized_changes(len: usize, fill: u8) -> Vec<Change> {
 }
 
 /// One transaction of `changes` through `commits`, its records written
-/// home by `home` first.
+/// home by `home` first; it writes the superblock `written`, if any.
 fn commit_one(
     commits: &Commits<'_>,
     media: &impl Media,
-    sb: &Superblock,
+    written: Option<&Superblock>,
     changes: &[Change],
     home: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<u64, Error> {
@@ -482,7 +485,7 @@ fn commit_one(
         tx.record(*block, *offset, data).unwrap();
     }
     let mut spare = [0u8; BS];
-    commits.commit(media, tx, sb, &mut spare, &mut |finished| {
+    commits.commit(media, tx, written, &mut spare, &mut |finished| {
         home()?;
         for_each_logged(
             finished.log,
@@ -500,7 +503,7 @@ fn commit_one(
 /// them, and recovery finds it.
 #[test]
 fn a_commit_that_fails_alone_gives_its_place_back() {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let pmem = PerThreadPmem::new(device, 1, 0);
     let failing = AtomicBool::new(true);
     let media = FailingWrites {
@@ -512,13 +515,13 @@ fn a_commit_that_fails_alone_gives_its_place_back() {
     let mut rng = Lcg(7);
     let lost = random_changes(&mut rng);
     assert!(matches!(
-        commit_one(&commits, &media, &sb, &lost, &mut || Ok(())),
+        commit_one(&commits, &media, None, &lost, &mut || Ok(())),
         Err(Error::Corrupt(..))
     ));
     failing.store(false, Ordering::SeqCst);
     let kept = random_changes(&mut rng);
     assert_eq!(
-        commit_one(&commits, &media, &sb, &kept, &mut || Ok(())),
+        commit_one(&commits, &media, None, &kept, &mut || Ok(())),
         Ok(FIRST_SEQ)
     );
     let (data, next_seq, _) = recover(&pmem.0.lock().unwrap().durable);
@@ -532,7 +535,7 @@ fn a_commit_that_fails_alone_gives_its_place_back() {
 /// and every later commit fails as the volume does once shut down.
 #[test]
 fn a_failure_after_the_commit_record_stops_the_chain() {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let media = PerThreadPmem::new(device, 1, 0);
     let committing = Committing::new(journal);
     let commits = committing.commits(true);
@@ -543,7 +546,7 @@ fn a_failure_after_the_commit_record_stops_the_chain() {
         let failing = s.spawn(|| {
             // Committed, then its home writes fail once the second
             // transaction has its place.
-            commit_one(&commits, &media, &sb, &first, &mut || {
+            commit_one(&commits, &media, None, &first, &mut || {
                 while next_seq() != FIRST_SEQ + 2 {
                     thread::yield_now();
                 }
@@ -553,12 +556,12 @@ fn a_failure_after_the_commit_record_stops_the_chain() {
         while next_seq() != FIRST_SEQ + 1 {
             thread::yield_now();
         }
-        let behind = commit_one(&commits, &media, &sb, &second, &mut || Ok(()));
+        let behind = commit_one(&commits, &media, None, &second, &mut || Ok(()));
         assert_eq!(behind, Err(Error::Shutdown));
         assert_eq!(failing.join().unwrap(), Err(Error::Invalid));
     });
     assert_eq!(
-        commit_one(&commits, &media, &sb, &second, &mut || Ok(())),
+        commit_one(&commits, &media, None, &second, &mut || Ok(())),
         Err(Error::Shutdown)
     );
     media.fence();
@@ -571,7 +574,7 @@ fn a_failure_after_the_commit_record_stops_the_chain() {
 /// behind, which never writes its commit record.
 #[test]
 fn a_failure_before_the_commit_record_with_a_successor_stops_the_chain() {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let pmem = PerThreadPmem::new(device, 1, 0);
     let committing = Committing::new(journal);
     let commits = committing.commits(true);
@@ -593,17 +596,17 @@ fn a_failure_before_the_commit_record_with_a_successor_stops_the_chain() {
     };
     let (first, second) = (sized_changes(100, 1), sized_changes(200, 2));
     thread::scope(|s| {
-        let failing = s.spawn(|| commit_one(&commits, &media, &sb, &first, &mut || Ok(())));
+        let failing = s.spawn(|| commit_one(&commits, &media, None, &first, &mut || Ok(())));
         while next_seq() != FIRST_SEQ + 1 {
             thread::yield_now();
         }
-        let behind = commit_one(&commits, &media, &sb, &second, &mut || Ok(()));
+        let behind = commit_one(&commits, &media, None, &second, &mut || Ok(()));
         assert_eq!(behind, Err(Error::Shutdown));
         assert!(matches!(failing.join().unwrap(), Err(Error::Corrupt(..))));
     });
     assert!(committing.chain.failed());
     assert_eq!(
-        commit_one(&commits, &media, &sb, &second, &mut || Ok(())),
+        commit_one(&commits, &media, None, &second, &mut || Ok(())),
         Err(Error::Shutdown)
     );
     pmem.fence();
@@ -616,7 +619,7 @@ fn a_failure_before_the_commit_record_with_a_successor_stops_the_chain() {
 /// waits with the journal's lock released, which the giving back needs).
 #[test]
 fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
-    let (device, sb, journal) = empty_journal();
+    let (device, _, journal) = empty_journal();
     let pmem = PerThreadPmem::new(device, 1, 0);
     let committing = Committing::new(journal);
     let commits = committing.commits(true);
@@ -635,7 +638,7 @@ fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
     // does not.
     let mut committed = BTreeMap::new();
     while LOG_LEN - offset() >= small_len + big_len {
-        let seq = commit_one(&commits, &pmem, &sb, &big, &mut || Ok(())).unwrap();
+        let seq = commit_one(&commits, &pmem, None, &big, &mut || Ok(())).unwrap();
         committed.insert(seq, big.clone());
     }
     let small_at = LOG_START + offset() as u64;
@@ -656,11 +659,11 @@ fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
     };
     let next_seq = || committing.next_seq();
     thread::scope(|s| {
-        let failing = s.spawn(|| commit_one(&commits, &media, &sb, &small, &mut || Ok(())));
+        let failing = s.spawn(|| commit_one(&commits, &media, None, &small, &mut || Ok(())));
         while next_seq() != small_seq + 1 {
             thread::yield_now();
         }
-        let wrapped = commit_one(&commits, &media, &sb, &big, &mut || Ok(()));
+        let wrapped = commit_one(&commits, &media, None, &big, &mut || Ok(()));
         assert_eq!(wrapped, Ok(small_seq), "it took the place given back");
         assert!(matches!(failing.join().unwrap(), Err(Error::Corrupt(..))));
     });
@@ -670,4 +673,38 @@ fn a_wrap_goes_on_when_the_transaction_it_waits_for_gives_its_place_back() {
     let (data, next_seq, _) = recover(&pmem.0.lock().unwrap().durable);
     assert_eq!(next_seq, small_seq + 1);
     assert!(data == prefix(&committed, next_seq));
+}
+
+/// A wrap of the log backs up the superblock as the last transaction that
+/// wrote it left it, not the one the wrapping transaction was built on:
+/// with several built at once, that one can be older than a complete
+/// transaction's, whose roots it would bring back after a mount from the
+/// backup.
+#[test]
+fn a_wrap_backs_up_the_superblock_the_last_transaction_wrote() {
+    let (device, built_on, journal) = empty_journal();
+    let pmem = PerThreadPmem::new(device, 1, 0);
+    let committing = Committing::new(journal);
+    let commits = committing.commits(true);
+    let written = Superblock {
+        inode_count: built_on.inode_count + 1,
+        free_blocks: built_on.free_blocks - 4,
+        ..built_on
+    };
+    let change = sized_changes(3000, 5);
+    commit_one(&commits, &pmem, Some(&written), &change, &mut || Ok(())).unwrap();
+    // Transactions that leave the superblock as it was, until one wraps.
+    let mut last_offset = committing.next_offset();
+    loop {
+        commit_one(&commits, &pmem, None, &change, &mut || Ok(())).unwrap();
+        let offset = committing.next_offset();
+        if offset < last_offset {
+            break;
+        }
+        last_offset = offset;
+    }
+    let durable = &pmem.0.lock().unwrap().durable;
+    let at = BACKUP_BLOCK as usize * BS;
+    let backup = Superblock::decode(&durable[at..at + BS]).unwrap();
+    assert_eq!(backup, written);
 }

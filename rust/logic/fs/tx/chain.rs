@@ -118,14 +118,14 @@ pub(in crate::logic::fs) struct Commits<'c> {
 impl Commits<'_> {
     /// Makes `tx` durable in its turn (see the module's steps), then
     /// `home` writes its records home and publishes them; they are fenced
-    /// before the next transaction's turn. `published` is the superblock
-    /// as the last complete transaction left it, for the backup a wrap of
-    /// the log writes. The transaction's sequence number.
+    /// before the next transaction's turn. `written` is the superblock the
+    /// transaction writes home, if it writes it: the journal backs it up
+    /// at a later wrap of the log. The transaction's sequence number.
     pub(in crate::logic::fs) fn commit<M: Media>(
         &self,
         media: &M,
         tx: TxWriter<'_>,
-        published: &Superblock,
+        written: Option<&Superblock>,
         spare: &mut [u8; BLOCK_SIZE],
         home: &mut dyn FnMut(&Finished<'_>) -> Result<(), Error>,
     ) -> Result<u64, Error> {
@@ -138,7 +138,7 @@ impl Commits<'_> {
             let given_back = self.chain.given_back();
             let mut reserved = Ok(None);
             self.journal.with_locked(&mut |journal| {
-                reserved = journal.reserve(media, len, completed, published, spare);
+                reserved = journal.reserve(media, len, completed, spare);
             });
             if let Some(ticket) = reserved? {
                 break ticket;
@@ -176,6 +176,10 @@ impl Commits<'_> {
         if let Err(e) = home(&finished) {
             self.chain.fail(self.waits);
             return Err(e);
+        }
+        if let Some(sb) = written {
+            // In turn, so the last one published is the last one written.
+            self.journal.with_locked(&mut |journal| journal.publish(sb));
         }
         #[cfg(test)]
         let fence = self.fence_home;

@@ -290,7 +290,8 @@ impl<'a, M: Media> Tx<'a, M> {
         // Most operations change no root and no state, and lazy counters
         // are written with the next change that does (or at unmount):
         // encoding and diffing the block would cost a checksum of 4 KiB.
-        if sb.must_be_written_over(&self.base) || self.rewrite_primary {
+        let writes_primary = sb.must_be_written_over(&self.base) || self.rewrite_primary;
+        if writes_primary {
             sb.encode(self.write_whole(PRIMARY_BLOCK)?);
         }
 
@@ -368,7 +369,8 @@ impl<'a, M: Media> Tx<'a, M> {
             }
             Ok(())
         };
-        commits.commit(media, writer, &self.base, self.spare, &mut write_home)?;
+        let written = writes_primary.then_some(&sb);
+        commits.commit(media, writer, written, self.spare, &mut write_home)?;
         self.times.log_ns = logged.saturating_sub(settled);
         self.times.logged = 1;
         #[cfg(test)]

@@ -39,17 +39,25 @@ pub struct Journal {
     /// Recovery found the header torn and restarted the log: the header
     /// is written whole before the next transaction.
     torn_header: bool,
+    /// The superblock as the last transaction that wrote it home left it
+    /// (the one mount found, until one does): what a wrap of the log
+    /// backs up. Not a transaction's own base, which is older than the
+    /// last complete transaction once several are built at once. `None`
+    /// without a log.
+    published: Option<Superblock>,
 }
 
 impl Journal {
     /// The log of `log_len` bytes at device byte `log_start`, which
     /// recovery found ending at `end`, its header torn or not
-    /// (`JournalHeader::recover`).
+    /// (`JournalHeader::recover`), on a volume whose superblock after
+    /// recovery is `published`.
     pub(in crate::logic::fs) fn new(
         log_start: u64,
         log_len: usize,
         end: &ReplayEnd,
         torn_header: bool,
+        published: &Superblock,
     ) -> Self {
         Self {
             log_start,
@@ -57,6 +65,7 @@ impl Journal {
             next_seq: end.next_seq,
             next_offset: end.next_offset,
             torn_header,
+            published: Some(*published),
         }
     }
 
@@ -76,9 +85,9 @@ impl Journal {
     /// does not fit before the log's end, the log wraps first: every
     /// earlier transaction must be complete, its home writes fenced
     /// (`completed`, the last one that is, must be the one before; if not,
-    /// `None`: ask again when it is). Then `published`, the superblock as
-    /// the last commit left it, goes to the backup block, fenced, and the
-    /// tail moves to the log's start. Once this returns a ticket, its
+    /// `None`: ask again when it is). Then the superblock as the last
+    /// transaction that wrote it left it ([`publish`](Self::publish)) goes
+    /// to the backup block, fenced, and the tail moves to the log's start. Once this returns a ticket, its
     /// sequence number is taken: a transaction that fails before its
     /// commit record must [`give_back`](Self::give_back) its ticket, or
     /// recovery would stop at the gap it leaves.
@@ -87,7 +96,6 @@ impl Journal {
         media: &M,
         len: usize,
         completed: u64,
-        published: &Superblock,
         spare: &mut [u8; BLOCK_SIZE],
     ) -> Result<Option<Ticket>, Error> {
         if len > self.log_len {
@@ -101,6 +109,9 @@ impl Journal {
             if completed.wrapping_add(1) != self.next_seq {
                 return Ok(None);
             }
+            // A log has a superblock (the default journal, which has
+            // none, has no room either).
+            let published = self.published.as_ref().ok_or(Error::Invalid)?;
             write_backup(media, published, spare)?;
             media.fence();
             self.move_tail(media, 0, spare)?;
@@ -113,6 +124,12 @@ impl Journal {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.next_offset += len;
         Ok(Some(ticket))
+    }
+
+    /// A committed transaction wrote `sb` home, in its turn: a later
+    /// wrap backs it up.
+    pub(in crate::logic::fs) fn publish(&mut self, sb: &Superblock) {
+        self.published = Some(*sb);
     }
 
     /// Makes `ticket`, whose commit record was not written, the place of

@@ -192,7 +192,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             sb = recovered;
         }
         let was_dirty = sb.state & STATE_CLEAN == 0;
-        let journal = Journal::new(log_start, log_len, &pending, torn_header);
+        let journal = Journal::new(log_start, log_len, &pending, torn_header, &sb);
         drop(context);
         scratch.journal().with_locked(&mut |place| *place = journal);
         let mut volume = Self {
