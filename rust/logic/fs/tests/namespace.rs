@@ -495,6 +495,33 @@ fn blocks_freed_by_a_commit_leave_the_cache() {
     unmount_and_check(v);
 }
 
+/// A transaction that changed one record of an inode block does not put
+/// its copy of the whole block in the cache: the other records in it are
+/// as it read them, and once several transactions run, another may have
+/// committed one of them meanwhile (here its home write is made by hand,
+/// with the block gone from the cache, as a busy cache lets it go).
+#[test]
+fn a_record_change_does_not_cache_its_copy_of_the_other_records() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let (a, _) = v.create(root, b"a", &file(REG)).unwrap();
+    let (b, old_b) = v.create(root, b"b", &file(REG)).unwrap();
+    assert_eq!(a >> 4, b >> 4, "both records in one block");
+    let mut new_a = v.inode(a).unwrap();
+    new_a.mtime.sec += 1;
+    let mut new_b = old_b;
+    new_b.mtime.sec += 7;
+    v.put_inode_beside(a, &new_a, (b, &new_b)).unwrap();
+    assert_eq!(v.inode_uncached(a), Ok(new_a));
+    assert_eq!(
+        v.inode_uncached(b),
+        Ok(new_b),
+        "the other record as the media holds it"
+    );
+    let v = mount(unmount_and_check(v));
+    assert_eq!(v.inode(b), Ok(new_b));
+}
+
 /// A new inode chunk needs four contiguous blocks: one-block holes left
 /// near the start of the data area by a deleted file, however many, must
 /// not make creating files fail while there is room further on.

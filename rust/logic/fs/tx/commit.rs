@@ -6,7 +6,7 @@
 
 use crate::logic::fs::{Damage, Error, Media};
 
-use super::{Commits, Effects, Tx, LINE_BYTES};
+use super::{Commits, Effects, Tx, ALL_LINES, LINE_BYTES};
 use crate::logic::format::{
     journal::{for_each_logged, Finished, TxWriter, ALIGN},
     superblock::{Superblock, BACKUP_BLOCK, PRIMARY_BLOCK},
@@ -147,18 +147,20 @@ fn next_differing(differ: &[u64; WORDS / 64], from: usize) -> Option<usize> {
 
 /// Runs of 8-byte words where `new` differs from `old` in the 64-byte
 /// lines of `lines`; runs closer than a record header are merged (logging
-/// the gap is cheaper than a record).
+/// the gap is cheaper than a record). So a block's records cost at most
+/// one header more than the block (each later header fits in the gap
+/// before it), whatever their number, and no run leaves the marked lines
+/// (the gaps it spans lie between two changed words): bytes a transaction
+/// did not mark are never logged or written home from its copy, which
+/// may be older than another transaction's where the block holds records
+/// of several owners (an inode block, stage 4 of
+/// Documentation/oxdax/concurrency.rst).
 fn changed_runs(old: &[u8; BLOCK_SIZE], new: &[u8; BLOCK_SIZE], lines: u64) -> ChangedRuns {
     ChangedRuns {
         differ: differing_words(old, new, lines),
         from: 0,
-        listed: 0,
     }
 }
-
-/// Runs listed at most; a block more fragmented is logged whole from its
-/// last listed run on.
-const MAX_RUNS: usize = 64;
 
 const MERGE_GAP_WORDS: usize = 2;
 
@@ -168,8 +170,6 @@ pub(super) struct ChangedRuns {
     differ: [u64; WORDS / 64],
     /// The next run starts at or after this word.
     from: usize,
-    /// Runs returned so far.
-    listed: usize,
 }
 
 impl ChangedRuns {
@@ -178,7 +178,6 @@ impl ChangedRuns {
         Self {
             differ: [u64::MAX; WORDS / 64],
             from: 0,
-            listed: 0,
         }
     }
 }
@@ -194,12 +193,7 @@ impl Iterator for ChangedRuns {
             }
             end = next + 1;
         }
-        self.listed += 1;
-        if self.listed == MAX_RUNS && next_differing(&self.differ, end).is_some() {
-            // Too fragmented to list: log the rest of the block whole.
-            end = WORDS;
-        }
-        self.from = if self.listed == MAX_RUNS { WORDS } else { end };
+        self.from = end;
         Some(start * ALIGN..end * ALIGN)
     }
 }
@@ -321,6 +315,7 @@ impl<'a, M: Media> Tx<'a, M> {
         let cache = self.cache;
         let (used, unknown, freed_shadows) = (self.used, self.unknown, self.freed_shadows);
         let tags: &[u64] = self.tags;
+        let marked: &[u64] = self.lines;
         let shadow_blocks: &[[u8; BLOCK_SIZE]] = self.shadows;
         let mut logged = settled;
         let mut write_home = |finished: &Finished<'_>| -> Result<(), Error> {
@@ -354,16 +349,22 @@ impl<'a, M: Media> Tx<'a, M> {
                 })?;
             }
             for i in 0..used {
-                let (Some(&block), Some(shadow)) = (tags.get(i), shadow_blocks.get(i)) else {
+                let (Some(&block), Some(shadow), Some(&lines)) =
+                    (tags.get(i), shadow_blocks.get(i), marked.get(i))
+                else {
                     break;
                 };
                 // What the media holds now (or the journal, if a home
                 // write failed: recovery writes it), unless the block is
                 // free now; a block the cache held was patched above.
                 // (Shadows that share a slot are put in turn: the last one
-                // stays, as before.)
+                // stays, as before.) Only a copy the transaction owns
+                // whole: lines it did not mark are as it read them, which
+                // may be older than another transaction's commit of them
+                // once several run (an inode block holds sixteen owners'
+                // records); the next read of such a block fills it.
                 let patched = unknown & 1 << i == 0 && cache.holds(block);
-                if freed_shadows & 1 << i == 0 && !patched {
+                if freed_shadows & 1 << i == 0 && !patched && lines == ALL_LINES {
                     cache.put(block, shadow);
                 }
             }
@@ -417,12 +418,6 @@ mod tests {
                     end = probe + 1;
                 }
                 probe += 1;
-            }
-            if runs.len() == MAX_RUNS {
-                if let Some(last) = runs.last_mut() {
-                    *last = (last.0, WORDS);
-                }
-                break;
             }
             runs.push((start, end));
             word = end;
@@ -505,5 +500,39 @@ mod tests {
         last[BLOCK_SIZE - 1] = 1;
         let got: Vec<_> = changed_runs(&old, &last, u64::MAX).collect();
         assert_eq!(got, [BLOCK_SIZE - ALIGN..BLOCK_SIZE]);
+    }
+
+    /// However fragmented a block's changes, its runs stay in the lines a
+    /// transaction marked (the others may be another owner's, newer than
+    /// its copy), and its records cost at most one header more than the
+    /// block.
+    #[test]
+    fn fragmented_changes_stay_in_their_lines_and_cost_at_most_a_block() {
+        use crate::logic::format::journal::RECORD_HEADER_BYTES;
+        let old = [0u8; BLOCK_SIZE];
+        for (stride, marked) in [(32, u64::MAX), (32, 0x5555_5555_5555_5557), (40, 0xff00)] {
+            let mut new = old;
+            for line in 0..64 {
+                if marked & 1 << line == 0 {
+                    continue;
+                }
+                for at in (line * 64..(line + 1) * 64).step_by(stride) {
+                    new[at] = 1;
+                }
+            }
+            let runs: Vec<_> = changed_runs(&old, &new, marked).collect();
+            assert!(runs.len() > 64 || marked != u64::MAX, "fragmented");
+            let logged: usize = runs.iter().map(|r| RECORD_HEADER_BYTES + r.len()).sum();
+            assert!(logged <= BLOCK_SIZE + RECORD_HEADER_BYTES, "{logged} bytes");
+            for run in &runs {
+                let lines = super::super::line_mask(run.start, run.end);
+                assert_eq!(lines & !marked, 0, "run {run:?} leaves lines {marked:#x}");
+            }
+            let mut applied = old;
+            for run in runs {
+                applied[run.clone()].copy_from_slice(&new[run]);
+            }
+            assert!(applied == new);
+        }
     }
 }

@@ -678,6 +678,18 @@ impl<'a, M: Media> Tx<'a, M> {
         Ok(())
     }
 
+    /// Host tests: another transaction committed `data` at byte `offset`
+    /// of block `block`, of which this one holds a shadow, and the cache
+    /// let the block go meanwhile (as can happen once several run).
+    #[cfg(test)]
+    pub(super) fn commit_beside(&self, block: u64, offset: usize, data: &[u8]) {
+        assert!(self
+            .media
+            .write(block * BLOCK_SIZE as u64 + offset as u64, data));
+        self.media.fence();
+        self.cache.forget_block(block);
+    }
+
     /// Clears the record of inode `ino` (a free slot is all zeros).
     pub(super) fn clear_inode(&mut self, ino: u64) -> Result<(), Error> {
         let location = inode_location(&self.layout, ino)?;

@@ -512,6 +512,26 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         seq
     }
 
+    /// Host tests: stores inode `ino`'s record `inode` in a transaction
+    /// while another commits `beside`'s record (`tx.commit_beside`).
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn put_inode_beside(
+        &mut self,
+        ino: u64,
+        inode: &crate::logic::format::inode::Inode,
+        beside: (u64, &crate::logic::format::inode::Inode),
+    ) -> Result<(), Error> {
+        let (other, record) = beside;
+        let location = super::tx::inode_location(&self.sb.layout, other)?;
+        let mut bytes = [0u8; crate::logic::format::inode::INODE_BYTES];
+        record.encode(other, &mut bytes);
+        self.transact(|tx| {
+            tx.put_inode(ino, inode)?;
+            tx.commit_beside(location.block, location.offset, &bytes);
+            Ok(())
+        })
+    }
+
     /// The root directory.
     pub fn root(&self) -> u64 {
         self.sb.root_ino
