@@ -30,6 +30,9 @@ pub struct HeapScratch {
     lookups: std::sync::Mutex<HeapLookups>,
     journal: std::sync::Mutex<fs::Journal>,
     commit_waits: HostWaits,
+    space: std::sync::Mutex<fs::SpaceState>,
+    /// Times the space lock was taken (tests of which operations take it).
+    space_locks: core::sync::atomic::AtomicU64,
 }
 
 impl<T: Send> fs::Locked<T> for std::sync::Mutex<T> {
@@ -204,6 +207,11 @@ impl fs::CacheSlots for HeapCache {
 }
 
 impl HeapScratch {
+    /// How many times the space lock was taken.
+    pub fn space_locks(&self) -> u64 {
+        self.space_locks.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Zeroed buffers of the sizes the volume asks for.
     pub fn new() -> Self {
         Self::with_cache_slots(fs::MIN_CACHE_SLOTS)
@@ -235,6 +243,8 @@ impl HeapScratch {
             }),
             journal: std::sync::Mutex::default(),
             commit_waits: HostWaits::default(),
+            space: std::sync::Mutex::default(),
+            space_locks: core::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -287,6 +297,17 @@ impl fs::Scratch for HeapScratch {
 
     fn commit_waits(&self) -> &dyn fs::Waits {
         &self.commit_waits
+    }
+
+    type SpaceGuard<'a> = std::sync::MutexGuard<'a, fs::SpaceState>;
+
+    fn lock_space(&self) -> Self::SpaceGuard<'_> {
+        self.space_locks
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // A panic while holding it fails the test that panicked.
+        self.space
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

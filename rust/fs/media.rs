@@ -27,9 +27,9 @@ use crate::{
         format::BLOCK_SIZE,
         fs::{
             CacheSlots, Claim, ContextClaims, InodeSlot, Journal, Locked, LookupSlots, MappingSlot,
-            Media, MediaFault, Scratch, ShardUse, TxContext, TxParts, Waits, CACHE_SHARDS,
-            CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS, MAPPING_CACHE_SLOTS,
-            RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
+            Media, MediaFault, Scratch, ShardUse, SpaceState, TxContext, TxParts, Waits,
+            CACHE_SHARDS, CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS,
+            MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
     sys::{dax::DaxMemory, memory},
@@ -309,6 +309,7 @@ pub(crate) struct Buffers {
     lookups: LookupMemory,
     journal: Pin<KBox<Mutex<Journal>>>,
     commit_waits: Pin<KBox<CommitWaits>>,
+    space: Pin<KBox<Mutex<SpaceState>>>,
 }
 
 impl Buffers {
@@ -364,6 +365,7 @@ impl Buffers {
                 }),
                 GFP_KERNEL,
             )?,
+            space: KBox::pin_init(new_mutex!(SpaceState::default(), "oxdax_space"), GFP_KERNEL)?,
         })
     }
 }
@@ -413,5 +415,11 @@ impl Scratch for Buffers {
 
     fn commit_waits(&self) -> &dyn Waits {
         &*self.commit_waits
+    }
+
+    type SpaceGuard<'a> = Guard<'a, SpaceState, MutexBackend>;
+
+    fn lock_space(&self) -> Self::SpaceGuard<'_> {
+        self.space.lock()
     }
 }

@@ -19,8 +19,8 @@ pub use cache::{
 };
 pub use checked::CHECKED_SLOTS_PER_CACHE_SLOT;
 pub use contexts::{Claim, ContextClaims, MAX_TX_CONTEXTS};
-use core::sync::atomic::AtomicU64;
-pub use tx::{Journal, TxTimes, RESERVATION_WORDS};
+use core::{ops::DerefMut, sync::atomic::AtomicU64};
+pub use tx::{Journal, SpaceState, TxTimes, RESERVATION_WORDS};
 
 use crate::logic::format::{
     btree::Corruption,
@@ -114,6 +114,15 @@ pub trait Scratch {
     fn journal(&self) -> &dyn Locked<Journal>;
     /// Where transactions wait for their turn to commit.
     fn commit_waits(&self) -> &dyn Waits;
+    /// The space lock held: see [`Scratch::lock_space`].
+    type SpaceGuard<'a>: DerefMut<Target = SpaceState>
+    where
+        Self: 'a;
+    /// Locks the volume's [`SpaceState`] (the default until a mount sets
+    /// it) until the guard drops: the space lock of the lock order in
+    /// Documentation/oxdax/concurrency.rst, which a transaction takes at
+    /// its first touch of space and holds until its publication.
+    fn lock_space(&self) -> Self::SpaceGuard<'_>;
 }
 
 /// State of the logic's behind a lock the environment supplies (a kernel

@@ -522,6 +522,35 @@ fn a_record_change_does_not_cache_its_copy_of_the_other_records() {
     assert_eq!(v.inode(b), Ok(new_b));
 }
 
+/// Only what changes space takes the space lock (stage 4 of
+/// Documentation/oxdax/concurrency.rst): a create allocates an inode, but
+/// a rename, a link, an attribute change and an unlink whose inode is not
+/// freed yet change only names and records, and would run beside it.
+#[test]
+fn only_changes_of_space_take_the_space_lock() {
+    let mut v = mount(formatted(32, None));
+    let root = v.root();
+    let (dir, _) = v.create(root, b"d", &file(DIR)).unwrap();
+    let (ino, _) = v.create(dir, b"f", &file(REG)).unwrap();
+    let taken = |v: &TestVolume| v.scratch().space_locks();
+    let before = taken(&v);
+    v.rename(dir, b"f", root, b"g", RenameFlags::default(), T0)
+        .unwrap();
+    v.link(ino, dir, b"h", T0).unwrap();
+    let change = AttrChange {
+        mode: Some(0o600),
+        ..AttrChange::default()
+    };
+    v.set_attr(ino, &change).unwrap();
+    v.unlink(root, b"g", T0).unwrap();
+    v.unlink(dir, b"h", T0).unwrap();
+    assert_eq!(taken(&v), before, "names and records only");
+    v.create(dir, b"new", &file(REG)).unwrap();
+    assert_eq!(taken(&v), before + 1, "a create allocates an inode");
+    v.evict(ino).unwrap();
+    unmount_and_check(v);
+}
+
 /// A new inode chunk needs four contiguous blocks: one-block holes left
 /// near the start of the data area by a deleted file, however many, must
 /// not make creating files fail while there is room further on.

@@ -268,6 +268,9 @@ impl<'a, M: Media> Tx<'a, M> {
         let start = media.now_ns();
         // Frees and reverse-map changes feed each other (a freed rmap node
         // is a deferred free); each pass shrinks what is left.
+        if self.rmap_count > 0 || self.free_count > 0 {
+            self.hold_space();
+        }
         while self.rmap_count > 0 || self.free_count > 0 {
             self.settle_rmap()?;
             self.apply_frees()?;

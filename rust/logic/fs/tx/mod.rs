@@ -30,6 +30,7 @@ mod commit;
 mod journal;
 mod rmap;
 mod space;
+mod space_lock;
 mod stores;
 
 use super::{
@@ -51,6 +52,9 @@ pub use journal::Journal;
 use rmap::RmapChange;
 pub use space::RESERVATION_WORDS;
 pub(super) use space::{CommittedSpace, Reservations, Taken};
+pub(super) use space_lock::HeldSpace;
+use space_lock::SpaceHold;
+pub use space_lock::SpaceState;
 pub(super) use stores::{inode_location, read_inode, scan, slot_in_use, Committed, TreeStore};
 
 /// A new transaction's poisoned blocks until the volume gives it its own
@@ -129,13 +133,18 @@ pub(super) struct Tx<'a, M: Media> {
     /// data on the device, past the cache; a stale copy would then be the
     /// "original" a later transaction diffs against).
     freed_shadows: u128,
-    /// The superblock as this transaction leaves it.
-    pub(super) sb: Superblock,
+    /// The superblock as this transaction leaves it: changed only with
+    /// the space lock ([`Self::sb_mut`]).
+    sb: Superblock,
     /// The superblock as committed before this transaction.
     base: Superblock,
+    /// The space lock, once this transaction touched space
+    /// (`space_lock.rs`).
+    space: &'a mut (dyn SpaceHold + 'a),
     /// The primary superblock must be written even if unchanged (the
-    /// mount used the backup: the primary may be damaged).
-    pub(super) rewrite_primary: bool,
+    /// mount used the backup: the primary may be damaged). Known once the
+    /// space lock is held.
+    rewrite_primary: bool,
     free_count: usize,
     rmap_count: usize,
     /// The device blocks were written outside the shadows (new blocks
@@ -314,6 +323,7 @@ impl<'a, M: Media> Tx<'a, M> {
         sb: Superblock,
         parts: TxParts<'a>,
         scratch: &'a impl Scratch,
+        space: &'a mut (dyn SpaceHold + 'a),
     ) -> Self {
         Self {
             media,
@@ -335,6 +345,7 @@ impl<'a, M: Media> Tx<'a, M> {
             freed_shadows: 0,
             sb,
             base: sb,
+            space,
             rewrite_primary: false,
             free_count: 0,
             rmap_count: 0,

@@ -192,6 +192,8 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         Ok(self.media_word(index)? | self.poisoned.word_mask(index))
     }
     fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
+        #[cfg(test)]
+        assert!(self.space.held(), "a bitmap change without the space lock");
         // Poisoned blocks free on the device stay free there: only the
         // allocator's view has them used.
         let poisoned = self.poisoned.word_mask(index);
@@ -215,6 +217,8 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         Ok(u32::from_le_bytes(free).saturating_sub(self.poisoned_free(chunk)?))
     }
     fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
+        #[cfg(test)]
+        assert!(self.space.held(), "a summary change without the space lock");
         // The count the device keeps includes the hidden poisoned blocks
         // (`set_word` already left their bits as the device has them).
         let free = free.saturating_add(self.poisoned_free(chunk)?);
@@ -306,6 +310,7 @@ impl<'a, M: Media> Tx<'a, M> {
         &mut self,
         align: u64,
     ) -> Result<Option<u64>, Error> {
+        self.hold_space();
         let layout = self.layout;
         Space::new(self, &layout)
             .aligned_free_run(align)
@@ -323,6 +328,7 @@ impl<'a, M: Media> Tx<'a, M> {
         if self.deferred_room() < 4 {
             return Err(Error::NoSpace);
         }
+        self.hold_space();
         let layout = self.layout;
         let extent = Space::new(self, &layout)
             .allocate_packed(want, goal)
@@ -341,6 +347,7 @@ impl<'a, M: Media> Tx<'a, M> {
         if self.deferred_room() < 4 {
             return Err(Error::NoSpace);
         }
+        self.hold_space();
         let layout = self.layout;
         let extent = Space::new(self, &layout)
             .allocate_at(start, want)
@@ -370,6 +377,7 @@ impl<'a, M: Media> Tx<'a, M> {
         if self.deferred_room() < 4 || !self.may_take_chunk() {
             return Ok(None);
         }
+        self.hold_space();
         let layout = self.layout;
         let extent = Space::new(self, &layout)
             .allocate_in_chunk(goal, offset, len)
@@ -394,6 +402,7 @@ impl<'a, M: Media> Tx<'a, M> {
         if self.deferred_room() < 4 {
             return Err(Error::NoSpace);
         }
+        self.hold_space();
         let layout = self.layout;
         let mut space = Space::new(self, &layout);
         let extent = if contiguous {

@@ -155,6 +155,9 @@ impl<'t, 'a, M: Media> TreeStore<'t, 'a, M> {
         // opened to change it: an inode's runs may be cached.
         if owner < OWNER_REFCOUNTS {
             tx.touched.changing_tree(owner);
+        } else {
+            // The inode-chunk, reverse-map and refcount trees are space.
+            tx.hold_space();
         }
         Self {
             tx,

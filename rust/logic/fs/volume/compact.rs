@@ -27,7 +27,10 @@ use crate::logic::format::{
     space::{Extent, SpaceStore},
     BLOCK_SIZE, CHUNK_BLOCKS,
 };
-use crate::logic::fs::{tx::Tx, Error, MapKind, Media, Owned, Scratch, TxContext};
+use crate::logic::fs::{
+    tx::{HeldSpace, Tx},
+    Error, MapKind, Media, Owned, Scratch, TxContext,
+};
 
 /// A chunk with more used blocks than this is never emptied: moving its
 /// blocks would cost more copying than the whole chunk it gains.
@@ -61,7 +64,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         // Reads the committed maps (it writes nothing) and knows the
         // reservations.
         let mut context = self.scratch.context();
-        let mut tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
+        let mut space = HeldSpace::new(&self.scratch);
+        let mut tx = Tx::new(
+            &self.media,
+            self.sb,
+            context.parts(),
+            &self.scratch,
+            &mut space,
+        );
         tx.hidden_chunk = self.zero_chunk;
         let poisoned = &self.poisoned;
         // Its used blocks if `chunk` may be emptied now.
@@ -162,7 +172,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut at = file_block;
             while at < file_block + len {
                 let Lookup::Extent(start, extent) =
-                    find_extent(&tree, &TxNodes(tx), &tx.sb.layout, at)?
+                    find_extent(&tree, &TxNodes(tx), &tx.sb().layout, at)?
                 else {
                     len = at - file_block;
                     break;
@@ -177,12 +187,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if len == 0 {
                 return Ok(0);
             }
-            let (shared, run) = shared_run(&tx.sb, &TxNodes(tx), physical, len)?;
+            let (shared, run) = shared_run(tx.sb(), &TxNodes(tx), physical, len)?;
             if shared {
                 return Ok(0);
             }
             let len = run.min(len);
-            let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, file_block)?;
+            let goal = goal_for(&tree, &TxNodes(tx), &tx.sb().layout, file_block)?;
             let new = tx.allocate_packed(len, goal)?;
             move_blocks(tx, &mut tree, &mut inode, ino, file_block, new)?;
             Ok(new.len)
@@ -233,7 +243,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let mut inode = tx.inode(ino)?;
             // Complete a moment ago, under the same mutex: it has a tree.
             let mut tree = existing_extent_tree(&inode, ino).ok_or(Error::Invalid)?;
-            let goal = goal_for(&tree, &TxNodes(tx), &tx.sb.layout, region)?;
+            let goal = goal_for(&tree, &TxNodes(tx), &tx.sb().layout, region)?;
             let new = tx.allocate_data(CHUNK_BLOCKS, goal)?;
             if new.len != CHUNK_BLOCKS || new.start % CHUNK_BLOCKS != 0 {
                 // No chunk free whole: give the blocks back (nothing

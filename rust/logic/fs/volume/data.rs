@@ -166,7 +166,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     // hole up in the tree as it is now, not in the old root
                     // (now only its left half).
                     inode.map_root = tree.root;
-                    let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, at, last - at)?;
+                    let mapping = map_in(tx.sb(), &TxNodes(tx), ino, &inode, at, last - at)?;
                     if mapping.kind == MapKind::Hole {
                         let size = inode.size.div_ceil(BLOCK_SIZE as u64);
                         let blocks = if keep_size { size } else { size.max(last) };
@@ -221,7 +221,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut at = cursor;
                 while at < end && budget.allows(steps, tx) {
                     steps += 1;
-                    match find_extent(&tree, &TxNodes(tx), &tx.sb.layout, at)? {
+                    match find_extent(&tree, &TxNodes(tx), &tx.sb().layout, at)? {
                         Lookup::Hole(next) => at = next.map_or(end, |n| n.min(end)),
                         Lookup::Extent(start, extent) if !which.takes(extent.flags) => {
                             at = (start + u64::from(extent.len)).min(end);
@@ -262,7 +262,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 let mut done = false;
                 while budget.allows(steps, tx) {
                     steps += 1;
-                    let Some((start, extent)) = last_extent(&tree, &TxNodes(tx), &tx.sb.layout)?
+                    let Some((start, extent)) = last_extent(&tree, &TxNodes(tx), &tx.sb().layout)?
                     else {
                         done = true;
                         break;
@@ -423,7 +423,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             if inode.file_type() != Some(FileType::Regular) {
                 return Err(Error::Invalid);
             }
-            let mapping = map_in(&tx.sb, &TxNodes(tx), ino, &inode, file_block, len)?;
+            let mapping = map_in(tx.sb(), &TxNodes(tx), ino, &inode, file_block, len)?;
             let mut tree = extent_tree(tx, &mut inode, ino)?;
             let result = match mapping.kind {
                 MapKind::Data if !mapping.shared => mapping,

@@ -368,7 +368,7 @@ pub(super) fn put_extent<M: Media>(
             .map_err(tree_error)?
     {
         let before_start = parse_block_key(&key).ok_or(Error::Invalid)?;
-        if let Ok(before) = valid_extent(tree, &tx.sb.layout, before_start, &value) {
+        if let Ok(before) = valid_extent(tree, &tx.sb().layout, before_start, &value) {
             let before_len = u64::from(before.len);
             let merged = before_len + len;
             if before_start + before_len == file_block
@@ -377,7 +377,7 @@ pub(super) fn put_extent<M: Media>(
                 && merged <= MAX_ALLOCATION
             {
                 // Only unshared neighbours merge: one extent, one owner.
-                let (shared, _) = shared_run(&tx.sb, &TxNodes(tx), before.physical, before_len)?;
+                let (shared, _) = shared_run(tx.sb(), &TxNodes(tx), before.physical, before_len)?;
                 if !shared {
                     start = before_start;
                     extent = Extent {
@@ -392,7 +392,8 @@ pub(super) fn put_extent<M: Media>(
     // And with the extent after: blocks written in any order end as one
     // record, not one per write.
     let end = start + u64::from(extent.len);
-    if let Lookup::Extent(after_start, after) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, end)?
+    if let Lookup::Extent(after_start, after) =
+        find_extent(tree, &TxNodes(tx), &tx.sb().layout, end)?
     {
         let merged = u64::from(extent.len) + u64::from(after.len);
         if after_start == end
@@ -401,7 +402,7 @@ pub(super) fn put_extent<M: Media>(
             && merged <= MAX_ALLOCATION
         {
             let (shared, _) =
-                shared_run(&tx.sb, &TxNodes(tx), after.physical, u64::from(after.len))?;
+                shared_run(tx.sb(), &TxNodes(tx), after.physical, u64::from(after.len))?;
             if !shared {
                 let mut store = TreeStore::new(tx, ino);
                 if !tree
@@ -516,7 +517,7 @@ pub(super) fn for_each_record<M: Media>(
     let end = first.checked_add(len).ok_or(Error::Invalid)?;
     let mut at = first;
     while at < end {
-        let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), &tx.sb.layout, at)?
+        let Lookup::Extent(start, extent) = find_extent(tree, &TxNodes(tx), &tx.sb().layout, at)?
         else {
             return Err(Error::Invalid);
         };

@@ -48,10 +48,11 @@ fn apply_attrs(inode: &mut Inode, change: &AttrChange) {
     }
 }
 
-/// Takes a free inode slot, from a chunk with room (searching from
-/// `hint`) or a new chunk. Returns the inode and its chunk.
-pub(super) fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>, hint: u64) -> Result<(u64, u64), Error> {
-    let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+/// Takes a free inode slot, from a chunk with room (searching from where
+/// the last one was found) or a new chunk. Returns the inode.
+pub(super) fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
+    let hint = tx.hold_space().chunk_hint;
+    let mut tree = Tree::<InodeChunks>::open(tx.sb().inode_tree_root, OWNER_INODE_CHUNKS);
     let mut found = None;
     for from in [hint, 0] {
         scan(&tree, &TxNodes(tx), &block_key(from), &mut |key, value| {
@@ -87,13 +88,15 @@ pub(super) fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>, hint: u64) -> Result<
     let mut store = TreeStore::new(tx, OWNER_INODE_CHUNKS);
     tree.insert(&mut store, &block_key(chunk), &value)
         .map_err(tree_error)?;
-    tx.sb.inode_tree_root = tree.root;
-    Ok((ino, chunk))
+    tx.sb_mut().inode_tree_root = tree.root;
+    // Kept if the transaction fails too: it is only where to look first.
+    tx.hold_space().chunk_hint = chunk;
+    Ok(ino)
 }
 
 /// Allocates and zeroes a new inode chunk (four contiguous blocks).
 fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
-    let extent = tx.allocate_contiguous(CHUNK_INODE_BLOCKS, tx.sb.layout.data_start)?;
+    let extent = tx.allocate_contiguous(CHUNK_INODE_BLOCKS, tx.sb().layout.data_start)?;
     zero_blocks(tx, extent.start, extent.len)?;
     tx.rmap_add(
         RmapKey {
@@ -111,8 +114,9 @@ fn new_inode_chunk<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error> {
 /// is freed.
 pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
     let location = inode::location(ino).ok_or(Error::NotFound)?;
+    tx.hold_space();
     let chunk = location.chunk;
-    let mut tree = Tree::<InodeChunks>::open(tx.sb.inode_tree_root, OWNER_INODE_CHUNKS);
+    let mut tree = Tree::<InodeChunks>::open(tx.sb().inode_tree_root, OWNER_INODE_CHUNKS);
     let mut value = [0u8; 16];
     if !tree
         .get(&TxNodes(tx), &block_key(chunk), &mut value)
@@ -122,7 +126,7 @@ pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<
     }
     let bits = u64::from_le_bytes(value[..8].try_into().map_err(|_| Error::Invalid)?);
     let remaining = bits & !(1 << location.slot);
-    let root_chunk = inode::location(tx.sb.root_ino).map(|l| l.chunk);
+    let root_chunk = inode::location(tx.sb().root_ino).map(|l| l.chunk);
     let mut store = TreeStore::new(tx, OWNER_INODE_CHUNKS);
     if remaining == 0 && root_chunk != Some(chunk) {
         if !tree
@@ -131,7 +135,7 @@ pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<
         {
             return Err(Error::Corrupt(tree.root, Damage::Record));
         }
-        tx.sb.inode_tree_root = tree.root;
+        tx.sb_mut().inode_tree_root = tree.root;
         tx.free(space::Extent {
             start: chunk,
             len: CHUNK_INODE_BLOCKS,
@@ -148,7 +152,7 @@ pub(super) fn free_inode_slot<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<
         value[..8].copy_from_slice(&remaining.to_le_bytes());
         tree.insert(&mut store, &block_key(chunk), &value)
             .map_err(tree_error)?;
-        tx.sb.inode_tree_root = tree.root;
+        tx.sb_mut().inode_tree_root = tree.root;
     }
     Ok(())
 }

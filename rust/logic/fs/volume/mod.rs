@@ -37,8 +37,8 @@ use super::{
     cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
     tx::{
-        space_error, write_backup, Chain, Commits, Committed, CommittedSpace, Journal,
-        Reservations, Tx, TxTimes,
+        space_error, write_backup, Chain, Commits, Committed, CommittedSpace, HeldSpace, Journal,
+        Reservations, SpaceState, Tx, TxTimes,
     },
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs, TxContext,
 };
@@ -103,8 +103,6 @@ pub struct Volume<M: Media, S: Scratch> {
     chain: Chain,
     read_only: bool,
     shut_down: bool,
-    /// A chunk that had a free inode slot, where the next search starts.
-    chunk_hint: u64,
     /// Inodes that lost their last link and are not evicted yet: while
     /// there are any, the filesystem is never marked clean, so that the
     /// next mount frees them if this one cannot.
@@ -113,8 +111,6 @@ pub struct Volume<M: Media, S: Scratch> {
     zero_chunk: Option<u64>,
     /// Blocks with failed memory (`poison`).
     poisoned: Poisoned,
-    /// The data area's chunks: free whole, partly used, full.
-    chunks: ChunkCounts,
     /// Regions whose blocks can never map whole where they are, for
     /// compaction to place whole (`compact.rs`): `(ino, first block)`.
     misplaced: compact::Misplaced,
@@ -122,9 +118,6 @@ pub struct Volume<M: Media, S: Scratch> {
     candidates: compact::Candidates,
     /// Evicted orphans waiting to be freed together (`orphans.rs`).
     evicted: orphans::Evicted,
-    /// The mount used the backup superblock: the next commit rewrites the
-    /// primary whether or not the superblock changed.
-    rewrite_primary: bool,
     /// Where committed transactions' time went.
     times: TxTimes,
 }
@@ -202,18 +195,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             chain: Chain::new(pending.next_seq.wrapping_sub(1)),
             read_only,
             shut_down: false,
-            chunk_hint: 0,
             orphans: 0,
             zero_chunk: None,
             poisoned: Poisoned::NONE,
-            chunks: ChunkCounts::default(),
             misplaced: compact::Misplaced::default(),
             candidates: compact::Candidates::default(),
             evicted: orphans::Evicted::default(),
-            rewrite_primary: used_backup,
             times: TxTimes::default(),
         };
-        volume.count_chunks().map_err(|e| match e {
+        let chunks = volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(layout.summary_start, Damage::Space),
         })?;
@@ -230,6 +220,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 });
             }
         }
+        *volume.scratch.lock_space() = SpaceState::new(volume.sb, chunks, used_backup);
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
@@ -239,7 +230,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         if !read_only {
             let mark = volume.transact(|tx| {
-                tx.sb.state &= !STATE_CLEAN;
+                tx.sb_mut().state &= !STATE_CLEAN;
                 Ok(())
             });
             let orphans = if was_dirty {
@@ -310,7 +301,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         self.read_only = false;
         let marked = self.transact(|tx| {
-            tx.sb.state &= !STATE_CLEAN;
+            tx.sb_mut().state &= !STATE_CLEAN;
             Ok(())
         });
         if marked.is_err() {
@@ -328,7 +319,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             // Best effort: if this fails the next mount sees a dirty
             // filesystem and checks for orphans, which is still correct.
             let clean = self.transact(|tx| {
-                tx.sb.state |= STATE_CLEAN;
+                tx.sb_mut().state |= STATE_CLEAN;
                 Ok(())
             });
             let mut context = self.scratch.context();
@@ -401,7 +392,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// and full (the zero chunk counts as full: nothing else gets it).
     /// Kept up to date by every transaction: O(1).
     pub fn chunk_counts(&self) -> ChunkCounts {
-        let mut counts = self.chunks;
+        let mut counts = self.scratch.lock_space().chunks;
         if self.zero_chunk.is_some() && counts.free > 0 {
             counts.free -= 1;
             counts.full += 1;
@@ -411,18 +402,16 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// Counts the chunks from the free-space summary (at mount, after a
     /// repair): O(chunks).
-    fn count_chunks(&mut self) -> Result<(), Error> {
+    fn count_chunks(&self) -> Result<ChunkCounts, Error> {
         let reader = self.committed();
         let mut store = CommittedSpace {
             reader: &reader,
             layout: self.sb.layout,
         };
         let layout = self.sb.layout;
-        let counts = Space::new(&mut store, &layout)
+        Space::new(&mut store, &layout)
             .chunk_counts()
-            .map_err(space_error)?;
-        self.chunks = counts;
-        Ok(())
+            .map_err(space_error)
     }
 
     /// Counts the free blocks and the inodes in use again, from the maps
@@ -469,7 +458,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let end = layout.block_count / CHUNK_BLOCKS;
         // From the end of the device: where allocations come last.
         let mut context = self.scratch.context();
-        let tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
+        let mut space = HeldSpace::new(&self.scratch);
+        let tx = Tx::new(
+            &self.media,
+            self.sb,
+            context.parts(),
+            &self.scratch,
+            &mut space,
+        );
         // Not a chunk with failed memory, free or not: it is never
         // written, nor is a zero chunk that failed reused (`poison`).
         let chunk = (first..end).rev().find(|&chunk| {
@@ -532,6 +528,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         })
     }
 
+    /// The working memory (host tests look at its locks).
+    #[cfg(test)]
+    pub(in crate::logic::fs) fn scratch(&self) -> &S {
+        &self.scratch
+    }
+
     /// The root directory.
     pub fn root(&self) -> u64 {
         self.sb.root_ino
@@ -573,10 +575,16 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
         self.media.relax();
         let mut context = self.scratch.context();
-        let mut tx = Tx::new(&self.media, self.sb, context.parts(), &self.scratch);
+        let mut space = HeldSpace::new(&self.scratch);
+        let mut tx = Tx::new(
+            &self.media,
+            self.sb,
+            context.parts(),
+            &self.scratch,
+            &mut space,
+        );
         tx.hidden_chunk = self.zero_chunk;
         tx.poisoned = &self.poisoned;
-        tx.rewrite_primary = self.rewrite_primary;
         let start = self.media.now_ns();
         let result = op(&mut tx);
         // Whatever happens to the transaction, what the lookup caches
@@ -598,6 +606,14 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         };
         let built = self.media.now_ns().saturating_sub(start);
         let committed = tx.commit(self.commits());
+        // Published with the space lock held, if the transaction took it
+        // (nothing of space changed otherwise); then released.
+        if let (Ok((sb, effects)), Some(state)) = (&committed, space.taken()) {
+            state.set_sb(*sb);
+            state.rewrite_primary = false;
+            effects.chunk_moves.apply(&mut state.chunks);
+        }
+        drop(space);
         // Its home writes are done: the buffers are free for the next.
         drop(context);
         self.inodes().forget(&touched);
@@ -606,8 +622,6 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 self.inodes().put_written(&touched);
                 self.times.add(built, &effects.times);
                 self.sb = sb;
-                self.rewrite_primary = false;
-                effects.chunk_moves.apply(&mut self.chunks);
                 if let Some((ino, region)) = effects.misplaced {
                     self.misplaced.add(ino, region);
                 }

@@ -188,18 +188,15 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if new.mode & !(inode::S_IFMT | 0o7777) != 0 || file_type == FileType::Symlink {
             return Err(Error::Invalid);
         }
-        let hint = self.chunk_hint;
-        let mut used_chunk = hint;
-        let created = self.transact(|tx| {
+        self.transact(|tx| {
             let mut parent = live_directory(tx, dir)?;
-            let uuid = tx.sb.uuid;
+            let uuid = tx.sb().uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
             let new_dir = file_type == FileType::Directory;
             if new_dir && parent.nlink >= LINK_MAX {
                 return Err(Error::TooManyLinks);
             }
-            let (ino, chunk) = allocate_inode(tx, hint)?;
-            used_chunk = chunk;
+            let ino = allocate_inode(tx)?;
             let mut record = Inode {
                 mode: new.mode,
                 uid: new.uid,
@@ -258,15 +255,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             parent.mtime = new.now;
             parent.ctime = new.now;
             tx.put_inode(dir, &parent)?;
-            tx.sb.inode_count = tx
-                .sb
-                .inode_count
+            let count = &mut tx.sb_mut().inode_count;
+            *count = count
                 .checked_add(1)
                 .ok_or(Error::Corrupt(PRIMARY_BLOCK, Damage::Record))?;
             Ok((ino, record))
-        })?;
-        self.chunk_hint = used_chunk;
-        Ok(created)
+        })
     }
 
     /// A new name `name` in `dir` for `ino` (not a directory).
@@ -290,7 +284,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 return Err(Error::TooManyLinks);
             }
             let mut parent = live_directory(tx, dir)?;
-            let uuid = tx.sb.uuid;
+            let uuid = tx.sb().uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
             let (found, index) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
             if found.is_some() {
@@ -326,7 +320,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub(crate) fn rekey_dirent(&mut self, dir: u64, name: &[u8], key: &[u8; 12]) {
         let moved = self.transact(|tx| {
             let parent = tx.inode(dir)?;
-            let uuid = tx.sb.uuid;
+            let uuid = tx.sb().uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
             let (found, _) = dir_find(&tree, &TxNodes(tx), &uuid, name)?;
             let found = found.ok_or(Error::NotFound)?;
@@ -364,7 +358,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         check_name(name).map_err(to_name_error)?;
         let unlinked = self.transact(|tx| {
             let mut parent = live_directory(tx, dir)?;
-            let uuid = tx.sb.uuid;
+            let uuid = tx.sb().uuid;
             let mut tree = Tree::<Directory>::open(parent.map_root, dir);
             let check = |target: &Inode| match (want_dir, is_dir(target)) {
                 (false, true) => Err(Error::IsDir),
@@ -426,7 +420,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         check_name(old_name).map_err(to_name_error)?;
         check_name(new_name).map_err(to_name_error)?;
         let renamed = self.transact(|tx| {
-            let uuid = tx.sb.uuid;
+            let uuid = tx.sb().uuid;
             let old_parent = live_directory(tx, old_dir)?;
             let old_tree = Tree::<Directory>::open(old_parent.map_root, old_dir);
             let (source, _) = dir_find(&old_tree, &TxNodes(tx), &uuid, old_name)?;
@@ -469,7 +463,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                     if at == source.ino {
                         return Err(Error::Invalid);
                     }
-                    if at == tx.sb.root_ino {
+                    if at == tx.sb().root_ino {
                         break;
                     }
                     at = tx.inode(at)?.parent;

@@ -66,7 +66,8 @@ fn release<M: Media>(tx: &mut Tx<'_, M>, ino: u64) -> Result<(), Error> {
     }
     tx.clear_inode(ino)?;
     free_inode_slot(tx, ino)?;
-    tx.sb.inode_count = tx.sb.inode_count.saturating_sub(1);
+    let count = &mut tx.sb_mut().inode_count;
+    *count = count.saturating_sub(1);
     Ok(())
 }
 

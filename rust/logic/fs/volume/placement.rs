@@ -46,7 +46,7 @@ pub(super) fn place<M: Media>(
 ) -> Result<Extent, Error> {
     let region = at - at % CHUNK_BLOCKS;
     let region_end = region + CHUNK_BLOCKS;
-    let mut goal = goal_for(tree, &TxNodes(tx), &tx.sb.layout, at)?;
+    let mut goal = goal_for(tree, &TxNodes(tx), &tx.sb().layout, at)?;
     if at % GIB_BLOCKS == 0 && blocks >= at.saturating_add(GIB_BLOCKS) {
         // A whole GiB of the file begins: start it on a free GiB of the
         // device, so that it can map as one PUD; its later pieces
@@ -130,10 +130,14 @@ pub(super) fn place_copy<M: Media>(
     }
     let want = want.min(region + CHUNK_BLOCKS - at);
     // The file's own blocks just before, in the region: continue them.
-    if let Some((start, extent)) = extent_before(tree, &TxNodes(tx), &tx.sb.layout, at)? {
+    if let Some((start, extent)) = extent_before(tree, &TxNodes(tx), &tx.sb().layout, at)? {
         let end = start + u64::from(extent.len);
-        let (shared_before, _) =
-            shared_run(&tx.sb, &TxNodes(tx), extent.physical, u64::from(extent.len))?;
+        let (shared_before, _) = shared_run(
+            tx.sb(),
+            &TxNodes(tx),
+            extent.physical,
+            u64::from(extent.len),
+        )?;
         if end == at && start < at && end > region && !shared_before {
             let block = extent.physical + (at - start);
             if let Some(extent) = tx.allocate_at(block, want)? {
@@ -155,7 +159,7 @@ fn neighbour_place<M: Media>(
     region: u64,
 ) -> Result<Option<Option<u64>>, Error> {
     let nodes = TxNodes(tx);
-    let layout = &tx.sb.layout;
+    let layout = &tx.sb().layout;
     let next = match find_extent(tree, &nodes, layout, at)? {
         Lookup::Hole(next) => next,
         // Not a hole: nothing to place (the caller asked for a hole).

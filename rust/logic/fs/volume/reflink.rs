@@ -86,10 +86,12 @@ pub(super) fn shared_run<S: Nodes<Error = Error>>(
 /// Drops one reference to device blocks `start..start + len`: shared
 /// blocks lose a count, the rest are freed.
 pub(super) fn release<M: Media>(tx: &mut Tx<'_, M>, start: u64, len: u64) -> Result<(), Error> {
+    // What is shared decides what is freed: read under the lock.
+    tx.hold_space();
     let mut at = start;
     let end = start + len;
     while at < end {
-        let (shared, run) = shared_run(&tx.sb, &TxNodes(tx), at, end - at)?;
+        let (shared, run) = shared_run(tx.sb(), &TxNodes(tx), at, end - at)?;
         if shared {
             adjust_refcount(tx, at, run, -1)?;
         } else {
@@ -113,11 +115,12 @@ fn adjust_refcount<M: Media>(
     len: u64,
     delta: i64,
 ) -> Result<(), Error> {
-    let mut tree = Tree::<RefCounts>::open(tx.sb.refcount_root, kinds::OWNER_REFCOUNTS);
-    let damaged = Error::Corrupt(tx.sb.refcount_root, Damage::Record);
+    tx.hold_space();
+    let mut tree = Tree::<RefCounts>::open(tx.sb().refcount_root, kinds::OWNER_REFCOUNTS);
+    let damaged = Error::Corrupt(tx.sb().refcount_root, Damage::Record);
     let end = start.checked_add(len).ok_or(damaged)?;
     let (record_start, record_end, count) =
-        match refcount_at_or_before(&tx.sb, &TxNodes(tx), start)? {
+        match refcount_at_or_before(tx.sb(), &TxNodes(tx), start)? {
             Some(record) if start < record.end => (record.start, record.end, record.count),
             _ => (start, end, 1),
         };
@@ -126,7 +129,7 @@ fn adjust_refcount<M: Media>(
     }
     let new_count = count
         .checked_add_signed(delta)
-        .ok_or(Error::Corrupt(tx.sb.refcount_root, Damage::Record))?;
+        .ok_or(Error::Corrupt(tx.sb().refcount_root, Damage::Record))?;
     // Whether blocks are shared is cached with files' runs, and the
     // other sharers' records and trees do not change.
     tx.touched.all();
@@ -154,7 +157,7 @@ fn adjust_refcount<M: Media>(
         tree.insert(&mut store, &block_key(piece_start), &value)
             .map_err(tree_error)?;
     }
-    tx.sb.refcount_root = tree.root;
+    tx.sb_mut().refcount_root = tree.root;
     Ok(())
 }
 
@@ -212,7 +215,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                         source.map_root = tree.root;
                     }
                     let mapping = map_in(
-                        &tx.sb,
+                        tx.sb(),
                         &TxNodes(tx),
                         src,
                         &source,

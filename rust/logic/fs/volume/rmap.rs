@@ -234,6 +234,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             let free = CHUNK_BLOCKS - owned.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
             free_total += free;
             let fixed = self.transact(|tx| {
+                tx.hold_space();
                 let mut fixed = 0u64;
                 for (i, &want) in owned.iter().enumerate() {
                     let index = base / 64 + i as u64;
@@ -260,8 +261,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             ControlFlow::Continue(())
         })?;
         self.transact(|tx| {
-            tx.sb.free_blocks = free_total;
-            tx.sb.inode_count = inodes;
+            let sb = tx.sb_mut();
+            sb.free_blocks = free_total;
+            sb.inode_count = inodes;
             Ok(())
         })?;
         Ok(changed)
