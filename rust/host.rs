@@ -24,13 +24,14 @@ extern crate alloc;
 pub struct HeapScratch {
     contexts: alloc::vec::Vec<std::sync::Mutex<HeapContext>>,
     claims: fs::ContextClaims,
-    reservations: alloc::vec::Vec<u64>,
     checked: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     cache: HeapCache,
     lookups: std::sync::Mutex<HeapLookups>,
     journal: std::sync::Mutex<fs::Journal>,
     commit_waits: HostWaits,
     space: std::sync::Mutex<fs::SpaceState>,
+    lists: std::sync::Mutex<fs::VolumeLists>,
+    reservations: alloc::vec::Vec<core::sync::atomic::AtomicU64>,
     /// Times the space lock was taken (tests of which operations take it).
     space_locks: core::sync::atomic::AtomicU64,
 }
@@ -232,7 +233,6 @@ impl HeapScratch {
                 .map(|_| std::sync::Mutex::new(HeapContext::new()))
                 .collect(),
             claims,
-            reservations: alloc::vec![0; fs::RESERVATION_WORDS],
             checked: (0..cache_slots * fs::CHECKED_SLOTS_PER_CACHE_SLOT)
                 .map(|_| core::sync::atomic::AtomicU64::new(0))
                 .collect(),
@@ -244,6 +244,10 @@ impl HeapScratch {
             journal: std::sync::Mutex::default(),
             commit_waits: HostWaits::default(),
             space: std::sync::Mutex::default(),
+            lists: std::sync::Mutex::default(),
+            reservations: (0..fs::RESERVATION_WORDS)
+                .map(|_| core::sync::atomic::AtomicU64::new(0))
+                .collect(),
             space_locks: core::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -283,20 +287,20 @@ impl fs::Scratch for HeapScratch {
         &self.lookups
     }
 
-    fn reservations(&self) -> &[u64] {
-        &self.reservations
-    }
-
-    fn reservations_mut(&mut self) -> &mut [u64] {
-        &mut self.reservations
-    }
-
     fn journal(&self) -> &dyn fs::Locked<fs::Journal> {
         &self.journal
     }
 
     fn commit_waits(&self) -> &dyn fs::Waits {
         &self.commit_waits
+    }
+
+    fn reservations(&self) -> &[core::sync::atomic::AtomicU64] {
+        &self.reservations
+    }
+
+    fn lists(&self) -> &dyn fs::Locked<fs::VolumeLists> {
+        &self.lists
     }
 
     type SpaceGuard<'a> = std::sync::MutexGuard<'a, fs::SpaceState>;

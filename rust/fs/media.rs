@@ -27,8 +27,8 @@ use crate::{
         format::BLOCK_SIZE,
         fs::{
             CacheSlots, Claim, ContextClaims, InodeSlot, Journal, Locked, LookupSlots, MappingSlot,
-            Media, MediaFault, Scratch, ShardUse, SpaceState, TxContext, TxParts, Waits,
-            CACHE_SHARDS, CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS,
+            Media, MediaFault, Scratch, ShardUse, SpaceState, TxContext, TxParts, VolumeLists,
+            Waits, CACHE_SHARDS, CHECKED_SLOTS_PER_CACHE_SLOT, DEFERRED_WORDS, INODE_CACHE_SLOTS,
             MAPPING_CACHE_SLOTS, RESERVATION_WORDS, TX_LOG_BYTES, TX_MAX_BLOCKS,
         },
     },
@@ -241,6 +241,13 @@ impl<T: Send> Locked<T> for Mutex<T> {
     }
 }
 
+/// For state held only to change it, without I/O or sleeping.
+impl<T: Send> Locked<T> for SpinLock<T> {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut T)) {
+        f(&mut self.lock());
+    }
+}
+
 /// Checks of a commit turn's condition before a waiter sleeps: most waits
 /// end while the transaction before runs on the other CPU, and under TCG
 /// a sleep and wake-up cost tens of microseconds
@@ -303,13 +310,14 @@ pub(crate) struct Buffers {
     first_context: Pin<KBox<Mutex<TxBuffers>>>,
     more_contexts: KVec<Pin<KBox<Mutex<TxBuffers>>>>,
     claims: ContextClaims,
-    reservations: KVec<u64>,
     checked: VVec<AtomicU64>,
     cache: CacheMemory,
     lookups: LookupMemory,
     journal: Pin<KBox<Mutex<Journal>>>,
     commit_waits: Pin<KBox<CommitWaits>>,
     space: Pin<KBox<Mutex<SpaceState>>>,
+    lists: Pin<KBox<SpinLock<VolumeLists>>>,
+    reservations: KVec<AtomicU64>,
 }
 
 impl Buffers {
@@ -331,12 +339,14 @@ impl Buffers {
         for _ in 1..claims.count() {
             more_contexts.push(context()?, GFP_KERNEL)?;
         }
-        let mut reservations = KVec::new();
-        reservations.extend_with(RESERVATION_WORDS, 0u64, GFP_KERNEL)?;
         let mut inodes = KVec::new();
         inodes.extend_with(INODE_CACHE_SLOTS, None, GFP_KERNEL)?;
         let mut mappings = KVec::new();
         mappings.extend_with(MAPPING_CACHE_SLOTS, None, GFP_KERNEL)?;
+        let mut reservations = KVec::with_capacity(RESERVATION_WORDS, GFP_KERNEL)?;
+        for _ in 0..RESERVATION_WORDS {
+            reservations.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
         // Up to 256 KiB: virtually contiguous, like the cache.
         let mut checked = VVec::with_capacity(checked_slots, GFP_KERNEL)?;
         for _ in 0..checked_slots {
@@ -346,7 +356,6 @@ impl Buffers {
             first_context,
             more_contexts,
             claims,
-            reservations,
             checked,
             cache: CacheMemory::new(cache_slots)?,
             lookups: LookupMemory(KBox::pin_init(
@@ -366,6 +375,11 @@ impl Buffers {
                 GFP_KERNEL,
             )?,
             space: KBox::pin_init(new_mutex!(SpaceState::default(), "oxdax_space"), GFP_KERNEL)?,
+            lists: KBox::pin_init(
+                new_spinlock!(VolumeLists::default(), "oxdax_lists"),
+                GFP_KERNEL,
+            )?,
+            reservations,
         })
     }
 }
@@ -401,20 +415,20 @@ impl Scratch for Buffers {
         &self.lookups
     }
 
-    fn reservations(&self) -> &[u64] {
-        &self.reservations
-    }
-
-    fn reservations_mut(&mut self) -> &mut [u64] {
-        &mut self.reservations
-    }
-
     fn journal(&self) -> &dyn Locked<Journal> {
         &*self.journal
     }
 
     fn commit_waits(&self) -> &dyn Waits {
         &*self.commit_waits
+    }
+
+    fn reservations(&self) -> &[AtomicU64] {
+        &self.reservations
+    }
+
+    fn lists(&self) -> &dyn Locked<VolumeLists> {
+        &*self.lists
     }
 
     type SpaceGuard<'a> = Guard<'a, SpaceState, MutexBackend>;

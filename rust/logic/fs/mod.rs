@@ -104,16 +104,19 @@ pub trait Scratch {
     fn lookup_slots(&self) -> &dyn LookupSlots;
     /// [`RESERVATION_WORDS`], zero at mount: the chunks kept for open
     /// files' regions (here rather than in the volume, which a mount moves
-    /// on the kernel stack). Transactions read them.
-    fn reservations(&self) -> &[u64];
-    /// The same words, to change between transactions.
-    fn reservations_mut(&mut self) -> &mut [u64];
+    /// on the kernel stack). Read and changed only with the space lock
+    /// held ([`Scratch::lock_space`]), which orders every access.
+    fn reservations(&self) -> &[AtomicU64];
     /// The journal's place behind its lock (`journal.reserve` in the lock
     /// order of Documentation/oxdax/concurrency.rst), the default
     /// [`Journal`] until a mount sets it.
     fn journal(&self) -> &dyn Locked<Journal>;
     /// Where transactions wait for their turn to commit.
     fn commit_waits(&self) -> &dyn Waits;
+    /// The volume's lists of work for later behind their lock (the misc
+    /// lock of the lock order: a spinlock in the module), empty until a
+    /// mount.
+    fn lists(&self) -> &dyn Locked<VolumeLists>;
     /// The space lock held: see [`Scratch::lock_space`].
     type SpaceGuard<'a>: DerefMut<Target = SpaceState>
     where
@@ -437,4 +440,4 @@ pub use check::{check_files, Fact, FileReport, Problem};
 const OWNER_REVERSE_MAP: u64 = crate::logic::format::kinds::OWNER_REVERSE_MAP;
 
 pub use poison::{Poisoned, MAX_POISONED};
-pub use volume::{Volume, END_POSITION, EVICT_BATCH, FIRST_POSITION};
+pub use volume::{Volume, VolumeLists, END_POSITION, EVICT_BATCH, FIRST_POSITION};

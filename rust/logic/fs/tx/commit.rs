@@ -246,6 +246,7 @@ impl<'a, M: Media> Tx<'a, M> {
             chunk_moves: self.chunk_moves,
             taken: self.taken,
             misplaced: self.misplaced,
+            inode_chunk: self.inode_chunk,
         }
     }
 
@@ -330,12 +331,17 @@ impl<'a, M: Media> Tx<'a, M> {
             // runs (it held the original, which the runs change into the
             // shadow). Blocks freed now are not among them: `apply_frees`
             // made it forget them.
+            // Shadows (by index) with a run the media did not take.
+            let mut unwritten = 0u128;
             let write_run = &mut |block: u64, offset: usize, data: &[u8]| {
-                if let Some(at) = block
+                let written = block
                     .checked_mul(BLOCK_SIZE as u64)
                     .and_then(|b| b.checked_add(offset as u64))
-                {
-                    media.write(at, data);
+                    .is_some_and(|at| media.write(at, data));
+                if !written {
+                    if let Some(i) = tags.iter().take(used).position(|&tag| tag == block) {
+                        unwritten |= 1 << i;
+                    }
                 }
                 cache.patch(block, offset, data);
             };
@@ -365,9 +371,13 @@ impl<'a, M: Media> Tx<'a, M> {
                 // whole: lines it did not mark are as it read them, which
                 // may be older than another transaction's commit of them
                 // once several run (an inode block holds sixteen owners'
-                // records); the next read of such a block fills it.
+                // records); the next read of such a block fills it. Unless
+                // the media did not take its runs: then the copy is the
+                // one readable version of them, and with one transaction
+                // at a time it is current (stage 4b must shut down here).
                 let patched = unknown & 1 << i == 0 && cache.holds(block);
-                if freed_shadows & 1 << i == 0 && !patched && lines == ALL_LINES {
+                let owned = lines == ALL_LINES || unwritten & 1 << i != 0;
+                if freed_shadows & 1 << i == 0 && !patched && owned {
                     cache.put(block, shadow);
                 }
             }

@@ -51,7 +51,7 @@ pub(super) use commit::write_backup;
 pub use journal::Journal;
 use rmap::RmapChange;
 pub use space::RESERVATION_WORDS;
-pub(super) use space::{CommittedSpace, Reservations, Taken};
+pub(super) use space::{CommittedSpace, Reservations, ReservationsMut, Taken};
 pub(super) use space_lock::HeldSpace;
 use space_lock::SpaceHold;
 pub use space_lock::SpaceState;
@@ -162,14 +162,18 @@ pub(super) struct Tx<'a, M: Media> {
     /// How this transaction moved chunks between free whole, partly used
     /// and full (as the device's summary counts them).
     pub(super) chunk_moves: ChunkMoves,
-    /// Chunks kept for files' regions ([`Reservations`]' words).
-    pub(super) reservations: &'a [u64],
+    /// The words of the chunks kept for files' regions ([`Reservations`]:
+    /// read with the space lock held).
+    reservation_words: &'a [core::sync::atomic::AtomicU64],
     /// Chunks this transaction took for regions, to keep once committed.
     pub(super) taken: Taken,
     /// A region this transaction gave blocks that can never be one
     /// aligned run where they are: `(ino, first block of the region)`,
     /// for compaction to place it whole later.
     pub(in crate::logic::fs) misplaced: Option<(u64, u64)>,
+    /// The inode chunk this transaction took a slot of: where the next
+    /// inode allocation looks first, once committed.
+    pub(in crate::logic::fs) inode_chunk: Option<u64>,
     /// The commit's phases so far (`settle_ns`, `log_ns`, `home_ns`), and
     /// whether it wrote the log (`logged`).
     pub(super) times: TxTimes,
@@ -224,6 +228,8 @@ pub(super) struct Effects {
     pub(super) taken: Taken,
     /// A misplaced region (`Tx::misplaced`).
     pub(super) misplaced: Option<(u64, u64)>,
+    /// `Tx::inode_chunk`.
+    pub(super) inode_chunk: Option<u64>,
 }
 
 /// Changes to [`ChunkCounts`] by a transaction: the counts of the chunks
@@ -354,9 +360,10 @@ impl<'a, M: Media> Tx<'a, M> {
             avoided_chunk: None,
             chunk_moves: ChunkMoves::default(),
             poisoned: &NO_POISON,
-            reservations: scratch.reservations(),
+            reservation_words: scratch.reservations(),
             taken: Taken::default(),
             misplaced: None,
+            inode_chunk: None,
             times: TxTimes::default(),
             touched: Touched::default(),
             #[cfg(test)]

@@ -7,7 +7,9 @@
 use crate::logic::format::btree::Nodes;
 use crate::logic::fs::{Damage, Error, Media, MAX_DEFERRED};
 
-use super::{space_error, Committed, Tx};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{space_error, Committed, SpaceState, Tx};
 use crate::logic::format::{
     layout::Layout,
     space::{Extent, Space, SpaceStore},
@@ -55,30 +57,37 @@ pub const RESERVATION_WORDS: usize = 1 + 2 * RESERVATIONS;
 /// reservations end when it is closed or evicted; under space pressure the
 /// allocator uses reserved chunks too (Documentation/oxdax/allocator.rst).
 ///
-/// Kept in the scratch memory's words (`W`: `&[u64]` to read, `&mut
-/// [u64]` to change): a count, then `(chunk, ino)` pairs sorted by chunk
-/// (a chunk's first block), for the allocator's lookups.
-pub(in crate::logic::fs) struct Reservations<W>(pub(in crate::logic::fs) W);
+/// Kept in the scratch memory's words ([`crate::logic::fs::Scratch::reservations`]):
+/// a count, then `(chunk, ino)` pairs sorted by chunk (a chunk's first
+/// block), for the allocator's lookups. They are the space lock's: a
+/// reader shows the [`SpaceState`] it holds, a writer the state it holds
+/// to change (`space_lock.rs`). The words are atomics only so that they
+/// can be shared; the lock orders every access.
+pub(in crate::logic::fs) struct Reservations<'w> {
+    words: &'w [AtomicU64],
+}
 
-impl<W: AsRef<[u64]>> Reservations<W> {
-    fn words(&self) -> &[u64] {
-        self.0.as_ref()
+impl<'w> Reservations<'w> {
+    /// The reservations in `words`, read with the space lock held.
+    pub(in crate::logic::fs) fn new(words: &'w [AtomicU64], _locked: &'w SpaceState) -> Self {
+        Self { words }
+    }
+
+    fn word(&self, i: usize) -> u64 {
+        self.words.get(i).map_or(0, |w| w.load(Ordering::Relaxed))
+    }
+
+    fn room(&self) -> usize {
+        self.words.len().saturating_sub(1) / 2
     }
 
     fn len(&self) -> usize {
-        let room = self.words().len().saturating_sub(1) / 2;
-        self.words()
-            .first()
-            .map_or(0, |&n| usize::try_from(n).unwrap_or(room).min(room))
+        usize::try_from(self.word(0)).map_or(self.room(), |n| n.min(self.room()))
     }
 
     /// Entry `i`: `(chunk, ino)`.
     fn entry(&self, i: usize) -> (u64, u64) {
-        let w = self.words();
-        (
-            w.get(1 + 2 * i).copied().unwrap_or(0),
-            w.get(2 + 2 * i).copied().unwrap_or(0),
-        )
+        (self.word(1 + 2 * i), self.word(2 + 2 * i))
     }
 
     /// Where `chunk` is, or would go.
@@ -107,53 +116,63 @@ impl<W: AsRef<[u64]>> Reservations<W> {
 
     /// Whether one more can be kept.
     pub(in crate::logic::fs) fn has_room(&self) -> bool {
-        self.len() < self.words().len().saturating_sub(1) / 2
+        self.len() < self.room()
     }
 }
 
-impl<W: AsRef<[u64]> + AsMut<[u64]>> Reservations<W> {
-    fn set(&mut self, i: usize, (chunk, ino): (u64, u64)) {
-        let w = self.0.as_mut();
-        if let Some(pair) = w.get_mut(1 + 2 * i..3 + 2 * i) {
-            pair.copy_from_slice(&[chunk, ino]);
+/// [`Reservations`] to change, with the space lock held.
+pub(in crate::logic::fs) struct ReservationsMut<'w> {
+    kept: Reservations<'w>,
+}
+
+impl<'w> ReservationsMut<'w> {
+    /// The reservations in `words`, to change with the space lock held.
+    pub(in crate::logic::fs) fn new(words: &'w [AtomicU64], _locked: &'w mut SpaceState) -> Self {
+        Self {
+            kept: Reservations { words },
         }
     }
 
-    fn set_len(&mut self, len: usize) {
-        if let Some(n) = self.0.as_mut().first_mut() {
-            *n = len as u64;
+    fn set_word(&mut self, i: usize, value: u64) {
+        if let Some(word) = self.kept.words.get(i) {
+            word.store(value, Ordering::Relaxed);
         }
+    }
+
+    fn set(&mut self, i: usize, (chunk, ino): (u64, u64)) {
+        self.set_word(1 + 2 * i, chunk);
+        self.set_word(2 + 2 * i, ino);
     }
 
     /// Keeps the chunk starting at block `chunk` for inode `ino` (nothing
     /// if there is no room).
     pub(in crate::logic::fs) fn add(&mut self, chunk: u64, ino: u64) {
-        let Err(at) = self.search(chunk) else {
+        let Err(at) = self.kept.search(chunk) else {
             return;
         };
-        if !self.has_room() {
+        if !self.kept.has_room() {
             return;
         }
-        let len = self.len();
+        let len = self.kept.len();
         for i in (at..len).rev() {
-            let entry = self.entry(i);
+            let entry = self.kept.entry(i);
             self.set(i + 1, entry);
         }
         self.set(at, (chunk, ino));
-        self.set_len(len + 1);
+        self.set_word(0, len as u64 + 1);
     }
 
     /// Ends the reservations of inode `ino`.
     pub(in crate::logic::fs) fn release(&mut self, ino: u64) {
         let mut kept = 0;
-        for i in 0..self.len() {
-            let entry = self.entry(i);
+        for i in 0..self.kept.len() {
+            let entry = self.kept.entry(i);
             if entry.1 != ino {
                 self.set(kept, entry);
                 kept += 1;
             }
         }
-        self.set_len(kept);
+        self.set_word(0, kept as u64);
     }
 }
 
@@ -180,7 +199,15 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     type Error = Error;
     fn reserved(&self, chunk: u64) -> bool {
         let start = chunk * CHUNK_BLOCKS;
-        Reservations(self.reservations).contains(start) || self.taken.contains(start)
+        #[cfg(test)]
+        assert!(
+            self.space.held(),
+            "reservations read without the space lock"
+        );
+        // (Without the lock nothing is allocated: every chunk reads as kept.)
+        self.held_space().map_or(true, |state| {
+            Reservations::new(self.reservation_words, state).contains(start)
+        }) || self.taken.contains(start)
     }
     fn word(&self, index: u64) -> Result<u64, Error> {
         // A chunk's bitmap words are its own (512 blocks = 8 words), so a
@@ -361,7 +388,10 @@ impl<'a, M: Media> Tx<'a, M> {
     /// Whether a region may take a chunk of its own now (the transaction
     /// and the volume can remember one more).
     pub(in crate::logic::fs) fn may_take_chunk(&self) -> bool {
-        self.taken.len < self.taken.chunks.len() && Reservations(self.reservations).has_room()
+        self.taken.len < self.taken.chunks.len()
+            && self
+                .held_space()
+                .is_some_and(|state| Reservations::new(self.reservation_words, state).has_room())
     }
 
     /// Allocates blocks `offset..offset + len` of a whole free chunk near
@@ -374,10 +404,13 @@ impl<'a, M: Media> Tx<'a, M> {
         len: u64,
         ino: u64,
     ) -> Result<Option<Extent>, Error> {
-        if self.deferred_room() < 4 || !self.may_take_chunk() {
+        if self.deferred_room() < 4 {
             return Ok(None);
         }
         self.hold_space();
+        if !self.may_take_chunk() {
+            return Ok(None);
+        }
         let layout = self.layout;
         let extent = Space::new(self, &layout)
             .allocate_in_chunk(goal, offset, len)
@@ -462,25 +495,27 @@ mod tests {
 
     #[test]
     fn reservations_stay_sorted_and_end_per_file() {
-        let mut words = [0u64; RESERVATION_WORDS];
-        let mut r = Reservations(&mut words[..]);
+        let words: std::vec::Vec<AtomicU64> =
+            (0..RESERVATION_WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut state = SpaceState::default();
+        let mut r = ReservationsMut::new(&words, &mut state);
         for (i, chunk) in [5u64, 1, 9, 3, 7].into_iter().enumerate() {
             r.add(chunk * CHUNK_BLOCKS, 100 + i as u64 % 2);
         }
         r.add(3 * CHUNK_BLOCKS, 42);
-        assert_eq!(r.len(), 5);
-        assert!((0..4).all(|i| r.entry(i).0 < r.entry(i + 1).0));
-        assert!(r.contains(7 * CHUNK_BLOCKS) && !r.contains(2 * CHUNK_BLOCKS));
+        assert_eq!(r.kept.len(), 5);
+        assert!((0..4).all(|i| r.kept.entry(i).0 < r.kept.entry(i + 1).0));
+        assert!(r.kept.contains(7 * CHUNK_BLOCKS) && !r.kept.contains(2 * CHUNK_BLOCKS));
         r.release(100);
-        assert_eq!(r.len(), 2);
-        assert!(r.contains(1 * CHUNK_BLOCKS) && r.contains(3 * CHUNK_BLOCKS));
-        assert!(!r.contains(5 * CHUNK_BLOCKS));
+        assert_eq!(r.kept.len(), 2);
+        assert!(r.kept.contains(1 * CHUNK_BLOCKS) && r.kept.contains(3 * CHUNK_BLOCKS));
+        assert!(!r.kept.contains(5 * CHUNK_BLOCKS));
         for chunk in 10..10 + RESERVATIONS as u64 {
             r.add(chunk * CHUNK_BLOCKS, 7);
         }
-        assert!(!r.has_room() && r.len() == RESERVATIONS);
+        assert!(!r.kept.has_room() && r.kept.len() == RESERVATIONS);
         // A count the words cannot hold reads as what they hold.
-        words[0] = u64::MAX;
-        assert_eq!(Reservations(&words[..]).len(), RESERVATIONS);
+        words[0].store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(Reservations::new(&words, &state).len(), RESERVATIONS);
     }
 }

@@ -24,7 +24,8 @@ use crate::logic::{
     fs::{Media, Scratch},
 };
 
-/// What the space lock guards. The default is an unmounted volume's.
+/// What the space lock guards (and the reservation words, which are the
+/// scratch's: `Reservations`). The default is an unmounted volume's.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpaceState {
     /// The superblock as the last transaction that held the lock left it
@@ -32,7 +33,8 @@ pub struct SpaceState {
     sb: Option<Superblock>,
     /// The data area's chunks: free whole, partly used, full.
     pub(in crate::logic::fs) chunks: ChunkCounts,
-    /// A chunk that had a free inode slot, where the next search starts.
+    /// A chunk that had a free inode slot, where the next search starts
+    /// (set by a committed inode allocation).
     pub(in crate::logic::fs) chunk_hint: u64,
     /// The mount used the backup superblock: the next transaction that
     /// takes the lock writes the primary whether or not it changed it.
@@ -64,6 +66,8 @@ pub(in crate::logic::fs) trait SpaceHold {
     fn hold(&mut self) -> &mut SpaceState;
     /// Whether the lock is taken.
     fn held(&self) -> bool;
+    /// The state, if the lock is taken.
+    fn state(&self) -> Option<&SpaceState>;
 }
 
 /// [`SpaceHold`] over a [`Scratch`]'s lock. The caller of a commit keeps it
@@ -98,6 +102,10 @@ impl<S: Scratch> SpaceHold for HeldSpace<'_, S> {
 
     fn held(&self) -> bool {
         self.guard.is_some()
+    }
+
+    fn state(&self) -> Option<&SpaceState> {
+        self.guard.as_deref()
     }
 }
 
@@ -134,5 +142,12 @@ impl<M: Media> Tx<'_, M> {
     /// The superblock as this transaction sees it.
     pub(in crate::logic::fs) fn sb(&self) -> &Superblock {
         &self.sb
+    }
+
+    /// The space state, if this transaction holds the lock: what reads
+    /// the allocator's reservations (without the lock there is no
+    /// allocation to make).
+    pub(in crate::logic::fs) fn held_space(&self) -> Option<&SpaceState> {
+        self.space.state()
     }
 }

@@ -58,7 +58,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let free = self.statfs().free_blocks;
         let scattered = free.saturating_sub(counts.free.saturating_mul(CHUNK_BLOCKS));
         if scattered < CHUNK_BLOCKS || scattered < free / COMPACT_SCATTERED_PART {
-            self.candidates.len = 0;
+            self.with_lists(|lists| lists.candidates = Candidates::default());
             return Ok(None);
         }
         // Reads the committed maps (it writes nothing) and knows the
@@ -73,6 +73,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             &mut space,
         );
         tx.hidden_chunk = self.zero_chunk;
+        // The reservations are the space state's.
+        tx.hold_space();
         let poisoned = &self.poisoned;
         // Its used blocks if `chunk` may be emptied now.
         let usable = |tx: &Tx<'_, M>, chunk: u64| -> Result<Option<u64>, Error> {
@@ -90,7 +92,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 && !skip(chunk))
             .then_some(used))
         };
-        while let Some(chunk) = self.candidates.pop() {
+        while let Some(chunk) = self.with_lists(|lists| lists.candidates.pop()) {
             if usable(&tx, chunk)?.is_some() {
                 return Ok(Some(chunk));
             }
@@ -104,8 +106,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 found.keep(chunk, used);
             }
         }
-        self.candidates = found;
-        Ok(self.candidates.pop())
+        Ok(self.with_lists(|lists| {
+            lists.candidates = found;
+            lists.candidates.pop()
+        }))
     }
 
     /// Calls `visit` for each piece of file data in chunk `chunk`; `false`
@@ -202,12 +206,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// A region some transaction left misplaced, to place whole
     /// ([`Self::place_region_whole`]); `None` if there is none.
     pub fn take_misplaced(&mut self) -> Option<(u64, u64)> {
-        self.misplaced.take()
+        self.with_lists(|lists| lists.misplaced.take())
     }
 
     /// Whether a region waits to be placed whole.
     pub fn has_misplaced(&self) -> bool {
-        self.misplaced.len > 0
+        self.with_lists(|lists| lists.misplaced.len > 0)
     }
 
     /// Moves region `region` (its first block) of regular file `ino` into

@@ -549,7 +549,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// A file opened for writing was closed: the chunks kept for its
     /// regions are free for any allocation again.
     pub fn release(&mut self, ino: u64) {
-        self.reservations().release(ino);
+        self.end_reservations(ino);
     }
 
     /// Whether closing a file opened for writing could change anything:
@@ -558,7 +558,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// close need not call the volume at all: only an allocation or a
     /// transaction, each a later volume call, changes this.
     pub fn close_has_work(&mut self) -> bool {
-        !self.reservations().is_empty() || self.has_misplaced()
+        self.any_reservations() || self.has_misplaced()
     }
 
     /// After data was written up to byte `end`: size becomes at least

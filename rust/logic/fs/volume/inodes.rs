@@ -89,8 +89,7 @@ pub(super) fn allocate_inode<M: Media>(tx: &mut Tx<'_, M>) -> Result<u64, Error>
     tree.insert(&mut store, &block_key(chunk), &value)
         .map_err(tree_error)?;
     tx.sb_mut().inode_tree_root = tree.root;
-    // Kept if the transaction fails too: it is only where to look first.
-    tx.hold_space().chunk_hint = chunk;
+    tx.inode_chunk = Some(chunk);
     Ok(ino)
 }
 

@@ -24,21 +24,25 @@ mod compact;
 mod data;
 mod extents;
 mod inodes;
+mod lists;
 mod namei;
 mod orphans;
 mod placement;
 mod reflink;
 mod rmap;
 
+pub use lists::VolumeLists;
 pub use namei::{END_POSITION, FIRST_POSITION};
 pub use orphans::EVICT_BATCH;
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{
     cache::{BlockCache, InodeCache, MappingCache},
     checked::CheckedNodes,
     tx::{
         space_error, write_backup, Chain, Commits, Committed, CommittedSpace, HeldSpace, Journal,
-        Reservations, SpaceState, Tx, TxTimes,
+        Reservations, ReservationsMut, SpaceState, Tx, TxTimes,
     },
     Damage, Error, Media, MountError, MountReport, Poisoned, Scratch, StatFs, TxContext,
 };
@@ -102,22 +106,17 @@ pub struct Volume<M: Media, S: Scratch> {
     /// scratch's, behind its lock).
     chain: Chain,
     read_only: bool,
-    shut_down: bool,
+    /// Every call fails from now on (an atomic: calls that share the
+    /// volume set and read it).
+    shut_down: AtomicBool,
     /// Inodes that lost their last link and are not evicted yet: while
     /// there are any, the filesystem is never marked clean, so that the
     /// next mount frees them if this one cannot.
-    orphans: u64,
+    orphans: AtomicU64,
     /// The zero chunk (`reserve_zero_chunk`), if any.
     zero_chunk: Option<u64>,
     /// Blocks with failed memory (`poison`).
     poisoned: Poisoned,
-    /// Regions whose blocks can never map whole where they are, for
-    /// compaction to place whole (`compact.rs`): `(ino, first block)`.
-    misplaced: compact::Misplaced,
-    /// Chunks the last compaction scan found worth emptying.
-    candidates: compact::Candidates,
-    /// Evicted orphans waiting to be freed together (`orphans.rs`).
-    evicted: orphans::Evicted,
     /// Where committed transactions' time went.
     times: TxTimes,
 }
@@ -194,13 +193,10 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             sb,
             chain: Chain::new(pending.next_seq.wrapping_sub(1)),
             read_only,
-            shut_down: false,
-            orphans: 0,
+            shut_down: AtomicBool::new(false),
+            orphans: AtomicU64::new(0),
             zero_chunk: None,
             poisoned: Poisoned::NONE,
-            misplaced: compact::Misplaced::default(),
-            candidates: compact::Candidates::default(),
-            evicted: orphans::Evicted::default(),
             times: TxTimes::default(),
         };
         let chunks = volume.count_chunks().map_err(|e| match e {
@@ -280,7 +276,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// Marks the filesystem clean (if writable); every later call fails.
     pub fn unmount(&mut self) {
         self.mark_clean();
-        self.shut_down = true;
+        self.shut_down.store(true, Ordering::Release);
     }
 
     /// Switches between read-write and read-only (remount). Going
@@ -311,11 +307,11 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     }
 
     fn mark_clean(&mut self) {
-        if !self.read_only && !self.shut_down {
+        if !self.read_only && !self.is_shut_down() {
             // Best effort, as below: orphans left are the next mount's.
             let _ = self.free_evicted();
         }
-        if !self.read_only && !self.shut_down && self.orphans == 0 {
+        if !self.read_only && !self.is_shut_down() && self.orphans.load(Ordering::Acquire) == 0 {
             // Best effort: if this fails the next mount sees a dirty
             // filesystem and checks for orphans, which is still correct.
             let clean = self.transact(|tx| {
@@ -338,12 +334,12 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// After an error the caller cannot recover from: everything fails with
     /// `Error::Shutdown` from now on.
     pub fn shut_down(&mut self) {
-        self.shut_down = true;
+        self.shut_down.store(true, Ordering::Release);
     }
 
     /// Whether `shut_down` happened.
     pub fn is_shut_down(&self) -> bool {
-        self.shut_down
+        self.shut_down.load(Ordering::Acquire)
     }
 
     /// The device.
@@ -540,7 +536,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     }
 
     fn check_live(&self) -> Result<(), Error> {
-        if self.shut_down {
+        if self.is_shut_down() {
             Err(Error::Shutdown)
         } else {
             Ok(())
@@ -612,6 +608,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             state.set_sb(*sb);
             state.rewrite_primary = false;
             effects.chunk_moves.apply(&mut state.chunks);
+            if let Some(chunk) = effects.inode_chunk {
+                state.chunk_hint = chunk;
+            }
+            let mut reservations = ReservationsMut::new(self.scratch.reservations(), state);
+            for (chunk, ino) in effects.taken.iter() {
+                reservations.add(chunk, ino);
+            }
         }
         drop(space);
         // Its home writes are done: the buffers are free for the next.
@@ -623,11 +626,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 self.times.add(built, &effects.times);
                 self.sb = sb;
                 if let Some((ino, region)) = effects.misplaced {
-                    self.misplaced.add(ino, region);
-                }
-                let mut reservations = self.reservations();
-                for (chunk, ino) in effects.taken.iter() {
-                    reservations.add(chunk, ino);
+                    self.with_lists(|lists| lists.misplaced.add(ino, region));
                 }
                 Ok(value)
             }
@@ -637,7 +636,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 // A failed chain commits nothing more (and what it
                 // committed last may not be in memory).
                 if matches!(e, Error::Corrupt(..)) || self.chain.failed() {
-                    self.shut_down = true;
+                    self.shut_down.store(true, Ordering::Release);
                 }
                 Err(e)
             }
@@ -655,9 +654,17 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         }
     }
 
-    /// The chunks kept for the regions of open files.
-    fn reservations(&mut self) -> Reservations<&mut [u64]> {
-        Reservations(self.scratch.reservations_mut())
+    /// Ends the reservations of inode `ino` (its file was closed or
+    /// evicted).
+    fn end_reservations(&self, ino: u64) {
+        let mut state = self.scratch.lock_space();
+        ReservationsMut::new(self.scratch.reservations(), &mut state).release(ino);
+    }
+
+    /// Whether chunks are kept for any file's regions.
+    fn any_reservations(&self) -> bool {
+        let state = self.scratch.lock_space();
+        !Reservations::new(self.scratch.reservations(), &state).is_empty()
     }
 
     /// Committed inode records (`inode`), forgotten by the transactions

@@ -3,7 +3,7 @@
 //! Names in directories: lookup, create, link, unlink, rmdir, rename and
 //! readdir, and the directory records behind them.
 
-use core::ops::ControlFlow;
+use core::{ops::ControlFlow, sync::atomic::Ordering};
 
 use super::inodes::{allocate_inode, is_dir};
 use super::{TxNodes, Volume};
@@ -402,7 +402,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Ok(Unlinked { ino, inode: target })
         })?;
         if unlinked.inode.nlink == 0 {
-            self.orphans += 1;
+            self.orphans.fetch_add(1, Ordering::AcqRel);
         }
         Ok(unlinked)
     }
@@ -533,7 +533,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             })
         })?;
         if renamed.replaced.is_some_and(|(_, inode)| inode.nlink == 0) {
-            self.orphans += 1;
+            self.orphans.fetch_add(1, Ordering::AcqRel);
         }
         Ok(renamed)
     }

@@ -3,7 +3,7 @@
 //! Inodes with no links left: freed when their last user is gone, or at
 //! mount after a crash.
 
-use core::ops::ControlFlow;
+use core::{ops::ControlFlow, sync::atomic::Ordering};
 
 use super::inodes::free_inode_slot;
 use super::inodes::is_dir;
@@ -28,6 +28,18 @@ use crate::logic::fs::{
 /// clean and before `statfs` counts inodes. Their data is freed at
 /// eviction; what waits is a record, a slot and at most one tree node each.
 pub const EVICT_BATCH: usize = 16;
+
+/// What `evict` found of its inode on the list.
+#[derive(Default)]
+enum Queued {
+    /// It was queued already.
+    #[default]
+    Already,
+    /// It is queued now.
+    Now,
+    /// The list was full: here it is, taken off.
+    Full(Evicted),
+}
 
 /// Inodes evicted and not freed yet.
 #[derive(Default)]
@@ -79,8 +91,8 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     pub fn evict(&mut self, ino: u64) -> Result<bool, Error> {
         // Its reservations ended at close; a number used again must not
         // find any, nor regions waiting to be placed whole.
-        self.reservations().release(ino);
-        self.misplaced.forget(ino);
+        self.end_reservations(ino);
+        self.with_lists(|lists| lists.misplaced.forget(ino));
         let inode = self.inode(ino)?;
         if inode.nlink != 0 {
             return Ok(false);
@@ -98,31 +110,58 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.evicted.as_slice().contains(&ino) {
-            return Ok(freed_blocks);
+        // Queued, unless it is; a full batch is taken off the list first
+        // (under its lock, so that it is freed once) and freed: inode
+        // chunks may empty, and nodes go.
+        loop {
+            let queued = self.with_lists(|lists| {
+                let evicted = &mut lists.evicted;
+                if evicted.as_slice().contains(&ino) {
+                    return Queued::Already;
+                }
+                if evicted.count == EVICT_BATCH {
+                    return Queued::Full(core::mem::take(evicted));
+                }
+                if let Some(slot) = evicted.inos.get_mut(evicted.count) {
+                    *slot = ino;
+                    evicted.count += 1;
+                }
+                Queued::Now
+            });
+            match queued {
+                Queued::Already | Queued::Now => return Ok(freed_blocks),
+                Queued::Full(batch) => {
+                    self.free_batch(&batch)?;
+                    freed_blocks = true;
+                }
+            }
         }
-        if self.evicted.count == EVICT_BATCH {
-            // Inode chunks may empty, and nodes go.
-            self.free_evicted()?;
-            freed_blocks = true;
-        }
-        if let Some(slot) = self.evicted.inos.get_mut(self.evicted.count) {
-            *slot = ino;
-            self.evicted.count += 1;
-        }
-        Ok(freed_blocks)
+    }
+
+    /// `freed` orphans were freed.
+    fn forget_orphans(&self, freed: u64) {
+        let _ = self
+            .orphans
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(freed))
+            });
     }
 
     /// Whether evicted inodes wait to be freed.
     pub(super) fn evicted_waiting(&self) -> bool {
-        self.evicted.count > 0
+        self.with_lists(|lists| lists.evicted.count > 0)
     }
 
     /// Frees the inodes [`Self::evict`] queued: in one transaction, or one
     /// by one if they do not fit in one. On an error the rest stay
     /// orphans, for the next mount.
     pub fn free_evicted(&mut self) -> Result<(), Error> {
-        let evicted = core::mem::take(&mut self.evicted);
+        let evicted = self.with_lists(|lists| core::mem::take(&mut lists.evicted));
+        self.free_batch(&evicted)
+    }
+
+    /// Frees the inodes of `evicted`, taken off the list.
+    fn free_batch(&mut self, evicted: &Evicted) -> Result<(), Error> {
         let inos = evicted.as_slice();
         if inos.is_empty() {
             return Ok(());
@@ -132,13 +171,13 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             Err(Error::NoSpace) if inos.len() > 1 => {
                 for &ino in inos {
                     self.transact(|tx| release(tx, ino))?;
-                    self.orphans = self.orphans.saturating_sub(1);
+                    self.forget_orphans(1);
                 }
                 return Ok(());
             }
             Err(e) => return Err(e),
         }
-        self.orphans = self.orphans.saturating_sub(inos.len() as u64);
+        self.forget_orphans(inos.len() as u64);
         Ok(())
     }
 
@@ -194,7 +233,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             for &ino in batch.iter().take(count) {
                 // An orphan until freed: if this fails, the filesystem is
                 // not marked clean and the next mount tries again.
-                self.orphans += 1;
+                self.orphans.fetch_add(1, Ordering::AcqRel);
                 self.evict(ino)?;
             }
             self.free_evicted()?;
