@@ -8,9 +8,12 @@
 //! # Lock order (inside the volume lock, outermost first)
 //!
 //!   oxdax_tx_context     one per transaction context; a call holds one
+//!   oxdax_space          the space state ([`SpaceState`]): from a transaction's
+//!                        first touch of space until its commit published
 //!   oxdax_journal        the journal's place ([`Journal`])
 //!   oxdax_commit_waits   a leaf: the commit turn's condition variable
-//!   oxdax_cache_shard, oxdax_lookup_caches   spinlocks, leaves under any
+//!   oxdax_lists, oxdax_cache_shard, oxdax_lookup_caches   spinlocks, leaves
+//!                        under any
 
 use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
