@@ -119,6 +119,29 @@ pub struct Volume<M: Media, S: Scratch> {
     poisoned: Poisoned,
     /// Where committed transactions' time went.
     times: TxTimes,
+    /// What the space state said when it last changed, for what every
+    /// call reads after it (`chunk_counts`, `close_has_work`) without
+    /// taking the space lock.
+    published: PublishedSpace,
+}
+
+/// A copy of what the space state counts, made with its lock held.
+#[derive(Clone, Copy, Default)]
+struct PublishedSpace {
+    /// The data area's chunks: free whole, partly used, full.
+    chunks: ChunkCounts,
+    /// Whether chunks are kept for any file's regions.
+    reservations: bool,
+}
+
+impl PublishedSpace {
+    /// What `state`, held, says (its reservations in `words`).
+    fn of(state: &SpaceState, words: &[AtomicU64]) -> Self {
+        Self {
+            chunks: state.chunks,
+            reservations: !Reservations::new(words, state).is_empty(),
+        }
+    }
 }
 
 impl<M: Media, S: Scratch> Volume<M, S> {
@@ -198,6 +221,7 @@ impl<M: Media, S: Scratch> Volume<M, S> {
             zero_chunk: None,
             poisoned: Poisoned::NONE,
             times: TxTimes::default(),
+            published: PublishedSpace::default(),
         };
         let chunks = volume.count_chunks().map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
@@ -216,7 +240,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
                 });
             }
         }
-        *volume.scratch.lock_space() = SpaceState::new(volume.sb, chunks, used_backup);
+        let state = SpaceState::new(volume.sb, chunks, used_backup);
+        *volume.scratch.lock_space() = state;
+        volume.published = PublishedSpace::of(&state, volume.scratch.reservations());
         let root = volume.inode(volume.sb.root_ino).map_err(|e| match e {
             Error::Corrupt(block, what) => MountError::Corrupt(block, what),
             _ => MountError::Corrupt(volume.sb.root_ino >> 6, Damage::Inode),
@@ -388,7 +414,9 @@ impl<M: Media, S: Scratch> Volume<M, S> {
     /// and full (the zero chunk counts as full: nothing else gets it).
     /// Kept up to date by every transaction: O(1).
     pub fn chunk_counts(&self) -> ChunkCounts {
-        let mut counts = self.scratch.lock_space().chunks;
+        #[cfg(test)]
+        assert_eq!(self.published.chunks, self.scratch.lock_space().chunks);
+        let mut counts = self.published.chunks;
         if self.zero_chunk.is_some() && counts.free > 0 {
             counts.free -= 1;
             counts.full += 1;
@@ -604,19 +632,27 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         let committed = tx.commit(self.commits());
         // Published with the space lock held, if the transaction took it
         // (nothing of space changed otherwise); then released.
-        if let (Ok((sb, effects)), Some(state)) = (&committed, space.taken()) {
-            state.set_sb(*sb);
-            state.rewrite_primary = false;
-            effects.chunk_moves.apply(&mut state.chunks);
-            if let Some(chunk) = effects.inode_chunk {
-                state.chunk_hint = chunk;
+        let words = self.scratch.reservations();
+        let published = match (&committed, space.taken()) {
+            (Ok((sb, effects)), Some(state)) => {
+                state.set_sb(*sb);
+                state.rewrite_primary = false;
+                effects.chunk_moves.apply(&mut state.chunks);
+                if let Some(chunk) = effects.inode_chunk {
+                    state.chunk_hint = chunk;
+                }
+                let mut reservations = ReservationsMut::new(words, state);
+                for (chunk, ino) in effects.taken.iter() {
+                    reservations.add(chunk, ino);
+                }
+                Some(PublishedSpace::of(state, words))
             }
-            let mut reservations = ReservationsMut::new(self.scratch.reservations(), state);
-            for (chunk, ino) in effects.taken.iter() {
-                reservations.add(chunk, ino);
-            }
-        }
+            _ => None,
+        };
         drop(space);
+        if let Some(published) = published {
+            self.published = published;
+        }
         // Its home writes are done: the buffers are free for the next.
         drop(context);
         self.inodes().forget(&touched);
@@ -656,15 +692,22 @@ impl<M: Media, S: Scratch> Volume<M, S> {
 
     /// Ends the reservations of inode `ino` (its file was closed or
     /// evicted).
-    fn end_reservations(&self, ino: u64) {
+    fn end_reservations(&mut self, ino: u64) {
         let mut state = self.scratch.lock_space();
-        ReservationsMut::new(self.scratch.reservations(), &mut state).release(ino);
+        let words = self.scratch.reservations();
+        ReservationsMut::new(words, &mut state).release(ino);
+        self.published = PublishedSpace::of(&state, words);
     }
 
     /// Whether chunks are kept for any file's regions.
     fn any_reservations(&self) -> bool {
-        let state = self.scratch.lock_space();
-        !Reservations::new(self.scratch.reservations(), &state).is_empty()
+        #[cfg(test)]
+        assert_eq!(
+            self.published.reservations,
+            PublishedSpace::of(&self.scratch.lock_space(), self.scratch.reservations())
+                .reservations
+        );
+        self.published.reservations
     }
 
     /// Committed inode records (`inode`), forgotten by the transactions
