@@ -201,7 +201,7 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
         let start = chunk * CHUNK_BLOCKS;
         #[cfg(test)]
         assert!(
-            self.space.held(),
+            self.space.state().is_some(),
             "reservations read without the space lock"
         );
         // (Without the lock nothing is allocated: every chunk reads as kept.)
@@ -220,7 +220,10 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     }
     fn set_word(&mut self, index: u64, value: u64) -> Result<(), Error> {
         #[cfg(test)]
-        assert!(self.space.held(), "a bitmap change without the space lock");
+        assert!(
+            self.space.state().is_some(),
+            "a bitmap change without the space lock"
+        );
         // Poisoned blocks free on the device stay free there: only the
         // allocator's view has them used.
         let poisoned = self.poisoned.word_mask(index);
@@ -245,7 +248,10 @@ impl<M: Media> SpaceStore for Tx<'_, M> {
     }
     fn set_chunk_free(&mut self, chunk: u64, free: u32) -> Result<(), Error> {
         #[cfg(test)]
-        assert!(self.space.held(), "a summary change without the space lock");
+        assert!(
+            self.space.state().is_some(),
+            "a summary change without the space lock"
+        );
         // The count the device keeps includes the hidden poisoned blocks
         // (`set_word` already left their bits as the device has them).
         let free = free.saturating_add(self.poisoned_free(chunk)?);

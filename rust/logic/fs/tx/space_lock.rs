@@ -64,8 +64,6 @@ impl SpaceState {
 pub(in crate::logic::fs) trait SpaceHold {
     /// The state, locked now if it is not yet.
     fn hold(&mut self) -> &mut SpaceState;
-    /// Whether the lock is taken.
-    fn held(&self) -> bool;
     /// The state, if the lock is taken.
     fn state(&self) -> Option<&SpaceState>;
 }
@@ -100,10 +98,6 @@ impl<S: Scratch> SpaceHold for HeldSpace<'_, S> {
             .deref_mut()
     }
 
-    fn held(&self) -> bool {
-        self.guard.is_some()
-    }
-
     fn state(&self) -> Option<&SpaceState> {
         self.guard.as_deref()
     }
@@ -115,7 +109,7 @@ impl<M: Media> Tx<'_, M> {
     /// at a time, is the one it started from), and it holds the lock until
     /// the volume published its commit.
     pub(in crate::logic::fs) fn hold_space(&mut self) -> &mut SpaceState {
-        if !self.space.held() {
+        if self.space.state().is_none() {
             let state = self.space.hold();
             if let Some(sb) = state.sb {
                 // Everything that changes the superblock takes the lock
