@@ -29,18 +29,6 @@ use crate::logic::fs::{
 /// eviction; what waits is a record, a slot and at most one tree node each.
 pub const EVICT_BATCH: usize = 16;
 
-/// What `evict` found of its inode on the list.
-#[derive(Default)]
-enum Queued {
-    /// It was queued already.
-    #[default]
-    Already,
-    /// It is queued now.
-    Now,
-    /// The list was full: here it is, taken off.
-    Full(Evicted),
-}
-
 /// Inodes evicted and not freed yet.
 #[derive(Default)]
 pub(super) struct Evicted {
@@ -110,32 +98,27 @@ impl<M: Media, S: Scratch> Volume<M, S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        // Queued, unless it is; a full batch is taken off the list first
-        // (under its lock, so that it is freed once) and freed: inode
-        // chunks may empty, and nodes go.
-        loop {
-            let queued = self.with_lists(|lists| {
-                let evicted = &mut lists.evicted;
-                if evicted.as_slice().contains(&ino) {
-                    return Queued::Already;
-                }
-                if evicted.count == EVICT_BATCH {
-                    return Queued::Full(core::mem::take(evicted));
-                }
-                if let Some(slot) = evicted.inos.get_mut(evicted.count) {
-                    *slot = ino;
-                    evicted.count += 1;
-                }
-                Queued::Now
-            });
-            match queued {
-                Queued::Already | Queued::Now => return Ok(freed_blocks),
-                Queued::Full(batch) => {
-                    self.free_batch(&batch)?;
-                    freed_blocks = true;
-                }
+        // Queued now or before (`None`); but a full batch is taken off the
+        // list first (under its lock, so that it is freed once) and freed:
+        // inode chunks may empty, and nodes go.
+        while let Some(batch) = self.with_lists(|lists| {
+            let evicted = &mut lists.evicted;
+            if evicted.as_slice().contains(&ino) {
+                return None;
             }
+            if evicted.count == EVICT_BATCH {
+                return Some(core::mem::take(evicted));
+            }
+            if let Some(slot) = evicted.inos.get_mut(evicted.count) {
+                *slot = ino;
+                evicted.count += 1;
+            }
+            None
+        }) {
+            self.free_batch(&batch)?;
+            freed_blocks = true;
         }
+        Ok(freed_blocks)
     }
 
     /// `freed` orphans were freed.
